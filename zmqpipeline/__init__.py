@@ -1,0 +1,56 @@
+"""zmqpipeline: distribute a batch of work over ZeroMQ and collect every result exactly once.
+
+Write a :class:`Task`, a worker (:class:`SingleThreadedWorker` or
+:class:`MultiThreadedWorker`) and a :class:`Collector`; run a :class:`Distributor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from typing import Any
+
+from ._version import __version__
+from .collector import Collector
+from .constants import Settings
+from .distributor import Distributor, RunReport
+from .errors import (
+    ConfigurationError,
+    EndpointError,
+    ProtocolError,
+    SerializationError,
+    ServiceError,
+    ZmqPipelineError,
+)
+from .metadata import MetaDataWorker
+from .task import Task
+from .types import EndpointAddress, TaskType
+from .worker import MultiThreadedWorker, SingleThreadedWorker
+
+__all__ = [
+    "__version__",
+    "Collector",
+    "ConfigurationError",
+    "Distributor",
+    "EndpointAddress",
+    "EndpointError",
+    "MetaDataWorker",
+    "MultiThreadedWorker",
+    "ProtocolError",
+    "RunReport",
+    "SerializationError",
+    "ServiceError",
+    "Settings",
+    "SingleThreadedWorker",
+    "Task",
+    "TaskType",
+    "ZmqPipelineError",
+    "configureLogging",
+]
+
+logging.getLogger("zmqpipeline").addHandler(logging.NullHandler())
+
+
+def configureLogging(dict_config: dict[str, Any]) -> None:
+    """Configure logging from a :func:`logging.config.dictConfig` dictionary."""
+    logging.config.dictConfig(dict_config)

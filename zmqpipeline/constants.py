@@ -1,0 +1,95 @@
+"""Named defaults, each with its unit. No logic beyond reading overrides from the environment.
+
+Every value can be overridden per process by an environment variable of the same name
+prefixed with ``ZMQPIPELINE_`` (e.g. ``ZMQPIPELINE_HEARTBEAT_INTERVAL_S=0.1``), and per
+role by the keyword arguments / class attributes the roles document.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+__all__ = [
+    "HEARTBEAT_INTERVAL_S",
+    "LIVENESS_MISSES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_ATTEMPTS",
+    "RETRY_BACKOFF_S",
+    "RETRY_BACKOFF_MAX_S",
+    "PREFETCH",
+    "MAX_IN_FLIGHT",
+    "LINGER_MS",
+    "END_TIMEOUT_S",
+    "Settings",
+]
+
+#: How often a worker and the distributor tell each other they are alive.
+HEARTBEAT_INTERVAL_S = 0.5
+#: A peer silent for ``HEARTBEAT_INTERVAL_S * LIVENESS_MISSES`` seconds is dead (2 s).
+LIVENESS_MISSES = 4
+#: Largest message any role accepts (enforced with ZMQ_MAXMSGSIZE) or sends.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: An item is tried at most this many times (user code raised, its worker died, or it ran
+#: over its time limit); after the last failed try it is recorded as failed.
+MAX_ATTEMPTS = 3
+#: First retry waits this long; each further retry doubles it, up to the maximum.
+RETRY_BACKOFF_S = 0.05
+RETRY_BACKOFF_MAX_S = 2.0
+#: Items a worker holds beyond one per thread, so the next is there when one finishes.
+PREFETCH = 1
+#: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
+MAX_IN_FLIGHT = 10_000
+#: How long closing a socket may wait to flush what it still holds.
+LINGER_MS = 1000
+#: How long the distributor waits for the collector to confirm the end of a run.
+END_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The tunables of one role; :meth:`from_env` applies ``ZMQPIPELINE_*`` overrides."""
+
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    liveness_misses: int = LIVENESS_MISSES
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_attempts: int = MAX_ATTEMPTS
+    retry_backoff_s: float = RETRY_BACKOFF_S
+    retry_backoff_max_s: float = RETRY_BACKOFF_MAX_S
+    prefetch: int = PREFETCH
+    max_in_flight: int = MAX_IN_FLIGHT
+    linger_ms: int = LINGER_MS
+    end_timeout_s: float = END_TIMEOUT_S
+
+    @property
+    def liveness_s(self) -> float:
+        """Seconds of silence after which a peer counts as dead."""
+        return self.heartbeat_interval_s * self.liveness_misses
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        from .errors import ConfigurationError
+
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = os.environ.get("ZMQPIPELINE_" + field.name.upper())
+            if raw is None:
+                continue
+            kind = int if field.type in ("int", int) else float
+            try:
+                values[field.name] = kind(raw)
+            except ValueError:
+                raise ConfigurationError(
+                    f"environment variable ZMQPIPELINE_{field.name.upper()}={raw!r} "
+                    f"is not a valid {kind.__name__}"
+                ) from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = replace(cls(), **values)
+        for name in ("heartbeat_interval_s", "liveness_misses", "max_message_bytes", "max_attempts"):
+            if getattr(settings, name) <= 0:
+                raise ConfigurationError(f"setting {name} must be positive")
+        for name in ("prefetch", "max_in_flight"):
+            if getattr(settings, name) < 0:
+                raise ConfigurationError(f"setting {name} must not be negative")
+        return settings

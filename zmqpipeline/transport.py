@@ -1,0 +1,151 @@
+"""Socket set-up shared by every role: one place that creates, binds and connects.
+
+Also the two small pieces of plumbing every ``run()`` loop uses: :class:`StopSignal`
+(SIGINT/SIGTERM as a pollable event) and :class:`DropCounter` (bad input is counted and
+logged once per reason, so a flood of garbage cannot flood the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections import Counter
+from types import FrameType
+from typing import Any
+
+import zmq
+
+from .constants import Settings
+from .errors import ConfigurationError
+from .types import EndpointAddress
+
+__all__ = ["open_socket", "StopSignal", "DropCounter", "new_context"]
+
+
+def new_context() -> zmq.Context[Any]:
+    """A fresh context for one role (never the global instance: roles may share a process)."""
+    return zmq.Context()
+
+
+def open_socket(
+    ctx: zmq.Context[Any],
+    socket_type: int,
+    endpoint: str,
+    *,
+    bind: bool,
+    settings: Settings,
+    identity: bytes | None = None,
+    role: str = "",
+) -> zmq.Socket[Any]:
+    """Create a socket of ``socket_type`` and bind or connect it to ``endpoint``.
+
+    Every socket gets the message size limit and a bounded linger, so closing never hangs.
+    """
+    address = EndpointAddress(endpoint)
+    sock = ctx.socket(socket_type)
+    try:
+        sock.setsockopt(zmq.LINGER, settings.linger_ms)
+        sock.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
+        if identity is not None:
+            sock.setsockopt(zmq.IDENTITY, identity)
+        if socket_type == zmq.ROUTER:
+            # A send to a peer that has gone raises instead of vanishing silently,
+            # and a worker that reconnects under the same identity takes it over.
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        if bind:
+            if address.scheme == "ipc":
+                directory = os.path.dirname(address.location)
+                if directory:
+                    os.makedirs(directory, exist_ok=True)
+            try:
+                sock.bind(address)
+            except zmq.ZMQError as exc:
+                raise ConfigurationError(
+                    f"{role or 'role'} cannot bind {address}: {exc.strerror}"
+                ) from None
+        else:
+            try:
+                sock.connect(address)
+            except zmq.ZMQError as exc:
+                raise ConfigurationError(
+                    f"{role or 'role'} cannot connect to {address}: {exc.strerror}"
+                ) from None
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+class StopSignal:
+    """SIGINT/SIGTERM turned into a flag plus a readable fd for the poller.
+
+    Installed only when constructed in the main thread (signal handlers live there);
+    elsewhere :attr:`fd` is still pollable and :meth:`set` stops the loop.
+    """
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self.is_set = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    @property
+    def fd(self) -> int:
+        return self._read_fd
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        self.set()
+
+    def set(self) -> None:
+        self.is_set = True
+        try:
+            os.write(self._write_fd, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+
+class DropCounter:
+    """Counts dropped messages by reason; logs the first of each reason only."""
+
+    def __init__(self, logger: logging.Logger, where: str) -> None:
+        self._logger = logger
+        self._where = where
+        self.counts: Counter[str] = Counter()
+
+    def drop(self, reason: str, detail: str = "") -> None:
+        self.counts[reason] += 1
+        if self.counts[reason] == 1:
+            self._logger.warning(
+                "%s: dropped a message (%s%s); further drops of this kind are only counted",
+                self._where,
+                reason,
+                f": {detail}" if detail else "",
+            )
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def report(self) -> None:
+        if self.counts:
+            self._logger.warning(
+                "%s: dropped %d bad message(s): %s",
+                self._where,
+                self.total,
+                ", ".join(f"{reason} x{n}" for reason, n in sorted(self.counts.items())),
+            )

@@ -1,0 +1,1 @@
+"""Compatibility helpers kept from the 2014 API: ``messages``, ``serializer``, ``shutdown``."""

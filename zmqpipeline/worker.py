@@ -1,0 +1,446 @@
+"""Workers: ``SingleThreadedWorker`` and ``MultiThreadedWorker``.
+
+A worker connects a DEALER to its task's endpoint, announces how many items it can hold
+(its credit: threads + prefetch), executes the items it is given, pushes each result to
+the collector and gives the credit back. A separate heartbeat thread with its own socket
+keeps the worker alive in the distributor's eyes while user code runs for a long time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from typing import Any, ClassVar
+
+import zmq
+
+from . import protocol
+from .constants import Settings
+from .errors import ProtocolError
+from .metadata import MetaDataWorker
+from .task import check_class_attributes
+from .transport import DropCounter, StopSignal, new_context, open_socket
+from .types import EndpointAddress, TaskType
+
+__all__ = ["SingleThreadedWorker", "MultiThreadedWorker", "MetaDataWorker", "Worker"]
+
+logger = logging.getLogger("zmqpipeline.worker")
+
+_FROM_DISTRIBUTOR = frozenset(
+    {protocol.WELCOME, protocol.DATA, protocol.HEARTBEAT, protocol.RESET, protocol.END}
+)
+
+
+def _worker_id() -> bytes:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
+
+
+def _heartbeat(ctx: zmq.Context[Any], endpoint: str, wid: bytes, settings: Settings,
+               stopped: threading.Event) -> None:
+    """Tell the distributor ``wid`` is alive every interval, whatever the main thread does."""
+    sock = open_socket(ctx, zmq.DEALER, endpoint, bind=False, settings=settings, role="worker")
+    sock.setsockopt(zmq.SNDHWM, 2)  # an unreachable distributor needs no backlog of beats
+    frames = protocol.Codec(settings.max_message_bytes).heartbeat(wid)
+    try:
+        while not stopped.wait(settings.heartbeat_interval_s):
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+    finally:
+        sock.close(linger=0)
+
+
+class Worker:
+    """What single- and multi-threaded workers share: sockets, credit, the run loop."""
+
+    task_type: ClassVar[TaskType]
+    endpoint: ClassVar[EndpointAddress]
+    collector_endpoint: ClassVar[EndpointAddress]
+    #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
+    prefetch: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_class_attributes(cls, cls.__name__)
+
+    def __init__(self, *, settings: Settings | None = None) -> None:
+        for name in ("task_type", "endpoint", "collector_endpoint"):
+            if getattr(self, name, None) is None:
+                raise TypeError(f"{type(self).__name__} has no {name}")
+        self.settings = settings or Settings.from_env()
+        self.metadata: dict[str, Any] = {}
+        self.items_processed = 0
+        self.items_failed = 0
+        self.worker_id = _worker_id()
+        self.drops = DropCounter(logger, f"worker {self.task_type}")
+
+    # -- user hooks ---------------------------------------------------------------------
+
+    def init_worker(self) -> None:
+        """Runs once the distributor has accepted this worker; ``self.metadata`` is set."""
+
+    def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement handle_execution()")
+
+    # -- the loop -------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        prefetch = self.settings.prefetch if self.prefetch is None else self.prefetch
+        return self.n_slots + max(0, prefetch)
+
+    n_slots = 1
+
+    def run(self) -> None:
+        """Work until the distributor ends the run (or SIGINT/SIGTERM), then return."""
+        ctx = new_context()
+        stop = StopSignal()
+        stopped = threading.Event()
+        beat: threading.Thread | None = None
+        sockets: list[zmq.Socket[Any]] = []
+        self._codec = protocol.Codec(self.settings.max_message_bytes)
+        try:
+            dealer = open_socket(ctx, zmq.DEALER, self.endpoint, bind=False,
+                                 settings=self.settings, identity=self.worker_id, role="worker")
+            sockets.append(dealer)
+            push = open_socket(ctx, zmq.PUSH, self.collector_endpoint, bind=False,
+                               settings=self.settings, role="worker")
+            sockets.append(push)
+            beat = threading.Thread(
+                target=_heartbeat, name="zmqpipeline-heartbeat", daemon=True,
+                args=(ctx, self.endpoint, self.worker_id, self.settings, stopped),
+            )
+            beat.start()
+            self._dealer, self._push = dealer, push
+            self._loop(ctx, stop)
+        finally:
+            stopped.set()
+            if beat is not None:
+                beat.join()
+            self._shutdown()
+            for sock in sockets:
+                sock.close()
+            ctx.term()
+            stop.close()
+            self.drops.report()
+        logger.info(
+            "worker %s finished: %d item(s) processed, %d failed",
+            self.worker_id.decode(), self.items_processed, self.items_failed,
+        )
+
+    def _loop(self, ctx: zmq.Context[Any], stop: StopSignal) -> None:
+        self._run_id: int | None = None
+        self._accepted = False
+        self._initialized = False
+        self._ctx = ctx
+        self._send_ready()
+        poller = zmq.Poller()
+        poller.register(self._dealer, zmq.POLLIN)
+        poller.register(stop.fd, zmq.POLLIN)
+        self._register_extra(poller)
+        last_heard = time.monotonic()
+        liveness = self.settings.liveness_s
+        while True:
+            busy = self._work_available()
+            timeout = 0 if busy else max(1, int((last_heard + liveness - time.monotonic()) * 1000))
+            events = dict(poller.poll(timeout))
+            if stop.fd in events:
+                logger.info("worker %s: stop requested", self.worker_id.decode())
+                self._stop_early()
+                return
+            if self._dealer in events:
+                last_heard = time.monotonic()
+                if self._read_distributor():
+                    return
+            self._on_events(events)
+            if busy:
+                self._work_one()
+            elif not events and time.monotonic() - last_heard >= liveness:
+                logger.info("worker %s: distributor silent, announcing again", self.worker_id.decode())
+                self._send_ready()
+                last_heard = time.monotonic()
+
+    def _send_ready(self) -> None:
+        self._dealer.send_multipart(
+            self._codec.ready(self.task_type, self.capacity, self.capacity - self._held())
+        )
+
+    def _read_distributor(self) -> bool:
+        """Handle what the distributor sent; ``True`` when the run is over."""
+        while True:
+            try:
+                frames = self._dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return False
+            try:
+                kind, body = protocol.decode(frames)
+                if kind not in _FROM_DISTRIBUTOR:
+                    raise ProtocolError(f"{protocol.KIND_NAMES[kind]} from the distributor",
+                                        frames, "wrong direction")
+            except ProtocolError as exc:
+                self.drops.drop(exc.category, exc.reason)
+                continue
+            if kind == protocol.DATA:
+                if body[0] == self._run_id:
+                    self._receive_items(body[1])
+            elif kind == protocol.WELCOME:
+                if body[0] != self._run_id:
+                    self._drop_queued()
+                self._run_id = body[0]
+                self.metadata = body[1]
+                self._accepted = True
+                if not self._initialized:
+                    self._initialized = True
+                    self.init_worker()
+                    self._start_threads()
+            elif kind == protocol.RESET:
+                self._drop_queued()
+                self._accepted = False
+                self._send_ready()
+            elif kind == protocol.END:
+                return True
+
+    def _execute(self, seq: int, data: dict[str, Any]) -> None:
+        """Run user code on one item, push its result, give the credit back."""
+        try:
+            result = self.handle_execution(data)
+            frames = self._result_frames(seq, result)
+        except Exception:
+            self._report_failure(seq, traceback.format_exc(), "handle_execution")
+        else:
+            self._push.send_multipart(frames)
+            self.items_processed += 1
+        self._dealer.send_multipart(self._codec.credit(1))
+
+    def _result_frames(self, seq: int, result: Any, codec: protocol.Codec | None = None) -> list[bytes]:
+        if result is not None and not isinstance(result, dict):
+            raise TypeError(
+                f"{type(self).__name__} must return a dict or None for the collector, "
+                f"not {type(result).__name__}"
+            )
+        assert self._run_id is not None
+        return (codec or self._codec).result(self._run_id, self.task_type, seq, result)
+
+    def _report_failure(self, seq: int, error: str, where: str) -> None:
+        self.items_failed += 1
+        logger.error("item %s/%d raised in %s:\n%s", self.task_type, seq, where, error)
+        self._dealer.send_multipart(self._codec.fail(seq, error))
+
+    # -- what the two kinds of worker do differently ------------------------------------
+
+    def _held(self) -> int:
+        return 0
+
+    def _work_available(self) -> bool:
+        return False
+
+    def _work_one(self) -> None:
+        pass
+
+    def _receive_items(self, items: list[list[Any]]) -> None:
+        raise NotImplementedError
+
+    def _drop_queued(self) -> None:
+        pass
+
+    def _register_extra(self, poller: zmq.Poller) -> None:
+        pass
+
+    def _on_events(self, events: dict[Any, int]) -> None:
+        pass
+
+    def _start_threads(self) -> None:
+        pass
+
+    def _stop_early(self) -> None:
+        pass
+
+    def _shutdown(self) -> None:
+        pass
+
+
+class SingleThreadedWorker(Worker):
+    """Executes one item at a time in the process's own thread.
+
+    Implement ``handle_execution(self, data, *args, **kwargs)``: ``data`` is the dict the
+    task handed out; return a dict for the collector, or ``None``.
+    """
+
+    def __init__(self, *, settings: Settings | None = None) -> None:
+        super().__init__(settings=settings)
+        self._queue: deque[list[Any]] = deque()
+
+    def _held(self) -> int:
+        return len(self._queue)
+
+    def _work_available(self) -> bool:
+        return bool(self._queue) and self._accepted
+
+    def _receive_items(self, items: list[list[Any]]) -> None:
+        self._queue.extend(items)
+
+    def _work_one(self) -> None:
+        seq, data = self._queue.popleft()
+        self._execute(seq, data)
+
+    def _drop_queued(self) -> None:
+        self._queue.clear()
+
+    def _stop_early(self) -> None:
+        if self._queue:
+            self._dealer.send_multipart(self._codec.bye([seq for seq, _ in self._queue]))
+            self._queue.clear()
+        else:
+            self._dealer.send_multipart(self._codec.bye([]))
+
+
+_DONE = b""
+
+
+class MultiThreadedWorker(Worker):
+    """Executes up to ``n_threads`` items at once.
+
+    ``handle_execution(data)`` runs first, in the main thread; what it returns is handed to
+    ``handle_thread_execution(data, index)`` in one of the threads, whose return value (a
+    dict or ``None``) goes to the collector. ``init_thread(index)`` runs once per thread.
+    """
+
+    n_threads: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        n = cls.__dict__.get("n_threads")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise TypeError(f"{cls.__name__}.n_threads must be a positive int, got {n!r}")
+
+    def __init__(self, *, settings: Settings | None = None) -> None:
+        super().__init__(settings=settings)
+        self._items: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
+        self._in_threads = 0
+        self._threads: list[threading.Thread] = []
+        self._done_address = f"inproc://zmqpipeline-done-{uuid.uuid4().hex}"
+
+    @property
+    def n_slots(self) -> int:  # type: ignore[override]
+        return self.n_threads
+
+    def init_thread(self, worker_index: int) -> None:
+        """Runs once in each thread before it takes its first item."""
+
+    def handle_thread_execution(self, data: Any, index: int) -> dict[str, Any] | None:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement handle_thread_execution()"
+        )
+
+    def _held(self) -> int:
+        return self._in_threads
+
+    def _register_extra(self, poller: zmq.Poller) -> None:
+        self._done = self._ctx.socket(zmq.PULL)
+        self._done.bind(self._done_address)
+        poller.register(self._done, zmq.POLLIN)
+
+    def _start_threads(self) -> None:
+        for index in range(self.n_threads):
+            thread = threading.Thread(
+                target=self._thread_main, args=(index,), name=f"zmqpipeline-thread-{index}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _receive_items(self, items: list[list[Any]]) -> None:
+        for seq, data in items:
+            try:
+                handed = self.handle_execution(data)
+            except Exception:
+                self._report_failure(seq, traceback.format_exc(), "handle_execution")
+                self._dealer.send_multipart(self._codec.credit(1))
+                continue
+            self._in_threads += 1
+            self._items.put((seq, handed))
+
+    def _on_events(self, events: dict[Any, int]) -> None:
+        if self._done not in events:
+            return
+        credit = 0
+        while True:
+            try:
+                seq_raw, error = self._done.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._in_threads -= 1
+            credit += 1
+            seq = int.from_bytes(seq_raw, "big")
+            if error:
+                self.items_failed += 1
+                self._dealer.send_multipart(self._codec.fail(seq, error.decode(errors="replace")))
+            else:
+                self.items_processed += 1
+        if credit:
+            self._dealer.send_multipart(self._codec.credit(credit))
+
+    def _thread_main(self, index: int) -> None:
+        codec = protocol.Codec(self.settings.max_message_bytes)
+        push = open_socket(self._ctx, zmq.PUSH, self.collector_endpoint, bind=False,
+                           settings=self.settings, role="worker thread")
+        done = self._ctx.socket(zmq.PUSH)
+        done.connect(self._done_address)
+        try:
+            try:
+                self.init_thread(index)
+            except Exception:
+                logger.error("init_thread(%d) raised:\n%s", index, traceback.format_exc())
+            while True:
+                entry = self._items.get()
+                if entry is None:
+                    return
+                seq, data = entry
+                error = _DONE
+                try:
+                    result = self.handle_thread_execution(data, index)
+                    push.send_multipart(self._result_frames(seq, result, codec))
+                except Exception:
+                    text = traceback.format_exc()
+                    logger.error("item %s/%d raised in handle_thread_execution (thread %d):\n%s",
+                                 self.task_type, seq, index, text)
+                    error = text.encode()
+                done.send_multipart([seq.to_bytes(8, "big"), error])
+        finally:
+            push.close()
+            done.close()
+
+    def _stop_early(self) -> None:
+        handed_back: list[int] = []
+        while True:
+            try:
+                entry = self._items.get_nowait()
+            except queue.Empty:
+                break
+            if entry is not None:
+                handed_back.append(entry[0])
+                self._in_threads -= 1
+        self._join_threads()  # the threads finish the items they hold first
+        self._on_events({self._done: zmq.POLLIN})
+        self._dealer.send_multipart(self._codec.bye(handed_back))
+
+    def _join_threads(self) -> None:
+        for _ in self._threads:
+            self._items.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def _shutdown(self) -> None:
+        self._join_threads()
+        done = getattr(self, "_done", None)
+        if done is not None:
+            done.close()
