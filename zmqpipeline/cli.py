@@ -1,0 +1,171 @@
+"""The ``zmqpipeline`` command (also ``python -m zmqpipeline``).
+
+The only place in the package that configures logging output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._version import __version__
+from .discovery import UsageError, load_class, load_folder, load_module
+from .distributor import Distributor
+from .errors import ConfigurationError
+from .task import Task
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, status 2 (argparse prints usage too)
+        self.exit(2, f"zmqpipeline: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="zmqpipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"zmqpipeline {__version__}")
+    parser.add_argument("--log-level", default="WARNING",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log output on stderr (default WARNING)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a whole pipeline from a folder on this machine")
+    run.add_argument("path", help="folder holding the tasks, workers, collector (e.g. examples/singlethread)")
+    run.add_argument("--workers", type=_positive, default=1,
+                     help="processes per worker class (default 1)")
+    run.add_argument("--threads", type=_positive, default=None,
+                     help="threads per MultiThreadedWorker (default: the class's n_threads)")
+    run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.set_defaults(handler=_cmd_run)
+
+    lst = sub.add_parser("list", help="list the roles a folder defines")
+    lst.add_argument("path")
+    lst.set_defaults(handler=_cmd_list)
+
+    dist = sub.add_parser("distributor", help="run the distributor for the given tasks")
+    dist.add_argument("tasks", nargs="+", metavar="MODULE[:CLASS]",
+                      help="Task classes, or modules whose Task classes to register")
+    dist.add_argument("--collector", metavar="ENDPOINT",
+                      help="the collector's endpoint (default: from the Collector class found)")
+    dist.add_argument("--ack", metavar="ENDPOINT", help="the collector's ACK endpoint")
+    dist.add_argument("--metadata", metavar="ENDPOINT",
+                      help="wait for metadata from a MetaDataWorker at this endpoint")
+    dist.set_defaults(handler=_cmd_distributor)
+
+    for role, text in (("collector", "run a Collector"), ("worker", "run a worker"),
+                       ("metadata", "run a MetaDataWorker")):
+        one = sub.add_parser(role, help=text)
+        one.add_argument("target", metavar="MODULE:CLASS")
+        one.set_defaults(handler=_cmd_role, role=role)
+
+    try:
+        from .service_cli import add_service_commands
+    except ImportError:  # service mode not installed in this build
+        pass
+    else:
+        add_service_commands(sub)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .local import run_local
+
+    return run_local(load_folder(args.path), args.workers, args.threads, args.quiet)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    pipeline = load_folder(args.path)
+    print(f"{args.path}:")
+    for task in pipeline.tasks:
+        deps = ", ".join(task.dependencies) or "none"
+        print(f"  task       {task.__name__:<24} type {task.task_type:<12} "
+              f"endpoint {task.endpoint}  depends on {deps}")
+    for worker in pipeline.workers:
+        threads = getattr(worker, "n_threads", None)
+        kind = f"{threads} threads" if "MultiThreaded" in str(worker.__mro__) else "single-threaded"
+        print(f"  worker     {worker.__name__:<24} type {worker.task_type:<12} "
+              f"endpoint {worker.endpoint}  {kind}")
+    for collector in pipeline.collectors:
+        print(f"  collector  {collector.__name__:<24} endpoint {collector.endpoint}  "
+              f"ack {collector.ack_endpoint}")
+    for meta in pipeline.metadata_workers:
+        print(f"  metadata   {meta.__name__:<24} endpoint {meta.endpoint}")
+    if not (pipeline.tasks or pipeline.workers or pipeline.collectors):
+        raise UsageError(f"{args.path}: no Task, worker or Collector subclass found")
+    return 0
+
+
+def _cmd_distributor(args: argparse.Namespace) -> int:
+    tasks: list[type[Task]] = []
+    collector_eps: tuple[str, str] | None = None
+    for spec in args.tasks:
+        if ":" in spec:
+            tasks.append(load_class(spec, "task"))
+            continue
+        module = load_module(spec)
+        pipeline_like = [v for v in vars(module).values()
+                         if isinstance(v, type) and issubclass(v, Task) and v is not Task
+                         and v.__module__ == module.__name__]
+        if not pipeline_like:
+            raise UsageError(f"{spec} defines no Task subclass")
+        tasks += pipeline_like
+    if args.collector is None or args.ack is None:
+        from .collector import Collector
+
+        found = [c for c in _all_subclasses(Collector) if getattr(c, "ack_endpoint", None)]
+        if len(found) == 1:
+            collector_eps = (found[0].endpoint, found[0].ack_endpoint)
+        elif args.collector is None or args.ack is None:
+            raise UsageError("give --collector and --ack (no single Collector class was imported)")
+    collector_ep = args.collector or (collector_eps[0] if collector_eps else "")
+    ack_ep = args.ack or (collector_eps[1] if collector_eps else "")
+    dist = Distributor(collector_ep, ack_ep, receive_metadata=args.metadata is not None,
+                       metadata_endpoint=args.metadata, tasks=tasks)
+    report = dist.run()
+    print(f"collected {report.collected}, failed {len(report.failed)}, "
+          f"{report.wall_time_s:.2f} s" + (" (stopped early)" if report.aborted else ""))
+    return 0 if report.ok else 1
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def _cmd_role(args: argparse.Namespace) -> int:
+    cls = load_class(args.target, args.role)
+    cls().run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return int(args.handler(args))
+    except (UsageError, ConfigurationError, TypeError) as exc:
+        print(f"zmqpipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
