@@ -15,7 +15,7 @@ from . import protocol
 from .constants import Settings
 from .errors import ProtocolError
 from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, new_context, open_socket
+from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
 
@@ -105,8 +105,7 @@ class Collector:
             sockets.append(acks)
             self._loop(pull, acks, stop)
         finally:
-            for sock in sockets:
-                sock.close()
+            close_sockets(sockets)
             ctx.term()
             stop.close()
             self.drops.report()

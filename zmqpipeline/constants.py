@@ -22,6 +22,7 @@ __all__ = [
     "MAX_IN_FLIGHT",
     "LINGER_MS",
     "END_TIMEOUT_S",
+    "END_GRACE_S",
     "Settings",
 ]
 
@@ -45,6 +46,9 @@ MAX_IN_FLIGHT = 10_000
 LINGER_MS = 1000
 #: How long the distributor waits for the collector to confirm the end of a run.
 END_TIMEOUT_S = 5.0
+#: After the end, how long the distributor still answers a worker that only now connects
+#: (a worker started first retries its connection every 100 ms) with END, so it exits too.
+END_GRACE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Settings:
     max_in_flight: int = MAX_IN_FLIGHT
     linger_ms: int = LINGER_MS
     end_timeout_s: float = END_TIMEOUT_S
+    end_grace_s: float = END_GRACE_S
 
     @property
     def liveness_s(self) -> float:

@@ -18,7 +18,7 @@ from .constants import Settings
 from .errors import ConfigurationError, ProtocolError
 from .scheduler import COLLECTOR, Scheduler, check_dependencies
 from .task import Task
-from .transport import DropCounter, StopSignal, new_context, open_socket
+from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from .types import EndpointAddress
 
 __all__ = ["Distributor", "RunReport"]
@@ -160,8 +160,7 @@ class Distributor:
                 sockets.append(meta)
             self._loop(scheduler, stop, routers, to_collector, acks, meta)
         finally:
-            for sock in sockets:
-                sock.close()
+            close_sockets(sockets)
             ctx.term()
             stop.close()
         self.drops.report()
@@ -204,19 +203,21 @@ class Distributor:
         next_waiting_log = now + _WAITING_LOG_S
         finished_confirmed = False
         end_deadline: float | None = None
+        grace_end = 0.0
         while True:
             self._flush(scheduler, routers, to_collector, now)
             if scheduler.done:
                 if end_deadline is None:
                     end_deadline = now + self.settings.end_timeout_s
-                if finished_confirmed or now >= end_deadline:
+                    grace_end = now + self.settings.end_grace_s
+                if (finished_confirmed and now >= grace_end) or now >= end_deadline:
                     break
             wake = min(next_beat, next_progress)
             retry_at = scheduler.next_wakeup(now)
             if retry_at is not None:
                 wake = min(wake, retry_at)
             if end_deadline is not None:
-                wake = min(wake, end_deadline)
+                wake = min(wake, end_deadline if not finished_confirmed else grace_end)
             timeout_ms = max(0, int((wake - now) * 1000) + 1)
             events = dict(poller.poll(timeout_ms))
             now = time.monotonic()

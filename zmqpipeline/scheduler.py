@@ -260,10 +260,10 @@ class Scheduler:
             worker.capacity = capacity
             worker.credit = max(0, min(free, capacity))
             worker.last_seen = now
-        if state.active and self.started:
-            self._accept(state, worker)
-        elif state.finished:
+        if self.done or state.finished:
             self.outbox.append((endpoint, wid, self.codec.end(self.run, self.summary(False))))
+        elif state.active and self.started:
+            self._accept(state, worker)
 
     def _on_fail(
         self, state: TaskState, worker: WorkerRecord, seq: int, error: str, now: float

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import weakref
 from collections import Counter
 from types import FrameType
 from typing import Any
@@ -21,7 +22,11 @@ from .constants import Settings
 from .errors import ConfigurationError
 from .types import EndpointAddress
 
-__all__ = ["open_socket", "StopSignal", "DropCounter", "new_context"]
+__all__ = ["open_socket", "close_sockets", "StopSignal", "DropCounter", "new_context"]
+
+
+# ipc files this process bound, removed when their socket is closed (libzmq leaves them).
+_bound_ipc_files: weakref.WeakKeyDictionary[zmq.Socket[Any], str] = weakref.WeakKeyDictionary()
 
 
 def new_context() -> zmq.Context[Any]:
@@ -66,6 +71,8 @@ def open_socket(
                 raise ConfigurationError(
                     f"{role or 'role'} cannot bind {address}: {exc.strerror}"
                 ) from None
+            if address.scheme == "ipc":
+                _bound_ipc_files[sock] = address.location
         else:
             try:
                 sock.connect(address)
@@ -77,6 +84,18 @@ def open_socket(
         sock.close(linger=0)
         raise
     return sock
+
+
+def close_sockets(sockets: list[zmq.Socket[Any]]) -> None:
+    """Close ``sockets`` and remove the ipc files they bound."""
+    for sock in sockets:
+        path = _bound_ipc_files.pop(sock, None)
+        sock.close()
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 class StopSignal:

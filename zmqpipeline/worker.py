@@ -26,7 +26,7 @@ from .constants import Settings
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
 from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, new_context, open_socket
+from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from .types import EndpointAddress, TaskType
 
 __all__ = ["SingleThreadedWorker", "MultiThreadedWorker", "MetaDataWorker", "Worker"]
@@ -126,8 +126,7 @@ class Worker:
             if beat is not None:
                 beat.join()
             self._shutdown()
-            for sock in sockets:
-                sock.close()
+            close_sockets(sockets)
             ctx.term()
             stop.close()
             self.drops.report()

@@ -1,0 +1,220 @@
+"""End to end: real distributor, collector and worker processes over ipc and tcp."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from zmqpipeline import MetaDataWorker
+
+from pipelines import load, make_collector, make_task, make_worker, run_distributor
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _check_exactly_once(results: dict, n: int, task_type: str = "FIRST") -> None:
+    seen = Counter(item[1]["i"] for item in results["items"] if item[0] == task_type)
+    assert sorted(seen) == list(range(1, n + 1)), "every item collected"
+    assert set(seen.values()) == {1}, "each item collected once"
+
+
+def _all_exit_zero(procs, timeout: float = 30.0) -> None:
+    codes = procs.join(timeout)
+    assert codes == {name: 0 for name in codes}, codes
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_every_item_collected_once(procs, endpoints, transport, n_workers):
+    task = make_task(endpoints.worker, 300)
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints)
+    procs.start("collector", lambda: collector().run())
+    for k in range(n_workers):
+        procs.start(f"worker{k}", lambda: worker().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    _all_exit_zero(procs)
+    results, report = load(endpoints.results), load(endpoints.report)
+    _check_exactly_once(results, 300)
+    assert report["collected"] == {"FIRST": 300} and report["failed"] == []
+    assert results["finished"]["collected"] == {"FIRST": 300}
+    assert all(item[2] == "SUCCESS" for item in results["items"])
+    assert all(item[1]["msgtype"] == "DATA" for item in results["items"])
+    assert len(report["per_worker"]) == n_workers
+    assert sum(report["per_worker"].values()) == 300
+
+
+def test_two_workers_share_the_load(procs, endpoints):
+    task = make_task(endpoints.worker, 100, delay=0.01)
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints)
+    procs.start("collector", lambda: collector().run())
+    procs.start("worker0", lambda: worker().run())
+    procs.start("worker1", lambda: worker().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    _all_exit_zero(procs)
+    shares = sorted(load(endpoints.report)["per_worker"].values())
+    assert sum(shares) == 100 and shares[0] >= 25, shares
+
+
+def test_multithreaded_worker_with_ten_threads(procs, endpoints, transport):
+    task = make_task(endpoints.worker, 200, delay=0.005)
+    worker = make_worker(endpoints.worker, endpoints.collector, threads=10)
+    collector = make_collector(endpoints)
+    procs.start("collector", lambda: collector().run())
+    procs.start("worker", lambda: worker().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    _all_exit_zero(procs)
+    results = load(endpoints.results)
+    _check_exactly_once(results, 200)
+    threads_used = {item[1]["thread"] for item in results["items"]}
+    assert len(threads_used) > 1 and threads_used <= set(range(10))
+    assert all(item[1]["main"] for item in results["items"]), "handle_execution ran first"
+
+
+def test_dependency_is_collected_before_dependent_starts(procs, endpoints, transport):
+    first = make_task(endpoints.worker, 60, "FIRST", delay=0.002)
+    second = make_task(endpoints.worker2, 60, "SECOND", dependencies=["FIRST"])
+    collector = make_collector(endpoints)
+    procs.start("collector", lambda: collector().run())
+    w1 = make_worker(endpoints.worker, endpoints.collector, "FIRST")
+    w2 = make_worker(endpoints.worker2, endpoints.collector, "SECOND")
+    procs.start("second-worker", lambda: w2().run())  # waiting before FIRST is done
+    procs.start("first-worker", lambda: w1().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [first, second]))
+    _all_exit_zero(procs)
+    results = load(endpoints.results)
+    order = [item[0] for item in results["items"]]
+    assert order == ["FIRST"] * 60 + ["SECOND"] * 60
+    _check_exactly_once(results, 60, "FIRST")
+    _check_exactly_once(results, 60, "SECOND")
+    assert results["task_type"] == "SECOND"
+
+
+def test_metadata_reaches_tasks_workers_and_collector(procs, endpoints, transport):
+    class Meta(MetaDataWorker):
+        endpoint = endpoints.meta
+
+        def get_metadata(self):
+            return {"v": "meta-value"}
+
+    task = make_task(endpoints.worker, 5)
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints)
+    procs.start("worker", lambda: worker().run())
+    procs.start("collector", lambda: collector().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task], metadata=True))
+    procs.start("metadata", lambda: Meta().run())
+    _all_exit_zero(procs)
+    results = load(endpoints.results)
+    assert results["metadata"] == {"v": "meta-value"}
+    for _, data, _, collector_meta in results["items"]:
+        assert data["task_metadata"] == "meta-value"  # Task.initialize
+        assert data["handle_data"] == "meta-value"  # handle()'s data
+        assert data["worker_metadata"] == "meta-value"  # worker.metadata
+        assert data["initialized"] == "meta-value"  # set by init_worker
+        assert collector_meta == "meta-value"  # collector.metadata
+
+
+ORDERS = [
+    ("collector", "worker", "distributor"),
+    ("worker", "distributor", "collector"),
+    ("distributor", "worker", "collector"),
+    ("distributor", "collector", "worker"),
+    ("worker", "collector", "distributor"),
+]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids="-".join)
+def test_any_start_order_completes(procs, endpoints, transport, order):
+    task = make_task(endpoints.worker, 50)
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints)
+    targets = {
+        "collector": lambda: collector().run(),
+        "worker": lambda: worker().run(),
+        "distributor": lambda: run_distributor(endpoints, [task]),
+    }
+    for name in order:
+        procs.start(name, targets[name])
+        time.sleep(0.2)  # not synchronisation: gives the earlier role a head start
+    _all_exit_zero(procs)
+    _check_exactly_once(load(endpoints.results), 50)
+
+
+def test_ack_data_reaches_the_task_and_can_hold_items_back(procs, endpoints):
+    task = make_task(endpoints.worker, 30, hold_until_acked=True)
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints, ack_data=True)
+    procs.start("collector", lambda: collector().run())
+    procs.start("worker0", lambda: worker().run())
+    procs.start("worker1", lambda: worker().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    _all_exit_zero(procs)
+    collected = [item[1]["i"] for item in load(endpoints.results)["items"]]
+    # held back until each ACK returned, so even two workers deliver strictly in order
+    assert collected == list(range(1, 31))
+
+
+def test_late_worker_gets_work(procs, endpoints):
+    import multiprocessing
+
+    halfway = multiprocessing.get_context("fork").Event()
+    task = make_task(endpoints.worker, 200, delay=0.01)
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints, progress=halfway, progress_after=20)
+    procs.start("collector", lambda: collector().run())
+    procs.start("early", lambda: worker().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    assert halfway.wait(30)
+    procs.start("late", lambda: worker().run())
+    _all_exit_zero(procs)
+    shares = load(endpoints.report)["per_worker"]
+    assert len(shares) == 2 and min(shares.values()) > 0, shares
+    _check_exactly_once(load(endpoints.results), 200)
+
+
+def test_every_role_exits_within_two_seconds_of_the_end(procs, endpoints):
+    task = make_task(endpoints.worker, 20)
+    worker = make_worker(endpoints.worker, endpoints.collector, threads=4)
+    collector = make_collector(endpoints)
+    procs.start("collector", lambda: collector().run())
+    procs.start("worker", lambda: worker().run())
+    dist = procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    dist.join(30)
+    assert dist.exitcode == 0
+    ended = time.monotonic()
+    _all_exit_zero(procs, timeout=2.0)
+    assert time.monotonic() - ended < 2.0
+
+
+def test_sigterm_to_the_distributor_ends_the_run_cleanly(procs, endpoints):
+    import multiprocessing
+
+    started = multiprocessing.get_context("fork").Event()
+    task = make_task(endpoints.worker, 10_000, delay=0.01)
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints, progress=started, progress_after=5)
+    procs.start("collector", lambda: collector().run())
+    procs.start("worker", lambda: worker().run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    assert started.wait(30)
+    procs.kill("distributor", signal.SIGTERM)
+    _all_exit_zero(procs, timeout=10)
+    results, report = load(endpoints.results), load(endpoints.report)
+    assert report["aborted"] is True and results["finished"]["aborted"] is True
+    assert 5 <= len(results["items"]) < 10_000
+
+
+@pytest.mark.parametrize("role", ["worker", "collector"])
+def test_sigint_stops_a_waiting_role(procs, endpoints, role):
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints)
+    target = (lambda: worker().run()) if role == "worker" else (lambda: collector().run())
+    process = procs.start(role, target)
+    time.sleep(0.3)  # let it install its signal handlers
+    procs.kill(role, signal.SIGINT)
+    process.join(5)
+    assert process.exitcode == 0
