@@ -1,0 +1,284 @@
+"""The distributor's decisions, driven directly: no sockets, a hand-held clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from zmqpipeline import ConfigurationError, EndpointAddress, Settings, Task, TaskType, protocol
+from zmqpipeline.collector import SeenSet
+from zmqpipeline.scheduler import COLLECTOR, Scheduler, check_dependencies
+
+for name in ("S_A", "S_B", "S_C"):
+    TaskType.register_type(name)
+
+EP = "ipc://a.ipc"
+EP_B = "ipc://b.ipc"
+SETTINGS = Settings(heartbeat_interval_s=1.0, liveness_misses=3, max_attempts=3,
+                    retry_backoff_s=0.5, retry_backoff_max_s=2.0)
+
+
+def task_class(task_type: str, n: int, endpoint: str = EP, deps=(), hold=False, raises=False):
+    class Counting(Task):
+        def __init__(self):
+            super().__init__()
+            self.count = 0
+
+        def is_available_for_handling(self, last_ack_data):
+            # with ``hold``: the next item only once the previous one's ACK is back
+            return not hold or self.count == 0 or (last_ack_data or {}).get("seq") == self.count - 1
+
+        def handle(self, data, address, msgtype):
+            if raises:
+                raise RuntimeError("handle broke")
+            self.count += 1
+            if self.count >= n:
+                self.is_complete = True
+            return {"n": self.count, "meta": data.get("m")}
+
+    Counting.task_type = TaskType(task_type)
+    Counting.endpoint = EndpointAddress(endpoint)
+    Counting.dependencies = [TaskType(d) for d in deps]
+    return Counting
+
+
+def make(*classes, settings=SETTINGS) -> Scheduler:
+    return Scheduler([cls() for cls in classes], settings, run=42)
+
+
+def sent(s: Scheduler):
+    """Decode and clear the outbox: [(channel, identity, kind, body)]."""
+    out = [(ch, ident, *protocol.decode(frames)) for ch, ident, frames in s.outbox]
+    s.outbox.clear()
+    return out
+
+
+def data_items(messages, wid=None):
+    return [seq for ch, ident, kind, body in messages if kind == protocol.DATA
+            and (wid is None or ident == wid) for seq, _ in body[1]]
+
+
+def ack(s, task_type, seqs, now, error=None):
+    s.on_ack([[task_type, seq, {"seq": seq}, error] for seq in seqs], now)
+
+
+def test_start_tells_the_collector_and_welcomes_waiting_workers():
+    s = make(task_class("S_A", 3))
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    assert sent(s) == []  # nothing before the run starts (metadata may be pending)
+    s.start({"m": "x"}, 0.0)
+    out = sent(s)
+    assert out[0] == (COLLECTOR, None, protocol.START, [42, {"m": "x"}, ["S_A"]])
+    assert out[1] == (EP, b"w1", protocol.WELCOME, [42, {"m": "x"}])
+    assert data_items(out) == [0, 1]  # credit 2: two items in one message
+    assert len([m for m in out if m[2] == protocol.DATA]) == 1
+
+
+def test_credit_bounds_what_a_worker_holds():
+    s = make(task_class("S_A", 10))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == [0, 1]
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == []  # no credit left
+    s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], 0.1)
+    s.dispatch(0.1)
+    assert data_items(sent(s)) == [2]
+
+
+def test_task_finishes_only_when_every_item_is_acked():
+    s = make(task_class("S_A", 3))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 5, 5], 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == [0, 1, 2]
+    ack(s, "S_A", [0, 2], 1.0)
+    assert not s.done
+    ack(s, "S_A", [1], 1.0)
+    assert s.done
+    out = sent(s)
+    ends = [(ch, ident) for ch, ident, kind, _ in out if kind == protocol.END]
+    assert ends == [(EP, b"w1"), (COLLECTOR, None)]
+    summary = [body for _, _, kind, body in out if kind == protocol.END][0][1]
+    assert summary["collected"] == {"S_A": 3} and summary["failed"] == []
+
+
+def test_duplicate_and_unknown_acks_are_ignored():
+    s = make(task_class("S_A", 2))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.dispatch(0.0)
+    ack(s, "S_A", [0], 0.1)
+    ack(s, "S_A", [0, 99], 0.1)
+    s.on_ack([["NO_SUCH_TYPE", 0, None, None]], 0.1)
+    assert s.tasks["S_A"].collected == 1 and s.stale_acks == 3 and not s.done
+
+
+def test_dependent_task_waits_for_collection_not_dispatch():
+    s = make(task_class("S_A", 2), task_class("S_B", 1, EP_B, deps=["S_A"]))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"a", protocol.READY, ["S_A", 4, 4], 0.0)
+    s.on_worker_message(EP_B, b"b", protocol.READY, ["S_B", 4, 4], 0.0)
+    s.dispatch(0.0)
+    out = sent(s)
+    assert data_items(out, b"a") == [0, 1]
+    assert not any(ident == b"b" for _, ident, _, _ in out)  # not even WELCOME
+    ack(s, "S_A", [0], 0.1)
+    s.dispatch(0.1)
+    assert not any(ident == b"b" for _, ident, _, _ in sent(s))
+    ack(s, "S_A", [1], 0.2)  # the last FIRST item collected: SECOND may begin
+    s.dispatch(0.2)
+    out = sent(s)
+    assert (EP_B, b"b", protocol.WELCOME, [42, {}]) in out
+    assert data_items(out, b"b") == [0]
+
+
+def test_cycles_and_unknown_dependencies_are_named():
+    a = task_class("S_A", 1, deps=["S_C"])
+    b = task_class("S_B", 1, deps=["S_A"])
+    c = task_class("S_C", 1, deps=["S_B"])
+    with pytest.raises(ConfigurationError, match="dependency cycle: S_A -> S_C -> S_B -> S_A"):
+        check_dependencies({"S_A": a, "S_B": b, "S_C": c})
+    with pytest.raises(ConfigurationError, match="unregistered task type.*S_C"):
+        check_dependencies({"S_A": a})
+    selfish = task_class("S_A", 1, deps=["S_A"])
+    with pytest.raises(ConfigurationError, match="S_A -> S_A"):
+        check_dependencies({"S_A": selfish})
+
+
+def test_silent_worker_is_declared_dead_and_its_items_go_elsewhere():
+    s = make(task_class("S_A", 4))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.on_worker_message(EP, b"w2", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.dispatch(0.0)
+    held_by_w1 = data_items(sent(s), b"w1")
+    assert len(held_by_w1) == 2
+    s.on_worker_message(EP, b"hb-socket", protocol.HEARTBEAT, [b"w2"], 2.9)  # w2 alive
+    s.on_worker_message(EP, b"w2", protocol.CREDIT, [2], 2.9)
+    s.tick(3.5)  # w1 silent for 3.5 s > 3 s
+    assert b"w1" not in s.workers
+    s.dispatch(3.5)
+    assert sorted(data_items(sent(s), b"w2")) == sorted(held_by_w1)
+    assert s.tasks["S_A"].retries == 2
+
+
+def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
+    s = make(task_class("S_A", 1))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    now = 0.0
+    for attempt in range(3):
+        s.dispatch(now)
+        assert data_items(sent(s)) == [0], attempt
+        s.on_worker_message(EP, b"w1", protocol.FAIL, [0, f"ValueError: try {attempt}"], now)
+        s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], now)
+        now += 10.0  # past any backoff
+    assert s.done
+    failed = s.summary(False)["failed"]
+    assert failed == [{"task_type": "S_A", "seq": 0, "attempts": 3, "error": "ValueError: try 2"}]
+    out = sent(s)
+    assert (COLLECTOR, None, protocol.SKIP, [42, "S_A", 0]) in out
+
+
+def test_retry_waits_for_its_backoff():
+    s = make(task_class("S_A", 1))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.dispatch(0.0)
+    sent(s)
+    s.on_worker_message(EP, b"w1", protocol.FAIL, [0, "boom"], 1.0)
+    s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], 1.0)
+    assert s.next_wakeup(1.0) == pytest.approx(1.5)
+    s.dispatch(1.2)
+    assert data_items(sent(s)) == []
+    s.dispatch(1.5)
+    assert data_items(sent(s)) == [0]
+
+
+def test_collector_error_sends_the_item_round_again():
+    s = make(task_class("S_A", 1))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.dispatch(0.0)
+    sent(s)
+    ack(s, "S_A", [0], 0.5, error="handle_collection broke")
+    s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], 0.5)
+    s.dispatch(5.0)
+    assert data_items(sent(s)) == [0]
+    ack(s, "S_A", [0], 5.1)
+    assert s.done and s.summary(False)["failed"] == []
+
+
+def test_is_available_for_handling_holds_items_until_an_ack():
+    s = make(task_class("S_A", 3, hold=True))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 3, 3], 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == [0]
+    s.dispatch(0.1)
+    assert data_items(sent(s)) == []
+    ack(s, "S_A", [0], 0.2)
+    s.dispatch(0.2)
+    assert data_items(sent(s)) == [1]
+
+
+def test_handle_that_keeps_raising_gives_up_and_ends_the_run():
+    s = make(task_class("S_A", 5, raises=True))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    for step in range(3):
+        s.dispatch(float(step))
+    assert s.done
+    failed = s.summary(False)["failed"]
+    assert failed[0]["seq"] is None and "handle broke" in failed[0]["error"]
+
+
+def test_unknown_worker_is_told_to_reset():
+    s = make(task_class("S_A", 1))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"ghost", protocol.CREDIT, [1], 0.0)
+    assert sent(s)[-1] == (EP, b"ghost", protocol.RESET, [])
+
+
+def test_worker_for_a_type_not_served_here_is_ignored():
+    s = make(task_class("S_A", 1))
+    s.start({}, 0.0)
+    sent(s)
+    s.on_worker_message(EP, b"w", protocol.READY, ["S_B", 1, 1], 0.0)
+    s.on_worker_message(EP_B, b"w", protocol.READY, ["S_A", 1, 1], 0.0)
+    assert sent(s) == [] and not s.workers
+
+
+def test_leaving_worker_hands_its_items_back_without_using_an_attempt():
+    s = make(task_class("S_A", 2))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.dispatch(0.0)
+    sent(s)
+    s.on_worker_message(EP, b"w1", protocol.BYE, [[0, 1]], 0.1)
+    s.on_worker_message(EP, b"w2", protocol.READY, ["S_A", 2, 2], 0.2)
+    s.dispatch(0.2)
+    assert sorted(data_items(sent(s), b"w2")) == [0, 1]
+    assert s.tasks["S_A"].in_flight[0].attempts == 0
+
+
+def test_in_flight_items_are_capped():
+    s = make(task_class("S_A", 100), settings=Settings(max_in_flight=3))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 10, 10], 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == [0, 1, 2]
+
+
+def test_seen_set_keeps_only_out_of_order_ids():
+    seen = SeenSet()
+    for seq in [0, 1, 3, 4, 2]:
+        assert seq not in seen
+        seen.add(seq)
+    assert seen.low == 5 and seen.above == set()
+    seen.add(7)
+    assert 7 in seen and 6 not in seen and 4 in seen and seen.above == {7}
+    for seq in range(100_000):
+        seen.add(seq)
+    assert seen.low == 100_000 and seen.above == set()
