@@ -42,7 +42,7 @@ def test_every_item_collected_once(procs, endpoints, transport, n_workers):
     assert results["finished"]["collected"] == {"FIRST": 300}
     assert all(item[2] == "SUCCESS" for item in results["items"])
     assert all(item[1]["msgtype"] == "DATA" for item in results["items"])
-    assert len(report["per_worker"]) == n_workers
+    assert 1 <= len(report["per_worker"]) <= n_workers  # sharing: see the next test
     assert sum(report["per_worker"].values()) == 300
 
 

@@ -6,6 +6,7 @@ import inspect
 import logging
 import time
 import traceback
+import uuid
 from collections import deque
 from typing import Any, ClassVar
 
@@ -122,6 +123,9 @@ class Collector:
         poller = zmq.Poller()
         poller.register(pull, zmq.POLLIN)
         poller.register(stop.fd, zmq.POLLIN)
+        # Announce ourselves: a distributor that started first (or whose collector was
+        # replaced) answers with START.
+        self._send(acks, codec.hello(uuid.uuid4().bytes), poller)
         while self._end is None:
             events = dict(poller.poll())
             if stop.fd in events:
@@ -194,7 +198,10 @@ class Collector:
             self.drops.drop("unknown task type", repr(task_type))
             return
         if seq in seen:
+            # ACK it again: the first ACK may have been lost with a distributor restart,
+            # and the distributor ignores ACKs of items it no longer waits for.
             self.duplicates += 1
+            entries.append([task_type, seq, None, None])
             return
         try:
             returned = self.handle_collection(result if result is not None else {}, task_type,

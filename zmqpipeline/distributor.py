@@ -300,10 +300,13 @@ class Distributor:
                 break
             try:
                 kind, body = protocol.decode(frames)
-                if kind not in (protocol.ACK, protocol.FINISHED):
+                if kind not in (protocol.ACK, protocol.FINISHED, protocol.HELLO):
                     raise ProtocolError(
                         f"{protocol.KIND_NAMES[kind]} on the ACK socket", frames, "wrong direction"
                     )
+                if kind == protocol.HELLO:
+                    scheduler.on_collector_hello(body[0], now)
+                    continue
                 if body[0] != scheduler.run:
                     raise ProtocolError("message of another run", frames, "other run")
             except ProtocolError as exc:

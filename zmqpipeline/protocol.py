@@ -26,6 +26,7 @@ START      D→C    [run, metadata, [task_type, ...]]    a run begins
 SKIP       D→C    [run, task_type, seq]                seq failed for good
 ACK        C→D    [run, [[task_type, seq, ack_data|None, error|None], ...]]
 FINISHED   C→D    [run]                                handle_finished has run
+HELLO      C→D    [collector_id]                       a collector is up: send START
 META       M↔D    [metadata] (M→D) / [] (D→M)          metadata and its receipt
 =========  =====  ===========================================================
 
@@ -83,6 +84,7 @@ SKIP = 0x0C
 ACK = 0x0D
 FINISHED = 0x0E
 META = 0x0F
+HELLO = 0x10
 # Service mode
 SREADY = 0x20
 REQUEST = 0x21
@@ -106,6 +108,7 @@ KIND_NAMES: dict[int, str] = {
     ACK: "ACK",
     FINISHED: "FINISHED",
     META: "META",
+    HELLO: "HELLO",
     SREADY: "SREADY",
     REQUEST: "REQUEST",
     REPLY: "REPLY",
@@ -132,6 +135,7 @@ _SHAPES: dict[int, tuple[tuple[type, ...], ...]] = {
     ACK: ((int, list),),
     FINISHED: ((int,),),
     META: ((), (dict,)),
+    HELLO: ((bytes,),),
     SREADY: ((str,),),
     REQUEST: ((int, str, object), (bytes, int, object)),
     REPLY: ((bytes, int, object), (int, object)),
@@ -261,6 +265,9 @@ class Codec:
 
     def finished(self, run: int) -> list[bytes]:
         return self.encode(FINISHED, [run])
+
+    def hello(self, collector_id: bytes) -> list[bytes]:
+        return self.encode(HELLO, [collector_id])
 
     def meta(self, metadata: dict[str, Any] | None = None) -> list[bytes]:
         return self.encode(META, [] if metadata is None else [metadata])

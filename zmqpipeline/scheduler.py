@@ -123,6 +123,7 @@ class Scheduler:
         self.stale_acks = 0
         self.unknown_task_types: set[str] = set()
         self.handed_out: Counter[bytes] = Counter()  # per worker id, for the report
+        self.collector_id: bytes | None = None
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -300,6 +301,23 @@ class Scheduler:
             self.latencies.append(now - item.first_sent_at)
         for task_type in touched:
             self._check_finished(self.tasks[task_type])
+
+    def on_collector_hello(self, collector_id: bytes, now: float) -> None:
+        """A collector (re)started. Send it START; if it replaces an earlier one, the
+        results that one had not ACKed are gone with it: hand those items out again."""
+        previous, self.collector_id = self.collector_id, collector_id
+        if self.metadata is None or self.done:
+            return  # START goes out when the run begins
+        self.outbox.append(
+            (COLLECTOR, None, self.codec.start(self.run, self.metadata, list(self.tasks)))
+        )
+        if previous is not None and collector_id != previous:
+            logger.warning("a new collector replaced the old one: re-issuing un-ACKed items")
+            for state in self.tasks.values():
+                for item in state.in_flight.values():
+                    if item.worker is not None:
+                        self._unassign(state, item)
+                        state.retry.appendleft((now, item.seq))
 
     # -- time ---------------------------------------------------------------------
 
