@@ -51,6 +51,8 @@ def make_task(ep: str, n_items: int, task_type: str = "FIRST", dependencies=(),
 
 
 def _execute(worker: Any, data: dict[str, Any]) -> dict[str, Any]:
+    if data["i"] in getattr(worker, "fail_on", ()):
+        raise ValueError(f"item {data['i']} is poison")
     if data.get("delay"):
         time.sleep(data["delay"])
     return {**data, "worker_metadata": worker.metadata.get("v"),
@@ -58,7 +60,7 @@ def _execute(worker: Any, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_worker(ep: str, collector_ep: str, task_type: str = "FIRST",
-                threads: int | None = None) -> type:
+                threads: int | None = None, fail_on: set[int] | None = None) -> type:
     if threads is None:
         class Worker(zmqpipeline.SingleThreadedWorker):
             def init_worker(self):
@@ -83,6 +85,7 @@ def make_worker(ep: str, collector_ep: str, task_type: str = "FIRST",
             def handle_thread_execution(self, data, index):
                 return {**_execute(self, data), "thread": index}
 
+    Worker.fail_on = frozenset(fail_on or ())
     Worker.task_type = TaskType(task_type)
     Worker.endpoint = EndpointAddress(ep)
     Worker.collector_endpoint = EndpointAddress(collector_ep)
@@ -90,7 +93,14 @@ def make_worker(ep: str, collector_ep: str, task_type: str = "FIRST",
 
 
 def make_collector(ep: SimpleNamespace, ack_data: bool = False, progress=None,
-                   progress_after: int = 0) -> type[Collector]:
+                   progress_after: int = 0, milestones=None,
+                   fail_on: set[int] | None = None) -> type[Collector]:
+    """``progress`` is set after ``progress_after`` items; ``milestones`` maps more counts
+    to events; ``handle_collection`` raises on the items in ``fail_on`` (every time)."""
+    marks = dict(milestones or {})
+    if progress is not None:
+        marks[progress_after] = progress
+
     class RecordingCollector(Collector):
         def __init__(self) -> None:
             super().__init__()
@@ -100,9 +110,11 @@ def make_collector(ep: SimpleNamespace, ack_data: bool = False, progress=None,
             return {"count": len(self.items)} if ack_data else None
 
         def handle_collection(self, data, task_type, msgtype):
+            if fail_on and data.get("i") in fail_on:
+                raise RuntimeError(f"collector refuses item {data.get('i')}")
             self.items.append([task_type, data, msgtype, self.metadata.get("v")])
-            if progress is not None and len(self.items) == progress_after:
-                progress.set()
+            if len(self.items) in marks:
+                marks[len(self.items)].set()
             return {"i": data.get("i")} if ack_data else None
 
         def handle_finished(self, data, task_type):

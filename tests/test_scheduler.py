@@ -282,3 +282,19 @@ def test_seen_set_keeps_only_out_of_order_ids():
     for seq in range(100_000):
         seen.add(seq)
     assert seen.low == 100_000 and seen.above == set()
+
+
+def test_item_over_its_time_limit_is_handed_out_again():
+    limited = task_class("S_A", 1)
+    limited.item_time_limit_s = 1.0
+    s = make(limited)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"slow", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s), b"slow") == [0]
+    s.on_worker_message(EP, b"fast", protocol.READY, ["S_A", 1, 1], 0.5)
+    s.on_worker_message(EP, b"hb", protocol.HEARTBEAT, [b"slow"], 1.4)
+    s.tick(1.5)
+    s.dispatch(1.5)
+    assert data_items(sent(s), b"fast") == [0]
+    assert s.tasks["S_A"].retries == 1

@@ -165,7 +165,12 @@ class Collector:
                 else:
                     self._collect(body[1], body[2], body[3], entries)
             elif kind == protocol.START:
-                if self._run is None:
+                if body[0] != self._run:
+                    if self._run is not None:
+                        logger.warning("a new run started before the end of the current one "
+                                       "(distributor restarted?): following the new run")
+                        if entries:  # ACKs of the old run, for a distributor now gone
+                            entries.clear()
                     self._start(body[0], body[1], body[2], entries)
             elif kind == protocol.SKIP and body[0] == self._run:
                 seen = self._seen.get(body[1])

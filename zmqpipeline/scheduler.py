@@ -219,9 +219,11 @@ class Scheduler:
         elif kind == protocol.FAIL:
             self._on_fail(state, worker, body[0], body[1], now)
         elif kind == protocol.BYE:
-            for seq in body[0]:
+            # It hands back what it had not started; items sent while its BYE was on the
+            # way, and results not yet ACKed, go round again too (the collector dedupes).
+            for seq in sorted(worker.held):
                 item = state.in_flight.get(seq)
-                if item is not None and item.worker == wid:
+                if item is not None:
                     self._unassign(state, item)
                     state.retry.appendleft((now, seq))
             self._remove_worker(state, worker, reason=None, now=now)
@@ -323,6 +325,8 @@ class Scheduler:
 
     def tick(self, now: float) -> None:
         """Declare silent workers dead, re-issue items over their time limit."""
+        if self.done:
+            return  # workers leave as they get END: nothing to re-issue any more
         deadline = now - self.settings.liveness_s
         for state in self.tasks.values():
             for worker in list(state.workers.values()):
@@ -338,6 +342,8 @@ class Scheduler:
                         )
 
     def heartbeats(self) -> None:
+        if self.done:
+            return
         beat = self.codec.heartbeat()
         for state in self.tasks.values():
             for wid in state.workers:
@@ -346,7 +352,7 @@ class Scheduler:
     def worker_unreachable(self, wid: bytes, now: float) -> None:
         """A send to ``wid`` failed: its connection is gone."""
         state = self.workers.get(wid)
-        if state is not None:
+        if state is not None and not self.done:
             self._remove_worker(state, state.workers[wid], reason="worker went away", now=now)
 
     def next_wakeup(self, now: float) -> float | None:
