@@ -19,6 +19,8 @@ __all__ = [
     "RETRY_BACKOFF_S",
     "RETRY_BACKOFF_MAX_S",
     "PREFETCH",
+    "MAX_PREFETCH",
+    "PREFETCH_WINDOW_S",
     "MAX_IN_FLIGHT",
     "LINGER_MS",
     "END_TIMEOUT_S",
@@ -38,8 +40,13 @@ MAX_ATTEMPTS = 3
 #: First retry waits this long; each further retry doubles it, up to the maximum.
 RETRY_BACKOFF_S = 0.05
 RETRY_BACKOFF_MAX_S = 2.0
-#: Items a worker holds beyond one per thread, so the next is there when one finishes.
+#: Items a worker holds beyond one per thread, so the next is there when one finishes:
+#: at least ``PREFETCH``, at most ``MAX_PREFETCH``, and in between as many as its threads
+#: get through in ``PREFETCH_WINDOW_S`` (measured as it works). Chosen by benchmark:
+#: 10 ms items get 2, empty items 64 (see benchmarks/RESULTS.md).
 PREFETCH = 1
+MAX_PREFETCH = 64
+PREFETCH_WINDOW_S = 0.02
 #: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
 MAX_IN_FLIGHT = 10_000
 #: How long closing a socket may wait to flush what it still holds.
@@ -62,6 +69,8 @@ class Settings:
     retry_backoff_s: float = RETRY_BACKOFF_S
     retry_backoff_max_s: float = RETRY_BACKOFF_MAX_S
     prefetch: int = PREFETCH
+    max_prefetch: int = MAX_PREFETCH
+    prefetch_window_s: float = PREFETCH_WINDOW_S
     max_in_flight: int = MAX_IN_FLIGHT
     linger_ms: int = LINGER_MS
     end_timeout_s: float = END_TIMEOUT_S
@@ -94,7 +103,7 @@ class Settings:
         for name in ("heartbeat_interval_s", "liveness_misses", "max_message_bytes", "max_attempts"):
             if getattr(settings, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be positive")
-        for name in ("prefetch", "max_in_flight"):
+        for name in ("prefetch", "max_prefetch", "prefetch_window_s", "max_in_flight"):
             if getattr(settings, name) < 0:
                 raise ConfigurationError(f"setting {name} must not be negative")
         return settings

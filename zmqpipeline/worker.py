@@ -29,7 +29,9 @@ from .task import check_class_attributes
 from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from .types import EndpointAddress, TaskType
 
-__all__ = ["SingleThreadedWorker", "MultiThreadedWorker", "MetaDataWorker", "Worker"]
+__all__ = [
+    "SingleThreadedWorker", "MultiThreadedWorker", "MetaDataWorker", "Worker", "CreditWindow",
+]
 
 logger = logging.getLogger("zmqpipeline.worker")
 
@@ -56,6 +58,55 @@ def _heartbeat(ctx: zmq.Context[Any], endpoint: str, wid: bytes, settings: Setti
                 pass
     finally:
         sock.close(linger=0)
+
+
+class CreditWindow:
+    """How many items a worker asks the distributor for.
+
+    Enough to keep its ``slots`` (threads) busy for ``window_s`` at the measured time per
+    item, between ``low`` and ``high`` beyond one per slot. Credit is asked for in chunks
+    of a quarter of the prefetch, so fast items do not cost a CREDIT message each.
+    """
+
+    __slots__ = ("slots", "low", "high", "window_s", "item_s", "outstanding")
+
+    def __init__(self, slots: int, low: int, high: int, window_s: float) -> None:
+        self.slots = slots
+        self.low = max(0, low)
+        self.high = max(self.low, high)
+        self.window_s = window_s
+        self.item_s: float | None = None  # moving average of one item's execution time
+        self.outstanding = 0  # credit the distributor holds for us, not yet used
+
+    @property
+    def capacity(self) -> int:
+        return self.slots + self.high
+
+    def prefetch(self) -> int:
+        if self.item_s is None:
+            return self.low
+        wanted = int(self.window_s * self.slots / max(self.item_s, 1e-6))
+        return min(self.high, max(self.low, wanted))
+
+    def observe(self, seconds: float) -> None:
+        self.item_s = seconds if self.item_s is None else 0.8 * self.item_s + 0.2 * seconds
+
+    def announce(self, held: int) -> int:
+        """Credit to offer in READY; resets what the distributor is taken to hold."""
+        self.outstanding = max(0, self.slots + self.prefetch() - held)
+        return self.outstanding
+
+    def received(self, n: int) -> None:
+        self.outstanding = max(0, self.outstanding - n)
+
+    def request(self, held: int) -> int:
+        """Credit to ask for now (0: not worth a message yet); counted as outstanding."""
+        prefetch = self.prefetch()
+        want = self.slots + prefetch - held - self.outstanding
+        if want < max(1, prefetch // 4):
+            return 0
+        self.outstanding += want
+        return want
 
 
 class Worker:
@@ -92,11 +143,6 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------
 
-    @property
-    def capacity(self) -> int:
-        prefetch = self.settings.prefetch if self.prefetch is None else self.prefetch
-        return self.n_slots + max(0, prefetch)
-
     n_slots = 1
 
     def run(self) -> None:
@@ -107,6 +153,13 @@ class Worker:
         beat: threading.Thread | None = None
         sockets: list[zmq.Socket[Any]] = []
         self._codec = protocol.Codec(self.settings.max_message_bytes)
+        fixed = self.prefetch
+        self._credit = CreditWindow(
+            self.n_slots,
+            self.settings.prefetch if fixed is None else fixed,
+            self.settings.max_prefetch if fixed is None else fixed,
+            self.settings.prefetch_window_s,
+        )
         try:
             dealer = open_socket(ctx, zmq.DEALER, self.endpoint, bind=False,
                                  settings=self.settings, identity=self.worker_id, role="worker")
@@ -168,9 +221,13 @@ class Worker:
                 last_heard = time.monotonic()
 
     def _send_ready(self) -> None:
-        self._dealer.send_multipart(
-            self._codec.ready(self.task_type, self.capacity, self.capacity - self._held())
-        )
+        free = self._credit.announce(self._held())
+        self._dealer.send_multipart(self._codec.ready(self.task_type, self._credit.capacity, free))
+
+    def _ask_for_more(self) -> None:
+        want = self._credit.request(self._held())
+        if want:
+            self._dealer.send_multipart(self._codec.credit(want))
 
     def _read_distributor(self) -> bool:
         """Handle what the distributor sent; ``True`` when the run is over."""
@@ -189,6 +246,7 @@ class Worker:
                 continue
             if kind == protocol.DATA:
                 if body[0] == self._run_id:
+                    self._credit.received(len(body[1]))
                     self._receive_items(body[1])
             elif kind == protocol.WELCOME:
                 if body[0] != self._run_id:
@@ -208,7 +266,8 @@ class Worker:
                 return True
 
     def _execute(self, seq: int, data: dict[str, Any]) -> None:
-        """Run user code on one item, push its result, give the credit back."""
+        """Run user code on one item, push its result, ask for more work."""
+        started = time.perf_counter()
         try:
             result = self.handle_execution(data)
             frames = self._result_frames(seq, result)
@@ -217,7 +276,8 @@ class Worker:
         else:
             self._push.send_multipart(frames)
             self.items_processed += 1
-        self._dealer.send_multipart(self._codec.credit(1))
+        self._credit.observe(time.perf_counter() - started)
+        self._ask_for_more()
 
     def _result_frames(self, seq: int, result: Any, codec: protocol.Codec | None = None) -> list[bytes]:
         if result is not None and not isinstance(result, dict):
@@ -362,30 +422,28 @@ class MultiThreadedWorker(Worker):
                 handed = self.handle_execution(data)
             except Exception:
                 self._report_failure(seq, traceback.format_exc(), "handle_execution")
-                self._dealer.send_multipart(self._codec.credit(1))
                 continue
             self._in_threads += 1
             self._items.put((seq, handed))
+        self._ask_for_more()
 
     def _on_events(self, events: dict[Any, int]) -> None:
         if self._done not in events:
             return
-        credit = 0
         while True:
             try:
-                seq_raw, error = self._done.recv_multipart(zmq.NOBLOCK)
+                seq_raw, took, error = self._done.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
             self._in_threads -= 1
-            credit += 1
+            self._credit.observe(float(took))
             seq = int.from_bytes(seq_raw, "big")
             if error:
                 self.items_failed += 1
                 self._dealer.send_multipart(self._codec.fail(seq, error.decode(errors="replace")))
             else:
                 self.items_processed += 1
-        if credit:
-            self._dealer.send_multipart(self._codec.credit(credit))
+        self._ask_for_more()
 
     def _thread_main(self, index: int) -> None:
         codec = protocol.Codec(self.settings.max_message_bytes)
@@ -404,6 +462,7 @@ class MultiThreadedWorker(Worker):
                     return
                 seq, data = entry
                 error = _DONE
+                started = time.perf_counter()
                 try:
                     result = self.handle_thread_execution(data, index)
                     push.send_multipart(self._result_frames(seq, result, codec))
@@ -412,7 +471,8 @@ class MultiThreadedWorker(Worker):
                     logger.error("item %s/%d raised in handle_thread_execution (thread %d):\n%s",
                                  self.task_type, seq, index, text)
                     error = text.encode()
-                done.send_multipart([seq.to_bytes(8, "big"), error])
+                took = f"{time.perf_counter() - started:.6f}".encode()
+                done.send_multipart([seq.to_bytes(8, "big"), took, error])
         finally:
             push.close()
             done.close()
