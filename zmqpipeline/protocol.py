@@ -151,10 +151,14 @@ class MessageTooLarge(ZmqPipelineError, ValueError):
 def _check_shape(kind: int, body: Any) -> bool:
     if type(body) is not list:
         return False
+    size = len(body)
     for shape in _SHAPES[kind]:
-        if len(body) == len(shape) and all(
-            isinstance(value, expected) for value, expected in zip(body, shape)
-        ):
+        if size != len(shape):
+            continue
+        for value, expected in zip(body, shape):
+            if not isinstance(value, expected):
+                break
+        else:
             return True
     return False
 
