@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._version import __version__
-from .discovery import UsageError, load_class, load_folder, load_module
+from .discovery import UsageError, classes_in, load_class, load_folder, load_module
 from .distributor import Distributor
 from .errors import ConfigurationError
 from .task import Task
@@ -59,7 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     dist = sub.add_parser("distributor", help="run the distributor for the given tasks")
     dist.add_argument("tasks", nargs="+", metavar="MODULE[:CLASS]",
-                      help="Task classes, or modules whose Task classes to register")
+                      help="Task classes, or modules whose Task classes to register (a module "
+                           "with the Collector class gives the collector endpoints)")
     dist.add_argument("--collector", metavar="ENDPOINT",
                       help="the collector's endpoint (default: from the Collector class found)")
     dist.add_argument("--ack", metavar="ENDPOINT", help="the collector's ACK endpoint")
@@ -111,43 +112,31 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_distributor(args: argparse.Namespace) -> int:
+    from .collector import Collector
+
     tasks: list[type[Task]] = []
-    collector_eps: tuple[str, str] | None = None
+    collectors: list[type[Collector]] = []
     for spec in args.tasks:
         if ":" in spec:
             tasks.append(load_class(spec, "task"))
             continue
         module = load_module(spec)
-        pipeline_like = [v for v in vars(module).values()
-                         if isinstance(v, type) and issubclass(v, Task) and v is not Task
-                         and v.__module__ == module.__name__]
-        if not pipeline_like:
-            raise UsageError(f"{spec} defines no Task subclass")
-        tasks += pipeline_like
-    if args.collector is None or args.ack is None:
-        from .collector import Collector
-
-        found = [c for c in _all_subclasses(Collector) if getattr(c, "ack_endpoint", None)]
-        if len(found) == 1:
-            collector_eps = (found[0].endpoint, found[0].ack_endpoint)
-        elif args.collector is None or args.ack is None:
-            raise UsageError("give --collector and --ack (no single Collector class was imported)")
-    collector_ep = args.collector or (collector_eps[0] if collector_eps else "")
-    ack_ep = args.ack or (collector_eps[1] if collector_eps else "")
+        tasks += classes_in(module, Task)
+        collectors += classes_in(module, Collector)
+    if not tasks:
+        raise UsageError(f"no Task subclass in {' '.join(args.tasks)}")
+    collector_ep, ack_ep = args.collector, args.ack
+    if collector_ep is None or ack_ep is None:
+        if len(collectors) != 1:
+            raise UsageError("give --collector and --ack, or a module defining the Collector")
+        collector_ep = collector_ep or collectors[0].endpoint
+        ack_ep = ack_ep or collectors[0].ack_endpoint
     dist = Distributor(collector_ep, ack_ep, receive_metadata=args.metadata is not None,
                        metadata_endpoint=args.metadata, tasks=tasks)
     report = dist.run()
     print(f"collected {report.collected}, failed {len(report.failed)}, "
           f"{report.wall_time_s:.2f} s" + (" (stopped early)" if report.aborted else ""))
     return 0 if report.ok else 1
-
-
-def _all_subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out.append(sub)
-        out.extend(_all_subclasses(sub))
-    return out
 
 
 def _cmd_role(args: argparse.Namespace) -> int:

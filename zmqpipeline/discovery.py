@@ -16,7 +16,7 @@ from .metadata import MetaDataWorker
 from .task import Task
 from .worker import MultiThreadedWorker, SingleThreadedWorker, Worker
 
-__all__ = ["Pipeline", "UsageError", "load_folder", "load_module", "load_class", "ROLE_BASES"]
+__all__ = ["Pipeline", "UsageError", "classes_in", "load_folder", "load_module", "load_class", "ROLE_BASES"]
 
 ROLE_BASES: dict[str, type] = {
     "task": Task,
@@ -93,7 +93,7 @@ def load_module(spec: str) -> ModuleType:
     return _import(spec, os.getcwd())
 
 
-def _classes_in(module: ModuleType, base: type) -> list[type[Any]]:
+def classes_in(module: ModuleType, base: type) -> list[type[Any]]:
     return [
         value
         for value in vars(module).values()
@@ -127,7 +127,7 @@ def load_class(spec: str, role: str) -> type[Any]:
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise UsageError(f"{spec} is not a {base.__name__} subclass")
         return cls
-    found = _classes_in(module, base)
+    found = classes_in(module, base)
     if len(found) != 1:
         names = ", ".join(c.__name__ for c in found) or "none"
         raise UsageError(
@@ -155,8 +155,8 @@ def load_folder(path: str) -> Pipeline:
     pipeline = Pipeline(path)
     for name in names:
         module = _import(name, folder)
-        pipeline.tasks += _classes_in(module, Task)
-        pipeline.workers += _classes_in(module, Worker)
-        pipeline.collectors += _classes_in(module, Collector)
-        pipeline.metadata_workers += _classes_in(module, MetaDataWorker)
+        pipeline.tasks += classes_in(module, Task)
+        pipeline.workers += classes_in(module, Worker)
+        pipeline.collectors += classes_in(module, Collector)
+        pipeline.metadata_workers += classes_in(module, MetaDataWorker)
     return pipeline
