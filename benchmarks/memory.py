@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import zmqpipeline as zp  # noqa: E402
+import zmqpipeline as zp
 
 zp.TaskType.register_type("EMPTY")
 
@@ -111,8 +111,10 @@ def main() -> None:
     print(f"{'items':>10} {'distributor MiB':>16} {'collector MiB':>14} {'seconds':>8}")
     for n in args.counts:
         row = measure(n, args.workers)
-        print(f"{n:>10} {row['distributor']:>16.1f} {row['collector']:>14.1f} "
-              f"{row['seconds']:>8.1f}", flush=True)
+        print(
+            f"{n:>10} {row['distributor']:>16.1f} {row['collector']:>14.1f} {row['seconds']:>8.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,14 @@ for _name in ("FIRST", "SECOND"):
     TaskType.register_type(_name)
 
 
-def make_task(ep: str, n_items: int, task_type: str = "FIRST", dependencies=(),
-              hold_until_acked: bool = False, delay: float = 0.0) -> type[Task]:
+def make_task(
+    ep: str,
+    n_items: int,
+    task_type: str = "FIRST",
+    dependencies=(),
+    hold_until_acked: bool = False,
+    delay: float = 0.0,
+) -> type[Task]:
     class CountTask(Task):
         def __init__(self) -> None:
             super().__init__()
@@ -55,13 +61,22 @@ def _execute(worker: Any, data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"item {data['i']} is poison")
     if data.get("delay"):
         time.sleep(data["delay"])
-    return {**data, "worker_metadata": worker.metadata.get("v"),
-            "initialized": getattr(worker, "initialized_with", None)}
+    return {
+        **data,
+        "worker_metadata": worker.metadata.get("v"),
+        "initialized": getattr(worker, "initialized_with", None),
+    }
 
 
-def make_worker(ep: str, collector_ep: str, task_type: str = "FIRST",
-                threads: int | None = None, fail_on: set[int] | None = None) -> type:
+def make_worker(
+    ep: str,
+    collector_ep: str,
+    task_type: str = "FIRST",
+    threads: int | None = None,
+    fail_on: set[int] | None = None,
+) -> type:
     if threads is None:
+
         class Worker(zmqpipeline.SingleThreadedWorker):
             def init_worker(self):
                 self.initialized_with = self.metadata.get("v", "no metadata")
@@ -69,6 +84,7 @@ def make_worker(ep: str, collector_ep: str, task_type: str = "FIRST",
             def handle_execution(self, data, *args, **kwargs):
                 return _execute(self, data)
     else:
+
         class Worker(zmqpipeline.MultiThreadedWorker):  # type: ignore[no-redef]
             n_threads = threads
 
@@ -92,9 +108,14 @@ def make_worker(ep: str, collector_ep: str, task_type: str = "FIRST",
     return Worker
 
 
-def make_collector(ep: SimpleNamespace, ack_data: bool = False, progress=None,
-                   progress_after: int = 0, milestones=None,
-                   fail_on: set[int] | None = None) -> type[Collector]:
+def make_collector(
+    ep: SimpleNamespace,
+    ack_data: bool = False,
+    progress=None,
+    progress_after: int = 0,
+    milestones=None,
+    fail_on: set[int] | None = None,
+) -> type[Collector]:
     """``progress`` is set after ``progress_after`` items; ``milestones`` maps more counts
     to events; ``handle_collection`` raises on the items in ``fail_on`` (every time)."""
     marks = dict(milestones or {})
@@ -119,8 +140,15 @@ def make_collector(ep: SimpleNamespace, ack_data: bool = False, progress=None,
 
         def handle_finished(self, data, task_type):
             with open(ep.results, "w") as out:
-                json.dump({"items": self.items, "finished": data, "task_type": task_type,
-                           "metadata": self.metadata}, out)
+                json.dump(
+                    {
+                        "items": self.items,
+                        "finished": data,
+                        "task_type": task_type,
+                        "metadata": self.metadata,
+                    },
+                    out,
+                )
 
     RecordingCollector.endpoint = EndpointAddress(ep.collector)
     RecordingCollector.ack_endpoint = EndpointAddress(ep.ack)
@@ -128,8 +156,13 @@ def make_collector(ep: SimpleNamespace, ack_data: bool = False, progress=None,
 
 
 def run_distributor(ep: SimpleNamespace, tasks: list[type[Task]], metadata: bool = False) -> None:
-    dist = Distributor(ep.collector, ep.ack, receive_metadata=metadata,
-                       metadata_endpoint=ep.meta if metadata else None, tasks=tasks)
+    dist = Distributor(
+        ep.collector,
+        ep.ack,
+        receive_metadata=metadata,
+        metadata_endpoint=ep.meta if metadata else None,
+        tasks=tasks,
+    )
     report = dist.run()
     with open(ep.report, "w") as out:
         json.dump(asdict(report), out)

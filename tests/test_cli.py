@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -18,25 +17,37 @@ pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def zmqpipeline(*args: str, cwd: Path | None = None, timeout: float = 45) -> subprocess.CompletedProcess:
+def zmqpipeline(
+    *args: str, cwd: Path | None = None, timeout: float = 45
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "zmqpipeline", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "zmqpipeline", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def write_pipeline(folder: Path, n_items: int = 30, poison: int | None = None,
-                   collector_port: int | None = None) -> Path:
+def write_pipeline(
+    folder: Path, n_items: int = 30, poison: int | None = None, collector_port: int | None = None
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     port = collector_port or free_port()
-    (folder / "settings.py").write_text(textwrap.dedent(f"""
+    (folder / "settings.py").write_text(
+        textwrap.dedent(f"""
         import zmqpipeline
         TASK_TYPE = 'CLI_JOB'
         zmqpipeline.TaskType.register_type(TASK_TYPE)
         WORKER_ENDPOINT = 'ipc://{folder}/w.ipc'
         COLLECTOR_ENDPOINT = 'tcp://127.0.0.1:{port}'
         ACK_ENDPOINT = 'tcp://127.0.0.1:{free_port()}'
-    """))
-    (folder / "tasks.py").write_text(textwrap.dedent(f"""
+    """)
+    )
+    (folder / "tasks.py").write_text(
+        textwrap.dedent(f"""
         import settings, zmqpipeline
         class JobTask(zmqpipeline.Task):
             task_type = zmqpipeline.TaskType(settings.TASK_TYPE)
@@ -47,8 +58,10 @@ def write_pipeline(folder: Path, n_items: int = 30, poison: int | None = None,
                 if self.n >= {n_items}:
                     self.is_complete = True
                 return {{'i': self.n}}
-    """))
-    (folder / "worker.py").write_text(textwrap.dedent(f"""
+    """)
+    )
+    (folder / "worker.py").write_text(
+        textwrap.dedent(f"""
         import settings, zmqpipeline
         class JobWorker(zmqpipeline.SingleThreadedWorker):
             task_type = zmqpipeline.TaskType(settings.TASK_TYPE)
@@ -58,8 +71,10 @@ def write_pipeline(folder: Path, n_items: int = 30, poison: int | None = None,
                 if data['i'] == {poison!r}:
                     raise ValueError('poisoned item')
                 return {{'i': data['i']}}
-    """))
-    (folder / "collector.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (folder / "collector.py").write_text(
+        textwrap.dedent("""
         import settings, zmqpipeline
         class JobCollector(zmqpipeline.Collector):
             endpoint = zmqpipeline.EndpointAddress(settings.COLLECTOR_ENDPOINT)
@@ -69,7 +84,8 @@ def write_pipeline(folder: Path, n_items: int = 30, poison: int | None = None,
                 self.seen.append(data['i'])
             def handle_finished(self, data, task_type):
                 print('COLLECTED', sorted(self.seen))
-    """))
+    """)
+    )
     return folder
 
 
@@ -95,8 +111,13 @@ def test_list_names_every_role(tmp_path):
     folder = write_pipeline(tmp_path / "job")
     result = zmqpipeline("list", str(folder))
     assert result.returncode == 0, result.stderr
-    for expected in ("task       JobTask", "worker     JobWorker", "collector  JobCollector",
-                     "type CLI_JOB", "single-threaded"):
+    for expected in (
+        "task       JobTask",
+        "worker     JobWorker",
+        "collector  JobCollector",
+        "type CLI_JOB",
+        "single-threaded",
+    ):
         assert expected in result.stdout
 
 
@@ -105,11 +126,22 @@ def test_single_role_commands_run_a_pipeline(tmp_path, procs):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = []
     try:
-        for args in (["collector", "collector.py:JobCollector"], ["worker", "worker.py:JobWorker"],
-                     ["worker", "worker"], ["distributor", "tasks.py", "collector"]):
-            started.append(subprocess.Popen([sys.executable, "-m", "zmqpipeline", *args],
-                                            cwd=folder, env=env, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True))
+        for args in (
+            ["collector", "collector.py:JobCollector"],
+            ["worker", "worker.py:JobWorker"],
+            ["worker", "worker"],
+            ["distributor", "tasks.py", "collector"],
+        ):
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "zmqpipeline", *args],
+                    cwd=folder,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         outputs = [p.communicate(timeout=40) for p in started]
     finally:
         for p in started:
@@ -151,12 +183,22 @@ def test_bad_input_is_one_clear_line_and_status_2(tmp_path, args, message):
 
 def test_ctrl_c_stops_everything_and_leaves_nothing(tmp_path):
     folder = write_pipeline(tmp_path / "slow", n_items=10_000)
-    (folder / "worker.py").write_text((folder / "worker.py").read_text().replace(
-        "return {'i': data['i']}", "import time; time.sleep(0.01); return {'i': data['i']}"))
+    (folder / "worker.py").write_text(
+        (folder / "worker.py")
+        .read_text()
+        .replace(
+            "return {'i': data['i']}", "import time; time.sleep(0.01); return {'i': data['i']}"
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
-    process = subprocess.Popen([sys.executable, "-m", "zmqpipeline", "run", str(folder),
-                                "--workers", "2"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zmqpipeline", "run", str(folder), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         # progress lines appear every 2 s on a pipe: wait for the first
         assert process.stdout is not None

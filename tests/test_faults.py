@@ -3,9 +3,7 @@ signals to every role, a replaced collector and a restarted distributor."""
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import random
 import signal
 import socket
@@ -14,11 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 import zmq
-
-from zmqpipeline import MetaDataWorker, protocol
-
 from conftest import FORK
 from pipelines import load, make_collector, make_task, make_worker, run_distributor
+
+from zmqpipeline import MetaDataWorker, protocol
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,6 +33,7 @@ def _distributor_logging_to(path):
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         run_distributor(ep, tasks, **kw)
+
     return run
 
 
@@ -59,15 +57,17 @@ def test_killed_workers_lose_no_item(procs, endpoints, transport, tmp_path):
         procs.start(f"victim{k + 1}", lambda: worker().run())
     codes = procs.join(60)
     assert [codes[f"victim{k}"] for k in range(3)] == [-signal.SIGKILL] * 3
-    assert {name: c for name, c in codes.items() if not name.startswith("victim") or
-            name == "victim3"} == {"collector": 0, "steady": 0, "distributor": 0, "victim3": 0}
+    assert {
+        name: c for name, c in codes.items() if not name.startswith("victim") or name == "victim3"
+    } == {"collector": 0, "steady": 0, "distributor": 0, "victim3": 0}
     results, report = load(endpoints.results), load(endpoints.report)
     _exactly_once(results["items"], n)
     assert report["collected"] == {"FIRST": n} and report["failed"] == []
-    deaths = [float(line.split()[0]) for line in log.read_text().splitlines()
-              if "re-issuing" in line]
+    deaths = [
+        float(line.split()[0]) for line in log.read_text().splitlines() if "re-issuing" in line
+    ]
     assert len(deaths) == 3
-    detection = [death - kill for death, kill in zip(deaths, killed_at)]
+    detection = [death - kill for death, kill in zip(deaths, killed_at, strict=True)]
     print(f"SIGKILL -> items re-issued after: {', '.join(f'{d * 1000:.0f} ms' for d in detection)}")
     assert all(0 <= d < 5 for d in detection), detection
 
@@ -111,7 +111,9 @@ def _garbage(endpoints, stop, seed):
     rng = random.Random(seed)
     ctx = zmq.Context()
     targets = [ctx.socket(zmq.DEALER), ctx.socket(zmq.PUSH), ctx.socket(zmq.DEALER)]
-    for sock, address in zip(targets, [endpoints.worker, endpoints.collector, endpoints.meta]):
+    for sock, address in zip(
+        targets, [endpoints.worker, endpoints.collector, endpoints.meta], strict=True
+    ):
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 100)
         sock.connect(address)
@@ -128,9 +130,17 @@ def _garbage(endpoints, stop, seed):
                 frames = [b"\x09\x01", b"\x90"]
             elif shape == 3:  # well-formed messages that make no sense here
                 codec = protocol.Codec(1 << 20)
-                frames = rng.choice([codec.credit(5), codec.fail(99, "x"), codec.ack(1, []),
-                                     codec.result(1, "NOPE", 3, {}), codec.end(1, {}),
-                                     codec.meta({"evil": True}), codec.bye([1, 2])])
+                frames = rng.choice(
+                    [
+                        codec.credit(5),
+                        codec.fail(99, "x"),
+                        codec.ack(1, []),
+                        codec.result(1, "NOPE", 3, {}),
+                        codec.end(1, {}),
+                        codec.meta({"evil": True}),
+                        codec.bye([1, 2]),
+                    ]
+                )
             else:  # too big for the configured limit
                 frames = [valid_headers[0], b"\0" * (300 * 1024)]
             try:

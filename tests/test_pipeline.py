@@ -7,10 +7,9 @@ import time
 from collections import Counter
 
 import pytest
+from pipelines import load, make_collector, make_task, make_worker, run_distributor
 
 from zmqpipeline import MetaDataWorker
-
-from pipelines import load, make_collector, make_task, make_worker, run_distributor
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,8 +20,11 @@ codec = Codec(1 << 20)
 BUILT = {
     "ready": (codec.ready("CALC", 3, 2), protocol.READY, ["CALC", 3, 2]),
     "welcome": (codec.welcome(7, {"a": 1}), protocol.WELCOME, [7, {"a": 1}]),
-    "data": (codec.data(7, [[0, {"x": 1}], [1, {}]], "CALC"), protocol.DATA,
-             [7, [[0, {"x": 1}], [1, {}]]]),
+    "data": (
+        codec.data(7, [[0, {"x": 1}], [1, {}]], "CALC"),
+        protocol.DATA,
+        [7, [[0, {"x": 1}], [1, {}]]],
+    ),
     "credit": (codec.credit(2), protocol.CREDIT, [2]),
     "fail": (codec.fail(4, "boom"), protocol.FAIL, [4, "boom"]),
     "beat-worker": (codec.heartbeat(b"w1"), protocol.HEARTBEAT, [b"w1"]),
@@ -32,8 +35,11 @@ BUILT = {
     "result": (codec.result(7, "CALC", 3, None), protocol.RESULT, [7, "CALC", 3, None]),
     "start": (codec.start(7, {}, ["CALC"]), protocol.START, [7, {}, ["CALC"]]),
     "skip": (codec.skip(7, "CALC", 3), protocol.SKIP, [7, "CALC", 3]),
-    "ack": (codec.ack(7, [["CALC", 3, None, None], ["CALC", 4, {"n": 1}, "err"]]),
-            protocol.ACK, [7, [["CALC", 3, None, None], ["CALC", 4, {"n": 1}, "err"]]]),
+    "ack": (
+        codec.ack(7, [["CALC", 3, None, None], ["CALC", 4, {"n": 1}, "err"]]),
+        protocol.ACK,
+        [7, [["CALC", 3, None, None], ["CALC", 4, {"n": 1}, "err"]]],
+    ),
     "finished": (codec.finished(7), protocol.FINISHED, [7]),
     "meta": (codec.meta({"m": 1}), protocol.META, [{"m": 1}]),
     "meta-receipt": (codec.meta(), protocol.META, []),

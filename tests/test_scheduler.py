@@ -13,8 +13,13 @@ for name in ("S_A", "S_B", "S_C"):
 
 EP = "ipc://a.ipc"
 EP_B = "ipc://b.ipc"
-SETTINGS = Settings(heartbeat_interval_s=1.0, liveness_misses=3, max_attempts=3,
-                    retry_backoff_s=0.5, retry_backoff_max_s=2.0)
+SETTINGS = Settings(
+    heartbeat_interval_s=1.0,
+    liveness_misses=3,
+    max_attempts=3,
+    retry_backoff_s=0.5,
+    retry_backoff_max_s=2.0,
+)
 
 
 def task_class(task_type: str, n: int, endpoint: str = EP, deps=(), hold=False, raises=False):
@@ -53,8 +58,12 @@ def sent(s: Scheduler):
 
 
 def data_items(messages, wid=None):
-    return [seq for ch, ident, kind, body in messages if kind == protocol.DATA
-            and (wid is None or ident == wid) for seq, _ in body[1]]
+    return [
+        seq
+        for ch, ident, kind, body in messages
+        if kind == protocol.DATA and (wid is None or ident == wid)
+        for seq, _ in body[1]
+    ]
 
 
 def ack(s, task_type, seqs, now, error=None):
@@ -99,7 +108,7 @@ def test_task_finishes_only_when_every_item_is_acked():
     out = sent(s)
     ends = [(ch, ident) for ch, ident, kind, _ in out if kind == protocol.END]
     assert ends == [(EP, b"w1"), (COLLECTOR, None)]
-    summary = [body for _, _, kind, body in out if kind == protocol.END][0][1]
+    summary = next(body for _, _, kind, body in out if kind == protocol.END)[1]
     assert summary["collected"] == {"S_A": 3} and summary["failed"] == []
 
 
@@ -139,7 +148,7 @@ def test_cycles_and_unknown_dependencies_are_named():
     c = task_class("S_C", 1, deps=["S_B"])
     with pytest.raises(ConfigurationError, match="dependency cycle: S_A -> S_C -> S_B -> S_A"):
         check_dependencies({"S_A": a, "S_B": b, "S_C": c})
-    with pytest.raises(ConfigurationError, match="unregistered task type.*S_C"):
+    with pytest.raises(ConfigurationError, match=r"unregistered task type.*S_C"):
         check_dependencies({"S_A": a})
     selfish = task_class("S_A", 1, deps=["S_A"])
     with pytest.raises(ConfigurationError, match="S_A -> S_A"):

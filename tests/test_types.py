@@ -26,16 +26,39 @@ def test_unregistered_task_type_is_a_type_error():
     assert TaskType("TYPES_A") == "TYPES_A" and isinstance(TaskType("TYPES_A"), str)
 
 
-@pytest.mark.parametrize("good", ["tcp://localhost:5558", "tcp://*:5558", "tcp://0.0.0.0:1",
-                                  "tcp://127.0.0.1:65535", "tcp://[::1]:5", "ipc://worker.ipc",
-                                  "ipc:///tmp/x/y.ipc", "inproc://name"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        "tcp://localhost:5558",
+        "tcp://*:5558",
+        "tcp://0.0.0.0:1",
+        "tcp://127.0.0.1:65535",
+        "tcp://[::1]:5",
+        "ipc://worker.ipc",
+        "ipc:///tmp/x/y.ipc",
+        "inproc://name",
+    ],
+)
 def test_valid_endpoints(good):
     assert EndpointAddress(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "localhost:5558", "udp://h:1", "tcp://host", "tcp://host:",
-                                 "tcp://host:port", "tcp://:5558", "tcp://h:0", "tcp://h:70000",
-                                 "ipc://", "inproc://"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "localhost:5558",
+        "udp://h:1",
+        "tcp://host",
+        "tcp://host:",
+        "tcp://host:port",
+        "tcp://:5558",
+        "tcp://h:0",
+        "tcp://h:70000",
+        "ipc://",
+        "inproc://",
+    ],
+)
 def test_invalid_endpoints_raise_value_and_attribute_error(bad):
     with pytest.raises(ValueError):
         EndpointAddress(bad)
@@ -50,15 +73,22 @@ def test_non_string_endpoint_is_refused():
 
 def test_task_attributes_are_checked_when_the_class_is_defined():
     with pytest.raises(TypeError, match="dependencies"):
+
         class BadDeps(Task):
             dependencies = "TYPES_A"
+
     with pytest.raises(TypeError, match="not registered"):
+
         class BadType(Task):
             task_type = "NOT_A_TYPE"
+
     with pytest.raises(TypeError, match="endpoint must be an EndpointAddress"):
+
         class BadEndpoint(Task):
             endpoint = 5
+
     with pytest.raises(ValueError):
+
         class Malformed(Task):
             endpoint = "tcp://nowhere"
 
@@ -67,7 +97,7 @@ def test_plain_strings_are_coerced_to_the_api_types():
     class Coerced(Task):
         task_type = "TYPES_A"
         endpoint = "ipc://x.ipc"
-        dependencies = ["TYPES_A"]
+        dependencies = ["TYPES_A"]  # noqa: RUF012 - the API is a plain class attribute
 
     assert isinstance(Coerced.task_type, TaskType)
     assert isinstance(Coerced.endpoint, EndpointAddress)

@@ -28,7 +28,6 @@ from .types import EndpointAddress, TaskType
 from .worker import MultiThreadedWorker, SingleThreadedWorker
 
 __all__ = [
-    "__version__",
     "Collector",
     "ConfigurationError",
     "Distributor",
@@ -45,6 +44,7 @@ __all__ = [
     "Task",
     "TaskType",
     "ZmqPipelineError",
+    "__version__",
     "configureLogging",
 ]
 

@@ -75,7 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
         one.set_defaults(handler=_cmd_role, role=role)
 
     try:
-        from .service_cli import add_service_commands
+        from .service_cli import add_service_commands  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # service mode not installed in this build
         pass
     else:

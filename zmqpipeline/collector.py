@@ -32,7 +32,7 @@ class SeenSet:
     """The sequence numbers of one task type seen so far, in memory proportional to the
     ones seen out of order: every seq below :attr:`low` is seen, plus those in :attr:`above`."""
 
-    __slots__ = ("low", "above")
+    __slots__ = ("above", "low")
 
     def __init__(self) -> None:
         self.low = 0
@@ -98,11 +98,18 @@ class Collector:
         stop = StopSignal()
         sockets: list[zmq.Socket[Any]] = []
         try:
-            pull = open_socket(ctx, zmq.PULL, self.endpoint, bind=True,
-                               settings=self.settings, role="collector")
+            pull = open_socket(
+                ctx, zmq.PULL, self.endpoint, bind=True, settings=self.settings, role="collector"
+            )
             sockets.append(pull)
-            acks = open_socket(ctx, zmq.PUSH, self.ack_endpoint, bind=True,
-                               settings=self.settings, role="collector")
+            acks = open_socket(
+                ctx,
+                zmq.PUSH,
+                self.ack_endpoint,
+                bind=True,
+                settings=self.settings,
+                role="collector",
+            )
             sockets.append(acks)
             self._loop(pull, acks, stop)
         finally:
@@ -130,8 +137,13 @@ class Collector:
             events = dict(poller.poll())
             if stop.fd in events:
                 logger.warning("collector: stop requested")
-                self._end = {"collected": {}, "failed": [], "retries": 0, "aborted": True,
-                             "task_type": ""}
+                self._end = {
+                    "collected": {},
+                    "failed": [],
+                    "retries": 0,
+                    "aborted": True,
+                    "task_type": "",
+                }
                 break
             if pull in events:
                 entries = self._read(pull)
@@ -167,8 +179,10 @@ class Collector:
             elif kind == protocol.START:
                 if body[0] != self._run:
                     if self._run is not None:
-                        logger.warning("a new run started before the end of the current one "
-                                       "(distributor restarted?): following the new run")
+                        logger.warning(
+                            "a new run started before the end of the current one "
+                            "(distributor restarted?): following the new run"
+                        )
                         if entries:  # ACKs of the old run, for a distributor now gone
                             entries.clear()
                     self._start(body[0], body[1], body[2], entries)
@@ -183,8 +197,9 @@ class Collector:
                 self.drops.drop(f"unexpected {protocol.KIND_NAMES[kind]}")
         return entries
 
-    def _start(self, run: int, metadata: dict[str, Any], task_types: list[Any],
-               entries: list[list[Any]]) -> None:
+    def _start(
+        self, run: int, metadata: dict[str, Any], task_types: list[Any], entries: list[list[Any]]
+    ) -> None:
         self._run = run
         self.metadata = metadata
         self._seen = {str(tt): SeenSet() for tt in task_types}
@@ -196,8 +211,9 @@ class Collector:
             else:
                 self.drops.drop("result of another run")
 
-    def _collect(self, task_type: str, seq: int, result: dict[str, Any] | None,
-                 entries: list[list[Any]]) -> None:
+    def _collect(
+        self, task_type: str, seq: int, result: dict[str, Any] | None, entries: list[list[Any]]
+    ) -> None:
         seen = self._seen.get(task_type)
         if seen is None:
             self.drops.drop("unknown task type", repr(task_type))
@@ -209,8 +225,9 @@ class Collector:
             entries.append([task_type, seq, None, None])
             return
         try:
-            returned = self.handle_collection(result if result is not None else {}, task_type,
-                                              MESSAGE_TYPE_SUCCESS)
+            returned = self.handle_collection(
+                result if result is not None else {}, task_type, MESSAGE_TYPE_SUCCESS
+            )
             ack_data = self.get_ack_data()
             if isinstance(returned, dict):
                 ack_data = {**ack_data, **returned} if isinstance(ack_data, dict) else returned

@@ -12,19 +12,19 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 __all__ = [
-    "HEARTBEAT_INTERVAL_S",
-    "LIVENESS_MISSES",
-    "MAX_MESSAGE_BYTES",
-    "MAX_ATTEMPTS",
-    "RETRY_BACKOFF_S",
-    "RETRY_BACKOFF_MAX_S",
-    "PREFETCH",
-    "MAX_PREFETCH",
-    "PREFETCH_WINDOW_S",
-    "MAX_IN_FLIGHT",
-    "LINGER_MS",
-    "END_TIMEOUT_S",
     "END_GRACE_S",
+    "END_TIMEOUT_S",
+    "HEARTBEAT_INTERVAL_S",
+    "LINGER_MS",
+    "LIVENESS_MISSES",
+    "MAX_ATTEMPTS",
+    "MAX_IN_FLIGHT",
+    "MAX_MESSAGE_BYTES",
+    "MAX_PREFETCH",
+    "PREFETCH",
+    "PREFETCH_WINDOW_S",
+    "RETRY_BACKOFF_MAX_S",
+    "RETRY_BACKOFF_S",
     "Settings",
 ]
 

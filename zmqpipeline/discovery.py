@@ -16,7 +16,15 @@ from .metadata import MetaDataWorker
 from .task import Task
 from .worker import MultiThreadedWorker, SingleThreadedWorker, Worker
 
-__all__ = ["Pipeline", "UsageError", "classes_in", "load_folder", "load_module", "load_class", "ROLE_BASES"]
+__all__ = [
+    "ROLE_BASES",
+    "Pipeline",
+    "UsageError",
+    "classes_in",
+    "load_class",
+    "load_folder",
+    "load_module",
+]
 
 ROLE_BASES: dict[str, type] = {
     "task": Task,
@@ -68,14 +76,19 @@ class Pipeline:
 
 def _import(name: str, folder: str) -> ModuleType:
     stale = sys.modules.get(name)
-    if stale is not None and os.path.dirname(os.path.abspath(getattr(stale, "__file__", "") or "")) != folder:
+    if (
+        stale is not None
+        and os.path.dirname(os.path.abspath(getattr(stale, "__file__", "") or "")) != folder
+    ):
         del sys.modules[name]  # a same-named module of another folder
     try:
         return importlib.import_module(name)
     except SystemExit as exc:
         raise UsageError(f"importing {name} from {folder} called exit({exc.code})") from None
     except Exception as exc:
-        raise UsageError(f"cannot import {name} from {folder}: {type(exc).__name__}: {exc}") from None
+        raise UsageError(
+            f"cannot import {name} from {folder}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def load_module(spec: str) -> ModuleType:
@@ -143,7 +156,8 @@ def load_folder(path: str) -> Pipeline:
     if not os.path.isdir(folder):
         raise UsageError(f"no such folder: {path}")
     names = sorted(
-        name[:-3] for name in os.listdir(folder)
+        name[:-3]
+        for name in os.listdir(folder)
         if name.endswith(".py") and name.isascii() and name[:-3].isidentifier()
     )
     if not names:

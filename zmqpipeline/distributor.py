@@ -52,6 +52,14 @@ class RunReport:
         return sum(self.collected.values())
 
 
+def _check_task_class(task_class: type[Task]) -> None:
+    if not (isinstance(task_class, type) and issubclass(task_class, Task)):
+        raise TypeError(f"register_task() needs a Task subclass, not {task_class!r}")
+    for name in ("task_type", "endpoint"):
+        if getattr(task_class, name, None) is None:
+            raise TypeError(f"{task_class.__name__} has no {name}")
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -70,11 +78,7 @@ class Distributor:
     @classmethod
     def register_task(cls, task_class: type[Task]) -> type[Task]:
         """Register a :class:`Task` subclass; returns it, so it works as a decorator too."""
-        if not (isinstance(task_class, type) and issubclass(task_class, Task)):
-            raise TypeError(f"register_task() needs a Task subclass, not {task_class!r}")
-        for name in ("task_type", "endpoint"):
-            if getattr(task_class, name, None) is None:
-                raise TypeError(f"{task_class.__name__} has no {name}")
+        _check_task_class(task_class)
         cls._registered[task_class.task_type] = task_class
         return task_class
 
@@ -106,9 +110,10 @@ class Distributor:
         self.metadata_endpoint = (
             EndpointAddress(metadata_endpoint) if metadata_endpoint is not None else None
         )
-        if tasks is not None:
+        self.task_classes: dict[str, type[Task]]
+        if tasks is not None:  # these, not the registry
             for task_class in tasks:
-                self.register_task(task_class)
+                _check_task_class(task_class)
             self.task_classes = {t.task_type: t for t in tasks}
         else:
             self.task_classes = dict(self._registered)
@@ -142,20 +147,32 @@ class Distributor:
                 )
             sockets.extend(routers.values())
             to_collector = open_socket(
-                ctx, zmq.PUSH, self.collector_endpoint, bind=False,
-                settings=self.settings, role="distributor",
+                ctx,
+                zmq.PUSH,
+                self.collector_endpoint,
+                bind=False,
+                settings=self.settings,
+                role="distributor",
             )
             acks = open_socket(
-                ctx, zmq.PULL, self.collector_ack_endpoint, bind=False,
-                settings=self.settings, role="distributor",
+                ctx,
+                zmq.PULL,
+                self.collector_ack_endpoint,
+                bind=False,
+                settings=self.settings,
+                role="distributor",
             )
             sockets += [to_collector, acks]
             meta = None
             if self.receive_metadata:
                 assert self.metadata_endpoint is not None
                 meta = open_socket(
-                    ctx, zmq.ROUTER, self.metadata_endpoint, bind=True,
-                    settings=self.settings, role="distributor",
+                    ctx,
+                    zmq.ROUTER,
+                    self.metadata_endpoint,
+                    bind=True,
+                    settings=self.settings,
+                    role="distributor",
                 )
                 sockets.append(meta)
             self._loop(scheduler, stop, routers, to_collector, acks, meta)
@@ -284,7 +301,8 @@ class Distributor:
                 kind, body = protocol.decode(frames[1:])
                 if kind not in _FROM_WORKER:
                     raise ProtocolError(
-                        f"{protocol.KIND_NAMES[kind]} is not sent by workers", frames,
+                        f"{protocol.KIND_NAMES[kind]} is not sent by workers",
+                        frames,
                         "wrong direction",
                     )
                 scheduler.on_worker_message(endpoint, frames[0], kind, body, now)
@@ -346,14 +364,18 @@ class Distributor:
         for state in scheduler.tasks.values():
             if state.active and not state.workers:
                 logger.info(
-                    "task %s: waiting for a worker to connect to %s", state.task_type, state.endpoint
+                    "task %s: waiting for a worker to connect to %s",
+                    state.task_type,
+                    state.endpoint,
                 )
             elif state.active and state.in_flight and not state.task.is_complete:
                 continue
             elif state.active and state.in_flight:
                 logger.info(
                     "task %s: waiting for %d ACK(s) from the collector at %s",
-                    state.task_type, len(state.in_flight), self.collector_ack_endpoint,
+                    state.task_type,
+                    len(state.in_flight),
+                    self.collector_ack_endpoint,
                 )
 
     def _make_report(self, scheduler: Scheduler, wall_time_s: float) -> RunReport:
@@ -373,9 +395,7 @@ class Distributor:
             wall_time_s=wall_time_s,
             aborted=summary["aborted"],
             latency_ms=latency,
-            per_worker={
-                wid.decode(errors="replace"): n for wid, n in scheduler.handed_out.items()
-            },
+            per_worker={wid.decode(errors="replace"): n for wid, n in scheduler.handed_out.items()},
             dropped=dict(self.drops.counts),
         )
 

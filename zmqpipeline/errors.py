@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
-    "ZmqPipelineError",
     "ConfigurationError",
     "EndpointError",
+    "ItemFailed",
     "ProtocolError",
     "SerializationError",
-    "ItemFailed",
     "ServiceError",
+    "ZmqPipelineError",
 ]
 
 

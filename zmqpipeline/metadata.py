@@ -51,8 +51,14 @@ class MetaDataWorker:
         frames = protocol.Codec(self.settings.max_message_bytes).meta(metadata)
         ctx = new_context()
         stop = StopSignal()
-        sock = open_socket(ctx, zmq.DEALER, self.endpoint, bind=False,
-                           settings=self.settings, role="metadata worker")
+        sock = open_socket(
+            ctx,
+            zmq.DEALER,
+            self.endpoint,
+            bind=False,
+            settings=self.settings,
+            role="metadata worker",
+        )
         try:
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)

@@ -60,11 +60,11 @@ from .errors import ProtocolError, ZmqPipelineError
 from .utils.serializer import Packer, deserialize
 
 __all__ = [
-    "VERSION",
     "KIND_NAMES",
+    "VERSION",
     "Codec",
-    "decode",
     "MessageTooLarge",
+    "decode",
 ]
 
 VERSION = 1

@@ -20,7 +20,7 @@ from .errors import ConfigurationError
 from .task import Task
 from .utils.messages import MESSAGE_TYPE_DATA
 
-__all__ = ["Scheduler", "check_dependencies", "COLLECTOR"]
+__all__ = ["COLLECTOR", "Scheduler", "check_dependencies"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
 task_logger = logging.getLogger("zmqpipeline.task")
@@ -86,12 +86,12 @@ def check_dependencies(tasks: dict[str, type[Task]]) -> None:
 
     def visit(task_type: str, path: list[str]) -> None:
         if task_type in path:
-            cycle = path[path.index(task_type) :] + [task_type]
+            cycle = [*path[path.index(task_type) :], task_type]
             raise ConfigurationError("dependency cycle: " + " -> ".join(cycle))
         if task_type in done:
             return
         for dep in tasks[task_type].dependencies:
-            visit(dep, path + [task_type])
+            visit(dep, [*path, task_type])
         done.add(task_type)
 
     for task_type in sorted(tasks):
@@ -155,7 +155,9 @@ class Scheduler:
     def _accept(self, state: TaskState, worker: WorkerRecord) -> None:
         worker.accepted = True
         assert self.metadata is not None
-        self.outbox.append((state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata)))
+        self.outbox.append(
+            (state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata))
+        )
 
     def _check_finished(self, state: TaskState) -> None:
         if state.finished or not state.active:
@@ -256,8 +258,10 @@ class Scheduler:
             state.workers[wid] = worker
             self.workers[wid] = state
             logger.info(
-                "worker %s joined task %s (capacity %d)", wid.decode(errors="replace"),
-                task_type, capacity,
+                "worker %s joined task %s (capacity %d)",
+                wid.decode(errors="replace"),
+                task_type,
+                capacity,
             )
         else:
             worker.capacity = capacity
@@ -379,7 +383,10 @@ class Scheduler:
             return
         logger.warning(
             "%s: %s (task %s), re-issuing its %d item(s)",
-            reason, worker.wid.decode(errors="replace"), state.task_type, len(worker.held),
+            reason,
+            worker.wid.decode(errors="replace"),
+            state.task_type,
+            len(worker.held),
         )
         for seq in sorted(worker.held):
             item = state.in_flight.get(seq)
@@ -395,14 +402,23 @@ class Scheduler:
         if item.attempts >= self.settings.max_attempts:
             del state.in_flight[item.seq]
             state.failed.append(
-                {"task_type": state.task_type, "seq": item.seq, "attempts": item.attempts,
-                 "error": error}
+                {
+                    "task_type": state.task_type,
+                    "seq": item.seq,
+                    "attempts": item.attempts,
+                    "error": error,
+                }
             )
             logger.error(
                 "item %s/%d failed for good after %d attempt(s): %s",
-                state.task_type, item.seq, item.attempts, error.strip().splitlines()[-1:],
+                state.task_type,
+                item.seq,
+                item.attempts,
+                error.strip().splitlines()[-1:],
             )
-            self.outbox.append((COLLECTOR, None, self.codec.skip(self.run, state.task_type, item.seq)))
+            self.outbox.append(
+                (COLLECTOR, None, self.codec.skip(self.run, state.task_type, item.seq))
+            )
             self._check_finished(state)
             return
         state.retries += 1
@@ -474,7 +490,8 @@ class Scheduler:
                     f"not {type(payload).__name__}"
                 )
         except Exception:
-            return self._handle_raised(state, traceback.format_exc())
+            self._handle_raised(state, traceback.format_exc())
+            return None
         state.handle_errors = 0
         item = Item(state.next_seq, payload, first_sent_at=now)
         state.next_seq += 1
@@ -485,13 +502,19 @@ class Scheduler:
         state.handle_errors += 1
         task_logger.error(
             "%s.handle() raised (attempt %d of %d):\n%s",
-            type(state.task).__name__, state.handle_errors, self.settings.max_attempts, error,
+            type(state.task).__name__,
+            state.handle_errors,
+            self.settings.max_attempts,
+            error,
         )
         if state.handle_errors >= self.settings.max_attempts:
             state.failed.append(
-                {"task_type": state.task_type, "seq": None, "attempts": state.handle_errors,
-                 "error": error}
+                {
+                    "task_type": state.task_type,
+                    "seq": None,
+                    "attempts": state.handle_errors,
+                    "error": error,
+                }
             )
             logger.error("task %s gave up: handle() kept raising", state.task_type)
             state.task.is_complete = True
-        return None

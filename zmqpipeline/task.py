@@ -60,9 +60,7 @@ class Task:
             coerced = []
             for dep in deps:
                 if not isinstance(dep, str):
-                    raise TypeError(
-                        f"{cls.__name__}.dependencies holds {dep!r}, not a TaskType"
-                    )
+                    raise TypeError(f"{cls.__name__}.dependencies holds {dep!r}, not a TaskType")
                 coerced.append(dep if isinstance(dep, TaskType) else TaskType(dep))
             cls.dependencies = coerced
         limit = cls.__dict__.get("item_time_limit_s")

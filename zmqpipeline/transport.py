@@ -22,7 +22,7 @@ from .constants import Settings
 from .errors import ConfigurationError
 from .types import EndpointAddress
 
-__all__ = ["open_socket", "close_sockets", "StopSignal", "DropCounter", "new_context"]
+__all__ = ["DropCounter", "StopSignal", "close_sockets", "new_context", "open_socket"]
 
 
 # ipc files this process bound, removed when their socket is closed (libzmq leaves them).
@@ -49,7 +49,7 @@ def open_socket(
     Every socket gets the message size limit and a bounded linger, so closing never hangs.
     """
     address = EndpointAddress(endpoint)
-    sock = ctx.socket(socket_type)
+    sock: zmq.Socket[Any] = ctx.socket(socket_type)
     try:
         sock.setsockopt(zmq.LINGER, settings.linger_ms)
         sock.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from .errors import EndpointError
 
-__all__ = ["TaskType", "EndpointAddress"]
+__all__ = ["EndpointAddress", "TaskType"]
 
 
 class TaskType(str):
@@ -21,8 +21,7 @@ class TaskType(str):
             raise TypeError(f"task type name must be a str, not {type(name).__name__}")
         if name not in cls._registered:
             raise TypeError(
-                f"task type {name!r} is not registered; call "
-                f"TaskType.register_type({name!r}) first"
+                f"task type {name!r} is not registered; call TaskType.register_type({name!r}) first"
             )
         return super().__new__(cls, name)
 

@@ -30,7 +30,11 @@ from .transport import DropCounter, StopSignal, close_sockets, new_context, open
 from .types import EndpointAddress, TaskType
 
 __all__ = [
-    "SingleThreadedWorker", "MultiThreadedWorker", "MetaDataWorker", "Worker", "CreditWindow",
+    "CreditWindow",
+    "MetaDataWorker",
+    "MultiThreadedWorker",
+    "SingleThreadedWorker",
+    "Worker",
 ]
 
 logger = logging.getLogger("zmqpipeline.worker")
@@ -44,8 +48,9 @@ def _worker_id() -> bytes:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
 
 
-def _heartbeat(ctx: zmq.Context[Any], endpoint: str, wid: bytes, settings: Settings,
-               stopped: threading.Event) -> None:
+def _heartbeat(
+    ctx: zmq.Context[Any], endpoint: str, wid: bytes, settings: Settings, stopped: threading.Event
+) -> None:
     """Tell the distributor ``wid`` is alive every interval, whatever the main thread does."""
     sock = open_socket(ctx, zmq.DEALER, endpoint, bind=False, settings=settings, role="worker")
     sock.setsockopt(zmq.SNDHWM, 2)  # an unreachable distributor needs no backlog of beats
@@ -68,7 +73,7 @@ class CreditWindow:
     of a quarter of the prefetch, so fast items do not cost a CREDIT message each.
     """
 
-    __slots__ = ("slots", "low", "high", "window_s", "item_s", "outstanding")
+    __slots__ = ("high", "item_s", "low", "outstanding", "slots", "window_s")
 
     def __init__(self, slots: int, low: int, high: int, window_s: float) -> None:
         self.slots = slots
@@ -161,14 +166,29 @@ class Worker:
             self.settings.prefetch_window_s,
         )
         try:
-            dealer = open_socket(ctx, zmq.DEALER, self.endpoint, bind=False,
-                                 settings=self.settings, identity=self.worker_id, role="worker")
+            dealer = open_socket(
+                ctx,
+                zmq.DEALER,
+                self.endpoint,
+                bind=False,
+                settings=self.settings,
+                identity=self.worker_id,
+                role="worker",
+            )
             sockets.append(dealer)
-            push = open_socket(ctx, zmq.PUSH, self.collector_endpoint, bind=False,
-                               settings=self.settings, role="worker")
+            push = open_socket(
+                ctx,
+                zmq.PUSH,
+                self.collector_endpoint,
+                bind=False,
+                settings=self.settings,
+                role="worker",
+            )
             sockets.append(push)
             beat = threading.Thread(
-                target=_heartbeat, name="zmqpipeline-heartbeat", daemon=True,
+                target=_heartbeat,
+                name="zmqpipeline-heartbeat",
+                daemon=True,
                 args=(ctx, self.endpoint, self.worker_id, self.settings, stopped),
             )
             beat.start()
@@ -185,7 +205,9 @@ class Worker:
             self.drops.report()
         logger.info(
             "worker %s finished: %d item(s) processed, %d failed",
-            self.worker_id.decode(), self.items_processed, self.items_failed,
+            self.worker_id.decode(),
+            self.items_processed,
+            self.items_failed,
         )
 
     def _loop(self, ctx: zmq.Context[Any], stop: StopSignal) -> None:
@@ -216,7 +238,9 @@ class Worker:
             if busy:
                 self._work_one()
             elif not events and time.monotonic() - last_heard >= liveness:
-                logger.info("worker %s: distributor silent, announcing again", self.worker_id.decode())
+                logger.info(
+                    "worker %s: distributor silent, announcing again", self.worker_id.decode()
+                )
                 self._send_ready()
                 last_heard = time.monotonic()
 
@@ -239,8 +263,11 @@ class Worker:
             try:
                 kind, body = protocol.decode(frames)
                 if kind not in _FROM_DISTRIBUTOR:
-                    raise ProtocolError(f"{protocol.KIND_NAMES[kind]} from the distributor",
-                                        frames, "wrong direction")
+                    raise ProtocolError(
+                        f"{protocol.KIND_NAMES[kind]} from the distributor",
+                        frames,
+                        "wrong direction",
+                    )
             except ProtocolError as exc:
                 self.drops.drop(exc.category, exc.reason)
                 continue
@@ -279,7 +306,9 @@ class Worker:
         self._credit.observe(time.perf_counter() - started)
         self._ask_for_more()
 
-    def _result_frames(self, seq: int, result: Any, codec: protocol.Codec | None = None) -> list[bytes]:
+    def _result_frames(
+        self, seq: int, result: Any, codec: protocol.Codec | None = None
+    ) -> list[bytes]:
         if result is not None and not isinstance(result, dict):
             raise TypeError(
                 f"{type(self).__name__} must return a dict or None for the collector, "
@@ -395,9 +424,7 @@ class MultiThreadedWorker(Worker):
         """Runs once in each thread before it takes its first item."""
 
     def handle_thread_execution(self, data: Any, index: int) -> dict[str, Any] | None:
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement handle_thread_execution()"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement handle_thread_execution()")
 
     def _held(self) -> int:
         return self._in_threads
@@ -410,7 +437,9 @@ class MultiThreadedWorker(Worker):
     def _start_threads(self) -> None:
         for index in range(self.n_threads):
             thread = threading.Thread(
-                target=self._thread_main, args=(index,), name=f"zmqpipeline-thread-{index}",
+                target=self._thread_main,
+                args=(index,),
+                name=f"zmqpipeline-thread-{index}",
                 daemon=True,
             )
             thread.start()
@@ -447,8 +476,14 @@ class MultiThreadedWorker(Worker):
 
     def _thread_main(self, index: int) -> None:
         codec = protocol.Codec(self.settings.max_message_bytes)
-        push = open_socket(self._ctx, zmq.PUSH, self.collector_endpoint, bind=False,
-                           settings=self.settings, role="worker thread")
+        push = open_socket(
+            self._ctx,
+            zmq.PUSH,
+            self.collector_endpoint,
+            bind=False,
+            settings=self.settings,
+            role="worker thread",
+        )
         done = self._ctx.socket(zmq.PUSH)
         done.connect(self._done_address)
         try:
@@ -468,8 +503,13 @@ class MultiThreadedWorker(Worker):
                     push.send_multipart(self._result_frames(seq, result, codec))
                 except Exception:
                     text = traceback.format_exc()
-                    logger.error("item %s/%d raised in handle_thread_execution (thread %d):\n%s",
-                                 self.task_type, seq, index, text)
+                    logger.error(
+                        "item %s/%d raised in handle_thread_execution (thread %d):\n%s",
+                        self.task_type,
+                        seq,
+                        index,
+                        text,
+                    )
                     error = text.encode()
                 took = f"{time.perf_counter() - started:.6f}".encode()
                 done.send_multipart([seq.to_bytes(8, "big"), took, error])

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from ..errors import SerializationError
 
-__all__ = ["serialize", "deserialize", "Packer", "find_unpackable"]
+__all__ = ["Packer", "deserialize", "find_unpackable", "serialize"]
 
 _EXT_DATETIME = 1
 _EXT_DATE = 2
@@ -76,7 +76,8 @@ class Packer:
 
     def pack(self, obj: Any, context: str = "") -> bytes:
         try:
-            return self._packer.pack(obj)
+            packed: bytes = self._packer.pack(obj)
+            return packed
         except (TypeError, ValueError, OverflowError) as exc:
             self._packer.reset()
             raise _explain(obj, context, exc) from None
