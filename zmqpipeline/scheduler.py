@@ -258,9 +258,10 @@ class Scheduler:
             state.workers[wid] = worker
             self.workers[wid] = state
             logger.info(
-                "worker %s joined task %s (capacity %d)",
+                "worker %s joined task %s (asks for %d item(s), may hold up to %d)",
                 wid.decode(errors="replace"),
                 task_type,
+                worker.credit,
                 capacity,
             )
         else:
