@@ -36,8 +36,11 @@ class RunReport:
     collected: dict[str, int]
     failed: list[dict[str, Any]]
     retries: int
+    #: From the first item handed out to the last ACK (or the stop).
     wall_time_s: float
     aborted: bool
+    #: The whole of ``run()``: waiting for workers and metadata, and the shutdown too.
+    elapsed_s: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     per_worker: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -131,6 +134,8 @@ class Distributor:
     def run(self) -> RunReport:
         """Run the batch to its end and return the report (also kept as ``self.report``)."""
         started = time.monotonic()
+        self._first_item_at: float | None = None  # set by _loop, for the report
+        self._done_at: float | None = None
         ctx = new_context()
         stop = StopSignal()
         sockets: list[zmq.Socket[Any]] = []
@@ -181,7 +186,11 @@ class Distributor:
             ctx.term()
             stop.close()
         self.drops.report()
-        self.report = self._make_report(scheduler, time.monotonic() - started)
+        ended = time.monotonic()
+        first = self._first_item_at or started
+        done = self._done_at or ended
+        self.report = self._make_report(scheduler, done - first)
+        self.report.elapsed_s = ended - started
         if self.report.failed:
             logger.error(
                 "run ended with %d failed item(s): %s",
@@ -225,6 +234,7 @@ class Distributor:
             self._flush(scheduler, routers, to_collector, now)
             if scheduler.done:
                 if end_deadline is None:
+                    self._done_at = now
                     end_deadline = now + self.settings.end_timeout_s
                     grace_end = now + self.settings.end_grace_s
                 if (finished_confirmed and now >= grace_end) or now >= end_deadline:
@@ -260,6 +270,8 @@ class Distributor:
                     self.on_progress(scheduler.summary(aborted=False))
                 next_progress = now + self.progress_interval_s
             scheduler.dispatch(now)
+            if self._first_item_at is None and scheduler.handed_out:
+                self._first_item_at = now
         if not finished_confirmed:
             logger.warning(
                 "the collector did not confirm the end of the run within %.1f s",
