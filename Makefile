@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test lint types package all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +23,30 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
+## lint: ruff check and format check
+lint: $(BIN)/python
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## types: mypy --strict on the package
+types: install
+	$(BIN)/python -m pip install --quiet mypy
+	$(BIN)/mypy
+
+## package: build wheel + sdist, check them, install the wheel in a clean venv and run an example
+package: $(BIN)/python
+	$(BIN)/python -m pip install --quiet build twine
+	rm -rf dist build/wheel-venv
+	$(BIN)/python -m build --outdir dist . > /dev/null
+	$(BIN)/twine check --strict dist/*
+	$(PYTHON) -m venv build/wheel-venv
+	build/wheel-venv/bin/python -m pip install --quiet dist/*.whl
+	cd build && wheel-venv/bin/zmqpipeline run ../examples/singlethread --workers 2 --quiet
+	rm -rf build/wheel-venv
+
+## all: lint, types, tests, docs and the package check, like CI
+all: lint types test docs package
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache site
