@@ -47,7 +47,9 @@ def task_class(task_type: str, n: int, endpoint: str = EP, deps=(), hold=False, 
 
 
 def make(*classes, settings=SETTINGS) -> Scheduler:
-    return Scheduler([cls() for cls in classes], settings, run=42)
+    s = Scheduler([cls() for cls in classes], settings, run=42)
+    s.on_collector_hello(b"collector", 0.0)  # a collector is up (before the run starts)
+    return s
 
 
 def sent(s: Scheduler):
@@ -80,6 +82,19 @@ def test_start_tells_the_collector_and_welcomes_waiting_workers():
     assert out[1] == (EP, b"w1", protocol.WELCOME, [42, {"m": "x"}])
     assert data_items(out) == [0, 1]  # credit 2: two items in one message
     assert len([m for m in out if m[2] == protocol.DATA]) == 1
+
+
+def test_nothing_is_handed_out_before_a_collector_is_up():
+    s = Scheduler([task_class("S_A", 3)()], SETTINGS, run=42)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == []
+    s.on_collector_hello(b"collector", 0.1)
+    s.dispatch(0.1)
+    out = sent(s)
+    assert (COLLECTOR, None, protocol.START, [42, {}, ["S_A"]]) in out  # START again
+    assert data_items(out) == [0, 1]
 
 
 def test_credit_bounds_what_a_worker_holds():

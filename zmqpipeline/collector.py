@@ -130,9 +130,12 @@ class Collector:
         poller = zmq.Poller()
         poller.register(pull, zmq.POLLIN)
         poller.register(stop.fd, zmq.POLLIN)
-        # Announce ourselves: a distributor that started first (or whose collector was
-        # replaced) answers with START.
-        self._send(acks, codec.hello(uuid.uuid4().bytes), poller)
+        # Announce ourselves, now and to each new run's distributor: no distributor hands
+        # out work before a collector is up, and one whose collector was replaced answers
+        # HELLO with START.
+        hello = codec.hello(uuid.uuid4().bytes)
+        self._send(acks, hello, poller)
+        self._hello_due = False
         while self._end is None:
             events = dict(poller.poll())
             if stop.fd in events:
@@ -150,6 +153,9 @@ class Collector:
                 if entries:
                     assert self._run is not None
                     self._send(acks, codec.ack(self._run, entries), poller)
+                if self._hello_due:
+                    self._hello_due = False
+                    self._send(acks, hello, poller)
             if acks in events:
                 self._send(acks, None, poller)
         self._finish(acks)
@@ -186,6 +192,7 @@ class Collector:
                         if entries:  # ACKs of the old run, for a distributor now gone
                             entries.clear()
                     self._start(body[0], body[1], body[2], entries)
+                    self._hello_due = True
             elif kind == protocol.SKIP and body[0] == self._run:
                 seen = self._seen.get(body[1])
                 if seen is not None:

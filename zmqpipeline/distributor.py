@@ -373,6 +373,9 @@ class Distributor:
         if not scheduler.started:
             logger.info("still waiting for metadata at %s", self.metadata_endpoint)
             return
+        if scheduler.collector_id is None:
+            logger.info("waiting for the collector at %s", self.collector_ack_endpoint)
+            return
         for state in scheduler.tasks.values():
             if state.active and not state.workers:
                 logger.info(

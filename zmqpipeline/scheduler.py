@@ -437,8 +437,11 @@ class Scheduler:
     # -- handing out work ---------------------------------------------------------------
 
     def dispatch(self, now: float) -> None:
-        """Give every accepted worker with credit as many items as it can take."""
-        if not self.started or self.done:
+        """Give every accepted worker with credit as many items as it can take.
+
+        Nothing goes out before a collector has said HELLO: results would only wait in it.
+        """
+        if not self.started or self.done or self.collector_id is None:
             return
         for state in self.tasks.values():
             if not state.active or not state.workers:
