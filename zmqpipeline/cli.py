@@ -51,6 +51,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive, default=None,
                      help="threads per MultiThreadedWorker (default: the class's n_threads)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.add_argument("--secure", action="store_true",
+                     help="over tcp on 127.0.0.1 with CURVE and fresh keys, instead of ipc")
     run.set_defaults(handler=_cmd_run)
 
     lst = sub.add_parser("list", help="list the roles a folder defines")
@@ -80,13 +82,17 @@ def _build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_service_commands(sub)
+    from .security_cli import add_security_commands
+
+    add_security_commands(sub)
     return parser
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local import run_local
 
-    return run_local(load_folder(args.path), args.workers, args.threads, args.quiet)
+    return run_local(load_folder(args.path), args.workers, args.threads, args.quiet,
+                     secure=args.secure)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

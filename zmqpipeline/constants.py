@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .security import Security
 
 __all__ = [
     "END_GRACE_S",
@@ -75,6 +78,8 @@ class Settings:
     linger_ms: int = LINGER_MS
     end_timeout_s: float = END_TIMEOUT_S
     end_grace_s: float = END_GRACE_S
+    #: CURVE keys for every tcp socket (``None``: plain tcp); from ``ZMQPIPELINE_CURVE_*``.
+    security: Security | None = None
 
     @property
     def liveness_s(self) -> float:
@@ -87,6 +92,8 @@ class Settings:
 
         values: dict[str, Any] = {}
         for field in fields(cls):
+            if field.name == "security":
+                continue
             raw = os.environ.get("ZMQPIPELINE_" + field.name.upper())
             if raw is None:
                 continue
@@ -98,6 +105,10 @@ class Settings:
                     f"environment variable ZMQPIPELINE_{field.name.upper()}={raw!r} "
                     f"is not a valid {kind.__name__}"
                 ) from None
+        if overrides.get("security") is None:
+            from .security import Security
+
+            values["security"] = Security.from_env()
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
         for name in ("heartbeat_interval_s", "liveness_misses", "max_message_bytes", "max_attempts"):

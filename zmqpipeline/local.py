@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -24,13 +25,15 @@ __all__ = ["run_local"]
 _STOP_GRACE_S = 3.0
 
 
-def _rewrite_endpoints(pipeline: Pipeline, directory: str) -> dict[str, str]:
-    """Point every role at ipc files in ``directory`` (same original address, same file)."""
+def _rewrite_endpoints(pipeline: Pipeline, directory: str, tcp: bool = False) -> dict[str, str]:
+    """Point every role at ipc files in ``directory`` (same original address, same file),
+    or with ``tcp`` at free ports on 127.0.0.1."""
     mapping: dict[str, str] = {}
 
     def private(address: str) -> str:
         if address not in mapping:
-            mapping[address] = f"ipc://{directory}/{len(mapping)}.ipc"
+            mapping[address] = (f"tcp://127.0.0.1:{_free_port()}" if tcp
+                                else f"ipc://{directory}/{len(mapping)}.ipc")
         return mapping[address]
 
     for cls in [*pipeline.tasks, *pipeline.workers, *pipeline.collectors, *pipeline.metadata_workers]:
@@ -38,6 +41,12 @@ def _rewrite_endpoints(pipeline: Pipeline, directory: str) -> dict[str, str]:
             if attr in _own_or_inherited(cls):
                 setattr(cls, attr, private(getattr(cls, attr)))
     return mapping
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _own_or_inherited(cls: type) -> set[str]:
@@ -50,8 +59,9 @@ def _own_or_inherited(cls: type) -> set[str]:
 # -- what each child process runs ---------------------------------------------------------
 
 
-def _child(events: Any, role: str, target: Any) -> None:
+def _child(events: Any, role: str, target: Any, env: dict[str, str] | None = None) -> None:
     code = 0
+    os.environ.update(env or {})  # this child's CURVE keys (run --secure)
     try:
         result = target()
         events.put((role, os.getpid(), result))
@@ -131,8 +141,10 @@ class _Progress:
 
 
 def run_local(pipeline: Pipeline, workers: int, threads: int | None, quiet: bool,
-              out: TextIO = sys.stdout) -> int:
-    """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status."""
+              out: TextIO = sys.stdout, secure: bool = False) -> int:
+    """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
+
+    ``secure``: over tcp on 127.0.0.1 with CURVE, fresh keys in the private directory."""
     pipeline.check_runnable()
     if threads is not None:
         for cls in pipeline.workers:
@@ -140,13 +152,24 @@ def run_local(pipeline: Pipeline, workers: int, threads: int | None, quiet: bool
                 cls.n_threads = threads
     directory = tempfile.mkdtemp(prefix="zmqpipeline-")
     os.chmod(directory, 0o700)
-    _rewrite_endpoints(pipeline, directory)
+    _rewrite_endpoints(pipeline, directory, tcp=secure)
+    server_env: dict[str, str] | None = None
+    client_env: dict[str, str] | None = None
+    if secure:
+        from .security import local_key_env
+
+        try:
+            server_env, client_env = local_key_env(os.path.join(directory, "keys"))
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
     ctx = multiprocessing.get_context("fork")
     events = ctx.Queue()
     children: dict[int, tuple[str, BaseProcess]] = {}
 
     def spawn(role: str, target: Any) -> None:
-        process = ctx.Process(target=_child, args=(events, role, target), daemon=False)
+        env = server_env if role in ("collector", "distributor") else client_env
+        process = ctx.Process(target=_child, args=(events, role, target, env), daemon=False)
         process.start()
         assert process.pid is not None
         children[process.pid] = (role, process)
@@ -202,6 +225,9 @@ def run_local(pipeline: Pipeline, workers: int, threads: int | None, quiet: bool
         print("the run did not complete", file=out)
         return 1
     _print_report(out, pipeline, report, children, processed, time.monotonic() - progress.started)
+    if secure:
+        print("  secured: tcp on 127.0.0.1, CURVE-encrypted, clients authenticated by key "
+              "(fresh keys, removed)", file=out)
     failed_children = [role for role, p in children.values() if p.exitcode not in (0, None)]
     if failed_children:
         print(f"process(es) exited with an error: {', '.join(failed_children)}", file=out)

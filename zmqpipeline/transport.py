@@ -1,5 +1,9 @@
 """Socket set-up shared by every role: one place that creates, binds and connects.
 
+Security lives here too: with ``settings.security`` set, every tcp socket is CURVE-encrypted
+(binding sockets as servers whose clients a ZAP authenticator checks, connecting sockets as
+clients); ipc files are made 0600 in a 0700 directory. See :mod:`zmqpipeline.security`.
+
 Also the two small pieces of plumbing every ``run()`` loop uses: :class:`StopSignal`
 (SIGINT/SIGTERM as a pollable event) and :class:`DropCounter` (bad input is counted and
 logged once per reason, so a flood of garbage cannot flood the log).
@@ -20,18 +24,59 @@ import zmq
 
 from .constants import Settings
 from .errors import ConfigurationError
+from .security import KeyPolicy, Security, start_authenticator
 from .types import EndpointAddress
 
-__all__ = ["DropCounter", "StopSignal", "close_sockets", "new_context", "open_socket"]
+__all__ = [
+    "DropCounter",
+    "RoleContext",
+    "StopSignal",
+    "close_sockets",
+    "new_context",
+    "open_socket",
+]
 
 
 # ipc files this process bound, removed when their socket is closed (libzmq leaves them).
 _bound_ipc_files: weakref.WeakKeyDictionary[zmq.Socket[Any], str] = weakref.WeakKeyDictionary()
 
 
-def new_context() -> zmq.Context[Any]:
+_auth_lock = threading.Lock()
+
+
+class RoleContext(zmq.Context[zmq.Socket[Any]]):
+    """A role's context. Also owns the role's ZAP authenticator (a thread started by the
+    first CURVE-secured bind), which :meth:`term` and :meth:`destroy` stop first: a role
+    that closes its context leaves no thread behind."""
+
+    _authenticator: Any = None
+    _key_policy: KeyPolicy | None = None
+
+    def admit(self, security: Security) -> None:
+        """Make sure our authenticator runs and admits ``security``'s client keys."""
+        with _auth_lock:
+            if self._key_policy is None:
+                self._authenticator, self._key_policy = start_authenticator(self)
+            self._key_policy.add(security)
+
+    def stop_authenticator(self) -> None:
+        with _auth_lock:
+            auth, self._authenticator, self._key_policy = self._authenticator, None, None
+        if auth is not None:
+            auth.stop()
+
+    def term(self) -> None:
+        self.stop_authenticator()
+        super().term()
+
+    def destroy(self, linger: int | None = None) -> None:
+        self.stop_authenticator()
+        super().destroy(linger)
+
+
+def new_context() -> RoleContext:
     """A fresh context for one role (never the global instance: roles may share a process)."""
-    return zmq.Context()
+    return RoleContext()
 
 
 def open_socket(
@@ -47,6 +92,9 @@ def open_socket(
     """Create a socket of ``socket_type`` and bind or connect it to ``endpoint``.
 
     Every socket gets the message size limit and a bounded linger, so closing never hangs.
+    With ``settings.security`` set, a tcp socket is CURVE-secured before it binds (server;
+    the context's ZAP authenticator is running before anyone can connect) or connects
+    (client). A bound ipc file is made 0600; a directory created for it, 0700.
     """
     address = EndpointAddress(endpoint)
     sock: zmq.Socket[Any] = ctx.socket(socket_type)
@@ -60,11 +108,22 @@ def open_socket(
             # and a worker that reconnects under the same identity takes it over.
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        security = settings.security
+        if security is not None and address.scheme == "tcp":
+            if not bind:
+                security.make_client(sock, address, role or "role")
+            elif isinstance(ctx, RoleContext):
+                security.make_server(sock, address, role or "role")
+                ctx.admit(security)
+            else:  # a bare zmq.Context could not stop the authenticator before term()
+                raise ConfigurationError(
+                    f"{role or 'role'} binds {address} with CURVE: use transport.new_context()"
+                )
         if bind:
             if address.scheme == "ipc":
                 directory = os.path.dirname(address.location)
-                if directory:
-                    os.makedirs(directory, exist_ok=True)
+                if directory and not os.path.isdir(directory):
+                    os.makedirs(directory, mode=0o700, exist_ok=True)
             try:
                 sock.bind(address)
             except zmq.ZMQError as exc:
@@ -73,6 +132,8 @@ def open_socket(
                 ) from None
             if address.scheme == "ipc":
                 _bound_ipc_files[sock] = address.location
+                if not address.location.startswith("@"):  # "@name": abstract, no file
+                    os.chmod(address.location, 0o600)
         else:
             try:
                 sock.connect(address)

@@ -1,0 +1,43 @@
+"""``zmqpipeline keys DIR [--name NAME]``: write a CURVE key pair for secured tcp."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .security import (
+    ENV_AUTHORIZED_KEYS,
+    ENV_SECRET_KEY,
+    ENV_SERVER_KEY,
+    default_key_name,
+    generate_keys,
+)
+
+__all__ = ["add_security_commands"]
+
+
+def add_security_commands(subparsers: Any) -> None:
+    """Add the ``keys`` command to the ``zmqpipeline`` parser's subcommands."""
+    keys = subparsers.add_parser(
+        "keys",
+        help="write a CURVE key pair (NAME.key public, NAME.key_secret secret) for secured tcp",
+        description="Write a CURVE key pair in ZeroMQ's certificate format: DIR/NAME.key "
+        "(public: copy it to the machines that must trust this one) and DIR/NAME.key_secret "
+        f"(mode 0600: it stays here). Roles use them through {ENV_SECRET_KEY}, "
+        f"{ENV_SERVER_KEY} and {ENV_AUTHORIZED_KEYS}; see docs/security.md.",
+    )
+    keys.add_argument("directory", metavar="DIR", help="where to write the pair (made 0700 if new)")
+    keys.add_argument(
+        "--name",
+        default=default_key_name(),
+        help="file name without suffix (default: this host's name)",
+    )
+    keys.add_argument("--force", action="store_true", help="replace an existing pair of that name")
+    keys.set_defaults(handler=_cmd_keys)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    public, secret = generate_keys(args.directory, args.name, overwrite=args.force)
+    print(f"public key  {public}")
+    print(f"secret key  {secret}  (mode 0600: keep it on this machine)")
+    return 0
