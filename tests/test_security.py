@@ -414,8 +414,9 @@ def test_unauthorised_senders_cannot_reach_a_secured_socket(keys):
 
 
 def test_roles_given_security_in_code_leave_no_thread_behind(keys, free_tcp):
-    """Distributor, collector and worker as threads of this process, keys passed as
-    ``settings=``: the run completes and every authenticator thread is gone after."""
+    """Distributor, collector and worker as threads of this process, keys given in code
+    (class attributes, the distributor's ``security=``): the run completes and every
+    authenticator thread is gone after."""
     task_ep, collector_ep, ack_ep = free_tcp(), free_tcp(), free_tcp()
     task = make_task(task_ep, 30)
     worker_cls = make_worker(task_ep, collector_ep)
@@ -423,19 +424,16 @@ def test_roles_given_security_in_code_leave_no_thread_behind(keys, free_tcp):
     class Quiet(zp.Collector):
         endpoint = zp.EndpointAddress(collector_ep)
         ack_endpoint = zp.EndpointAddress(ack_ep)
+        security = keys.security("server")
         seen: ClassVar[list[int]] = []
 
         def handle_collection(self, data, task_type, msgtype):
             self.seen.append(data["i"])
 
-    collector = Quiet(settings=Settings.from_env(security=keys.security("server")))
-    worker = worker_cls(settings=Settings.from_env(security=keys.security("worker1")))
-    dist = zp.Distributor(
-        collector_ep,
-        ack_ep,
-        tasks=[task],
-        settings=Settings.from_env(security=keys.security("server")),
-    )
+    worker_cls.security = keys.security("worker1")
+    collector = Quiet()
+    worker = worker_cls()
+    dist = zp.Distributor(collector_ep, ack_ep, tasks=[task], security=keys.security("server"))
     reports: list[Any] = []
     threads = [
         threading.Thread(target=collector.run),

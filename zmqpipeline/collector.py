@@ -14,6 +14,7 @@ import zmq
 
 from . import protocol
 from .constants import Settings
+from .security import Security
 from .errors import ProtocolError
 from .task import check_class_attributes
 from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
@@ -58,6 +59,9 @@ class Collector:
 
     endpoint: ClassVar[EndpointAddress]
     ack_endpoint: ClassVar[EndpointAddress]
+    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
+    #: environment variables, or no security). See docs/security.md.
+    security: ClassVar[Security | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -67,7 +71,7 @@ class Collector:
         for name in ("endpoint", "ack_endpoint"):
             if getattr(self, name, None) is None:
                 raise TypeError(f"{type(self).__name__} has no {name}")
-        self.settings = settings or Settings.from_env()
+        self.settings = settings or Settings.from_env(security=self.security)
         self.metadata: dict[str, Any] = {}
         self.items_collected = 0
         self.duplicates = 0

@@ -15,6 +15,7 @@ import zmq
 
 from . import protocol
 from .constants import Settings
+from .security import Security
 from .errors import ConfigurationError, ProtocolError
 from .scheduler import COLLECTOR, Scheduler, check_dependencies
 from .task import Task
@@ -99,6 +100,7 @@ class Distributor:
         *,
         tasks: list[type[Task]] | None = None,
         settings: Settings | None = None,
+        security: Security | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         progress_interval_s: float = 0.5,
     ) -> None:
@@ -123,7 +125,7 @@ class Distributor:
         if not self.task_classes:
             raise ConfigurationError("no task registered: call Distributor.register_task() first")
         check_dependencies(self.task_classes)
-        self.settings = settings or Settings.from_env()
+        self.settings = settings or Settings.from_env(security=security)
         self.on_progress = on_progress
         self.progress_interval_s = progress_interval_s
         self.report: RunReport | None = None

@@ -10,6 +10,7 @@ import zmq
 
 from . import protocol
 from .constants import Settings
+from .security import Security
 from .errors import ProtocolError
 from .task import check_class_attributes
 from .transport import StopSignal, new_context, open_socket
@@ -26,6 +27,9 @@ class MetaDataWorker:
     the distributor has confirmed receipt (or on SIGINT/SIGTERM)."""
 
     endpoint: ClassVar[EndpointAddress]
+    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
+    #: environment variables, or no security). See docs/security.md.
+    security: ClassVar[Security | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -34,7 +38,7 @@ class MetaDataWorker:
     def __init__(self, *, settings: Settings | None = None) -> None:
         if getattr(self, "endpoint", None) is None:
             raise TypeError(f"{type(self).__name__} has no endpoint")
-        self.settings = settings or Settings.from_env()
+        self.settings = settings or Settings.from_env(security=self.security)
         self.delivered = False
 
     def get_metadata(self) -> dict[str, Any]:

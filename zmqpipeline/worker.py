@@ -23,6 +23,7 @@ import zmq
 
 from . import protocol
 from .constants import Settings
+from .security import Security
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
 from .task import check_class_attributes
@@ -120,6 +121,9 @@ class Worker:
     task_type: ClassVar[TaskType]
     endpoint: ClassVar[EndpointAddress]
     collector_endpoint: ClassVar[EndpointAddress]
+    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
+    #: environment variables, or no security). See docs/security.md.
+    security: ClassVar[Security | None] = None
     #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
     prefetch: ClassVar[int | None] = None
 
@@ -131,7 +135,7 @@ class Worker:
         for name in ("task_type", "endpoint", "collector_endpoint"):
             if getattr(self, name, None) is None:
                 raise TypeError(f"{type(self).__name__} has no {name}")
-        self.settings = settings or Settings.from_env()
+        self.settings = settings or Settings.from_env(security=self.security)
         self.metadata: dict[str, Any] = {}
         self.items_processed = 0
         self.items_failed = 0
