@@ -74,6 +74,10 @@ class RoleContext(zmq.Context[zmq.Socket[Any]]):
         super().destroy(linger)
 
 
+RECONNECT_IVL_MS = 10
+RECONNECT_IVL_MAX_MS = 100
+
+
 def new_context() -> RoleContext:
     """A fresh context for one role (never the global instance: roles may share a process)."""
     return RoleContext()
@@ -103,6 +107,11 @@ def open_socket(
         sock.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
         if identity is not None:
             sock.setsockopt(zmq.IDENTITY, identity)
+        if not bind:
+            # Retry a connection to a peer that is not up yet after 10 ms, doubling up to
+            # 100 ms (libzmq's default is a flat 100 ms): roles may start in any order.
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         if socket_type == zmq.ROUTER:
             # A send to a peer that has gone raises instead of vanishing silently,
             # and a worker that reconnects under the same identity takes it over.
