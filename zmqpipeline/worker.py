@@ -239,7 +239,7 @@ class Worker:
                 if self._read_distributor():
                     return
             self._on_events(events)
-            if busy:
+            if busy and self._work_available():  # a RESET may just have emptied the queue
                 self._work_one()
             elif not events and time.monotonic() - last_heard >= liveness:
                 logger.info(
