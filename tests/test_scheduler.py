@@ -322,3 +322,19 @@ def test_item_over_its_time_limit_is_handed_out_again():
     s.dispatch(1.5)
     assert data_items(sent(s), b"fast") == [0]
     assert s.tasks["S_A"].retries == 1
+
+
+def test_item_whose_workers_keep_dying_is_failed_after_max_attempts():
+    s = make(task_class("S_A", 1))
+    s.start({}, 0.0)
+    now = 0.0
+    for death in range(3):
+        wid = f"w{death}".encode()
+        s.on_worker_message(EP, wid, protocol.READY, ["S_A", 1, 1], now)
+        s.dispatch(now)
+        assert data_items(sent(s), wid) == [0]
+        now += 10.0
+        s.tick(now)  # silent for 10 s: dead, and item 0 with it
+    assert s.done
+    (failure,) = s.summary(False)["failed"]
+    assert failure["seq"] == 0 and failure["attempts"] == 3 and failure["error"] == "worker died"
