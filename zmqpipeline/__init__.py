@@ -23,6 +23,9 @@ from .errors import (
     ZmqPipelineError,
 )
 from .metadata import MetaDataWorker
+from .service import Service
+from .serviceclient import ServiceClient
+from .serviceworker import ServiceWorker
 from .task import Task
 from .types import EndpointAddress, TaskType
 from .worker import MultiThreadedWorker, SingleThreadedWorker
@@ -38,7 +41,10 @@ __all__ = [
     "ProtocolError",
     "RunReport",
     "SerializationError",
+    "Service",
+    "ServiceClient",
     "ServiceError",
+    "ServiceWorker",
     "Settings",
     "SingleThreadedWorker",
     "Task",

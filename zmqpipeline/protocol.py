@@ -36,15 +36,16 @@ Service mode (``C`` client, ``S`` service, ``SW`` service worker); see
 =============  ======  ====================================================
 kind           route   body
 =============  ======  ====================================================
-SREADY         SW→S    [task_type]                      a free service worker
-REQUEST        C→S     [request_id, task_type, data]
+SREADY         SW→S    [task_type]                      free, holds nothing: route to me
+REQUEST        C→S     [request_id, task_type, data]    task_type checked by the service
 REQUEST        S→SW    [client, request_id, data]       ``client``: routing id
-REPLY          SW→S    [client, request_id, data]
+REPLY          SW→S    [client, request_id, data]       also: the worker is free again
 REPLY          S→C     [request_id, data]
 REQUEST_ERROR  SW→S    [client, request_id, error]      handle_message raised
 REQUEST_ERROR  S→C     [request_id, error]              worker error or refusal
-HEARTBEAT      S↔SW    []                               liveness
-DISCONNECT     S→SW    []                               the service is stopping
+HEARTBEAT      S↔SW    [] (S→SW) / [worker_id] (SW→S)   liveness
+RESET          S→SW    []                               unknown worker: SREADY again
+DISCONNECT     S↔SW    []                               the service stops / worker leaves
 =============  ======  ====================================================
 
 An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run.
@@ -137,7 +138,7 @@ _SHAPES: dict[int, tuple[tuple[type, ...], ...]] = {
     META: ((), (dict,)),
     HELLO: ((bytes,),),
     SREADY: ((str,),),
-    REQUEST: ((int, str, object), (bytes, int, object)),
+    REQUEST: ((int, object, object), (bytes, int, object)),
     REPLY: ((bytes, int, object), (int, object)),
     REQUEST_ERROR: ((bytes, int, str), (int, str)),
     DISCONNECT: ((),),
@@ -275,3 +276,38 @@ class Codec:
 
     def meta(self, metadata: dict[str, Any] | None = None) -> list[bytes]:
         return self.encode(META, [] if metadata is None else [metadata])
+
+    # Service mode. ``context`` names the task type in a MessageTooLarge/TypeError.
+    def sready(self, task_type: str) -> list[bytes]:
+        return self.encode(SREADY, [task_type])
+
+    def request(self, request_id: int, task_type: str, data: Any) -> list[bytes]:
+        """C→S."""
+        return self.encode(REQUEST, [request_id, task_type, data], task_type)
+
+    def route_request(
+        self, client: bytes, request_id: int, data: Any, task_type: str
+    ) -> list[bytes]:
+        """S→SW."""
+        return self.encode(REQUEST, [client, request_id, data], task_type)
+
+    def worker_reply(
+        self, client: bytes, request_id: int, data: Any, task_type: str
+    ) -> list[bytes]:
+        """SW→S."""
+        return self.encode(REPLY, [client, request_id, data], task_type)
+
+    def reply(self, request_id: int, data: Any) -> list[bytes]:
+        """S→C."""
+        return self.encode(REPLY, [request_id, data])
+
+    def worker_error(self, client: bytes, request_id: int, error: str) -> list[bytes]:
+        """SW→S."""
+        return self.encode(REQUEST_ERROR, [client, request_id, error])
+
+    def request_error(self, request_id: int, error: str) -> list[bytes]:
+        """S→C."""
+        return self.encode(REQUEST_ERROR, [request_id, error])
+
+    def disconnect(self) -> list[bytes]:
+        return self.encode(DISCONNECT, [])

@@ -1,0 +1,326 @@
+"""The service's decisions, apart from its sockets: workers, queues, pending requests.
+
+:class:`Broker` is fed decoded messages and the clock and appends what it wants sent to
+:attr:`Broker.outbox`; :class:`~zmqpipeline.service.Service` owns the sockets and drains it.
+What it promises (routing, waiting, at-least-once, duplicates) is written down in
+:mod:`zmqpipeline.service`. Unit tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from . import protocol
+from .constants import Settings
+from .errors import ProtocolError, ZmqPipelineError
+
+__all__ = ["BACKEND", "FRONTEND", "WORKER_WAIT_S", "Broker", "PendingRequest", "WorkerRecord"]
+
+logger = logging.getLogger("zmqpipeline.service")
+
+#: How long a request for a task type that no worker serves waits for one to join.
+WORKER_WAIT_S = 5.0
+#: Outbox channels.
+FRONTEND = 0
+BACKEND = 1
+
+_Key = tuple[bytes, int]  # (client routing id, request id)
+
+
+@dataclass(eq=False, slots=True)
+class PendingRequest:
+    key: _Key
+    task_type: str
+    frames: list[bytes]  # the REQUEST as a worker gets it: encoded once, re-sent on re-route
+    queued_at: float
+    attempts: int = 0  # times handed to a worker
+    worker: bytes | None = None  # None while queued
+
+
+@dataclass(eq=False, slots=True)
+class WorkerRecord:
+    wid: bytes
+    task_type: str
+    expires_at: float
+    request: PendingRequest | None = None
+
+
+class Broker:
+    """The service's state, apart from its sockets: workers, queues, pending requests.
+
+    Feed it :meth:`on_request` / :meth:`on_worker` / :meth:`tick`; it appends
+    ``(channel, routing id, frames)`` to :attr:`outbox`, which the owner sends.
+    """
+
+    def __init__(self, settings: Settings, worker_wait_s: float = WORKER_WAIT_S) -> None:
+        self.settings = settings
+        self.worker_wait_s = worker_wait_s
+        self.codec = protocol.Codec(settings.max_message_bytes)
+        self.requests: dict[_Key, PendingRequest] = {}
+        self.queues: dict[str, deque[PendingRequest]] = {}
+        self.workers: dict[bytes, WorkerRecord] = {}
+        self.idle: dict[str, OrderedDict[bytes, None]] = {}  # oldest-free first
+        self.n_workers: Counter[str] = Counter()
+        self.no_worker_since: dict[str, float] = {}
+        self.reset_sent: dict[bytes, float] = {}
+        self.outbox: list[tuple[int, bytes, list[bytes]]] = []
+        self.stats: Counter[str] = Counter()
+        self._heartbeat = self.codec.heartbeat()
+
+    # -- clients ------------------------------------------------------------------------
+
+    def on_request(self, client: bytes, body: list[Any], now: float) -> None:
+        """A REQUEST ``[request_id, task_type, data]`` from ``client``."""
+        request_id, task_type, data = body
+        if type(request_id) is not int:
+            raise ProtocolError(
+                "REQUEST from a client needs an int request id", [], "wrong direction"
+            )
+        self.stats["requests"] += 1
+        if not isinstance(task_type, str) or not task_type:
+            got = "an empty str" if task_type == "" else f"a {type(task_type).__name__}"
+            self.refuse(client, request_id, f"task type must be a non-empty str, got {got}")
+            return
+        key = (client, request_id)
+        if key in self.requests:
+            self.stats["duplicates"] += 1  # a retry of a request still in progress
+            return
+        if len(self.requests) >= self.settings.max_in_flight:
+            self.refuse(client, request_id, f"service busy: {len(self.requests)} requests pending")
+            return
+        try:
+            frames = self.codec.route_request(client, request_id, data, task_type)
+        except ZmqPipelineError as exc:  # too large once the routing id is added
+            self.refuse(client, request_id, str(exc))
+            return
+        request = PendingRequest(key, task_type, frames, now)
+        self.requests[key] = request
+        queue = self.queues.setdefault(task_type, deque())
+        if not queue and not self.n_workers[task_type]:
+            logger.info(
+                "no worker for task type %r yet: requests wait up to %g s for one",
+                task_type,
+                self.worker_wait_s,
+            )
+        queue.append(request)
+        self._dispatch(task_type)
+
+    def refuse(self, client: bytes, request_id: int, error: str) -> None:
+        self.stats["refused"] += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("refused request %d: %s", request_id, error)
+        self.outbox.append(
+            (FRONTEND, client, self.codec.request_error(request_id, f"service: {error}"))
+        )
+
+    # -- workers ------------------------------------------------------------------------
+
+    def on_worker(self, wid: bytes, kind: int, body: list[Any], now: float) -> None:
+        """A decoded message from the worker whose routing id is ``wid``."""
+        worker = self.workers.get(wid)
+        if worker is not None:
+            worker.expires_at = now + self.settings.liveness_s
+        if kind == protocol.SREADY:
+            self._on_ready(wid, worker, body[0], now)
+        elif kind in (protocol.REPLY, protocol.REQUEST_ERROR) and type(body[0]) is bytes:
+            self._on_answer(wid, worker, kind, body, now)
+        elif kind == protocol.HEARTBEAT:
+            target = body[0] if body else wid  # the beat thread names its worker
+            beating = self.workers.get(target)
+            if beating is not None:
+                beating.expires_at = now + self.settings.liveness_s
+            else:
+                self._reset(target, now)
+        elif kind == protocol.DISCONNECT:
+            if worker is not None:
+                self._remove(worker, "left", now)
+        else:
+            raise ProtocolError(
+                f"{protocol.KIND_NAMES[kind]} is not sent by service workers", [], "wrong direction"
+            )
+
+    def _on_ready(
+        self, wid: bytes, worker: WorkerRecord | None, task_type: str, now: float
+    ) -> None:
+        if worker is not None and worker.task_type != task_type:
+            self._remove(worker, f"re-announced as {task_type!r}", now)
+            worker = None
+        if worker is None:
+            worker = WorkerRecord(wid, task_type, now + self.settings.liveness_s)
+            self.workers[wid] = worker
+            self.n_workers[task_type] += 1
+            self.no_worker_since.pop(task_type, None)
+            logger.info("worker %s joined for task type %r", _name(wid), task_type)
+        elif worker.request is not None:
+            # SREADY means "I hold nothing": the request we sent it was lost on the way.
+            request, worker.request = worker.request, None
+            if self.requests.get(request.key) is request:
+                self._requeue(request, "its worker announced itself free", now)
+        else:
+            return  # idle already: keep its place in the line
+        self.idle.setdefault(task_type, OrderedDict())[wid] = None
+        self._dispatch(task_type)
+
+    def _on_answer(
+        self, wid: bytes, worker: WorkerRecord | None, kind: int, body: list[Any], now: float
+    ) -> None:
+        client, request_id, payload = body
+        key = (client, request_id)
+        request = self.requests.pop(key, None)
+        if request is None:
+            self.stats["untracked replies"] += 1
+        if kind == protocol.REPLY:
+            self.stats["replies"] += 1
+            try:
+                frames = self.codec.reply(request_id, payload)
+            except ZmqPipelineError as exc:
+                frames = self.codec.request_error(request_id, f"service: {exc}")
+        else:
+            self.stats["worker errors"] += 1
+            frames = self.codec.request_error(request_id, payload)
+        self.outbox.append((FRONTEND, client, frames))
+        if worker is None:
+            self._reset(wid, now)  # a worker we lost track of: let it announce itself again
+            return
+        held = worker.request
+        if held is not None and held.key == key:
+            worker.request = None
+            self.idle.setdefault(worker.task_type, OrderedDict())[wid] = None
+            self._dispatch(worker.task_type)
+
+    def worker_unreachable(self, wid: bytes, now: float) -> None:
+        """A send to ``wid`` failed: its connection is gone."""
+        worker = self.workers.get(wid)
+        if worker is not None:
+            self._remove(worker, "went away", now)
+
+    # -- time ---------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Remove silent workers, refuse requests that waited too long for a worker, beat."""
+        expired = [worker for worker in self.workers.values() if worker.expires_at <= now]
+        for worker in expired:  # first out of the line, so no re-routed request goes to one
+            idle = self.idle.get(worker.task_type)
+            if idle is not None:
+                idle.pop(worker.wid, None)
+        for worker in expired:
+            self._remove(worker, f"silent for {self.settings.liveness_s:g} s", now)
+        for task_type in list(self.queues):
+            if not self.n_workers[task_type]:
+                self._expire_waiting(task_type, now)
+        stale = now - self.settings.liveness_s
+        self.reset_sent = {w: t for w, t in self.reset_sent.items() if t > stale}
+        for wid in self.workers:
+            self.outbox.append((BACKEND, wid, self._heartbeat))
+
+    def disconnect_all(self) -> int:
+        """Tell every known worker to stop; returns how many there were."""
+        frames = self.codec.disconnect()
+        for wid in self.workers:
+            self.outbox.append((BACKEND, wid, frames))
+        return len(self.workers)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _dispatch(self, task_type: str) -> None:
+        queue = self.queues.get(task_type)
+        idle = self.idle.get(task_type)
+        while queue and idle:
+            request = queue.popleft()
+            if self.requests.get(request.key) is not request or request.worker is not None:
+                continue  # answered or refused while queued
+            wid, _ = idle.popitem(last=False)
+            worker = self.workers[wid]
+            request.worker = wid
+            request.attempts += 1
+            worker.request = request
+            self.outbox.append((BACKEND, wid, request.frames))
+        if queue is not None and not queue:
+            del self.queues[task_type]
+
+    def _requeue(self, request: PendingRequest, reason: str, now: float) -> None:
+        request.worker = None
+        if request.attempts >= self.settings.max_attempts:
+            del self.requests[request.key]
+            self.refuse(
+                request.key[0],
+                request.key[1],
+                f"request to task type {request.task_type!r} was handed to {request.attempts} "
+                f"workers and each was lost ({reason}); not tried again",
+            )
+            return
+        self.stats["rerouted"] += 1
+        self.queues.setdefault(request.task_type, deque()).appendleft(request)
+        self._dispatch(request.task_type)
+
+    def _remove(self, worker: WorkerRecord, reason: str, now: float) -> None:
+        del self.workers[worker.wid]
+        task_type = worker.task_type
+        idle = self.idle.get(task_type)
+        if idle is not None:
+            idle.pop(worker.wid, None)
+        self.n_workers[task_type] -= 1
+        if not self.n_workers[task_type]:
+            del self.n_workers[task_type]
+            self.idle.pop(task_type, None)
+            self.no_worker_since[task_type] = now
+        request, worker.request = worker.request, None
+        held = request is not None and self.requests.get(request.key) is request
+        if reason == "left":
+            logger.info("worker %s (%s) left", _name(worker.wid), task_type)
+        else:
+            self.stats["workers lost"] += 1
+            logger.warning(
+                "worker %s (%s) %s%s",
+                _name(worker.wid),
+                task_type,
+                reason,
+                ": re-routing the request it held" if held else "",
+            )
+        if request is not None and held:
+            self._requeue(request, f"worker {reason}", now)
+
+    def _expire_waiting(self, task_type: str, now: float) -> None:
+        since = self.no_worker_since.get(task_type)
+        keep: deque[PendingRequest] = deque()
+        expired = 0
+        for request in self.queues[task_type]:
+            if self.requests.get(request.key) is not request or request.worker is not None:
+                continue
+            start = request.queued_at if since is None else max(request.queued_at, since)
+            if now - start < self.worker_wait_s:
+                keep.append(request)
+                continue
+            del self.requests[request.key]
+            expired += 1
+            self.refuse(
+                request.key[0],
+                request.key[1],
+                f"no worker for task type {task_type!r} joined within {self.worker_wait_s:g} s",
+            )
+        if expired:
+            logger.warning(
+                "refused %d request(s) for task type %r: no worker joined within %g s",
+                expired,
+                task_type,
+                self.worker_wait_s,
+            )
+        if keep:
+            self.queues[task_type] = keep
+        else:
+            del self.queues[task_type]
+            self.no_worker_since.pop(task_type, None)
+
+    def _reset(self, wid: bytes, now: float) -> None:
+        # At most one RESET per interval per worker: a busy worker reads them all later.
+        if now - self.reset_sent.get(wid, -1e18) < self.settings.heartbeat_interval_s:
+            return
+        self.reset_sent[wid] = now
+        self.outbox.append((BACKEND, wid, self.codec.reset()))
+
+
+def _name(wid: bytes) -> str:
+    return wid.decode(errors="replace") if wid[:1].isalnum() else wid.hex()
