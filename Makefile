@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install install-test lint types package all clean
+.PHONY: demo test install install-test lint types package docs all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ package: $(BIN)/python
 	build/wheel-venv/bin/python -m pip install --quiet dist/*.whl
 	cd build && wheel-venv/bin/zmqpipeline run ../examples/singlethread --workers 2 --quiet
 	rm -rf build/wheel-venv
+
+## docs: build the documentation site into site/ (mkdocs --strict: any warning fails)
+# (NO_MKDOCS_2_WARNING only hides mkdocs-material's notice about its own future)
+docs: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## all: lint, types, tests, docs and the package check, like CI
 all: lint types test docs package
