@@ -338,3 +338,25 @@ def test_item_whose_workers_keep_dying_is_failed_after_max_attempts():
     assert s.done
     (failure,) = s.summary(False)["failed"]
     assert failure["seq"] == 0 and failure["attempts"] == 3 and failure["error"] == "worker died"
+
+
+def test_item_msgpack_cannot_carry_fails_at_once_naming_type_and_key():
+    class Unpackable(task_class("S_A", 3)):
+        def handle(self, data, address, msgtype):
+            item = super().handle(data, address, msgtype)
+            if item["n"] == 2:
+                item["bad"] = {1, 2}  # a set: msgpack cannot carry it
+            return item
+
+    s = make(Unpackable)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 3, 3], 0.0)
+    s.dispatch(0.0)
+    out = sent(s)
+    assert data_items(out, b"w1") == [0, 2]  # the others still go
+    assert (COLLECTOR, None, protocol.SKIP, [42, "S_A", 1]) in out
+    (failure,) = s.summary(False)["failed"]
+    assert failure["seq"] == 1 and failure["attempts"] == 1
+    assert "task type 'S_A'" in failure["error"] and "['bad']" in failure["error"]
+    ack(s, "S_A", [0, 2], 0.1)
+    assert s.done

@@ -16,7 +16,8 @@ from typing import Any
 
 from . import protocol
 from .constants import Settings
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SerializationError
+from .protocol import MessageTooLarge
 from .task import Task
 from .utils.messages import MESSAGE_TYPE_DATA
 
@@ -397,10 +398,16 @@ class Scheduler:
         worker.held.clear()
 
     def _retry_or_fail(
-        self, state: TaskState, item: Item, error: str, now: float, backoff: bool
+        self,
+        state: TaskState,
+        item: Item,
+        error: str,
+        now: float,
+        backoff: bool,
+        hopeless: bool = False,
     ) -> None:
         item.attempts += 1
-        if item.attempts >= self.settings.max_attempts:
+        if hopeless or item.attempts >= self.settings.max_attempts:
             del state.in_flight[item.seq]
             state.failed.append(
                 {
@@ -463,12 +470,31 @@ class Scheduler:
                     worker.credit -= 1
                     self.handed_out[worker.wid] += 1
                     items.append([item.seq, item.payload])
-                if items:
-                    frames = self.codec.data(self.run, items, state.task_type)
-                    self.outbox.append((state.endpoint, worker.wid, frames))
-                else:
+                if not items:
                     break
+                try:
+                    frames = self.codec.data(self.run, items, state.task_type)
+                except (SerializationError, MessageTooLarge):
+                    self._send_one_by_one(state, worker, items, now)
+                else:
+                    self.outbox.append((state.endpoint, worker.wid, frames))
             self._check_finished(state)
+
+    def _send_one_by_one(
+        self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
+    ) -> None:
+        """A batch would not pack: send its items singly and fail those that cannot go
+        at all (a value msgpack cannot carry, or too big) -- retrying would not help."""
+        for seq, payload in items:
+            try:
+                frames = self.codec.data(self.run, [[seq, payload]], state.task_type)
+            except (SerializationError, MessageTooLarge) as exc:
+                item = state.in_flight[seq]
+                self._unassign(state, item)
+                worker.credit += 1
+                self._retry_or_fail(state, item, str(exc), now, backoff=False, hopeless=True)
+            else:
+                self.outbox.append((state.endpoint, worker.wid, frames))
 
     def _next_item(self, state: TaskState, wid: bytes, now: float) -> Item | None:
         while state.retry and state.retry[0][0] <= now:
