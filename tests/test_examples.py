@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,31 +25,38 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 TUTORIAL = {
     "singlethread": (
         ["collector.py", "worker.py", "run_distributor.py"],
-        {"collector.py": ["collected 100 items"],
-         "worker.py": ["finished - handled 100 executions"]},
+        {
+            "collector.py": ["collected 100 items"],
+            "worker.py": ["finished - handled 100 executions"],
+        },
     ),
     "multithread": (
         ["collector.py", "worker.py", "run_distributor.py"],
-        {"collector.py": ["collected 100 items"],
-         "worker.py": ["finished - handled 100 executions"]},
+        {
+            "collector.py": ["collected 100 items"],
+            "worker.py": ["finished - handled 100 executions"],
+        },
     ),
     "dependencies": (
         ["collector.py", "second_worker.py", "first_worker.py", "run_distributor.py"],
-        {"collector.py": ["FIRST: collected 500 items", "SECOND: collected 500 items"],
-         "first_worker.py": ["finished - handled 500 executions"],
-         "second_worker.py": ["finished - handled 500 executions"]},
+        {
+            "collector.py": ["FIRST: collected 500 items", "SECOND: collected 500 items"],
+            "first_worker.py": ["finished - handled 500 executions"],
+            "second_worker.py": ["finished - handled 500 executions"],
+        },
     ),
     "metadata": (
         ["collector.py", "worker.py", "run_distributor.py", "meta_worker.py"],
-        {"collector.py": ["MyCollector: metadata is {'meta_variable': 'my value'}"],
-         "worker.py": ["MyWorker: meta variable is my value"],
-         "run_distributor.py": ["MyTask: meta_variable is:  my value"],
-         "meta_worker.py": ["worker is finished"]},
+        {
+            "collector.py": ["MyCollector: metadata is {'meta_variable': 'my value'}"],
+            "worker.py": ["MyWorker: meta variable is my value"],
+            "run_distributor.py": ["MyTask: meta_variable is:  my value"],
+            "meta_worker.py": ["worker is finished"],
+        },
     ),
     "logging": (
         ["collector.py", "worker.py", "run_distributor.py"],
-        {"collector.py": ["collected 20 items"],
-         "worker.py": ["finished - handled 20 executions"]},
+        {"collector.py": ["collected 20 items"], "worker.py": ["finished - handled 20 executions"]},
     ),
 }
 
@@ -61,9 +67,11 @@ def _private_copy(name: str, tmp_path: Path) -> Path:
     shutil.copytree(EXAMPLES / name, folder)
     settings = folder / "settings.py"
     ports: dict[str, int] = {}
-    text = re.sub(r"tcp://localhost:(\d+)",
-                  lambda m: f"tcp://127.0.0.1:{ports.setdefault(m.group(1), free_port())}",
-                  settings.read_text())
+    text = re.sub(
+        r"tcp://localhost:(\d+)",
+        lambda m: f"tcp://127.0.0.1:{ports.setdefault(m.group(1), free_port())}",
+        settings.read_text(),
+    )
     settings.write_text(text)
     return folder
 
@@ -76,8 +84,13 @@ def test_example_the_tutorial_way(name, tmp_path):
     try:
         for filename in order:
             started[filename] = subprocess.Popen(
-                [sys.executable, filename], cwd=folder, env=ENV, text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                [sys.executable, filename],
+                cwd=folder,
+                env=ENV,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         outputs = {f: p.communicate(timeout=90) for f, p in started.items()}
     finally:
         for process in started.values():
@@ -95,14 +108,26 @@ def test_example_the_tutorial_way(name, tmp_path):
         assert "run finished: 20 item(s) collected" in (folder / "output.log").read_text()
 
 
-@pytest.mark.parametrize("name, total", [("singlethread", 100), ("multithread", 100),
-                                         ("dependencies", 1000), ("metadata", 1),
-                                         ("logging", 20)])
+@pytest.mark.parametrize(
+    "name, total",
+    [
+        ("singlethread", 100),
+        ("multithread", 100),
+        ("dependencies", 1000),
+        ("metadata", 1),
+        ("logging", 20),
+    ],
+)
 def test_example_with_zmqpipeline_run(name, total, tmp_path):
     workers = "1" if name == "dependencies" else "2"
     result = subprocess.run(
         [sys.executable, "-m", "zmqpipeline", "run", str(EXAMPLES / name), "--workers", workers],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=90)
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"OK: all {total} items collected" in result.stdout
     if name == "dependencies":
@@ -111,8 +136,13 @@ def test_example_with_zmqpipeline_run(name, total, tmp_path):
 
 
 def test_sequential_benchmark_runs():
-    result = subprocess.run([sys.executable, str(EXAMPLES / "sequential" / "benchmark.py"), "50"],
-                            env=ENV, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sequential" / "benchmark.py"), "50"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0
     assert "running - iterations: 50 - delay: 0.010" in result.stdout
     assert re.search(r"overhead: -?\d+\.\d%", result.stdout)

@@ -39,21 +39,34 @@ def _positive(text: str) -> int:
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zmqpipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"zmqpipeline {__version__}")
-    parser.add_argument("--log-level", default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log output on stderr (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log output on stderr (default WARNING)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     run = sub.add_parser("run", help="run a whole pipeline from a folder on this machine")
-    run.add_argument("path", help="folder holding the tasks, workers, collector (e.g. examples/singlethread)")
-    run.add_argument("--workers", type=_positive, default=1,
-                     help="processes per worker class (default 1)")
-    run.add_argument("--threads", type=_positive, default=None,
-                     help="threads per MultiThreadedWorker (default: the class's n_threads)")
+    run.add_argument(
+        "path", help="folder holding the tasks, workers, collector (e.g. examples/singlethread)"
+    )
+    run.add_argument(
+        "--workers", type=_positive, default=1, help="processes per worker class (default 1)"
+    )
+    run.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="threads per MultiThreadedWorker (default: the class's n_threads)",
+    )
     run.add_argument("--quiet", action="store_true", help="no live progress")
-    run.add_argument("--secure", action="store_true",
-                     help="over tcp on 127.0.0.1 with CURVE and fresh keys, instead of ipc")
+    run.add_argument(
+        "--secure",
+        action="store_true",
+        help="over tcp on 127.0.0.1 with CURVE and fresh keys, instead of ipc",
+    )
     run.set_defaults(handler=_cmd_run)
 
     lst = sub.add_parser("list", help="list the roles a folder defines")
@@ -61,18 +74,31 @@ def _build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(handler=_cmd_list)
 
     dist = sub.add_parser("distributor", help="run the distributor for the given tasks")
-    dist.add_argument("tasks", nargs="+", metavar="MODULE[:CLASS]",
-                      help="Task classes, or modules whose Task classes to register (a module "
-                           "with the Collector class gives the collector endpoints)")
-    dist.add_argument("--collector", metavar="ENDPOINT",
-                      help="the collector's endpoint (default: from the Collector class found)")
+    dist.add_argument(
+        "tasks",
+        nargs="+",
+        metavar="MODULE[:CLASS]",
+        help="Task classes, or modules whose Task classes to register (a module "
+        "with the Collector class gives the collector endpoints)",
+    )
+    dist.add_argument(
+        "--collector",
+        metavar="ENDPOINT",
+        help="the collector's endpoint (default: from the Collector class found)",
+    )
     dist.add_argument("--ack", metavar="ENDPOINT", help="the collector's ACK endpoint")
-    dist.add_argument("--metadata", metavar="ENDPOINT",
-                      help="wait for metadata from a MetaDataWorker at this endpoint")
+    dist.add_argument(
+        "--metadata",
+        metavar="ENDPOINT",
+        help="wait for metadata from a MetaDataWorker at this endpoint",
+    )
     dist.set_defaults(handler=_cmd_distributor)
 
-    for role, text in (("collector", "run a Collector"), ("worker", "run a worker"),
-                       ("metadata", "run a MetaDataWorker")):
+    for role, text in (
+        ("collector", "run a Collector"),
+        ("worker", "run a worker"),
+        ("metadata", "run a MetaDataWorker"),
+    ):
         one = sub.add_parser(role, help=text)
         one.add_argument("target", metavar="MODULE:CLASS")
         one.set_defaults(handler=_cmd_role, role=role)
@@ -92,8 +118,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local import run_local
 
-    return run_local(load_folder(args.path), args.workers, args.threads, args.quiet,
-                     secure=args.secure)
+    return run_local(
+        load_folder(args.path), args.workers, args.threads, args.quiet, secure=args.secure
+    )
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -101,16 +128,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print(f"{args.path}:")
     for task in pipeline.tasks:
         deps = ", ".join(task.dependencies) or "none"
-        print(f"  task       {task.__name__:<24} type {task.task_type:<12} "
-              f"endpoint {task.endpoint}  depends on {deps}")
+        print(
+            f"  task       {task.__name__:<24} type {task.task_type:<12} "
+            f"endpoint {task.endpoint}  depends on {deps}"
+        )
     for worker in pipeline.workers:
         threads = getattr(worker, "n_threads", None)
         kind = f"{threads} threads" if "MultiThreaded" in str(worker.__mro__) else "single-threaded"
-        print(f"  worker     {worker.__name__:<24} type {worker.task_type:<12} "
-              f"endpoint {worker.endpoint}  {kind}")
+        print(
+            f"  worker     {worker.__name__:<24} type {worker.task_type:<12} "
+            f"endpoint {worker.endpoint}  {kind}"
+        )
     for collector in pipeline.collectors:
-        print(f"  collector  {collector.__name__:<24} endpoint {collector.endpoint}  "
-              f"ack {collector.ack_endpoint}")
+        print(
+            f"  collector  {collector.__name__:<24} endpoint {collector.endpoint}  "
+            f"ack {collector.ack_endpoint}"
+        )
     for meta in pipeline.metadata_workers:
         print(f"  metadata   {meta.__name__:<24} endpoint {meta.endpoint}")
     if not (pipeline.tasks or pipeline.workers or pipeline.collectors):
@@ -138,11 +171,18 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
             raise UsageError("give --collector and --ack, or a module defining the Collector")
         collector_ep = collector_ep or collectors[0].endpoint
         ack_ep = ack_ep or collectors[0].ack_endpoint
-    dist = Distributor(collector_ep, ack_ep, receive_metadata=args.metadata is not None,
-                       metadata_endpoint=args.metadata, tasks=tasks)
+    dist = Distributor(
+        collector_ep,
+        ack_ep,
+        receive_metadata=args.metadata is not None,
+        metadata_endpoint=args.metadata,
+        tasks=tasks,
+    )
     report = dist.run()
-    print(f"collected {report.collected}, failed {len(report.failed)}, "
-          f"{report.wall_time_s:.2f} s" + (" (stopped early)" if report.aborted else ""))
+    print(
+        f"collected {report.collected}, failed {len(report.failed)}, "
+        f"{report.wall_time_s:.2f} s" + (" (stopped early)" if report.aborted else "")
+    )
     return 0 if report.ok else 1
 
 
@@ -156,8 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     try:
         return int(args.handler(args))
     except (UsageError, ConfigurationError, TypeError) as exc:

@@ -14,8 +14,8 @@ import zmq
 
 from . import protocol
 from .constants import Settings
-from .security import Security
 from .errors import ProtocolError
+from .security import Security
 from .task import check_class_attributes
 from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from .types import EndpointAddress
@@ -57,7 +57,9 @@ class Collector:
     """Subclass, set ``endpoint`` (workers push results here) and ``ack_endpoint`` (the
     distributor reads ACKs here), and implement :meth:`handle_collection`."""
 
+    #: Where workers push results (the collector binds it).
     endpoint: ClassVar[EndpointAddress]
+    #: Where the distributor reads ACKs (the collector binds it).
     ack_endpoint: ClassVar[EndpointAddress]
     #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
     #: environment variables, or no security). See docs/security.md.
@@ -83,7 +85,13 @@ class Collector:
     def handle_collection(
         self, data: dict[str, Any], task_type: str, msgtype: str
     ) -> dict[str, Any] | None:
-        """Called once per item with the worker's result; a returned dict rides on the ACK."""
+        """Called once per item id with the worker's result.
+
+        ``data`` is the dict the worker returned (``{}`` if it returned ``None``),
+        ``task_type`` the item's task type and ``msgtype`` ``MESSAGE_TYPE_SUCCESS``. A
+        returned dict rides on this item's ACK to the task's ``is_available_for_handling``.
+        An exception is logged and the item is handed out again (up to ``MAX_ATTEMPTS``).
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement handle_collection()")
 
     def handle_finished(self, data: dict[str, Any], task_type: str) -> None:

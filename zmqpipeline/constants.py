@@ -88,6 +88,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
+        """The defaults, then ``ZMQPIPELINE_<FIELD>`` environment variables, then
+        ``overrides`` (an override of ``None`` is ignored). Invalid values raise
+        :class:`~zmqpipeline.errors.ConfigurationError` naming the variable."""
         from .errors import ConfigurationError
 
         values: dict[str, Any] = {}
@@ -111,7 +114,12 @@ class Settings:
             values["security"] = Security.from_env()
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
-        for name in ("heartbeat_interval_s", "liveness_misses", "max_message_bytes", "max_attempts"):
+        for name in (
+            "heartbeat_interval_s",
+            "liveness_misses",
+            "max_message_bytes",
+            "max_attempts",
+        ):
             if getattr(settings, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be positive")
         for name in ("prefetch", "max_prefetch", "prefetch_window_s", "max_in_flight"):

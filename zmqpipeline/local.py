@@ -32,11 +32,19 @@ def _rewrite_endpoints(pipeline: Pipeline, directory: str, tcp: bool = False) ->
 
     def private(address: str) -> str:
         if address not in mapping:
-            mapping[address] = (f"tcp://127.0.0.1:{_free_port()}" if tcp
-                                else f"ipc://{directory}/{len(mapping)}.ipc")
+            mapping[address] = (
+                f"tcp://127.0.0.1:{_free_port()}"
+                if tcp
+                else f"ipc://{directory}/{len(mapping)}.ipc"
+            )
         return mapping[address]
 
-    for cls in [*pipeline.tasks, *pipeline.workers, *pipeline.collectors, *pipeline.metadata_workers]:
+    for cls in [
+        *pipeline.tasks,
+        *pipeline.workers,
+        *pipeline.collectors,
+        *pipeline.metadata_workers,
+    ]:
         for attr in ("endpoint", "collector_endpoint", "ack_endpoint"):
             if attr in _own_or_inherited(cls):
                 setattr(cls, attr, private(getattr(cls, attr)))
@@ -51,7 +59,8 @@ def _free_port() -> int:
 
 def _own_or_inherited(cls: type) -> set[str]:
     return {
-        attr for attr in ("endpoint", "collector_endpoint", "ack_endpoint")
+        attr
+        for attr in ("endpoint", "collector_endpoint", "ack_endpoint")
         if getattr(cls, attr, None) is not None
     }
 
@@ -140,8 +149,14 @@ class _Progress:
             self.stream.flush()
 
 
-def run_local(pipeline: Pipeline, workers: int, threads: int | None, quiet: bool,
-              out: TextIO = sys.stdout, secure: bool = False) -> int:
+def run_local(
+    pipeline: Pipeline,
+    workers: int,
+    threads: int | None,
+    quiet: bool,
+    out: TextIO = sys.stdout,
+    secure: bool = False,
+) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
     ``secure``: over tcp on 127.0.0.1 with CURVE, fresh keys in the private directory."""
@@ -226,8 +241,11 @@ def run_local(pipeline: Pipeline, workers: int, threads: int | None, quiet: bool
         return 1
     _print_report(out, pipeline, report, children, processed, time.monotonic() - progress.started)
     if secure:
-        print("  secured: tcp on 127.0.0.1, CURVE-encrypted, clients authenticated by key "
-              "(fresh keys, removed)", file=out)
+        print(
+            "  secured: tcp on 127.0.0.1, CURVE-encrypted, clients authenticated by key "
+            "(fresh keys, removed)",
+            file=out,
+        )
     failed_children = [role for role, p in children.values() if p.exitcode not in (0, None)]
     if failed_children:
         print(f"process(es) exited with an error: {', '.join(failed_children)}", file=out)
@@ -260,9 +278,14 @@ def _stop_all(children: dict[int, tuple[str, BaseProcess]]) -> None:
             process.join()
 
 
-def _print_report(out: TextIO, pipeline: Pipeline, report: dict[str, Any],
-                  children: dict[int, tuple[str, BaseProcess]], processed: dict[int, int],
-                  wall: float) -> None:
+def _print_report(
+    out: TextIO,
+    pipeline: Pipeline,
+    report: dict[str, Any],
+    children: dict[int, tuple[str, BaseProcess]],
+    processed: dict[int, int],
+    wall: float,
+) -> None:
     total = sum(report["collected"].values())
     print(f"zmqpipeline run {pipeline.path}", file=out)
     print(f"  {'task type':<20} {'collected':>10} {'failed':>7}", file=out)
@@ -273,12 +296,15 @@ def _print_report(out: TextIO, pipeline: Pipeline, report: dict[str, Any],
         print(f"  {task_type:<20} {n:>10} {failed_by_type.get(task_type, 0):>7}", file=out)
     seconds = report["wall_time_s"]
     rate = total / seconds if seconds > 0 else 0.0
-    print(f"  wall time {seconds:.2f} s, {rate:,.1f} items/s, retries {report['retries']}",
-          file=out)
+    print(
+        f"  wall time {seconds:.2f} s, {rate:,.1f} items/s, retries {report['retries']}", file=out
+    )
     latency = report.get("latency_ms") or {}
     if latency:
-        print("  latency dispatch->ACK: " + ", ".join(
-            f"{k} {v:.1f} ms" for k, v in latency.items()), file=out)
+        print(
+            "  latency dispatch->ACK: " + ", ".join(f"{k} {v:.1f} ms" for k, v in latency.items()),
+            file=out,
+        )
     shares = []
     for pid, (role, _) in sorted(children.items()):
         if role.startswith("worker"):
@@ -289,8 +315,11 @@ def _print_report(out: TextIO, pipeline: Pipeline, report: dict[str, Any],
         print("  per worker: " + ", ".join(shares), file=out)
     for failure in report["failed"]:
         last = (failure["error"].strip().splitlines() or [""])[-1]
-        print(f"  FAILED {failure['task_type']}/{failure['seq']} after "
-              f"{failure['attempts']} attempt(s): {last}", file=out)
+        print(
+            f"  FAILED {failure['task_type']}/{failure['seq']} after "
+            f"{failure['attempts']} attempt(s): {last}",
+            file=out,
+        )
     if report["aborted"]:
         print("  the run was stopped before the end", file=out)
     elif not report["failed"]:

@@ -10,8 +10,8 @@ import zmq
 
 from . import protocol
 from .constants import Settings
-from .security import Security
 from .errors import ProtocolError
+from .security import Security
 from .task import check_class_attributes
 from .transport import StopSignal, new_context, open_socket
 from .types import EndpointAddress
@@ -46,6 +46,10 @@ class MetaDataWorker:
         raise NotImplementedError(f"{type(self).__name__} must implement get_metadata()")
 
     def run(self) -> None:
+        """Send the metadata and return once the distributor has confirmed receipt.
+
+        Raises ``TypeError`` if :meth:`get_metadata` returns anything but a dict.
+        """
         metadata = self.get_metadata()
         if not isinstance(metadata, dict):
             raise TypeError(

@@ -156,7 +156,7 @@ def _check_shape(kind: int, body: Any) -> bool:
     for shape in _SHAPES[kind]:
         if size != len(shape):
             continue
-        for value, expected in zip(body, shape):
+        for value, expected in zip(body, shape, strict=True):
             if not isinstance(value, expected):
                 break
         else:
@@ -194,7 +194,9 @@ def decode(frames: list[bytes]) -> tuple[int, list[Any]]:
     if len(header) != 2:
         raise ProtocolError(f"header must be 2 bytes, got {len(header)}", frames, "bad header")
     if header[0] != VERSION:
-        raise ProtocolError(f"protocol version {header[0]} (expected {VERSION})", frames, "wrong version")
+        raise ProtocolError(
+            f"protocol version {header[0]} (expected {VERSION})", frames, "wrong version"
+        )
     kind = header[1]
     if kind not in _SHAPES:
         raise ProtocolError(f"unknown message kind 0x{kind:02x}", frames, "unknown kind")
@@ -256,7 +258,9 @@ class Codec:
     def end(self, run: int, summary: dict[str, Any]) -> list[bytes]:
         return self.encode(END, [run, summary])
 
-    def result(self, run: int, task_type: str, seq: int, result: dict[str, Any] | None) -> list[bytes]:
+    def result(
+        self, run: int, task_type: str, seq: int, result: dict[str, Any] | None
+    ) -> list[bytes]:
         return self.encode(RESULT, [run, task_type, seq, result], task_type)
 
     def start(self, run: int, metadata: dict[str, Any], task_types: list[str]) -> list[bytes]:

@@ -41,8 +41,11 @@ class Task:
     :meth:`handle`; set ``self.is_complete = True`` in the call that hands out the last item.
     """
 
+    #: The task type this task hands out (one task type, one Task class, one kind of worker).
     task_type: ClassVar[TaskType]
+    #: Where this task's workers connect (the distributor binds it).
     endpoint: ClassVar[EndpointAddress]
+    #: Task types whose every item must be collected before this task starts.
     dependencies: ClassVar[list[TaskType]] = []
     #: Seconds an item may stay un-ACKed before it is handed out again (``None``: no limit).
     item_time_limit_s: ClassVar[float | None] = None
@@ -68,6 +71,7 @@ class Task:
             raise TypeError(f"{cls.__name__}.item_time_limit_s must be a positive number")
 
     def __init__(self) -> None:
+        #: Set to ``True`` in the :meth:`handle` call that hands out the last item.
         self.is_complete = False
         self.metadata: dict[str, Any] = {}
 
@@ -80,5 +84,10 @@ class Task:
         return True
 
     def handle(self, data: dict[str, Any], address: bytes, msgtype: str) -> dict[str, Any] | None:
-        """Return the next item (a dict, or ``None`` for ``{}``) for the worker at ``address``."""
+        """Return the next item for the worker at ``address``.
+
+        ``data`` is the run's metadata (``{}`` without a MetaDataWorker), ``address`` the
+        worker's id and ``msgtype`` is ``MESSAGE_TYPE_DATA``. Return a dict (sent to the
+        worker) or ``None`` (the worker gets ``{}``); anything else is a ``TypeError``.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement handle()")

@@ -35,6 +35,7 @@ class TaskType(str):
 
     @classmethod
     def is_registered(cls, name: str) -> bool:
+        """True if ``name`` was registered with :meth:`register_type`."""
         return name in cls._registered
 
 

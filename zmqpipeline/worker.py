@@ -23,9 +23,9 @@ import zmq
 
 from . import protocol
 from .constants import Settings
-from .security import Security
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
+from .security import Security
 from .task import check_class_attributes
 from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from .types import EndpointAddress, TaskType
@@ -118,8 +118,11 @@ class CreditWindow:
 class Worker:
     """What single- and multi-threaded workers share: sockets, credit, the run loop."""
 
+    #: The task type this worker executes.
     task_type: ClassVar[TaskType]
+    #: The task's endpoint, where the distributor hands out its items.
     endpoint: ClassVar[EndpointAddress]
+    #: The collector's endpoint, where results go.
     collector_endpoint: ClassVar[EndpointAddress]
     #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
     #: environment variables, or no security). See docs/security.md.
@@ -148,6 +151,12 @@ class Worker:
         """Runs once the distributor has accepted this worker; ``self.metadata`` is set."""
 
     def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """Execute one item: ``data`` is the dict the task handed out.
+
+        A single-threaded worker returns a dict for the collector, or ``None``. A
+        multi-threaded worker returns what its thread's ``handle_thread_execution`` gets.
+        An exception is logged with its traceback and reported; the item is retried.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement handle_execution()")
 
     # -- the loop -------------------------------------------------------------------------
@@ -405,6 +414,7 @@ class MultiThreadedWorker(Worker):
     dict or ``None``) goes to the collector. ``init_thread(index)`` runs once per thread.
     """
 
+    #: How many items run at once, each in its own thread.
     n_threads: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -428,6 +438,8 @@ class MultiThreadedWorker(Worker):
         """Runs once in each thread before it takes its first item."""
 
     def handle_thread_execution(self, data: Any, index: int) -> dict[str, Any] | None:
+        """Execute one item in thread ``index``: ``data`` is what ``handle_execution``
+        returned. Return a dict for the collector, or ``None``."""
         raise NotImplementedError(f"{type(self).__name__} must implement handle_thread_execution()")
 
     def _held(self) -> int:
