@@ -23,6 +23,7 @@ from .errors import (
     ZmqPipelineError,
 )
 from .metadata import MetaDataWorker
+from .security import Security
 from .service import Service
 from .serviceclient import ServiceClient
 from .serviceworker import ServiceWorker
@@ -40,6 +41,7 @@ __all__ = [
     "MultiThreadedWorker",
     "ProtocolError",
     "RunReport",
+    "Security",
     "SerializationError",
     "Service",
     "ServiceClient",

@@ -179,8 +179,11 @@ class Security:
     over tcp (every role but a lone collector). ``authorized_keys_dir``: the clients'
     ``*.key`` files, needed by roles that bind tcp (distributor, collector, service).
 
-    Give it to a role as ``settings=Settings.from_env(security=Security(...))``, or set
-    the ``ZMQPIPELINE_CURVE_*`` variables (:meth:`from_env`).
+    Give it to a role as a ``security`` class attribute (workers, collector, metadata
+    worker, service worker), as ``Distributor(..., security=...)``, ``Service(...,
+    security=...)`` or ``ServiceClient(..., security=...)``, as
+    ``settings=Settings.from_env(security=Security(...))``, or set the
+    ``ZMQPIPELINE_CURVE_*`` variables (:meth:`from_env`).
     """
 
     secret_key_file: PathArg
