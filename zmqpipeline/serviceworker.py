@@ -30,7 +30,7 @@ from .constants import Settings
 from .errors import ProtocolError, SerializationError, ZmqPipelineError
 from .security import Security
 from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
+from .transport import DropCounter, StopSignal, close_sockets, heartbeat, new_context, open_socket
 from .types import EndpointAddress, TaskType
 from .utils.messages import MESSAGE_TYPE_DATA
 from .utils.serializer import find_unpackable
@@ -46,25 +46,6 @@ _MAX_ERROR_CHARS = 64 * 1024
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
-
-
-def _beat(
-    ctx: zmq.Context[Any], endpoint: str, wid: bytes, settings: Settings, stopped: threading.Event
-) -> None:
-    """Tell the service ``wid`` is alive every interval, whatever the main thread does."""
-    sock = open_socket(
-        ctx, zmq.DEALER, endpoint, bind=False, settings=settings, role="service worker"
-    )
-    sock.setsockopt(zmq.SNDHWM, 2)  # an unreachable service needs no backlog of beats
-    frames = protocol.Codec(settings.max_message_bytes).heartbeat(wid)
-    try:
-        while not stopped.wait(settings.heartbeat_interval_s):
-            try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-    finally:
-        sock.close(linger=0)
 
 
 class ServiceWorker:
@@ -112,7 +93,7 @@ class ServiceWorker:
         self._codec = protocol.Codec(self.settings.max_message_bytes)
         try:
             beat = threading.Thread(
-                target=_beat,
+                target=heartbeat,
                 name="zmqpipeline-service-heartbeat",
                 daemon=True,
                 args=(ctx, self.endpoint, self.worker_id, self.settings, stopped),

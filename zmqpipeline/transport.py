@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 
+from . import protocol
 from .constants import Settings
 from .errors import ConfigurationError
 from .security import KeyPolicy, Security, start_authenticator
@@ -32,6 +33,7 @@ __all__ = [
     "RoleContext",
     "StopSignal",
     "close_sockets",
+    "heartbeat",
     "new_context",
     "open_socket",
 ]
@@ -166,6 +168,24 @@ def close_sockets(sockets: list[zmq.Socket[Any]]) -> None:
                 os.unlink(path)
             except OSError:
                 pass
+
+
+def heartbeat(
+    ctx: zmq.Context[Any], endpoint: str, wid: bytes, settings: Settings, stopped: threading.Event
+) -> None:
+    """Thread target: tell the peer at ``endpoint`` that ``wid`` is alive every interval,
+    from a socket of its own, whatever the main thread is doing (user code may run long)."""
+    sock = open_socket(ctx, zmq.DEALER, endpoint, bind=False, settings=settings, role="heartbeat")
+    sock.setsockopt(zmq.SNDHWM, 2)  # an unreachable peer needs no backlog of beats
+    frames = protocol.Codec(settings.max_message_bytes).heartbeat(wid)
+    try:
+        while not stopped.wait(settings.heartbeat_interval_s):
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+    finally:
+        sock.close(linger=0)
 
 
 class StopSignal:

@@ -27,7 +27,7 @@ from .errors import ProtocolError
 from .metadata import MetaDataWorker
 from .security import Security
 from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
+from .transport import DropCounter, StopSignal, close_sockets, heartbeat, new_context, open_socket
 from .types import EndpointAddress, TaskType
 
 __all__ = [
@@ -47,23 +47,6 @@ _FROM_DISTRIBUTOR = frozenset(
 
 def _worker_id() -> bytes:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
-
-
-def _heartbeat(
-    ctx: zmq.Context[Any], endpoint: str, wid: bytes, settings: Settings, stopped: threading.Event
-) -> None:
-    """Tell the distributor ``wid`` is alive every interval, whatever the main thread does."""
-    sock = open_socket(ctx, zmq.DEALER, endpoint, bind=False, settings=settings, role="worker")
-    sock.setsockopt(zmq.SNDHWM, 2)  # an unreachable distributor needs no backlog of beats
-    frames = protocol.Codec(settings.max_message_bytes).heartbeat(wid)
-    try:
-        while not stopped.wait(settings.heartbeat_interval_s):
-            try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-    finally:
-        sock.close(linger=0)
 
 
 class CreditWindow:
@@ -199,7 +182,7 @@ class Worker:
             )
             sockets.append(push)
             beat = threading.Thread(
-                target=_heartbeat,
+                target=heartbeat,
                 name="zmqpipeline-heartbeat",
                 daemon=True,
                 args=(ctx, self.endpoint, self.worker_id, self.settings, stopped),
