@@ -1,0 +1,208 @@
+"""The same pipeline written with bare pyzmq, as plainly as possible: the ceiling.
+
+Same topology and message pattern as zmqpipeline: the distributor's ROUTER hands items to
+worker DEALERs, one item per message, as long as the worker has credit; a worker PUSHes
+each result to the collector's PULL and gives one credit back; the collector PUSHes an ACK
+per result back to the distributor's PULL; when every item is ACKed the distributor sends
+END to the workers and to the collector. Payloads are msgpack. No heartbeats, retries,
+validation, metadata or run ids: none of what makes zmqpipeline survive a crash.
+
+``batched=True`` is the same code with zmqpipeline's three batching tricks, to tell the
+cost of the framework apart from the cost of messages: the distributor sends all the items
+a worker has credit for in one message, the worker gives the credit for a whole message
+back at once, and the collector ACKs everything it has read in one message.
+
+Times are stamped like the zmqpipeline runs (see _harness.py): ``t_first`` when the first
+item goes out (after every worker said READY), ``t_finished`` when the collector gets END.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import _harness as h
+import msgpack
+import zmq
+
+__all__ = ["run_bare"]
+
+
+def distributor(
+    ep: h.Endpoints, n_items: int, n_workers: int, payload: Any, one_at_a_time: bool, batched: bool
+) -> dict[str, Any]:
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.bind(ep.work)
+    to_collector = ctx.socket(zmq.PUSH)
+    to_collector.connect(ep.results)
+    acks = ctx.socket(zmq.PULL)
+    acks.connect(ep.acks)
+
+    credit: dict[bytes, int] = {}
+    while len(credit) < n_workers:  # every worker says READY with its credit
+        wid, _ready, body = router.recv_multipart()  # b"READY"
+        credit[wid] = msgpack.unpackb(body)
+    workers = list(credit)
+
+    poller = zmq.Poller()
+    poller.register(router, zmq.POLLIN)
+    poller.register(acks, zmq.POLLIN)
+    body = msgpack.packb(payload)
+    sent = acked = 0
+    round_trips: list[float] = []
+    sent_at = 0.0
+    t_first = time.monotonic()
+    while acked < n_items:
+        for wid in workers:
+            if batched and credit[wid] and sent < n_items:
+                n = min(credit[wid], n_items - sent)
+                batch = [[seq, payload] for seq in range(sent, sent + n)]
+                router.send_multipart([wid, b"ITEMS", msgpack.packb(batch)])
+                credit[wid] -= n
+                sent += n
+            while credit[wid] and sent < n_items and (not one_at_a_time or sent == acked):
+                sent_at = time.perf_counter()
+                router.send_multipart([wid, b"ITEM", msgpack.packb(sent), body])
+                credit[wid] -= 1
+                sent += 1
+        for sock, _ in poller.poll():
+            if sock is router:
+                wid, _credit, n = router.recv_multipart()  # b"CREDIT"
+                credit[wid] += msgpack.unpackb(n) if batched else 1
+            elif batched:
+                acked += len(msgpack.unpackb(acks.recv()))
+            else:
+                msgpack.unpackb(acks.recv())
+                acked += 1
+                if one_at_a_time:
+                    round_trips.append(time.perf_counter() - sent_at)
+    for wid in workers:
+        router.send_multipart([wid, b"END", b""])
+    to_collector.send(b"END")
+    ctx.destroy(linger=1000)
+    return {"t_first": t_first, "round_trips": round_trips}
+
+
+def worker(ep: h.Endpoints, window: int, delay_s: float) -> int:
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(ep.work)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(ep.results)
+    dealer.send_multipart([b"READY", msgpack.packb(window)])
+    done = 0
+    while True:
+        kind, *frames = dealer.recv_multipart()
+        if kind == b"END":
+            break
+        if kind == b"ITEMS":  # batched: credit back in chunks of a quarter of the window
+            owed = 0
+            for seq, data in msgpack.unpackb(frames[0]):
+                if delay_s:
+                    time.sleep(data["workload"])
+                push.send(msgpack.packb([seq, None]))
+                done += 1
+                owed += 1
+                if owed >= max(1, window // 4):
+                    dealer.send_multipart([b"CREDIT", msgpack.packb(owed)])
+                    owed = 0
+            if owed:
+                dealer.send_multipart([b"CREDIT", msgpack.packb(owed)])
+            continue
+        seq = msgpack.unpackb(frames[0])
+        data = msgpack.unpackb(frames[1])
+        if delay_s:
+            time.sleep(data["workload"])
+        push.send(msgpack.packb([seq, None]))
+        dealer.send_multipart([b"CREDIT", b""])
+        done += 1
+    ctx.destroy(linger=1000)
+    return done
+
+
+def collector(ep: h.Endpoints, batched: bool) -> dict[str, Any]:
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(ep.results)
+    acks = ctx.socket(zmq.PUSH)
+    acks.bind(ep.acks)
+    count = 0
+    t_first = None
+    message = None
+    while True:
+        if message != b"END":
+            message = pull.recv()
+        if message == b"END":
+            t_finished = time.monotonic()
+            break
+        if t_first is None:
+            t_first = time.monotonic()
+        seq, _result = msgpack.unpackb(message)
+        count += 1
+        if not batched:
+            acks.send(msgpack.packb(seq))
+            continue
+        seqs = [seq]  # batched: ACK everything already waiting in one message
+        while len(seqs) < 1000:
+            try:
+                message = pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if message == b"END":  # cannot come before the last ACK, but just in case
+                break
+            seqs.append(msgpack.unpackb(message)[0])
+        count += len(seqs) - 1
+        acks.send(msgpack.packb(seqs))
+    ctx.destroy(linger=1000)
+    return {"count": count, "t_first": t_first, "t_finished": t_finished}
+
+
+def run_bare(
+    transport: str,
+    n_items: int,
+    n_workers: int,
+    *,
+    window: int = 64,
+    delay_s: float = 0.0,
+    one_at_a_time: bool = False,
+    batched: bool = False,
+    timeout_s: float = 600.0,
+) -> h.PipelineResult:
+    """Run the bare pipeline's roles as separate processes (collector, distributor, workers)."""
+    payload = {"workload": delay_s} if delay_s else {}
+    with h.private_endpoints(transport) as ep:
+        roles: list[h.Role] = [
+            ("collector", lambda: collector(ep, batched), [ep.results, ep.acks]),
+            (
+                "distributor",
+                lambda: distributor(ep, n_items, n_workers, payload, one_at_a_time, batched),
+                [ep.work],
+            ),
+        ]
+        roles += [
+            ("worker", lambda: worker(ep, 1 if one_at_a_time else window, delay_s), [])
+        ] * n_workers
+        out = h.run_processes(roles, timeout_s)
+    col, dist = out["collector"][0], out["distributor"][0]
+    if col["count"] != n_items:
+        raise h.BenchmarkError(f"bare collector saw {col['count']} of {n_items} items")
+    rtts = dist["round_trips"]
+    latency = {}
+    if rtts:
+        latency = {
+            "p50": h.percentile(rtts, 0.5) * 1000,
+            "p90": h.percentile(rtts, 0.9) * 1000,
+            "p99": h.percentile(rtts, 0.99) * 1000,
+        }
+    return h.PipelineResult(
+        items=n_items,
+        collected=col["count"],
+        failed=0,
+        dispatch_s=col["t_finished"] - dist["t_first"],
+        collector_s=col["t_finished"] - (col["t_first"] or col["t_finished"]),
+        run_s=col["t_finished"] - dist["t_first"],
+        per_worker=sorted(out["worker"], reverse=True),
+        latency_ms=latency,
+        task_stats={"round_trips": rtts},
+    )

@@ -1,0 +1,434 @@
+"""Shared plumbing for the benchmarks: run a pipeline's roles as separate processes and time it.
+
+Every role (collector, distributor, each worker) runs in its own process, forked from the
+benchmark script (the ``fork`` context: role classes defined inside functions just work).
+They talk over private ipc files in a fresh temporary directory, or over 127.0.0.1 tcp on
+free ports. Whatever happens, :func:`run_processes` ends every process it started (by PID:
+SIGTERM, then SIGKILL) and the temporary directory is removed.
+
+Times are taken with ``time.monotonic()`` (CLOCK_MONOTONIC on Linux, one clock for every
+process on the machine), so a time stamped in the distributor and one stamped in the
+collector can be subtracted. Three wall times are kept for each run:
+
+``dispatch_s``
+    from the first item handed out to ``handle_finished`` in the collector (the run's
+    END, sent as soon as the last ACK is in). The first item is handed out only once every
+    worker process is up and has connected (:class:`BenchTask` holds its first item back
+    until then), so the clock does not run while a worker is still starting.
+``collector_s``
+    the tutorial's stopwatch: first ``handle_collection`` to ``handle_finished``, both in
+    the collector. It misses the first item's own duration, so it reads one item shorter.
+``run_s``
+    the distributor's ``RunReport.wall_time_s``: the whole ``run()``, with socket set-up,
+    waiting for workers, and the end of run handshake and grace period.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import msgpack
+import zmq
+
+import zmqpipeline as zp
+
+__all__ = [
+    "BenchTask",
+    "BenchmarkError",
+    "Endpoints",
+    "PipelineResult",
+    "TimingCollector",
+    "machine_facts",
+    "make_endpoints",
+    "percentile",
+    "private_endpoints",
+    "run_pipeline",
+    "run_processes",
+    "sequential_loop",
+    "spread",
+    "wait_bound",
+]
+
+_FORK = multiprocessing.get_context("fork")
+_GATE_TIMEOUT_S = 30.0
+#: After the last worker process said it is about to run, how long the first item is held
+#: back so that worker's connection and READY are in (not part of any measured time).
+_GATE_SETTLE_S = 0.1
+
+
+class BenchmarkError(RuntimeError):
+    """A role failed, or the run did not finish in time."""
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    work: str  # distributor ROUTER (bind) <- worker DEALERs
+    results: str  # collector PULL (bind) <- worker PUSHes, distributor PUSH
+    acks: str  # collector PUSH (bind) -> distributor PULL
+    directory: str | None = None  # the temporary directory of the ipc files
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_endpoints(transport: str) -> Endpoints:
+    """Fresh endpoints: ipc files in a new temporary directory, or free 127.0.0.1 ports."""
+    if transport == "ipc":
+        directory = tempfile.mkdtemp(prefix="zmqpipeline-bench-")
+        return Endpoints(
+            f"ipc://{directory}/work.ipc",
+            f"ipc://{directory}/results.ipc",
+            f"ipc://{directory}/acks.ipc",
+            directory,
+        )
+    if transport == "tcp":
+        ports: set[int] = set()
+        while len(ports) < 3:
+            ports.add(_free_port())
+        work, results, acks = (f"tcp://127.0.0.1:{port}" for port in sorted(ports))
+        return Endpoints(work, results, acks, None)
+    raise ValueError(f"unknown transport {transport!r} (ipc or tcp)")
+
+
+class private_endpoints:
+    """``with private_endpoints('ipc') as ep:`` — the temporary directory goes at the end."""
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+
+    def __enter__(self) -> Endpoints:
+        self.endpoints = make_endpoints(self.transport)
+        return self.endpoints
+
+    def __exit__(self, *exc: object) -> None:
+        if self.endpoints.directory:
+            shutil.rmtree(self.endpoints.directory, ignore_errors=True)
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def _child(results: Any, role: str, target: Callable[[], Any]) -> None:
+    code = 0
+    try:
+        value = target()
+        results.put((role, os.getpid(), value, None))
+    except BaseException:  # the parent gets the traceback, whatever it was
+        results.put((role, os.getpid(), None, traceback.format_exc()))
+        code = 1
+    finally:
+        results.close()
+        results.join_thread()  # deliver before exiting
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _end_processes(processes: list[Any], grace_s: float) -> list[str]:
+    """Wait up to ``grace_s`` for ``processes`` to exit; then SIGTERM, then SIGKILL, by PID.
+    Returns a note per process that had to be ended."""
+    notes: list[str] = []
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        alive = [p for p in processes if p.exitcode is None]
+        if not alive:
+            break
+        for process in alive:
+            notes.append(f"{process.name} (pid {process.pid}) sent {signal.Signals(sig).name}")
+            try:
+                os.kill(process.pid, sig)
+            except ProcessLookupError:
+                pass
+        for process in alive:
+            process.join(wait_s)
+    still = [p for p in processes if p.exitcode is None]
+    if still:  # cannot happen after SIGKILL short of an unkillable (D state) process
+        raise BenchmarkError("processes did not exit: " + ", ".join(str(p.pid) for p in still))
+    return notes
+
+
+def wait_bound(endpoint: str, timeout_s: float = 10.0) -> None:
+    """Return once something is bound at ``endpoint`` (an ipc file exists / a tcp port
+    accepts), so a role started next connects at once instead of retrying 100 ms later."""
+    scheme, _, location = endpoint.partition("://")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if scheme == "ipc":
+            if os.path.exists(location):
+                return
+        else:
+            host, _, port = location.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=0.1).close()
+                return
+            except OSError:
+                pass
+        time.sleep(0.002)
+    raise BenchmarkError(f"nothing bound at {endpoint} after {timeout_s:.0f} s")
+
+
+Role = tuple[str, Callable[[], Any], Sequence[str]]  # (name, target, endpoints it binds)
+
+
+def run_processes(roles: Sequence[Role], timeout_s: float) -> dict[str, list[Any]]:
+    """Fork one process per ``(role, target, binds)``, in order, each once the previous one
+    has bound its ``binds`` endpoints; return each role's return values by role name.
+
+    Raises :class:`BenchmarkError` if a role raised or not all returned within ``timeout_s``.
+    Every process has exited when this returns or raises.
+    """
+    results = _FORK.Queue()
+    processes = []
+    failure: str | None = None
+    out: dict[str, list[Any]] = {}
+    try:
+        for role, target, binds in roles:
+            process = _FORK.Process(
+                target=_child, args=(results, role, target), name=f"bench-{role}"
+            )
+            process.start()
+            processes.append(process)
+            for endpoint in binds:
+                wait_bound(endpoint)
+        deadline = time.monotonic() + timeout_s
+        for _ in processes:
+            try:
+                role, pid, value, error = results.get(
+                    timeout=max(0.05, deadline - time.monotonic())
+                )
+            except queue.Empty:
+                done = sum(len(v) for v in out.values())
+                failure = f"timed out after {timeout_s:.0f} s ({done}/{len(processes)} roles done)"
+                break
+            if error is not None:
+                failure = f"{role} (pid {pid}) raised:\n{error}"
+                break
+            out.setdefault(role, []).append(value)
+    except BaseException as exc:  # e.g. wait_bound gave up, or Ctrl-C
+        failure = failure or f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        notes = _end_processes(processes, grace_s=5.0 if failure is None else 0.5)
+        results.close()
+    if failure is not None:
+        raise BenchmarkError(failure + ("\n" + "\n".join(notes) if notes else ""))
+    if notes:
+        raise BenchmarkError("roles had to be killed: " + "; ".join(notes))
+    return out
+
+
+# -- the roles of a zmqpipeline run ------------------------------------------------------
+
+
+class BenchTask(zp.Task):
+    """Hands out ``n_items`` copies of ``payload``; holds the first back until every worker
+    process has started (see the module docstring) and records when the first went out."""
+
+    n_items: ClassVar[int] = 0
+    payload: ClassVar[dict[str, Any]] = {}
+    _gate: ClassVar[tuple[Any, int] | None] = None  # (shared counter, workers expected)
+    last: ClassVar[BenchTask | None] = None  # the instance the distributor made
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed = 0
+        self.t_first: float | None = None
+        type(self).last = self
+
+    def wait_for_workers(self) -> None:
+        gate = type(self)._gate
+        if gate is None:
+            return
+        counter, expected = gate
+        deadline = time.monotonic() + _GATE_TIMEOUT_S
+        while counter.value < expected:
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"only {counter.value} of {expected} workers started")
+            time.sleep(0.001)
+        time.sleep(_GATE_SETTLE_S)
+
+    def handle(self, data: dict[str, Any], address: bytes, msgtype: str) -> dict[str, Any]:
+        if self.handed == 0:
+            self.wait_for_workers()
+            self.t_first = time.monotonic()
+        self.handed += 1
+        if self.handed >= self.n_items:
+            self.is_complete = True
+        return self.payload
+
+    def stats(self) -> dict[str, Any]:
+        """Extra figures for the parent (subclasses add theirs)."""
+        return {}
+
+
+class TimingCollector(zp.Collector):
+    """Counts results; stamps the first collection and the end of the run."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.count = 0
+        self.t_first: float | None = None
+        self.t_finished: float | None = None
+
+    def handle_collection(
+        self, data: dict[str, Any], task_type: str, msgtype: str
+    ) -> dict[str, Any] | None:
+        if self.t_first is None:
+            self.t_first = time.monotonic()
+        self.count += 1
+        return None
+
+    def handle_finished(self, data: dict[str, Any], task_type: str) -> None:
+        self.t_finished = time.monotonic()
+
+
+@dataclass
+class PipelineResult:
+    items: int
+    collected: int
+    failed: int
+    dispatch_s: float
+    collector_s: float
+    run_s: float
+    per_worker: list[int]  # items each worker process executed, largest first
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    task_stats: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pipeline(
+    task_cls: type[BenchTask],
+    worker_cls: type[Any],
+    collector_cls: type[TimingCollector],
+    n_workers: int,
+    *,
+    settings: zp.Settings | None = None,
+    timeout_s: float = 600.0,
+) -> PipelineResult:
+    """Run collector, distributor and ``n_workers`` workers, each its own process."""
+    started = _FORK.Value("i", 0)
+    task_cls._gate = (started, n_workers)
+
+    def collector() -> dict[str, Any]:
+        role = collector_cls(settings=settings)
+        role.run()
+        return {"count": role.count, "t_first": role.t_first, "t_finished": role.t_finished}
+
+    def distributor() -> dict[str, Any]:
+        dist = zp.Distributor(
+            collector_cls.endpoint,
+            collector_cls.ack_endpoint,
+            tasks=[task_cls],
+            settings=settings,
+        )
+        report = dist.run()
+        task = task_cls.last
+        assert task is not None
+        return {"report": asdict(report), "t_first": task.t_first, "stats": task.stats()}
+
+    def worker() -> int:
+        role = worker_cls(settings=settings)
+        with started.get_lock():
+            started.value += 1
+        role.run()
+        return int(role.items_processed)
+
+    roles: list[Role] = [
+        ("collector", collector, [collector_cls.endpoint, collector_cls.ack_endpoint]),
+        ("distributor", distributor, [task_cls.endpoint]),
+    ]
+    roles += [("worker", worker, [])] * n_workers
+    out = run_processes(roles, timeout_s)
+    col, dist = out["collector"][0], out["distributor"][0]
+    report = dist["report"]
+    if col["t_finished"] is None or dist["t_first"] is None:
+        raise BenchmarkError("the run ended without items or without handle_finished")
+    return PipelineResult(
+        items=task_cls.n_items,
+        collected=sum(report["collected"].values()),
+        failed=len(report["failed"]),
+        dispatch_s=col["t_finished"] - dist["t_first"],
+        collector_s=col["t_finished"] - (col["t_first"] or col["t_finished"]),
+        run_s=report["wall_time_s"],
+        per_worker=sorted(out["worker"], reverse=True),
+        latency_ms=report["latency_ms"],
+        task_stats=dist["stats"],
+    )
+
+
+# -- baselines and statistics ------------------------------------------------------------
+
+
+def sequential_loop(n: int, delay_s: float) -> float:
+    """The tutorial's baseline: ``time.sleep(delay_s)`` ``n`` times in this process."""
+    started = time.monotonic()
+    for _ in range(n):
+        time.sleep(delay_s)
+    return time.monotonic() - started
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in 0..1)."""
+    ordered = sorted(values)
+    rank = max(1, int(-(-fraction * len(ordered) // 1)))  # ceil
+    return ordered[min(len(ordered), rank) - 1]
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(median, min, max)."""
+    return statistics.median(values), min(values), max(values)
+
+
+def machine_facts() -> dict[str, str]:
+    facts = {
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "pyzmq": zmq.pyzmq_version(),
+        "libzmq": zmq.zmq_version(),
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "zmqpipeline": zp.__version__,
+        "platform": platform.platform(),
+    }
+    try:
+        facts["load average"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    facts["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return facts
+
+
+def print_facts(title: str) -> None:
+    print(title)
+    for key, value in machine_facts().items():
+        print(f"  {key:<12} {value}")
+    print(flush=True)
