@@ -68,6 +68,7 @@ def test_every_built_message_decodes_to_what_was_built(name):
         ([b"\x01\x03", msgpack.packb([1, [[1]]])], "malformed body"),
         ([b"\x01\x03", msgpack.packb([1, [["x", {}]]])], "malformed body"),
         ([b"\x01\x0d", msgpack.packb([1, [["T", 1, 5, None]]])], "malformed body"),
+        ([b"\x01\x04", msgpack.packb([True])], "malformed body"),  # a bool is no credit
     ],
 )
 def test_malformed_frames_raise_protocol_error_naming_the_fault(frames, category):

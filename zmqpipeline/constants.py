@@ -46,11 +46,12 @@ RETRY_BACKOFF_MAX_S = 2.0
 #: Items a worker holds beyond one per thread, so the next is there when one finishes:
 #: at least ``PREFETCH``, at most ``MAX_PREFETCH``, and in between as many as its threads
 #: get through in ``PREFETCH_WINDOW_S`` (measured as it works). Credit is asked back in
-#: chunks of a quarter of the prefetch. Chosen by benchmark: 10 ms items get 9 (a credit
-#: message every 2 items), 1 s items 1, empty items 64 (see benchmarks/RESULTS.md).
+#: chunks of a quarter of the prefetch. Chosen by benchmark: 10 ms items get 1 or 2, empty
+#: items 64. A longer window saves a little on a single worker's 10 ms items but lets
+#: the first of two 10-thread workers take most of a short run (benchmarks/RESULTS.md).
 PREFETCH = 1
 MAX_PREFETCH = 64
-PREFETCH_WINDOW_S = 0.1
+PREFETCH_WINDOW_S = 0.02
 #: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
 MAX_IN_FLIGHT = 10_000
 #: How long closing a socket may wait to flush what it still holds.

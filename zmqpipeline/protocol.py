@@ -157,7 +157,8 @@ def _check_shape(kind: int, body: Any) -> bool:
         if size != len(shape):
             continue
         for value, expected in zip(body, shape, strict=True):
-            if not isinstance(value, expected):
+            # bool is an int to isinstance, but never a count, sequence or run number.
+            if not isinstance(value, expected) or (expected is int and type(value) is bool):
                 break
         else:
             return True
