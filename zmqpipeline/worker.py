@@ -40,6 +40,9 @@ __all__ = [
 
 logger = logging.getLogger("zmqpipeline.worker")
 
+#: While a worker has items queued, how often it still reads what the distributor sent.
+_BUSY_READ_S = 0.05
+
 _FROM_DISTRIBUTOR = frozenset(
     {protocol.WELCOME, protocol.DATA, protocol.HEARTBEAT, protocol.RESET, protocol.END}
 )
@@ -216,39 +219,36 @@ class Worker:
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(stop.fd, zmq.POLLIN)
         self._register_extra(poller)
-        last_heard = time.monotonic()
+        self._last_heard = time.monotonic()
         liveness = self.settings.liveness_s
-        dealer = self._dealer
+        next_read = 0.0
+        # Between two items a worker makes as few ZeroMQ calls as it can: on a core that
+        # has just woken from user code each system call costs tens of microseconds. With
+        # items queued it sends the result and the credit and goes on; it reads from the
+        # distributor when its queue runs dry, or every _BUSY_READ_S while busy (END,
+        # RESET and heartbeats wait that long at most). A read that finds a message costs
+        # no system call; only an empty one does.
         while True:
-            if self._work_available():
-                # The fast path between two items: no poll, one look at the dealer (a
-                # syscall costs ~0.1 ms on a core that has just woken from user code).
-                if stop.is_set:
-                    self._stop_requested()
-                    return
-                if int(dealer.get(zmq.EVENTS)) & zmq.POLLIN:
-                    last_heard = time.monotonic()
-                    if self._read_distributor():
-                        return
-                if self._work_available():  # a RESET may just have emptied the queue
-                    self._work_one()
-                continue
-            timeout = max(1, int((last_heard + liveness - time.monotonic()) * 1000))
-            events = dict(poller.poll(timeout))
-            if stop.fd in events:
+            if stop.is_set:
                 self._stop_requested()
                 return
-            if self._dealer in events:
-                last_heard = time.monotonic()
-                if self._read_distributor():
-                    return
+            if self._work_available() and time.monotonic() < next_read:
+                self._work_one()
+                continue
+            next_read = time.monotonic() + _BUSY_READ_S
+            if self._read_distributor():
+                return
+            if self._work_available():
+                continue
+            timeout = max(1, int((self._last_heard + liveness - time.monotonic()) * 1000))
+            events = dict(poller.poll(timeout))
             self._on_events(events)
-            if not events and time.monotonic() - last_heard >= liveness:
+            if not events and time.monotonic() - self._last_heard >= liveness:
                 logger.info(
                     "worker %s: distributor silent, announcing again", self.worker_id.decode()
                 )
                 self._send_ready()
-                last_heard = time.monotonic()
+                self._last_heard = time.monotonic()
 
     def _stop_requested(self) -> None:
         logger.info("worker %s: stop requested", self.worker_id.decode())
@@ -266,8 +266,12 @@ class Worker:
     def _read_distributor(self) -> bool:
         """Handle what the distributor sent; ``True`` when the run is over."""
         dealer = self._dealer
-        while int(dealer.get(zmq.EVENTS)) & zmq.POLLIN:
-            frames = dealer.recv_multipart(zmq.NOBLOCK)
+        while True:
+            try:
+                frames = dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return False
+            self._last_heard = time.monotonic()
             try:
                 kind, body = protocol.decode(frames)
                 if kind not in _FROM_DISTRIBUTOR:
@@ -292,14 +296,13 @@ class Worker:
                 if not self._initialized:
                     self._initialized = True
                     self.init_worker()
-                    self._start_threads()
+                    self._initialize_threads()
             elif kind == protocol.RESET:
                 self._drop_queued()
                 self._accepted = False
                 self._send_ready()
             elif kind == protocol.END:
                 return True
-        return False
 
     def _execute(self, seq: int, data: dict[str, Any]) -> None:
         """Run user code on one item, push its result, ask for more work."""
@@ -354,7 +357,7 @@ class Worker:
     def _on_events(self, events: dict[Any, int]) -> None:
         pass
 
-    def _start_threads(self) -> None:
+    def _initialize_threads(self) -> None:
         pass
 
     def _stop_early(self) -> None:
@@ -426,6 +429,10 @@ class MultiThreadedWorker(Worker):
         self._wake_pending = False
         self._in_threads = 0
         self._threads: list[threading.Thread] = []
+        # Threads start with the worker, so the run does not wait for them, but take
+        # no item before ``init_worker`` has run: then this is set (also to end them).
+        self._go = threading.Event()
+        self._closing = False
         self._done_address = f"inproc://zmqpipeline-done-{uuid.uuid4().hex}"
 
     @property
@@ -447,8 +454,6 @@ class MultiThreadedWorker(Worker):
         self._done = self._ctx.socket(zmq.PULL)
         self._done.bind(self._done_address)
         poller.register(self._done, zmq.POLLIN)
-
-    def _start_threads(self) -> None:
         for index in range(self.n_threads):
             thread = threading.Thread(
                 target=self._thread_main,
@@ -458,6 +463,9 @@ class MultiThreadedWorker(Worker):
             )
             thread.start()
             self._threads.append(thread)
+
+    def _initialize_threads(self) -> None:
+        self._go.set()
 
     def _receive_items(self, items: list[list[Any]]) -> None:
         for seq, data in items:
@@ -473,8 +481,11 @@ class MultiThreadedWorker(Worker):
     def _on_events(self, events: dict[Any, int]) -> None:
         if self._done not in events:
             return
-        while int(self._done.get(zmq.EVENTS)) & zmq.POLLIN:
-            self._done.recv(zmq.NOBLOCK)
+        while True:  # wake-ups: their number means nothing
+            try:
+                self._done.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
         self._wake_pending = False  # before draining: a thread finishing now wakes us again
         finished = self._finished
         while finished:
@@ -501,6 +512,9 @@ class MultiThreadedWorker(Worker):
         done = self._ctx.socket(zmq.PUSH)
         done.connect(self._done_address)
         try:
+            self._go.wait()
+            if self._closing:
+                return  # ended before the run started
             try:
                 self.init_thread(index)
             except Exception:
@@ -548,6 +562,9 @@ class MultiThreadedWorker(Worker):
         self._dealer.send_multipart(self._codec.bye(handed_back))
 
     def _join_threads(self) -> None:
+        if not self._go.is_set():
+            self._closing = True
+            self._go.set()
         for _ in self._threads:
             self._items.put(None)
         for thread in self._threads:
