@@ -25,6 +25,7 @@ collector can be subtracted. Three wall times are kept for each run:
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
 import platform
@@ -54,6 +55,8 @@ __all__ = [
     "Endpoints",
     "PipelineResult",
     "TimingCollector",
+    "argument_parser",
+    "empty_worker",
     "machine_facts",
     "make_endpoints",
     "percentile",
@@ -376,6 +379,29 @@ def run_pipeline(
         per_worker=sorted(out["worker"], reverse=True),
         latency_ms=report["latency_ms"],
         task_stats=dist["stats"],
+    )
+
+
+def empty_worker(kind: zp.TaskType, endpoints: Endpoints) -> type[zp.SingleThreadedWorker]:
+    """A single-threaded worker that does nothing with its items and returns None."""
+
+    class EmptyWorker(zp.SingleThreadedWorker):
+        task_type = kind
+        endpoint = zp.EndpointAddress(endpoints.work)
+        collector_endpoint = zp.EndpointAddress(endpoints.results)
+
+        def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return EmptyWorker
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose help is the script's docstring: first paragraph, then the rest."""
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=doc.split("\n\n", 1)[1],
     )
 
 

@@ -21,7 +21,6 @@ processes; the first 10 round trips of each run are left out as warm-up.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -69,13 +68,7 @@ def build(endpoints: h.Endpoints, n_items: int) -> tuple[Any, Any, Any]:
 
     OneAtATimeTask.n_items = n_items
 
-    class EmptyWorker(zp.SingleThreadedWorker):
-        task_type = TASK_TYPE
-        endpoint = zp.EndpointAddress(endpoints.work)
-        collector_endpoint = zp.EndpointAddress(endpoints.results)
-
-        def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-            return None
+    EmptyWorker = h.empty_worker(TASK_TYPE, endpoints)
 
     class CountingCollector(h.TimingCollector):
         endpoint = zp.EndpointAddress(endpoints.results)
@@ -112,11 +105,7 @@ def us(seconds: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = h.argument_parser(__doc__)
     parser.add_argument(
         "--items", type=int, default=None, help="items per run (default 2000; --quick: 300)"
     )

@@ -23,7 +23,6 @@ and the distributor's whole run() are printed beside it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -149,11 +148,7 @@ def pct(value: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = h.argument_parser(__doc__)
     parser.add_argument(
         "--rows",
         nargs="+",

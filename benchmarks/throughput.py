@@ -28,7 +28,6 @@ alternately with plain tcp measured the same way, and the ratio of the two.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import multiprocessing
 import os
@@ -54,13 +53,7 @@ def build(endpoints: h.Endpoints, n_items: int) -> tuple[Any, Any, Any]:
 
     EmptyTask.n_items = n_items
 
-    class EmptyWorker(zp.SingleThreadedWorker):
-        task_type = TASK_TYPE
-        endpoint = zp.EndpointAddress(endpoints.work)
-        collector_endpoint = zp.EndpointAddress(endpoints.results)
-
-        def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-            return None
+    EmptyWorker = h.empty_worker(TASK_TYPE, endpoints)
 
     class Collector(h.TimingCollector):
         endpoint = zp.EndpointAddress(endpoints.results)
@@ -105,11 +98,7 @@ def fmt(rate: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = h.argument_parser(__doc__)
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--transports", nargs="+", choices=["ipc", "tcp"], default=["ipc", "tcp"])
     parser.add_argument(
