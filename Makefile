@@ -25,13 +25,13 @@ test: install-test
 
 ## lint: ruff check and format check
 lint: $(BIN)/python
-	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/python -m pip install --quiet "ruff==0.17.6"  # pinned: a new ruff may format differently
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 ## types: mypy --strict on the package
 types: install
-	$(BIN)/python -m pip install --quiet mypy
+	$(BIN)/python -m pip install --quiet "mypy==2.4.1"
 	$(BIN)/mypy
 
 ## package: build wheel + sdist, check them, install the wheel in a clean venv and run an example
