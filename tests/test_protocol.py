@@ -150,3 +150,12 @@ def test_old_message_helpers_keep_working():
     assert {messages.MESSAGE_TYPE_SUCCESS, messages.MESSAGE_TYPE_END} <= messages.MESSAGE_TYPES
     with pytest.raises(ValueError, match="unknown message type"):
         messages.create("NOPE")
+
+
+def test_a_kind_not_accepted_where_it_arrives_is_a_wrong_direction():
+    frames = Codec(1024).credit(3)
+    assert decode(frames, {protocol.CREDIT}, "from a worker") == (protocol.CREDIT, [3])
+    with pytest.raises(ProtocolError) as info:
+        decode(frames, {protocol.DATA, protocol.END}, "from the distributor")
+    assert info.value.category == "wrong direction"
+    assert str(info.value.reason) == "CREDIT is not expected from the distributor"

@@ -25,6 +25,7 @@ __all__ = ["Collector", "SeenSet"]
 
 logger = logging.getLogger("zmqpipeline.collector")
 
+_TO_COLLECTOR = frozenset({protocol.RESULT, protocol.START, protocol.SKIP, protocol.END})
 _DRAIN = 1000
 _BUFFER_LIMIT = 100_000  # results held while waiting for the distributor's START
 
@@ -180,7 +181,7 @@ class Collector:
             except zmq.Again:
                 break
             try:
-                kind, body = protocol.decode(frames)
+                kind, body = protocol.decode(frames, _TO_COLLECTOR, "at the collector")
             except ProtocolError as exc:
                 self.drops.drop(exc.category, exc.reason)
                 continue
@@ -213,7 +214,7 @@ class Collector:
                 self._end = body[1]
                 break
             else:
-                self.drops.drop(f"unexpected {protocol.KIND_NAMES[kind]}")
+                self.drops.drop(f"{protocol.KIND_NAMES[kind]} of another run")
         return entries
 
     def _start(

@@ -320,13 +320,7 @@ class Distributor:
             except zmq.Again:
                 return
             try:
-                kind, body = protocol.decode(frames[1:])
-                if kind not in _FROM_WORKER:
-                    raise ProtocolError(
-                        f"{protocol.KIND_NAMES[kind]} is not sent by workers",
-                        frames,
-                        "wrong direction",
-                    )
+                kind, body = protocol.decode(frames[1:], _FROM_WORKER, "from a worker")
                 scheduler.on_worker_message(endpoint, frames[0], kind, body, now)
             except ProtocolError as exc:
                 self.drops.drop(exc.category, f"{exc.reason} at {endpoint}")
@@ -339,11 +333,7 @@ class Distributor:
             except zmq.Again:
                 break
             try:
-                kind, body = protocol.decode(frames)
-                if kind not in (protocol.ACK, protocol.FINISHED, protocol.HELLO):
-                    raise ProtocolError(
-                        f"{protocol.KIND_NAMES[kind]} on the ACK socket", frames, "wrong direction"
-                    )
+                kind, body = protocol.decode(frames, _FROM_COLLECTOR, "on the ACK socket")
                 if kind == protocol.HELLO:
                     scheduler.on_collector_hello(body[0], now)
                     continue
@@ -365,9 +355,9 @@ class Distributor:
             except zmq.Again:
                 return
             try:
-                kind, body = protocol.decode(frames[1:])
-                if kind != protocol.META or not body:
-                    raise ProtocolError("expected META with a dict", frames, "wrong direction")
+                _, body = protocol.decode(frames[1:], _META, "at the metadata endpoint")
+                if not body:
+                    raise ProtocolError("META without metadata", frames, "wrong direction")
             except ProtocolError as exc:
                 self.drops.drop(exc.category, f"{exc.reason} at metadata endpoint")
                 continue
@@ -428,3 +418,5 @@ class Distributor:
 _FROM_WORKER = frozenset(
     {protocol.READY, protocol.CREDIT, protocol.FAIL, protocol.HEARTBEAT, protocol.BYE}
 )
+_FROM_COLLECTOR = frozenset({protocol.ACK, protocol.FINISHED, protocol.HELLO})
+_META = frozenset({protocol.META})

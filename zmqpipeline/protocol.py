@@ -55,6 +55,7 @@ Decoding validates frame count, version, kind and body shape, and raises
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from .errors import ProtocolError, ZmqPipelineError
@@ -187,8 +188,12 @@ def _check_items(kind: int, body: list[Any]) -> bool:
     return True
 
 
-def decode(frames: list[bytes]) -> tuple[int, list[Any]]:
-    """Parse ``[header, body]`` into ``(kind, body)``; raise ``ProtocolError`` if malformed."""
+def decode(
+    frames: list[bytes], accept: Collection[int] | None = None, where: str = ""
+) -> tuple[int, list[Any]]:
+    """Parse ``[header, body]`` into ``(kind, body)``; raise ``ProtocolError`` if malformed,
+    or if ``accept`` is given and the kind is not one of them (``where`` says where it came:
+    "from the distributor", "on the ACK socket"...)."""
     if len(frames) != 2:
         raise ProtocolError(f"expected 2 frames, got {len(frames)}", frames, "frame count")
     header, raw = frames
@@ -201,6 +206,10 @@ def decode(frames: list[bytes]) -> tuple[int, list[Any]]:
     kind = header[1]
     if kind not in _SHAPES:
         raise ProtocolError(f"unknown message kind 0x{kind:02x}", frames, "unknown kind")
+    if accept is not None and kind not in accept:
+        raise ProtocolError(
+            f"{KIND_NAMES[kind]} is not expected {where}".rstrip(), frames, "wrong direction"
+        )
     try:
         body = deserialize(raw)
     except Exception as exc:  # msgpack raises several types for garbage

@@ -66,6 +66,7 @@ __all__ = ["WORKER_WAIT_S", "Broker", "Service"]
 
 logger = logging.getLogger("zmqpipeline.service")
 
+_FROM_CLIENT = frozenset({protocol.REQUEST})
 _DRAIN = 1000  # messages read from one socket before the other gets a turn
 # Plain ints: pyzmq's flag enums cost more per message than the rest of a send.
 _EVENTS = int(zmq.EVENTS)
@@ -186,16 +187,11 @@ class Service:
                 return
             frames = sock.recv_multipart(_NOBLOCK)
             try:
-                kind, body = protocol.decode(frames[1:])
                 if channel == FRONTEND:
-                    if kind != protocol.REQUEST:
-                        raise ProtocolError(
-                            f"{protocol.KIND_NAMES[kind]} is not sent by clients",
-                            frames,
-                            "wrong direction",
-                        )
+                    _, body = protocol.decode(frames[1:], _FROM_CLIENT, "from a client")
                     broker.on_request(frames[0], body, now)
                 else:
+                    kind, body = protocol.decode(frames[1:])
                     broker.on_worker(frames[0], kind, body, now)
             except ProtocolError as exc:
                 self.drops.drop(exc.category, f"{exc.reason} at the {where}")

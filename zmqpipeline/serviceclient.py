@@ -43,6 +43,7 @@ __all__ = [
 
 logger = logging.getLogger("zmqpipeline.serviceclient")
 
+_TO_CLIENT = frozenset({protocol.REPLY, protocol.REQUEST_ERROR})
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -216,12 +217,10 @@ class ServiceClient:
         while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
             frames = sock.recv_multipart(_NOBLOCK)
             try:
-                kind, body = protocol.decode(frames)
-                if kind not in (protocol.REPLY, protocol.REQUEST_ERROR) or len(body) != 2:
+                kind, body = protocol.decode(frames, _TO_CLIENT, "at a client")
+                if len(body) != 2:  # [client, id, ...]: sent to the service, not to a client
                     raise ProtocolError(
-                        f"{protocol.KIND_NAMES[kind]} is not sent to clients",
-                        frames,
-                        "wrong direction",
+                        f"{protocol.KIND_NAMES[kind]} for the service", frames, "wrong direction"
                     )
             except ProtocolError as exc:
                 self.drops.drop(exc.category, exc.reason)

@@ -177,12 +177,10 @@ class ServiceWorker:
             # Read time, not send time: beats queued while handle_message ran count now.
             self._last_heard = time.monotonic()
             try:
-                kind, body = protocol.decode(frames)
-                if kind not in _FROM_SERVICE or (
-                    kind == protocol.REQUEST and type(body[0]) is not bytes
-                ):
+                kind, body = protocol.decode(frames, _FROM_SERVICE, "from the service")
+                if kind == protocol.REQUEST and type(body[0]) is not bytes:
                     raise ProtocolError(
-                        f"{protocol.KIND_NAMES[kind]} is not sent by the service",
+                        "REQUEST without the client's address: a client's, not the service's",
                         frames,
                         "wrong direction",
                     )

@@ -273,13 +273,7 @@ class Worker:
                 return False
             self._last_heard = time.monotonic()
             try:
-                kind, body = protocol.decode(frames)
-                if kind not in _FROM_DISTRIBUTOR:
-                    raise ProtocolError(
-                        f"{protocol.KIND_NAMES[kind]} from the distributor",
-                        frames,
-                        "wrong direction",
-                    )
+                kind, body = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")
             except ProtocolError as exc:
                 self.drops.drop(exc.category, exc.reason)
                 continue
