@@ -7,8 +7,11 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import FORK
 from pipelines import load, make_collector, make_task, make_worker, run_distributor
 
+import zmqpipeline.collector as collector_module
+import zmqpipeline.worker as worker_module
 from zmqpipeline import MetaDataWorker
 
 pytestmark = pytest.mark.timeout(60)
@@ -211,9 +214,23 @@ def test_sigterm_to_the_distributor_ends_the_run_cleanly(procs, endpoints):
 def test_sigint_stops_a_waiting_role(procs, endpoints, role):
     worker = make_worker(endpoints.worker, endpoints.collector)
     collector = make_collector(endpoints)
-    target = (lambda: worker().run()) if role == "worker" else (lambda: collector().run())
+    handlers_installed = FORK.Event()
+
+    def target() -> None:
+        # The role installs its SIGINT handler when it makes its StopSignal: say when.
+        module = worker_module if role == "worker" else collector_module
+        real = module.StopSignal
+
+        class Announcing(real):  # type: ignore[misc,valid-type]
+            def __init__(self) -> None:
+                super().__init__()
+                handlers_installed.set()
+
+        module.StopSignal = Announcing  # type: ignore[misc]
+        (worker if role == "worker" else collector)().run()
+
     process = procs.start(role, target)
-    time.sleep(0.3)  # let it install its signal handlers
+    assert handlers_installed.wait(10), f"the {role} never made its StopSignal"
     procs.kill(role, signal.SIGINT)
     process.join(5)
     assert process.exitcode == 0
