@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zmqpipeline import SerializationError, protocol
-from zmqpipeline.errors import ProtocolError
-from zmqpipeline.protocol import Codec, MessageTooLarge, decode
+from zmqpipeline.errors import MessageTooLarge, ProtocolError
+from zmqpipeline.protocol import Codec, decode
 from zmqpipeline.utils import messages
 from zmqpipeline.utils.serializer import deserialize, serialize
 

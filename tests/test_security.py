@@ -28,7 +28,6 @@ from pipelines import load, make_collector, make_task, make_worker, run_distribu
 from test_cli import write_pipeline, zmqpipeline
 
 import zmqpipeline as zp
-from zmqpipeline.constants import Settings
 from zmqpipeline.errors import ConfigurationError
 from zmqpipeline.security import (
     ENV_AUTHORIZED_KEYS,
@@ -37,6 +36,7 @@ from zmqpipeline.security import (
     Security,
     generate_keys,
 )
+from zmqpipeline.settings import Settings
 from zmqpipeline.transport import close_sockets, new_context, open_socket
 
 pytestmark = pytest.mark.timeout(60)
@@ -640,7 +640,8 @@ def test_service_answers_only_clients_with_an_authorised_key(procs, keys):
     service = pytest.importorskip("zmqpipeline.service")
     from service_helpers import make_service_worker
 
-    from zmqpipeline.serviceclient import RequestTimeout, ServiceClient
+    from zmqpipeline import ServiceClient
+    from zmqpipeline.errors import RequestTimeout
 
     front, back = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
     worker = make_service_worker(back)

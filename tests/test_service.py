@@ -21,9 +21,8 @@ from conftest import FORK, free_port
 from service_helpers import make_service_worker, run_client, run_service, wait_for_workers
 
 from zmqpipeline import Service, ServiceClient, ServiceError, Settings, protocol
-from zmqpipeline.errors import ProtocolError
-from zmqpipeline.servicebroker import BACKEND, FRONTEND, Broker
-from zmqpipeline.serviceclient import RequestFailed, RequestTimeout
+from zmqpipeline.errors import ProtocolError, RequestFailed, RequestTimeout
+from zmqpipeline.service.broker import BACKEND, FRONTEND, Broker
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from ._version import __version__
 from .collector import Collector
-from .constants import Settings
 from .distributor import Distributor, RunReport
 from .errors import (
     ConfigurationError,
@@ -24,9 +23,8 @@ from .errors import (
 )
 from .metadata import MetaDataWorker
 from .security import Security
-from .service import Service
-from .serviceclient import ServiceClient
-from .serviceworker import ServiceWorker
+from .service import Service, ServiceClient, ServiceWorker
+from .settings import Settings
 from .task import Task
 from .types import EndpointAddress, TaskType
 from .worker import MultiThreadedWorker, SingleThreadedWorker

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 import zmq
 
 from . import protocol
-from .constants import Settings
 from .errors import ConfigurationError, ProtocolError
 from .scheduler import COLLECTOR, Scheduler, check_dependencies
 from .security import Security
+from .settings import Settings
 from .task import Task
 from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from .types import EndpointAddress

@@ -5,10 +5,13 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "EndpointError",
-    "ItemFailed",
+    "MessageTooLarge",
     "ProtocolError",
+    "RequestFailed",
+    "RequestTimeout",
     "SerializationError",
     "ServiceError",
+    "UsageError",
     "ZmqPipelineError",
 ]
 
@@ -44,9 +47,31 @@ class SerializationError(ZmqPipelineError, TypeError):
     """A value cannot be carried by msgpack (also a ``TypeError``, as documented)."""
 
 
-class ItemFailed(ZmqPipelineError):
-    """Raised by nothing in the pipeline; describes an item that failed for good."""
-
-
 class ServiceError(ZmqPipelineError):
     """A service request failed: the worker raised, or no reply came in time."""
+
+
+class UsageError(ConfigurationError):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+class MessageTooLarge(ZmqPipelineError, ValueError):
+    """A message exceeds the configured ``max_message_bytes`` at the sender."""
+
+
+class RequestFailed(ServiceError):
+    """The worker raised in ``handle_message`` or the service refused the request.
+
+    ``error`` holds the full text (for a worker error, with its traceback); ``index`` is the
+    element of a list request that failed (``None`` for a single request).
+    """
+
+    def __init__(self, message: str, task_type: str, error: str, index: int | None) -> None:
+        super().__init__(message)
+        self.task_type = task_type
+        self.error = error
+        self.index = index
+
+
+class RequestTimeout(ServiceError, TimeoutError):
+    """No reply came in time, after every retry."""

@@ -58,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from .errors import ProtocolError, ZmqPipelineError
+from .errors import MessageTooLarge, ProtocolError
 from .utils.serializer import Packer, deserialize
 
 __all__ = [
@@ -144,10 +144,6 @@ _SHAPES: dict[int, tuple[tuple[type, ...], ...]] = {
     REQUEST_ERROR: ((bytes, int, str), (int, str)),
     DISCONNECT: ((),),
 }
-
-
-class MessageTooLarge(ZmqPipelineError, ValueError):
-    """A message exceeds the configured ``max_message_bytes`` at the sender."""
 
 
 def _check_shape(kind: int, body: Any) -> bool:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol
-from .constants import Settings
-from .errors import ConfigurationError, SerializationError
-from .protocol import MessageTooLarge
+from .errors import ConfigurationError, MessageTooLarge, SerializationError
+from .settings import Settings
 from .task import Task
 from .utils.messages import MESSAGE_TYPE_DATA
 

@@ -23,9 +23,9 @@ from typing import Any
 import zmq
 
 from . import protocol
-from .constants import Settings
 from .errors import ConfigurationError
 from .security import KeyPolicy, Security, start_authenticator
+from .settings import Settings
 from .types import EndpointAddress
 
 __all__ = [

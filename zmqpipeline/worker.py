@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import zmq
 
 from . import protocol
-from .constants import Settings
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
 from .security import Security
+from .settings import Settings
 from .task import check_class_attributes
 from .transport import DropCounter, StopSignal, close_sockets, heartbeat, new_context, open_socket
 from .types import EndpointAddress, TaskType

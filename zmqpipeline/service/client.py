@@ -26,12 +26,17 @@ from typing import Any, cast
 
 import zmq
 
-from . import protocol
-from .constants import Settings
-from .errors import ConfigurationError, ProtocolError, ServiceError
-from .security import Security
-from .transport import DropCounter, new_context, open_socket
-from .types import EndpointAddress
+from .. import protocol
+from ..errors import (
+    ConfigurationError,
+    ProtocolError,
+    RequestFailed,
+    RequestTimeout,
+)
+from ..security import Security
+from ..settings import Settings
+from ..transport import DropCounter, new_context, open_socket
+from ..types import EndpointAddress
 
 __all__ = [
     "REQUEST_RETRIES",
@@ -52,24 +57,6 @@ _NOBLOCK = int(zmq.NOBLOCK)
 REQUEST_TIMEOUT_S = 10.0
 #: How many times a request with no reply is sent again before :class:`RequestTimeout`.
 REQUEST_RETRIES = 2
-
-
-class RequestFailed(ServiceError):
-    """The worker raised in ``handle_message`` or the service refused the request.
-
-    ``error`` holds the full text (for a worker error, with its traceback); ``index`` is the
-    element of a list request that failed (``None`` for a single request).
-    """
-
-    def __init__(self, message: str, task_type: str, error: str, index: int | None) -> None:
-        super().__init__(message)
-        self.task_type = task_type
-        self.error = error
-        self.index = index
-
-
-class RequestTimeout(ServiceError, TimeoutError):
-    """No reply came in time, after every retry."""
 
 
 class ServiceClient:

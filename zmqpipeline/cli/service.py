@@ -16,10 +16,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from .errors import ConfigurationError, ServiceError
-from .service import WORKER_WAIT_S, Service
-from .serviceclient import REQUEST_RETRIES, REQUEST_TIMEOUT_S, ServiceClient
-from .serviceworker import ServiceWorker
+from ..errors import ConfigurationError, ServiceError
+from ..service.client import REQUEST_RETRIES, REQUEST_TIMEOUT_S, ServiceClient
+from ..service.service import WORKER_WAIT_S, Service
+from ..service.worker import ServiceWorker
 
 __all__ = ["add_service_commands"]
 

@@ -25,15 +25,15 @@ from typing import Any, ClassVar, cast
 
 import zmq
 
-from . import protocol
-from .constants import Settings
-from .errors import ProtocolError, SerializationError, ZmqPipelineError
-from .security import Security
-from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, close_sockets, heartbeat, new_context, open_socket
-from .types import EndpointAddress, TaskType
-from .utils.messages import MESSAGE_TYPE_DATA
-from .utils.serializer import find_unpackable
+from .. import protocol
+from ..errors import ProtocolError, SerializationError, ZmqPipelineError
+from ..security import Security
+from ..settings import Settings
+from ..task import check_class_attributes
+from ..transport import DropCounter, StopSignal, close_sockets, heartbeat, new_context, open_socket
+from ..types import EndpointAddress, TaskType
+from ..utils.messages import MESSAGE_TYPE_DATA
+from ..utils.serializer import find_unpackable
 
 __all__ = ["ServiceWorker"]
 

@@ -16,9 +16,9 @@ from dataclasses import asdict
 from multiprocessing.process import BaseProcess
 from typing import Any, TextIO
 
+from ..distributor import Distributor
+from ..worker import MultiThreadedWorker
 from .discovery import Pipeline
-from .distributor import Distributor
-from .worker import MultiThreadedWorker
 
 __all__ = ["run_local"]
 
@@ -171,7 +171,7 @@ def run_local(
     server_env: dict[str, str] | None = None
     client_env: dict[str, str] | None = None
     if secure:
-        from .security import local_key_env
+        from ..security import local_key_env
 
         try:
             server_env, client_env = local_key_env(os.path.join(directory, "keys"))

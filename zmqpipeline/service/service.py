@@ -4,7 +4,7 @@ The live counterpart of the batch pipeline, after the ZeroMQ guide's Majordomo p
 Clients (:class:`~zmqpipeline.ServiceClient`, DEALER) connect to the *frontend*, service
 workers (:class:`~zmqpipeline.ServiceWorker`, DEALER) to the *backend*; the service binds
 both as ROUTERs. The frames are in :mod:`zmqpipeline.protocol` (Service-mode table). The
-decisions live in :class:`~zmqpipeline.servicebroker.Broker`, a plain object fed decoded
+decisions live in :class:`~zmqpipeline.service.broker.Broker`, a plain object fed decoded
 messages and the clock; :class:`Service` owns the sockets and the poll loop.
 
 What the service promises, and what it decides:
@@ -54,13 +54,13 @@ from typing import Any, cast
 
 import zmq
 
-from . import protocol
-from .constants import Settings
-from .errors import ConfigurationError, ProtocolError
-from .security import Security
-from .servicebroker import BACKEND, FRONTEND, WORKER_WAIT_S, Broker
-from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
-from .types import EndpointAddress
+from .. import protocol
+from ..errors import ConfigurationError, ProtocolError
+from ..security import Security
+from ..settings import Settings
+from ..transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
+from ..types import EndpointAddress
+from .broker import BACKEND, FRONTEND, WORKER_WAIT_S, Broker
 
 __all__ = ["WORKER_WAIT_S", "Broker", "Service"]
 

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._version import __version__
-from .discovery import UsageError, classes_in, load_class, load_folder, load_module
-from .distributor import Distributor
-from .errors import ConfigurationError
-from .task import Task
+from .._version import __version__
+from ..distributor import Distributor
+from ..errors import ConfigurationError, UsageError
+from ..task import Task
+from .discovery import classes_in, load_class, load_folder, load_module
 
 __all__ = ["main"]
 
@@ -103,14 +103,10 @@ def _build_parser() -> argparse.ArgumentParser:
         one.add_argument("target", metavar="MODULE:CLASS")
         one.set_defaults(handler=_cmd_role, role=role)
 
-    try:
-        from .service_cli import add_service_commands  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # service mode not installed in this build
-        pass
-    else:
-        add_service_commands(sub)
-    from .security_cli import add_security_commands
+    from .keys import add_security_commands
+    from .service import add_service_commands
 
+    add_service_commands(sub)
     add_security_commands(sub)
     return parser
 
@@ -152,7 +148,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_distributor(args: argparse.Namespace) -> int:
-    from .collector import Collector
+    from ..collector import Collector
 
     tasks: list[type[Task]] = []
     collectors: list[type[Collector]] = []

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .collector import Collector
-from .errors import ConfigurationError
-from .metadata import MetaDataWorker
-from .task import Task
-from .worker import MultiThreadedWorker, SingleThreadedWorker, Worker
+from ..collector import Collector
+from ..errors import UsageError
+from ..metadata import MetaDataWorker
+from ..task import Task
+from ..worker import MultiThreadedWorker, SingleThreadedWorker, Worker
 
 __all__ = [
     "ROLE_BASES",
@@ -33,10 +33,6 @@ ROLE_BASES: dict[str, type] = {
     "metadata": MetaDataWorker,
 }
 _BASES = {Task, Worker, SingleThreadedWorker, MultiThreadedWorker, Collector, MetaDataWorker}
-
-
-class UsageError(ConfigurationError):
-    """Bad command-line input: reported in one line, exit status 2."""
 
 
 @dataclass

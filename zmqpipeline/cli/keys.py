@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .security import (
+from ..security import (
     ENV_AUTHORIZED_KEYS,
     ENV_SECRET_KEY,
     ENV_SERVER_KEY,

@@ -3,7 +3,7 @@
 :class:`Broker` is fed decoded messages and the clock and appends what it wants sent to
 :attr:`Broker.outbox`; :class:`~zmqpipeline.service.Service` owns the sockets and drains it.
 What it promises (routing, waiting, at-least-once, duplicates) is written down in
-:mod:`zmqpipeline.service`. Unit tests drive it directly.
+:mod:`zmqpipeline.service.service`. Unit tests drive it directly.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from . import protocol
-from .constants import Settings
-from .errors import ProtocolError, ZmqPipelineError
+from .. import protocol
+from ..errors import ProtocolError, ZmqPipelineError
+from ..settings import Settings
 
 __all__ = ["BACKEND", "FRONTEND", "WORKER_WAIT_S", "Broker", "PendingRequest", "WorkerRecord"]
 
