@@ -200,7 +200,16 @@ def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
         now += 10.0  # past any backoff
     assert s.done
     failed = s.summary(False)["failed"]
-    assert failed == [{"task_type": "S_A", "seq": 0, "attempts": 3, "error": "ValueError: try 2"}]
+    assert failed == [
+        {
+            "task_type": "S_A",
+            "seq": 0,
+            "item_id": "S_A/0",
+            "attempts": 3,
+            "error": "ValueError: try 2",
+            "data": {"n": 1, "meta": None},
+        }
+    ]
     out = sent(s)
     assert (COLLECTOR, None, protocol.SKIP, [42, "S_A", 0]) in out
 

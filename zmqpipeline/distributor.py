@@ -50,13 +50,22 @@ class RunReport:
     latency_ms: dict[str, float] = field(default_factory=dict)
     #: Items handed out, per worker id.
     per_worker: dict[str, int] = field(default_factory=dict)
+    #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed``, ``size``
+    #: (declared size or ``None``) and ``not_handed_out`` (``size - handed_out`` when the
+    #: size is known and the task stopped early, else ``0`` or ``None``).
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out``,
+    #: ``collected`` (its results the collector ACKed, also if it died later).
+    workers: list[dict[str, Any]] = field(default_factory=list)
     #: Bad messages dropped, per reason.
     dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when the run was not stopped early and no item failed."""
-        return not self.aborted and not self.failed
+        """True only when every item of every task was collected: the run was not stopped
+        early, nothing failed (``Task.handle`` included) and nothing was left unsent."""
+        unsent = any(t.get("not_handed_out") for t in self.tasks.values())
+        return not self.aborted and not self.failed and not unsent
 
     @property
     def total(self) -> int:
@@ -70,6 +79,12 @@ def _check_task_class(task_class: type[Task]) -> None:
     for name in ("task_type", "endpoint"):
         if getattr(task_class, name, None) is None:
             raise TypeError(f"{task_class.__name__} has no {name}")
+
+
+def _with_unsent(counts: dict[str, Any]) -> dict[str, Any]:
+    size = counts.get("size")
+    unsent = None if size is None else max(0, size - counts["handed_out"])
+    return {**counts, "not_handed_out": unsent}
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -411,6 +426,8 @@ class Distributor:
             aborted=summary["aborted"],
             latency_ms=latency,
             per_worker={wid.decode(errors="replace"): n for wid, n in scheduler.handed_out.items()},
+            tasks={tt: _with_unsent(t) for tt, t in summary["tasks"].items()},
+            workers=summary["workers"],
             dropped=dict(self.drops.counts),
         )
 

@@ -29,6 +29,12 @@ task_logger = logging.getLogger("zmqpipeline.task")
 COLLECTOR = "collector"
 
 _LATENCY_SAMPLES = 10_000
+_END_FAILURES = 1000
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 @dataclass(eq=False)
@@ -40,6 +46,8 @@ class WorkerRecord:
     last_seen: float
     accepted: bool = False
     held: set[int] = field(default_factory=set)  # seqs handed to it, not yet ACKed
+    handed_out: int = 0
+    collected: int = 0  # its results that the collector ACKed
 
 
 @dataclass(eq=False)
@@ -71,6 +79,17 @@ class TaskState:
     held_back: bool = False  # is_available_for_handling said no; wait for an ACK
     handle_errors: int = 0
     rotation: int = 0
+
+
+def task_size(task: Task) -> int | None:
+    """The number of items ``task`` declares (``n_items`` or ``len(task)``), else ``None``."""
+    size = getattr(task, "n_items", None)
+    if size is None and hasattr(task, "__len__"):
+        try:
+            size = len(task)
+        except Exception:
+            return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def check_dependencies(tasks: dict[str, type[Task]]) -> None:
@@ -124,6 +143,9 @@ class Scheduler:
         self.unknown_task_types: set[str] = set()
         self.handed_out: Counter[bytes] = Counter()  # per worker id, for the report
         self.collector_id: bytes | None = None
+        # Every worker seen this run, kept after it leaves (for the report): id, host, pid,
+        # task type, items handed out and items collected.
+        self.worker_log: dict[bytes, dict[str, Any]] = {}
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -131,7 +153,10 @@ class Scheduler:
         """Metadata is known (``{}`` if none is expected): initialise tasks and begin."""
         self.metadata = metadata
         for state in self.tasks.values():
-            state.task.initialize(metadata)
+            try:
+                state.task.initialize(metadata)
+            except Exception:
+                self._handle_raised(state, traceback.format_exc(), "initialize")
         self.outbox.append(
             (COLLECTOR, None, self.codec.start(self.run, metadata, list(self.tasks)))
         )
@@ -182,15 +207,48 @@ class Scheduler:
         if self.done:
             return
         self.done = True
-        summary = self.summary(aborted)
-        end = self.codec.end(self.run, summary)
+        end = self.codec.end(self.run, self.end_summary(aborted))
         for state in self.tasks.values():
             for wid in state.workers:
                 self.outbox.append((state.endpoint, wid, end))
         self.outbox.append((COLLECTOR, None, end))
 
-    def summary(self, aborted: bool) -> dict[str, Any]:
+    def end_summary(self, aborted: bool) -> dict[str, Any]:
+        """What END carries to the collector's ``handle_finished``: the summary without
+        the items' data, with at most :data:`_END_FAILURES` failures (each error's last
+        line), so END stays small however the run went."""
+        failed = [
+            {**{k: v for k, v in f.items() if k != "data"}, "error": _last_line(f["error"])}
+            for s in self.tasks.values()
+            for f in s.failed[:_END_FAILURES]
+        ]
         return {
+            "collected": {tt: s.collected for tt, s in self.tasks.items()},
+            "failed": failed[:_END_FAILURES],
+            "retries": sum(s.retries for s in self.tasks.values()),
+            "aborted": aborted,
+            "task_type": self.last_finished,
+        }
+
+    def summary(self, aborted: bool) -> dict[str, Any]:
+        """Counts of the run so far: what END carries and ``on_progress`` receives.
+
+        ``tasks`` maps each task type to ``handed_out`` (items made by ``handle``),
+        ``in_flight``, ``collected``, ``failed`` and ``size`` (the task's declared size,
+        ``None`` if it declares none); ``workers`` describes every worker seen.
+        """
+        return {
+            "tasks": {
+                tt: {
+                    "handed_out": s.next_seq,
+                    "in_flight": len(s.in_flight),
+                    "collected": s.collected,
+                    "failed": len(s.failed),
+                    "size": task_size(s.task),
+                }
+                for tt, s in self.tasks.items()
+            },
+            "workers": [dict(w) for w in self.worker_log.values()],
             "collected": {tt: s.collected for tt, s in self.tasks.items()},
             "failed": [f for s in self.tasks.values() for f in s.failed],
             "retries": sum(s.retries for s in self.tasks.values()),
@@ -257,6 +315,19 @@ class Scheduler:
             worker = WorkerRecord(wid, task_type, capacity, max(0, min(free, capacity)), now)
             state.workers[wid] = worker
             self.workers[wid] = state
+            host, _, rest = wid.decode(errors="replace").partition(":")
+            pid = rest.partition(":")[0]
+            self.worker_log.setdefault(
+                wid,
+                {
+                    "id": wid.decode(errors="replace"),
+                    "host": host,
+                    "pid": int(pid) if pid.isdigit() else None,
+                    "task_type": task_type,
+                    "handed_out": 0,
+                    "collected": 0,
+                },
+            )
             logger.info(
                 "worker %s joined task %s (asks for %d item(s), may hold up to %d)",
                 wid.decode(errors="replace"),
@@ -269,7 +340,7 @@ class Scheduler:
             worker.credit = max(0, min(free, capacity))
             worker.last_seen = now
         if self.done or state.finished:
-            self.outbox.append((endpoint, wid, self.codec.end(self.run, self.summary(False))))
+            self.outbox.append((endpoint, wid, self.codec.end(self.run, self.end_summary(False))))
         elif state.active and self.started:
             self._accept(state, worker)
 
@@ -303,6 +374,8 @@ class Scheduler:
                 if worker is not None:
                     worker.held.discard(seq)
             state.collected += 1
+            if item.worker is not None and item.worker in self.worker_log:
+                self.worker_log[item.worker]["collected"] += 1
             state.last_ack_data = ack_data
             state.held_back = False
             self.latencies.append(now - item.first_sent_at)
@@ -412,8 +485,10 @@ class Scheduler:
                 {
                     "task_type": state.task_type,
                     "seq": item.seq,
+                    "item_id": f"{state.task_type}/{item.seq}",
                     "attempts": item.attempts,
                     "error": error,
+                    "data": item.payload,
                 }
             )
             logger.error(
@@ -468,6 +543,7 @@ class Scheduler:
                     worker.held.add(item.seq)
                     worker.credit -= 1
                     self.handed_out[worker.wid] += 1
+                    self.worker_log[worker.wid]["handed_out"] += 1
                     items.append([item.seq, item.payload])
                 if not items:
                     break
@@ -510,6 +586,10 @@ class Scheduler:
             if not task.is_available_for_handling(state.last_ack_data):
                 state.held_back = True
                 return None
+        except Exception:
+            self._handle_raised(state, traceback.format_exc(), "is_available_for_handling")
+            return None
+        try:
             payload = task.handle(self.metadata or {}, wid, MESSAGE_TYPE_DATA)
             if payload is None:
                 payload = {}
@@ -519,31 +599,35 @@ class Scheduler:
                     f"not {type(payload).__name__}"
                 )
         except Exception:
-            self._handle_raised(state, traceback.format_exc())
+            self._handle_raised(state, traceback.format_exc(), "handle")
             return None
-        state.handle_errors = 0
         item = Item(state.next_seq, payload, first_sent_at=now)
         state.next_seq += 1
         state.in_flight[item.seq] = item
         return item
 
-    def _handle_raised(self, state: TaskState, error: str) -> None:
+    def _handle_raised(self, state: TaskState, error: str, where: str) -> None:
+        """User code in the task raised: a reported failure. By default the task hands
+        out nothing more (``Task.continue_after_error`` chooses to go on)."""
+        call = state.next_seq + state.handle_errors + 1
         state.handle_errors += 1
         task_logger.error(
-            "%s.handle() raised (attempt %d of %d):\n%s",
-            type(state.task).__name__,
-            state.handle_errors,
-            self.settings.max_attempts,
-            error,
+            "%s.%s() raised on call %d:\n%s", type(state.task).__name__, where, call, error
         )
-        if state.handle_errors >= self.settings.max_attempts:
-            state.failed.append(
-                {
-                    "task_type": state.task_type,
-                    "seq": None,
-                    "attempts": state.handle_errors,
-                    "error": error,
-                }
+        state.failed.append(
+            {
+                "task_type": state.task_type,
+                "seq": None,
+                "item_id": f"{state.task_type}/{where}#{call}",
+                "attempts": 1,
+                "error": error,
+                "data": None,
+            }
+        )
+        if not getattr(state.task, "continue_after_error", False):
+            logger.error(
+                "task %s stops handing out: %s() raised (set continue_after_error to go on)",
+                state.task_type,
+                where,
             )
-            logger.error("task %s gave up: handle() kept raising", state.task_type)
             state.task.is_complete = True
