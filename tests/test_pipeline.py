@@ -10,8 +10,7 @@ import pytest
 from conftest import FORK
 from pipelines import load, make_collector, make_task, make_worker, run_distributor
 
-import zmqpipeline.collector as collector_module
-import zmqpipeline.worker as worker_module
+import zmqpipeline.runtime as runtime_module
 from zmqpipeline import MetaDataWorker
 
 pytestmark = pytest.mark.timeout(60)
@@ -218,15 +217,14 @@ def test_sigint_stops_a_waiting_role(procs, endpoints, role):
 
     def target() -> None:
         # The role installs its SIGINT handler when it makes its StopSignal: say when.
-        module = worker_module if role == "worker" else collector_module
-        real = module.StopSignal
+        real = runtime_module.StopSignal
 
         class Announcing(real):  # type: ignore[misc,valid-type]
             def __init__(self) -> None:
                 super().__init__()
                 handlers_installed.set()
 
-        module.StopSignal = Announcing  # type: ignore[misc]
+        runtime_module.StopSignal = Announcing  # type: ignore[misc]
         (worker if role == "worker" else collector)().run()
 
     process = procs.start(role, target)

@@ -1,33 +1,46 @@
-"""``Collector``: receives every result exactly once and ACKs it back to the distributor."""
+"""``Collector``: receives every result exactly once and ACKs it back to the distributor.
+
+The decisions live in :class:`CollectorLogic` (no sockets: dedupe, which distributor and
+run to follow, results that came before their run's START, ACK batching); :class:`Collector`
+owns the sockets: a PULL where workers push results, and a ROUTER at the ACK endpoint where
+its one distributor's DEALER connects.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
 import time
-import traceback
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import zmq
 
 from . import protocol
 from .errors import ProtocolError
+from .runtime import RoleRuntime, UserCodeError, call_user
 from .security import Security
 from .settings import Settings
 from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
+from .transport import DropCounter, recv_frames
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
 
-__all__ = ["Collector", "SeenSet"]
+__all__ = ["Collector", "CollectorLogic", "SeenSet"]
 
 logger = logging.getLogger("zmqpipeline.collector")
 
-_TO_COLLECTOR = frozenset({protocol.RESULT, protocol.START, protocol.SKIP, protocol.END})
+_TO_COLLECTOR = frozenset({protocol.RESULT})
+_FROM_DISTRIBUTOR = frozenset({protocol.PING, protocol.START, protocol.SKIP, protocol.END})
 _DRAIN = 1000
 _BUFFER_LIMIT = 100_000  # results held while waiting for the distributor's START
+_UNSENT_LIMIT = 10_000  # ACK messages held for an unreachable distributor
+_WAIT_LOG_S = 5.0
+
+#: ``collect(task_type, seq, result)`` returns the ACK's data or raises UserCodeError.
+CollectFn = Callable[[str, int, dict[str, Any]], "dict[str, Any] | None"]
 
 
 class SeenSet:
@@ -54,13 +67,133 @@ class SeenSet:
             self.above.add(seq)
 
 
+class CollectorLogic:
+    """Everything the collector decides, fed decoded records and the time.
+
+    It follows one distributor (identified by its routing id): the first to PING, or a new
+    one once the current has been silent for ``liveness_s``. START, SKIP and END count only
+    from that distributor. ACKs, HELLOs and FINISHED go to :attr:`outbox` as
+    ``(distributor id, frames)``.
+    """
+
+    def __init__(self, settings: Settings, collect: CollectFn, drops: DropCounter) -> None:
+        self.settings = settings
+        self.collect = collect
+        self.drops = drops
+        self.codec = protocol.Codec(settings.max_message_bytes)
+        self.collector_id = uuid.uuid4().bytes
+        self.distributor: bytes | None = None
+        self.distributor_seen = 0.0
+        self.run: int | None = None
+        self.metadata: dict[str, Any] = {}
+        self.seen: dict[str, SeenSet] = {}
+        self.early: list[protocol.Result] = []
+        self.entries: list[list[Any]] = []  # ACK entries not yet sent
+        self.outbox: deque[tuple[bytes, list[bytes]]] = deque()
+        self.end: dict[str, Any] | None = None
+        self.collected = 0
+        self.duplicates = 0
+
+    # -- from workers -------------------------------------------------------------------
+
+    def on_result(self, msg: protocol.Result) -> None:
+        if self.run is None:
+            if len(self.early) < _BUFFER_LIMIT:
+                self.early.append(msg)
+            else:
+                self.drops.drop("result before the run started, buffer full")
+        elif msg.run != self.run:
+            self.drops.drop("result of another run")
+        else:
+            self._collect(msg)
+
+    def _collect(self, msg: protocol.Result) -> None:
+        seen = self.seen.get(msg.task_type)
+        if seen is None:
+            self.drops.drop("unknown task type", repr(msg.task_type))
+            return
+        if msg.seq in seen:
+            # ACK it again: the first ACK may have been lost (a distributor restarted, a
+            # link was cut), and the distributor ignores ACKs of items it no longer awaits.
+            self.duplicates += 1
+            self.entries.append([msg.task_type, msg.seq, None, None, msg.worker_id])
+            return
+        try:
+            ack_data = self.collect(msg.task_type, msg.seq, msg.result or {})
+        except UserCodeError as exc:
+            self.entries.append([msg.task_type, msg.seq, None, exc.text, msg.worker_id])
+            return
+        seen.add(msg.seq)
+        self.collected += 1
+        self.entries.append([msg.task_type, msg.seq, ack_data, None, msg.worker_id])
+
+    def flush(self) -> None:
+        """Turn the ACK entries gathered so far into one ACK message."""
+        if self.entries and self.run is not None and self.distributor is not None:
+            entries, self.entries = self.entries, []
+            self._send(self.codec.ack(self.run, entries))
+
+    # -- from the distributor ------------------------------------------------------------
+
+    def on_distributor(self, sender: bytes, msg: Any, now: float) -> None:
+        if sender != self.distributor:
+            if type(msg) is not protocol.Ping:
+                self.drops.drop("message from a peer that is not our distributor")
+                return
+            if self.distributor is not None and now - self.distributor_seen < (
+                self.settings.liveness_s
+            ):
+                self.drops.drop("PING from a second distributor while ours is alive")
+                return
+            if self.distributor is not None:
+                logger.warning("the distributor went silent; following a new one")
+            self.distributor = sender
+            self.outbox.clear()  # ACKs for a distributor that has gone
+        self.distributor_seen = now
+        kind = type(msg)
+        if kind is protocol.Ping:
+            self._send(self.codec.hello(self.collector_id))
+        elif kind is protocol.Start:
+            if msg.run != self.run:
+                self._start(msg)
+        elif kind is protocol.Skip:
+            if msg.run == self.run and msg.task_type in self.seen:
+                self.seen[msg.task_type].add(msg.seq)
+        elif kind is protocol.End and msg.run == self.run:
+            self.end = msg.summary
+
+    def _start(self, msg: protocol.Start) -> None:
+        if self.run is not None:
+            logger.warning("a new run started before the end of the current one: following it")
+            self.entries.clear()  # ACKs of the old run
+        self.run = msg.run
+        self.metadata = msg.metadata
+        self.seen = {tt: SeenSet() for tt in msg.task_types}
+        logger.info("run started: task types %s", ", ".join(self.seen))
+        early, self.early = self.early, []
+        for result in early:
+            self.on_result(result)
+
+    def _send(self, frames: list[bytes]) -> None:
+        assert self.distributor is not None
+        if len(self.outbox) >= _UNSENT_LIMIT:
+            # The distributor re-issues what it never heard of; we re-ACK duplicates.
+            self.outbox.popleft()
+            self.drops.drop("ACK for an unreachable distributor, queue full")
+        self.outbox.append((self.distributor, frames))
+
+    def finished_message(self) -> None:
+        if self.run is not None and self.distributor is not None:
+            self._send(self.codec.finished(self.run))
+
+
 class Collector:
     """Subclass, set ``endpoint`` (workers push results here) and ``ack_endpoint`` (the
-    distributor reads ACKs here), and implement :meth:`handle_collection`."""
+    distributor connects here), and implement :meth:`handle_collection`."""
 
     #: Where workers push results (the collector binds it).
     endpoint: ClassVar[EndpointAddress]
-    #: Where the distributor reads ACKs (the collector binds it).
+    #: Where the distributor connects for START/SKIP/END and ACKs (the collector binds it).
     ack_endpoint: ClassVar[EndpointAddress]
     #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
     #: environment variables, or no security). See docs/security.md.
@@ -76,9 +209,10 @@ class Collector:
                 raise TypeError(f"{type(self).__name__} has no {name}")
         self.settings = settings or Settings.from_env(security=self.security)
         self.metadata: dict[str, Any] = {}
+        #: The id (``"TASK_TYPE/seq"``) of the item :meth:`handle_collection` is handling.
+        self.item_id = ""
         self.items_collected = 0
         self.duplicates = 0
-        self.drops = DropCounter(logger, "collector")
         self._finished_takes_msgtype = _takes_msgtype(self.handle_finished)
 
     # -- user hooks -------------------------------------------------------------------
@@ -89,9 +223,10 @@ class Collector:
         """Called once per item id with the worker's result.
 
         ``data`` is the dict the worker returned (``{}`` if it returned ``None``),
-        ``task_type`` the item's task type and ``msgtype`` ``MESSAGE_TYPE_SUCCESS``. A
-        returned dict rides on this item's ACK to the task's ``is_available_for_handling``.
-        An exception is logged and the item is handed out again (up to ``MAX_ATTEMPTS``).
+        ``task_type`` the item's task type and ``msgtype`` ``MESSAGE_TYPE_SUCCESS``;
+        ``self.item_id`` names the item (``"TASK_TYPE/seq"``). A returned dict rides on
+        this item's ACK to the task's ``is_available_for_handling``. An exception is
+        logged and the item is handed out again (up to ``MAX_ATTEMPTS``).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement handle_collection()")
 
@@ -107,194 +242,130 @@ class Collector:
 
     def run(self) -> None:
         """Collect until the distributor ends the run (or SIGINT/SIGTERM), then return."""
-        ctx = new_context()
-        stop = StopSignal()
-        sockets: list[zmq.Socket[Any]] = []
-        try:
-            pull = open_socket(
-                ctx, zmq.PULL, self.endpoint, bind=True, settings=self.settings, role="collector"
-            )
-            sockets.append(pull)
-            acks = open_socket(
-                ctx,
-                zmq.PUSH,
-                self.ack_endpoint,
-                bind=True,
-                settings=self.settings,
-                role="collector",
-            )
-            sockets.append(acks)
-            self._loop(pull, acks, stop)
-        finally:
-            close_sockets(sockets)
-            ctx.term()
-            stop.close()
-            self.drops.report()
+        with RoleRuntime("collector", self.settings, logger) as rt:
+            pull = rt.open(zmq.PULL, self.endpoint, bind=True)
+            router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True)
+            logic = CollectorLogic(self.settings, self._collect, rt.drops)
+            self._loop(rt, logic, pull, router)
+            self.items_collected, self.duplicates = logic.collected, logic.duplicates
+            self._finish(logic, router)
         logger.info("collector finished: %d item(s) collected", self.items_collected)
 
-    def _loop(self, pull: zmq.Socket[Any], acks: zmq.Socket[Any], stop: StopSignal) -> None:
-        codec = protocol.Codec(self.settings.max_message_bytes)
-        self._codec = codec
-        self._run: int | None = None
-        self._seen: dict[str, SeenSet] = {}
-        self._early: list[list[Any]] = []  # RESULTs that came before START
-        self._unsent: deque[list[bytes]] = deque()
-        self._end: dict[str, Any] | None = None
+    def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
+        self.item_id = f"{task_type}/{seq}"
+        returned = call_user(
+            logger,
+            "handle_collection",
+            self.handle_collection,
+            result,
+            task_type,
+            MESSAGE_TYPE_SUCCESS,
+            item=self.item_id,
+        )
+        ack_data = call_user(logger, "get_ack_data", self.get_ack_data, item=self.item_id)
+        if ack_data is not None and not isinstance(ack_data, dict):
+            ack_data = None
+            logger.error("get_ack_data() must return a dict or None; ignoring what it returned")
+        if isinstance(returned, dict):
+            return {**ack_data, **returned} if ack_data else returned
+        return ack_data
+
+    def _loop(
+        self,
+        rt: RoleRuntime,
+        logic: CollectorLogic,
+        pull: zmq.Socket[Any],
+        router: zmq.Socket[Any],
+    ) -> None:
         poller = zmq.Poller()
         poller.register(pull, zmq.POLLIN)
-        poller.register(stop.fd, zmq.POLLIN)
-        # Announce ourselves, now and to each new run's distributor: no distributor hands
-        # out work before a collector is up, and one whose collector was replaced answers
-        # HELLO with START.
-        hello = codec.hello(uuid.uuid4().bytes)
-        self._send(acks, hello, poller)
-        self._hello_due = False
-        while self._end is None:
-            events = dict(poller.poll())
-            if stop.fd in events:
+        poller.register(router, zmq.POLLIN)
+        poller.register(rt.stop.fd, zmq.POLLIN)
+        log_every = _WAIT_LOG_S
+        next_log = time.monotonic() + log_every
+        max_bytes = self.settings.max_message_bytes
+        while logic.end is None:
+            events = dict(poller.poll(100 if logic.outbox else 1000))
+            now = time.monotonic()
+            if rt.stop.fd in events:
                 logger.warning("collector: stop requested")
-                self._end = {
-                    "collected": {},
-                    "failed": [],
-                    "retries": 0,
-                    "aborted": True,
-                    "task_type": "",
-                }
+                logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 break
+            if router in events:
+                for sender, msg in _read(rt, router, 3, protocol.CONTROL_MAX_BYTES):
+                    logic.on_distributor(sender, msg, now)
             if pull in events:
-                entries = self._read(pull)
-                if entries:
-                    assert self._run is not None
-                    self._send(acks, codec.ack(self._run, entries), poller)
-                if self._hello_due:
-                    self._hello_due = False
-                    self._send(acks, hello, poller)
-            if acks in events:
-                self._send(acks, None, poller)
-        self._finish(acks)
+                for _, msg in _read(rt, pull, 2, max_bytes):
+                    logic.on_result(msg)
+                logic.flush()
+            self.metadata = logic.metadata
+            _send_outbox(logic.outbox, router)
+            if now >= next_log:
+                log_every = _log_waiting(logic, self.ack_endpoint, now, log_every)
+                next_log = now + log_every
 
-    def _read(self, pull: zmq.Socket[Any]) -> list[list[Any]]:
-        entries: list[list[Any]] = []
-        for _ in range(_DRAIN):
-            try:
-                frames = pull.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            try:
-                kind, body = protocol.decode(frames, _TO_COLLECTOR, "at the collector")
-            except ProtocolError as exc:
-                self.drops.drop(exc.category, exc.reason)
-                continue
-            if kind == protocol.RESULT:
-                if self._run is None:
-                    if len(self._early) < _BUFFER_LIMIT:
-                        self._early.append(body)
-                    else:
-                        self.drops.drop("result before the run started, buffer full")
-                elif body[0] != self._run:
-                    self.drops.drop("result of another run")
-                else:
-                    self._collect(body[1], body[2], body[3], entries)
-            elif kind == protocol.START:
-                if body[0] != self._run:
-                    if self._run is not None:
-                        logger.warning(
-                            "a new run started before the end of the current one "
-                            "(distributor restarted?): following the new run"
-                        )
-                        if entries:  # ACKs of the old run, for a distributor now gone
-                            entries.clear()
-                    self._start(body[0], body[1], body[2], entries)
-                    self._hello_due = True
-            elif kind == protocol.SKIP and body[0] == self._run:
-                seen = self._seen.get(body[1])
-                if seen is not None:
-                    seen.add(body[2])
-            elif kind == protocol.END and body[0] == self._run:
-                self._end = body[1]
-                break
-            else:
-                self.drops.drop(f"{protocol.KIND_NAMES[kind]} of another run")
-        return entries
-
-    def _start(
-        self, run: int, metadata: dict[str, Any], task_types: list[Any], entries: list[list[Any]]
-    ) -> None:
-        self._run = run
-        self.metadata = metadata
-        self._seen = {str(tt): SeenSet() for tt in task_types}
-        logger.info("run started: task types %s", ", ".join(self._seen))
-        early, self._early = self._early, []
-        for body in early:
-            if body[0] == run:
-                self._collect(body[1], body[2], body[3], entries)
-            else:
-                self.drops.drop("result of another run")
-
-    def _collect(
-        self, task_type: str, seq: int, result: dict[str, Any] | None, entries: list[list[Any]]
-    ) -> None:
-        seen = self._seen.get(task_type)
-        if seen is None:
-            self.drops.drop("unknown task type", repr(task_type))
-            return
-        if seq in seen:
-            # ACK it again: the first ACK may have been lost with a distributor restart,
-            # and the distributor ignores ACKs of items it no longer waits for.
-            self.duplicates += 1
-            entries.append([task_type, seq, None, None])
-            return
-        try:
-            returned = self.handle_collection(
-                result if result is not None else {}, task_type, MESSAGE_TYPE_SUCCESS
-            )
-            ack_data = self.get_ack_data()
-            if isinstance(returned, dict):
-                ack_data = {**ack_data, **returned} if isinstance(ack_data, dict) else returned
-            elif ack_data is not None and not isinstance(ack_data, dict):
-                raise TypeError(
-                    f"get_ack_data() must return a dict or None, not {type(ack_data).__name__}"
-                )
-        except Exception:
-            error = traceback.format_exc()
-            logger.error("item %s/%d raised in handle_collection:\n%s", task_type, seq, error)
-            entries.append([task_type, seq, None, error])
-            return
-        seen.add(seq)
-        self.items_collected += 1
-        entries.append([task_type, seq, ack_data, None])
-
-    def _send(self, acks: zmq.Socket[Any], frames: list[bytes] | None, poller: zmq.Poller) -> None:
-        """Send ``frames`` after anything still unsent; keep what the socket won't take yet
-        (no distributor connected) and ask the poller to say when it will."""
-        if frames is not None:
-            self._unsent.append(frames)
-        while self._unsent:
-            try:
-                acks.send_multipart(self._unsent[0], zmq.NOBLOCK)
-            except zmq.Again:
-                poller.register(acks, zmq.POLLOUT)
-                return
-            self._unsent.popleft()
-        poller.register(acks, 0)  # nothing waits: stop watching (a no-op if not watched)
-
-    def _finish(self, acks: zmq.Socket[Any]) -> None:
-        summary = self._end or {}
+    def _finish(self, logic: CollectorLogic, router: zmq.Socket[Any]) -> None:
+        summary = logic.end or {}
         task_type = str(summary.get("task_type", ""))
         try:
             if self._finished_takes_msgtype:
-                self.handle_finished(summary, task_type, MESSAGE_TYPE_END)  # type: ignore[call-arg]
+                args: tuple[Any, ...] = (summary, task_type, MESSAGE_TYPE_END)
             else:
-                self.handle_finished(summary, task_type)
-        except Exception:
-            logger.error("handle_finished raised:\n%s", traceback.format_exc())
-        if self._run is None:
-            return
-        self._unsent.append(self._codec.finished(self._run))
+                args = (summary, task_type)
+            call_user(logger, "handle_finished", self.handle_finished, *args)
+        except UserCodeError:
+            pass  # logged; the run is over all the same
+        logic.flush()
+        logic.finished_message()
         deadline = time.monotonic() + self.settings.linger_ms / 1000
-        while self._unsent and time.monotonic() < deadline:
-            if acks.poll(50, zmq.POLLOUT):
-                acks.send_multipart(self._unsent.popleft(), zmq.NOBLOCK)
+        while logic.outbox and time.monotonic() < deadline:
+            if router.poll(50, zmq.POLLOUT):
+                _send_outbox(logic.outbox, router)
+
+
+def _read(
+    rt: RoleRuntime, sock: zmq.Socket[Any], n_frames: int, max_bytes: int
+) -> Iterator[tuple[bytes, Any]]:
+    """Decoded records waiting on ``sock`` (at most a batch), with their sender (ROUTER)
+    or the first frame (PULL); bad ones are dropped and counted."""
+    accept = _TO_COLLECTOR if n_frames == 2 else _FROM_DISTRIBUTOR
+    for _ in range(_DRAIN):
+        try:
+            frames = recv_frames(sock, n_frames)
+            if frames is None:
+                return
+            msg = protocol.decode(frames[-2:], accept, "at the collector", max_bytes)
+        except ProtocolError as exc:
+            rt.drops.drop(exc.category, exc.reason)
+            continue
+        yield frames[0], msg
+
+
+def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[Any]) -> None:
+    """Send what the distributor can take now; keep the rest (it is reconnecting)."""
+    while outbox:
+        identity, frames = outbox[0]
+        try:
+            router.send_multipart([identity, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError:  # EAGAIN: its queue is full; EHOSTUNREACH: not connected now
+            return
+        outbox.popleft()
+
+
+def _log_waiting(logic: CollectorLogic, ack_endpoint: str, now: float, every: float) -> float:
+    """Say what the collector waits for, at WARNING; return when to say it again (less
+    and less often while the wait goes on)."""
+    if logic.distributor is None:
+        logger.warning("collector: waiting for a distributor to connect to %s", ack_endpoint)
+    elif now - logic.distributor_seen > logic.settings.liveness_s:
+        logger.warning(
+            "collector: the distributor at %s has been silent for %.0f s; waiting for it",
+            ack_endpoint,
+            now - logic.distributor_seen,
+        )
+    else:
+        return _WAIT_LOG_S
+    return min(60.0, every * 2)
 
 
 def _takes_msgtype(method: Any) -> bool:

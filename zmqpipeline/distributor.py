@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,11 +17,13 @@ import zmq
 
 from . import protocol
 from .errors import ConfigurationError, ProtocolError
-from .scheduler import COLLECTOR, Scheduler, check_dependencies
+from .runtime import RoleRuntime, UserCodeError, call_user
+from .scheduler import COLLECTOR, Scheduler
 from .security import Security
 from .settings import Settings
+from .state import check_dependencies
 from .task import Task
-from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
+from .transport import DropCounter, recv_frames
 from .types import EndpointAddress
 
 __all__ = ["Distributor", "RunReport"]
@@ -161,56 +165,26 @@ class Distributor:
         started = time.monotonic()
         self._first_item_at: float | None = None  # set by _loop, for the report
         self._done_at: float | None = None
-        ctx = new_context()
-        stop = StopSignal()
-        sockets: list[zmq.Socket[Any]] = []
         scheduler = Scheduler(
             [cls() for cls in self.task_classes.values()],
             self.settings,
             run=random.getrandbits(62) + 1,
         )
-        try:
-            routers: dict[str, zmq.Socket[Any]] = {}
-            for endpoint in sorted({t.endpoint for t in self.task_classes.values()}):
-                routers[endpoint] = open_socket(
-                    ctx, zmq.ROUTER, endpoint, bind=True, settings=self.settings, role="distributor"
-                )
-            sockets.extend(routers.values())
-            to_collector = open_socket(
-                ctx,
-                zmq.PUSH,
-                self.collector_endpoint,
-                bind=False,
-                settings=self.settings,
-                role="distributor",
+        with RoleRuntime("distributor", self.settings, logger) as rt:
+            self.drops = rt.drops
+            routers: dict[str, zmq.Socket[Any]] = {
+                endpoint: rt.open(zmq.ROUTER, endpoint, bind=True)
+                for endpoint in sorted({t.endpoint for t in self.task_classes.values()})
+            }
+            identity = b"D" + uuid.uuid4().bytes
+            collector = rt.open(
+                zmq.DEALER, self.collector_ack_endpoint, bind=False, identity=identity
             )
-            acks = open_socket(
-                ctx,
-                zmq.PULL,
-                self.collector_ack_endpoint,
-                bind=False,
-                settings=self.settings,
-                role="distributor",
-            )
-            sockets += [to_collector, acks]
             meta = None
-            if self.receive_metadata:
-                assert self.metadata_endpoint is not None
-                meta = open_socket(
-                    ctx,
-                    zmq.ROUTER,
-                    self.metadata_endpoint,
-                    bind=True,
-                    settings=self.settings,
-                    role="distributor",
-                )
-                sockets.append(meta)
-            self._loop(scheduler, stop, routers, to_collector, acks, meta)
-        finally:
-            close_sockets(sockets)
-            ctx.term()
-            stop.close()
-        self.drops.report()
+            if self.metadata_endpoint is not None and self.receive_metadata:
+                meta = rt.open(zmq.ROUTER, self.metadata_endpoint, bind=True)
+            link = _Links(rt, scheduler, routers, collector, meta)
+            self._loop(link)
         ended = time.monotonic()
         first = self._first_item_at or started
         done = self._done_at or ended
@@ -220,193 +194,88 @@ class Distributor:
             logger.error(
                 "run ended with %d failed item(s): %s",
                 len(self.report.failed),
-                ", ".join(f"{f['task_type']}/{f['seq']}" for f in self.report.failed[:20]),
+                ", ".join(f["item_id"] for f in self.report.failed[:20]),
             )
         logger.info("run finished: %d item(s) collected", self.report.total)
         return self.report
 
-    def _loop(
-        self,
-        scheduler: Scheduler,
-        stop: StopSignal,
-        routers: dict[str, zmq.Socket[Any]],
-        to_collector: zmq.Socket[Any],
-        acks: zmq.Socket[Any],
-        meta: zmq.Socket[Any] | None,
-    ) -> None:
-        poller = zmq.Poller()
-        endpoint_of: dict[zmq.Socket[Any], str] = {}
-        for endpoint, sock in routers.items():
-            poller.register(sock, zmq.POLLIN)
-            endpoint_of[sock] = endpoint
-        poller.register(acks, zmq.POLLIN)
-        if meta is not None:
-            poller.register(meta, zmq.POLLIN)
-        poller.register(stop.fd, zmq.POLLIN)
+    def _loop(self, link: _Links) -> None:
+        scheduler, rt = link.scheduler, link.rt
         interval = self.settings.heartbeat_interval_s
         now = time.monotonic()
-        if meta is None:
+        if link.meta is None:
             scheduler.start({}, now)
-        else:
-            logger.info("waiting for metadata at %s", self.metadata_endpoint)
+        scheduler.heartbeats()  # the first PING: the collector answers HELLO
         next_beat = now + interval
         next_progress = now + self.progress_interval_s
-        next_waiting_log = now + _WAITING_LOG_S
+        waiting = _WaitLog(now)
         finished_confirmed = False
         end_deadline: float | None = None
         grace_end = 0.0
         while True:
-            self._flush(scheduler, routers, to_collector, now)
+            link.flush(now)
             if scheduler.done:
                 if end_deadline is None:
                     self._done_at = now
-                    end_deadline = now + self.settings.end_timeout_s
+                    wait = self.settings.end_timeout_s if scheduler.collector_id else 0.0
+                    end_deadline = now + wait
                     grace_end = now + self.settings.end_grace_s
                 if (finished_confirmed and now >= grace_end) or now >= end_deadline:
                     break
-            wake = min(next_beat, next_progress)
+            wake = min(next_beat, next_progress, waiting.next_at)
             retry_at = scheduler.next_wakeup(now)
             if retry_at is not None:
                 wake = min(wake, retry_at)
             if end_deadline is not None:
                 wake = min(wake, end_deadline if not finished_confirmed else grace_end)
-            timeout_ms = max(0, int((wake - now) * 1000) + 1)
-            events = dict(poller.poll(timeout_ms))
+            if link.collector_queue:
+                wake = min(wake, now + 0.05)
+            events = dict(link.poller.poll(max(0, int((wake - now) * 1000) + 1)))
             now = time.monotonic()
-            for sock, endpoint in endpoint_of.items():
-                if sock in events:
-                    self._read_workers(scheduler, sock, endpoint, now)
-            if acks in events:
-                finished_confirmed |= self._read_acks(scheduler, acks, now)
-            if meta is not None and meta in events:
-                self._read_metadata(scheduler, meta, now)
-            if stop.fd in events and not scheduler.done:
+            finished_confirmed |= link.read(events, now)
+            if rt.stop.fd in events:
+                if scheduler.done or rt.stop.count > 1:
+                    break  # a second signal: stop now
                 logger.warning("stop requested: ending the run early")
                 scheduler.finish(aborted=True)
             if now >= next_beat:
                 scheduler.tick(now)
                 scheduler.heartbeats()
                 next_beat = now + interval
-            if now >= next_waiting_log:
-                self._log_waiting(scheduler)
-                next_waiting_log = now + _WAITING_LOG_S
+            if now >= waiting.next_at:
+                waiting.log(self._waiting_for(scheduler), now)
             if now >= next_progress:
-                if self.on_progress is not None:
-                    self.on_progress(scheduler.summary(aborted=False))
+                self._progress(scheduler)
                 next_progress = now + self.progress_interval_s
             scheduler.dispatch(now)
             if self._first_item_at is None and scheduler.handed_out:
                 self._first_item_at = now
-        if not finished_confirmed:
+        if not finished_confirmed and scheduler.collector_id is not None:
             logger.warning(
                 "the collector did not confirm the end of the run within %.1f s",
                 self.settings.end_timeout_s,
             )
 
-    def _flush(
-        self,
-        scheduler: Scheduler,
-        routers: dict[str, zmq.Socket[Any]],
-        to_collector: zmq.Socket[Any],
-        now: float,
-    ) -> None:
-        while scheduler.outbox:
-            outbox, scheduler.outbox = scheduler.outbox, []
-            for channel, identity, frames in outbox:
-                if channel == COLLECTOR:
-                    to_collector.send_multipart(frames)
-                    continue
-                assert identity is not None
-                try:
-                    routers[channel].send_multipart([identity, *frames], zmq.NOBLOCK)
-                except zmq.ZMQError as exc:
-                    if frames[0][1] == protocol.HEARTBEAT and exc.errno == zmq.EAGAIN:
-                        continue  # a busy worker's queue is full of beats already
-                    if frames[0][1] == protocol.RESET:
-                        continue  # it has gone; nothing to reset
-                    scheduler.worker_unreachable(identity, now)
+    def _progress(self, scheduler: Scheduler) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            call_user(logger, "on_progress", self.on_progress, scheduler.summary(aborted=False))
+        except UserCodeError:
+            self.on_progress = None  # logged once; the run goes on without it
 
-    def _read_workers(
-        self, scheduler: Scheduler, sock: zmq.Socket[Any], endpoint: str, now: float
-    ) -> None:
-        for _ in range(_DRAIN):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                kind, body = protocol.decode(frames[1:], _FROM_WORKER, "from a worker")
-                scheduler.on_worker_message(endpoint, frames[0], kind, body, now)
-            except ProtocolError as exc:
-                self.drops.drop(exc.category, f"{exc.reason} at {endpoint}")
-
-    def _read_acks(self, scheduler: Scheduler, sock: zmq.Socket[Any], now: float) -> bool:
-        finished = False
-        for _ in range(_DRAIN):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            try:
-                kind, body = protocol.decode(frames, _FROM_COLLECTOR, "on the ACK socket")
-                if kind == protocol.HELLO:
-                    scheduler.on_collector_hello(body[0], now)
-                    continue
-                if body[0] != scheduler.run:
-                    raise ProtocolError("message of another run", frames, "other run")
-            except ProtocolError as exc:
-                self.drops.drop(exc.category, exc.reason)
-                continue
-            if kind == protocol.ACK:
-                scheduler.on_ack(body[1], now)
-            else:
-                finished = True
-        return finished
-
-    def _read_metadata(self, scheduler: Scheduler, sock: zmq.Socket[Any], now: float) -> None:
-        for _ in range(_DRAIN):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                _, body = protocol.decode(frames[1:], _META, "at the metadata endpoint")
-                if not body:
-                    raise ProtocolError("META without metadata", frames, "wrong direction")
-            except ProtocolError as exc:
-                self.drops.drop(exc.category, f"{exc.reason} at metadata endpoint")
-                continue
-            if not scheduler.started:
-                logger.info("metadata received")
-                scheduler.start(body[0], now)
-            try:
-                sock.send_multipart([frames[0], *scheduler.codec.meta()], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass  # the metadata worker has gone; it has delivered all the same
-
-    def _log_waiting(self, scheduler: Scheduler) -> None:
+    def _waiting_for(self, scheduler: Scheduler) -> str | None:
+        """What the run is waiting for, in words (``None``: it is not waiting)."""
         if not scheduler.started:
-            logger.info("still waiting for metadata at %s", self.metadata_endpoint)
-            return
+            return f"waiting for metadata from a MetaDataWorker at {self.metadata_endpoint}"
         if scheduler.collector_id is None:
-            logger.info("waiting for the collector at %s", self.collector_ack_endpoint)
-            return
+            return f"waiting for the collector at {self.collector_ack_endpoint} to answer"
         for state in scheduler.tasks.values():
             if state.active and not state.workers:
-                logger.info(
-                    "task %s: waiting for a worker to connect to %s",
-                    state.task_type,
-                    state.endpoint,
+                return (
+                    f"task {state.task_type}: waiting for a worker to connect to {state.endpoint}"
                 )
-            elif state.active and state.in_flight and not state.task.is_complete:
-                continue
-            elif state.active and state.in_flight:
-                logger.info(
-                    "task %s: waiting for %d ACK(s) from the collector at %s",
-                    state.task_type,
-                    len(state.in_flight),
-                    self.collector_ack_endpoint,
-                )
+        return None
 
     def _make_report(self, scheduler: Scheduler, wall_time_s: float) -> RunReport:
         summary = scheduler.summary(aborted=not all(s.finished for s in scheduler.tasks.values()))
@@ -437,3 +306,131 @@ _FROM_WORKER = frozenset(
 )
 _FROM_COLLECTOR = frozenset({protocol.ACK, protocol.FINISHED, protocol.HELLO})
 _META = frozenset({protocol.META})
+
+
+class _WaitLog:
+    """Says at WARNING what the run waits for, after a few seconds and then less and less
+    often while the same wait goes on."""
+
+    def __init__(self, now: float) -> None:
+        self.next_at = now + _WAITING_LOG_S
+        self.every = _WAITING_LOG_S
+        self.last: str | None = None
+
+    def log(self, what: str | None, now: float) -> None:
+        if what is None:
+            self.every, self.last = _WAITING_LOG_S, None
+        else:
+            if what == self.last:
+                self.every = min(60.0, self.every * 2)
+            self.last = what
+            logger.warning("distributor: %s", what)
+        self.next_at = now + self.every
+
+
+class _Links:
+    """The distributor's sockets: reads records into the scheduler, sends its outbox.
+    No send ever blocks: a worker that cannot take a message is declared gone, messages
+    for a collector that is not connected wait in :attr:`collector_queue`."""
+
+    def __init__(
+        self,
+        rt: RoleRuntime,
+        scheduler: Scheduler,
+        routers: dict[str, zmq.Socket[Any]],
+        collector: zmq.Socket[Any],
+        meta: zmq.Socket[Any] | None,
+    ) -> None:
+        self.rt, self.scheduler, self.routers = rt, scheduler, routers
+        self.collector, self.meta = collector, meta
+        self.collector_queue: deque[list[bytes]] = deque()
+        self.poller = zmq.Poller()
+        self.endpoint_of = {sock: endpoint for endpoint, sock in routers.items()}
+        for sock in [*routers.values(), collector, *([meta] if meta is not None else [])]:
+            self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(rt.stop.fd, zmq.POLLIN)
+
+    def flush(self, now: float) -> None:
+        scheduler = self.scheduler
+        while scheduler.outbox:
+            outbox, scheduler.outbox = scheduler.outbox, []
+            for channel, identity, frames in outbox:
+                if channel == COLLECTOR:
+                    if frames[0][1] == protocol.PING and self.collector_queue:
+                        continue  # it is not connected: beats need no backlog
+                    self.collector_queue.append(frames)
+                    continue
+                assert identity is not None
+                try:
+                    self.routers[channel].send_multipart([identity, *frames], zmq.NOBLOCK)
+                except zmq.ZMQError as exc:
+                    kind = frames[0][1]
+                    if kind == protocol.ALIVE and exc.errno == zmq.EAGAIN:
+                        continue  # a busy worker's queue is full of beats already
+                    if kind == protocol.RESET:
+                        continue  # it has gone; nothing to reset
+                    scheduler.worker_unreachable(identity, now)
+        queue = self.collector_queue
+        while queue:
+            try:
+                self.collector.send_multipart(queue[0], zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            queue.popleft()
+
+    def read(self, events: dict[Any, int], now: float) -> bool:
+        """Read what arrived; ``True`` if the collector confirmed the end of the run."""
+        for sock, endpoint in self.endpoint_of.items():
+            if sock in events:
+                self._drain(sock, 3, f"from a worker at {endpoint}", endpoint, now)
+        finished = False
+        if self.collector in events:
+            finished = self._drain(self.collector, 2, "from the collector", None, now)
+        if self.meta is not None and self.meta in events:
+            self._drain(self.meta, 3, "at the metadata endpoint", None, now)
+        return finished
+
+    def _drain(
+        self, sock: zmq.Socket[Any], n: int, where: str, endpoint: str | None, now: float
+    ) -> bool:
+        finished = False
+        accept = _FROM_WORKER if endpoint else _FROM_COLLECTOR if n == 2 else _META
+        max_bytes = self.rt.settings.max_message_bytes
+        for _ in range(_DRAIN):
+            try:
+                frames = recv_frames(sock, n)
+                if frames is None:
+                    break
+                msg = protocol.decode(frames[-2:], accept, where, max_bytes)
+            except ProtocolError as exc:
+                self.rt.drops.drop(exc.category, f"{exc.reason} {where}")
+                continue
+            if endpoint is not None:
+                self.scheduler.on_worker_message(endpoint, frames[0], msg, now)
+            elif n == 3:
+                self._on_metadata(frames[0], msg, now)
+            else:
+                finished |= self._on_collector(msg, now)
+        return finished
+
+    def _on_collector(self, msg: Any, now: float) -> bool:
+        scheduler = self.scheduler
+        if type(msg) is protocol.Hello:
+            scheduler.on_collector_hello(msg.collector_id, now)
+        elif msg.run != scheduler.run:
+            self.rt.drops.drop("other run", "a message of another run from the collector")
+        elif type(msg) is protocol.Ack:
+            scheduler.on_ack(msg.entries, now)
+        else:
+            return True
+        return False
+
+    def _on_metadata(self, sender: bytes, msg: protocol.Meta, now: float) -> None:
+        if not self.scheduler.started:
+            logger.info("metadata received")
+            self.scheduler.start(msg.metadata, now)
+        assert self.meta is not None
+        try:
+            self.meta.send_multipart([sender, *self.scheduler.codec.meta_ok()], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the metadata worker has gone; it has delivered all the same

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar
 
 import zmq
 
 from . import protocol
 from .errors import ProtocolError
+from .runtime import RoleRuntime
 from .security import Security
 from .settings import Settings
 from .task import check_class_attributes
-from .transport import StopSignal, new_context, open_socket
+from .transport import recv_frames
 from .types import EndpointAddress
 
 __all__ = ["MetaDataWorker"]
+
+_FROM_DISTRIBUTOR = frozenset({protocol.META_OK})
 
 logger = logging.getLogger("zmqpipeline.metadataworker")
 
@@ -57,44 +59,39 @@ class MetaDataWorker:
                 f"not {type(metadata).__name__}"
             )
         frames = protocol.Codec(self.settings.max_message_bytes).meta(metadata)
-        ctx = new_context()
-        stop = StopSignal()
-        sock = open_socket(
-            ctx,
-            zmq.DEALER,
-            self.endpoint,
-            bind=False,
-            settings=self.settings,
-            role="metadata worker",
-        )
-        try:
+        with RoleRuntime("metadata worker", self.settings, logger) as rt:
+            sock = rt.open(zmq.DEALER, self.endpoint, bind=False)
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
-            poller.register(stop.fd, zmq.POLLIN)
-            sock.send_multipart(frames)
-            resend_at = time.monotonic() + self.settings.liveness_s
+            poller.register(rt.stop.fd, zmq.POLLIN)
+            waited = 0.0
             while not self.delivered:
-                timeout = max(1, int((resend_at - time.monotonic()) * 1000))
-                events = dict(poller.poll(timeout))
-                if stop.fd in events:
+                # (Re)send: a distributor that restarted lost what we sent.
+                try:
+                    sock.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # not connected yet
+                events = dict(poller.poll(int(self.settings.liveness_s * 1000)))
+                if rt.stop.fd in events:
                     logger.warning("stopped before the distributor confirmed the metadata")
                     return
                 if sock in events:
-                    try:
-                        kind, body = protocol.decode(sock.recv_multipart())
-                    except ProtocolError as exc:
-                        logger.warning("dropped a reply from the distributor: %s", exc.reason)
-                        continue
-                    self.delivered = kind == protocol.META and not body
-                elif time.monotonic() >= resend_at:
-                    # A distributor that restarted lost what we sent; send it again.
-                    try:
-                        sock.send_multipart(frames, zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass
-                    resend_at = time.monotonic() + self.settings.liveness_s
+                    self.delivered = self._confirmed(rt, sock)
+                elif (waited := waited + self.settings.liveness_s) >= 5.0:
+                    logger.warning(
+                        "metadata worker: no answer from the distributor at %s for %.0f s",
+                        self.endpoint,
+                        waited,
+                    )
             logger.info("metadata delivered to %s", self.endpoint)
-        finally:
-            sock.close(linger=0)
-            ctx.term()
-            stop.close()
+
+    def _confirmed(self, rt: RoleRuntime, sock: zmq.Socket[Any]) -> bool:
+        try:
+            frames = recv_frames(sock, 2)
+            if frames is None:
+                return False
+            msg = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")
+        except ProtocolError as exc:
+            rt.drops.drop(exc.category, exc.reason)
+            return False
+        return type(msg) is protocol.MetaOk

@@ -1,9 +1,10 @@
-"""The distributor's state, apart from its sockets: tasks, workers, credit, in-flight items,
-retries and dependency readiness.
+"""The distributor's decisions, apart from its sockets: which worker gets which item, when
+a task is finished, what is retried and what has failed.
 
-A :class:`Scheduler` is fed decoded messages and the current time and appends what it
+A :class:`Scheduler` is fed decoded records and the current time and appends what it
 wants sent to :attr:`Scheduler.outbox`; the :class:`~zmqpipeline.distributor.Distributor`
-owns the sockets and drains it. Unit tests drive it directly.
+owns the sockets and drains it. Unit tests drive it directly. Its records live in
+:mod:`zmqpipeline.state`, the counts it reports in :mod:`zmqpipeline.summary`.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol
-from .errors import ConfigurationError, MessageTooLarge, SerializationError
+from .errors import MessageTooLarge, SerializationError
 from .settings import Settings
+from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
+from .summary import end_summary, run_summary, worker_entry
 from .task import Task
 from .utils.messages import MESSAGE_TYPE_DATA
 
-__all__ = ["COLLECTOR", "Scheduler", "check_dependencies"]
+__all__ = ["COLLECTOR", "Scheduler", "check_dependencies", "task_size"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
 task_logger = logging.getLogger("zmqpipeline.task")
@@ -29,92 +31,6 @@ task_logger = logging.getLogger("zmqpipeline.task")
 COLLECTOR = "collector"
 
 _LATENCY_SAMPLES = 10_000
-_END_FAILURES = 1000
-
-
-def _last_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-@dataclass(eq=False)
-class WorkerRecord:
-    wid: bytes
-    task_type: str
-    capacity: int
-    credit: int
-    last_seen: float
-    accepted: bool = False
-    held: set[int] = field(default_factory=set)  # seqs handed to it, not yet ACKed
-    handed_out: int = 0
-    collected: int = 0  # its results that the collector ACKed
-
-
-@dataclass(eq=False)
-class Item:
-    seq: int
-    payload: dict[str, Any]
-    worker: bytes | None = None  # None while waiting in the retry queue
-    attempts: int = 0
-    sent_at: float = 0.0
-    first_sent_at: float = 0.0
-
-
-@dataclass(eq=False)
-class TaskState:
-    task: Task
-    task_type: str
-    endpoint: str
-    dependencies: list[str]
-    active: bool = False
-    finished: bool = False
-    next_seq: int = 0
-    in_flight: dict[int, Item] = field(default_factory=dict)  # handed out, not yet ACKed
-    retry: deque[tuple[float, int]] = field(default_factory=deque)  # (ready_at, seq)
-    workers: dict[bytes, WorkerRecord] = field(default_factory=dict)
-    collected: int = 0
-    failed: list[dict[str, Any]] = field(default_factory=list)
-    retries: int = 0
-    last_ack_data: dict[str, Any] | None = None
-    held_back: bool = False  # is_available_for_handling said no; wait for an ACK
-    handle_errors: int = 0
-    rotation: int = 0
-
-
-def task_size(task: Task) -> int | None:
-    """The number of items ``task`` declares (``n_items`` or ``len(task)``), else ``None``."""
-    size = getattr(task, "n_items", None)
-    if size is None and hasattr(task, "__len__"):
-        try:
-            size = len(task)
-        except Exception:
-            return None
-    return size if isinstance(size, int) and not isinstance(size, bool) else None
-
-
-def check_dependencies(tasks: dict[str, type[Task]]) -> None:
-    """Refuse unknown dependencies and cycles, naming them."""
-    for task_type, cls in tasks.items():
-        unknown = [dep for dep in cls.dependencies if dep not in tasks]
-        if unknown:
-            raise ConfigurationError(
-                f"task {cls.__name__} ({task_type}) depends on unregistered task type(s): "
-                + ", ".join(sorted(unknown))
-            )
-    done: set[str] = set()
-
-    def visit(task_type: str, path: list[str]) -> None:
-        if task_type in path:
-            cycle = [*path[path.index(task_type) :], task_type]
-            raise ConfigurationError("dependency cycle: " + " -> ".join(cycle))
-        if task_type in done:
-            return
-        for dep in tasks[task_type].dependencies:
-            visit(dep, [*path, task_type])
-        done.add(task_type)
-
-    for task_type in sorted(tasks):
-        visit(task_type, [])
 
 
 class Scheduler:
@@ -129,6 +45,7 @@ class Scheduler:
                 task_type=task.task_type,
                 endpoint=task.endpoint,
                 dependencies=list(task.dependencies),
+                timer=ItemTimer(settings.item_timeout_factor, settings.item_timeout_floor_s),
             )
             for task in tasks
         }
@@ -143,8 +60,8 @@ class Scheduler:
         self.unknown_task_types: set[str] = set()
         self.handed_out: Counter[bytes] = Counter()  # per worker id, for the report
         self.collector_id: bytes | None = None
-        # Every worker seen this run, kept after it leaves (for the report): id, host, pid,
-        # task type, items handed out and items collected.
+        self.last_tick: float | None = None
+        # Every worker seen this run, kept after it leaves (for the report).
         self.worker_log: dict[bytes, dict[str, Any]] = {}
 
     # -- run life cycle ---------------------------------------------------------------
@@ -157,11 +74,16 @@ class Scheduler:
                 state.task.initialize(metadata)
             except Exception:
                 self._handle_raised(state, traceback.format_exc(), "initialize")
-        self.outbox.append(
-            (COLLECTOR, None, self.codec.start(self.run, metadata, list(self.tasks)))
-        )
+        if self.collector_id is not None:
+            self._send_start()
         self._activate_ready_tasks()
         self.dispatch(now)
+
+    def _send_start(self) -> None:
+        assert self.metadata is not None
+        self.outbox.append(
+            (COLLECTOR, None, self.codec.start(self.run, self.metadata, list(self.tasks)))
+        )
 
     @property
     def started(self) -> bool:
@@ -207,78 +129,39 @@ class Scheduler:
         if self.done:
             return
         self.done = True
-        end = self.codec.end(self.run, self.end_summary(aborted))
+        end = self.codec.end(self.run, end_summary(self, aborted))
         for state in self.tasks.values():
             for wid in state.workers:
                 self.outbox.append((state.endpoint, wid, end))
         self.outbox.append((COLLECTOR, None, end))
 
-    def end_summary(self, aborted: bool) -> dict[str, Any]:
-        """What END carries to the collector's ``handle_finished``: the summary without
-        the items' data, with at most :data:`_END_FAILURES` failures (each error's last
-        line), so END stays small however the run went."""
-        failed = [
-            {**{k: v for k, v in f.items() if k != "data"}, "error": _last_line(f["error"])}
-            for s in self.tasks.values()
-            for f in s.failed[:_END_FAILURES]
-        ]
-        return {
-            "collected": {tt: s.collected for tt, s in self.tasks.items()},
-            "failed": failed[:_END_FAILURES],
-            "retries": sum(s.retries for s in self.tasks.values()),
-            "aborted": aborted,
-            "task_type": self.last_finished,
-        }
-
     def summary(self, aborted: bool) -> dict[str, Any]:
-        """Counts of the run so far: what END carries and ``on_progress`` receives.
-
-        ``tasks`` maps each task type to ``handed_out`` (items made by ``handle``),
-        ``in_flight``, ``collected``, ``failed`` and ``size`` (the task's declared size,
-        ``None`` if it declares none); ``workers`` describes every worker seen.
-        """
-        return {
-            "tasks": {
-                tt: {
-                    "handed_out": s.next_seq,
-                    "in_flight": len(s.in_flight),
-                    "collected": s.collected,
-                    "failed": len(s.failed),
-                    "size": task_size(s.task),
-                }
-                for tt, s in self.tasks.items()
-            },
-            "workers": [dict(w) for w in self.worker_log.values()],
-            "collected": {tt: s.collected for tt, s in self.tasks.items()},
-            "failed": [f for s in self.tasks.values() for f in s.failed],
-            "retries": sum(s.retries for s in self.tasks.values()),
-            "aborted": aborted,
-            "task_type": self.last_finished,
-        }
+        """The run's counts so far (see :func:`zmqpipeline.summary.run_summary`)."""
+        return run_summary(self, aborted)
 
     # -- messages from workers --------------------------------------------------------
 
-    def on_worker_message(
-        self, endpoint: str, wid: bytes, kind: int, body: list[Any], now: float
-    ) -> None:
-        if kind == protocol.READY:
-            self._on_ready(endpoint, wid, body[0], body[1], body[2], now)
+    def on_worker_message(self, endpoint: str, wid: bytes, msg: Any, now: float) -> None:
+        kind = type(msg)
+        if kind is protocol.Ready:
+            self._on_ready(endpoint, wid, msg, now)
             return
-        if kind == protocol.HEARTBEAT and body:
-            wid = body[0]  # sent from the worker's heartbeat socket, names the worker
+        if kind is protocol.Heartbeat:
+            wid = msg.worker_id  # sent from the worker's heartbeat socket, names the worker
         state = self.workers.get(wid)
-        if state is None:
+        if state is None or state.endpoint != endpoint:
             # Declared dead, or we restarted: tell it to introduce itself again.
-            if kind != protocol.BYE:
+            if kind is not protocol.Bye and state is None:
                 self.outbox.append((endpoint, wid, self.codec.reset()))
             return
         worker = state.workers[wid]
         worker.last_seen = now
-        if kind == protocol.CREDIT:
-            worker.credit = min(worker.credit + body[0], worker.capacity)
-        elif kind == protocol.FAIL:
-            self._on_fail(state, worker, body[0], body[1], now)
-        elif kind == protocol.BYE:
+        if kind is protocol.Credit:
+            worker.confirmed = worker.accepted
+            worker.credit = min(worker.credit + msg.n, worker.capacity)
+        elif kind is protocol.Fail:
+            self._on_fail(state, worker, msg, now)
+        elif kind is protocol.Bye:
             # It hands back what it had not started; items sent while its BYE was on the
             # way, and results not yet ACKed, go round again too (the collector dedupes).
             for seq in sorted(worker.held):
@@ -287,77 +170,64 @@ class Scheduler:
                     self._unassign(state, item)
                     state.retry.appendleft((now, seq))
             self._remove_worker(state, worker, reason=None, now=now)
-        elif kind == protocol.HEARTBEAT:
-            pass
-        else:
-            logger.debug("ignoring %s from worker", protocol.KIND_NAMES.get(kind, kind))
 
-    def _on_ready(
-        self, endpoint: str, wid: bytes, task_type: str, capacity: int, free: int, now: float
-    ) -> None:
-        state = self.tasks.get(task_type)
+    def _on_ready(self, endpoint: str, wid: bytes, msg: protocol.Ready, now: float) -> None:
+        state = self.tasks.get(msg.task_type)
         if state is None or state.endpoint != endpoint:
-            if task_type not in self.unknown_task_types:
-                self.unknown_task_types.add(task_type)
+            if msg.task_type not in self.unknown_task_types:
+                self.unknown_task_types.add(msg.task_type)
                 logger.warning(
                     "a worker for task type %r connected to %s, but no registered task of "
                     "that type is served there; ignoring it",
-                    task_type,
+                    msg.task_type,
                     endpoint,
                 )
             return
-        capacity = max(1, capacity)
+        capacity = max(1, min(msg.capacity, self.settings.max_credit))
+        free = max(0, min(msg.free, capacity))
         worker = state.workers.get(wid)
         if worker is None:
             other = self.workers.get(wid)
             if other is not None:  # same id, other task type: treat as a new worker
                 self._remove_worker(other, other.workers[wid], reason="worker re-joined", now=now)
-            worker = WorkerRecord(wid, task_type, capacity, max(0, min(free, capacity)), now)
+            worker = WorkerRecord(wid, msg.task_type, capacity, free, now)
             state.workers[wid] = worker
             self.workers[wid] = state
-            host, _, rest = wid.decode(errors="replace").partition(":")
-            pid = rest.partition(":")[0]
-            self.worker_log.setdefault(
-                wid,
-                {
-                    "id": wid.decode(errors="replace"),
-                    "host": host,
-                    "pid": int(pid) if pid.isdigit() else None,
-                    "task_type": task_type,
-                    "handed_out": 0,
-                    "collected": 0,
-                },
-            )
+            self.worker_log.setdefault(wid, worker_entry(wid, msg.task_type))
             logger.info(
                 "worker %s joined task %s (asks for %d item(s), may hold up to %d)",
                 wid.decode(errors="replace"),
-                task_type,
-                worker.credit,
+                msg.task_type,
+                free,
                 capacity,
             )
         else:
-            worker.capacity = capacity
-            worker.credit = max(0, min(free, capacity))
-            worker.last_seen = now
+            worker.capacity, worker.credit, worker.last_seen = capacity, free, now
         if self.done or state.finished:
-            self.outbox.append((endpoint, wid, self.codec.end(self.run, self.end_summary(False))))
+            self.outbox.append((endpoint, wid, self.codec.end(self.run, end_summary(self, False))))
         elif state.active and self.started:
             self._accept(state, worker)
 
     def _on_fail(
-        self, state: TaskState, worker: WorkerRecord, seq: int, error: str, now: float
+        self, state: TaskState, worker: WorkerRecord, msg: protocol.Fail, now: float
     ) -> None:
-        item = state.in_flight.get(seq)
+        item = state.in_flight.get(msg.seq)
         if item is None or item.worker != worker.wid:
             return  # already re-issued or collected
         self._unassign(state, item)
-        self._retry_or_fail(state, item, error, now, backoff=True)
+        retry_for = state.task.retry_for
+        if retry_for is not None:
+            names = {n if isinstance(n, str) else n.__name__ for n in retry_for}
+            if not names.intersection(msg.exc_types):
+                self._fail(state, item, msg.error)
+                return
+        self._retry(state, item, msg.error, now, user_error=True)
 
     # -- messages from the collector --------------------------------------------------
 
     def on_ack(self, entries: list[list[Any]], now: float) -> None:
         touched: set[str] = set()
-        for task_type, seq, ack_data, error in entries:
+        for task_type, seq, ack_data, error, executed_by in entries:
             state = self.tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
@@ -366,32 +236,31 @@ class Scheduler:
             touched.add(task_type)
             if error is not None:  # handle_collection raised: try the item again
                 self._unassign(state, item)
-                self._retry_or_fail(state, item, error, now, backoff=True)
+                self._retry(state, item, error, now, user_error=True)
                 continue
             del state.in_flight[seq]
-            if item.worker is not None:
-                worker = state.workers.get(item.worker)
-                if worker is not None:
-                    worker.held.discard(seq)
+            self._unassign(state, item)
+            worker = state.workers.get(executed_by)
+            if worker is not None:
+                worker.completed += 1
+            if executed_by in self.worker_log:
+                self.worker_log[executed_by]["collected"] += 1
             state.collected += 1
-            if item.worker is not None and item.worker in self.worker_log:
-                self.worker_log[item.worker]["collected"] += 1
             state.last_ack_data = ack_data
             state.held_back = False
+            state.timer.observe(now - item.sent_at)
             self.latencies.append(now - item.first_sent_at)
         for task_type in touched:
             self._check_finished(self.tasks[task_type])
 
     def on_collector_hello(self, collector_id: bytes, now: float) -> None:
-        """A collector (re)started. Send it START; if it replaces an earlier one, the
-        results that one had not ACKed are gone with it: hand those items out again."""
+        """The collector answered a PING. A new one gets START; if it replaces an earlier
+        one, the results that one had not ACKed are gone with it: hand them out again."""
         previous, self.collector_id = self.collector_id, collector_id
-        if self.metadata is None or self.done:
-            return  # START goes out when the run begins
-        self.outbox.append(
-            (COLLECTOR, None, self.codec.start(self.run, self.metadata, list(self.tasks)))
-        )
-        if previous is not None and collector_id != previous:
+        if previous == collector_id or self.metadata is None or self.done:
+            return
+        self._send_start()
+        if previous is not None:
             logger.warning("a new collector replaced the old one: re-issuing un-ACKed items")
             for state in self.tasks.values():
                 for item in state.in_flight.values():
@@ -402,27 +271,40 @@ class Scheduler:
     # -- time ---------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Declare silent workers dead, re-issue items over their time limit."""
+        """Declare silent workers dead and re-issue items over their time limit.
+
+        If this process itself was stalled since the last tick, the silence was ours: every
+        worker gets that time back before anyone is judged.
+        """
+        last, self.last_tick = self.last_tick, now
         if self.done:
             return  # workers leave as they get END: nothing to re-issue any more
+        stalled = 0.0 if last is None else now - last - 2 * self.settings.heartbeat_interval_s
         deadline = now - self.settings.liveness_s
         for state in self.tasks.values():
             for worker in list(state.workers.values()):
-                if worker.last_seen < deadline:
+                if stalled > 0:
+                    worker.last_seen += stalled
+                elif worker.last_seen < deadline:
                     self._remove_worker(state, worker, reason="worker died", now=now)
-            limit = state.task.item_time_limit_s
-            if limit is not None and state.active:
-                for item in list(state.in_flight.values()):
-                    if item.worker is not None and now - item.sent_at > limit:
-                        self._unassign(state, item)
-                        self._retry_or_fail(
-                            state, item, f"no ACK within {limit} s", now, backoff=False
-                        )
+            if state.active:
+                self._expire_items(state, now, stalled)
+
+    def _expire_items(self, state: TaskState, now: float, stalled: float) -> None:
+        limit = state.task.item_time_limit_s or state.timer.limit_s
+        for item in list(state.in_flight.values()):
+            if stalled > 0:
+                item.sent_at += stalled
+            elif item.worker is not None and now - item.sent_at > limit:
+                self._unassign(state, item)
+                self._retry(state, item, f"no ACK within {limit:.1f} s", now, user_error=False)
 
     def heartbeats(self) -> None:
+        """Tell every worker we are alive, and PING the collector (it answers HELLO)."""
+        self.outbox.append((COLLECTOR, None, self.codec.ping(self.run)))
         if self.done:
             return
-        beat = self.codec.heartbeat()
+        beat = self.codec.alive()
         for state in self.tasks.values():
             for wid in state.workers:
                 self.outbox.append((state.endpoint, wid, beat))
@@ -466,100 +348,112 @@ class Scheduler:
             item = state.in_flight.get(seq)
             if item is not None:
                 item.worker = None
-                self._retry_or_fail(state, item, reason, now, backoff=False)
+                self._retry(state, item, reason, now, user_error=False)
         worker.held.clear()
 
-    def _retry_or_fail(
-        self,
-        state: TaskState,
-        item: Item,
-        error: str,
-        now: float,
-        backoff: bool,
-        hopeless: bool = False,
+    def _retry(
+        self, state: TaskState, item: Item, error: str, now: float, user_error: bool
     ) -> None:
-        item.attempts += 1
-        if hopeless or item.attempts >= self.settings.max_attempts:
-            del state.in_flight[item.seq]
-            state.failed.append(
-                {
-                    "task_type": state.task_type,
-                    "seq": item.seq,
-                    "item_id": f"{state.task_type}/{item.seq}",
-                    "attempts": item.attempts,
-                    "error": error,
-                    "data": item.payload,
-                }
-            )
-            logger.error(
-                "item %s/%d failed for good after %d attempt(s): %s",
-                state.task_type,
-                item.seq,
-                item.attempts,
-                error.strip().splitlines()[-1:],
-            )
-            self.outbox.append(
-                (COLLECTOR, None, self.codec.skip(self.run, state.task_type, item.seq))
-            )
-            self._check_finished(state)
-            return
-        state.retries += 1
-        delay = 0.0
-        if backoff:
-            delay = min(
-                self.settings.retry_backoff_s * 2 ** (item.attempts - 1),
-                self.settings.retry_backoff_max_s,
-            )
-        if delay:
+        """Hand ``item`` out again, or fail it when its tries are used up. User-code errors
+        and deaths (a worker died, a time limit passed) are counted apart."""
+        if user_error:
+            item.attempts += 1
+            limit = state.task.max_attempts or self.settings.max_attempts
+            if item.attempts >= limit:
+                self._fail(state, item, error)
+                return
+            base = state.task.retry_backoff_s
+            base = self.settings.retry_backoff_s if base is None else base
+            delay = min(base * 2 ** (item.attempts - 1), self.settings.retry_backoff_max_s)
             state.retry.append((now + delay, item.seq))
         else:
-            state.retry.appendleft((now, item.seq))
+            item.deaths += 1
+            if item.deaths >= self.settings.max_deaths:
+                self._fail(state, item, f"{error} ({item.deaths} times)")
+                return
+            state.suspect.append(item.seq)
+        state.retries += 1
+
+    def _fail(self, state: TaskState, item: Item, error: str) -> None:
+        """``item`` failed for good: record it, tell the collector it will not come."""
+        del state.in_flight[item.seq]
+        state.failed.append(
+            {
+                "task_type": state.task_type,
+                "seq": item.seq,
+                "item_id": f"{state.task_type}/{item.seq}",
+                "attempts": item.attempts,
+                "deaths": item.deaths,
+                "error": error,
+                "data": item.payload,
+            }
+        )
+        logger.error(
+            "item %s/%d failed for good (%d error(s), %d death(s)): %s",
+            state.task_type,
+            item.seq,
+            item.attempts,
+            item.deaths,
+            error.strip().splitlines()[-1:],
+        )
+        self.outbox.append((COLLECTOR, None, self.codec.skip(self.run, state.task_type, item.seq)))
+        self._check_finished(state)
 
     # -- handing out work ---------------------------------------------------------------
 
     def dispatch(self, now: float) -> None:
-        """Give every accepted worker with credit as many items as it can take.
+        """Give every confirmed worker with credit as many items as its window allows.
 
         Nothing goes out before a collector has said HELLO: results would only wait in it.
         """
         if not self.started or self.done or self.collector_id is None:
             return
+        initial = self.settings.initial_window
         for state in self.tasks.values():
             if not state.active or not state.workers:
                 continue
-            workers = [w for w in state.workers.values() if w.accepted and w.credit > 0]
+            workers = [w for w in state.workers.values() if w.confirmed and w.credit > 0]
             if not workers:
                 continue
             start = state.rotation % len(workers)
             state.rotation += 1
             for worker in workers[start:] + workers[:start]:
-                items: list[list[Any]] = []
-                while worker.credit > 0:
-                    item = self._next_item(state, worker.wid, now)
-                    if item is None:
-                        break
-                    item.worker = worker.wid
-                    item.sent_at = now
-                    worker.held.add(item.seq)
-                    worker.credit -= 1
-                    self.handed_out[worker.wid] += 1
-                    self.worker_log[worker.wid]["handed_out"] += 1
-                    items.append([item.seq, item.payload])
-                if not items:
+                room = min(worker.credit, worker.window(initial) - len(worker.held))
+                items = self._take(state, worker, room, now)
+                if items:
+                    self._send_items(state, worker, items, now)
+                elif room > 0 and not state.suspect:
                     break
-                try:
-                    frames = self.codec.data(self.run, items, state.task_type)
-                except (SerializationError, MessageTooLarge):
-                    self._send_one_by_one(state, worker, items, now)
-                else:
-                    self.outbox.append((state.endpoint, worker.wid, frames))
             self._check_finished(state)
 
-    def _send_one_by_one(
+    def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
+        items: list[list[Any]] = []
+        while room > 0:
+            item = self._next_item(state, worker, now)
+            if item is None:
+                break
+            item.worker = worker.wid
+            item.sent_at = now
+            worker.held.add(item.seq)
+            worker.credit -= 1
+            room -= 1
+            self.handed_out[worker.wid] += 1
+            self.worker_log[worker.wid]["handed_out"] += 1
+            items.append([item.seq, item.payload])
+        return items
+
+    def _send_items(
         self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
     ) -> None:
-        """A batch would not pack: send its items singly and fail those that cannot go
-        at all (a value msgpack cannot carry, or too big) -- retrying would not help."""
+        """Send a batch; if it would not pack, send its items singly and fail those that
+        cannot go at all (a value msgpack cannot carry, or too big): retrying won't help."""
+        try:
+            self.outbox.append(
+                (state.endpoint, worker.wid, self.codec.data(self.run, items, state.task_type))
+            )
+            return
+        except (SerializationError, MessageTooLarge):
+            pass
         for seq, payload in items:
             try:
                 frames = self.codec.data(self.run, [[seq, payload]], state.task_type)
@@ -567,16 +461,27 @@ class Scheduler:
                 item = state.in_flight[seq]
                 self._unassign(state, item)
                 worker.credit += 1
-                self._retry_or_fail(state, item, str(exc), now, backoff=False, hopeless=True)
+                self._fail(state, item, str(exc))
             else:
                 self.outbox.append((state.endpoint, worker.wid, frames))
 
-    def _next_item(self, state: TaskState, wid: bytes, now: float) -> Item | None:
+    def _next_item(self, state: TaskState, worker: WorkerRecord, now: float) -> Item | None:
+        # Items whose workers died go first, but only to a worker that has completed
+        # items (if the task has one): a peer that takes items and vanishes gets new
+        # ones, never the same ones again and again.
+        if state.suspect and (worker.completed or not _any_proven(state)):
+            while state.suspect:
+                item = state.in_flight.get(state.suspect.popleft())
+                if item is not None and item.worker is None:
+                    return item
         while state.retry and state.retry[0][0] <= now:
             _, seq = state.retry.popleft()
             item = state.in_flight.get(seq)
             if item is not None and item.worker is None:
                 return item
+        return self._new_item(state, worker.wid, now)
+
+    def _new_item(self, state: TaskState, wid: bytes, now: float) -> Item | None:
         task = state.task
         if task.is_complete or state.held_back:
             return None
@@ -609,8 +514,8 @@ class Scheduler:
     def _handle_raised(self, state: TaskState, error: str, where: str) -> None:
         """User code in the task raised: a reported failure. By default the task hands
         out nothing more (``Task.continue_after_error`` chooses to go on)."""
-        call = state.next_seq + state.handle_errors + 1
         state.handle_errors += 1
+        call = state.next_seq + state.handle_errors
         task_logger.error(
             "%s.%s() raised on call %d:\n%s", type(state.task).__name__, where, call, error
         )
@@ -620,14 +525,19 @@ class Scheduler:
                 "seq": None,
                 "item_id": f"{state.task_type}/{where}#{call}",
                 "attempts": 1,
+                "deaths": 0,
                 "error": error,
                 "data": None,
             }
         )
-        if not getattr(state.task, "continue_after_error", False):
+        if not state.task.continue_after_error:
             logger.error(
                 "task %s stops handing out: %s() raised (set continue_after_error to go on)",
                 state.task_type,
                 where,
             )
             state.task.is_complete = True
+
+
+def _any_proven(state: TaskState) -> bool:
+    return any(w.completed and w.credit > 0 for w in state.workers.values())

@@ -18,9 +18,14 @@ __all__ = [
     "END_GRACE_S",
     "END_TIMEOUT_S",
     "HEARTBEAT_INTERVAL_S",
+    "INITIAL_WINDOW",
+    "ITEM_TIMEOUT_FACTOR",
+    "ITEM_TIMEOUT_FLOOR_S",
     "LINGER_MS",
     "LIVENESS_MISSES",
     "MAX_ATTEMPTS",
+    "MAX_CREDIT",
+    "MAX_DEATHS",
     "MAX_IN_FLIGHT",
     "MAX_MESSAGE_BYTES",
     "MAX_PREFETCH",
@@ -54,6 +59,19 @@ MAX_PREFETCH = 64
 PREFETCH_WINDOW_S = 0.02
 #: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
 MAX_IN_FLIGHT = 10_000
+#: Items one worker may hold at once, whatever it asks for (threads + prefetch fit well
+#: under it); a new worker starts at ``INITIAL_WINDOW`` and earns one more per item it
+#: completes, so a peer that asks for much and does nothing holds little.
+MAX_CREDIT = 1024
+INITIAL_WINDOW = 16
+#: An item whose workers died (or that ran over its time limit) this many times fails for
+#: good; counted apart from ``MAX_ATTEMPTS``, which counts exceptions in user code.
+MAX_DEATHS = 10
+#: An item un-ACKed for ``ITEM_TIMEOUT_FACTOR`` x the p99 of its task's recent items, and
+#: at least ``ITEM_TIMEOUT_FLOOR_S``, is handed out again even if its worker still beats
+#: (its link to the collector may be cut). ``Task.item_time_limit_s`` overrides it.
+ITEM_TIMEOUT_FACTOR = 20.0
+ITEM_TIMEOUT_FLOOR_S = 30.0
 #: How long closing a socket may wait to flush what it still holds.
 LINGER_MS = 1000
 #: How long the distributor waits for the collector to confirm the end of a run.
@@ -77,6 +95,11 @@ class Settings:
     max_prefetch: int = MAX_PREFETCH
     prefetch_window_s: float = PREFETCH_WINDOW_S
     max_in_flight: int = MAX_IN_FLIGHT
+    max_credit: int = MAX_CREDIT
+    initial_window: int = INITIAL_WINDOW
+    max_deaths: int = MAX_DEATHS
+    item_timeout_factor: float = ITEM_TIMEOUT_FACTOR
+    item_timeout_floor_s: float = ITEM_TIMEOUT_FLOOR_S
     linger_ms: int = LINGER_MS
     end_timeout_s: float = END_TIMEOUT_S
     end_grace_s: float = END_GRACE_S
@@ -121,6 +144,11 @@ class Settings:
             "liveness_misses",
             "max_message_bytes",
             "max_attempts",
+            "max_credit",
+            "initial_window",
+            "max_deaths",
+            "item_timeout_factor",
+            "item_timeout_floor_s",
         ):
             if getattr(settings, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be positive")

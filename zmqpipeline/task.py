@@ -47,8 +47,19 @@ class Task:
     endpoint: ClassVar[EndpointAddress]
     #: Task types whose every item must be collected before this task starts.
     dependencies: ClassVar[list[TaskType]] = []
-    #: Seconds an item may stay un-ACKed before it is handed out again (``None``: no limit).
+    #: Seconds an item may stay un-ACKed before it is handed out again (``None``: the
+    #: adaptive limit, ``ITEM_TIMEOUT_FACTOR`` x the p99 of recent items, with a floor).
     item_time_limit_s: ClassVar[float | None] = None
+    #: Retry policy (``None``: the settings' defaults). ``max_attempts``: tries of an item
+    #: whose user code raises; ``retry_backoff_s``: wait before the first retry (doubling
+    #: after); ``retry_for``: the exception types (classes or names) worth a retry, any
+    #: other fails the item at once (``None``: every exception is retried).
+    max_attempts: ClassVar[int | None] = None
+    retry_backoff_s: ClassVar[float | None] = None
+    retry_for: ClassVar[tuple[type[BaseException] | str, ...] | None] = None
+    #: After ``handle``, ``initialize`` or ``is_available_for_handling`` raised: ``False``
+    #: (default) hands out nothing more from this task, ``True`` goes on.
+    continue_after_error: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import weakref
 from collections import Counter
@@ -23,7 +24,7 @@ from typing import Any
 import zmq
 
 from . import protocol
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ProtocolError
 from .security import KeyPolicy, Security, start_authenticator
 from .settings import Settings
 from .types import EndpointAddress
@@ -135,6 +136,7 @@ def open_socket(
                 directory = os.path.dirname(address.location)
                 if directory and not os.path.isdir(directory):
                     os.makedirs(directory, mode=0o700, exist_ok=True)
+                _refuse_live_ipc(address, role or "role")
             try:
                 sock.bind(address)
             except zmq.ZMQError as exc:
@@ -156,6 +158,46 @@ def open_socket(
         sock.close(linger=0)
         raise
     return sock
+
+
+def _refuse_live_ipc(address: EndpointAddress, role: str) -> None:
+    """Binding an ipc path takes it over silently from whoever serves it: refuse if a
+    live process answers there (a second distributor started by mistake); a file left by
+    a dead process is replaced."""
+    path = address.location
+    if path.startswith("@") or not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return  # nobody listens: a stale file, which bind replaces
+    finally:
+        probe.close()
+    raise ConfigurationError(
+        f"{role} cannot bind {address}: another live process is serving it "
+        "(a second distributor or collector on the same address?)"
+    )
+
+
+def recv_frames(sock: zmq.Socket[Any], max_frames: int) -> list[bytes] | None:
+    """Receive one message without blocking (``None`` if there is none). A message of
+    more than ``max_frames`` frames is read to its end without keeping it, and refused
+    with a ``ProtocolError``: no peer can make a role hold a message of many parts."""
+    try:
+        frames = [sock.recv(zmq.NOBLOCK)]
+    except zmq.Again:
+        return None
+    while sock.getsockopt(zmq.RCVMORE):
+        frame = sock.recv()
+        if len(frames) < max_frames:
+            frames.append(frame)
+        else:
+            frames.append(b"")  # counted, not kept
+            while sock.getsockopt(zmq.RCVMORE):
+                sock.recv()
+            raise ProtocolError(f"message of more than {max_frames} frames", [], "frame count")
+    return frames
 
 
 def close_sockets(sockets: list[zmq.Socket[Any]]) -> None:
@@ -200,6 +242,7 @@ class StopSignal:
         os.set_blocking(self._write_fd, False)
         self.is_set = False
         self.signum: int | None = None
+        self.count = 0  # signals received: a second one may mean "now"
         self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -211,6 +254,7 @@ class StopSignal:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
+        self.count += 1
         self.set()
 
     def set(self) -> None:

@@ -4,17 +4,17 @@ A worker connects a DEALER to its task's endpoint, announces how many items it c
 (its credit: threads + prefetch), executes the items it is given, pushes each result to
 the collector and gives the credit back. A separate heartbeat thread with its own socket
 keeps the worker alive in the distributor's eyes while user code runs for a long time.
+Its decisions live in :class:`~zmqpipeline.workerlogic.WorkerLogic`; no send here ever
+blocks: what a peer cannot take yet waits in a queue, and a stop request always wins.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections import deque
 from typing import Any, ClassVar
@@ -24,11 +24,13 @@ import zmq
 from . import protocol
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
+from .runtime import RoleRuntime, UserCodeError, call_user
 from .security import Security
 from .settings import Settings
 from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, close_sockets, heartbeat, new_context, open_socket
+from .transport import heartbeat, recv_frames
 from .types import EndpointAddress, TaskType
+from .workerlogic import CreditWindow, WorkerLogic
 
 __all__ = [
     "CreditWindow",
@@ -42,63 +44,15 @@ logger = logging.getLogger("zmqpipeline.worker")
 
 #: While a worker has items queued, how often it still reads what the distributor sent.
 _BUSY_READ_S = 0.05
+_WAIT_LOG_S = 5.0
 
 _FROM_DISTRIBUTOR = frozenset(
-    {protocol.WELCOME, protocol.DATA, protocol.HEARTBEAT, protocol.RESET, protocol.END}
+    {protocol.WELCOME, protocol.DATA, protocol.ALIVE, protocol.RESET, protocol.END}
 )
 
 
 def _worker_id() -> bytes:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
-
-
-class CreditWindow:
-    """How many items a worker asks the distributor for.
-
-    Enough to keep its ``slots`` (threads) busy for ``window_s`` at the measured time per
-    item, between ``low`` and ``high`` beyond one per slot. Credit is asked for in chunks
-    of a quarter of the prefetch, so fast items do not cost a CREDIT message each.
-    """
-
-    __slots__ = ("high", "item_s", "low", "outstanding", "slots", "window_s")
-
-    def __init__(self, slots: int, low: int, high: int, window_s: float) -> None:
-        self.slots = slots
-        self.low = max(0, low)
-        self.high = max(self.low, high)
-        self.window_s = window_s
-        self.item_s: float | None = None  # moving average of one item's execution time
-        self.outstanding = 0  # credit the distributor holds for us, not yet used
-
-    @property
-    def capacity(self) -> int:
-        return self.slots + self.high
-
-    def prefetch(self) -> int:
-        if self.item_s is None:
-            return self.low
-        wanted = int(self.window_s * self.slots / max(self.item_s, 1e-6))
-        return min(self.high, max(self.low, wanted))
-
-    def observe(self, seconds: float) -> None:
-        self.item_s = seconds if self.item_s is None else 0.8 * self.item_s + 0.2 * seconds
-
-    def announce(self, held: int) -> int:
-        """Credit to offer in READY; resets what the distributor is taken to hold."""
-        self.outstanding = max(0, self.slots + self.prefetch() - held)
-        return self.outstanding
-
-    def received(self, n: int) -> None:
-        self.outstanding = max(0, self.outstanding - n)
-
-    def request(self, held: int) -> int:
-        """Credit to ask for now (0: not worth a message yet); counted as outstanding."""
-        prefetch = self.prefetch()
-        want = self.slots + prefetch - held - self.outstanding
-        if want < max(1, prefetch // 4):
-            return 0
-        self.outstanding += want
-        return want
 
 
 class Worker:
@@ -116,6 +70,8 @@ class Worker:
     #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
     prefetch: ClassVar[int | None] = None
 
+    n_slots = 1
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_class_attributes(cls, cls.__name__)
@@ -129,7 +85,6 @@ class Worker:
         self.items_processed = 0
         self.items_failed = 0
         self.worker_id = _worker_id()
-        self.drops = DropCounter(logger, f"worker {self.task_type}")
 
     # -- user hooks ---------------------------------------------------------------------
 
@@ -147,61 +102,37 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------
 
-    n_slots = 1
-
     def run(self) -> None:
         """Work until the distributor ends the run (or SIGINT/SIGTERM), then return."""
-        ctx = new_context()
-        stop = StopSignal()
-        stopped = threading.Event()
-        beat: threading.Thread | None = None
-        sockets: list[zmq.Socket[Any]] = []
-        self._codec = protocol.Codec(self.settings.max_message_bytes)
         fixed = self.prefetch
-        self._credit = CreditWindow(
+        credit = CreditWindow(
             self.n_slots,
             self.settings.prefetch if fixed is None else fixed,
             self.settings.max_prefetch if fixed is None else fixed,
             self.settings.prefetch_window_s,
         )
-        try:
-            dealer = open_socket(
-                ctx,
-                zmq.DEALER,
-                self.endpoint,
-                bind=False,
-                settings=self.settings,
-                identity=self.worker_id,
-                role="worker",
-            )
-            sockets.append(dealer)
-            push = open_socket(
-                ctx,
-                zmq.PUSH,
-                self.collector_endpoint,
-                bind=False,
-                settings=self.settings,
-                role="worker",
-            )
-            sockets.append(push)
+        self._codec = protocol.Codec(self.settings.max_message_bytes)
+        self._logic = WorkerLogic(self.task_type, self._codec, credit)
+        self._results: deque[list[bytes]] = deque()  # for the collector, not yet taken
+        stopped = threading.Event()
+        with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
+            self._rt = rt
+            self._dealer = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=self.worker_id)
+            self._push = rt.open(zmq.PUSH, self.collector_endpoint, bind=False)
             beat = threading.Thread(
                 target=heartbeat,
                 name="zmqpipeline-heartbeat",
                 daemon=True,
-                args=(ctx, self.endpoint, self.worker_id, self.settings, stopped),
+                args=(rt.ctx, self.endpoint, self.worker_id, self.settings, stopped),
             )
             beat.start()
-            self._dealer, self._push = dealer, push
-            self._loop(ctx, stop)
-        finally:
-            stopped.set()
-            if beat is not None:
+            try:
+                self._start_extra()
+                self._loop()
+            finally:
+                stopped.set()
                 beat.join()
-            self._shutdown()
-            close_sockets(sockets)
-            ctx.term()
-            stop.close()
-            self.drops.report()
+                self._shutdown()
         logger.info(
             "worker %s finished: %d item(s) processed, %d failed",
             self.worker_id.decode(),
@@ -209,129 +140,120 @@ class Worker:
             self.items_failed,
         )
 
-    def _loop(self, ctx: zmq.Context[Any], stop: StopSignal) -> None:
-        self._run_id: int | None = None
-        self._accepted = False
-        self._initialized = False
-        self._ctx = ctx
-        self._send_ready()
+    def _loop(self) -> None:
+        logic, rt = self._logic, self._rt
+        logic.ready()
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
-        poller.register(stop.fd, zmq.POLLIN)
+        poller.register(rt.stop.fd, zmq.POLLIN)
         self._register_extra(poller)
-        self._last_heard = time.monotonic()
         liveness = self.settings.liveness_s
+        self._last_heard = last_poll = time.monotonic()
         next_read = 0.0
+        waits = 0
         # Between two items a worker makes as few ZeroMQ calls as it can: on a core that
         # has just woken from user code each system call costs tens of microseconds. With
         # items queued it sends the result and the credit and goes on; it reads from the
-        # distributor when its queue runs dry, or every _BUSY_READ_S while busy (END,
-        # RESET and heartbeats wait that long at most). A read that finds a message costs
-        # no system call; only an empty one does.
-        while True:
-            if stop.is_set:
-                self._stop_requested()
-                return
+        # distributor when its queue runs dry, or every _BUSY_READ_S while busy.
+        while not rt.stop.is_set:
+            self._send_pending()
             if self._work_available() and time.monotonic() < next_read:
                 self._work_one()
                 continue
             next_read = time.monotonic() + _BUSY_READ_S
-            if self._read_distributor():
+            self._read_distributor()
+            if logic.ended:
                 return
             if self._work_available():
                 continue
-            timeout = max(1, int((self._last_heard + liveness - time.monotonic()) * 1000))
-            events = dict(poller.poll(timeout))
+            poller.register(self._push, zmq.POLLOUT if self._results else 0)
+            pending = bool(logic.to_distributor or self._results)
+            timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
+            events = dict(poller.poll(max(1, timeout)))
+            now = time.monotonic()
+            if now - last_poll > 2 * liveness:
+                self._last_heard = now  # we were stalled, not the distributor silent
+            last_poll = now
             self._on_events(events)
-            if not events and time.monotonic() - self._last_heard >= liveness:
-                logger.info(
-                    "worker %s: distributor silent, announcing again", self.worker_id.decode()
-                )
-                self._send_ready()
-                self._last_heard = time.monotonic()
-
-    def _stop_requested(self) -> None:
-        logger.info("worker %s: stop requested", self.worker_id.decode())
+            if not events and now - self._last_heard >= liveness:
+                waits += 1
+                self._distributor_silent(waits)
+                self._last_heard = now
+            elif events:
+                waits = 0
         self._stop_early()
 
-    def _send_ready(self) -> None:
-        free = self._credit.announce(self._held())
-        self._dealer.send_multipart(self._codec.ready(self.task_type, self._credit.capacity, free))
+    def _distributor_silent(self, waits: int) -> None:
+        """Nothing from the distributor for a liveness period: announce ourselves again,
+        and say so at WARNING after a few seconds, then less and less often."""
+        logger.info("worker %s: distributor silent, announcing again", self.worker_id.decode())
+        self._logic.ready()
+        elapsed = waits * self.settings.liveness_s
+        if elapsed >= _WAIT_LOG_S and waits & (waits - 1) == 0:  # 1, 2, 4, 8... periods
+            logger.warning(
+                "worker %s: no answer from the distributor at %s for %.0f s (not running, "
+                "unreachable, or refusing this worker's CURVE key?)",
+                self.worker_id.decode(),
+                self.endpoint,
+                elapsed,
+            )
 
-    def _ask_for_more(self) -> None:
-        want = self._credit.request(self._held())
-        if want:
-            self._dealer.send_multipart(self._codec.credit(want))
+    def _send_pending(self) -> None:
+        """Send what waits for the distributor and the collector, as far as they take it."""
+        for sock, pending in (
+            (self._dealer, self._logic.to_distributor),
+            (self._push, self._results),
+        ):
+            while pending:
+                try:
+                    sock.send_multipart(pending[0], zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                pending.popleft()
 
-    def _read_distributor(self) -> bool:
-        """Handle what the distributor sent; ``True`` when the run is over."""
-        dealer = self._dealer
+    def _read_distributor(self) -> None:
+        logic = self._logic
         while True:
             try:
-                frames = dealer.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return False
-            self._last_heard = time.monotonic()
-            try:
-                kind, body = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")
+                frames = recv_frames(self._dealer, 2)
+                if frames is None:
+                    return
+                self._last_heard = time.monotonic()
+                msg = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")
             except ProtocolError as exc:
-                self.drops.drop(exc.category, exc.reason)
+                self._rt.drops.drop(exc.category, exc.reason)
                 continue
-            if kind == protocol.DATA:
-                if body[0] == self._run_id:
-                    self._credit.received(len(body[1]))
-                    self._receive_items(body[1])
-            elif kind == protocol.WELCOME:
-                if body[0] != self._run_id:
-                    self._drop_queued()
-                self._run_id = body[0]
-                self.metadata = body[1]
-                self._accepted = True
-                if not self._initialized:
-                    self._initialized = True
-                    self.init_worker()
-                    self._initialize_threads()
-            elif kind == protocol.RESET:
-                self._drop_queued()
-                self._accepted = False
-                self._send_ready()
-            elif kind == protocol.END:
-                return True
+            if logic.on_message(msg):
+                self.metadata = logic.metadata
+                self._welcomed()
+            if logic.ended:
+                return
+            self._items_arrived()
 
-    def _execute(self, seq: int, data: dict[str, Any]) -> None:
-        """Run user code on one item, push its result, ask for more work."""
-        started = time.perf_counter()
+    def _welcomed(self) -> None:
+        if getattr(self, "_initialized", False):
+            return
+        self._initialized = True
         try:
-            result = self.handle_execution(data)
-            frames = self._result_frames(seq, result)
-        except Exception:
-            self._report_failure(seq, traceback.format_exc(), "handle_execution")
-        else:
-            self._push.send_multipart(frames)
-            self.items_processed += 1
-        self._credit.observe(time.perf_counter() - started)
-        self._ask_for_more()
+            call_user(logger, "init_worker", self.init_worker)
+        except UserCodeError:
+            pass  # logged; its items will fail and be retried elsewhere if it matters
+        self._initialize_threads()
 
-    def _result_frames(
-        self, seq: int, result: Any, codec: protocol.Codec | None = None
-    ) -> list[bytes]:
+    def _result(self, seq: int, result: Any, codec: protocol.Codec) -> list[bytes]:
         if result is not None and not isinstance(result, dict):
             raise TypeError(
                 f"{type(self).__name__} must return a dict or None for the collector, "
                 f"not {type(result).__name__}"
             )
-        assert self._run_id is not None
-        return (codec or self._codec).result(self._run_id, self.task_type, seq, result)
+        assert self._logic.run is not None
+        return codec.result(self._logic.run, self.task_type, seq, result, self.worker_id)
 
-    def _report_failure(self, seq: int, error: str, where: str) -> None:
-        self.items_failed += 1
-        logger.error("item %s/%d raised in %s:\n%s", self.task_type, seq, where, error)
-        self._dealer.send_multipart(self._codec.fail(seq, error))
+    def _ask_for_more(self) -> None:
+        if not self._results:  # a collector that takes nothing gets no more work from us
+            self._logic.ask_for_more()
 
     # -- what the two kinds of worker do differently ------------------------------------
-
-    def _held(self) -> int:
-        return 0
 
     def _work_available(self) -> bool:
         return False
@@ -339,10 +261,10 @@ class Worker:
     def _work_one(self) -> None:
         pass
 
-    def _receive_items(self, items: list[list[Any]]) -> None:
-        raise NotImplementedError
+    def _items_arrived(self) -> None:
+        pass
 
-    def _drop_queued(self) -> None:
+    def _start_extra(self) -> None:
         pass
 
     def _register_extra(self, poller: zmq.Poller) -> None:
@@ -355,7 +277,18 @@ class Worker:
         pass
 
     def _stop_early(self) -> None:
-        pass
+        logger.info("worker %s: stop requested", self.worker_id.decode())
+        self._leave([])
+
+    def _leave(self, handed_back: list[int]) -> None:
+        """Hand back what was not started (BYE) and try once more to deliver results;
+        neither waits: a peer that cannot take them loses nothing (un-ACKed items are
+        handed out again)."""
+        self._send_pending()
+        try:
+            self._dealer.send_multipart(self._logic.hand_back(handed_back), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # not connected: it will find out from our silence
 
     def _shutdown(self) -> None:
         pass
@@ -368,32 +301,33 @@ class SingleThreadedWorker(Worker):
     task handed out; return a dict for the collector, or ``None``.
     """
 
-    def __init__(self, *, settings: Settings | None = None) -> None:
-        super().__init__(settings=settings)
-        self._queue: deque[list[Any]] = deque()
-
-    def _held(self) -> int:
-        return len(self._queue)
-
     def _work_available(self) -> bool:
-        return bool(self._queue) and self._accepted
-
-    def _receive_items(self, items: list[list[Any]]) -> None:
-        self._queue.extend(items)
+        return bool(self._logic.queue) and self._logic.accepted
 
     def _work_one(self) -> None:
-        seq, data = self._queue.popleft()
-        self._execute(seq, data)
-
-    def _drop_queued(self) -> None:
-        self._queue.clear()
-
-    def _stop_early(self) -> None:
-        if self._queue:
-            self._dealer.send_multipart(self._codec.bye([seq for seq, _ in self._queue]))
-            self._queue.clear()
+        logic = self._logic
+        seq, data = logic.queue.popleft()
+        logic.busy += 1
+        started = time.perf_counter()
+        item = f"{self.task_type}/{seq}"
+        try:
+            result = call_user(logger, "handle_execution", self.handle_execution, data, item=item)
+            frames = self._result(seq, result, self._codec)
+        except UserCodeError as exc:
+            self.items_failed += 1
+            logic.fail(seq, exc.text, exc.exc_types)
+        except TypeError as exc:
+            self.items_failed += 1
+            logic.fail(seq, str(exc), ["TypeError"])
         else:
-            self._dealer.send_multipart(self._codec.bye([]))
+            try:
+                self._push.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                self._results.append(frames)
+            self.items_processed += 1
+        logic.finished(time.perf_counter() - started)
+        self._ask_for_more()
+        self._send_pending()
 
 
 class MultiThreadedWorker(Worker):
@@ -413,22 +347,6 @@ class MultiThreadedWorker(Worker):
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise TypeError(f"{cls.__name__}.n_threads must be a positive int, got {n!r}")
 
-    def __init__(self, *, settings: Settings | None = None) -> None:
-        super().__init__(settings=settings)
-        self._items: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
-        # Threads put (seq, seconds, error or None) here and wake the main thread with
-        # one message on an inproc socket, only if no wake-up is pending already: ten
-        # threads finishing together cost one wake-up, not ten.
-        self._finished: deque[tuple[int, float, str | None]] = deque()
-        self._wake_pending = False
-        self._in_threads = 0
-        self._threads: list[threading.Thread] = []
-        # Threads start with the worker, so the run does not wait for them, but take
-        # no item before ``init_worker`` has run: then this is set (also to end them).
-        self._go = threading.Event()
-        self._closing = False
-        self._done_address = f"inproc://zmqpipeline-done-{uuid.uuid4().hex}"
-
     @property
     def n_slots(self) -> int:  # type: ignore[override]
         return self.n_threads
@@ -441,132 +359,61 @@ class MultiThreadedWorker(Worker):
         returned. Return a dict for the collector, or ``None``."""
         raise NotImplementedError(f"{type(self).__name__} must implement handle_thread_execution()")
 
-    def _held(self) -> int:
-        return self._in_threads
+    def _start_extra(self) -> None:
+        from .threads import ThreadPool
+
+        self._pool = ThreadPool(self, self._rt.ctx)
 
     def _register_extra(self, poller: zmq.Poller) -> None:
-        self._done = self._ctx.socket(zmq.PULL)
-        self._done.bind(self._done_address)
-        poller.register(self._done, zmq.POLLIN)
-        for index in range(self.n_threads):
-            thread = threading.Thread(
-                target=self._thread_main,
-                args=(index,),
-                name=f"zmqpipeline-thread-{index}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+        poller.register(self._pool.wakeup, zmq.POLLIN)
 
     def _initialize_threads(self) -> None:
-        self._go.set()
+        self._pool.go()
 
-    def _receive_items(self, items: list[list[Any]]) -> None:
-        for seq, data in items:
+    def _items_arrived(self) -> None:
+        logic = self._logic
+        if not logic.accepted:
+            return
+        while logic.queue:
+            seq, data = logic.queue.popleft()
             try:
-                handed = self.handle_execution(data)
-            except Exception:
-                self._report_failure(seq, traceback.format_exc(), "handle_execution")
+                handed = call_user(
+                    logger, "handle_execution", self.handle_execution, data, item=f"{seq}"
+                )
+            except UserCodeError as exc:
+                self.items_failed += 1
+                logic.fail(seq, exc.text, exc.exc_types)
                 continue
-            self._in_threads += 1
-            self._items.put((seq, handed))
+            logic.busy += 1
+            self._pool.submit(seq, handed)
         self._ask_for_more()
 
     def _on_events(self, events: dict[Any, int]) -> None:
-        if self._done not in events:
-            return
-        while True:  # wake-ups: their number means nothing
-            try:
-                self._done.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-        self._wake_pending = False  # before draining: a thread finishing now wakes us again
-        finished = self._finished
-        while finished:
-            seq, took, error = finished.popleft()
-            self._in_threads -= 1
-            self._credit.observe(took)
-            if error is None:
+        if self._pool.wakeup in events:
+            self._collect_finished()
+
+    def _collect_finished(self) -> None:
+        logic = self._logic
+        for seq, took, frames, failure in self._pool.finished():
+            logic.finished(took)
+            if failure is None:
                 self.items_processed += 1
+                self._results.append(frames)
             else:
                 self.items_failed += 1
-                self._dealer.send_multipart(self._codec.fail(seq, error))
+                logic.fail(seq, failure[0], failure[1])
         self._ask_for_more()
 
-    def _thread_main(self, index: int) -> None:
-        codec = protocol.Codec(self.settings.max_message_bytes)
-        push = open_socket(
-            self._ctx,
-            zmq.PUSH,
-            self.collector_endpoint,
-            bind=False,
-            settings=self.settings,
-            role="worker thread",
-        )
-        done = self._ctx.socket(zmq.PUSH)
-        done.connect(self._done_address)
-        try:
-            self._go.wait()
-            if self._closing:
-                return  # ended before the run started
-            try:
-                self.init_thread(index)
-            except Exception:
-                logger.error("init_thread(%d) raised:\n%s", index, traceback.format_exc())
-            while True:
-                entry = self._items.get()
-                if entry is None:
-                    return
-                seq, data = entry
-                error: str | None = None
-                started = time.perf_counter()
-                try:
-                    result = self.handle_thread_execution(data, index)
-                    push.send_multipart(self._result_frames(seq, result, codec))
-                except Exception:
-                    text = traceback.format_exc()
-                    logger.error(
-                        "item %s/%d raised in handle_thread_execution (thread %d):\n%s",
-                        self.task_type,
-                        seq,
-                        index,
-                        text,
-                    )
-                    error = text
-                self._finished.append((seq, time.perf_counter() - started, error))
-                if not self._wake_pending:
-                    self._wake_pending = True
-                    done.send(b"")
-        finally:
-            push.close()
-            done.close()
-
     def _stop_early(self) -> None:
-        handed_back: list[int] = []
-        while True:
-            try:
-                entry = self._items.get_nowait()
-            except queue.Empty:
-                break
-            if entry is not None:
-                handed_back.append(entry[0])
-                self._in_threads -= 1
-        self._join_threads()  # the threads finish the items they hold first
-        self._on_events({self._done: zmq.POLLIN})
-        self._dealer.send_multipart(self._codec.bye(handed_back))
-
-    def _join_threads(self) -> None:
-        if not self._go.is_set():
-            self._closing = True
-            self._go.set()
-        for _ in self._threads:
-            self._items.put(None)
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
+        logger.info("worker %s: stop requested", self.worker_id.decode())
+        handed_back = self._pool.take_back()
+        self._logic.busy -= len(handed_back)
+        self._pool.join()  # the threads finish the items they hold first
+        self._collect_finished()
+        self._leave(handed_back)
 
     def _shutdown(self) -> None:
-        self._join_threads()
-        done = getattr(self, "_done", None)
-        if done is not None:
-            done.close()
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.join()
+            pool.close()

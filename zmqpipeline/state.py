@@ -1,0 +1,129 @@
+"""The distributor's records, apart from its decisions: workers, items, task state, the
+adaptive item time limit, dependency checks and task sizes."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigurationError
+from .task import Task
+
+__all__ = ["Item", "ItemTimer", "TaskState", "WorkerRecord", "check_dependencies", "task_size"]
+
+
+@dataclass(eq=False)
+class WorkerRecord:
+    wid: bytes
+    task_type: str
+    capacity: int  # what it asked to hold, capped by settings.max_credit
+    credit: int
+    last_seen: float
+    accepted: bool = False  # WELCOME sent
+    confirmed: bool = False  # it answered WELCOME: items may go to it
+    held: set[int] = field(default_factory=set)  # seqs handed to it, not yet ACKed
+    completed: int = 0  # its results ACKed: its window grows with them
+
+    def window(self, initial: int) -> int:
+        """Items it may hold at once: a new worker starts at ``initial`` and earns one
+        more per completed item (slow start), so a peer that asks for much and does
+        nothing holds little."""
+        return min(self.capacity, initial + self.completed)
+
+
+@dataclass(eq=False)
+class Item:
+    seq: int
+    payload: dict[str, Any]
+    worker: bytes | None = None  # None while waiting in the retry queue
+    attempts: int = 0  # user code raised on it
+    deaths: int = 0  # workers that held it died, or it ran over its time limit
+    sent_at: float = 0.0
+    first_sent_at: float = 0.0
+
+
+class ItemTimer:
+    """The adaptive item time limit of one task: ``factor`` x the p99 of recent
+    hand-out-to-ACK times, never under ``floor_s``."""
+
+    __slots__ = ("_limit", "_since", "factor", "floor_s", "samples")
+
+    def __init__(self, factor: float, floor_s: float) -> None:
+        self.factor = factor
+        self.floor_s = floor_s
+        self.samples: deque[float] = deque(maxlen=1000)
+        self._limit = floor_s
+        self._since = 0
+
+    def observe(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        self._since += 1
+        if self._since >= 100 or len(self.samples) < 100:
+            self._since = 0
+            ordered = sorted(self.samples)
+            p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+            self._limit = max(self.floor_s, self.factor * p99)
+
+    @property
+    def limit_s(self) -> float:
+        return self._limit
+
+
+@dataclass(eq=False)
+class TaskState:
+    task: Task
+    task_type: str
+    endpoint: str
+    dependencies: list[str]
+    timer: ItemTimer
+    active: bool = False
+    finished: bool = False
+    next_seq: int = 0
+    in_flight: dict[int, Item] = field(default_factory=dict)  # handed out, not yet ACKed
+    retry: deque[tuple[float, int]] = field(default_factory=deque)  # (ready_at, seq)
+    suspect: deque[int] = field(default_factory=deque)  # seqs whose workers died
+    workers: dict[bytes, WorkerRecord] = field(default_factory=dict)
+    collected: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    retries: int = 0
+    last_ack_data: dict[str, Any] | None = None
+    held_back: bool = False  # is_available_for_handling said no; wait for an ACK
+    handle_errors: int = 0
+    rotation: int = 0
+
+
+def task_size(task: Task) -> int | None:
+    """The number of items ``task`` declares (``n_items`` or ``len(task)``), else ``None``."""
+    size = getattr(task, "n_items", None)
+    if size is None and hasattr(task, "__len__"):
+        try:
+            size = len(task)
+        except Exception:
+            return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def check_dependencies(tasks: dict[str, type[Task]]) -> None:
+    """Refuse unknown dependencies and cycles, naming them."""
+    for task_type, cls in tasks.items():
+        unknown = [dep for dep in cls.dependencies if dep not in tasks]
+        if unknown:
+            raise ConfigurationError(
+                f"task {cls.__name__} ({task_type}) depends on unregistered task type(s): "
+                + ", ".join(sorted(unknown))
+            )
+    done: set[str] = set()
+
+    def visit(task_type: str, path: list[str]) -> None:
+        if task_type in path:
+            cycle = [*path[path.index(task_type) :], task_type]
+            raise ConfigurationError("dependency cycle: " + " -> ".join(cycle))
+        if task_type in done:
+            return
+        for dep in tasks[task_type].dependencies:
+            visit(dep, [*path, task_type])
+        done.add(task_type)
+
+    for task_type in sorted(tasks):
+        visit(task_type, [])

@@ -1,0 +1,83 @@
+"""The counts a run reports: what ``on_progress`` receives, what END carries, and the
+entries the report keeps per worker. Read-only views of a
+:class:`~zmqpipeline.scheduler.Scheduler`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .state import task_size
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+__all__ = ["end_summary", "run_summary", "worker_entry"]
+
+#: END carries at most this many failures (the report keeps them all).
+END_FAILURES = 1000
+
+
+def worker_entry(wid: bytes, task_type: str) -> dict[str, Any]:
+    """The report's record of one worker; its id is ``host:pid:random``."""
+    text = wid.decode(errors="replace")
+    host, _, rest = text.partition(":")
+    pid = rest.partition(":")[0]
+    return {
+        "id": text,
+        "host": host,
+        "pid": int(pid) if pid.isdigit() else None,
+        "task_type": task_type,
+        "handed_out": 0,
+        "collected": 0,
+    }
+
+
+def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
+    """Counts of the run so far: ``tasks`` maps each task type to ``handed_out`` (items
+    made by ``handle``), ``in_flight``, ``collected``, ``failed``, ``retries`` and ``size``
+    (the task's declared size, ``None`` if it declares none); ``workers`` describes every
+    worker seen; ``failed`` lists every item that failed for good, with its data."""
+    tasks = scheduler.tasks
+    return {
+        "tasks": {
+            tt: {
+                "handed_out": s.next_seq,
+                "in_flight": len(s.in_flight),
+                "collected": s.collected,
+                "failed": len(s.failed),
+                "retries": s.retries,
+                "size": task_size(s.task),
+            }
+            for tt, s in tasks.items()
+        },
+        "workers": [dict(w) for w in scheduler.worker_log.values()],
+        "collected": {tt: s.collected for tt, s in tasks.items()},
+        "failed": [f for s in tasks.values() for f in s.failed],
+        "retries": sum(s.retries for s in tasks.values()),
+        "aborted": aborted,
+        "task_type": scheduler.last_finished,
+    }
+
+
+def end_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
+    """What END carries to the collector's ``handle_finished``: the counts without the
+    items' data, at most :data:`END_FAILURES` failures, each error's last line only, so
+    END stays small however the run went."""
+    tasks = scheduler.tasks
+    failed = [
+        {**{k: v for k, v in f.items() if k != "data"}, "error": _last_line(f["error"])}
+        for s in tasks.values()
+        for f in s.failed[:END_FAILURES]
+    ]
+    return {
+        "collected": {tt: s.collected for tt, s in tasks.items()},
+        "failed": failed[:END_FAILURES],
+        "retries": sum(s.retries for s in tasks.values()),
+        "aborted": aborted,
+        "task_type": scheduler.last_finished,
+    }
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""

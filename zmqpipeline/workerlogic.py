@@ -1,0 +1,136 @@
+"""A worker's decisions, apart from its sockets and threads: how much credit to ask for,
+which run it belongs to, what it holds, and what it hands back when it leaves.
+
+:class:`WorkerLogic` is fed decoded records from the distributor and says what to send
+(:attr:`WorkerLogic.to_distributor`); the worker classes in :mod:`zmqpipeline.worker` own
+the sockets and run user code. Unit tests drive it directly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from . import protocol
+
+__all__ = ["CreditWindow", "WorkerLogic"]
+
+
+class CreditWindow:
+    """How many items a worker asks the distributor for.
+
+    Enough to keep its ``slots`` (threads) busy for ``window_s`` at the measured time per
+    item, between ``low`` and ``high`` beyond one per slot. Credit is asked for in chunks
+    of a quarter of the prefetch, so fast items do not cost a CREDIT message each.
+    """
+
+    __slots__ = ("high", "item_s", "low", "outstanding", "slots", "window_s")
+
+    def __init__(self, slots: int, low: int, high: int, window_s: float) -> None:
+        self.slots = slots
+        self.low = max(0, low)
+        self.high = max(self.low, high)
+        self.window_s = window_s
+        self.item_s: float | None = None  # moving average of one item's execution time
+        self.outstanding = 0  # credit the distributor holds for us, not yet used
+
+    @property
+    def capacity(self) -> int:
+        return self.slots + self.high
+
+    def prefetch(self) -> int:
+        if self.item_s is None:
+            return self.low
+        wanted = int(self.window_s * self.slots / max(self.item_s, 1e-6))
+        return min(self.high, max(self.low, wanted))
+
+    def observe(self, seconds: float) -> None:
+        self.item_s = seconds if self.item_s is None else 0.8 * self.item_s + 0.2 * seconds
+
+    def announce(self, held: int) -> int:
+        """Credit to offer in READY; resets what the distributor is taken to hold."""
+        self.outstanding = max(0, self.slots + self.prefetch() - held)
+        return self.outstanding
+
+    def received(self, n: int) -> None:
+        self.outstanding = max(0, self.outstanding - n)
+
+    def request(self, held: int) -> int:
+        """Credit to ask for now (0: not worth a message yet); counted as outstanding."""
+        prefetch = self.prefetch()
+        want = self.slots + prefetch - held - self.outstanding
+        if want < max(1, prefetch // 4):
+            return 0
+        self.outstanding += want
+        return want
+
+
+class WorkerLogic:
+    """The state a worker keeps between messages.
+
+    ``queue`` holds items received and not yet started (a multi-threaded worker moves
+    them into its threads at once); ``busy`` counts items being executed. What is to be
+    sent to the distributor is appended to :attr:`to_distributor`.
+    """
+
+    def __init__(self, task_type: str, codec: protocol.Codec, credit: CreditWindow) -> None:
+        self.task_type = task_type
+        self.codec = codec
+        self.credit = credit
+        self.run: int | None = None
+        self.metadata: dict[str, Any] = {}
+        self.accepted = False
+        self.ended = False
+        self.queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self.busy = 0
+        self.to_distributor: deque[list[bytes]] = deque()
+
+    @property
+    def held(self) -> int:
+        return len(self.queue) + self.busy
+
+    def ready(self) -> None:
+        """Introduce ourselves (again): READY with the credit we can take now."""
+        free = self.credit.announce(self.held)
+        self.to_distributor.append(self.codec.ready(self.task_type, self.credit.capacity, free))
+
+    def on_message(self, msg: Any) -> bool:
+        """Apply one record from the distributor; ``True`` if it was a WELCOME to a run
+        (the caller initialises user code once)."""
+        kind = type(msg)
+        if kind is protocol.Data:
+            if msg.run == self.run and self.accepted:
+                self.credit.received(len(msg.items))
+                self.queue.extend((seq, payload) for seq, payload in msg.items)
+        elif kind is protocol.Welcome:
+            if msg.run != self.run:
+                self.queue.clear()  # items of a run that is over
+            self.run, self.metadata, self.accepted = msg.run, msg.metadata, True
+            self.to_distributor.append(self.codec.credit(0))  # the handshake's last step
+            return True
+        elif kind is protocol.Reset:
+            self.queue.clear()
+            self.accepted = False
+            self.ready()
+        elif kind is protocol.End:
+            self.ended = True
+        return False
+
+    def ask_for_more(self) -> None:
+        want = self.credit.request(self.held)
+        if want:
+            self.to_distributor.append(self.codec.credit(want))
+
+    def finished(self, seconds: float) -> None:
+        """An item took ``seconds``; it no longer counts as held."""
+        self.busy -= 1
+        self.credit.observe(seconds)
+
+    def fail(self, seq: int, error: str, exc_types: list[str]) -> None:
+        self.to_distributor.append(self.codec.fail(seq, error, exc_types))
+
+    def hand_back(self, more: list[int]) -> list[bytes]:
+        """Leave: the BYE that gives the queued items (and ``more``) back."""
+        seqs = [seq for seq, _ in self.queue] + more
+        self.queue.clear()
+        return self.codec.bye(seqs)
