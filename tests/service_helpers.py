@@ -4,6 +4,7 @@ run as forked processes by the ``procs`` fixture."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -25,7 +26,8 @@ def make_service_worker(
     """A worker that upper-cases ``text`` and says who answered.
 
     ``{"action": "raise"}`` raises; ``{"action": "unserializable"}`` returns what msgpack
-    cannot carry; ``{"sleep": s}`` sleeps first; ``{"action": "hold"}``
+    cannot carry; ``{"sleep": s}`` sleeps first (a reply says when the call ``started`` and
+    ``ended``, on the machine-wide monotonic clock); ``{"action": "hold"}``
     makes the first worker to get it record its pid in ``holder`` (a shared int), set
     ``held`` and hang (until killed); any other worker answers it normally. ``calls`` (a
     shared int) counts the calls of ``handle_message``, as each starts.
@@ -33,6 +35,7 @@ def make_service_worker(
 
     class UpperWorker(ServiceWorker):
         def handle_message(self, data, task_type, msgtype):
+            started = time.monotonic()
             if calls is not None:
                 with calls.get_lock():
                     calls.value += 1
@@ -58,6 +61,8 @@ def make_service_worker(
                 "pid": os.getpid(),
                 "task_type": task_type,
                 "msgtype": msgtype,
+                "started": started,
+                "ended": time.monotonic(),
             }
 
     UpperWorker.task_type = TaskType(task_type)
@@ -65,8 +70,32 @@ def make_service_worker(
     return UpperWorker
 
 
-def run_service(frontend: str, backend: str, worker_wait_s: float = 5.0) -> None:
+def run_service(
+    frontend: str, backend: str, worker_wait_s: float = 5.0, log_path: str | None = None
+) -> None:
+    """Run a service; with ``log_path``, its log (INFO and up) goes to that file."""
+    if log_path is not None:
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        service_logger = logging.getLogger("zmqpipeline.service")
+        service_logger.addHandler(handler)
+        service_logger.setLevel(logging.INFO)
     Service(frontend, backend, worker_wait_s=worker_wait_s).run()
+
+
+def announcing_stop_signal(ready: Any) -> None:
+    """In a child process: make every role's StopSignal set ``ready`` once its SIGINT/SIGTERM
+    handlers are installed (so a test signals a role that is listening, not one starting)."""
+    import zmqpipeline.runtime as runtime
+
+    real = runtime.StopSignal
+
+    class Announcing(real):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            ready.set()
+
+    runtime.StopSignal = Announcing  # type: ignore[misc]
 
 
 def run_client(frontend: str, client_id: int, n: int, out_path: str) -> None:

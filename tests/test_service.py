@@ -4,8 +4,10 @@ garbage on both service sockets, start order, a restarted service, signals, the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,9 +20,15 @@ import msgpack
 import pytest
 import zmq
 from conftest import FORK, free_port
-from service_helpers import make_service_worker, run_client, run_service, wait_for_workers
+from service_helpers import (
+    announcing_stop_signal,
+    make_service_worker,
+    run_client,
+    run_service,
+    wait_for_workers,
+)
 
-from zmqpipeline import Service, ServiceClient, ServiceError, Settings, protocol
+from zmqpipeline import ServiceClient, ServiceError, Settings, protocol
 from zmqpipeline.errors import ProtocolError, RequestFailed, RequestTimeout
 from zmqpipeline.service.broker import BACKEND, FRONTEND, Broker
 
@@ -29,93 +37,102 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # -- the broker, without sockets ------------------------------------------------------------
 
+P = protocol
+
 
 def _broker(**overrides) -> Broker:
     settings = Settings(heartbeat_interval_s=0.5, liveness_misses=4, **overrides)
     return Broker(settings, worker_wait_s=5.0)
 
 
-def _sent(broker: Broker) -> list[tuple[int, bytes, int, list]]:
-    out = [(ch, ident, *protocol.decode(frames)) for ch, ident, frames in broker.outbox]
+def _sent(broker: Broker) -> list[tuple[int, bytes, object]]:
+    """(channel, routing id, decoded record) of everything the broker sent; clears it."""
+    out = [(ch, ident, P.decode(frames)) for ch, ident, frames in broker.outbox]
     broker.outbox.clear()
     return out
 
 
 def _to_workers(broker: Broker) -> list[tuple[bytes, int]]:
-    """(worker, request id) of every REQUEST sent."""
+    """(worker, request id) of every JOB sent."""
     return [
-        (ident, body[1])
-        for ch, ident, kind, body in _sent(broker)
-        if ch == BACKEND and kind == protocol.REQUEST
+        (ident, msg.request_id)
+        for ch, ident, msg in _sent(broker)
+        if ch == BACKEND and isinstance(msg, P.Job)
     ]
+
+
+def _request(broker: Broker, client: bytes, rid: int, task_type="UPPER", now=0.0, data=None):
+    broker.on_request(client, P.Request(rid, task_type, {} if data is None else data), now)
 
 
 def _ready(broker: Broker, *wids: bytes, task_type: str = "UPPER", now: float = 0.0) -> None:
     for wid in wids:
-        broker.on_worker(wid, protocol.SREADY, [task_type], now)
+        broker.on_worker(wid, P.SReady(task_type), now)
 
 
 def _reply(broker: Broker, wid: bytes, client: bytes, rid: int, now: float = 0.0) -> None:
-    broker.on_worker(wid, protocol.REPLY, [client, rid, {"from": wid.decode()}], now)
+    broker.on_worker(wid, P.WorkerReply(client, rid, {"from": wid.decode()}), now)
 
 
 def test_requests_go_to_the_least_recently_used_free_worker():
     broker = _broker()
     _ready(broker, b"a", b"b", b"c")
     for rid in (1, 2, 3):
-        broker.on_request(b"cl", [rid, "UPPER", {}], 0.0)
+        _request(broker, b"cl", rid)
     assert _to_workers(broker) == [(b"a", 1), (b"b", 2), (b"c", 3)]
     _reply(broker, b"b", b"cl", 2)
     _reply(broker, b"a", b"cl", 1)
-    replies = [(ident, body) for ch, ident, kind, body in _sent(broker) if ch == FRONTEND]
-    assert replies == [(b"cl", [2, {"from": "b"}]), (b"cl", [1, {"from": "a"}])]
-    broker.on_request(b"cl", [4, "UPPER", {}], 0.0)
-    broker.on_request(b"cl", [5, "UPPER", {}], 0.0)
-    broker.on_request(b"cl", [6, "UPPER", {}], 0.0)  # waits: every worker is busy
+    replies = [(ident, msg) for ch, ident, msg in _sent(broker) if ch == FRONTEND]
+    assert replies == [(b"cl", P.Reply(2, {"from": "b"})), (b"cl", P.Reply(1, {"from": "a"}))]
+    for rid in (4, 5, 6):  # 6 waits: every worker is busy
+        _request(broker, b"cl", rid)
     assert _to_workers(broker) == [(b"b", 4), (b"a", 5)]
     _reply(broker, b"c", b"cl", 3)
     assert _to_workers(broker) == [(b"c", 6)]
 
 
+def test_a_job_carries_the_client_id_and_data():
+    broker = _broker()
+    _ready(broker, b"w")
+    _request(broker, b"cl", 9, data={"x": [1, 2]})
+    assert _sent(broker) == [(BACKEND, b"w", P.Job(b"cl", 9, {"x": [1, 2]}))]
+
+
 def test_a_request_waits_for_a_worker_of_its_type_then_is_refused_naming_it():
     broker = _broker()
-    broker.on_request(b"cl", [1, "UPPER", {"x": 1}], 0.0)
-    broker.on_request(b"cl", [2, "NOPE", {}], 0.0)
+    _request(broker, b"cl", 1, data={"x": 1})
+    _request(broker, b"cl", 2, task_type="NOPE")
     assert _sent(broker) == []
     _ready(broker, b"w", now=1.0)  # joins in time: gets the waiting request
     assert _to_workers(broker) == [(b"w", 1)]
     broker.tick(4.9)
     assert [m for m in _sent(broker) if m[0] == FRONTEND] == []
-    broker.on_worker(b"w", protocol.HEARTBEAT, [], 4.9)
+    broker.on_worker(b"w", P.Heartbeat(b"w"), 4.9)
     broker.tick(5.0)
-    refused = [(ident, kind, body) for ch, ident, kind, body in _sent(broker) if ch == FRONTEND]
+    refused = [(ident, msg) for ch, ident, msg in _sent(broker) if ch == FRONTEND]
     assert len(refused) == 1
-    ident, kind, body = refused[0]
-    assert (ident, kind, body[0]) == (b"cl", protocol.REQUEST_ERROR, 2)
-    assert "'NOPE'" in body[1] and "5 s" in body[1]
+    ident, msg = refused[0]
+    assert isinstance(msg, P.RequestError)
+    assert (ident, msg.request_id) == (b"cl", 2)
+    assert "'NOPE'" in msg.error and "5 s" in msg.error
     assert not broker.requests.get((b"cl", 2))
 
 
-def test_empty_or_non_str_task_type_is_refused_at_once():
+def test_an_empty_task_type_is_refused_at_once():
     broker = _broker()
-    for rid, task_type in ((1, ""), (2, 7), (3, None)):
-        broker.on_request(b"cl", [rid, task_type, {}], 0.0)
-    sent = _sent(broker)
-    assert [(kind, body[0]) for _, _, kind, body in sent] == [
-        (protocol.REQUEST_ERROR, 1),
-        (protocol.REQUEST_ERROR, 2),
-        (protocol.REQUEST_ERROR, 3),
-    ]
-    assert all("non-empty str" in body[1] for *_, body in sent)
+    _request(broker, b"cl", 1, task_type="")
+    [(channel, ident, msg)] = _sent(broker)
+    assert (channel, ident, type(msg), msg.request_id) == (FRONTEND, b"cl", P.RequestError, 1)
+    assert "non-empty str" in msg.error
     assert broker.requests == {}
 
 
 def test_a_repeated_request_id_does_not_start_a_second_copy():
     broker = _broker()
     _ready(broker, b"a", b"b")
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.0)
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.5)  # the client's retry
-    broker.on_request(b"other", [1, "UPPER", {}], 0.5)  # same id, another client: its own
+    _request(broker, b"cl", 1)
+    _request(broker, b"cl", 1, now=0.5)  # the client's retry
+    _request(broker, b"other", 1, now=0.5)  # same id, another client: its own
     assert _to_workers(broker) == [(b"a", 1), (b"b", 1)]
     assert broker.stats["duplicates"] == 1
 
@@ -123,10 +140,10 @@ def test_a_repeated_request_id_does_not_start_a_second_copy():
 def test_a_silent_worker_is_removed_and_its_request_rerouted():
     broker = _broker()
     _ready(broker, b"dead", b"alive")
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.0)
+    _request(broker, b"cl", 1)
     assert _to_workers(broker) == [(b"dead", 1)]
     for t in (0.5, 1.0, 1.5, 1.9):
-        broker.on_worker(b"beat-socket", protocol.HEARTBEAT, [b"alive"], t)
+        broker.on_worker(b"beat-socket", P.Heartbeat(b"alive"), t)
         broker.tick(t)
     assert b"dead" in broker.workers
     _sent(broker)
@@ -136,10 +153,17 @@ def test_a_silent_worker_is_removed_and_its_request_rerouted():
     assert broker.stats["rerouted"] == 1
 
 
+def test_the_service_sends_alive_to_every_known_worker_each_tick():
+    broker = _broker()
+    _ready(broker, b"a", b"b")
+    broker.tick(0.5)
+    assert _sent(broker) == [(BACKEND, b"a", P.Alive()), (BACKEND, b"b", P.Alive())]
+
+
 def test_workers_that_fall_silent_together_get_no_rerouted_request():
     broker = _broker()
     _ready(broker, b"busy", b"idle")
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.0)
+    _request(broker, b"cl", 1)
     assert _to_workers(broker) == [(b"busy", 1)]
     broker.tick(2.0)  # both silent
     assert broker.workers == {}
@@ -151,27 +175,27 @@ def test_workers_that_fall_silent_together_get_no_rerouted_request():
 
 def test_a_request_that_loses_every_worker_is_refused_after_max_attempts():
     broker = _broker(max_attempts=2)
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.0)
+    _request(broker, b"cl", 1)
     for k, wid in enumerate((b"w1", b"w2")):
         _ready(broker, wid, now=float(k))
         assert _to_workers(broker) == [(wid, 1)]
         broker.worker_unreachable(wid, float(k))
-    refused = [body for ch, _, kind, body in _sent(broker) if kind == protocol.REQUEST_ERROR]
-    assert len(refused) == 1 and "handed to 2 workers" in refused[0][1]
+    refused = [msg for _, _, msg in _sent(broker) if isinstance(msg, P.RequestError)]
+    assert len(refused) == 1 and "handed to 2 workers" in refused[0].error
     assert broker.requests == {}
 
 
 def test_the_first_reply_wins_and_a_late_one_frees_its_worker():
     broker = _broker()
     _ready(broker, b"slow")
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.0)
+    _request(broker, b"cl", 1)
     broker.tick(2.0)  # "slow" said nothing for 2 s: counted dead
     _ready(broker, b"new", now=2.0)
     assert _to_workers(broker) == [(b"slow", 1), (b"new", 1)]
     _reply(broker, b"slow", b"cl", 1, now=2.1)  # it was only slow: its answer counts
     sent = _sent(broker)
-    assert (FRONTEND, b"cl", protocol.REPLY, [1, {"from": "slow"}]) in sent
-    assert (BACKEND, b"slow", protocol.RESET, []) in sent  # announce yourself again
+    assert (FRONTEND, b"cl", P.Reply(1, {"from": "slow"})) in sent
+    assert (BACKEND, b"slow", P.Reset()) in sent  # announce yourself again
     assert broker.requests == {}
     _reply(broker, b"new", b"cl", 1, now=2.2)  # forwarded too: the client drops it
     assert broker.idle["UPPER"] == {b"new": None}
@@ -180,7 +204,7 @@ def test_the_first_reply_wins_and_a_late_one_frees_its_worker():
 def test_ready_from_a_busy_worker_requeues_what_it_was_sent():
     broker = _broker()
     _ready(broker, b"w")
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.0)
+    _request(broker, b"cl", 1)
     assert _to_workers(broker) == [(b"w", 1)]
     _ready(broker, b"w", now=0.1)  # it never got the request
     assert _to_workers(broker) == [(b"w", 1)]
@@ -190,45 +214,51 @@ def test_ready_from_a_busy_worker_requeues_what_it_was_sent():
 def test_unknown_workers_are_asked_to_announce_themselves_at_most_once_per_interval():
     broker = _broker()
     for t in (0.0, 0.1, 0.2, 0.6):
-        broker.on_worker(b"beat", protocol.HEARTBEAT, [b"ghost"], t)
-    resets = [(ident, kind) for _, ident, kind, _ in _sent(broker)]
-    assert resets == [(b"ghost", protocol.RESET), (b"ghost", protocol.RESET)]
+        broker.on_worker(b"beat", P.Heartbeat(b"ghost"), t)
+    assert _sent(broker) == [(BACKEND, b"ghost", P.Reset()), (BACKEND, b"ghost", P.Reset())]
 
 
 def test_worker_errors_are_forwarded_and_the_worker_is_free_again():
     broker = _broker()
     _ready(broker, b"w")
-    broker.on_request(b"cl", [1, "UPPER", {}], 0.0)
-    broker.on_request(b"cl", [2, "UPPER", {}], 0.0)
+    _request(broker, b"cl", 1)
+    _request(broker, b"cl", 2)
     _sent(broker)
-    broker.on_worker(b"w", protocol.REQUEST_ERROR, [b"cl", 1, "worker w raised X: y"], 0.1)
+    broker.on_worker(b"w", P.WorkerError(b"cl", 1, "worker w raised X: y"), 0.1)
     sent = _sent(broker)
-    assert (FRONTEND, b"cl", protocol.REQUEST_ERROR, [1, "worker w raised X: y"]) in sent
-    assert [(ident, body[1]) for _, ident, kind, body in sent if kind == protocol.REQUEST] == [
-        (b"w", 2)
-    ]
+    assert (FRONTEND, b"cl", P.RequestError(1, "worker w raised X: y")) in sent
+    assert (BACKEND, b"w", P.Job(b"cl", 2, {})) in sent
+
+
+def test_a_worker_that_leaves_is_removed_at_once():
+    broker = _broker()
+    _ready(broker, b"w")
+    broker.on_worker(b"w", P.Disconnect(), 0.1)
+    assert broker.workers == {} and "UPPER" not in broker.idle
 
 
 def test_pending_requests_are_bounded():
     broker = _broker(max_in_flight=2)
     for rid in (1, 2, 3):
-        broker.on_request(b"cl", [rid, "UPPER", {}], 0.0)
-    sent = _sent(broker)
-    assert [(kind, body[0]) for _, _, kind, body in sent] == [(protocol.REQUEST_ERROR, 3)]
-    assert "busy" in sent[0][3][1]
+        _request(broker, b"cl", rid)
+    [(_, _, msg)] = _sent(broker)
+    assert isinstance(msg, P.RequestError) and msg.request_id == 3 and "busy" in msg.error
 
 
-def test_messages_in_the_wrong_direction_are_protocol_errors():
+def test_records_of_the_wrong_direction_are_protocol_errors():
     broker = _broker()
-    with pytest.raises(ProtocolError):
-        broker.on_request(b"cl", [b"client", 1, {}], 0.0)
-    for kind, body in (
-        (protocol.REQUEST, [1, "UPPER", {}]),
-        (protocol.REPLY, [1, {}]),
-        (protocol.READY, ["UPPER", 1, 1]),
+    with pytest.raises(ProtocolError, match="JOB is not sent by clients"):
+        broker.on_request(b"cl", P.Job(b"client", 1, {}), 0.0)  # type: ignore[arg-type]
+    for msg in (
+        P.Request(1, "UPPER", {}),
+        P.Reply(1, {}),
+        P.RequestError(1, "x"),
+        P.Ready("UPPER", 1, 1),
+        P.Alive(),
     ):
-        with pytest.raises(ProtocolError):
-            broker.on_worker(b"w", kind, body, 0.0)
+        with pytest.raises(ProtocolError, match="is not sent by service workers"):
+            broker.on_worker(b"w", msg, 0.0)
+    assert broker.workers == {} and broker.outbox == []
 
 
 # -- real processes -------------------------------------------------------------------------
@@ -290,14 +320,15 @@ def test_a_list_fans_out_over_the_workers_and_comes_back_in_order(procs, svc):
     # later elements finish first: order comes from the ids, not from arrival
     items = [{"text": f"item {i}", "n": i, "sleep": 0.05 * ((11 - i) % 4)} for i in range(12)]
     with ServiceClient(svc.front, "UPPER", timeout=20) as client:
-        started = time.monotonic()
         replies = client.request(items)
-        took = time.monotonic() - started
         assert client.request([]) == []
     assert [r["text"] for r in replies] == [f"ITEM {i}" for i in range(12)]
     assert [r["n"] for r in replies] == list(range(12))
     assert len({r["pid"] for r in replies}) == 3
-    assert took < sum(item["sleep"] for item in items), "served in parallel"
+    # served in parallel: some two calls of handle_message (each stamps its start and end
+    # on the shared monotonic clock) overlapped
+    spans = sorted((r["started"], r["ended"]) for r in replies)
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
     _stop_service(procs)
 
 
@@ -330,8 +361,6 @@ def test_a_worker_lost_holding_a_request_loses_no_request(procs, svc, how):
         stopper.join()
     assert reply["text"] == "PRECIOUS"
     assert reply["pid"] != lost["pid"]
-    # liveness is 0.2 s x 5 here; a dropped connection is noticed sooner still
-    assert answered - lost["at"] < 3.0
     if how == "SIGSTOP":
         assert answered - lost["at"] >= 0.8, "a stopped worker is only found out by silence"
         os.kill(lost["pid"], signal.SIGKILL)
@@ -403,38 +432,43 @@ def test_unknown_or_bad_task_types_get_an_error_reply(procs, svc):
     raw = ctx.socket(zmq.DEALER)
     try:
         raw.connect(svc.front)
-        for rid, task_type in ((1, ""), (2, 42)):
-            raw.send_multipart(codec.encode(protocol.REQUEST, [rid, task_type, {}]))
-            assert raw.poll(10_000)
-            kind, body = protocol.decode(raw.recv_multipart())
-            assert (kind, body[0]) == (protocol.REQUEST_ERROR, rid)
-            assert "non-empty str" in body[1]
+        # a non-str task type is a malformed REQUEST: dropped without a reply, so the
+        # first reply to come is the refusal of the empty task type sent after it
+        raw.send_multipart(codec.encode(protocol.REQUEST, [1, 42, {}]))
+        raw.send_multipart(codec.encode(protocol.REQUEST, [2, "", {}]))
+        assert raw.poll(10_000)
+        msg = protocol.decode(raw.recv_multipart())
+        assert isinstance(msg, protocol.RequestError) and msg.request_id == 2
+        assert "non-empty str" in msg.error
     finally:
         raw.close(linger=0)
         ctx.term()
     _stop_service(procs)
 
 
-def _garbage(codec: protocol.Codec, header: bytes) -> list[list[bytes]]:
+def _garbage(codec: protocol.Codec) -> list[list[bytes]]:
     pack = msgpack.packb
+    request = bytes((protocol.VERSION, protocol.REQUEST))
     return [
         [b"x"],
         [],  # nothing after the routing id
         [b""],
-        [header, b"\xc1"],  # not msgpack
-        [b"\x02" + header[1:], pack([1, "UPPER", {}])],  # wrong version
-        [b"\x01\xff", pack([])],  # unknown kind
-        [b"\x01\x21", pack([1, "UPPER", {}]), b"extra"],
-        [b"\x01\x21", pack({"not": "a list"})],
-        codec.encode(protocol.READY, ["UPPER", 1, 1]),  # a batch kind
+        [request, b"\xc1"],  # not msgpack
+        [bytes((protocol.VERSION - 1, protocol.REQUEST)), pack([1, "UPPER", {}])],  # old version
+        [bytes((protocol.VERSION, 0xFF)), pack([])],  # unknown kind
+        [request, pack([1, "UPPER", {}]), b"extra"],
+        [request, pack({"not": "a list"})],
+        [request, pack([1, 42, {}])],  # task type not a str
+        codec.ready("UPPER", 1, 1),  # a batch kind
         codec.encode(protocol.SREADY, [5]),
-        codec.encode(protocol.REPLY, [1, {}]),
-        codec.encode(protocol.REPLY, [b"nobody", 1, {}]),
-        codec.encode(protocol.REQUEST_ERROR, [b"nobody", 1, 5]),
-        codec.encode(protocol.REQUEST, [b"client", 1, {}]),
-        codec.encode(protocol.HEARTBEAT, [b"ghost"]),
-        codec.encode(protocol.DISCONNECT, []),
-        [b"\x01\x21", os.urandom(64)],
+        codec.reply(1, {}),  # the service's to a client
+        codec.worker_reply(b"nobody", 1, {}, "UPPER"),
+        codec.worker_error(b"nobody", 1, "x"),
+        codec.job(b"client", 1, {}, "UPPER"),  # the service's to a worker
+        codec.alive(),
+        codec.heartbeat(b"ghost"),
+        codec.disconnect(),
+        [request, os.urandom(64)],
     ]
 
 
@@ -452,7 +486,7 @@ def test_garbage_on_both_service_sockets_does_not_stop_it(procs, svc):
             raw.connect(endpoint)
             sockets.append(raw)
             for _ in range(3):
-                for frames in _garbage(codec, b"\x01\x21"):
+                for frames in _garbage(codec):
                     if frames:
                         raw.send_multipart(frames)
         with ServiceClient(svc.front, "UPPER", timeout=20) as client:
@@ -496,28 +530,83 @@ def test_sigterm_stops_the_service_and_its_workers(procs, svc):
     for k in range(2):
         procs.start(f"worker{k}", lambda: worker().run())
     wait_for_workers(svc.front, 2)
-    started = time.monotonic()
-    _stop_service(procs)
-    assert time.monotonic() - started < 5
+    _stop_service(procs)  # every process exits with 0 within the join's 20 s
 
 
 @pytest.mark.timeout(60)
-def test_a_worker_stopped_by_signal_leaves_at_once(procs, svc):
+def test_a_worker_stopped_by_signal_leaves_at_once(procs, svc, tmp_path):
+    """The leaver says DISCONNECT: the service removes it then, not when a request sent to
+    it fails or when it falls silent (its log says which)."""
+    log = tmp_path / "service.log"
     worker = make_service_worker(svc.back)
-    procs.start("service", lambda: run_service(svc.front, svc.back))
-    procs.start("leaving", lambda: worker().run())
+    procs.start("service", lambda: run_service(svc.front, svc.back, log_path=str(log)))
+    leaving = procs.start("leaving", lambda: worker().run())
     procs.start("staying", lambda: worker().run())
     wait_for_workers(svc.front, 2)
     procs.kill("leaving", signal.SIGINT)
-    procs.started["leaving"].join(10)
-    assert procs.started["leaving"].exitcode == 0
+    leaving.join(10)
+    assert leaving.exitcode == 0
     staying = procs.started["staying"].pid
     with ServiceClient(svc.front, "UPPER", timeout=20, retries=0) as client:
-        started = time.monotonic()
         replies = client.request([{"text": str(i)} for i in range(6)])
         assert {r["pid"] for r in replies} == {staying}
-        assert time.monotonic() - started < 1.0, "nothing waited for the leaver's expiry"
     _stop_service(procs)
+    text = log.read_text()
+    assert re.search(rf"worker \S+:{leaving.pid}:\S+ \(UPPER\) left", text), text
+    assert "workers lost" not in text and "rerouted" not in text, text
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_worker_whose_service_is_unreachable_stops_on_a_signal(procs, tmp_path, signum):
+    """Nobody binds the backend: the worker keeps reconnecting, and still ends on a signal."""
+    worker = make_service_worker(f"ipc://{tmp_path}/nobody.ipc")
+    listening, reconnected = FORK.Event(), FORK.Event()
+    connect = worker._connect
+
+    def counting_connect(self, rt, _n=[0]):  # noqa: B006 (a per-process counter)
+        _n[0] += 1
+        if _n[0] == 2:
+            reconnected.set()
+        return connect(self, rt)
+
+    def target() -> None:
+        announcing_stop_signal(listening)
+        worker._connect = counting_connect  # type: ignore[method-assign]
+        worker().run()
+
+    process = procs.start("worker", target)
+    assert listening.wait(10), "the worker never installed its signal handlers"
+    assert reconnected.wait(10), "the worker never gave up on the silent service"
+    procs.kill("worker", signum)
+    process.join(15)
+    assert process.exitcode == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_client_waiting_on_a_dead_endpoint_ends_on_sigterm_like_any_process(procs):
+    """SIGTERM ends the wait; the process's own (default) handler then ends the process."""
+    listening = FORK.Event()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+
+    def target() -> None:
+        announcing_stop_signal(listening)
+        ServiceClient(endpoint, "UPPER", timeout=600, retries=0).request({"text": "hello?"})
+
+    process = procs.start("client", target)
+    assert listening.wait(10), "the client never started waiting"
+    procs.kill("client", signal.SIGTERM)
+    process.join(15)
+    assert process.exitcode == -signal.SIGTERM
+
+
+@pytest.mark.timeout(30)
+def test_a_request_to_a_dead_tcp_endpoint_times_out():
+    with ServiceClient(f"tcp://127.0.0.1:{free_port()}", "UPPER", timeout=0.3) as client:
+        with pytest.raises(RequestTimeout, match=r"no reply .* after 1 attempt"):
+            client.request({"text": "anyone?"}, retries=0)
+        with pytest.raises(RequestTimeout, match=r"2 of 2 replies missing"):
+            client.request([{"n": 1}, {"n": 2}], retries=0)
 
 
 @pytest.mark.timeout(30)
@@ -526,7 +615,7 @@ def test_a_client_with_no_service_times_out_clearly(svc):
         started = time.monotonic()
         with pytest.raises(RequestTimeout, match=r"after 3 attempt\(s\) of 0.2 s"):
             client.request({"text": "anyone?"})
-        assert 0.6 <= time.monotonic() - started < 5
+        assert time.monotonic() - started >= 0.6, "each attempt waited its timeout"
         with pytest.raises(TypeError, match="cannot serialize"):
             client.request({"bad": object()})
 
@@ -595,36 +684,3 @@ def test_cli_request_prints_the_reply_and_rejects_bad_input(procs, svc, tmp_path
                 process.kill()
             process.wait(5)
             assert process.returncode is not None
-
-
-@pytest.mark.timeout(60)
-def test_a_curve_secured_service_answers_only_authorised_clients(procs, tmp_path):
-    from zmqpipeline.security import Security, generate_keys
-
-    folder = tmp_path / "keys"
-    server_public, _ = generate_keys(folder, "server")
-    authorized = folder / "authorized"
-    authorized.mkdir()
-    for name in ("worker", "client"):
-        public, _ = generate_keys(folder, name)
-        (authorized / public.name).write_bytes(public.read_bytes())
-    generate_keys(folder, "rogue")
-
-    def keys(name: str) -> Security:
-        return Security(folder / f"{name}.key_secret", server_public, authorized)
-
-    svc = _tcp()
-    worker = make_service_worker(svc.back)
-    worker.security = keys("worker")
-    service_keys = keys("server")
-    procs.start(
-        "service",
-        lambda: Service(svc.front, svc.back, security=service_keys).run(),
-    )
-    procs.start("worker", lambda: worker().run())
-    with ServiceClient(svc.front, "UPPER", timeout=20, security=keys("client")) as client:
-        assert client.request({"text": "secret"})["text"] == "SECRET"
-    with ServiceClient(svc.front, "UPPER", timeout=0.5, retries=0, security=keys("rogue")) as rogue:
-        with pytest.raises(RequestTimeout):
-            rogue.request({"text": "let me in"})
-    _stop_service(procs)

@@ -1,7 +1,8 @@
 """The service's decisions, apart from its sockets: workers, queues, pending requests.
 
-:class:`Broker` is fed decoded messages and the clock and appends what it wants sent to
-:attr:`Broker.outbox`; :class:`~zmqpipeline.service.Service` owns the sockets and drains it.
+:class:`Broker` is fed decoded records (:mod:`zmqpipeline.protocol`) and the clock, and
+appends what it wants sent to :attr:`Broker.outbox`; :class:`~zmqpipeline.service.Service`
+owns the sockets and drains it.
 What it promises (routing, waiting, at-least-once, duplicates) is written down in
 :mod:`zmqpipeline.service.service`. Unit tests drive it directly.
 """
@@ -34,7 +35,7 @@ _Key = tuple[bytes, int]  # (client routing id, request id)
 class PendingRequest:
     key: _Key
     task_type: str
-    frames: list[bytes]  # the REQUEST as a worker gets it: encoded once, re-sent on re-route
+    frames: list[bytes]  # the JOB a worker gets: encoded once, re-sent on re-route
     queued_at: float
     attempts: int = 0  # times handed to a worker
     worker: bytes | None = None  # None while queued
@@ -68,21 +69,18 @@ class Broker:
         self.reset_sent: dict[bytes, float] = {}
         self.outbox: list[tuple[int, bytes, list[bytes]]] = []
         self.stats: Counter[str] = Counter()
-        self._heartbeat = self.codec.heartbeat()
+        self._alive = self.codec.alive()
 
     # -- clients ------------------------------------------------------------------------
 
-    def on_request(self, client: bytes, body: list[Any], now: float) -> None:
-        """A REQUEST ``[request_id, task_type, data]`` from ``client``."""
-        request_id, task_type, data = body
-        if type(request_id) is not int:
-            raise ProtocolError(
-                "REQUEST from a client needs an int request id", [], "wrong direction"
-            )
+    def on_request(self, client: bytes, msg: protocol.Request, now: float) -> None:
+        """A REQUEST from the client whose routing id is ``client``."""
+        if type(msg) is not protocol.Request:
+            raise ProtocolError(f"{_kind_name(msg)} is not sent by clients", [], "wrong direction")
+        request_id, task_type = msg.request_id, msg.task_type
         self.stats["requests"] += 1
-        if not isinstance(task_type, str) or not task_type:
-            got = "an empty str" if task_type == "" else f"a {type(task_type).__name__}"
-            self.refuse(client, request_id, f"task type must be a non-empty str, got {got}")
+        if not task_type:  # decoding made sure it is a str
+            self.refuse(client, request_id, "task type must be a non-empty str, got an empty str")
             return
         key = (client, request_id)
         if key in self.requests:
@@ -92,7 +90,7 @@ class Broker:
             self.refuse(client, request_id, f"service busy: {len(self.requests)} requests pending")
             return
         try:
-            frames = self.codec.route_request(client, request_id, data, task_type)
+            frames = self.codec.job(client, request_id, msg.data, task_type)
         except ZmqPipelineError as exc:  # too large once the routing id is added
             self.refuse(client, request_id, str(exc))
             return
@@ -118,28 +116,28 @@ class Broker:
 
     # -- workers ------------------------------------------------------------------------
 
-    def on_worker(self, wid: bytes, kind: int, body: list[Any], now: float) -> None:
-        """A decoded message from the worker whose routing id is ``wid``."""
+    def on_worker(self, wid: bytes, msg: Any, now: float) -> None:
+        """A decoded record from the worker whose routing id is ``wid``."""
         worker = self.workers.get(wid)
         if worker is not None:
             worker.expires_at = now + self.settings.liveness_s
-        if kind == protocol.SREADY:
-            self._on_ready(wid, worker, body[0], now)
-        elif kind in (protocol.REPLY, protocol.REQUEST_ERROR) and type(body[0]) is bytes:
-            self._on_answer(wid, worker, kind, body, now)
-        elif kind == protocol.HEARTBEAT:
-            target = body[0] if body else wid  # the beat thread names its worker
-            beating = self.workers.get(target)
+        kind = type(msg)
+        if kind is protocol.SReady:
+            self._on_ready(wid, worker, msg.task_type, now)
+        elif kind is protocol.WorkerReply or kind is protocol.WorkerError:
+            self._on_answer(wid, worker, msg, now)
+        elif kind is protocol.Heartbeat:
+            beating = self.workers.get(msg.worker_id)  # the beat thread names its worker
             if beating is not None:
                 beating.expires_at = now + self.settings.liveness_s
             else:
-                self._reset(target, now)
-        elif kind == protocol.DISCONNECT:
+                self._reset(msg.worker_id, now)
+        elif kind is protocol.Disconnect:
             if worker is not None:
                 self._remove(worker, "left", now)
         else:
             raise ProtocolError(
-                f"{protocol.KIND_NAMES[kind]} is not sent by service workers", [], "wrong direction"
+                f"{_kind_name(msg)} is not sent by service workers", [], "wrong direction"
             )
 
     def _on_ready(
@@ -165,23 +163,26 @@ class Broker:
         self._dispatch(task_type)
 
     def _on_answer(
-        self, wid: bytes, worker: WorkerRecord | None, kind: int, body: list[Any], now: float
+        self,
+        wid: bytes,
+        worker: WorkerRecord | None,
+        msg: protocol.WorkerReply | protocol.WorkerError,
+        now: float,
     ) -> None:
-        client, request_id, payload = body
-        key = (client, request_id)
+        key = (msg.client, msg.request_id)
         request = self.requests.pop(key, None)
         if request is None:
             self.stats["untracked replies"] += 1
-        if kind == protocol.REPLY:
+        if isinstance(msg, protocol.WorkerReply):
             self.stats["replies"] += 1
             try:
-                frames = self.codec.reply(request_id, payload)
+                frames = self.codec.reply(msg.request_id, msg.data)
             except ZmqPipelineError as exc:
-                frames = self.codec.request_error(request_id, f"service: {exc}")
+                frames = self.codec.request_error(msg.request_id, f"service: {exc}")
         else:
             self.stats["worker errors"] += 1
-            frames = self.codec.request_error(request_id, payload)
-        self.outbox.append((FRONTEND, client, frames))
+            frames = self.codec.request_error(msg.request_id, msg.error)
+        self.outbox.append((FRONTEND, msg.client, frames))
         if worker is None:
             self._reset(wid, now)  # a worker we lost track of: let it announce itself again
             return
@@ -214,7 +215,7 @@ class Broker:
         stale = now - self.settings.liveness_s
         self.reset_sent = {w: t for w, t in self.reset_sent.items() if t > stale}
         for wid in self.workers:
-            self.outbox.append((BACKEND, wid, self._heartbeat))
+            self.outbox.append((BACKEND, wid, self._alive))
 
     def disconnect_all(self) -> int:
         """Tell every known worker to stop; returns how many there were."""
@@ -324,3 +325,10 @@ class Broker:
 
 def _name(wid: bytes) -> str:
     return wid.decode(errors="replace") if wid[:1].isalnum() else wid.hex()
+
+
+def _kind_name(msg: Any) -> str:
+    try:
+        return protocol.KIND_NAMES[protocol.kind_of(msg)]
+    except KeyError:
+        return type(msg).__name__

@@ -1,8 +1,10 @@
 """``ServiceClient``: sends requests to a :class:`~zmqpipeline.Service` and waits for replies.
 
-One DEALER socket per client (created on first use, and again after a ``fork``), so a client
-can have many requests in flight: a ``list`` request fans out as one request per element,
-served by several workers in parallel, and the replies come back in the list's order.
+Each call of :meth:`ServiceClient.request` opens its own DEALER socket (in a
+:class:`~zmqpipeline.runtime.RoleRuntime`, closed when the call returns, so a client works
+the same after a ``fork``) and may have many requests in flight: a ``list`` request fans out
+as one request per element, served by several workers in parallel, and the replies come
+back in the list's order.
 
 Each request carries an id; a reply is matched to it by id, so late or duplicate replies
 (a request re-routed after its worker died, a reply from before a retry) are ignored.
@@ -12,6 +14,11 @@ and waits again, at most ``retries`` times; then it raises :class:`RequestTimeou
 reply (the worker raised, or the service refused the request) raises :class:`RequestFailed`.
 Both are :class:`~zmqpipeline.errors.ServiceError`.
 
+While a request waits, SIGINT/SIGTERM end the wait at once: the socket is closed, the
+signal handlers in place before the call are restored and the signal is raised again for
+them (``KeyboardInterrupt`` for SIGINT by default); if they return, :class:`ServiceError`
+says the request was interrupted.
+
 A client is not thread-safe: use one per thread.
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
@@ -32,10 +40,11 @@ from ..errors import (
     ProtocolError,
     RequestFailed,
     RequestTimeout,
+    ServiceError,
 )
+from ..runtime import RoleRuntime
 from ..security import Security
 from ..settings import Settings
-from ..transport import DropCounter, new_context, open_socket
 from ..types import EndpointAddress
 
 __all__ = [
@@ -84,11 +93,7 @@ class ServiceClient:
         self.timeout = _check_timeout(timeout)
         self.retries = _check_retries(retries)
         self.settings = settings or Settings.from_env(security=security)
-        self.drops = DropCounter(logger, "service client")
         self._codec = protocol.Codec(self.settings.max_message_bytes)
-        self._ctx: zmq.Context[Any] | None = None
-        self._sock: zmq.Socket[Any] | None = None
-        self._pid = 0
         self._next_id = 1
 
     def request(
@@ -116,12 +121,8 @@ class ServiceClient:
         return self._exchange([data], task_type, timeout, retries)[0]
 
     def close(self) -> None:
-        """Close the socket (pending replies are dropped). The client reopens it if used."""
-        if self._sock is not None and self._pid == os.getpid():
-            self._sock.close(linger=0)
-            if self._ctx is not None:
-                self._ctx.term()
-        self._sock = self._ctx = None
+        """Nothing to release between requests (each opens and closes its own socket); kept
+        so a client can be used as a context manager and closed as before."""
 
     def __enter__(self) -> ServiceClient:
         return self
@@ -131,63 +132,46 @@ class ServiceClient:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _socket(self) -> zmq.Socket[Any]:
-        if self._sock is None or self._pid != os.getpid():
-            # After a fork the parent's socket is not ours to use or close: start afresh.
-            self._pid = os.getpid()
-            self._ctx = new_context()
-            identity = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}".encode()
-            self._sock = open_socket(
-                self._ctx,
-                zmq.DEALER,
-                self.endpoint,
-                bind=False,
-                settings=self.settings,
-                identity=identity,  # stable across reconnects: a reply finds us again
-                role="service client",
-            )
-            # Requests and replies are bounded by the caller's own list: never block on a
-            # high-water mark, never drop a reply for one.
-            self._sock.setsockopt(zmq.SNDHWM, 0)
-            self._sock.setsockopt(zmq.RCVHWM, 0)
-            self._poller = zmq.Poller()
-            self._poller.register(self._sock, zmq.POLLIN)
-        return self._sock
-
     def _exchange(
         self, items: list[Any], task_type: str, timeout: float, retries: int
     ) -> list[Any]:
-        sock = self._socket()
         first = self._next_id
         self._next_id += len(items)
         # Encode everything first: a value msgpack cannot carry fails before anything is sent.
         messages = [self._codec.request(first + i, task_type, item) for i, item in enumerate(items)]
         replies: dict[int, Any] = {}
-        for attempt in range(retries + 1):
-            for index, frames in enumerate(messages):
-                if index not in replies:
-                    sock.send_multipart(frames)
-            deadline = time.monotonic() + timeout
-            while len(replies) < len(items):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+        with RoleRuntime("service client", self.settings, logger) as rt:
+            identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}".encode()
+            sock = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=identity)
+            sock.setsockopt(zmq.LINGER, 0)  # what is unsent when the call returns is moot
+            # Requests and replies are bounded by the caller's own list: never wait on a
+            # high-water mark, never leave a reply unread for one.
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            for attempt in range(retries + 1):
+                self._attempt(rt, sock, messages, first, replies, task_type, timeout)
+                if len(replies) == len(items) or rt.stop.is_set:
                     break
-                if self._poller.poll(max(1, int(remaining * 1000))):
-                    self._receive(sock, first, len(items), replies, task_type)
-            if len(replies) == len(items):
-                return [replies[i] for i in range(len(items))]
-            if attempt < retries:
-                logger.warning(
-                    "no reply within %g s from the service at %s (task type %r, %d of %d "
-                    "missing); sending again (retry %d of %d)",
-                    timeout,
-                    self.endpoint,
-                    task_type,
-                    len(items) - len(replies),
-                    len(items),
-                    attempt + 1,
-                    retries,
-                )
+                if attempt < retries:
+                    logger.warning(
+                        "no reply within %g s from the service at %s (task type %r, %d of %d "
+                        "missing); sending again (retry %d of %d)",
+                        timeout,
+                        self.endpoint,
+                        task_type,
+                        len(items) - len(replies),
+                        len(items),
+                        attempt + 1,
+                        retries,
+                    )
+            signum = rt.stop.signum if rt.stop.is_set else None
+        if signum is not None:  # the handlers from before the call are back: let them act
+            signal.raise_signal(signum)
+            raise ServiceError(
+                f"request to task type {task_type!r} interrupted by {signal.strsignal(signum)}"
+            )
+        if len(replies) == len(items):
+            return [replies[i] for i in range(len(items))]
         what = (
             "no reply"
             if len(items) == 1
@@ -198,27 +182,56 @@ class ServiceClient:
             f"{retries + 1} attempt(s) of {timeout:g} s"
         )
 
-    def _receive(
-        self, sock: zmq.Socket[Any], first: int, n: int, replies: dict[int, Any], task_type: str
+    def _attempt(
+        self,
+        rt: RoleRuntime,
+        sock: zmq.Socket[Any],
+        messages: list[list[bytes]],
+        first: int,
+        replies: dict[int, Any],
+        task_type: str,
+        timeout: float,
     ) -> None:
+        """Send the requests still unanswered and collect replies for up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        for index, frames in enumerate(messages):
+            if index not in replies:
+                if not rt.send(sock, frames, max(0.0, deadline - time.monotonic())):
+                    return  # stopped, or the attempt's time is up
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(rt.stop.fd, zmq.POLLIN)
+        while len(replies) < len(messages) and not rt.stop.is_set:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if sock in dict(poller.poll(max(1, int(remaining * 1000)))):
+                self._receive(rt, sock, first, len(messages), replies, task_type)
+
+    def _receive(
+        self,
+        rt: RoleRuntime,
+        sock: zmq.Socket[Any],
+        first: int,
+        n: int,
+        replies: dict[int, Any],
+        task_type: str,
+    ) -> None:
+        limit = self.settings.max_message_bytes
         while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
             frames = sock.recv_multipart(_NOBLOCK)
             try:
-                kind, body = protocol.decode(frames, _TO_CLIENT, "at a client")
-                if len(body) != 2:  # [client, id, ...]: sent to the service, not to a client
-                    raise ProtocolError(
-                        f"{protocol.KIND_NAMES[kind]} for the service", frames, "wrong direction"
-                    )
+                msg = protocol.decode(frames, _TO_CLIENT, "at a client", limit)
             except ProtocolError as exc:
-                self.drops.drop(exc.category, exc.reason)
+                rt.drops.drop(exc.category, exc.reason)
                 continue
-            index = body[0] - first
+            index = msg.request_id - first
             if not 0 <= index < n or index in replies:
                 continue  # a late or duplicate reply to an earlier request
-            if kind == protocol.REPLY:
-                replies[index] = body[1]
+            if isinstance(msg, protocol.Reply):
+                replies[index] = msg.data
                 continue
-            error: str = body[1]
+            error: str = msg.error
             where = "" if n == 1 else f" (element {index} of {n})"
             headline = error.splitlines()[0] if error else "no detail"
             raise RequestFailed(

@@ -10,12 +10,14 @@ messages and the clock; :class:`Service` owns the sockets and the poll loop.
 What the service promises, and what it decides:
 
 * **Routing.** Each request goes to the free worker of its task type that has been free
-  the longest (least recently used). A worker holds one request at a time; its REPLY (or
-  REQUEST_ERROR) frees it. Replies go back to the client that asked, by routing id.
+  the longest (least recently used), as a JOB. A worker holds one request at a time; its
+  WORKER_REPLY (or WORKER_ERROR) frees it and goes back, as REPLY (or REQUEST_ERROR), to
+  the client that asked, by routing id.
 * **Task types.** The service cannot see the clients' ``TaskType`` registry, so a task
-  type is "known" when a worker has announced it. A request whose task type is not a
-  ``str`` or is empty is refused at once with an error reply. A request for a task type
-  no worker serves waits up to ``worker_wait_s`` (default :data:`WORKER_WAIT_S`, 5 s) for
+  type is "known" when a worker has announced it. A REQUEST whose task type is not a
+  ``str`` is malformed (dropped and counted, like all bad input); one whose task type is
+  empty is refused at once with an error reply. A request for a task type no worker
+  serves waits up to ``worker_wait_s`` (default :data:`WORKER_WAIT_S`, 5 s) for
   one to join, then gets an error reply naming the task type. While workers of its type
   exist but are all busy a request waits as long as it takes (the client's timeout decides).
 * **At-least-once.** The service keeps every request until its reply has passed through.
@@ -28,7 +30,7 @@ What the service promises, and what it decides:
   handler may run twice for one request; make it idempotent.
 * **Duplicates.** A client re-sending a request id that is still pending (its retry after
   a timeout) does not start a second copy; the original keeps running and its reply
-  answers both. Every well-formed REPLY is forwarded to the client it names, even one the
+  answers both. Every well-formed WORKER_REPLY is forwarded to the client it names, even one the
   service no longer tracks (it restarted meanwhile): clients take the first reply for an
   id they await and ignore the rest.
 * **Failures in user code.** A worker whose ``handle_message`` raises sends REQUEST_ERROR
@@ -44,6 +46,7 @@ What the service promises, and what it decides:
 * **Stopping.** SIGINT/SIGTERM (or :meth:`Service.stop`) end :meth:`Service.run`: every
   known worker gets DISCONNECT (its ``run()`` returns). Requests still pending get no
   reply: their clients time out (or get an answer from a restarted service on retry).
+  Every send is non-blocking: a full or vanished peer never holds the loop.
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ import zmq
 
 from .. import protocol
 from ..errors import ConfigurationError, ProtocolError
+from ..runtime import RoleRuntime
 from ..security import Security
 from ..settings import Settings
-from ..transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 from ..types import EndpointAddress
 from .broker import BACKEND, FRONTEND, WORKER_WAIT_S, Broker
 
@@ -67,6 +70,15 @@ __all__ = ["WORKER_WAIT_S", "Broker", "Service"]
 logger = logging.getLogger("zmqpipeline.service")
 
 _FROM_CLIENT = frozenset({protocol.REQUEST})
+_FROM_WORKER = frozenset(
+    {
+        protocol.SREADY,
+        protocol.WORKER_REPLY,
+        protocol.WORKER_ERROR,
+        protocol.HEARTBEAT,
+        protocol.DISCONNECT,
+    }
+)
 _DRAIN = 1000  # messages read from one socket before the other gets a turn
 # Plain ints: pyzmq's flag enums cost more per message than the rest of a send.
 _EVENTS = int(zmq.EVENTS)
@@ -104,63 +116,52 @@ class Service:
             raise ConfigurationError(f"worker_wait_s must not be negative, got {worker_wait_s}")
         self.worker_wait_s = wait
         self.settings = settings or Settings.from_env(security=security)
-        self.drops = DropCounter(logger, "service")
         self.broker: Broker | None = None
-        self._stop_signal: StopSignal | None = None
+        self._runtime: RoleRuntime | None = None
         self._stop_requested = False
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (from any thread)."""
         self._stop_requested = True
-        signal = self._stop_signal
-        if signal is not None:
-            signal.set()
+        rt = self._runtime
+        if rt is not None:
+            rt.stop.set()
 
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM or :meth:`stop`, then tell the workers to stop."""
-        ctx = new_context()
-        stop = StopSignal()
-        self._stop_signal = stop
-        if self._stop_requested:
-            stop.set()
         broker = self.broker = Broker(self.settings, self.worker_wait_s)
-        sockets: list[zmq.Socket[Any]] = []
         try:
-            for endpoint in (self.frontend_endpoint, self.backend_endpoint):
-                sockets.append(
-                    open_socket(
-                        ctx, zmq.ROUTER, endpoint, bind=True, settings=self.settings, role="service"
-                    )
+            with RoleRuntime("service", self.settings, logger) as rt:
+                self._runtime = rt
+                if self._stop_requested:
+                    rt.stop.set()
+                frontend = rt.open(zmq.ROUTER, self.frontend_endpoint, bind=True)
+                backend = rt.open(zmq.ROUTER, self.backend_endpoint, bind=True)
+                logger.info(
+                    "service up: clients at %s, workers at %s",
+                    self.frontend_endpoint,
+                    self.backend_endpoint,
                 )
-            frontend, backend = sockets
-            logger.info(
-                "service up: clients at %s, workers at %s",
-                self.frontend_endpoint,
-                self.backend_endpoint,
-            )
-            self._loop(broker, stop, frontend, backend)
-            told = broker.disconnect_all()
-            self._flush(broker, frontend, backend, time.monotonic())
-            logger.info("service stopping: told %d worker(s) to stop", told)
+                self._loop(rt, broker, frontend, backend)
+                told = broker.disconnect_all()
+                self._flush(broker, frontend, backend, time.monotonic())
+                logger.info("service stopping: told %d worker(s) to stop", told)
+                # leaving the runtime lingers (bounded) to deliver the DISCONNECTs
         finally:
-            self._stop_signal = None
+            self._runtime = None
             self._stop_requested = False
-            close_sockets(sockets)  # lingers long enough to deliver the DISCONNECTs
-            ctx.term()
-            stop.close()
-            self.drops.report()
         logger.info(
             "service stopped: %s",
             ", ".join(f"{k} {v}" for k, v in sorted(broker.stats.items())) or "no requests",
         )
 
     def _loop(
-        self, broker: Broker, stop: StopSignal, frontend: zmq.Socket[Any], backend: zmq.Socket[Any]
+        self, rt: RoleRuntime, broker: Broker, frontend: zmq.Socket[Any], backend: zmq.Socket[Any]
     ) -> None:
         poller = zmq.Poller()
         poller.register(frontend, zmq.POLLIN)
         poller.register(backend, zmq.POLLIN)
-        poller.register(stop.fd, zmq.POLLIN)
+        poller.register(rt.stop.fd, zmq.POLLIN)
         interval = self.settings.heartbeat_interval_s
         now = time.monotonic()
         next_tick = now + interval
@@ -168,19 +169,22 @@ class Service:
             self._flush(broker, frontend, backend, now)
             events = dict(poller.poll(max(0, int((next_tick - now) * 1000)) + 1))
             now = time.monotonic()
-            if stop.fd in events:
+            if rt.stop.fd in events or rt.stop.is_set:
                 logger.info("service: stop requested")
                 return
             if backend in events:
-                self._read(broker, backend, BACKEND, now)
+                self._read(rt, broker, backend, BACKEND, now)
             if frontend in events:
-                self._read(broker, frontend, FRONTEND, now)
+                self._read(rt, broker, frontend, FRONTEND, now)
             if now >= next_tick:
                 broker.tick(now)
                 next_tick = now + interval
 
-    def _read(self, broker: Broker, sock: zmq.Socket[Any], channel: int, now: float) -> None:
+    def _read(
+        self, rt: RoleRuntime, broker: Broker, sock: zmq.Socket[Any], channel: int, now: float
+    ) -> None:
         where = "frontend" if channel == FRONTEND else "backend"
+        limit = self.settings.max_message_bytes
         for _ in range(_DRAIN):
             # Asking is cheaper than the exception a recv on an empty socket raises.
             if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
@@ -188,16 +192,16 @@ class Service:
             frames = sock.recv_multipart(_NOBLOCK)
             try:
                 if channel == FRONTEND:
-                    _, body = protocol.decode(frames[1:], _FROM_CLIENT, "from a client")
-                    broker.on_request(frames[0], body, now)
+                    request = protocol.decode(frames[1:], _FROM_CLIENT, "from a client", limit)
+                    broker.on_request(frames[0], request, now)
                 else:
-                    kind, body = protocol.decode(frames[1:])
-                    broker.on_worker(frames[0], kind, body, now)
+                    msg = protocol.decode(frames[1:], _FROM_WORKER, "from a service worker", limit)
+                    broker.on_worker(frames[0], msg, now)
             except ProtocolError as exc:
-                self.drops.drop(exc.category, f"{exc.reason} at the {where}")
+                rt.drops.drop(exc.category, f"{exc.reason} at the {where}")
             except Exception:  # one bad message must not stop the service
                 logger.exception("service: error handling a message at the %s", where)
-                self.drops.drop("handler error")
+                rt.drops.drop("handler error")
 
     def _flush(
         self, broker: Broker, frontend: zmq.Socket[Any], backend: zmq.Socket[Any], now: float
@@ -217,7 +221,7 @@ class Service:
                         broker.stats["replies undeliverable"] += 1  # the client has gone
                         continue
                     kind = frames[0][1]
-                    if kind == protocol.HEARTBEAT and exc.errno == zmq.EAGAIN:
+                    if kind == protocol.ALIVE and exc.errno == zmq.EAGAIN:
                         continue  # a busy worker's queue is full of beats already
                     if kind in (protocol.RESET, protocol.DISCONNECT):
                         continue  # it has gone; nothing to tell it

@@ -10,6 +10,9 @@ the process is alive every ``heartbeat_interval_s``, even while ``handle_message
 a long time. The main loop counts the service dead after ``heartbeat_interval_s ×
 liveness_misses`` of silence while idle; it then reopens its socket and announces itself
 again, so a restarted service gets its workers back.
+
+No send waits forever: SIGINT/SIGTERM end :meth:`ServiceWorker.run` within moments whether
+the service is up, gone or never was (during ``handle_message``, once it returns).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import zmq
 
 from .. import protocol
 from ..errors import ProtocolError, SerializationError, ZmqPipelineError
+from ..runtime import RoleRuntime, UserCodeError, call_user
 from ..security import Security
 from ..settings import Settings
 from ..task import check_class_attributes
-from ..transport import DropCounter, StopSignal, close_sockets, heartbeat, new_context, open_socket
+from ..transport import close_sockets, heartbeat
 from ..types import EndpointAddress, TaskType
 from ..utils.messages import MESSAGE_TYPE_DATA
 from ..utils.serializer import find_unpackable
@@ -39,10 +43,7 @@ __all__ = ["ServiceWorker"]
 
 logger = logging.getLogger("zmqpipeline.serviceworker")
 
-_FROM_SERVICE = frozenset(
-    {protocol.REQUEST, protocol.HEARTBEAT, protocol.RESET, protocol.DISCONNECT}
-)
-_MAX_ERROR_CHARS = 64 * 1024
+_FROM_SERVICE = frozenset({protocol.JOB, protocol.ALIVE, protocol.RESET, protocol.DISCONNECT})
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -73,7 +74,7 @@ class ServiceWorker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
         self.requests_handled = 0
         self.requests_failed = 0
-        self.drops = DropCounter(logger, f"service worker {self.task_type}")
+        self._codec = protocol.Codec(self.settings.max_message_bytes)
         self._last_heard = 0.0  # when the service was last heard from (monotonic)
 
     def handle_message(self, data: Any, task_type: str, msgtype: str) -> Any:
@@ -86,27 +87,20 @@ class ServiceWorker:
 
     def run(self) -> None:
         """Answer requests until the service says DISCONNECT or SIGINT/SIGTERM; then return."""
-        ctx = new_context()
-        stop = StopSignal()
         stopped = threading.Event()
-        beat: threading.Thread | None = None
-        self._codec = protocol.Codec(self.settings.max_message_bytes)
-        try:
+        with RoleRuntime(f"service worker {self.task_type}", self.settings, logger) as rt:
             beat = threading.Thread(
                 target=heartbeat,
                 name="zmqpipeline-service-heartbeat",
                 daemon=True,
-                args=(ctx, self.endpoint, self.worker_id, self.settings, stopped),
+                args=(rt.ctx, self.endpoint, self.worker_id, self.settings, stopped),
             )
             beat.start()
-            self._loop(ctx, stop)
-        finally:
-            stopped.set()
-            if beat is not None:
-                beat.join()
-            ctx.term()
-            stop.close()
-            self.drops.report()
+            try:
+                self._loop(rt)
+            finally:
+                stopped.set()
+                beat.join()  # its socket is closed before the runtime terminates the context
         logger.info(
             "service worker %s finished: %d request(s) answered, %d raised",
             self.worker_id.decode(),
@@ -114,122 +108,142 @@ class ServiceWorker:
             self.requests_failed,
         )
 
-    def _connect(self, ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
-        sock = open_socket(
-            ctx,
-            zmq.DEALER,
-            self.endpoint,
-            bind=False,
-            settings=self.settings,
-            identity=self.worker_id,
-            role="service worker",
-        )
-        sock.send_multipart(self._codec.sready(self.task_type))
+    @property
+    def _name(self) -> str:
+        return self.worker_id.decode()
+
+    def _connect(self, rt: RoleRuntime) -> zmq.Socket[Any]:
+        sock = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=self.worker_id)
+        self._send(rt, sock, self._codec.sready(self.task_type), "SREADY")
+        self._last_heard = time.monotonic()
         return sock
 
-    def _loop(self, ctx: zmq.Context[Any], stop: StopSignal) -> None:
+    def _reconnect(self, rt: RoleRuntime, sock: zmq.Socket[Any]) -> zmq.Socket[Any]:
+        # A fresh socket drops anything stale queued for the old connection and announces
+        # this worker once.
+        rt.sockets.remove(sock)
+        sock.setsockopt(zmq.LINGER, 0)
+        close_sockets([sock])
+        return self._connect(rt)
+
+    def _send(self, rt: RoleRuntime, sock: zmq.Socket[Any], frames: list[bytes], what: str) -> None:
+        """Send, waiting at most the liveness period (or until a stop request): a message
+        that cannot go by then is lost, and the silence that follows reconnects."""
+        if not rt.send(sock, frames, self.settings.liveness_s) and not rt.stop.is_set:
+            logger.warning(
+                "service worker %s: could not send %s to the service at %s for %g s; dropped",
+                self._name,
+                what,
+                self.endpoint,
+                self.settings.liveness_s,
+            )
+
+    def _loop(self, rt: RoleRuntime) -> None:
         liveness = self.settings.liveness_s
-        sock = self._connect(ctx)
+        sock = self._connect(rt)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
-        poller.register(stop.fd, zmq.POLLIN)
-        self._last_heard = time.monotonic()
+        poller.register(rt.stop.fd, zmq.POLLIN)
         outage_logged = False
-        try:
-            while True:
-                timeout_ms = max(1, int((self._last_heard + liveness - time.monotonic()) * 1000))
-                events = dict(poller.poll(timeout_ms))
-                if stop.fd in events or stop.is_set:
-                    logger.info("service worker %s: stop requested", self.worker_id.decode())
-                    try:
-                        sock.send_multipart(self._codec.disconnect(), zmq.NOBLOCK)
-                    except zmq.ZMQError:
-                        pass
+        while not rt.stop.is_set:
+            timeout_ms = max(1, int((self._last_heard + liveness - time.monotonic()) * 1000))
+            events = dict(poller.poll(timeout_ms))
+            if rt.stop.fd in events or rt.stop.is_set:
+                break
+            if sock in events:
+                outage_logged = False
+                if self._read(rt, sock):
                     return
-                if sock in events:
-                    outage_logged = False
-                    if self._read(sock, stop):
-                        return
-                elif time.monotonic() - self._last_heard >= liveness:
-                    # Silence: the service died or restarted. A fresh socket drops anything
-                    # stale queued for the old connection and announces this worker once.
-                    (logger.debug if outage_logged else logger.info)(
-                        "service worker %s: no word from the service at %s for %g s; reconnecting",
-                        self.worker_id.decode(),
-                        self.endpoint,
-                        liveness,
-                    )
-                    outage_logged = True
-                    poller.unregister(sock)
-                    sock.close(linger=0)
-                    sock = self._connect(ctx)
-                    poller.register(sock, zmq.POLLIN)
-                    self._last_heard = time.monotonic()
-        finally:
-            close_sockets([sock])
+            elif time.monotonic() - self._last_heard >= liveness:
+                (logger.debug if outage_logged else logger.info)(
+                    "service worker %s: no word from the service at %s for %g s; reconnecting",
+                    self._name,
+                    self.endpoint,
+                    liveness,
+                )
+                outage_logged = True
+                poller.unregister(sock)
+                sock = self._reconnect(rt, sock)
+                poller.register(sock, zmq.POLLIN)
+        logger.info("service worker %s: stop requested", self._name)
+        try:
+            sock.send_multipart(self._codec.disconnect(), _NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
-    def _read(self, sock: zmq.Socket[Any], stop: StopSignal) -> bool:
+    def _read(self, rt: RoleRuntime, sock: zmq.Socket[Any]) -> bool:
         """Handle what the service sent; ``True`` when it said DISCONNECT."""
-        while not stop.is_set:
+        limit = self.settings.max_message_bytes
+        while not rt.stop.is_set:
             if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
                 return False
             frames = sock.recv_multipart(_NOBLOCK)
             # Read time, not send time: beats queued while handle_message ran count now.
             self._last_heard = time.monotonic()
             try:
-                kind, body = protocol.decode(frames, _FROM_SERVICE, "from the service")
-                if kind == protocol.REQUEST and type(body[0]) is not bytes:
-                    raise ProtocolError(
-                        "REQUEST without the client's address: a client's, not the service's",
-                        frames,
-                        "wrong direction",
-                    )
+                msg = protocol.decode(frames, _FROM_SERVICE, "from the service", limit)
             except ProtocolError as exc:
-                self.drops.drop(exc.category, exc.reason)
+                rt.drops.drop(exc.category, exc.reason)
                 continue
-            if kind == protocol.REQUEST:
-                sock.send_multipart(self._answer(body[0], body[1], body[2]))
-            elif kind == protocol.RESET:
+            if type(msg) is protocol.Job:
+                answer = self._answer(msg)
+                self._send(rt, sock, answer, f"the answer to request {msg.request_id}")
+            elif type(msg) is protocol.Reset:
                 logger.info(
-                    "service worker %s: the service asks it to announce itself again",
-                    self.worker_id.decode(),
+                    "service worker %s: the service asks it to announce itself again", self._name
                 )
-                sock.send_multipart(self._codec.sready(self.task_type))
-            elif kind == protocol.DISCONNECT:
-                logger.info("service worker %s: the service is stopping", self.worker_id.decode())
+                self._send(rt, sock, self._codec.sready(self.task_type), "SREADY")
+            elif type(msg) is protocol.Disconnect:
+                logger.info("service worker %s: the service is stopping", self._name)
                 return True
+            # protocol.Alive: hearing it was all it was for
         return False
 
-    def _answer(self, client: bytes, request_id: int, data: Any) -> list[bytes]:
+    # -- answering ------------------------------------------------------------------------
+
+    def _answer(self, job: protocol.Job) -> list[bytes]:
+        """WORKER_REPLY with what handle_message returned, or WORKER_ERROR if it raised or
+        its reply cannot be sent."""
         try:
-            result = self.handle_message(data, self.task_type, MESSAGE_TYPE_DATA)
-        except Exception as exc:
-            return self._failed(client, request_id, exc, "raised")
+            result = call_user(
+                logger,
+                f"service worker {self._name}: {type(self).__name__}.handle_message",
+                self.handle_message,
+                job.data,
+                self.task_type,
+                MESSAGE_TYPE_DATA,
+                item=f"request {job.request_id}",
+            )
+        except UserCodeError as exc:
+            self.requests_failed += 1
+            return self._error(job, "raised", exc.exc, exc.text)
         try:
-            frames = self._codec.worker_reply(client, request_id, result, self.task_type)
+            frames = self._codec.worker_reply(job.client, job.request_id, result, self.task_type)
         except ZmqPipelineError as exc:  # cannot be serialized, or too large
-            error: Exception = exc
-            found = find_unpackable(result)
-            if found is not None:  # name the place in the reply, not in the wire message
-                key, kind = found
-                error = SerializationError(
-                    f"{type(self).__name__}.handle_message returned a reply msgpack cannot "
-                    f"carry: value at {key or 'top level'} ({kind})"
-                )
-            return self._failed(client, request_id, error, "cannot send its reply:")
+            return self._unsendable(job, result, exc)
         self.requests_handled += 1
         return frames
 
-    def _failed(self, client: bytes, request_id: int, exc: Exception, what: str) -> list[bytes]:
-        text = "".join(traceback.format_exception(exc))
+    def _unsendable(self, job: protocol.Job, result: Any, exc: Exception) -> list[bytes]:
+        error: Exception = exc
+        found = find_unpackable(result)
+        if found is not None:  # name the place in the reply, not in the wire message
+            key, kind = found
+            error = SerializationError(
+                f"{type(self).__name__}.handle_message returned a reply msgpack cannot "
+                f"carry: value at {key or 'top level'} ({kind})"
+            )
+        text = "".join(traceback.format_exception(error))
         self.requests_failed += 1
         logger.error(
-            "service worker %s: request %d %s\n%s",
-            self.worker_id.decode(),
-            request_id,
-            "raised in handle_message:" if what == "raised" else "has a reply it cannot send:",
+            "service worker %s: request %d has a reply it cannot send:\n%s",
+            self._name,
+            job.request_id,
             text,
         )
+        return self._error(job, "cannot send its reply:", error, text)
+
+    def _error(self, job: protocol.Job, what: str, exc: BaseException, text: str) -> list[bytes]:
         summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        error = f"worker {self.worker_id.decode()} {what} {summary}\n{text}"
-        return self._codec.worker_error(client, request_id, error[:_MAX_ERROR_CHARS])
+        error = f"worker {self._name} {what} {summary}\n{text}"
+        return self._codec.worker_error(job.client, job.request_id, error)
