@@ -88,7 +88,10 @@ def test_item_that_always_raises_fails_alone(procs, endpoints, threads):
     failure = report["failed"][0]
     assert failure["seq"] == 6 and failure["attempts"] == 3  # item 7 is seq 6
     assert "ValueError: item 7 is poison" in failure["error"]
-    assert results["finished"]["failed"] == report["failed"]
+    # handle_finished hears of it too, with the error's last line (END stays small)
+    [told] = results["finished"]["failed"]
+    assert told["item_id"] == failure["item_id"] == "FIRST/6"
+    assert told["error"] == failure["error"].strip().splitlines()[-1]
     assert report["retries"] == 2
 
 
@@ -110,10 +113,9 @@ def _garbage(endpoints, stop, seed):
     """Send seeded random frames to every bound socket until ``stop`` is set."""
     rng = random.Random(seed)
     ctx = zmq.Context()
-    targets = [ctx.socket(zmq.DEALER), ctx.socket(zmq.PUSH), ctx.socket(zmq.DEALER)]
-    for sock, address in zip(
-        targets, [endpoints.worker, endpoints.collector, endpoints.meta], strict=True
-    ):
+    targets = [ctx.socket(t) for t in (zmq.DEALER, zmq.PUSH, zmq.DEALER, zmq.DEALER)]
+    addresses = [endpoints.worker, endpoints.collector, endpoints.meta, endpoints.ack]
+    for sock, address in zip(targets, addresses, strict=True):
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 100)
         sock.connect(address)
@@ -133,9 +135,11 @@ def _garbage(endpoints, stop, seed):
                 frames = rng.choice(
                     [
                         codec.credit(5),
-                        codec.fail(99, "x"),
+                        codec.fail(99, "x", []),
                         codec.ack(1, []),
-                        codec.result(1, "NOPE", 3, {}),
+                        codec.result(1, "NOPE", 3, {}, b"w"),
+                        codec.skip(1, "FIRST", 3),
+                        codec.ping(1),
                         codec.end(1, {}),
                         codec.meta({"evil": True}),
                         codec.bye([1, 2]),

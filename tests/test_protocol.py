@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 
 import msgpack
 import pytest
+import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,58 +19,78 @@ from zmqpipeline.utils.serializer import deserialize, serialize
 
 codec = Codec(1 << 20)
 
+WID = b"host:1:abc"
 BUILT = {
-    "ready": (codec.ready("CALC", 3, 2), protocol.READY, ["CALC", 3, 2]),
-    "welcome": (codec.welcome(7, {"a": 1}), protocol.WELCOME, [7, {"a": 1}]),
+    "ready": (codec.ready("CALC", 3, 2), protocol.Ready("CALC", 3, 2)),
+    "welcome": (codec.welcome(7, {"a": 1}), protocol.Welcome(7, {"a": 1})),
     "data": (
         codec.data(7, [[0, {"x": 1}], [1, {}]], "CALC"),
-        protocol.DATA,
-        [7, [[0, {"x": 1}], [1, {}]]],
+        protocol.Data(7, [[0, {"x": 1}], [1, {}]]),
     ),
-    "credit": (codec.credit(2), protocol.CREDIT, [2]),
-    "fail": (codec.fail(4, "boom"), protocol.FAIL, [4, "boom"]),
-    "beat-worker": (codec.heartbeat(b"w1"), protocol.HEARTBEAT, [b"w1"]),
-    "beat": (codec.heartbeat(), protocol.HEARTBEAT, []),
-    "reset": (codec.reset(), protocol.RESET, []),
-    "bye": (codec.bye([1, 2]), protocol.BYE, [[1, 2]]),
-    "end": (codec.end(7, {"ok": True}), protocol.END, [7, {"ok": True}]),
-    "result": (codec.result(7, "CALC", 3, None), protocol.RESULT, [7, "CALC", 3, None]),
-    "start": (codec.start(7, {}, ["CALC"]), protocol.START, [7, {}, ["CALC"]]),
-    "skip": (codec.skip(7, "CALC", 3), protocol.SKIP, [7, "CALC", 3]),
+    "credit": (codec.credit(2), protocol.Credit(2)),
+    "fail": (codec.fail(4, "boom", ["ValueError"]), protocol.Fail(4, "boom", ["ValueError"])),
+    "heartbeat": (codec.heartbeat(b"w1"), protocol.Heartbeat(b"w1")),
+    "alive": (codec.alive(), protocol.Alive()),
+    "reset": (codec.reset(), protocol.Reset()),
+    "bye": (codec.bye([1, 2]), protocol.Bye([1, 2])),
+    "end": (codec.end(7, {"ok": True}), protocol.End(7, {"ok": True})),
+    "result": (codec.result(7, "CALC", 3, None, WID), protocol.Result(7, "CALC", 3, None, WID)),
+    "ping": (codec.ping(7), protocol.Ping(7)),
+    "hello": (codec.hello(b"c1"), protocol.Hello(b"c1")),
+    "start": (codec.start(7, {}, ["CALC"]), protocol.Start(7, {}, ["CALC"])),
+    "skip": (codec.skip(7, "CALC", 3), protocol.Skip(7, "CALC", 3)),
     "ack": (
-        codec.ack(7, [["CALC", 3, None, None], ["CALC", 4, {"n": 1}, "err"]]),
-        protocol.ACK,
-        [7, [["CALC", 3, None, None], ["CALC", 4, {"n": 1}, "err"]]],
+        codec.ack(7, [["CALC", 3, None, None, WID], ["CALC", 4, {"n": 1}, "err", WID]]),
+        protocol.Ack(7, [["CALC", 3, None, None, WID], ["CALC", 4, {"n": 1}, "err", WID]]),
     ),
-    "finished": (codec.finished(7), protocol.FINISHED, [7]),
-    "meta": (codec.meta({"m": 1}), protocol.META, [{"m": 1}]),
-    "meta-receipt": (codec.meta(), protocol.META, []),
+    "finished": (codec.finished(7), protocol.Finished(7)),
+    "meta": (codec.meta({"m": 1}), protocol.Meta({"m": 1})),
+    "meta-ok": (codec.meta_ok(), protocol.MetaOk()),
+    "sready": (codec.sready("UP"), protocol.SReady("UP")),
+    "request": (codec.request(1, "UP", {"t": "a"}), protocol.Request(1, "UP", {"t": "a"})),
+    "job": (codec.job(b"c", 1, {"t": "a"}, "UP"), protocol.Job(b"c", 1, {"t": "a"})),
+    "worker-reply": (codec.worker_reply(b"c", 1, [1], "UP"), protocol.WorkerReply(b"c", 1, [1])),
+    "reply": (codec.reply(1, {"t": "A"}), protocol.Reply(1, {"t": "A"})),
+    "worker-error": (codec.worker_error(b"c", 1, "e"), protocol.WorkerError(b"c", 1, "e")),
+    "request-error": (codec.request_error(1, "e"), protocol.RequestError(1, "e")),
+    "disconnect": (codec.disconnect(), protocol.Disconnect()),
 }
 
 
+def test_every_kind_has_a_builder_and_a_record():
+    assert {protocol.kind_of(record) for _, record in BUILT.values()} == set(protocol.KIND_NAMES)
+
+
 @pytest.mark.parametrize("name", sorted(BUILT))
-def test_every_built_message_decodes_to_what_was_built(name):
-    frames, kind, body = BUILT[name]
+def test_every_built_message_decodes_to_its_record(name):
+    frames, record = BUILT[name]
+    kind = protocol.kind_of(record)
     assert len(frames) == 2 and frames[0] == bytes((protocol.VERSION, kind))
-    assert decode(frames) == (kind, body)
+    decoded = decode(frames)
+    assert type(decoded) is type(record) and decoded == record
+
+
+V = protocol.VERSION
 
 
 @pytest.mark.parametrize(
     "frames, category",
     [
-        ([b"\x01\x0a"], "frame count"),
-        ([b"\x01\x0a", b"", b""], "frame count"),
-        ([b"\x01", msgpack.packb([])], "bad header"),
-        ([b"\x02\x04", msgpack.packb([1])], "wrong version"),
-        ([b"\x01\x7f", msgpack.packb([])], "unknown kind"),
-        ([b"\x01\x04", b"\xc1"], "undecodable body"),
-        ([b"\x01\x04", msgpack.packb([1])[:-1] + b"\xdc"], "undecodable body"),
-        ([b"\x01\x04", msgpack.packb(["one"])], "malformed body"),
-        ([b"\x01\x04", msgpack.packb({"n": 1})], "malformed body"),
-        ([b"\x01\x03", msgpack.packb([1, [[1]]])], "malformed body"),
-        ([b"\x01\x03", msgpack.packb([1, [["x", {}]]])], "malformed body"),
-        ([b"\x01\x0d", msgpack.packb([1, [["T", 1, 5, None]]])], "malformed body"),
-        ([b"\x01\x04", msgpack.packb([True])], "malformed body"),  # a bool is no credit
+        ([bytes((V, 0x0A))], "frame count"),
+        ([bytes((V, 0x0A)), b"", b""], "frame count"),
+        ([bytes((V,)), msgpack.packb([])], "bad header"),
+        ([b"\x01\x04", msgpack.packb([1])], "wrong version"),  # a peer of release 1
+        ([bytes((V, 0x7F)), msgpack.packb([])], "unknown kind"),
+        ([bytes((V, 0x04)), b"\xc1"], "undecodable body"),
+        ([bytes((V, 0x04)), msgpack.packb([1])[:-1] + b"\xdc"], "undecodable body"),
+        ([bytes((V, 0x04)), msgpack.packb(["one"])], "malformed body"),
+        ([bytes((V, 0x04)), msgpack.packb({"n": 1})], "malformed body"),
+        ([bytes((V, 0x03)), msgpack.packb([1, [[1]]])], "malformed body"),
+        ([bytes((V, 0x03)), msgpack.packb([1, [["x", {}]]])], "malformed body"),
+        ([bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, 5, None, b"w"]]])], "malformed body"),
+        ([bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None]]])], "malformed body"),
+        ([bytes((V, 0x04)), msgpack.packb([True])], "malformed body"),  # a bool is no credit
+        ([bytes((V, 0x06)), msgpack.packb([])], "malformed body"),  # HEARTBEAT names a worker
     ],
 )
 def test_malformed_frames_raise_protocol_error_naming_the_fault(frames, category):
@@ -78,14 +100,43 @@ def test_malformed_frames_raise_protocol_error_naming_the_fault(frames, category
     assert info.value.frames == frames  # the raw bytes are kept for diagnosis
 
 
+def test_a_msgpack_bomb_is_refused_without_being_built():
+    # 2 MB of empty maps in one array: 64 bytes each once built. READY's shape allows an
+    # array of 3, so the first header refuses it; a control kind's byte limit refuses more.
+    bomb = b"\xdd" + (2_000_000).to_bytes(4, "big") + b"\x80" * 2_000_000
+    with pytest.raises(ProtocolError) as info:
+        decode([bytes((V, protocol.READY)), bomb[:60_000]])
+    assert info.value.category == "undecodable body"
+    with pytest.raises(ProtocolError) as info:
+        decode([bytes((V, protocol.READY)), bomb])
+    assert info.value.category == "too large"
+    nested = msgpack.packb([1, [[0, {"k": [[[]] * 10] * 10}]]])
+    assert decode([bytes((V, protocol.DATA)), nested]).run == 1  # user data keeps its depth
+
+
+def test_user_data_kinds_are_bounded_by_the_role_limit():
+    frames = codec.result(7, "CALC", 3, {"blob": "x" * 5000}, WID)
+    assert decode(frames, max_bytes=10_000).seq == 3
+    with pytest.raises(ProtocolError) as info:
+        decode(frames, max_bytes=1000)
+    assert info.value.category == "too large"
+
+
+def test_long_errors_are_clipped_keeping_both_ends():
+    text = "Traceback start\n" + "x" * 100_000 + "\nValueError: the end"
+    fail = decode(codec.fail(1, text, ["ValueError"]))
+    assert len(fail.error) < 20_000
+    assert fail.error.startswith("Traceback start") and fail.error.endswith("ValueError: the end")
+
+
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.lists(st.binary(max_size=64), max_size=4))
 def test_random_frames_never_escape_as_anything_but_protocol_error(frames):
     try:
-        kind, body = decode(frames)
+        record = decode(frames)
     except ProtocolError:
         return
-    assert kind in protocol.KIND_NAMES and isinstance(body, list)
+    assert protocol.kind_of(record) in protocol.KIND_NAMES
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -110,11 +161,11 @@ def test_oversized_message_fails_at_the_sender_naming_the_task_type():
 
 def test_unpackable_value_is_a_type_error_naming_task_type_and_key():
     with pytest.raises(TypeError) as info:
-        codec.result(1, "CALC", 0, {"ok": 1, "bad": object()})
+        codec.result(1, "CALC", 0, {"ok": 1, "bad": object()}, WID)
     assert isinstance(info.value, SerializationError)
     assert "'CALC'" in str(info.value) and "['bad']" in str(info.value)
     # the packer is still usable afterwards
-    assert decode(codec.credit(1)) == (protocol.CREDIT, [1])
+    assert decode(codec.credit(1)) == protocol.Credit(1)
 
 
 def test_nested_unpackable_value_is_located():
@@ -135,11 +186,31 @@ def test_serializer_round_trips_dates_times_and_durations():
 
 
 def test_no_pickle_on_the_wire():
-    class Thing:
+    """What crosses a real socket is msgpack: a picklable object is refused at the sender
+    (nothing is sent), and the bytes that arrive never unpickle."""
+
+    class Thing:  # picklable, but not a msgpack type
         pass
 
-    with pytest.raises(TypeError):
-        serialize({"thing": Thing()})
+    ctx = zmq.Context()
+    push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    try:
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        with pytest.raises(TypeError):
+            push.send_multipart(codec.result(1, "CALC", 0, {"thing": Thing()}, WID))
+        when = dt.datetime(2014, 5, 6)
+        push.send_multipart(codec.result(1, "CALC", 1, {"when": when}, WID))
+        assert pull.poll(5000)
+        wire = pull.recv_multipart()
+        assert decode(wire).seq == 1  # the refused message never went out
+        assert 0x90 <= wire[1][0] <= 0x9F  # a msgpack array, not pickle's PROTO opcode
+        assert pickle.PROTO not in wire[1][:1]
+        assert decode(wire).result == {"when": when}
+    finally:
+        push.close(0)
+        pull.close(0)
+        ctx.term()
 
 
 def test_old_message_helpers_keep_working():
@@ -154,7 +225,7 @@ def test_old_message_helpers_keep_working():
 
 def test_a_kind_not_accepted_where_it_arrives_is_a_wrong_direction():
     frames = Codec(1024).credit(3)
-    assert decode(frames, {protocol.CREDIT}, "from a worker") == (protocol.CREDIT, [3])
+    assert decode(frames, {protocol.CREDIT}, "from a worker") == protocol.Credit(3)
     with pytest.raises(ProtocolError) as info:
         decode(frames, {protocol.DATA, protocol.END}, "from the distributor")
     assert info.value.category == "wrong direction"

@@ -70,10 +70,10 @@ class SeenSet:
 class CollectorLogic:
     """Everything the collector decides, fed decoded records and the time.
 
-    It follows one distributor (identified by its routing id): the first to PING, or a new
-    one once the current has been silent for ``liveness_s``. START, SKIP and END count only
-    from that distributor. ACKs, HELLOs and FINISHED go to :attr:`outbox` as
-    ``(distributor id, frames)``.
+    It follows one distributor (identified by its routing id): the first to send START, or
+    a new one once the current has been silent for ``liveness_s``; while it has one, no
+    other gets an answer. START, SKIP and END count only from that distributor. ACKs,
+    HELLOs and FINISHED go to :attr:`outbox` as ``(distributor id, frames)``.
     """
 
     def __init__(self, settings: Settings, collect: CollectFn, drops: DropCounter) -> None:
@@ -136,21 +136,22 @@ class CollectorLogic:
     # -- from the distributor ------------------------------------------------------------
 
     def on_distributor(self, sender: bytes, msg: Any, now: float) -> None:
+        kind = type(msg)
         if sender != self.distributor:
-            if type(msg) is not protocol.Ping:
+            free = self.distributor is None or (
+                now - self.distributor_seen >= self.settings.liveness_s
+            )
+            if not free or kind not in (protocol.Ping, protocol.Start):
                 self.drops.drop("message from a peer that is not our distributor")
                 return
-            if self.distributor is not None and now - self.distributor_seen < (
-                self.settings.liveness_s
-            ):
-                self.drops.drop("PING from a second distributor while ours is alive")
+            if kind is protocol.Ping:  # say we are up; it becomes ours by its START
+                self._send(self.codec.hello(self.collector_id), sender)
                 return
             if self.distributor is not None:
                 logger.warning("the distributor went silent; following a new one")
             self.distributor = sender
             self.outbox.clear()  # ACKs for a distributor that has gone
         self.distributor_seen = now
-        kind = type(msg)
         if kind is protocol.Ping:
             self._send(self.codec.hello(self.collector_id))
         elif kind is protocol.Start:
@@ -174,13 +175,14 @@ class CollectorLogic:
         for result in early:
             self.on_result(result)
 
-    def _send(self, frames: list[bytes]) -> None:
-        assert self.distributor is not None
+    def _send(self, frames: list[bytes], to: bytes | None = None) -> None:
+        to = to or self.distributor
+        assert to is not None
         if len(self.outbox) >= _UNSENT_LIMIT:
             # The distributor re-issues what it never heard of; we re-ACK duplicates.
             self.outbox.popleft()
             self.drops.drop("ACK for an unreachable distributor, queue full")
-        self.outbox.append((self.distributor, frames))
+        self.outbox.append((to, frames))
 
     def finished_message(self) -> None:
         if self.run is not None and self.distributor is not None:
