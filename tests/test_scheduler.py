@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from zmqpipeline import ConfigurationError, EndpointAddress, Settings, Task, TaskType, protocol
@@ -52,10 +54,23 @@ def make(*classes, settings=SETTINGS) -> Scheduler:
     return s
 
 
-def sent(s: Scheduler):
-    """Decode and clear the outbox: [(channel, identity, kind, body)]."""
-    out = [(ch, ident, *protocol.decode(frames)) for ch, ident, frames in s.outbox]
-    s.outbox.clear()
+def sent(s: Scheduler, now: float = 0.0):
+    """Decode and clear the outbox: [(channel, identity, kind, body)]. A welcomed worker
+    completes the handshake at ``now`` (its CREDIT 0), and what that hands out is
+    included."""
+    out = []
+    while s.outbox:
+        outbox, s.outbox = s.outbox, []
+        welcomed = []
+        for ch, ident, frames in outbox:
+            record = protocol.decode(frames)
+            out.append((ch, ident, protocol.kind_of(record), list(record)))
+            if type(record) is protocol.Welcome:
+                welcomed.append((ch, ident))
+        for ch, ident in welcomed:
+            s.on_worker_message(ch, ident, protocol.Credit(0), now)
+        if welcomed:
+            s.dispatch(now)
     return out
 
 
@@ -68,13 +83,13 @@ def data_items(messages, wid=None):
     ]
 
 
-def ack(s, task_type, seqs, now, error=None):
-    s.on_ack([[task_type, seq, {"seq": seq}, error] for seq in seqs], now)
+def ack(s, task_type, seqs, now, error=None, by=b"w1"):
+    s.on_ack([[task_type, seq, {"seq": seq}, error, by] for seq in seqs], now)
 
 
 def test_start_tells_the_collector_and_welcomes_waiting_workers():
     s = make(task_class("S_A", 3))
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
     assert sent(s) == []  # nothing before the run starts (metadata may be pending)
     s.start({"m": "x"}, 0.0)
     out = sent(s)
@@ -87,7 +102,7 @@ def test_start_tells_the_collector_and_welcomes_waiting_workers():
 def test_nothing_is_handed_out_before_a_collector_is_up():
     s = Scheduler([task_class("S_A", 3)()], SETTINGS, run=42)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == []
     s.on_collector_hello(b"collector", 0.1)
@@ -100,12 +115,12 @@ def test_nothing_is_handed_out_before_a_collector_is_up():
 def test_credit_bounds_what_a_worker_holds():
     s = make(task_class("S_A", 10))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0, 1]
     s.dispatch(0.0)
     assert data_items(sent(s)) == []  # no credit left
-    s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], 0.1)
+    s.on_worker_message(EP, b"w1", protocol.Credit(1), 0.1)
     s.dispatch(0.1)
     assert data_items(sent(s)) == [2]
 
@@ -113,7 +128,7 @@ def test_credit_bounds_what_a_worker_holds():
 def test_task_finishes_only_when_every_item_is_acked():
     s = make(task_class("S_A", 3))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 5, 5], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 5, 5), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0, 1, 2]
     ack(s, "S_A", [0, 2], 1.0)
@@ -130,19 +145,19 @@ def test_task_finishes_only_when_every_item_is_acked():
 def test_duplicate_and_unknown_acks_are_ignored():
     s = make(task_class("S_A", 2))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
-    s.dispatch(0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
+    sent(s)
     ack(s, "S_A", [0], 0.1)
     ack(s, "S_A", [0, 99], 0.1)
-    s.on_ack([["NO_SUCH_TYPE", 0, None, None]], 0.1)
+    s.on_ack([["NO_SUCH_TYPE", 0, None, None, b"w1"]], 0.1)
     assert s.tasks["S_A"].collected == 1 and s.stale_acks == 3 and not s.done
 
 
 def test_dependent_task_waits_for_collection_not_dispatch():
     s = make(task_class("S_A", 2), task_class("S_B", 1, EP_B, deps=["S_A"]))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"a", protocol.READY, ["S_A", 4, 4], 0.0)
-    s.on_worker_message(EP_B, b"b", protocol.READY, ["S_B", 4, 4], 0.0)
+    s.on_worker_message(EP, b"a", protocol.Ready("S_A", 4, 4), 0.0)
+    s.on_worker_message(EP_B, b"b", protocol.Ready("S_B", 4, 4), 0.0)
     s.dispatch(0.0)
     out = sent(s)
     assert data_items(out, b"a") == [0, 1]
@@ -173,13 +188,13 @@ def test_cycles_and_unknown_dependencies_are_named():
 def test_silent_worker_is_declared_dead_and_its_items_go_elsewhere():
     s = make(task_class("S_A", 4))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
-    s.on_worker_message(EP, b"w2", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2), 0.0)
     s.dispatch(0.0)
     held_by_w1 = data_items(sent(s), b"w1")
     assert len(held_by_w1) == 2
-    s.on_worker_message(EP, b"hb-socket", protocol.HEARTBEAT, [b"w2"], 2.9)  # w2 alive
-    s.on_worker_message(EP, b"w2", protocol.CREDIT, [2], 2.9)
+    s.on_worker_message(EP, b"hb-socket", protocol.Heartbeat(b"w2"), 2.9)  # w2 alive
+    s.on_worker_message(EP, b"w2", protocol.Credit(2), 2.9)
     s.tick(3.5)  # w1 silent for 3.5 s > 3 s
     assert b"w1" not in s.workers
     s.dispatch(3.5)
@@ -190,13 +205,13 @@ def test_silent_worker_is_declared_dead_and_its_items_go_elsewhere():
 def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
     now = 0.0
     for attempt in range(3):
         s.dispatch(now)
         assert data_items(sent(s)) == [0], attempt
-        s.on_worker_message(EP, b"w1", protocol.FAIL, [0, f"ValueError: try {attempt}"], now)
-        s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], now)
+        s.on_worker_message(EP, b"w1", protocol.Fail(0, f"ValueError: try {attempt}", []), now)
+        s.on_worker_message(EP, b"w1", protocol.Credit(1), now)
         now += 10.0  # past any backoff
     assert s.done
     failed = s.summary(False)["failed"]
@@ -206,6 +221,7 @@ def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
             "seq": 0,
             "item_id": "S_A/0",
             "attempts": 3,
+            "deaths": 0,
             "error": "ValueError: try 2",
             "data": {"n": 1, "meta": None},
         }
@@ -217,11 +233,11 @@ def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
 def test_retry_waits_for_its_backoff():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
     s.dispatch(0.0)
     sent(s)
-    s.on_worker_message(EP, b"w1", protocol.FAIL, [0, "boom"], 1.0)
-    s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], 1.0)
+    s.on_worker_message(EP, b"w1", protocol.Fail(0, "boom", []), 1.0)
+    s.on_worker_message(EP, b"w1", protocol.Credit(1), 1.0)
     assert s.next_wakeup(1.0) == pytest.approx(1.5)
     s.dispatch(1.2)
     assert data_items(sent(s)) == []
@@ -232,11 +248,11 @@ def test_retry_waits_for_its_backoff():
 def test_collector_error_sends_the_item_round_again():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
     s.dispatch(0.0)
     sent(s)
     ack(s, "S_A", [0], 0.5, error="handle_collection broke")
-    s.on_worker_message(EP, b"w1", protocol.CREDIT, [1], 0.5)
+    s.on_worker_message(EP, b"w1", protocol.Credit(1), 0.5)
     s.dispatch(5.0)
     assert data_items(sent(s)) == [0]
     ack(s, "S_A", [0], 5.1)
@@ -246,7 +262,7 @@ def test_collector_error_sends_the_item_round_again():
 def test_is_available_for_handling_holds_items_until_an_ack():
     s = make(task_class("S_A", 3, hold=True))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 3, 3], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 3, 3), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0]
     s.dispatch(0.1)
@@ -256,21 +272,57 @@ def test_is_available_for_handling_holds_items_until_an_ack():
     assert data_items(sent(s)) == [1]
 
 
-def test_handle_that_keeps_raising_gives_up_and_ends_the_run():
+def test_handle_that_raises_is_a_reported_failure_and_stops_the_task():
     s = make(task_class("S_A", 5, raises=True))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 1, 1], 0.0)
-    for step in range(3):
-        s.dispatch(float(step))
-    assert s.done
-    failed = s.summary(False)["failed"]
-    assert failed[0]["seq"] is None and "handle broke" in failed[0]["error"]
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
+    sent(s)
+    assert s.done  # nothing was handed out, nothing is in flight: the run is over
+    (failure,) = s.summary(False)["failed"]
+    assert failure["seq"] is None and failure["item_id"] == "S_A/handle#1"
+    assert "handle broke" in failure["error"]
+
+
+def test_a_task_may_go_on_after_handle_raised():
+    class Flaky(task_class("S_A", 3)):
+        continue_after_error = True
+
+        def handle(self, data, address, msgtype):
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 2:
+                raise RuntimeError("second call broke")
+            return super().handle(data, address, msgtype)
+
+    s = make(Flaky)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 5, 5), 0.0)
+    assert data_items(sent(s)) == [0]  # the raise ends this dispatch
+    s.dispatch(0.1)
+    assert data_items(sent(s, 0.1)) == [1, 2]
+    ack(s, "S_A", [0, 1, 2], 0.2)
+    assert s.done and s.summary(False)["failed"][0]["item_id"] == "S_A/handle#2"
+
+
+def test_retry_policy_of_the_task_decides_what_is_retried():
+    class Picky(task_class("S_A", 2)):
+        retry_for = (ValueError,)
+        max_attempts = 5
+
+    s = make(Picky)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    assert data_items(sent(s)) == [0, 1]
+    s.on_worker_message(EP, b"w1", protocol.Fail(0, "KeyError: k", ["KeyError"]), 0.1)
+    s.on_worker_message(EP, b"w1", protocol.Fail(1, "ValueError: v", ["ValueError"]), 0.1)
+    (failure,) = s.summary(False)["failed"]
+    assert failure["seq"] == 0 and failure["attempts"] == 0  # not retried at all
+    assert s.tasks["S_A"].in_flight[1].attempts == 1  # retried, 4 tries left
 
 
 def test_unknown_worker_is_told_to_reset():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"ghost", protocol.CREDIT, [1], 0.0)
+    s.on_worker_message(EP, b"ghost", protocol.Credit(1), 0.0)
     assert sent(s)[-1] == (EP, b"ghost", protocol.RESET, [])
 
 
@@ -278,28 +330,27 @@ def test_worker_for_a_type_not_served_here_is_ignored():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
     sent(s)
-    s.on_worker_message(EP, b"w", protocol.READY, ["S_B", 1, 1], 0.0)
-    s.on_worker_message(EP_B, b"w", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.on_worker_message(EP, b"w", protocol.Ready("S_B", 1, 1), 0.0)
+    s.on_worker_message(EP_B, b"w", protocol.Ready("S_A", 1, 1), 0.0)
     assert sent(s) == [] and not s.workers
 
 
 def test_leaving_worker_hands_its_items_back_without_using_an_attempt():
     s = make(task_class("S_A", 2))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 2, 2], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
     s.dispatch(0.0)
     sent(s)
-    s.on_worker_message(EP, b"w1", protocol.BYE, [[0, 1]], 0.1)
-    s.on_worker_message(EP, b"w2", protocol.READY, ["S_A", 2, 2], 0.2)
-    s.dispatch(0.2)
-    assert sorted(data_items(sent(s), b"w2")) == [0, 1]
+    s.on_worker_message(EP, b"w1", protocol.Bye([0, 1]), 0.1)
+    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2), 0.2)
+    assert sorted(data_items(sent(s, 0.2), b"w2")) == [0, 1]
     assert s.tasks["S_A"].in_flight[0].attempts == 0
 
 
 def test_in_flight_items_are_capped():
     s = make(task_class("S_A", 100), settings=Settings(max_in_flight=3))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 10, 10], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 10, 10), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0, 1, 2]
 
@@ -322,31 +373,101 @@ def test_item_over_its_time_limit_is_handed_out_again():
     limited.item_time_limit_s = 1.0
     s = make(limited)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"slow", protocol.READY, ["S_A", 1, 1], 0.0)
+    s.on_worker_message(EP, b"slow", protocol.Ready("S_A", 1, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s), b"slow") == [0]
-    s.on_worker_message(EP, b"fast", protocol.READY, ["S_A", 1, 1], 0.5)
-    s.on_worker_message(EP, b"hb", protocol.HEARTBEAT, [b"slow"], 1.4)
+    s.on_worker_message(EP, b"fast", protocol.Ready("S_A", 1, 1), 0.5)
+    s.on_worker_message(EP, b"hb", protocol.Heartbeat(b"slow"), 1.4)
     s.tick(1.5)
     s.dispatch(1.5)
     assert data_items(sent(s), b"fast") == [0]
     assert s.tasks["S_A"].retries == 1
 
 
-def test_item_whose_workers_keep_dying_is_failed_after_max_attempts():
-    s = make(task_class("S_A", 1))
+def test_item_whose_workers_keep_dying_fails_after_max_deaths_not_max_attempts():
+    s = make(task_class("S_A", 1), settings=replace(SETTINGS, max_deaths=3))
     s.start({}, 0.0)
     now = 0.0
     for death in range(3):
         wid = f"w{death}".encode()
-        s.on_worker_message(EP, wid, protocol.READY, ["S_A", 1, 1], now)
-        s.dispatch(now)
-        assert data_items(sent(s), wid) == [0]
-        now += 10.0
-        s.tick(now)  # silent for 10 s: dead, and item 0 with it
+        s.on_worker_message(EP, wid, protocol.Ready("S_A", 1, 1), now)
+        assert data_items(sent(s, now), wid) == [0]
+        for _ in range(5):  # the distributor ticks every second; the worker is silent
+            now += 1.0
+            s.tick(now)  # silent for over 3 s: dead, and item 0 with it
     assert s.done
     (failure,) = s.summary(False)["failed"]
-    assert failure["seq"] == 0 and failure["attempts"] == 3 and failure["error"] == "worker died"
+    assert failure["seq"] == 0 and failure["deaths"] == 3 and failure["attempts"] == 0
+    assert failure["error"] == "worker died (3 times)"
+
+
+def test_a_distributor_that_was_stalled_does_not_blame_its_workers():
+    s = make(task_class("S_A", 2))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    assert data_items(sent(s)) == [0, 1]
+    s.tick(1.0)
+    s.tick(9.0)  # 8 s without a tick: we were stalled (a huge message, a swap storm)
+    assert b"w1" in s.workers and s.tasks["S_A"].retries == 0
+    for now in (10.0, 11.0, 12.0, 13.0):  # now it really is silent
+        s.tick(now)
+    assert b"w1" not in s.workers and s.tasks["S_A"].retries == 2
+
+
+def test_a_peer_asking_for_everything_gets_a_small_window_until_it_delivers():
+    s = make(task_class("S_A", 1000), settings=replace(SETTINGS, initial_window=4))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"greedy", protocol.Ready("S_A", 100_000, 100_000), 0.0)
+    assert data_items(sent(s)) == [0, 1, 2, 3]
+    ack(s, "S_A", [0, 1], 0.1, by=b"greedy")
+    s.dispatch(0.1)
+    assert data_items(sent(s, 0.1)) == [4, 5, 6, 7]  # two done, two more earned
+    assert s.workers[b"greedy"].workers[b"greedy"].capacity == SETTINGS.max_credit
+
+
+def test_only_a_worker_that_answered_welcome_gets_items():
+    s = make(task_class("S_A", 3))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"mute", protocol.Ready("S_A", 3, 3), 0.0)
+    s.dispatch(0.0)
+    assert data_items(_peek(s)) == []  # welcomed, but it has not answered
+    s.on_worker_message(EP, b"mute", protocol.Credit(0), 0.1)
+    s.dispatch(0.1)
+    assert data_items(_peek(s)) == [0, 1, 2]
+
+
+def _peek(s):
+    return [
+        (ch, ident, protocol.kind_of(r), list(r))
+        for ch, ident, frames in s.outbox
+        for r in [protocol.decode(frames)]
+    ]
+
+
+def test_item_over_the_adaptive_limit_is_handed_out_again_though_its_worker_beats():
+    settings = replace(SETTINGS, item_timeout_factor=5.0, item_timeout_floor_s=2.0)
+    s = make(task_class("S_A", 300), settings=settings)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"cut", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"ok", protocol.Ready("S_A", 1, 1), 0.0)
+    out = sent(s)
+    stuck = data_items(out, b"cut")
+    now = 0.0
+    for _ in range(200):  # b"ok" does an item every 0.01 s; b"cut" beats but never delivers
+        now += 0.01
+        seq = data_items(out, b"ok")[-1]
+        ack(s, "S_A", [seq], now, by=b"ok")
+        s.on_worker_message(EP, b"ok", protocol.Credit(1), now)
+        s.on_worker_message(EP, b"hb", protocol.Heartbeat(b"cut"), now)
+        s.dispatch(now)
+        out = sent(s, now)
+        if int(now * 100) % 100 == 0:
+            s.tick(now)
+    assert s.tasks["S_A"].timer.limit_s == 2.0  # 5 x 10 ms is under the floor
+    assert b"cut" in s.workers  # it is alive...
+    assert stuck[0] not in s.tasks["S_A"].in_flight or (
+        s.tasks["S_A"].in_flight[stuck[0]].worker != b"cut"
+    )  # ...but its item went elsewhere after 2 s
 
 
 def test_item_msgpack_cannot_carry_fails_at_once_naming_type_and_key():
@@ -359,13 +480,13 @@ def test_item_msgpack_cannot_carry_fails_at_once_naming_type_and_key():
 
     s = make(Unpackable)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.READY, ["S_A", 3, 3], 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 3, 3), 0.0)
     s.dispatch(0.0)
     out = sent(s)
     assert data_items(out, b"w1") == [0, 2]  # the others still go
     assert (COLLECTOR, None, protocol.SKIP, [42, "S_A", 1]) in out
     (failure,) = s.summary(False)["failed"]
-    assert failure["seq"] == 1 and failure["attempts"] == 1
+    assert failure["seq"] == 1 and failure["attempts"] == 0  # retrying would not help
     assert "task type 'S_A'" in failure["error"] and "['bad']" in failure["error"]
     ack(s, "S_A", [0, 2], 0.1)
     assert s.done

@@ -26,10 +26,10 @@ class WorkerRecord:
     completed: int = 0  # its results ACKed: its window grows with them
 
     def window(self, initial: int) -> int:
-        """Items it may hold at once: a new worker starts at ``initial`` and earns one
-        more per completed item (slow start), so a peer that asks for much and does
-        nothing holds little."""
-        return min(self.capacity, initial + self.completed)
+        """Items it may have un-ACKed at once (its credit bounds it further): a new worker
+        starts at ``initial`` and earns one more per completed item (slow start), so a
+        peer that asks for much and does nothing holds little."""
+        return initial + self.completed
 
 
 @dataclass(eq=False)
