@@ -12,6 +12,13 @@ cost of the framework apart from the cost of messages: the distributor sends all
 a worker has credit for in one message, the worker gives the credit for a whole message
 back at once, and the collector ACKs everything it has read in one message.
 
+``linger=<seconds>`` is the coalescing variant (one item per message from the distributor,
+as in the plain pipeline): the worker holds its results and the credit for them, and
+sends them together when the oldest result it holds is ``linger`` seconds old or when
+nothing is queued for it (no item waiting on its socket): all held results in one
+message to the collector, all held credit in one message to the distributor (two
+sockets, two peers: one message each). The collector ACKs each such message with one ACK.
+
 Times are stamped like the zmqpipeline runs (see _harness.py): ``t_first`` when the first
 item goes out (after every worker said READY), ``t_finished`` when the collector gets END.
 """
@@ -68,15 +75,16 @@ def distributor(
                 sent += 1
         for sock, _ in poller.poll():
             if sock is router:
-                wid, _credit, n = router.recv_multipart()  # b"CREDIT"
-                credit[wid] += msgpack.unpackb(n) if batched else 1
-            elif batched:
-                acked += len(msgpack.unpackb(acks.recv()))
-            else:
-                msgpack.unpackb(acks.recv())
-                acked += 1
-                if one_at_a_time:
-                    round_trips.append(time.perf_counter() - sent_at)
+                wid, _credit, n = router.recv_multipart()  # b"CREDIT", b"" for one
+                credit[wid] += msgpack.unpackb(n) if n else 1
+                continue
+            ack = msgpack.unpackb(acks.recv())  # a list of seqs when batched or coalesced
+            if isinstance(ack, list):
+                acked += len(ack)
+                continue
+            acked += 1
+            if one_at_a_time:
+                round_trips.append(time.perf_counter() - sent_at)
     for wid in workers:
         router.send_multipart([wid, b"END", b""])
     to_collector.send(b"END")
@@ -84,7 +92,7 @@ def distributor(
     return {"t_first": t_first, "round_trips": round_trips}
 
 
-def worker(ep: h.Endpoints, window: int, delay_s: float) -> int:
+def worker(ep: h.Endpoints, window: int, delay_s: float, linger: float | None = None) -> int:
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.connect(ep.work)
@@ -92,6 +100,8 @@ def worker(ep: h.Endpoints, window: int, delay_s: float) -> int:
     push.connect(ep.results)
     dealer.send_multipart([b"READY", msgpack.packb(window)])
     done = 0
+    held: list[list[Any]] = []  # coalescing: results (and as many credits) not sent yet
+    held_since = 0.0
     while True:
         kind, *frames = dealer.recv_multipart()
         if kind == b"END":
@@ -114,14 +124,23 @@ def worker(ep: h.Endpoints, window: int, delay_s: float) -> int:
         data = msgpack.unpackb(frames[1])
         if delay_s:
             time.sleep(data["workload"])
-        push.send(msgpack.packb([seq, None]))
-        dealer.send_multipart([b"CREDIT", b""])
         done += 1
+        if linger is None:
+            push.send(msgpack.packb([seq, None]))
+            dealer.send_multipart([b"CREDIT", b""])
+            continue
+        if not held:
+            held_since = time.monotonic()
+        held.append([seq, None])
+        if time.monotonic() - held_since >= linger or not dealer.poll(0):
+            push.send(msgpack.packb(held))
+            dealer.send_multipart([b"CREDIT", msgpack.packb(len(held))])
+            held = []
     ctx.destroy(linger=1000)
     return done
 
 
-def collector(ep: h.Endpoints, batched: bool) -> dict[str, Any]:
+def collector(ep: h.Endpoints, batched: bool, coalesced: bool = False) -> dict[str, Any]:
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.bind(ep.results)
@@ -138,6 +157,11 @@ def collector(ep: h.Endpoints, batched: bool) -> dict[str, Any]:
             break
         if t_first is None:
             t_first = time.monotonic()
+        if coalesced:  # a list of [seq, result]: one ACK for all of them
+            results = msgpack.unpackb(message)
+            count += len(results)
+            acks.send(msgpack.packb([seq for seq, _result in results]))
+            continue
         seq, _result = msgpack.unpackb(message)
         count += 1
         if not batched:
@@ -167,13 +191,21 @@ def run_bare(
     delay_s: float = 0.0,
     one_at_a_time: bool = False,
     batched: bool = False,
+    linger: float | None = None,
     timeout_s: float = 600.0,
 ) -> h.PipelineResult:
-    """Run the bare pipeline's roles as separate processes (collector, distributor, workers)."""
+    """Run the bare pipeline's roles as separate processes (collector, distributor, workers).
+    ``linger`` (seconds) runs the coalescing worker (see the module docstring)."""
+    if linger is not None and (batched or one_at_a_time):
+        raise ValueError("linger is for the plain pipeline (not batched, not one_at_a_time)")
     payload = {"workload": delay_s} if delay_s else {}
     with h.private_endpoints(transport) as ep:
         roles: list[h.Role] = [
-            ("collector", lambda: collector(ep, batched), [ep.results, ep.acks]),
+            (
+                "collector",
+                lambda: collector(ep, batched, coalesced=linger is not None),
+                [ep.results, ep.acks],
+            ),
             (
                 "distributor",
                 lambda: distributor(ep, n_items, n_workers, payload, one_at_a_time, batched),
@@ -181,7 +213,7 @@ def run_bare(
             ),
         ]
         roles += [
-            ("worker", lambda: worker(ep, 1 if one_at_a_time else window, delay_s), [])
+            ("worker", lambda: worker(ep, 1 if one_at_a_time else window, delay_s, linger), [])
         ] * n_workers
         out = h.run_processes(roles, timeout_s)
     col, dist = out["collector"][0], out["distributor"][0]

@@ -26,6 +26,7 @@ collector can be subtracted. Three wall times are kept for each run:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import multiprocessing
 import os
 import platform
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -50,6 +52,7 @@ import zmq
 import zmqpipeline as zp
 
 __all__ = [
+    "STDLIB_POOLS",
     "BenchTask",
     "BenchmarkError",
     "Endpoints",
@@ -61,8 +64,11 @@ __all__ = [
     "make_endpoints",
     "percentile",
     "private_endpoints",
+    "proc_cpu_s",
+    "proc_peak_rss_mib",
     "run_pipeline",
     "run_processes",
+    "run_stdlib_pool",
     "sequential_loop",
     "spread",
     "wait_bound",
@@ -406,6 +412,65 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
 
 
 # -- baselines and statistics ------------------------------------------------------------
+
+#: The standard-library pools :func:`run_stdlib_pool` knows.
+STDLIB_POOLS = ("ppe", "apply", "map")
+
+
+def _sleep_item(delay_s: float) -> int:
+    """One pool item: sleep ``delay_s``; returns the PID that ran it (for the split)."""
+    if delay_s:
+        time.sleep(delay_s)
+    return os.getpid()
+
+
+def run_stdlib_pool(
+    kind: str, n_items: int, n_procs: int, delay_s: float, chunksize: int | None = None
+) -> tuple[float, list[int]]:
+    """Time ``n_items`` items of ``delay_s`` through a standard-library pool of ``n_procs``
+    forked processes: ``ppe`` is ``ProcessPoolExecutor.submit`` per item, ``apply`` is
+    ``multiprocessing.Pool.apply_async`` per item, ``map`` is ``Pool.map`` (its default
+    chunksize unless ``chunksize`` is given). The pool is started and warmed first, so
+    process start-up is not timed; the clock runs from the first submission to the last
+    result. Returns (seconds, items run by each process, largest first). Every pool process
+    has exited when this returns (the pools are context managers)."""
+    warm = [0.0] * (n_procs * 20)
+    if kind == "ppe":
+        with concurrent.futures.ProcessPoolExecutor(n_procs, mp_context=_FORK) as executor:
+            list(executor.map(_sleep_item, warm))
+            started = time.monotonic()
+            futures = [executor.submit(_sleep_item, delay_s) for _ in range(n_items)]
+            pids = [future.result() for future in futures]
+            seconds = time.monotonic() - started
+    elif kind in ("apply", "map"):
+        with _FORK.Pool(n_procs) as pool:
+            pool.map(_sleep_item, warm, chunksize=1)
+            started = time.monotonic()
+            if kind == "apply":
+                pending = [pool.apply_async(_sleep_item, (delay_s,)) for _ in range(n_items)]
+                pids = [result.get() for result in pending]
+            else:
+                pids = pool.map(_sleep_item, [delay_s] * n_items, chunksize)
+            seconds = time.monotonic() - started
+    else:
+        raise ValueError(f"unknown pool {kind!r} (one of {', '.join(STDLIB_POOLS)})")
+    return seconds, sorted(Counter(pids).values(), reverse=True)
+
+
+def proc_cpu_s(pid: int | str = "self") -> float:
+    """CPU seconds (utime + stime) a process has used so far, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # fields[0] is field 3, the state
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mib(pid: int | str = "self") -> float:
+    """Peak resident set size (``VmHWM``) of a process so far, from ``/proc/<pid>/status``."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise BenchmarkError(f"no VmHWM in /proc/{pid}/status")
 
 
 def sequential_loop(n: int, delay_s: float) -> float:

@@ -4,6 +4,13 @@ Rows: the sequential loop (``time.sleep(0.01)`` n times in this process); 1 and 
 single-threaded workers; 1 and 2 workers with 10 threads each; for 100, 1000 and 5000
 items. Every pipeline row runs collector, distributor and workers as separate processes.
 
+Optional rows (``--rows``): the bare pyzmq pipeline of benchmarks/_bare.py, plain
+(``bare1w bare2w``) and coalescing results and credit (``bare1wc bare2wc``, ``--linger``);
+and the standard library with 1 and 2 processes: ``ProcessPoolExecutor.submit`` per item
+(``ppe1 ppe2``), ``multiprocessing.Pool.apply_async`` per item (``apply1 apply2``) and
+``Pool.map`` with its default chunksize (``map1 map2``). A pool is started and warmed
+before its clock starts (first submission -> last result).
+
 Each row prints its wall time (median of the repeats, with min..max), the ideal
 (items x 10 ms / parallelism) and two overheads:
 
@@ -19,6 +26,7 @@ and the distributor's whole run() are printed beside it.
     python benchmarks/overhead.py --quick                  # 100 items, once: a smoke run
     python benchmarks/overhead.py                          # the full table, 3 repeats
     python benchmarks/overhead.py --items 100 1000 --rows 1w 2w --repeat 5 --transport tcp
+    python benchmarks/overhead.py --quick --rows 1w ppe1 apply1 map1 bare1w bare1wc
 """
 
 from __future__ import annotations
@@ -51,8 +59,22 @@ ROWS: dict[str, tuple[str, int, int]] = {
     # this machine allows any process-per-role pipeline.
     "bare1w": ("bare pyzmq, 1 worker", 1, 0),
     "bare2w": ("bare pyzmq, 2 workers", 2, 0),
+    # The bare pipeline, coalesced: each worker holds results and credit until the oldest
+    # held result is --linger old or nothing is queued for it, then sends them at once.
+    "bare1wc": ("bare coalesced, 1 worker", 1, 0),
+    "bare2wc": ("bare coalesced, 2 workers", 2, 0),
+    # The standard library, 1 and 2 processes (h.run_stdlib_pool): "workers" is processes.
+    "ppe1": ("PPE.submit, 1 process", 1, 0),
+    "ppe2": ("PPE.submit, 2 processes", 2, 0),
+    "apply1": ("Pool.apply_async, 1 proc", 1, 0),
+    "apply2": ("Pool.apply_async, 2 procs", 2, 0),
+    "map1": ("Pool.map, 1 process", 1, 0),
+    "map2": ("Pool.map, 2 processes", 2, 0),
 }
 DEFAULT_ROWS = ["seq", "1w", "2w", "1x10", "2x10"]
+#: zmqpipeline's own rows: the only ones the "vs seq" target applies to.
+OURS = ("1w", "2w", "1x10", "2x10")
+LABEL_W = 26  # the widest label above
 
 #: The original's published overhead (%), 2014, 4-core i7, Python 2.7 (tutorial, examples
 #: 2 and 3). Its "2 workers, 1000 tasks: 550 milliseconds" is a typo for ~5500 (10 %).
@@ -110,15 +132,34 @@ def build(endpoints: h.Endpoints, n_items: int, threads: int) -> tuple[Any, Any,
 
 
 def run_row(
-    row: str, n_items: int, transport: str, settings: zp.Settings | None = None
+    row: str,
+    n_items: int,
+    transport: str,
+    settings: zp.Settings | None = None,
+    linger: float = 0.05,
 ) -> dict[str, Any]:
     if row == "seq":
         seconds = h.sequential_loop(n_items, DELAY_S)
         return {"wall": seconds, "collector": seconds, "run": seconds, "split": ""}
     _, workers, threads = ROWS[row]
+    pool = row.rstrip("0123456789")
+    if pool in h.STDLIB_POOLS:
+        seconds, split = h.run_stdlib_pool(pool, n_items, workers, DELAY_S)
+        return {
+            "wall": seconds,
+            "collector": seconds,
+            "run": seconds,
+            "split": "/".join(map(str, split)),
+        }
     if row.startswith("bare"):
         result = _bare.run_bare(
-            transport, n_items, workers, window=2, delay_s=DELAY_S, timeout_s=60 + n_items * 0.05
+            transport,
+            n_items,
+            workers,
+            window=2,
+            delay_s=DELAY_S,
+            linger=linger if row.endswith("wc") else None,
+            timeout_s=60 + n_items * 0.05,
         )
         return {
             "wall": result.dispatch_s,
@@ -155,7 +196,15 @@ def main() -> None:
         choices=list(ROWS),
         default=DEFAULT_ROWS,
         help="rows to run (default: the original's five); seq is always run "
-        "as the baseline; bare1w/bare2w add the bare pyzmq pipeline",
+        "as the baseline; bare1w/bare2w add the bare pyzmq pipeline, bare1wc/bare2wc "
+        "the same coalesced; ppe1/ppe2, apply1/apply2, map1/map2 the standard library",
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=0.05,
+        help="bare1wc/bare2wc: send held results once the oldest is this old, in seconds "
+        "(or when nothing is queued; default 0.05)",
     )
     parser.add_argument(
         "--items",
@@ -200,6 +249,7 @@ def main() -> None:
     print(
         f"transport {args.transport}, items {items}, repeat {repeat}, rows {' '.join(rows)}"
         + ("" if settings is None else f", prefetch {args.prefetch}")
+        + (f", linger {args.linger} s" if any(r.endswith("wc") for r in rows) else "")
     )
     print(
         "wall = first item handed out -> collector handle_finished; "
@@ -213,17 +263,17 @@ def main() -> None:
     for n in items:
         for rep in range(repeat):
             for row in rows:
-                sample = run_row(row, n, args.transport, settings)
+                sample = run_row(row, n, args.transport, settings, args.linger)
                 measured[row].setdefault(n, []).append(sample)
                 print(
-                    f"  [{n} items, run {rep + 1}/{repeat}] {ROWS[row][0]:<24} "
+                    f"  [{n} items, run {rep + 1}/{repeat}] {ROWS[row][0]:<{LABEL_W}} "
                     f"{sample['wall'] * 1000:9.1f} ms  {sample['split']}",
                     file=sys.stderr,
                     flush=True,
                 )
 
     header = (
-        f"{'row':<24} {'items':>5} {'ideal ms':>9} {'seq/par ms':>10} {'wall ms':>9} "
+        f"{'row':<{LABEL_W}} {'items':>5} {'ideal ms':>9} {'seq/par ms':>10} {'wall ms':>9} "
         f"{'[min..max]':>17} {'vs ideal':>8} {'vs seq':>7} {'orig':>6} "
         f"{'tutorial ms':>11} {'vs ideal':>8} {'run() s':>7}  split"
     )
@@ -260,7 +310,7 @@ def main() -> None:
             table.append(entry)
             orig = entry["original"]
             print(
-                f"{ROWS[row][0]:<24} {n:>5} {ideal * 1000:>9.1f} {seq_base * 1000:>10.1f} "
+                f"{ROWS[row][0]:<{LABEL_W}} {n:>5} {ideal * 1000:>9.1f} {seq_base * 1000:>10.1f} "
                 f"{wall * 1000:>9.1f} {f'[{lo * 1000:.1f}..{hi * 1000:.1f}]':>17} "
                 f"{pct(entry['vs_ideal']):>8} {pct(entry['vs_seq']):>7} "
                 f"{(f'{orig:+.1f}%' if orig is not None else ''):>6} "
@@ -275,20 +325,26 @@ def main() -> None:
         "tutorial: first collection -> handle_finished (the original's stopwatch); "
         "run(): the distributor's RunReport.wall_time_s"
     )
-    print("split:    items executed per worker process (median run)")
+    print("split:    items executed per worker (or pool) process (median run)")
+    if any(r.rstrip("0123456789") in h.STDLIB_POOLS for r in rows):
+        print(
+            "pools:    PPE = ProcessPoolExecutor; the clock runs from the first submission "
+            "to the last result, the pool already started and warm"
+        )
     print()
     verdicts = []
     for entry in table:
-        if entry["row"] == "seq" or entry["row"].startswith("bare"):
+        if entry["row"] not in OURS:
             continue
         limit = 0.03 if entry["items"] < 1000 else 0.01
         ok = entry["vs_seq"] < limit
         verdicts.append(ok)
         print(
-            f"target vs seq < {limit * 100:.0f}%: {ROWS[entry['row']][0]:<24} "
+            f"target vs seq < {limit * 100:.0f}%: {ROWS[entry['row']][0]:<{LABEL_W}} "
             f"{entry['items']:>5} items {pct(entry['vs_seq']):>7}  {'met' if ok else 'MISSED'}"
         )
-    print(f"{sum(verdicts)}/{len(verdicts)} rows within target")
+    if verdicts:
+        print(f"{sum(verdicts)}/{len(verdicts)} rows within target")
 
     if args.json:
         with open(args.json, "w") as out:
