@@ -246,7 +246,7 @@ class Collector:
         """Collect until the distributor ends the run (or SIGINT/SIGTERM), then return."""
         with RoleRuntime("collector", self.settings, logger) as rt:
             pull = rt.open(zmq.PULL, self.endpoint, bind=True)
-            router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True)
+            router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True, admit="distributor")
             logic = CollectorLogic(self.settings, self._collect, rt.drops)
             self._loop(rt, logic, pull, router)
             self.items_collected, self.duplicates = logic.collected, logic.duplicates

@@ -173,7 +173,10 @@ class Distributor:
         with RoleRuntime("distributor", self.settings, logger) as rt:
             self.drops = rt.drops
             routers: dict[str, zmq.Socket[Any]] = {
-                endpoint: rt.open(zmq.ROUTER, endpoint, bind=True)
+                # workers send only control kinds: a frame over that limit ends the link
+                endpoint: rt.open(
+                    zmq.ROUTER, endpoint, bind=True, max_bytes=protocol.CONTROL_MAX_BYTES
+                )
                 for endpoint in sorted({t.endpoint for t in self.task_classes.values()})
             }
             identity = b"D" + uuid.uuid4().bytes
@@ -182,7 +185,7 @@ class Distributor:
             )
             meta = None
             if self.metadata_endpoint is not None and self.receive_metadata:
-                meta = rt.open(zmq.ROUTER, self.metadata_endpoint, bind=True)
+                meta = rt.open(zmq.ROUTER, self.metadata_endpoint, bind=True, admit="metadata")
             link = _Links(rt, scheduler, routers, collector, meta)
             self._loop(link)
         ended = time.monotonic()

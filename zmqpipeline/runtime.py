@@ -80,9 +80,18 @@ class RoleRuntime:
         self.close()
 
     def open(
-        self, socket_type: int, endpoint: str, *, bind: bool, identity: bytes | None = None
+        self,
+        socket_type: int,
+        endpoint: str,
+        *,
+        bind: bool,
+        identity: bytes | None = None,
+        admit: str = "workers",
+        max_bytes: int | None = None,
     ) -> zmq.Socket[Any]:
-        """A socket bound or connected to ``endpoint``, closed with the runtime."""
+        """A socket bound or connected to ``endpoint``, closed with the runtime. A bound
+        one admits (under CURVE) only keys of role ``admit``; ``max_bytes`` caps each
+        frame it takes (default: ``max_message_bytes``)."""
         sock = open_socket(
             self.ctx,
             socket_type,
@@ -91,6 +100,8 @@ class RoleRuntime:
             settings=self.settings,
             identity=identity,
             role=self.name,
+            admit=admit,
+            max_bytes=max_bytes,
         )
         self.sockets.append(sock)
         return sock

@@ -43,6 +43,7 @@ __all__ = [
     "ENV_SECRET_KEY",
     "ENV_SERVER_KEY",
     "PUBLIC_KEY_SUFFIX",
+    "ROLES",
     "SECRET_KEY_SUFFIX",
     "ZAP_DOMAIN",
     "KeyPolicy",
@@ -145,25 +146,44 @@ def _load_public(path: Path, what: str) -> bytes:
     return public
 
 
-def _load_authorized(directory: Path) -> frozenset[bytes]:
+#: What a key may do, by the folder of the authorised keys directory that holds it. A key
+#: directly in the directory (the layout before roles) may do what a worker-like peer
+#: does; the distributor and operator roles must be given by folder. Holders of the
+#: binding roles' own key pair (distributor, collector, service share it) may do all.
+ROLES = ("workers", "metadata", "distributor", "operators", "clients", "serviceworkers")
+_FLAT_ROLES = ("workers", "metadata", "clients", "serviceworkers")
+
+
+def _load_keys(directory: Path) -> frozenset[bytes]:
+    what = "authorised CURVE keys directory"
+    try:
+        files = sorted(p for p in directory.iterdir() if p.name.endswith(PUBLIC_KEY_SUFFIX))
+    except OSError as exc:
+        raise ConfigurationError(f"{what} {directory}: cannot be read ({exc.strerror})") from None
+    return frozenset(_load_public(p, "authorised CURVE public key file") for p in files)
+
+
+def _load_authorized(directory: Path) -> dict[str, frozenset[bytes]]:
+    """Role -> the public keys admitted in it (see :data:`ROLES`)."""
     what = "authorised CURVE keys directory"
     if not directory.exists():
         raise ConfigurationError(f"{what} {directory}: no such directory")
     if not directory.is_dir():
         raise ConfigurationError(f"{what} {directory}: not a directory")
-    try:
-        files = sorted(p for p in directory.iterdir() if p.name.endswith(PUBLIC_KEY_SUFFIX))
-    except OSError as exc:
-        raise ConfigurationError(f"{what} {directory}: cannot be read ({exc.strerror})") from None
-    keys = frozenset(_load_public(p, "authorised CURVE public key file") for p in files)
-    if not keys:
+    flat = _load_keys(directory)
+    empty: frozenset[bytes] = frozenset()
+    roles = {role: flat if role in _FLAT_ROLES else empty for role in ROLES}
+    for role in ROLES:
+        if (directory / role).is_dir():
+            roles[role] = roles[role] | _load_keys(directory / role)
+    if not any(roles.values()):
         logger.warning(
             "%s %s holds no *%s file: only this role's own key pair will be admitted",
             what,
             directory,
             PUBLIC_KEY_SUFFIX,
         )
-    return keys
+    return roles
 
 
 def _path(value: PathArg) -> Path:
@@ -193,6 +213,7 @@ class Security:
     secret_key: bytes = field(init=False, repr=False, compare=False)
     server_key: bytes | None = field(init=False, repr=False, compare=False)
     authorized_keys: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    roles: dict[str, frozenset[bytes]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require_curve()
@@ -207,13 +228,14 @@ class Security:
             server = _load_public(
                 _path(self.server_public_key_file), "CURVE server public key file"
             )
-        authorized: frozenset[bytes] = frozenset()
+        roles: dict[str, frozenset[bytes]] = {role: frozenset() for role in ROLES}
         if self.authorized_keys_dir is not None:
-            authorized = _load_authorized(_path(self.authorized_keys_dir))
+            roles = _load_authorized(_path(self.authorized_keys_dir))
         object.__setattr__(self, "public_key", public)
         object.__setattr__(self, "secret_key", secret)
         object.__setattr__(self, "server_key", server)
-        object.__setattr__(self, "authorized_keys", authorized)
+        object.__setattr__(self, "authorized_keys", frozenset().union(*roles.values()))
+        object.__setattr__(self, "roles", roles)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Security | None:
@@ -232,13 +254,17 @@ class Security:
             return None
         return cls(secret, server, authorized)
 
-    def admits(self, public_key: bytes) -> bool:
-        """True if a client presenting ``public_key`` (z85) may connect to our binds."""
-        return public_key == self.public_key or public_key in self.authorized_keys
+    def admits(self, public_key: bytes, role: str = "workers") -> bool:
+        """True if a client presenting ``public_key`` (z85) may connect, in ``role``, to
+        a socket of ours that admits that role (see :data:`ROLES`)."""
+        return public_key == self.public_key or public_key in self.roles.get(role, ())
 
     # -- applied by transport.open_socket, before bind/connect --------------------------------
 
-    def make_server(self, sock: zmq.Socket[Any], endpoint: str, role: str) -> None:
+    def make_server(
+        self, sock: zmq.Socket[Any], endpoint: str, role: str, admit: str = "workers"
+    ) -> None:
+        """Make ``sock`` a CURVE server admitting only keys of role ``admit``."""
         if self.authorized_keys_dir is None:
             raise ConfigurationError(
                 f"{role} binds {endpoint} with CURVE but no authorised keys directory is set "
@@ -247,7 +273,7 @@ class Security:
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret_key)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public_key)
-        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+        sock.setsockopt(zmq.ZAP_DOMAIN, f"{ZAP_DOMAIN}/{admit}".encode())
 
     def make_client(self, sock: zmq.Socket[Any], endpoint: str, role: str) -> None:
         if self.server_key is None:
@@ -279,15 +305,17 @@ class KeyPolicy:
             self._securities.append(security)
 
     def callback(self, domain: str, key: bytes) -> bool:
-        if any(security.admits(key) for security in self._securities):
+        role = domain.partition("/")[2] or "workers"
+        if any(security.admits(key, role) for security in self._securities):
             return True
         if key not in self._refused:
             self._refused.add(key)
             where = ", ".join(str(s.authorized_keys_dir) for s in self._securities)
             logger.warning(
-                "refused a CURVE client whose public key %s is not authorised (not in %s); "
-                "further attempts with this key are refused silently",
+                "refused a CURVE client whose public key %s is not authorised as %s (not "
+                "in %s); further attempts with this key are refused silently",
                 key.decode("ascii", "replace"),
+                role,
                 where,
             )
         return False

@@ -95,6 +95,8 @@ def open_socket(
     settings: Settings,
     identity: bytes | None = None,
     role: str = "",
+    admit: str = "workers",
+    max_bytes: int | None = None,
 ) -> zmq.Socket[Any]:
     """Create a socket of ``socket_type`` and bind or connect it to ``endpoint``.
 
@@ -107,7 +109,7 @@ def open_socket(
     sock: zmq.Socket[Any] = ctx.socket(socket_type)
     try:
         sock.setsockopt(zmq.LINGER, settings.linger_ms)
-        sock.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_bytes or settings.max_message_bytes)
         if identity is not None:
             sock.setsockopt(zmq.IDENTITY, identity)
         if not bind:
@@ -125,7 +127,7 @@ def open_socket(
             if not bind:
                 security.make_client(sock, address, role or "role")
             elif isinstance(ctx, RoleContext):
-                security.make_server(sock, address, role or "role")
+                security.make_server(sock, address, role or "role", admit)
                 ctx.admit(security)
             else:  # a bare zmq.Context could not stop the authenticator before term()
                 raise ConfigurationError(

@@ -135,8 +135,10 @@ class Service:
                 self._runtime = rt
                 if self._stop_requested:
                     rt.stop.set()
-                frontend = rt.open(zmq.ROUTER, self.frontend_endpoint, bind=True)
-                backend = rt.open(zmq.ROUTER, self.backend_endpoint, bind=True)
+                frontend = rt.open(zmq.ROUTER, self.frontend_endpoint, bind=True, admit="clients")
+                backend = rt.open(
+                    zmq.ROUTER, self.backend_endpoint, bind=True, admit="serviceworkers"
+                )
                 logger.info(
                     "service up: clients at %s, workers at %s",
                     self.frontend_endpoint,

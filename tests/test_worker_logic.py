@@ -1,0 +1,85 @@
+"""A worker's decisions, driven directly: no sockets, no threads."""
+
+from __future__ import annotations
+
+from zmqpipeline import protocol
+from zmqpipeline.workerlogic import CreditWindow, WorkerLogic
+
+codec = protocol.Codec(1 << 20)
+
+
+def make(slots=1, low=1, high=4, window_s=0.02):
+    return WorkerLogic("T", codec, CreditWindow(slots, low, high, window_s))
+
+
+def sent(logic):
+    records = [protocol.decode(frames) for frames in logic.to_distributor]
+    logic.to_distributor.clear()
+    return records
+
+
+def test_ready_offers_threads_plus_prefetch_and_the_capacity():
+    logic = make(slots=4, low=1, high=8)
+    logic.ready()
+    assert sent(logic) == [protocol.Ready("T", 12, 5)]
+
+
+def test_welcome_completes_the_handshake_and_data_of_another_run_is_ignored():
+    logic = make()
+    assert logic.on_message(protocol.Welcome(7, {"m": 1})) is True
+    assert sent(logic) == [protocol.Credit(0)] and logic.metadata == {"m": 1}
+    logic.on_message(protocol.Data(6, [[0, {}]]))
+    assert not logic.queue
+    logic.on_message(protocol.Data(7, [[0, {"a": 1}], [1, {}]]))
+    assert list(logic.queue) == [(0, {"a": 1}), (1, {})]
+
+
+def test_reset_drops_what_is_queued_and_announces_again():
+    logic = make()
+    logic.on_message(protocol.Welcome(7, {}))
+    logic.on_message(protocol.Data(7, [[0, {}]]))
+    sent(logic)
+    logic.on_message(protocol.Reset())
+    assert not logic.queue and not logic.accepted
+    assert [type(r) for r in sent(logic)] == [protocol.Ready]
+
+
+def test_hand_back_returns_the_queued_items_and_more():
+    logic = make()
+    logic.on_message(protocol.Welcome(7, {}))
+    logic.on_message(protocol.Data(7, [[3, {}], [4, {}]]))
+    assert protocol.decode(logic.hand_back([9])) == protocol.Bye([3, 4, 9])
+    assert not logic.queue
+
+
+def test_end_ends():
+    logic = make()
+    logic.on_message(protocol.End(7, {}))
+    assert logic.ended
+
+
+def test_credit_window_asks_for_items_in_chunks_as_they_get_faster():
+    window = CreditWindow(slots=1, low=1, high=64, window_s=0.02)
+    assert window.announce(held=0) == 2  # one slot + the low prefetch
+    for _ in range(20):
+        window.observe(0.0001)  # 100 µs items: 20 ms holds 64 of them (capped)
+    assert window.prefetch() == 64
+    asked = window.request(held=0)
+    assert asked == 1 + 64 - 2  # what it lacks beyond the 2 outstanding
+    window.received(asked)
+    assert window.request(held=63) == 0  # not worth a message for less than a quarter
+
+
+def test_credit_window_stays_low_for_slow_items():
+    window = CreditWindow(slots=2, low=1, high=64, window_s=0.02)
+    window.observe(0.5)
+    assert window.prefetch() == 1
+    window.announce(held=0)
+    assert window.request(held=0) == 0  # the 3 announced cover 2 slots + 1
+
+
+def test_finished_items_free_their_slot_and_feed_the_window():
+    logic = make()
+    logic.busy = 1
+    logic.finished(0.01)
+    assert logic.busy == 0 and logic.credit.item_s == 0.01
