@@ -97,7 +97,7 @@ def test_skip_and_end_count_only_from_our_distributor():
 
 
 def test_a_second_distributor_is_ignored_while_ours_is_alive_and_followed_after():
-    logic, handled = make()
+    logic, _ = make()
     started(logic, now=0.0)
     logic.on_distributor(D2, protocol.Ping(8), 1.0)
     logic.on_distributor(D2, protocol.Start(8, {}, ["T"]), 1.0)
@@ -111,7 +111,7 @@ def test_a_second_distributor_is_ignored_while_ours_is_alive_and_followed_after(
 
 
 def test_an_error_in_handle_collection_is_reported_on_the_ack_and_not_marked_seen():
-    logic, handled = make(raise_on={0})
+    logic, _ = make(raise_on={0})
     started(logic)
     logic.on_result(result(0))
     logic.flush()

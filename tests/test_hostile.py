@@ -169,7 +169,7 @@ def _spoof_skips(endpoints) -> None:
 
 
 def test_a_spoofed_skip_loses_nothing(procs, endpoints):
-    results, report, peak = run_pipeline(
+    results, _, peak = run_pipeline(
         procs, endpoints, lambda: _spoof_skips(endpoints), n=1000, delay=0.002
     )
     assert_every_id_once(results, n=1000)
