@@ -296,6 +296,11 @@ class Scheduler:
             if stalled > 0:
                 item.sent_at += stalled
             elif item.worker is not None and now - item.sent_at > limit:
+                worker = state.workers.get(item.worker)
+                if worker is not None:
+                    # Its results do not reach the collector (a cut link?): it must earn
+                    # trust again before items whose workers failed go to it.
+                    worker.completed = 0
                 self._unassign(state, item)
                 self._retry(state, item, f"no ACK within {limit:.1f} s", now, user_error=False)
 
