@@ -31,6 +31,8 @@ __all__ = ["check_curve_env", "run_local", "set_process_title"]
 _STOP_GRACE_S = 3.0
 _PR_SET_NAME = 15
 _PIPE_DRAIN_S = 2.0
+#: The kernel keeps 15 bytes of a process name.
+_SHORT_TITLES = {"distributor": "zmqp-distrib"}
 
 
 def check_curve_env() -> None:
@@ -93,7 +95,8 @@ def _own_or_inherited(cls: type) -> set[str]:
 def set_process_title(role: str) -> None:
     """Name this process after its role, so ``ps``/``top`` tell the children apart: the
     kernel's name (``/proc/self/comm``, 15 bytes) and, if installed, ``setproctitle``."""
-    short = "zmqp-" + role.split()[0][:10]
+    kind = role.split()[0]
+    short = _SHORT_TITLES.get(kind, "zmqp-" + kind)[:15]
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_NAME, ctypes.c_char_p(short.encode()), 0, 0, 0)
