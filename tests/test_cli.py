@@ -377,9 +377,10 @@ def test_children_have_distinct_process_titles_shown_with_their_pid(tmp_path):
     result = zmqpipeline("run", str(folder))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "COMM zmqp-worker zmqp-collector" in result.stdout
-    from zmqpipeline.cli.local import set_process_title
-
-    assert set_process_title  # the distributor names itself zmqp-distrib (15 bytes at most)
+    probe = "from zmqpipeline.cli.local import set_process_title as t; t('distributor'); "
+    probe += "print(open('/proc/self/comm').read().strip())"
+    named = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert named.stdout.strip() == "zmqp-distrib", named.stderr
     assert re.search(r"distributor +pid \d+", result.stdout)
     assert re.search(r"collector +pid \d+", result.stdout)
 

@@ -17,6 +17,7 @@ from ..distributor import Distributor
 from ..errors import ConfigurationError, UsageError
 from ..task import Task
 from .discovery import classes_in, load_class, load_folder, load_module
+from .report import print_failures
 
 __all__ = ["main"]
 
@@ -225,6 +226,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
         f"collected {report.collected}, failed {len(report.failed)}, "
         f"{report.wall_time_s:.2f} s" + (" (stopped early)" if report.aborted else "")
     )
+    print_failures(sys.stdout, {"failed": report.failed})
     return 0 if report.ok else 1
 
 

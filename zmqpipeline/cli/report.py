@@ -7,7 +7,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["Child", "exit_status", "how_it_ended", "print_report"]
+__all__ = ["Child", "exit_status", "how_it_ended", "print_failures", "print_report"]
 
 _DATA_CHARS = 60
 
@@ -94,7 +94,8 @@ def _print_processes(out: TextIO, report: dict[str, Any], children: list[Child])
         print(f"{line}  {how_it_ended(child.exitcode)}", file=out)
 
 
-def _print_failures(out: TextIO, report: dict[str, Any]) -> None:
+def print_failures(out: TextIO, report: dict[str, Any]) -> None:
+    """One line per entry of ``report['failed']``."""
     for failure in report["failed"]:
         last = _last_line(failure["error"])
         if failure.get("seq") is None:  # the task's own code raised
@@ -131,7 +132,7 @@ def print_report(
             file=out,
         )
     _print_processes(out, report, children)
-    _print_failures(out, report)
+    print_failures(out, report)
     bad = [c for c in children if not _failed_ok(c)]
     for child in bad:
         print(
