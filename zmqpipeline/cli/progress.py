@@ -19,6 +19,8 @@ __all__ = ["Progress", "progress_line"]
 _PLAIN_EVERY_S = 2.0
 _SPINNER = "|/-\\"
 _BAR_WIDTH = 24
+#: No rate before this much work time: a first count over a few ms means nothing.
+_MIN_RATE_S = 1.0
 
 
 def _totals(tasks: dict[str, dict[str, Any]]) -> tuple[int, int, int, int | None]:
@@ -36,7 +38,7 @@ def _totals(tasks: dict[str, dict[str, Any]]) -> tuple[int, int, int, int | None
 def progress_line(tasks: dict[str, dict[str, Any]], elapsed: float, tick: int = 0) -> str:
     """One status line for ``summary['tasks']`` after ``elapsed`` seconds of work."""
     collected, failed, in_flight, size = _totals(tasks)
-    rate = collected / elapsed if elapsed > 0 else 0.0
+    rate = collected / elapsed if elapsed >= _MIN_RATE_S else 0.0  # too soon: no rate yet
     counts = f"{collected:,} collected"
     if failed:
         counts += f", {failed:,} failed"
@@ -50,18 +52,24 @@ def progress_line(tasks: dict[str, dict[str, Any]], elapsed: float, tick: int = 
             f"[{bar:<{_BAR_WIDTH}}] {done:4.0%} {collected + failed:,}/{size:,} "
             f"| {counts} | {rate:,.0f} items/s | {elapsed:.1f} s | {eta}"
         )
-    return f"{_SPINNER[tick % len(_SPINNER)]} {counts} | {rate:,.0f} items/s | {elapsed:.1f} s"
+    speed = f"{rate:,.0f} items/s" if rate else "- items/s"
+    return f"{_SPINNER[tick % len(_SPINNER)]} {counts} | {speed} | {elapsed:.1f} s"
 
 
 class Progress:
     """Shows ``summary['tasks']`` as it comes; prints other output above it."""
 
-    def __init__(self, stream: TextIO, quiet: bool, tty: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO, quiet: bool, tty: bool | None = None, interval_s: float = 0.25
+    ) -> None:
         self.stream = stream
         self.quiet = quiet
         self.tty = (stream.isatty() if tty is None else tty) and not quiet
         self.lock = threading.Lock()
-        self.started: float | None = None  # at the first item handed out, as the report
+        # The report's clock starts at the first item handed out, some time within the
+        # last progress interval before the first summary that shows one.
+        self.started: float | None = None
+        self.interval_s = interval_s
         self.last_plain = time.monotonic()
         self.text = ""
         self.ticks = 0
@@ -80,7 +88,7 @@ class Progress:
         if self.started is None:
             if not any(t["handed_out"] for t in tasks.values()):
                 return
-            self.started = time.monotonic()
+            self.started = time.monotonic() - self.interval_s / 2
         elapsed = time.monotonic() - self.started
         self.ticks += 1
         with self.lock:
