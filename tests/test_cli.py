@@ -425,3 +425,10 @@ def test_output_of_the_processes_is_printed_above_the_bar():
     assert after.startswith("\r[")
     visible = screen.getvalue().split("\r")
     assert "hello from a worker\n" in visible  # the line stands whole on its own
+
+
+def test_progress_shows_no_rate_before_a_second_of_work():
+    from zmqpipeline.cli.progress import progress_line
+
+    assert "- items/s" in progress_line(_tasks(45, None), elapsed=0.01)
+    assert "ETA -" in progress_line(_tasks(45, 100), elapsed=0.01)
