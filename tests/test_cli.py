@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,7 +97,7 @@ def test_run_reports_every_item_and_exits_zero(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"COLLECTED {list(range(1, 41))}" in result.stdout
     assert "CLI_JOB" in result.stdout and "OK: all 40 items collected" in result.stdout
-    assert result.stdout.count("JobWorker[") == 2  # per-worker share
+    assert result.stdout.count("worker JobWorker") == 2  # one line per worker process
     assert not list(folder.glob("*.ipc"))
 
 
@@ -104,6 +106,7 @@ def test_run_with_a_failed_item_prints_it_and_exits_non_zero(tmp_path):
     result = zmqpipeline("run", str(folder))
     assert result.returncode == 1
     assert "FAILED CLI_JOB/3 after 3 attempt(s): ValueError: poisoned item" in result.stdout
+    assert "data {'i': 4}" in result.stdout  # the start of the failed item's data
     assert f"COLLECTED {[1, 2, 3, 5, 6, 7, 8, 9, 10]}" in result.stdout
 
 
@@ -157,6 +160,9 @@ def test_single_role_commands_run_a_pipeline(tmp_path, procs):
     "args, message",
     [
         (["run", "/no/such/folder"], "no such folder: /no/such/folder"),
+        (["run", "/no/such/tasks.py"], "no such file: /no/such/tasks.py (expected the folder"),
+        (["collector", "{job}/collector.py:JobColector"], "did you mean"),
+        (["run", "{job}", "--log-level", "LOUD"], "invalid choice: 'LOUD'"),
         (["run", "{empty}"], "holds no Python files"),
         (["run", "{job}", "--workers", "0"], "expected a positive integer, got 0"),
         (["run", "{job}", "--threads", "x"], "expected a positive integer, got 'x'"),
@@ -215,3 +221,214 @@ def test_ctrl_c_stops_everything_and_leaves_nothing(tmp_path):
     leftovers = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("zmqpipeline-")]
+
+
+# -- what a new user trips over (issue 13) --------------------------------------------------
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (old, text)
+    path.write_text(text.replace(old, new))
+
+
+def test_exception_in_task_handle_is_reported_with_its_call_and_exit_1(tmp_path):
+    folder = write_pipeline(tmp_path / "job", n_items=10)
+    edit(folder / "tasks.py", "self.n += 1\n", "self.n += 1\n        1 / (self.n - 5)\n")
+    result = zmqpipeline("run", str(folder))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "FAILED CLI_JOB: Task.handle() raised on call 5: ZeroDivisionError: division by zero"
+        in result.stdout
+    )
+    assert "OK: all" not in result.stdout and "NOT OK" in result.stdout
+
+
+def test_killed_worker_is_named_with_pid_and_signal_and_exit_1(tmp_path):
+    folder = write_pipeline(tmp_path / "job", n_items=40)
+    marker = tmp_path / "killed-once"
+    edit(
+        folder / "worker.py",
+        "if data['i'] ==",
+        "import os, signal\n"
+        f"        if data['i'] == 5 and not os.path.exists({str(marker)!r}):\n"
+        f"            open({str(marker)!r}, 'w').close()\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        if data['i'] ==",
+    )
+    result = zmqpipeline("run", str(folder), "--workers", "2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"COLLECTED {list(range(1, 41))}" in result.stdout  # nothing lost
+    killed = [line for line in result.stdout.splitlines() if "killed by SIGKILL" in line]
+    assert any("worker JobWorker" in line and "pid" in line for line in killed), result.stdout
+    assert "PROCESS FAILED: worker JobWorker (pid" in result.stdout
+    assert "never handed out" in result.stdout
+
+
+def test_module_running_its_distributor_at_import_is_refused(tmp_path):
+    folder = write_pipeline(tmp_path / "job")
+    (folder / "run_distributor.py").write_text(
+        "import zmqpipeline, tasks, collector\n"
+        "zmqpipeline.Distributor.register_task(tasks.JobTask)\n"
+        "zmqpipeline.Distributor(collector.JobCollector.endpoint,\n"
+        "                        collector.JobCollector.ack_endpoint).run()\n"
+    )
+    result = zmqpipeline("run", str(folder), timeout=20)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "run_distributor.py runs a Distributor when it is imported" in result.stderr
+    assert 'if __name__ == "__main__":' in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_list_reports_a_worker_it_could_not_load(tmp_path):
+    folder = write_pipeline(tmp_path / "job")
+    edit(folder / "worker.py", "collector_endpoint =", "collector_endpiont =")
+    result = zmqpipeline("list", str(folder))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NOT LOADED" in result.stdout and "did you mean 'collector_endpoint'" in result.stdout
+    assert "task       JobTask" in result.stdout  # what did load is still listed
+
+
+def test_curve_variables_naming_missing_files_fail_in_one_line(tmp_path):
+    folder = write_pipeline(tmp_path / "job")
+    keys = tmp_path / "keys"
+    assert zmqpipeline("keys", str(keys), "--name", "w1").returncode == 0
+    for secret, authorized in (
+        (keys / "missing.key_secret", keys),
+        (keys / "w1.key_secret", keys / "authorized"),  # the README's folder, never made
+    ):
+        env = {
+            "ZMQPIPELINE_CURVE_SECRET_KEY": str(secret),
+            "ZMQPIPELINE_CURVE_AUTHORIZED_KEYS": str(authorized),
+        }
+        result = run_with_env(env, "run", str(folder))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "ZMQPIPELINE_CURVE_" in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""
+
+
+def run_with_env(extra: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    return subprocess.run(
+        [sys.executable, "-m", "zmqpipeline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=45,
+    )
+
+
+def test_readme_security_block_works_pasted_as_is(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Across machines, securely", 1)[1].split("```bash\n", 1)[1]
+    block = block.split("```", 1)[0]
+    shutil.copytree(ROOT / "examples" / "singlethread", tmp_path / "examples" / "singlethread")
+    script = block.replace("zmqpipeline ", f"{sys.executable} -m zmqpipeline ")
+    result = subprocess.run(
+        [
+            "bash",
+            "-e",
+            "-c",
+            script + f"\n{sys.executable} -m zmqpipeline run examples/singlethread --quiet\n",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("OK: all 100 items collected") == 2, result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_log_level_after_the_command_and_a_file_for_its_folder(tmp_path):
+    folder = write_pipeline(tmp_path / "job", n_items=5)
+    result = zmqpipeline("run", str(folder / "tasks.py"), "--log-level", "INFO")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: all 5 items collected" in result.stdout
+    assert " INFO " in result.stderr  # the level took effect
+
+
+def test_help_explains_module_class_without_markup():
+    top = zmqpipeline("--help")
+    assert top.returncode == 0 and "``" not in top.stdout
+    for role in ("worker", "collector", "metadata"):
+        text = zmqpipeline(role, "--help").stdout
+        assert "MODULE:CLASS names one class" in text and "example:" in text
+        assert f"zmqpipeline {role} " in text
+    assert "PATH" in zmqpipeline("list", "--help").stdout
+
+
+def test_children_have_distinct_process_titles_shown_with_their_pid(tmp_path):
+    folder = write_pipeline(tmp_path / "job", n_items=4)
+    edit(
+        folder / "worker.py",
+        "return {'i': data['i']}",
+        "return {'i': data['i'], 'comm': open('/proc/self/comm').read().strip()}",
+    )
+    edit(
+        folder / "collector.py",
+        "self.seen.append(data['i'])",
+        "self.seen.append(data['i'])\n"
+        "        print('COMM', data['comm'], open('/proc/self/comm').read().strip())",
+    )
+    result = zmqpipeline("run", str(folder))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "COMM zmqp-worker zmqp-collector" in result.stdout
+    probe = "from zmqpipeline.cli.local import set_process_title as t; t('distributor'); "
+    probe += "print(open('/proc/self/comm').read().strip())"
+    named = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert named.stdout.strip() == "zmqp-distrib", named.stderr
+    assert re.search(r"distributor +pid \d+", result.stdout)
+    assert re.search(r"collector +pid \d+", result.stdout)
+
+
+def _tasks(collected: int, size: int | None) -> dict[str, dict[str, int | None]]:
+    return {
+        "CLI_JOB": {
+            "handed_out": collected + 2,
+            "in_flight": 2,
+            "collected": collected,
+            "failed": 0,
+            "size": size,
+        }
+    }
+
+
+def test_progress_is_a_bar_with_eta_given_a_size_else_a_spinner():
+    from zmqpipeline.cli.progress import progress_line
+
+    sized = progress_line(_tasks(50, 200), elapsed=2.0)
+    assert "25%" in sized and "50/200" in sized and "25 items/s" in sized
+    assert "ETA 6.0 s" in sized  # 150 left at 25 items/s
+    unsized = progress_line(_tasks(50, None), elapsed=2.0, tick=1)
+    assert unsized.startswith("/ 50 collected") and "25 items/s" in unsized
+    assert "ETA" not in unsized and "%" not in unsized
+
+
+def test_output_of_the_processes_is_printed_above_the_bar():
+    import io
+
+    from zmqpipeline.cli.progress import Progress
+
+    screen = io.StringIO()
+    progress = Progress(screen, quiet=False, tty=True)
+    progress._tqdm_class = None  # the plain bar, tqdm or not
+    progress.show(_tasks(10, 100))
+    progress.echo("hello from a worker", screen)
+    progress.clear()
+    # the bar is erased (\r + blanks + \r) before the line and drawn again after it
+    before, after = screen.getvalue().split("hello from a worker\n")
+    assert before.endswith("\r") and before.rstrip("\r ").startswith("\r[")
+    assert after.startswith("\r[")
+    visible = screen.getvalue().split("\r")
+    assert "hello from a worker\n" in visible  # the line stands whole on its own
+
+
+def test_progress_shows_no_rate_before_a_second_of_work():
+    from zmqpipeline.cli.progress import progress_line
+
+    assert "- items/s" in progress_line(_tasks(45, None), elapsed=0.01)
+    assert "ETA -" in progress_line(_tasks(45, 100), elapsed=0.01)

@@ -146,3 +146,21 @@ def test_sequential_benchmark_runs():
     assert result.returncode == 0
     assert "running - iterations: 50 - delay: 0.010" in result.stdout
     assert re.search(r"overhead: -?\d+\.\d%", result.stdout)
+
+
+def test_readme_tutorial_saved_as_one_file_runs_with_zmqpipeline_run(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## The tutorial in brief", 1)[1].split("```python\n", 1)[1]
+    code = code.split("```", 1)[0]
+    folder = tmp_path / "calc"
+    folder.mkdir()
+    (folder / "pipeline.py").write_text(code)
+    result = subprocess.run(
+        [sys.executable, "-m", "zmqpipeline", "run", str(folder), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: all 100 items collected" in result.stdout

@@ -111,7 +111,7 @@ def test_a_worker_cut_off_from_the_collector_for_good_does_not_stall_the_run(
 ):
     bed = netbed(4)
     hosts, procs = start(bed, tmp_path)
-    d, c, w1, w2 = hosts
+    _, c, w1, _ = hosts
     wait_for_progress(procs["collector"])
     bed.partition(w1, c)  # healed only by the bed's teardown, after the run
     started = time.monotonic()

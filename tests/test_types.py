@@ -99,6 +99,9 @@ def test_plain_strings_are_coerced_to_the_api_types():
         endpoint = "ipc://x.ipc"
         dependencies = ["TYPES_A"]  # noqa: RUF012 - the API is a plain class attribute
 
+        def handle(self, data, address, msgtype):
+            return None
+
     assert isinstance(Coerced.task_type, TaskType)
     assert isinstance(Coerced.endpoint, EndpointAddress)
     assert isinstance(Coerced.dependencies[0], TaskType)
@@ -141,6 +144,9 @@ def test_receive_metadata_without_endpoint_is_a_clear_error():
         task_type = TaskType("TYPES_A")
         endpoint = EndpointAddress("ipc://t.ipc")
 
+        def handle(self, data, address, msgtype):
+            return None
+
     with pytest.raises(ConfigurationError, match="metadata_endpoint"):
         Distributor("ipc://c.ipc", "ipc://a.ipc", receive_metadata=True, tasks=[T])
 
@@ -160,3 +166,98 @@ def test_library_only_installs_a_null_handler():
 
     handlers = logging.getLogger("zmqpipeline").handlers
     assert [type(h) for h in handlers] == [logging.NullHandler]
+
+
+# -- what a new user trips over (issue 13) --------------------------------------------------
+
+
+def test_dependencies_none_is_refused_when_the_class_is_defined():
+    with pytest.raises(TypeError, match="dependencies"):
+
+        class NoDeps(Task):
+            task_type = TaskType("TYPES_A")
+            dependencies = None
+
+            def handle(self, data, address, msgtype):
+                return None
+
+
+def test_n_items_must_be_a_non_negative_int():
+    for bad in (-1, 2.5, "3", True):
+        with pytest.raises(TypeError, match="n_items"):
+            type("T", (Task,), {"n_items": bad})
+    assert Task.n_items is None
+
+
+WORKER_ATTRS = {
+    "task_type": "TYPES_A",
+    "endpoint": "ipc://w.ipc",
+    "collector_endpoint": "ipc://c.ipc",
+}
+
+
+@pytest.mark.parametrize(
+    ("base", "attrs", "required"),
+    [
+        (SingleThreadedWorker, WORKER_ATTRS, "handle_execution"),
+        (MultiThreadedWorker, WORKER_ATTRS, "handle_thread_execution"),
+        (
+            Collector,
+            {"endpoint": "ipc://c.ipc", "ack_endpoint": "ipc://a.ipc"},
+            "handle_collection",
+        ),
+        (Task, {"task_type": "TYPES_A", "endpoint": "ipc://t.ipc"}, "handle"),
+        (MetaDataWorker, {"endpoint": "ipc://m.ipc"}, "get_metadata"),
+    ],
+)
+def test_concrete_class_without_its_required_method_is_refused(base, attrs, required):
+    with pytest.raises(TypeError, match=rf"does not define {required}\(\)"):
+        type("Concrete", (base,), dict(attrs))
+    # a user base class (no endpoints yet) is fine, and so is its concrete subclass
+    user_base = type("UserBase", (base,), {"helper": lambda self: 1})
+    type("Concrete", (user_base,), {**attrs, required: lambda self, *a: {}})
+
+
+@pytest.mark.parametrize(
+    ("base", "typo", "meant"),
+    [
+        (SingleThreadedWorker, "collector_endpiont", "collector_endpoint"),
+        (SingleThreadedWorker, "handle_exection", "handle_execution"),
+        (MultiThreadedWorker, "handle_thread_exection", "handle_thread_execution"),
+        (MultiThreadedWorker, "n_thread", "n_threads"),
+        (Collector, "handle_colection", "handle_collection"),
+        (Collector, "ack_endpiont", "ack_endpoint"),
+        (Task, "is_available_for_handeling", "is_available_for_handling"),
+        (Task, "initialise", "initialize"),
+        (MetaDataWorker, "get_meta_data", "get_metadata"),
+    ],
+)
+def test_name_close_to_a_known_one_is_refused_naming_it(base, typo, meant):
+    with pytest.raises(TypeError, match=rf"{typo}.*did you mean '{meant}'"):
+        type("Typo", (base,), {typo: "ipc://x.ipc"})
+
+
+def test_user_names_far_from_known_ones_are_accepted():
+    class Counting(Task):
+        task_type = TaskType("TYPES_A")
+        endpoint = EndpointAddress("ipc://t.ipc")
+        count = 0
+        labels = ("a", "b")
+
+        def handle(self, data, address, msgtype):
+            return None
+
+        def next_label(self):
+            return self.labels[0]
+
+    assert Counting.count == 0
+
+
+def test_old_messages_get_returns_data_task_type_and_msgtype():
+    from zmqpipeline.utils import messages
+
+    msg = messages.create_data("TYPES_A", {"x": 1})
+    assert messages.get(msg) == ({"x": 1}, "TYPES_A", messages.MESSAGE_TYPE_DATA)
+    data, task_type, msgtype = messages.get(messages.create_ack("TYPES_A"))
+    assert (data, task_type, msgtype) == ({}, "TYPES_A", "ACK")
+    assert messages.get(msg, "data") == {"x": 1}  # the keyed form still works

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .types import EndpointAddress, TaskType
@@ -12,10 +14,125 @@ __all__ = ["Task", "check_class_attributes"]
 logger = logging.getLogger("zmqpipeline.task")
 
 
+@dataclass(frozen=True)
+class _Role:
+    """What a user subclass of one role class may define."""
+
+    #: The method a concrete subclass must override (``None``: nothing required).
+    required: str | None
+    #: Attributes that, all set, make a subclass concrete (a user base class sets none).
+    concrete: tuple[str, ...]
+    #: Public names the role knows: a user name close to one of these is a typo.
+    known: tuple[str, ...]
+
+
+_WORKER = (
+    "task_type",
+    "endpoint",
+    "collector_endpoint",
+    "security",
+    "prefetch",
+    "init_worker",
+    "handle_execution",
+    "run",
+    "metadata",
+)
+_WORKER_ENDPOINTS = ("task_type", "endpoint", "collector_endpoint")
+
+#: One row per role class, most specific first (the first found in a class's MRO wins).
+_ROLES: dict[str, _Role] = {
+    "Task": _Role(
+        "handle",
+        ("task_type", "endpoint"),
+        (
+            "task_type",
+            "endpoint",
+            "dependencies",
+            "item_time_limit_s",
+            "n_items",
+            "max_attempts",
+            "retry_backoff_s",
+            "retry_for",
+            "continue_after_error",
+            "handle",
+            "initialize",
+            "is_available_for_handling",
+            "is_complete",
+            "metadata",
+        ),
+    ),
+    "MultiThreadedWorker": _Role(
+        "handle_thread_execution",
+        _WORKER_ENDPOINTS,
+        (*_WORKER, "n_threads", "init_thread", "handle_thread_execution"),
+    ),
+    "SingleThreadedWorker": _Role("handle_execution", _WORKER_ENDPOINTS, _WORKER),
+    "Worker": _Role(None, _WORKER_ENDPOINTS, _WORKER),
+    "MetaDataWorker": _Role(
+        "get_metadata", ("endpoint",), ("endpoint", "security", "get_metadata", "run")
+    ),
+    "Collector": _Role(
+        "handle_collection",
+        ("endpoint", "ack_endpoint"),
+        (
+            "endpoint",
+            "ack_endpoint",
+            "security",
+            "handle_collection",
+            "handle_finished",
+            "get_ack_data",
+            "item_id",
+            "metadata",
+            "run",
+        ),
+    ),
+    "ServiceWorker": _Role(
+        "handle_message",
+        ("task_type", "endpoint"),
+        ("task_type", "endpoint", "security", "handle_message", "run"),
+    ),
+}
+_TYPO_CUTOFF = 0.8
+
+
+def _is_ours(cls: type) -> bool:
+    return cls.__module__ == "zmqpipeline" or cls.__module__.startswith("zmqpipeline.")
+
+
+def _role_of(cls: type) -> tuple[type, _Role] | None:
+    """The library's role class ``cls`` derives from, and its row of :data:`_ROLES`."""
+    for klass in cls.__mro__[1:]:
+        if _is_ours(klass) and klass.__name__ in _ROLES:
+            return klass, _ROLES[klass.__name__]
+    return None
+
+
+def _check_names(cls: type, owner: str, base: type, role: _Role) -> None:
+    """Refuse a concrete class missing its required method, and names close to known ones."""
+    inherited = {name for klass in cls.__mro__[1:] for name in vars(klass)}
+    for name in vars(cls):
+        if name.startswith("_") or name in inherited or name in role.known:
+            continue
+        close = difflib.get_close_matches(name, role.known, n=1, cutoff=_TYPO_CUTOFF)
+        if close:
+            raise TypeError(
+                f"{owner}.{name} is not a {base.__name__} name; did you mean {close[0]!r}?"
+            )
+    concrete = all(getattr(cls, name, None) is not None for name in role.concrete)
+    if role.required and concrete and getattr(cls, role.required) is getattr(base, role.required):
+        raise TypeError(
+            f"{owner} sets {', '.join(role.concrete)} but does not define "
+            f"{role.required}(), which a {base.__name__} must implement"
+        )
+
+
 def check_class_attributes(cls: type, owner: str) -> None:
     """Validate (and coerce plain ``str``) the role attributes a subclass defines.
 
-    Raises ``TypeError`` naming the class and attribute when a value has the wrong type.
+    Raises ``TypeError`` naming the class and attribute when a value has the wrong type,
+    when a concrete subclass (one whose endpoints and task type are set) does not define
+    the method its role needs (``handle``, ``handle_execution``, ...), or when it defines
+    a name close to one the role knows (``collector_endpiont``, ``handle_exection``).
     """
     for name in ("task_type",):
         value = cls.__dict__.get(name)
@@ -31,6 +148,9 @@ def check_class_attributes(cls: type, owner: str) -> None:
                     f"{owner}.{name} must be an EndpointAddress, not {type(value).__name__}"
                 )
             setattr(cls, name, EndpointAddress(value))
+    found = None if _is_ours(cls) else _role_of(cls)
+    if found is not None:
+        _check_names(cls, owner, *found)
 
 
 class Task:
@@ -39,6 +159,11 @@ class Task:
     Set ``task_type``, ``endpoint`` (where this task's workers connect) and
     ``dependencies`` (task types that must be fully collected first). Implement
     :meth:`handle`; set ``self.is_complete = True`` in the call that hands out the last item.
+
+    Optionally declare how many items the task hands out, with a class or instance
+    attribute ``n_items`` or a ``__len__`` method: ``zmqpipeline run`` then shows a real
+    progress bar with an ETA (without, a spinner with counts and rate), and the report
+    counts the items never handed out if the task stops early.
     """
 
     #: The task type this task hands out (one task type, one Task class, one kind of worker).
@@ -60,12 +185,15 @@ class Task:
     #: After ``handle``, ``initialize`` or ``is_available_for_handling`` raised: ``False``
     #: (default) hands out nothing more from this task, ``True`` goes on.
     continue_after_error: ClassVar[bool] = False
+    #: How many items this task hands out, if known (or define ``__len__``): the progress
+    #: bar's total, and what the report compares the items handed out with.
+    n_items: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_class_attributes(cls, cls.__name__)
-        deps = cls.__dict__.get("dependencies")
-        if deps is not None:
+        if "dependencies" in cls.__dict__:
+            deps = cls.__dict__["dependencies"]
             if not isinstance(deps, (list, tuple)):
                 raise TypeError(
                     f"{cls.__name__}.dependencies must be a list of TaskType, "
@@ -77,6 +205,9 @@ class Task:
                     raise TypeError(f"{cls.__name__}.dependencies holds {dep!r}, not a TaskType")
                 coerced.append(dep if isinstance(dep, TaskType) else TaskType(dep))
             cls.dependencies = coerced
+        size = cls.__dict__.get("n_items")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise TypeError(f"{cls.__name__}.n_items must be an int >= 0 or None, got {size!r}")
         limit = cls.__dict__.get("item_time_limit_s")
         if limit is not None and (not isinstance(limit, (int, float)) or limit <= 0):
             raise TypeError(f"{cls.__name__}.item_time_limit_s must be a positive number")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -11,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from ..collector import Collector
+from ..distributor import Distributor
 from ..errors import UsageError
 from ..metadata import MetaDataWorker
 from ..task import Task
@@ -44,6 +46,11 @@ class Pipeline:
     workers: list[type[Worker]] = field(default_factory=list)
     collectors: list[type[Collector]] = field(default_factory=list)
     metadata_workers: list[type[MetaDataWorker]] = field(default_factory=list)
+    #: What could not be loaded (a module that failed to import, a class left out),
+    #: one line each; ``load_folder(..., tolerant=True)`` collects these instead of raising.
+    problems: list[str] = field(default_factory=list)
+    #: Role classes left out for a missing attribute (a user base class, or a mistake).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def collector(self) -> type[Collector]:
@@ -70,6 +77,14 @@ class Pipeline:
             raise UsageError(f"{self.path}: no worker class for task type(s) {', '.join(missing)}")
 
 
+class _RunAtImport(UsageError):
+    """A module called ``Distributor.run()`` while it was imported for discovery."""
+
+
+def _refuse_run(self: Distributor, *args: Any, **kwargs: Any) -> Any:
+    raise _RunAtImport("Distributor.run() called")
+
+
 def _import(name: str, folder: str) -> ModuleType:
     stale = sys.modules.get(name)
     if (
@@ -77,14 +92,27 @@ def _import(name: str, folder: str) -> ModuleType:
         and os.path.dirname(os.path.abspath(getattr(stale, "__file__", "") or "")) != folder
     ):
         del sys.modules[name]  # a same-named module of another folder
+    # Discovery only imports: a module that runs its distributor at import time would
+    # block here for ever (the README's one-file tutorial did), so refuse that clearly.
+    original_run = Distributor.run
+    setattr(Distributor, "run", _refuse_run)  # noqa: B010 - mypy refuses assigning a method
     try:
         return importlib.import_module(name)
+    except _RunAtImport:
+        sys.modules.pop(name, None)
+        raise UsageError(
+            f"{os.path.join(folder, name)}.py runs a Distributor when it is imported; put the "
+            'Distributor(...).run() call under `if __name__ == "__main__":` so '
+            "zmqpipeline can import the module to find its classes"
+        ) from None
     except SystemExit as exc:
         raise UsageError(f"importing {name} from {folder} called exit({exc.code})") from None
     except Exception as exc:
         raise UsageError(
             f"cannot import {name} from {folder}: {type(exc).__name__}: {exc}"
         ) from None
+    finally:
+        setattr(Distributor, "run", original_run)  # noqa: B010
 
 
 def load_module(spec: str) -> ModuleType:
@@ -132,7 +160,13 @@ def load_class(spec: str, role: str) -> type[Any]:
     if class_name:
         cls = getattr(module, class_name, None)
         if cls is None:
-            raise UsageError(f"{module_name} has no {class_name}")
+            candidates = [c.__name__ for c in classes_in(module, base)] or [
+                n for n, v in vars(module).items() if isinstance(v, type)
+            ]
+            close = difflib.get_close_matches(class_name, candidates, n=1, cutoff=0.6)
+            hint = f"; did you mean {module_name}:{close[0]}?" if close else ""
+            defined = ", ".join(candidates) or "none"
+            raise UsageError(f"{module_name} has no {class_name}{hint} (it defines: {defined})")
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise UsageError(f"{spec} is not a {base.__name__} subclass")
         return cls
@@ -146,11 +180,20 @@ def load_class(spec: str, role: str) -> type[Any]:
     return found[0]
 
 
-def load_folder(path: str) -> Pipeline:
-    """Import every ``.py`` file of ``path`` and collect the role classes defined there."""
+def load_folder(path: str, tolerant: bool = False) -> Pipeline:
+    """Import every ``.py`` file of ``path`` and collect the role classes defined there.
+
+    ``path`` may also name one ``.py`` file of the folder. With ``tolerant``, a module that
+    fails to import is listed in ``Pipeline.problems`` instead of raising."""
     folder = os.path.abspath(path)
-    if not os.path.isdir(folder):
-        raise UsageError(f"no such folder: {path}")
+    if os.path.isfile(folder) and folder.endswith(".py"):
+        folder = os.path.dirname(folder)  # run DIR/tasks.py: the whole folder is the pipeline
+        path = os.path.dirname(path) or "."
+    elif not os.path.isdir(folder):
+        what = "file" if path.endswith(".py") else "folder"
+        raise UsageError(
+            f"no such {what}: {path} (expected the folder holding the pipeline's .py files)"
+        )
     names = sorted(
         name[:-3]
         for name in os.listdir(folder)
@@ -164,9 +207,36 @@ def load_folder(path: str) -> Pipeline:
         sys.path.insert(0, folder)
     pipeline = Pipeline(path)
     for name in names:
-        module = _import(name, folder)
+        try:
+            module = _import(name, folder)
+        except UsageError as exc:
+            if not tolerant:
+                raise
+            pipeline.problems.append(str(exc))
+            continue
         pipeline.tasks += classes_in(module, Task)
         pipeline.workers += classes_in(module, Worker)
         pipeline.collectors += classes_in(module, Collector)
         pipeline.metadata_workers += classes_in(module, MetaDataWorker)
+        pipeline.skipped += _left_out(module)
     return pipeline
+
+
+def _left_out(module: ModuleType) -> list[str]:
+    """Role classes of ``module`` that ``classes_in`` skips for a missing attribute."""
+    lines = []
+    for base, required in _REQUIRED.items():
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, base)
+                and value not in _BASES
+                and value.__module__ == module.__name__
+            ):
+                missing = [a for a in required if getattr(value, a, None) is None]
+                if missing:
+                    lines.append(
+                        f"{module.__name__}.{value.__name__} left out: no {', '.join(missing)}"
+                        " (fine for a base class of your own)"
+                    )
+    return lines

@@ -3,6 +3,8 @@ over ipc files in a private temporary directory, with live progress and a closin
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import multiprocessing
 import os
 import shutil
@@ -10,6 +12,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import asdict
@@ -17,12 +20,33 @@ from multiprocessing.process import BaseProcess
 from typing import Any, TextIO
 
 from ..distributor import Distributor
+from ..errors import ConfigurationError
 from ..worker import MultiThreadedWorker
 from .discovery import Pipeline
+from .progress import Progress
+from .report import Child, exit_status, how_it_ended, print_report
 
-__all__ = ["run_local"]
+__all__ = ["check_curve_env", "run_local", "set_process_title"]
 
 _STOP_GRACE_S = 3.0
+_PR_SET_NAME = 15
+_PIPE_DRAIN_S = 2.0
+#: The kernel keeps 15 bytes of a process name.
+_SHORT_TITLES = {"distributor": "zmqp-distrib"}
+
+
+def check_curve_env() -> None:
+    """Check the ``ZMQPIPELINE_CURVE_*`` variables in this process, before any child starts:
+    a file or folder they name that is missing is one clear ``ConfigurationError``."""
+    from ..security import Security
+
+    try:
+        Security.from_env()
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"the ZMQPIPELINE_CURVE_* variables are set but unusable: {exc} "
+            "(unset them, fix them, or use `run --secure`, which makes its own keys)"
+        ) from None
 
 
 def _rewrite_endpoints(pipeline: Pipeline, directory: str, tcp: bool = False) -> dict[str, str]:
@@ -68,8 +92,39 @@ def _own_or_inherited(cls: type) -> set[str]:
 # -- what each child process runs ---------------------------------------------------------
 
 
-def _child(events: Any, role: str, target: Any, env: dict[str, str] | None = None) -> None:
+def set_process_title(role: str) -> None:
+    """Name this process after its role, so ``ps``/``top`` tell the children apart: the
+    kernel's name (``/proc/self/comm``, 15 bytes) and, if installed, ``setproctitle``."""
+    kind = role.split()[0]
+    short = _SHORT_TITLES.get(kind, "zmqp-" + kind)[:15]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(short.encode()), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: no prctl
+        pass
+    try:
+        optional = importlib.import_module("setproctitle")  # optional, not a dependency
+    except ImportError:
+        return
+    optional.setproctitle(f"zmqpipeline {role}")
+
+
+def _child(
+    events: Any,
+    role: str,
+    target: Any,
+    env: dict[str, str] | None = None,
+    pipes: tuple[int, int, int, int] | None = None,
+) -> None:
     code = 0
+    set_process_title(role)
+    if pipes is not None:  # our stdout and stderr go to the parent, which prints above the bar
+        _, out_w, _, err_w = pipes
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        for fd in pipes:
+            os.close(fd)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     os.environ.update(env or {})  # this child's CURVE keys (run --secure)
     try:
         result = target()
@@ -105,48 +160,115 @@ def _run_distributor(pipeline: Pipeline, events: Any) -> dict[str, Any]:
         receive_metadata=meta is not None,
         metadata_endpoint=meta.endpoint if meta is not None else None,
         tasks=pipeline.tasks,
-        on_progress=lambda summary: events.put(("progress", os.getpid(), summary["collected"])),
+        on_progress=lambda summary: events.put(("progress", os.getpid(), summary["tasks"])),
         progress_interval_s=0.25,
     )
-    return asdict(dist.run())
+    report = dist.run()
+    return {**asdict(report), "ok": report.ok}
 
 
 # -- the parent ---------------------------------------------------------------------------
 
 
-class _Progress:
-    """A live status line on a terminal; a plain line every few seconds otherwise."""
+class _Run:
+    """The parent's side of one local run: its children, their output, the events."""
 
-    def __init__(self, stream: TextIO, quiet: bool) -> None:
-        self.stream = stream
-        self.tty = stream.isatty() and not quiet
-        self.quiet = quiet
-        self.started = time.monotonic()
-        self.last_plain = self.started
-        self.width = 0
+    def __init__(self, pipeline: Pipeline, progress: Progress, out: TextIO) -> None:
+        self.pipeline = pipeline
+        self.progress = progress
+        self.out = out
+        self.ctx = multiprocessing.get_context("fork")
+        self.events = self.ctx.Queue()
+        self.children: dict[int, tuple[str, BaseProcess]] = {}
+        self.server_env: dict[str, str] | None = None
+        self.client_env: dict[str, str] | None = None
+        self.report: dict[str, Any] | None = None
+        self.errors: list[str] = []
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.pipes = (out_r, out_w, err_r, err_w)
+        self.readers = [
+            threading.Thread(target=self._relay, args=(out_r, out), daemon=True),
+            threading.Thread(target=self._relay, args=(err_r, sys.stderr), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
 
-    def show(self, collected: dict[str, int]) -> None:
-        if self.quiet:
-            return
-        elapsed = time.monotonic() - self.started
-        total = sum(collected.values())
-        parts = " · ".join(f"{tt} {n}" for tt, n in collected.items())
-        rate = total / elapsed if elapsed > 0 else 0.0
-        line = f"collected {parts} | {rate:,.0f} items/s | {elapsed:.1f} s"
-        if self.tty:
-            bar = "#" * min(20, int(elapsed * 4) % 21)
-            text = f"\r[{bar:<20}] {line}"
-            self.stream.write(text.ljust(self.width))
-            self.width = len(text)
-            self.stream.flush()
-        elif time.monotonic() - self.last_plain >= 2.0:
-            self.last_plain = time.monotonic()
-            print(line, file=self.stream, flush=True)
+    def _relay(self, fd: int, target: TextIO) -> None:
+        """Print the children's output line by line above the progress bar, until EOF."""
+        pending = b""
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self.progress.echo(line.decode(errors="replace"), target)
+        if pending:
+            self.progress.echo(pending.decode(errors="replace"), target)
 
-    def clear(self) -> None:
-        if self.tty and self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
+    def spawn(self, role: str, target: Any) -> None:
+        env = self.server_env if role in ("collector", "distributor") else self.client_env
+        process = self.ctx.Process(
+            target=_child, args=(self.events, role, target, env, self.pipes), daemon=False
+        )
+        process.start()
+        assert process.pid is not None
+        self.children[process.pid] = (role, process)
+
+    def start(self, workers: int) -> None:
+        pipeline = self.pipeline
+        self.spawn("collector", lambda: _run_role(pipeline.collector))
+        for cls in pipeline.workers:
+            for _ in range(workers):
+                self.spawn(f"worker {cls.__name__}", lambda cls=cls: _run_worker(cls))
+        meta = pipeline.metadata_worker
+        if meta is not None:
+            self.spawn("metadata", lambda: _run_role(meta))
+        self.spawn("distributor", lambda: _run_distributor(pipeline, self.events))
+        os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
+        os.close(self.pipes[3])
+
+    def wait(self) -> None:
+        """Follow the events until every child has exited (or one crashed)."""
+        children, events = self.children, self.events
+        while any(p.exitcode is None for _, p in children.values()) or not events.empty():
+            try:
+                kind, _pid, payload = events.get(timeout=0.2)
+            except Exception:  # queue.Empty
+                if self.report is None and _distributor_gone(children):
+                    self.errors.append("the distributor exited without a report")
+                    return
+                continue
+            if kind == "progress":
+                self.progress.show(payload)
+            elif kind == "distributor":
+                self.report = payload
+                self.progress.show(payload["tasks"])
+            elif kind == "error":
+                self.errors.append(payload)
+                if self.report is None:
+                    return  # a role crashed: stop the rest
+
+    def close(self) -> None:
+        _stop_all(self.children)
+        for reader in self.readers:
+            reader.join(_PIPE_DRAIN_S)  # a grandchild may still hold a pipe: do not wait
+        self.progress.clear()
+        self.events.close()
+
+    def child_list(self) -> list[Child]:
+        return [Child(role, pid, p.exitcode) for pid, (role, p) in self.children.items()]
+
+
+def _secure_env(directory: str, out: TextIO) -> tuple[dict[str, str], dict[str, str]]:
+    from ..security import ENV_AUTHORIZED_KEYS, ENV_SECRET_KEY, ENV_SERVER_KEY, local_key_env
+
+    if any(os.environ.get(n) for n in (ENV_SECRET_KEY, ENV_SERVER_KEY, ENV_AUTHORIZED_KEYS)):
+        print(
+            "note: run --secure makes its own fresh keys; the ZMQPIPELINE_CURVE_* variables "
+            "are not used",
+            file=out,
+        )
+    return local_key_env(os.path.join(directory, "keys"))
 
 
 def run_local(
@@ -159,7 +281,8 @@ def run_local(
 ) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
-    ``secure``: over tcp on 127.0.0.1 with CURVE, fresh keys in the private directory."""
+    ``secure``: over tcp on 127.0.0.1 with CURVE, fresh keys in the private directory (the
+    ``ZMQPIPELINE_CURVE_*`` variables are not used)."""
     pipeline.check_runnable()
     if threads is not None:
         for cls in pipeline.workers:
@@ -168,89 +291,47 @@ def run_local(
     directory = tempfile.mkdtemp(prefix="zmqpipeline-")
     os.chmod(directory, 0o700)
     _rewrite_endpoints(pipeline, directory, tcp=secure)
-    server_env: dict[str, str] | None = None
-    client_env: dict[str, str] | None = None
-    if secure:
-        from ..security import local_key_env
-
-        try:
-            server_env, client_env = local_key_env(os.path.join(directory, "keys"))
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-    ctx = multiprocessing.get_context("fork")
-    events = ctx.Queue()
-    children: dict[int, tuple[str, BaseProcess]] = {}
-
-    def spawn(role: str, target: Any) -> None:
-        env = server_env if role in ("collector", "distributor") else client_env
-        process = ctx.Process(target=_child, args=(events, role, target, env), daemon=False)
-        process.start()
-        assert process.pid is not None
-        children[process.pid] = (role, process)
-
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    progress = _Progress(out, quiet)
-    report: dict[str, Any] | None = None
-    errors: list[str] = []
-    processed: dict[int, int] = {}
+    run: _Run | None = None
     interrupted = False
     try:
-        spawn("collector", lambda: _run_role(pipeline.collector))
-        for cls in pipeline.workers:
-            for _ in range(workers):
-                spawn(f"worker {cls.__name__}", lambda cls=cls: _run_worker(cls))
-        meta = pipeline.metadata_worker
-        if meta is not None:
-            spawn("metadata", lambda: _run_role(meta))
-        spawn("distributor", lambda: _run_distributor(pipeline, events))
-        while any(p.exitcode is None for _, p in children.values()) or not events.empty():
-            try:
-                kind, pid, payload = events.get(timeout=0.2)
-            except Exception:  # queue.Empty
-                if report is None and _distributor_gone(children):
-                    errors.append("the distributor exited without a report")
-                    break
-                continue
-            if kind == "progress":
-                progress.show(payload)
-            elif kind == "distributor":
-                report = payload
-                progress.show(report["collected"])
-            elif kind.startswith("worker"):
-                processed[pid] = payload
-            elif kind == "error":
-                errors.append(payload)
-                if report is None:
-                    break  # a role crashed: stop the rest
+        env = _secure_env(directory, out) if secure else (None, None)
+        run = _Run(pipeline, Progress(out, quiet), out)
+        run.server_env, run.client_env = env
+        run.start(workers)
+        run.wait()
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        progress.clear()
-        _stop_all(children)
+        if run is not None:
+            run.close()
         shutil.rmtree(directory, ignore_errors=True)
-        events.close()
         signal.signal(signal.SIGTERM, previous_term)
-    if interrupted:
+    if interrupted or run is None:
         print("interrupted: stopped every process of the pipeline", file=out, flush=True)
         return 130
-    for message in errors:
+    return _finish(run, out, secure)
+
+
+def _finish(run: _Run, out: TextIO, secure: bool) -> int:
+    for message in run.errors:
         print(f"error in {message}", file=out)
+    children = run.child_list()
+    report = run.report
     if report is None:
         print("the run did not complete", file=out)
+        for child in children:
+            print(f"  {child.role} (pid {child.pid}) {how_it_ended(child.exitcode)}", file=out)
         return 1
-    _print_report(out, pipeline, report, children, processed, time.monotonic() - progress.started)
+    ok = bool(report.get("ok", not report["failed"])) and not run.errors
+    print_report(out, run.pipeline.path, report, ok, children)
     if secure:
         print(
             "  secured: tcp on 127.0.0.1, CURVE-encrypted, clients authenticated by key "
             "(fresh keys, removed)",
             file=out,
         )
-    failed_children = [role for role, p in children.values() if p.exitcode not in (0, None)]
-    if failed_children:
-        print(f"process(es) exited with an error: {', '.join(failed_children)}", file=out)
-    ok = not report["failed"] and not report["aborted"] and not errors and not failed_children
-    return 0 if ok else 1
+    return exit_status(report, ok, children)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -276,51 +357,3 @@ def _stop_all(children: dict[int, tuple[str, BaseProcess]]) -> None:
         if process.exitcode is None and process.pid is not None:
             os.kill(process.pid, signal.SIGKILL)
             process.join()
-
-
-def _print_report(
-    out: TextIO,
-    pipeline: Pipeline,
-    report: dict[str, Any],
-    children: dict[int, tuple[str, BaseProcess]],
-    processed: dict[int, int],
-    wall: float,
-) -> None:
-    total = sum(report["collected"].values())
-    print(f"zmqpipeline run {pipeline.path}", file=out)
-    print(f"  {'task type':<20} {'collected':>10} {'failed':>7}", file=out)
-    failed_by_type: dict[str, int] = {}
-    for failure in report["failed"]:
-        failed_by_type[failure["task_type"]] = failed_by_type.get(failure["task_type"], 0) + 1
-    for task_type, n in report["collected"].items():
-        print(f"  {task_type:<20} {n:>10} {failed_by_type.get(task_type, 0):>7}", file=out)
-    seconds = report["wall_time_s"]
-    rate = total / seconds if seconds > 0 else 0.0
-    print(
-        f"  wall time {seconds:.2f} s, {rate:,.1f} items/s, retries {report['retries']}", file=out
-    )
-    latency = report.get("latency_ms") or {}
-    if latency:
-        print(
-            "  latency dispatch->ACK: " + ", ".join(f"{k} {v:.1f} ms" for k, v in latency.items()),
-            file=out,
-        )
-    shares = []
-    for pid, (role, _) in sorted(children.items()):
-        if role.startswith("worker"):
-            n = processed.get(pid, 0)
-            share = 100.0 * n / total if total else 0.0
-            shares.append(f"{role[7:]}[{pid}] {n} ({share:.0f}%)")
-    if shares:
-        print("  per worker: " + ", ".join(shares), file=out)
-    for failure in report["failed"]:
-        last = (failure["error"].strip().splitlines() or [""])[-1]
-        print(
-            f"  FAILED {failure['task_type']}/{failure['seq']} after "
-            f"{failure['attempts']} attempt(s): {last}",
-            file=out,
-        )
-    if report["aborted"]:
-        print("  the run was stopped before the end", file=out)
-    elif not report["failed"]:
-        print(f"  OK: all {total} items collected", file=out)

@@ -17,6 +17,7 @@ from ..distributor import Distributor
 from ..errors import ConfigurationError, UsageError
 from ..task import Task
 from .discovery import classes_in, load_class, load_folder, load_module
+from .report import print_failures
 
 __all__ = ["main"]
 
@@ -36,21 +37,50 @@ def _positive(text: str) -> int:
     return value
 
 
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_CLASS_SPEC_HELP = """\
+MODULE:CLASS names one class: MODULE is a module name importable from the current
+folder (tasks, mypkg.workers) or the path of a .py file (examples/singlethread/worker.py);
+after the colon comes the class name. Without ":CLASS", MODULE must define exactly one
+class of the role.
+
+example:
+  zmqpipeline {role} {example}
+"""
+
+_DESCRIPTION = """\
+Run a zmqpipeline pipeline: a whole one on this machine (run), or one role per
+process for many machines (distributor, worker, collector, metadata, service ...)."""
+
+
+def _role_parser(sub: Any, role: str, text: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(  # type: ignore[no-any-return]
+        role,
+        help=text,
+        description=text[0].upper() + text[1:] + ".",
+        epilog=_CLASS_SPEC_HELP.format(role=role, example=example),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="zmqpipeline", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="zmqpipeline", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"zmqpipeline {__version__}")
     parser.add_argument(
         "--log-level",
         default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log output on stderr (default WARNING)",
+        choices=_LOG_LEVELS,
+        help="log output on stderr (default WARNING); also accepted after the command",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     run = sub.add_parser("run", help="run a whole pipeline from a folder on this machine")
     run.add_argument(
-        "path", help="folder holding the tasks, workers, collector (e.g. examples/singlethread)"
+        "path",
+        help="folder holding the tasks, workers, collector (e.g. examples/singlethread); "
+        "a .py file of it stands for its folder",
     )
     run.add_argument(
         "--workers", type=_positive, default=1, help="processes per worker class (default 1)"
@@ -65,12 +95,18 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--secure",
         action="store_true",
-        help="over tcp on 127.0.0.1 with CURVE and fresh keys, instead of ipc",
+        help="over tcp on 127.0.0.1 with CURVE, instead of ipc; it makes its own fresh "
+        "keys and ignores the ZMQPIPELINE_CURVE_* variables",
     )
     run.set_defaults(handler=_cmd_run)
 
-    lst = sub.add_parser("list", help="list the roles a folder defines")
-    lst.add_argument("path")
+    lst = sub.add_parser(
+        "list",
+        help="list the roles a folder defines",
+        description="List the Task, worker, Collector and MetaDataWorker classes defined by "
+        "the .py files of PATH, and any module or class that could not be loaded.",
+    )
+    lst.add_argument("path", metavar="PATH", help="a folder, e.g. examples/singlethread")
     lst.set_defaults(handler=_cmd_list)
 
     dist = sub.add_parser("distributor", help="run the distributor for the given tasks")
@@ -94,13 +130,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     dist.set_defaults(handler=_cmd_distributor)
 
-    for role, text in (
-        ("collector", "run a Collector"),
-        ("worker", "run a worker"),
-        ("metadata", "run a MetaDataWorker"),
+    for role, text, example in (
+        ("collector", "run a Collector", "examples/singlethread/collector.py:MyCollector"),
+        ("worker", "run a worker", "examples/singlethread/worker.py:MyWorker"),
+        ("metadata", "run a MetaDataWorker", "meta_worker:MyMetaData"),
     ):
-        one = sub.add_parser(role, help=text)
-        one.add_argument("target", metavar="MODULE:CLASS")
+        one = _role_parser(sub, role, text, example)
+        one.add_argument("target", metavar="MODULE:CLASS", help="see below")
         one.set_defaults(handler=_cmd_role, role=role)
 
     from .keys import add_security_commands
@@ -108,20 +144,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_service_commands(sub)
     add_security_commands(sub)
+    for command in sub.choices.values():  # `run DIR --log-level INFO` works too
+        command.add_argument(
+            "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
+        )
     return parser
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .local import run_local
+    from .local import check_curve_env, run_local
 
-    return run_local(
-        load_folder(args.path), args.workers, args.threads, args.quiet, secure=args.secure
-    )
+    pipeline = load_folder(args.path)
+    if not args.secure:
+        check_curve_env()
+    return run_local(pipeline, args.workers, args.threads, args.quiet, secure=args.secure)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    pipeline = load_folder(args.path)
-    print(f"{args.path}:")
+    pipeline = load_folder(args.path, tolerant=True)
+    print(f"{pipeline.path}:")
     for task in pipeline.tasks:
         deps = ", ".join(task.dependencies) or "none"
         print(
@@ -142,6 +183,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         )
     for meta in pipeline.metadata_workers:
         print(f"  metadata   {meta.__name__:<24} endpoint {meta.endpoint}")
+    for note in pipeline.skipped:
+        print(f"  skipped    {note}")
+    for problem in pipeline.problems:
+        print(f"  NOT LOADED {problem}")
+    if pipeline.problems:
+        return 1
     if not (pipeline.tasks or pipeline.workers or pipeline.collectors):
         raise UsageError(f"{args.path}: no Task, worker or Collector subclass found")
     return 0
@@ -179,6 +226,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
         f"collected {report.collected}, failed {len(report.failed)}, "
         f"{report.wall_time_s:.2f} s" + (" (stopped early)" if report.aborted else "")
     )
+    print_failures(sys.stdout, {"failed": report.failed})
     return 0 if report.ok else 1
 
 

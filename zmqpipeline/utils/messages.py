@@ -8,7 +8,7 @@ The ``create_*`` helpers build the plain dicts the old API passed around.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -94,6 +94,20 @@ def create_empty(task_type: str = "") -> dict[str, Any]:
     return create(MESSAGE_TYPE_EMPTY, task_type)
 
 
-def get(message: dict[str, Any], key: str, default: Any = None) -> Any:
-    """Read ``key`` (``'msgtype'``, ``'task_type'``, ``'data'``) from such a message."""
-    return message.get(key, default)
+@overload
+def get(message: dict[str, Any]) -> tuple[Any, str, str]: ...
+
+
+@overload
+def get(message: dict[str, Any], key: str, default: Any = None) -> Any: ...
+
+
+def get(message: dict[str, Any], key: str | None = None, default: Any = None) -> Any:
+    """The 2014 call ``get(message)`` returns the tuple ``(data, task_type, msgtype)``.
+
+    With ``key`` (``'msgtype'``, ``'task_type'``, ``'data'``) it returns that one value,
+    or ``default`` when the message lacks it.
+    """
+    if key is not None:
+        return message.get(key, default)
+    return message.get("data", {}), message.get("task_type", ""), message["msgtype"]
