@@ -5,6 +5,7 @@ through the documented ``ZMQPIPELINE_CURVE_*`` variables (set in the child only)
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import selectors
@@ -415,6 +416,84 @@ def test_unauthorised_senders_cannot_reach_a_secured_socket(keys):
         rogue_ctx.term()
         close_sockets([server])
         server_ctx.term()  # stops the authenticator: the fixture checks no thread is left
+
+
+@pytest.mark.parametrize("socket_type", [zmq.PULL, zmq.DEALER], ids=["PULL", "DEALER"])
+def test_a_worker_key_cannot_take_acks_nor_act_as_the_distributor(keys, socket_type):
+    """The collector's ACK endpoint admits the distributor role only: a worker's key is
+    refused there (no ACK stolen, no START/SKIP/END forged); the server key pair and a key
+    in ``authorized/distributor/`` are admitted."""
+    distributor_dir = keys.authorized / "distributor"
+    distributor_dir.mkdir()
+    public, _ = generate_keys(keys.dir, "dist2")
+    shutil.copy(public, distributor_dir)
+    server_ctx, peer_ctx = new_context(), zmq.Context()
+    ack = open_socket(
+        server_ctx,
+        zmq.ROUTER,
+        f"tcp://127.0.0.1:{free_port()}",
+        bind=True,
+        settings=Settings(security=keys.security("server")),
+        admit="distributor",
+    )
+    endpoint = ack.getsockopt_string(zmq.LAST_ENDPOINT)
+    peers: list[zmq.Socket[Any]] = []
+    try:
+        refused = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
+        for name, expected in (
+            ("worker1", refused),
+            ("server", {zmq.EVENT_HANDSHAKE_SUCCEEDED}),
+            ("dist2", {zmq.EVENT_HANDSHAKE_SUCCEEDED}),
+        ):
+            peer = peer_ctx.socket(socket_type if name == "worker1" else zmq.DEALER)
+            peer.linger = 0
+            keys.security(name).make_client(peer, endpoint, name)
+            monitor = _monitor(peer)
+            peers += [peer, monitor]
+            peer.connect(endpoint)
+            assert _next_event(monitor) in expected, name
+    finally:
+        for sock in peers:
+            sock.close(linger=0)
+        peer_ctx.term()
+        close_sockets([ack])
+        server_ctx.term()
+
+
+def test_a_worker_refused_by_curve_says_so_and_stops_on_sigterm(procs, endpoints, keys, caplog):
+    """A worker whose key is not authorised never connects; it warns that it cannot reach
+    the distributor (naming the key as a cause) and a SIGTERM still ends it."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    os.environ["ZMQPIPELINE_CURVE_SECRET_KEY"] = str(keys.server_secret)
+    task = make_task(endpoint, 10)
+    worker = make_worker(endpoint, f"tcp://127.0.0.1:{free_port()}")
+    warned = FORK.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "CURVE key" in record.getMessage():
+                warned.set()
+
+    def rogue() -> None:
+        logging.getLogger("zmqpipeline.worker").addHandler(Watch())
+        os.environ["ZMQPIPELINE_HEARTBEAT_INTERVAL_S"] = "1"  # liveness 5 s: warns at once
+        worker().run()
+
+    procs.start("distributor", with_env(keys.env("server"), lambda: run_distributor_at(task)))
+    procs.start("rogue", with_env(keys.env("rogue"), rogue))
+    assert warned.wait(30), "the refused worker never said why it waits"
+    procs.kill("rogue", signal.SIGTERM)
+    procs.started["rogue"].join(10)
+    assert procs.started["rogue"].exitcode == 0
+    procs.kill("distributor", signal.SIGTERM)
+    procs.started["distributor"].join(10)
+    os.environ.pop("ZMQPIPELINE_CURVE_SECRET_KEY")
+
+
+def run_distributor_at(task: type) -> None:
+    zp.Distributor(
+        f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", tasks=[task]
+    ).run()
 
 
 def test_roles_given_security_in_code_leave_no_thread_behind(keys, free_tcp):

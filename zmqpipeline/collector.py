@@ -344,13 +344,18 @@ def _read(
 
 
 def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[Any]) -> None:
-    """Send what the distributor can take now; keep the rest (it is reconnecting)."""
+    """Send what the distributor can take now; keep the rest while its queue is full.
+    A message for a peer that is not connected is dropped: a distributor that comes back
+    hands out again what it never heard of, and we ACK the duplicates."""
     while outbox:
         identity, frames = outbox[0]
         try:
             router.send_multipart([identity, *frames], zmq.NOBLOCK)
-        except zmq.ZMQError:  # EAGAIN: its queue is full; EHOSTUNREACH: not connected now
+        except zmq.Again:
             return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
         outbox.popleft()
 
 

@@ -331,7 +331,8 @@ def start_authenticator(ctx: zmq.Context[Any]) -> tuple[ThreadAuthenticator, Key
     policy = KeyPolicy()
     auth = ThreadAuthenticator(ctx, log=logging.getLogger("zmqpipeline.security.zap"))
     auth.start()
-    auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=policy)
+    for role in ROLES:  # one ZAP domain per role a bound socket may admit
+        auth.configure_curve_callback(f"{ZAP_DOMAIN}/{role}", credentials_provider=policy)
     return auth, policy
 
 
