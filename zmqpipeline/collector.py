@@ -20,10 +20,8 @@ import zmq
 
 from . import protocol
 from .errors import ProtocolError
-from .runtime import RoleRuntime, UserCodeError, call_user
-from .security import Security
+from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
-from .task import check_class_attributes
 from .transport import DropCounter, recv_frames
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
@@ -189,7 +187,7 @@ class CollectorLogic:
             self._send(self.codec.finished(self.run))
 
 
-class Collector:
+class Collector(Role):
     """Subclass, set ``endpoint`` (workers push results here) and ``ack_endpoint`` (the
     distributor connects here), and implement :meth:`handle_collection`."""
 
@@ -197,19 +195,11 @@ class Collector:
     endpoint: ClassVar[EndpointAddress]
     #: Where the distributor connects for START/SKIP/END and ACKs (the collector binds it).
     ack_endpoint: ClassVar[EndpointAddress]
-    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
-    #: environment variables, or no security). See docs/security.md.
-    security: ClassVar[Security | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_class_attributes(cls, cls.__name__)
+    required = ("endpoint", "ack_endpoint")
 
     def __init__(self, *, settings: Settings | None = None) -> None:
-        for name in ("endpoint", "ack_endpoint"):
-            if getattr(self, name, None) is None:
-                raise TypeError(f"{type(self).__name__} has no {name}")
-        self.settings = settings or Settings.from_env(security=self.security)
+        super().__init__(settings=settings)
         self.metadata: dict[str, Any] = {}
         #: The id (``"TASK_TYPE/seq"``) of the item :meth:`handle_collection` is handling.
         self.item_id = ""

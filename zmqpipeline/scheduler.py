@@ -10,12 +10,12 @@ owns the sockets and drains it. Unit tests drive it directly. Its records live i
 from __future__ import annotations
 
 import logging
-import traceback
 from collections import Counter, deque
 from typing import Any
 
 from . import protocol
 from .errors import MessageTooLarge, SerializationError
+from .runtime import UserCodeError, call_user
 from .settings import Settings
 from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
 from .summary import end_summary, run_summary, worker_entry
@@ -71,9 +71,9 @@ class Scheduler:
         self.metadata = metadata
         for state in self.tasks.values():
             try:
-                state.task.initialize(metadata)
-            except Exception:
-                self._handle_raised(state, traceback.format_exc(), "initialize")
+                call_user(task_logger, "Task.initialize", state.task.initialize, metadata)
+            except UserCodeError as exc:
+                self._handle_raised(state, exc.text, "initialize")
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
@@ -493,23 +493,33 @@ class Scheduler:
         if len(state.in_flight) >= self.settings.max_in_flight:
             return None
         try:
-            if not task.is_available_for_handling(state.last_ack_data):
+            available = call_user(
+                task_logger,
+                "Task.is_available_for_handling",
+                task.is_available_for_handling,
+                state.last_ack_data,
+            )
+            if not available:
                 state.held_back = True
                 return None
-        except Exception:
-            self._handle_raised(state, traceback.format_exc(), "is_available_for_handling")
+        except UserCodeError as exc:
+            self._handle_raised(state, exc.text, "is_available_for_handling")
             return None
         try:
-            payload = task.handle(self.metadata or {}, wid, MESSAGE_TYPE_DATA)
-            if payload is None:
-                payload = {}
-            elif not isinstance(payload, dict):
-                raise TypeError(
-                    f"{type(task).__name__}.handle() must return a dict or None, "
-                    f"not {type(payload).__name__}"
-                )
-        except Exception:
-            self._handle_raised(state, traceback.format_exc(), "handle")
+            payload = call_user(
+                task_logger, "Task.handle", task.handle, self.metadata or {}, wid, MESSAGE_TYPE_DATA
+            )
+        except UserCodeError as exc:
+            self._handle_raised(state, exc.text, "handle")
+            return None
+        if payload is None:
+            payload = {}
+        elif not isinstance(payload, dict):
+            error = (
+                f"TypeError: {type(task).__name__}.handle() must return a dict or None, "
+                f"not {type(payload).__name__}"
+            )
+            self._handle_raised(state, error, "handle")
             return None
         item = Item(state.next_seq, payload, first_sent_at=now)
         state.next_seq += 1
@@ -521,9 +531,6 @@ class Scheduler:
         out nothing more (``Task.continue_after_error`` chooses to go on)."""
         state.handle_errors += 1
         call = state.next_seq + state.handle_errors
-        task_logger.error(
-            "%s.%s() raised on call %d:\n%s", type(state.task).__name__, where, call, error
-        )
         state.failed.append(
             {
                 "task_type": state.task_type,
@@ -537,9 +544,11 @@ class Scheduler:
         )
         if not state.task.continue_after_error:
             logger.error(
-                "task %s stops handing out: %s() raised (set continue_after_error to go on)",
+                "task %s stops handing out: %s() failed on call %d "
+                "(set continue_after_error to go on)",
                 state.task_type,
                 where,
+                call,
             )
             state.task.is_complete = True
 

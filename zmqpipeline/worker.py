@@ -24,10 +24,8 @@ import zmq
 from . import protocol
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
-from .runtime import RoleRuntime, UserCodeError, call_user
-from .security import Security
+from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
-from .task import check_class_attributes
 from .transport import heartbeat, recv_frames
 from .types import EndpointAddress, TaskType
 from .workerlogic import CreditWindow, WorkerLogic
@@ -55,7 +53,7 @@ def _worker_id() -> bytes:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
 
 
-class Worker:
+class Worker(Role):
     """What single- and multi-threaded workers share: sockets, credit, the run loop."""
 
     #: The task type this worker executes.
@@ -64,23 +62,15 @@ class Worker:
     endpoint: ClassVar[EndpointAddress]
     #: The collector's endpoint, where results go.
     collector_endpoint: ClassVar[EndpointAddress]
-    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
-    #: environment variables, or no security). See docs/security.md.
-    security: ClassVar[Security | None] = None
     #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
     prefetch: ClassVar[int | None] = None
 
     n_slots = 1
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_class_attributes(cls, cls.__name__)
+    required = ("task_type", "endpoint", "collector_endpoint")
 
     def __init__(self, *, settings: Settings | None = None) -> None:
-        for name in ("task_type", "endpoint", "collector_endpoint"):
-            if getattr(self, name, None) is None:
-                raise TypeError(f"{type(self).__name__} has no {name}")
-        self.settings = settings or Settings.from_env(security=self.security)
+        super().__init__(settings=settings)
         self.metadata: dict[str, Any] = {}
         self.items_processed = 0
         self.items_failed = 0
