@@ -106,24 +106,27 @@ class CollectorLogic:
             self._collect(msg)
 
     def _collect(self, msg: protocol.Result) -> None:
-        seen = self.seen.get(msg.task_type)
+        task_type, worker_id = msg.task_type, msg.worker_id
+        seen = self.seen.get(task_type)
         if seen is None:
-            self.drops.drop("unknown task type", repr(msg.task_type))
+            self.drops.drop("unknown task type", repr(task_type))
             return
-        if msg.seq in seen:
-            # ACK it again: the first ACK may have been lost (a distributor restarted, a
-            # link was cut), and the distributor ignores ACKs of items it no longer awaits.
-            self.duplicates += 1
-            self.entries.append([msg.task_type, msg.seq, None, None, msg.worker_id])
-            return
-        try:
-            ack_data = self.collect(msg.task_type, msg.seq, msg.result or {})
-        except UserCodeError as exc:
-            self.entries.append([msg.task_type, msg.seq, None, exc.text, msg.worker_id])
-            return
-        seen.add(msg.seq)
-        self.collected += 1
-        self.entries.append([msg.task_type, msg.seq, ack_data, None, msg.worker_id])
+        entries, collect = self.entries, self.collect
+        for seq, result in msg.items:
+            if seq in seen:
+                # ACK it again: the first ACK may have been lost (a distributor restarted,
+                # a link was cut); the distributor ignores ACKs of items it does not await.
+                self.duplicates += 1
+                entries.append([task_type, seq, None, None, worker_id])
+                continue
+            try:
+                ack_data = collect(task_type, seq, result or {})
+            except UserCodeError as exc:
+                entries.append([task_type, seq, None, exc.text, worker_id])
+                continue
+            seen.add(seq)
+            self.collected += 1
+            entries.append([task_type, seq, ack_data, None, worker_id])
 
     def flush(self) -> None:
         """Turn the ACK entries gathered so far into one ACK message."""
@@ -201,11 +204,16 @@ class Collector(Role):
     def __init__(self, *, settings: Settings | None = None) -> None:
         super().__init__(settings=settings)
         self.metadata: dict[str, Any] = {}
-        #: The id (``"TASK_TYPE/seq"``) of the item :meth:`handle_collection` is handling.
-        self.item_id = ""
+        self._item: tuple[str, int] | None = None
         self.items_collected = 0
         self.duplicates = 0
         self._finished_takes_msgtype = _takes_msgtype(self.handle_finished)
+
+    @property
+    def item_id(self) -> str:
+        """The id (``"TASK_TYPE/seq"``) of the item :meth:`handle_collection` is handling
+        (``""`` before the first)."""
+        return "" if self._item is None else f"{self._item[0]}/{self._item[1]}"
 
     # -- user hooks -------------------------------------------------------------------
 
@@ -244,7 +252,7 @@ class Collector(Role):
         logger.info("collector finished: %d item(s) collected", self.items_collected)
 
     def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
-        self.item_id = f"{task_type}/{seq}"
+        self._item = item = (task_type, seq)
         returned = call_user(
             logger,
             "handle_collection",
@@ -252,9 +260,9 @@ class Collector(Role):
             result,
             task_type,
             MESSAGE_TYPE_SUCCESS,
-            item=self.item_id,
+            item=item,
         )
-        ack_data = call_user(logger, "get_ack_data", self.get_ack_data, item=self.item_id)
+        ack_data = call_user(logger, "get_ack_data", self.get_ack_data, item=item)
         if ack_data is not None and not isinstance(ack_data, dict):
             ack_data = None
             logger.error("get_ack_data() must return a dict or None; ignoring what it returned")

@@ -39,17 +39,23 @@ class UserCodeError(Exception):
 
 
 def call_user(
-    logger: logging.Logger, what: str, fn: Callable[..., T], *args: Any, item: str = ""
+    logger: logging.Logger,
+    what: str,
+    fn: Callable[..., T],
+    *args: Any,
+    item: tuple[str, int] | str = "",
 ) -> T:
     """Call ``fn(*args)``; if it raises, log the traceback at ERROR naming ``what`` and the
-    item, and raise :class:`UserCodeError` for the caller to turn into the documented
-    outcome (a retry, a failed item, an error reply). Nothing a user callback raises
-    escapes a role's loop any other way."""
+    item (``(task_type, seq)``, formatted only then: this is on every item's path), and
+    raise :class:`UserCodeError` for the caller to turn into the documented outcome (a
+    retry, a failed item, an error reply). Nothing a user callback raises escapes a role's
+    loop any other way."""
     try:
         return fn(*args)
     except Exception as exc:
         text = traceback.format_exc()
-        logger.error("%s raised%s:\n%s", what, f" on item {item}" if item else "", text)
+        name = "/".join(map(str, item)) if isinstance(item, tuple) else item
+        logger.error("%s raised%s:\n%s", what, f" on item {name}" if name else "", text)
         raise UserCodeError(exc, text) from None
 
 

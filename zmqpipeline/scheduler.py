@@ -161,6 +161,14 @@ class Scheduler:
             worker.credit = min(worker.credit + msg.n, worker.capacity)
         elif kind is protocol.Fail:
             self._on_fail(state, worker, msg, now)
+        elif kind is protocol.HandBack:
+            worker.recalling = False
+            for seq in msg.seqs:
+                item = state.in_flight.get(seq)
+                if item is not None and item.worker == worker.wid:
+                    self._unassign(state, item)
+                    item.avoid = worker.wid
+                    state.retry.appendleft((now, seq))
         elif kind is protocol.Bye:
             # It hands back what it had not started; items sent while its BYE was on the
             # way, and results not yet ACKed, go round again too (the collector dedupes).
@@ -190,7 +198,9 @@ class Scheduler:
             other = self.workers.get(wid)
             if other is not None:  # same id, other task type: treat as a new worker
                 self._remove_worker(other, other.workers[wid], reason="worker re-joined", now=now)
-            worker = WorkerRecord(wid, msg.task_type, capacity, free, now)
+            worker = WorkerRecord(
+                wid, msg.task_type, capacity, free, now, threads=max(1, msg.threads)
+            )
             state.workers[wid] = worker
             self.workers[wid] = state
             self.worker_log.setdefault(wid, worker_entry(wid, msg.task_type))
@@ -203,6 +213,7 @@ class Scheduler:
             )
         else:
             worker.capacity, worker.credit, worker.last_seen = capacity, free, now
+        worker.threads = max(1, msg.threads)
         if self.done or state.finished:
             self.outbox.append((endpoint, wid, self.codec.end(self.run, end_summary(self, False))))
         elif state.active and self.started:
@@ -427,9 +438,27 @@ class Scheduler:
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
-                elif room > 0 and not state.suspect:
-                    break
+                elif room > 0 and not state.suspect and not state.retry:
+                    break  # nothing more to hand out to anyone
+            self._rebalance(state)
             self._check_finished(state)
+
+    def _rebalance(self, state: TaskState) -> None:
+        """A fair tail: once the task makes no new items, a worker with idle threads
+        while another holds items it has not started asks that one (RECALL) to hand some
+        back, so the last items do not queue behind one worker while another waits."""
+        if not state.task.is_complete or state.retry or state.suspect:
+            return
+        workers = [w for w in state.workers.values() if w.confirmed]
+        idle = sum(max(0, w.threads - len(w.held)) for w in workers if w.credit > 0)
+        if not idle:
+            return
+        busiest = max(workers, key=lambda w: len(w.held) - w.threads)
+        queued = len(busiest.held) - busiest.threads
+        if queued > 0 and not busiest.recalling:
+            busiest.recalling = True
+            n = min(queued, idle)
+            self.outbox.append((state.endpoint, busiest.wid, self.codec.recall(n)))
 
     def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
         items: list[list[Any]] = []
@@ -480,8 +509,10 @@ class Scheduler:
                 if item is not None and item.worker is None:
                     return item
         while state.retry and state.retry[0][0] <= now:
-            _, seq = state.retry.popleft()
-            item = state.in_flight.get(seq)
+            item = state.in_flight.get(state.retry[0][1])
+            if item is not None and item.avoid == worker.wid and len(state.workers) > 1:
+                return None  # it handed this one back: another worker takes it
+            state.retry.popleft()
             if item is not None and item.worker is None:
                 return item
         return self._new_item(state, worker.wid, now)
