@@ -71,7 +71,7 @@ MAX_IN_FLIGHT = 10_000
 #: under it); a new worker starts at ``INITIAL_WINDOW`` and earns one more per item it
 #: completes, so a peer that asks for much and does nothing holds little.
 MAX_CREDIT = 1024
-INITIAL_WINDOW = 16
+INITIAL_WINDOW = 64
 #: An item whose workers died (or that ran over its time limit) this many times fails for
 #: good; counted apart from ``MAX_ATTEMPTS``, which counts exceptions in user code.
 MAX_DEATHS = 10
