@@ -115,6 +115,8 @@ class Settings:
     end_grace_s: float = END_GRACE_S
     #: CURVE keys for every tcp socket (``None``: plain tcp); from ``ZMQPIPELINE_CURVE_*``.
     security: Security | None = None
+    #: Where the distributor answers operators (``zmqpipeline status``); ``None``: nowhere.
+    control_endpoint: str | None = None
 
     @property
     def liveness_s(self) -> float:
@@ -134,6 +136,9 @@ class Settings:
                 continue
             raw = os.environ.get("ZMQPIPELINE_" + field.name.upper())
             if raw is None:
+                continue
+            if field.name == "control_endpoint":  # the one text setting
+                values[field.name] = raw or None
                 continue
             kind = int if field.type in ("int", int) else float
             try:

@@ -128,6 +128,11 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="ENDPOINT",
         help="wait for metadata from a MetaDataWorker at this endpoint",
     )
+    dist.add_argument(
+        "--control",
+        metavar="ENDPOINT",
+        help="answer operators (zmqpipeline status, pause, ...) at this endpoint",
+    )
     dist.set_defaults(handler=_cmd_distributor)
 
     for role, text, example in (
@@ -139,11 +144,13 @@ def _build_parser() -> argparse.ArgumentParser:
         one.add_argument("target", metavar="MODULE:CLASS", help="see below")
         one.set_defaults(handler=_cmd_role, role=role)
 
+    from .control import add_control_commands
     from .keys import add_security_commands
     from .service import add_service_commands
 
     add_service_commands(sub)
     add_security_commands(sub)
+    add_control_commands(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
@@ -220,6 +227,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
         receive_metadata=args.metadata is not None,
         metadata_endpoint=args.metadata,
         tasks=tasks,
+        control_endpoint=args.control,
     )
     report = dist.run()
     print(
