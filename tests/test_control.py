@@ -39,7 +39,8 @@ def command(logic: ControlLogic, name: str, now: float = 0.0, **args):
 def running(n: int = 10, capacity: int = 2):
     s = make(task_class("S_A", n))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", capacity, capacity), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", capacity, capacity, 1), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Credit(0), 0.0)  # the handshake
     return s, ControlLogic(s, "ipc://control.ipc")
 
 

@@ -132,6 +132,7 @@ def _workers(s: Scheduler, now: float) -> list[dict[str, Any]]:
                     "host": entry.get("host"),
                     "pid": entry.get("pid"),
                     "task_type": w.task_type,
+                    "threads": w.threads,
                     "capacity": w.capacity,  # threads + prefetch: what it asked to hold
                     "done": entry.get("collected", 0),
                     "in_flight": len(w.held),
