@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from zmqpipeline import protocol
-from zmqpipeline.workerlogic import CreditWindow, WorkerLogic
+from zmqpipeline.workerlogic import CreditWindow, ResultBatch, WorkerLogic
 
 codec = protocol.Codec(1 << 20)
 
@@ -21,7 +23,7 @@ def sent(logic):
 def test_ready_offers_threads_plus_prefetch_and_the_capacity():
     logic = make(slots=4, low=1, high=8)
     logic.ready()
-    assert sent(logic) == [protocol.Ready("T", 12, 5, 4)]
+    assert sent(logic) == [protocol.Ready("T", 12, 8, 4)]  # a second round per thread
 
 
 def test_welcome_completes_the_handshake_and_data_of_another_run_is_ignored():
@@ -83,3 +85,20 @@ def test_finished_items_free_their_slot_and_feed_the_window():
     logic.busy = 1
     logic.finished(0.01)
     assert logic.busy == 0 and logic.credit.item_s == 0.01
+
+
+def test_a_result_batch_is_due_when_idle_full_or_lingering():
+    batch = ResultBatch(max_items=3, max_bytes=1000, max_linger_s=0.05)
+    assert not batch.due(0.0, idle=True, item_s=0.01)  # nothing held
+    batch.add(b"a", 0.0, run=7)
+    assert batch.due(0.0, idle=True, item_s=0.01)  # a lone item is never held back
+    assert not batch.due(0.0, idle=False, item_s=0.01)
+    assert batch.linger(0.01) == 0.05 and batch.linger(0.0001) == 0.0005
+    assert batch.due(0.041, idle=False, item_s=0.01)  # the next item would make it late
+    batch.add(b"b", 0.001, run=7)
+    batch.add(b"c", 0.002, run=7)
+    assert batch.due(0.002, idle=False, item_s=None)  # full
+    assert batch.take() == [b"a", b"b", b"c"]
+    assert not batch and batch.wait_s(1.0, 0.01) is None
+    batch.add(b"d", 2.0, run=8)
+    assert batch.run == 8 and batch.wait_s(2.0, 0.01) == pytest.approx(0.05)

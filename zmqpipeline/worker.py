@@ -265,9 +265,16 @@ class Worker(Role):
     def _hold(self, packed: bytes, now: float) -> None:
         """Hold a result; send the held ones when due. Credit is asked for as items
         finish (in chunks, see CreditWindow): held results never starve the worker."""
-        self._batch.add(packed, now)
+        self._batch_add(packed, now)
         self._flush_results(now)
         self._ask_for_more()
+
+    def _batch_add(self, packed: bytes, now: float) -> None:
+        run = self._logic.run
+        assert run is not None
+        if self._batch and self._batch.run != run:
+            self._flush_results(now, force=True)  # a new run: the held ones are the old's
+        self._batch.add(packed, now, run)
 
     def _flush_results(self, now: float, force: bool = False) -> None:
         logic, batch = self._logic, self._batch
@@ -276,8 +283,8 @@ class Worker(Role):
         idle = force or (logic.busy < logic.credit.slots and not logic.queue)
         if not batch.due(now, idle, logic.credit.item_s):
             return
-        assert logic.run is not None
-        frames = self._codec.results(logic.run, self.task_type, self.worker_id, batch.take())
+        assert batch.run is not None
+        frames = self._codec.results(batch.run, self.task_type, self.worker_id, batch.take())
         try:
             self._push.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
@@ -285,12 +292,12 @@ class Worker(Role):
         # Credit must cover the linger and the round trip, or the worker idles on items
         # it has earned: the window the credit is sized for grows with the linger.
         logic.credit.window_s = self.settings.prefetch_window_s + batch.linger(logic.credit.item_s)
-        self._ask_for_more()
+        self._ask_for_more(eager=True)
         self._send_pending()
 
-    def _ask_for_more(self) -> None:
+    def _ask_for_more(self, eager: bool = False) -> None:
         if not self._results:  # a collector that takes nothing gets no more work from us
-            self._logic.ask_for_more()
+            self._logic.ask_for_more(eager)
 
     # -- what the two kinds of worker do differently ------------------------------------
 
@@ -327,7 +334,7 @@ class Worker(Role):
         """Hand back what was not started (BYE) and try once more to deliver results;
         neither waits: a peer that cannot take them loses nothing (un-ACKed items are
         handed out again)."""
-        if self._logic.run is not None:
+        if self._batch:
             self._flush_results(time.monotonic(), force=True)
         self._send_pending()
         try:
@@ -455,7 +462,7 @@ class MultiThreadedWorker(Worker):
             logic.finished(took)
             if failure is None:
                 self.items_processed += 1
-                self._batch.add(packed, now)
+                self._batch_add(packed, now)
             else:
                 self.items_failed += 1
                 logic.fail(seq, failure[0], failure[1])

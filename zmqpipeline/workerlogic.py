@@ -55,11 +55,13 @@ class CreditWindow:
     def received(self, n: int) -> None:
         self.outstanding = max(0, self.outstanding - n)
 
-    def request(self, held: int) -> int:
-        """Credit to ask for now (0: not worth a message yet); counted as outstanding."""
+    def request(self, held: int, eager: bool = False) -> int:
+        """Credit to ask for now (0: not worth a message yet); counted as outstanding.
+        A message is worth it once half the prefetch is used up, or at once when
+        ``eager`` (it rides in the same beat as a batch of results)."""
         prefetch = self.prefetch()
         want = self.slots + prefetch - held - self.outstanding
-        if want < max(1, prefetch // 4):
+        if want < (1 if eager else max(1, prefetch // 2)):
             return 0
         self.outstanding += want
         return want
@@ -130,8 +132,8 @@ class WorkerLogic:
         self.recalled = 0
         self.to_distributor.append(self.codec.hand_back(seqs))
 
-    def ask_for_more(self) -> None:
-        want = self.credit.request(self.held)
+    def ask_for_more(self, eager: bool = False) -> None:
+        want = self.credit.request(self.held, eager)
         if want:
             self.to_distributor.append(self.codec.credit(want))
 
@@ -167,6 +169,7 @@ class ResultBatch:
         "max_items",
         "max_linger_s",
         "oldest",
+        "run",
     )
 
     def __init__(
@@ -179,6 +182,7 @@ class ResultBatch:
         self.items: list[bytes] = []
         self.bytes = 0
         self.oldest = 0.0
+        self.run: int | None = None  # the run the held results belong to
 
     def __len__(self) -> int:
         return len(self.items)
@@ -186,9 +190,11 @@ class ResultBatch:
     def linger(self, item_s: float | None) -> float:
         return 0.0 if item_s is None else min(self.max_linger_s, self.linger_factor * item_s)
 
-    def add(self, packed: bytes, now: float) -> None:
+    def add(self, packed: bytes, now: float, run: int) -> None:
+        """Hold one result of ``run`` (the caller sends what it holds of another first)."""
         if not self.items:
             self.oldest = now
+            self.run = run
         self.items.append(packed)
         self.bytes += len(packed)
 
