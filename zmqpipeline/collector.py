@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import zmq
 
@@ -27,6 +28,9 @@ from .task import check_class_attributes
 from .transport import DropCounter, recv_frames
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
+
+if TYPE_CHECKING:
+    from .journal import CollectorJournal
 
 __all__ = ["Collector", "CollectorLogic", "SeenSet"]
 
@@ -76,8 +80,15 @@ class CollectorLogic:
     HELLOs and FINISHED go to :attr:`outbox` as ``(distributor id, frames)``.
     """
 
-    def __init__(self, settings: Settings, collect: CollectFn, drops: DropCounter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        collect: CollectFn,
+        drops: DropCounter,
+        journal: CollectorJournal | None = None,
+    ) -> None:
         self.settings = settings
+        self.journal = journal  # the ids handled, committed before their ACK leaves
         self.collect = collect
         self.drops = drops
         self.codec = protocol.Codec(settings.max_message_bytes)
@@ -124,6 +135,8 @@ class CollectorLogic:
             self.entries.append([msg.task_type, msg.seq, None, exc.text, msg.worker_id])
             return
         seen.add(msg.seq)
+        if self.journal is not None:
+            self.journal.handled(msg.task_type, msg.seq)
         self.collected += 1
         self.entries.append([msg.task_type, msg.seq, ack_data, None, msg.worker_id])
 
@@ -160,6 +173,8 @@ class CollectorLogic:
         elif kind is protocol.Skip:
             if msg.run == self.run and msg.task_type in self.seen:
                 self.seen[msg.task_type].add(msg.seq)
+                if self.journal is not None:
+                    self.journal.handled(msg.task_type, msg.seq)
         elif kind is protocol.End and msg.run == self.run:
             self.end = msg.summary
 
@@ -171,6 +186,8 @@ class CollectorLogic:
         self.metadata = msg.metadata
         self.seen = {tt: SeenSet() for tt in msg.task_types}
         logger.info("run started: task types %s", ", ".join(self.seen))
+        if self.journal is not None and self.journal.follow(msg.run, self.seen):
+            logger.warning("resuming: ids handled before the restart will not be handled again")
         early, self.early = self.early, []
         for result in early:
             self.on_result(result)
@@ -205,11 +222,18 @@ class Collector:
         super().__init_subclass__(**kwargs)
         check_class_attributes(cls, cls.__name__)
 
-    def __init__(self, *, settings: Settings | None = None) -> None:
+    def __init__(
+        self, *, settings: Settings | None = None, journal: str | os.PathLike[str] | None = None
+    ) -> None:
         for name in ("endpoint", "ack_endpoint"):
             if getattr(self, name, None) is None:
                 raise TypeError(f"{type(self).__name__} has no {name}")
         self.settings = settings or Settings.from_env(security=self.security)
+        #: The journal file (``None``: none; default ``<settings.journal_dir>/collector.sqlite``):
+        #: the ids handled, so that a restarted collector never handles one twice.
+        self.journal = journal
+        if journal is None and self.settings.journal_dir:
+            self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
         self.metadata: dict[str, Any] = {}
         #: The id (``"TASK_TYPE/seq"``) of the item :meth:`handle_collection` is handling.
         self.item_id = ""
@@ -247,10 +271,19 @@ class Collector:
         with RoleRuntime("collector", self.settings, logger) as rt:
             pull = rt.open(zmq.PULL, self.endpoint, bind=True)
             router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True, admit="distributor")
-            logic = CollectorLogic(self.settings, self._collect, rt.drops)
-            self._loop(rt, logic, pull, router)
-            self.items_collected, self.duplicates = logic.collected, logic.duplicates
-            self._finish(logic, router)
+            journal = None
+            if self.journal is not None:
+                from .journal import CollectorJournal  # it imports this module
+
+                journal = CollectorJournal(self.journal)
+            logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
+            try:
+                self._loop(rt, logic, pull, router)
+                self.items_collected, self.duplicates = logic.collected, logic.duplicates
+                self._finish(logic, router)
+            finally:
+                if journal is not None:
+                    journal.close()
         logger.info("collector finished: %d item(s) collected", self.items_collected)
 
     def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
@@ -300,6 +333,8 @@ class Collector:
                 for _, msg in _read(rt, pull, 2, max_bytes):
                     logic.on_result(msg)
                 logic.flush()
+                if logic.journal is not None:
+                    logic.journal.compact()
             self.metadata = logic.metadata
             _send_outbox(logic.outbox, router)
             if now >= next_log:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import protocol
 from .errors import MessageTooLarge, SerializationError
+from .journal import JournaledRun, RunJournal, TaskResume, jump_ahead, resume_tasks
 from .settings import Settings
 from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
 from .summary import end_summary, run_summary, worker_entry
@@ -63,17 +64,32 @@ class Scheduler:
         self.last_tick: float | None = None
         # Every worker seen this run, kept after it leaves (for the report).
         self.worker_log: dict[bytes, dict[str, Any]] = {}
+        # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
+        self.journal = RunJournal()
+        self.resume: dict[str, TaskResume] = {}
+
+    def resume_from(self, journaled: JournaledRun) -> None:
+        """Continue the journaled run: finished tasks stay finished, ACKed items are not
+        handed out again (call before :meth:`start`)."""
+        self.resume = resume_tasks(self.tasks, journaled)
 
     # -- run life cycle ---------------------------------------------------------------
 
     def start(self, metadata: dict[str, Any], now: float) -> None:
         """Metadata is known (``{}`` if none is expected): initialise tasks and begin."""
         self.metadata = metadata
+        self.journal.started(metadata)
         for state in self.tasks.values():
             try:
                 state.task.initialize(metadata)
             except Exception:
                 self._handle_raised(state, traceback.format_exc(), "initialize")
+                continue
+            if state.task_type in self.resume:
+                try:
+                    jump_ahead(state, self.resume[state.task_type])
+                except Exception:
+                    self._handle_raised(state, traceback.format_exc(), "resume")
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
@@ -112,6 +128,7 @@ class Scheduler:
         if state.task.is_complete and not state.in_flight:
             state.finished = True
             state.active = False
+            self.journal.task_finished(state.task_type)
             self.last_finished = state.task_type
             logger.info(
                 "task %s finished: %d collected, %d failed, %d retries",
@@ -231,6 +248,8 @@ class Scheduler:
             state = self.tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
+                if state is not None and error is None and self._late_ack(state, seq):
+                    continue
                 self.stale_acks += 1
                 continue
             touched.add(task_type)
@@ -240,6 +259,7 @@ class Scheduler:
                 continue
             del state.in_flight[seq]
             self._unassign(state, item)
+            self.journal.acked(task_type, seq)
             worker = state.workers.get(executed_by)
             if worker is not None:
                 worker.completed += 1
@@ -252,6 +272,18 @@ class Scheduler:
             self.latencies.append(now - item.first_sent_at)
         for task_type in touched:
             self._check_finished(self.tasks[task_type])
+
+    def _late_ack(self, state: TaskState, seq: Any) -> bool:
+        """A resumed run: an ACK of an item handed out before the crash and not made
+        again yet. Note it as done, so it is skipped when ``handle`` makes it."""
+        resume = self.resume.get(state.task_type)
+        if resume is None or not isinstance(seq, int) or seq < state.next_seq:
+            return False
+        if seq not in resume.done:
+            resume.done.add(seq)
+            state.collected += 1
+            self.journal.acked(state.task_type, seq)
+        return True
 
     def on_collector_hello(self, collector_id: bytes, now: float) -> None:
         """The collector answered a PING. A new one gets START; if it replaces an earlier
@@ -383,7 +415,7 @@ class Scheduler:
         """``item`` failed for good: record it, tell the collector it will not come."""
         del state.in_flight[item.seq]
         state.failed.append(
-            {
+            record := {
                 "task_type": state.task_type,
                 "seq": item.seq,
                 "item_id": f"{state.task_type}/{item.seq}",
@@ -393,6 +425,7 @@ class Scheduler:
                 "data": item.payload,
             }
         )
+        self.journal.failed(record)
         logger.error(
             "item %s/%d failed for good (%d error(s), %d death(s)): %s",
             state.task_type,
@@ -499,21 +532,29 @@ class Scheduler:
         except Exception:
             self._handle_raised(state, traceback.format_exc(), "is_available_for_handling")
             return None
-        try:
-            payload = task.handle(self.metadata or {}, wid, MESSAGE_TYPE_DATA)
-            if payload is None:
-                payload = {}
-            elif not isinstance(payload, dict):
-                raise TypeError(
-                    f"{type(task).__name__}.handle() must return a dict or None, "
-                    f"not {type(payload).__name__}"
-                )
-        except Exception:
-            self._handle_raised(state, traceback.format_exc(), "handle")
-            return None
+        resume = self.resume.get(state.task_type)
+        while True:
+            try:
+                payload = task.handle(self.metadata or {}, wid, MESSAGE_TYPE_DATA)
+                if payload is None:
+                    payload = {}
+                elif not isinstance(payload, dict):
+                    raise TypeError(
+                        f"{type(task).__name__}.handle() must return a dict or None, "
+                        f"not {type(payload).__name__}"
+                    )
+            except Exception:
+                self._handle_raised(state, traceback.format_exc(), "handle")
+                return None
+            if resume is None or not resume.skip(state.next_seq):
+                break
+            state.next_seq += 1  # collected before the crash: made again, not sent
+            if task.is_complete:
+                return None
         item = Item(state.next_seq, payload, first_sent_at=now)
         state.next_seq += 1
         state.in_flight[item.seq] = item
+        self.journal.handed_out(state.task_type, item.seq)
         return item
 
     def _handle_raised(self, state: TaskState, error: str, where: str) -> None:
@@ -525,7 +566,7 @@ class Scheduler:
             "%s.%s() raised on call %d:\n%s", type(state.task).__name__, where, call, error
         )
         state.failed.append(
-            {
+            record := {
                 "task_type": state.task_type,
                 "seq": None,
                 "item_id": f"{state.task_type}/{where}#{call}",
@@ -535,6 +576,7 @@ class Scheduler:
                 "data": None,
             }
         )
+        self.journal.failed(record)
         if not state.task.continue_after_error:
             logger.error(
                 "task %s stops handing out: %s() raised (set continue_after_error to go on)",

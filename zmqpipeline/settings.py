@@ -105,6 +105,10 @@ class Settings:
     end_grace_s: float = END_GRACE_S
     #: CURVE keys for every tcp socket (``None``: plain tcp); from ``ZMQPIPELINE_CURVE_*``.
     security: Security | None = None
+    #: Folder of the crash journals (``distributor.sqlite``, ``collector.sqlite``) of the
+    #: roles that are not given a journal file (``None``: no journal); from
+    #: ``ZMQPIPELINE_JOURNAL_DIR``. See docs/guides/surviving-crashes.md.
+    journal_dir: str | None = None
 
     @property
     def liveness_s(self) -> float:
@@ -120,7 +124,7 @@ class Settings:
 
         values: dict[str, Any] = {}
         for field in fields(cls):
-            if field.name == "security":
+            if field.name in ("security", "journal_dir"):
                 continue
             raw = os.environ.get("ZMQPIPELINE_" + field.name.upper())
             if raw is None:
@@ -133,6 +137,7 @@ class Settings:
                     f"environment variable ZMQPIPELINE_{field.name.upper()}={raw!r} "
                     f"is not a valid {kind.__name__}"
                 ) from None
+        values["journal_dir"] = os.environ.get("ZMQPIPELINE_JOURNAL_DIR") or None
         if overrides.get("security") is None:
             from .security import Security
 
