@@ -101,9 +101,10 @@ class _Store:
             self.set_info("role", role)
             self.set_info("format", FORMAT)
         elif found != role or self.info("format") != FORMAT:
+            found_format = self.info("format")
             self.db.close()
             raise ConfigurationError(
-                f"journal {self.path} is a {found} journal (format {self.info('format')}), "
+                f"journal {self.path} is a {found} journal (format {found_format}), "
                 f"not a {role} journal of format {FORMAT}"
             )
 
@@ -318,7 +319,7 @@ class DistributorJournal(RunJournal):
         if (
             self._urgent
             or self._events >= self.commit_every_events
-            or now - self._last_commit >= self.commit_every_s
+            or now >= self._last_commit + self.commit_every_s
         ):
             self.commit(now)
 
