@@ -59,9 +59,7 @@ def build(endpoints: h.Endpoints, n_items: int, delay_s: float) -> tuple[Any, An
     return Items, Worker, Collector
 
 
-def one_run(
-    transport: str, n_items: int, n_workers: int, delay_s: float, journals: bool
-) -> float:
+def one_run(transport: str, n_items: int, n_workers: int, delay_s: float, journals: bool) -> float:
     """Seconds from the first item handed out to the end of the run."""
     directory = tempfile.mkdtemp(prefix="zmqpipeline-journal-bench-")
     dist_journal = os.path.join(directory, "distributor.sqlite") if journals else None
@@ -97,7 +95,7 @@ def one_run(
                 ("distributor", distributor, [endpoints.work]),
             ]
             roles += [("worker", worker, [])] * n_workers
-            out = h.run_processes(roles, 120 + n_items / 200)
+            out = h.run_processes(roles, 20 + n_items / 2000)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     col, dist = out["collector"][0], out["distributor"][0]

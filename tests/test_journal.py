@@ -501,3 +501,38 @@ def test_killed_while_the_second_task_runs_the_first_is_not_run_again(
 
 def _acked_in_safe(run: _Setup) -> set[int]:
     return set(range(1, run.n + 1))
+
+
+@pytest.mark.timeout(60)
+def test_workers_ask_for_work_again_once_a_slow_collector_drains(procs, endpoints):
+    """A collector slower than the workers (as a journal makes it) backs results up in the
+    workers, which then hold their credit back; once it drains they must ask again (they
+    used to wait for ever, idle, with every item ACKed)."""
+    n = 20_000
+    task = make_task(endpoints.worker, n)
+
+    class EmptyWorker(zmqpipeline.SingleThreadedWorker):
+        task_type = TaskType("FIRST")
+        endpoint = EndpointAddress(endpoints.worker)
+        collector_endpoint = EndpointAddress(endpoints.collector)
+
+        def handle_execution(self, data, *args, **kwargs):
+            return None
+
+    class SlowCollector(Collector):
+        endpoint = EndpointAddress(endpoints.collector)
+        ack_endpoint = EndpointAddress(endpoints.ack)
+
+        def handle_collection(self, data, task_type, msgtype):
+            import time
+
+            until = time.perf_counter() + 0.00005  # 50 us of work per result
+            while time.perf_counter() < until:
+                pass
+
+    procs.start("collector", lambda: SlowCollector().run())
+    procs.start("worker0", lambda: EmptyWorker().run())
+    procs.start("worker1", lambda: EmptyWorker().run())
+    procs.start("distributor", lambda: _run_distributor(endpoints, [task], None))
+    assert procs.join(50) == {"collector": 0, "worker0": 0, "worker1": 0, "distributor": 0}
+    assert json.loads(endpoints.report.read_text())["collected"] == {"FIRST": n}

@@ -200,6 +200,7 @@ class Worker:
 
     def _send_pending(self) -> None:
         """Send what waits for the distributor and the collector, as far as they take it."""
+        backlog = bool(self._results)
         for sock, pending in (
             (self._dealer, self._logic.to_distributor),
             (self._push, self._results),
@@ -210,6 +211,11 @@ class Worker:
                 except zmq.Again:
                     break
                 pending.popleft()
+        if backlog and not self._results:
+            # The collector took the backlog that held our credit back: ask again now, or
+            # an idle worker would wait for work it never asked for.
+            self._ask_for_more()
+            self._send_pending()
 
     def _read_distributor(self) -> None:
         logic = self._logic
