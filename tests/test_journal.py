@@ -237,7 +237,7 @@ def test_restarted_collector_does_not_handle_an_id_twice(tmp_path):
     _start(logic, 5)
     for seq in (0, 1, 2, 5):
         logic.on_result(protocol.Result(5, "T", seq, {}, b"w"))
-    logic.journal.compact()
+    logic.journal.commit()
     logic.journal.close()
     assert handled == [0, 1, 2, 5]
 
@@ -250,6 +250,20 @@ def test_restarted_collector_does_not_handle_an_id_twice(tmp_path):
     logic.flush()
     [(_, frames)] = [m for m in logic.outbox if protocol.decode(m[1]).__class__ is protocol.Ack]
     assert sorted(e[1] for e in protocol.decode(frames).entries) == [1, 2, 3, 5, 6]  # re-ACKed
+    logic.journal.close()
+
+    journal = CollectorJournal(path)  # killed before its batch was folded in: none lost
+    logic, handled = _logic(journal)
+    _start(logic, 5)
+    logic.on_result(protocol.Result(5, "T", 4, {}, b"w"))
+    assert handled == [4]
+    os.close(journal._log)
+    journal._store.close()
+    logic, handled = _logic(CollectorJournal(path))
+    _start(logic, 5)
+    for seq in range(8):
+        logic.on_result(protocol.Result(5, "T", seq, {}, b"w"))
+    assert handled == [7]
     logic.journal.close()
 
     logic, handled = _logic(CollectorJournal(path))

@@ -334,7 +334,7 @@ class Collector:
                     logic.on_result(msg)
                 logic.flush()
                 if logic.journal is not None:
-                    logic.journal.compact()
+                    logic.journal.commit()
             self.metadata = logic.metadata
             _send_outbox(logic.outbox, router)
             if now >= next_log:

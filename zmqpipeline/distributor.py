@@ -18,7 +18,8 @@ import zmq
 
 from . import protocol
 from .errors import ConfigurationError, ProtocolError
-from .journal import DistributorJournal, JournaledRun, resume_report
+from .journal import DistributorJournal, JournaledRun
+from .resume import resume_report
 from .runtime import RoleRuntime, UserCodeError, call_user
 from .scheduler import COLLECTOR, Scheduler
 from .security import Security
@@ -313,9 +314,7 @@ class Distributor:
                 wake = min(wake, end_deadline if not finished_confirmed else grace_end)
             if link.collector_queue:
                 wake = min(wake, now + 0.05)
-            commit_at = scheduler.journal.next_commit_at()
-            if commit_at is not None:
-                wake = min(wake, commit_at)
+            wake = min(wake, scheduler.journal.next_commit_at() or wake)
             events = dict(link.poller.poll(max(0, int((wake - now) * 1000) + 1)))
             now = time.monotonic()
             finished_confirmed |= link.read(events, now)

@@ -22,15 +22,12 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
 from .collector import SeenSet
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .state import TaskState
 
 __all__ = [
     "COMMIT_EVERY_EVENTS",
@@ -39,7 +36,6 @@ __all__ = [
     "DistributorJournal",
     "JournaledRun",
     "RunJournal",
-    "TaskResume",
     "run_is_complete",
 ]
 
@@ -382,125 +378,89 @@ def run_is_complete(path: str | os.PathLike[str]) -> int | None:
         store.close()
 
 
-@dataclass(eq=False)
-class TaskResume:
-    """One task of a resumed run: which seqs are not handed out again."""
-
-    #: Seqs ACKed (or failed for good) before the restart, and ACKs caught since.
-    done: SeenSet
-    #: The task's ``next_seq`` in the journal: below it, a seq not done was in flight.
-    limit: int
-    #: Items skipped as already collected (or failed).
-    skipped: int = 0
-    #: Items that were in flight at the crash, handed out again.
-    re_handed_out: int = 0
-
-    def skip(self, seq: int) -> bool:
-        """``True``: ``seq`` is done, do not hand it out (and count it)."""
-        if seq in self.done:
-            self.skipped += 1
-            return True
-        if seq < self.limit:
-            self.re_handed_out += 1
-        return False
-
-
-def resume_tasks(states: dict[str, TaskState], journaled: JournaledRun) -> dict[str, TaskResume]:
-    """Set each task's state from the journal: finished tasks stay finished, the others
-    get a :class:`TaskResume`. A task that had handed out items and whose class says
-    ``resumable = False`` is refused with a :class:`ConfigurationError` naming it."""
-    resumes: dict[str, TaskResume] = {}
-    for task_type, state in states.items():
-        state.collected = journaled.collected.get(task_type, 0)
-        failed = [f for f in journaled.failed if f["task_type"] == task_type]
-        next_seq = journaled.next_seq.get(task_type, 0)
-        if task_type in journaled.finished:
-            state.finished = True
-            state.task.is_complete = True
-            state.failed = failed
-            state.next_seq = next_seq
-            continue
-        if next_seq and not getattr(state.task, "resumable", True):
-            raise ConfigurationError(
-                f"task {type(state.task).__name__} ({task_type}) is not resumable "
-                f"(resumable = False) and run {journaled.run} stopped after it had handed "
-                f"out {next_seq} item(s): start a new run (fresh=True, --fresh)"
-            )
-        state.failed = [f for f in failed if f["seq"] is not None]  # handle() runs again
-        done = journaled.done.get(task_type, SeenSet())
-        resumes[task_type] = TaskResume(done, next_seq)
-    return resumes
-
-
-def jump_ahead(state: TaskState, resume: TaskResume) -> None:
-    """If the task defines ``resume(next_seq)``, let it jump to the watermark: the seqs
-    under it are not made again (they count as skipped)."""
-    jump = getattr(state.task, "resume", None)
-    if jump is None or resume.done.low == 0:
-        return
-    jump(resume.done.low)
-    resume.skipped += resume.done.low
-    state.next_seq = resume.done.low
-
-
-def resume_report(
-    run: int, finished: Iterable[str], resumes: dict[str, TaskResume]
-) -> dict[str, Any]:
-    """What the report says of a resumed run."""
-    return {
-        "run": run,
-        "tasks_already_finished": sorted(finished),
-        "skipped": {tt: r.skipped for tt, r in resumes.items()},
-        "re_handed_out": {tt: r.re_handed_out for tt, r in resumes.items()},
-    }
-
-
 # -- the collector -----------------------------------------------------------------------
 
 
 class CollectorJournal:
-    """The collector's journal: the run it follows and the ids it has handled."""
+    """The collector's journal: the run it follows and the ids it has handled.
+
+    Each id is appended to a side file (``<path>-handled``, one line in one ``write``
+    system call, so a killed process loses none) as soon as ``handle_collection``
+    returns for it, before its ACK can leave; once per read batch the ids are folded into
+    the SQLite file in one transaction and the side file emptied. A restarted collector
+    reads both back."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._store = _Store(path, "collector")
         self.path = self._store.path
+        self._log_path = self.path + "-handled"
+        try:
+            self._log = os.open(self._log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            self._store.close()
+            raise ConfigurationError(f"journal {self._log_path} cannot be used: {exc}") from None
         self._seen: dict[str, SeenSet] = {}
         self._new: dict[str, list[int]] = {}
+        self._prefix: dict[str, bytes] = {}
 
     def follow(self, run: int, seen: dict[str, SeenSet]) -> int:
         """The START of ``run`` arrived: if the journal follows that run, fill ``seen``
         with the ids handled before and return how many; else forget them (a new run)."""
         store = self._store
         self._seen, self._new = seen, {tt: [] for tt in seen}
+        self._prefix = {tt: tt.encode() + b"\t" for tt in seen}
         if store.info("run") != run:
             store.db.execute("BEGIN")
             store.clear()
             store.set_info("run", run)
             store.db.execute("COMMIT")
+            os.ftruncate(self._log, 0)
             return 0
-        loaded = 0
         for task_type, (low, _, _, _) in store.marks().items():
             if task_type in seen:
                 seen[task_type] = store.load_done(task_type, low)
-                loaded += seen[task_type].low + len(seen[task_type].above)
-        return loaded
+        for task_type, seq in self._replay():
+            if task_type in seen:
+                seen[task_type].add(seq)
+                self._new[task_type].append(seq)
+        self.commit()
+        return sum(s.low + len(s.above) for s in seen.values())
+
+    def _replay(self) -> list[tuple[str, int]]:
+        """The ids in the side file; a last line without its newline is incomplete."""
+        with open(self._log_path, "rb") as log:
+            lines = log.read().split(b"\n")[:-1]
+        out = []
+        for line in lines:
+            task_type, _, seq = line.partition(b"\t")
+            if seq.isdigit():
+                out.append((task_type.decode(errors="replace"), int(seq)))
+        return out
 
     def handled(self, task_type: str, seq: int) -> None:
-        """``handle_collection`` returned for ``seq`` (or it was skipped): commit it now."""
-        self._store.db.execute("INSERT OR IGNORE INTO done VALUES (?, ?)", (task_type, seq))
+        """``handle_collection`` returned for ``seq`` (or it was skipped): record it now."""
+        os.write(self._log, self._prefix[task_type] + b"%d\n" % seq)
         self._new[task_type].append(seq)
 
-    def compact(self) -> None:
-        """Fold the ids under each watermark into it (one transaction)."""
+    def commit(self) -> None:
+        """Fold the ids recorded since the last commit into the SQLite file."""
         dirty = [tt for tt, new in self._new.items() if new]
         if not dirty:
             return
         db = self._store.db
         db.execute("BEGIN")
         for task_type in dirty:
-            self._store.write_done(task_type, self._seen[task_type], (), (0, 0, False))
+            seen = self._seen[task_type]
+            self._store.write_done(task_type, seen, self._new[task_type], (0, 0, False))
             self._new[task_type] = []
         db.execute("COMMIT")
+        os.ftruncate(self._log, 0)
 
     def close(self) -> None:
-        self._store.close()
+        try:
+            self.commit()
+        finally:
+            os.close(self._log)
+            self._store.close()
+        if os.path.getsize(self._log_path) == 0:
+            os.unlink(self._log_path)

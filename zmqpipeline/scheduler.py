@@ -16,7 +16,8 @@ from typing import Any
 
 from . import protocol
 from .errors import MessageTooLarge, SerializationError
-from .journal import JournaledRun, RunJournal, TaskResume, jump_ahead, resume_tasks
+from .journal import JournaledRun, RunJournal
+from .resume import TaskResume, jump_ahead, resume_tasks
 from .settings import Settings
 from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
 from .summary import end_summary, run_summary, worker_entry
