@@ -550,3 +550,20 @@ def test_workers_ask_for_work_again_once_a_slow_collector_drains(procs, endpoint
     procs.start("distributor", lambda: _run_distributor(endpoints, [task], None))
     assert procs.join(50) == {"collector": 0, "worker0": 0, "worker1": 0, "distributor": 0}
     assert json.loads(endpoints.report.read_text())["collected"] == {"FIRST": n}
+
+
+@pytest.mark.timeout(120)
+def test_cli_run_with_a_journal_of_a_finished_run_says_so_and_fresh_starts_anew(tmp_path):
+    from test_cli import ROOT
+    from test_cli import zmqpipeline as cli
+
+    example, journals = str(ROOT / "examples" / "singlethread"), str(tmp_path / "journals")
+    first = cli("run", example, "--journal", journals, "--quiet")
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = cli("run", example, "--journal", journals, "--quiet")
+    assert again.returncode == 0
+    [line] = again.stdout.splitlines()
+    assert "is already complete" in line and "--fresh" in line
+    fresh = cli("run", example, "--journal", journals, "--quiet", "--fresh")
+    assert fresh.returncode == 0 and "all 100 items collected" in fresh.stdout
+    assert sorted(os.listdir(journals)) == ["collector.sqlite", "distributor.sqlite"]

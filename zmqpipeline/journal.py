@@ -11,8 +11,9 @@ pace: a crash forgets at most the last batch, whose items are handed out again a
 deduplicated by the collector.
 
 The **collector** records the run it follows and, per task type, the ids it has called
-``handle_collection`` for: each is committed as soon as that call returns, so before its
-ACK can leave, and a crash forgets at most the one item being handled.
+``handle_collection`` for: each is written to a side file as soon as that call returns, so
+before its ACK can leave (a killed collector forgets at most the one item being handled),
+and folded into the SQLite file once per read batch.
 """
 
 from __future__ import annotations
