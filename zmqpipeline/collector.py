@@ -88,7 +88,7 @@ class CollectorLogic:
         journal: CollectorJournal | None = None,
     ) -> None:
         self.settings = settings
-        self.journal = journal  # the ids handled, committed before their ACK leaves
+        self.journal = journal  # the ids handled, recorded before their ACK leaves
         self.collect = collect
         self.drops = drops
         self.codec = protocol.Codec(settings.max_message_bytes)
@@ -229,9 +229,10 @@ class Collector:
             if getattr(self, name, None) is None:
                 raise TypeError(f"{type(self).__name__} has no {name}")
         self.settings = settings or Settings.from_env(security=self.security)
-        #: The journal file (``None``: none; default ``<settings.journal_dir>/collector.sqlite``):
-        #: the ids handled, so that a restarted collector never handles one twice.
-        self.journal = journal
+        #: The journal file (``None``: none; default: a class attribute ``journal``, else
+        #: ``<settings.journal_dir>/collector.sqlite``): the ids handled, so that a
+        #: restarted collector never handles one twice.
+        self.journal = journal if journal is not None else getattr(type(self), "journal", None)
         if journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
         self.metadata: dict[str, Any] = {}

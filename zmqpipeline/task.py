@@ -84,6 +84,7 @@ _ROLES: dict[str, _Role] = {
             "handle_finished",
             "get_ack_data",
             "item_id",
+            "journal",
             "metadata",
             "run",
         ),
