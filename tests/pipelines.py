@@ -4,6 +4,7 @@ run as forked processes. The collector writes what it saw to a JSON file at the 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import asdict
@@ -63,6 +64,7 @@ def _execute(worker: Any, data: dict[str, Any]) -> dict[str, Any]:
         time.sleep(data["delay"])
     return {
         **data,
+        "pid": os.getpid(),
         "worker_metadata": worker.metadata.get("v"),
         "initialized": getattr(worker, "initialized_with", None),
     }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -432,3 +434,38 @@ def test_progress_shows_no_rate_before_a_second_of_work():
 
     assert "- items/s" in progress_line(_tasks(45, None), elapsed=0.01)
     assert "ETA -" in progress_line(_tasks(45, 100), elapsed=0.01)
+
+
+def test_children_of_a_killed_run_end_with_it(tmp_path):
+    """`zmqpipeline run` SIGKILLed (a CI timeout, an OOM kill): its children do not run on
+    as orphans; the kernel sends them SIGTERM and they stop."""
+    folder = write_pipeline(tmp_path / "job", n_items=1_000_000)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "zmqpipeline", "run", str(folder), "--workers", "2", "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children_file = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+    deadline = time.monotonic() + 30
+    children: list[int] = []
+    while len(children) < 4 and time.monotonic() < deadline:  # collector, distributor, 2 workers
+        children = [int(pid) for pid in children_file.read_text().split()]
+        time.sleep(0.05)  # waiting for processes to be created: there is no event to await
+    assert len(children) == 4, children
+    handles = [os.pidfd_open(pid) for pid in children]
+    try:
+        parent.kill()
+        parent.wait(10)
+        for handle in handles:  # a pidfd turns readable when its process ends
+            readable, _, _ = select.select([handle], [], [], 15)
+            assert readable, "a child outlived its killed parent"
+    finally:
+        for handle in handles:
+            os.close(handle)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -36,7 +36,7 @@ def out(logic):
 
 
 def result(seq, run=7, task_type="T", worker=W):
-    return protocol.Result(run, task_type, seq, {"seq": seq}, worker)
+    return protocol.Result(run, task_type, worker, [[seq, {"seq": seq}]])
 
 
 def started(logic, now=0.0, sender=D1, run=7):

@@ -135,7 +135,7 @@ def _resumed(journal, loaded, *classes) -> Scheduler:
 
 
 def _join(s: Scheduler, wid: bytes, endpoint: str, task_type: str, capacity: int = 100):
-    s.on_worker_message(endpoint, wid, protocol.Ready(task_type, capacity, capacity), 0.0)
+    s.on_worker_message(endpoint, wid, protocol.Ready(task_type, capacity, capacity, 1), 0.0)
 
 
 def test_resumed_task_skips_acked_items_and_hands_out_those_in_flight(tmp_path):
@@ -236,16 +236,16 @@ def test_restarted_collector_does_not_handle_an_id_twice(tmp_path):
     logic, handled = _logic(CollectorJournal(path))
     _start(logic, 5)
     for seq in (0, 1, 2, 5):
-        logic.on_result(protocol.Result(5, "T", seq, {}, b"w"))
+        logic.on_result(protocol.Result(5, "T", b"w", [[seq, {}]]))
     logic.journal.commit()
     logic.journal.close()
     assert handled == [0, 1, 2, 5]
 
     logic, handled = _logic(CollectorJournal(path))
-    logic.on_result(protocol.Result(5, "T", 1, {}, b"w"))  # before START: buffered
+    logic.on_result(protocol.Result(5, "T", b"w", [[1, {}]]))  # before START: buffered
     _start(logic, 5)
     for seq in (2, 3, 5, 6):
-        logic.on_result(protocol.Result(5, "T", seq, {}, b"w"))
+        logic.on_result(protocol.Result(5, "T", b"w", [[seq, {}]]))
     assert handled == [3, 6]
     logic.flush()
     [(_, frames)] = [m for m in logic.outbox if protocol.decode(m[1]).__class__ is protocol.Ack]
@@ -255,20 +255,20 @@ def test_restarted_collector_does_not_handle_an_id_twice(tmp_path):
     journal = CollectorJournal(path)  # killed before its batch was folded in: none lost
     logic, handled = _logic(journal)
     _start(logic, 5)
-    logic.on_result(protocol.Result(5, "T", 4, {}, b"w"))
+    logic.on_result(protocol.Result(5, "T", b"w", [[4, {}]]))
     assert handled == [4]
     os.close(journal._log)
     journal._store.close()
     logic, handled = _logic(CollectorJournal(path))
     _start(logic, 5)
     for seq in range(8):
-        logic.on_result(protocol.Result(5, "T", seq, {}, b"w"))
+        logic.on_result(protocol.Result(5, "T", b"w", [[seq, {}]]))
     assert handled == [7]
     logic.journal.close()
 
     logic, handled = _logic(CollectorJournal(path))
     _start(logic, 6)  # another run: a clean slate
-    logic.on_result(protocol.Result(6, "T", 1, {}, b"w"))
+    logic.on_result(protocol.Result(6, "T", b"w", [[1, {}]]))
     assert handled == [1]
     logic.journal.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.connection
 import signal
 import time
 from collections import Counter
@@ -48,7 +49,7 @@ def test_every_item_collected_once(procs, endpoints, transport, n_workers):
 
 
 def test_two_workers_share_the_load(procs, endpoints):
-    task = make_task(endpoints.worker, 100, delay=0.01)
+    task = make_task(endpoints.worker, 200, delay=0.01)
     worker = make_worker(endpoints.worker, endpoints.collector)
     collector = make_collector(endpoints)
     procs.start("collector", lambda: collector().run())
@@ -56,8 +57,13 @@ def test_two_workers_share_the_load(procs, endpoints):
     procs.start("worker1", lambda: worker().run())
     procs.start("distributor", lambda: run_distributor(endpoints, [task]))
     _all_exit_zero(procs)
-    shares = sorted(load(endpoints.report)["per_worker"].values())
-    assert sum(shares) == 100 and shares[0] >= 25, shares
+    pids = [item[1]["pid"] for item in load(endpoints.results)["items"]]
+    assert len(set(pids)) == 2, "both workers got work"
+    # From the moment both are working (one may start later on a loaded machine), credit
+    # keeps them level: neither does less than a third of the rest.
+    both = max(pids.index(pid) for pid in set(pids))
+    rest = Counter(pids[both:])
+    assert min(rest.values()) >= len(pids[both:]) / 3, rest
 
 
 def test_multithreaded_worker_with_ten_threads(procs, endpoints, transport):
@@ -128,6 +134,23 @@ ORDERS = [
 ]
 
 
+def _announcing_up(target, up):
+    """``target`` run with ``up`` set once its role has opened its first socket."""
+
+    def run() -> None:
+        real = runtime_module.RoleRuntime.open
+
+        def open_and_announce(self, *args, **kwargs):
+            sock = real(self, *args, **kwargs)
+            up.set()
+            return sock
+
+        runtime_module.RoleRuntime.open = open_and_announce  # type: ignore[method-assign]
+        target()
+
+    return run
+
+
 @pytest.mark.parametrize("order", ORDERS, ids="-".join)
 def test_any_start_order_completes(procs, endpoints, transport, order):
     task = make_task(endpoints.worker, 50)
@@ -138,9 +161,10 @@ def test_any_start_order_completes(procs, endpoints, transport, order):
         "worker": lambda: worker().run(),
         "distributor": lambda: run_distributor(endpoints, [task]),
     }
-    for name in order:
-        procs.start(name, targets[name])
-        time.sleep(0.2)  # not synchronisation: gives the earlier role a head start
+    for name in order:  # each role is up (its first socket open) before the next starts
+        up = FORK.Event()
+        procs.start(name, _announcing_up(targets[name], up))
+        assert up.wait(10), f"{name} never opened a socket"
     _all_exit_zero(procs)
     _check_exactly_once(load(endpoints.results), 50)
 
@@ -183,12 +207,18 @@ def test_every_role_exits_within_two_seconds_of_the_end(procs, endpoints):
     collector = make_collector(endpoints)
     procs.start("collector", lambda: collector().run())
     procs.start("worker", lambda: worker().run())
-    dist = procs.start("distributor", lambda: run_distributor(endpoints, [task]))
-    dist.join(30)
-    assert dist.exitcode == 0
-    ended = time.monotonic()
-    _all_exit_zero(procs, timeout=2.0)
-    assert time.monotonic() - ended < 2.0
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    # When did each process end? Wait on their sentinels (an event per exit), not a clock.
+    exited: dict[str, float] = {}
+    pending = {p.sentinel: name for name, p in procs.started.items()}
+    while pending:
+        ready = multiprocessing.connection.wait(list(pending), timeout=30)
+        assert ready, f"still running after 30 s: {sorted(pending.values())}"
+        for sentinel in ready:
+            exited[pending.pop(sentinel)] = time.monotonic()
+    _all_exit_zero(procs)
+    lag = {name: at - exited["distributor"] for name, at in exited.items()}
+    assert max(lag.values()) < 2.0, lag
 
 
 def test_sigterm_to_the_distributor_ends_the_run_cleanly(procs, endpoints):

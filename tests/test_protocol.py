@@ -21,7 +21,9 @@ codec = Codec(1 << 20)
 
 WID = b"host:1:abc"
 BUILT = {
-    "ready": (codec.ready("CALC", 3, 2), protocol.Ready("CALC", 3, 2)),
+    "ready": (codec.ready("CALC", 3, 2, 2), protocol.Ready("CALC", 3, 2, 2)),
+    "recall": (codec.recall(3), protocol.Recall(3)),
+    "hand-back": (codec.hand_back([4, 5]), protocol.HandBack([4, 5])),
     "welcome": (codec.welcome(7, {"a": 1}), protocol.Welcome(7, {"a": 1})),
     "data": (
         codec.data(7, [[0, {"x": 1}], [1, {}]], "CALC"),
@@ -34,7 +36,7 @@ BUILT = {
     "reset": (codec.reset(), protocol.Reset()),
     "bye": (codec.bye([1, 2]), protocol.Bye([1, 2])),
     "end": (codec.end(7, {"ok": True}), protocol.End(7, {"ok": True})),
-    "result": (codec.result(7, "CALC", 3, None, WID), protocol.Result(7, "CALC", 3, None, WID)),
+    "result": (codec.result(7, "CALC", 3, None, WID), protocol.Result(7, "CALC", WID, [[3, None]])),
     "ping": (codec.ping(7), protocol.Ping(7)),
     "hello": (codec.hello(b"c1"), protocol.Hello(b"c1")),
     "start": (codec.start(7, {}, ["CALC"]), protocol.Start(7, {}, ["CALC"])),
@@ -116,10 +118,22 @@ def test_a_msgpack_bomb_is_refused_without_being_built():
 
 def test_user_data_kinds_are_bounded_by_the_role_limit():
     frames = codec.result(7, "CALC", 3, {"blob": "x" * 5000}, WID)
-    assert decode(frames, max_bytes=10_000).seq == 3
+    assert decode(frames, max_bytes=10_000).items[0][0] == 3
     with pytest.raises(ProtocolError) as info:
         decode(frames, max_bytes=1000)
     assert info.value.category == "too large"
+
+
+def test_results_packed_one_by_one_join_into_one_message():
+    items = [codec.result_item(seq, {"n": seq} if seq % 2 else None, "CALC") for seq in range(40)]
+    record = decode(codec.results(7, "CALC", WID, items))
+    assert record == protocol.Result(
+        7, "CALC", WID, [[s, {"n": s} if s % 2 else None] for s in range(40)]
+    )
+    with pytest.raises(SerializationError):
+        codec.result_item(1, {"bad": {1, 2}}, "CALC")  # fails alone, before any batch
+    with pytest.raises(MessageTooLarge):
+        Codec(100).results(7, "CALC", WID, [codec.result_item(0, {"x": "y" * 200}, "CALC")])
 
 
 def test_long_errors_are_clipped_keeping_both_ends():
@@ -203,10 +217,10 @@ def test_no_pickle_on_the_wire():
         push.send_multipart(codec.result(1, "CALC", 1, {"when": when}, WID))
         assert pull.poll(5000)
         wire = pull.recv_multipart()
-        assert decode(wire).seq == 1  # the refused message never went out
+        assert decode(wire).items[0][0] == 1  # the refused message never went out
         assert 0x90 <= wire[1][0] <= 0x9F  # a msgpack array, not pickle's PROTO opcode
         assert pickle.PROTO not in wire[1][:1]
-        assert decode(wire).result == {"when": when}
+        assert decode(wire).items[0][1] == {"when": when}
     finally:
         push.close(0)
         pull.close(0)

@@ -89,7 +89,7 @@ def ack(s, task_type, seqs, now, error=None, by=b"w1"):
 
 def test_start_tells_the_collector_and_welcomes_waiting_workers():
     s = make(task_class("S_A", 3))
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
     assert sent(s) == []  # nothing before the run starts (metadata may be pending)
     s.start({"m": "x"}, 0.0)
     out = sent(s)
@@ -102,7 +102,7 @@ def test_start_tells_the_collector_and_welcomes_waiting_workers():
 def test_nothing_is_handed_out_before_a_collector_is_up():
     s = Scheduler([task_class("S_A", 3)()], SETTINGS, run=42)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == []
     s.on_collector_hello(b"collector", 0.1)
@@ -115,7 +115,7 @@ def test_nothing_is_handed_out_before_a_collector_is_up():
 def test_credit_bounds_what_a_worker_holds():
     s = make(task_class("S_A", 10))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0, 1]
     s.dispatch(0.0)
@@ -128,7 +128,7 @@ def test_credit_bounds_what_a_worker_holds():
 def test_task_finishes_only_when_every_item_is_acked():
     s = make(task_class("S_A", 3))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 5, 5), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 5, 5, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0, 1, 2]
     ack(s, "S_A", [0, 2], 1.0)
@@ -145,7 +145,7 @@ def test_task_finishes_only_when_every_item_is_acked():
 def test_duplicate_and_unknown_acks_are_ignored():
     s = make(task_class("S_A", 2))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1, 1), 0.0)
     sent(s)
     ack(s, "S_A", [0], 0.1)
     ack(s, "S_A", [0, 99], 0.1)
@@ -156,8 +156,8 @@ def test_duplicate_and_unknown_acks_are_ignored():
 def test_dependent_task_waits_for_collection_not_dispatch():
     s = make(task_class("S_A", 2), task_class("S_B", 1, EP_B, deps=["S_A"]))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"a", protocol.Ready("S_A", 4, 4), 0.0)
-    s.on_worker_message(EP_B, b"b", protocol.Ready("S_B", 4, 4), 0.0)
+    s.on_worker_message(EP, b"a", protocol.Ready("S_A", 4, 4, 1), 0.0)
+    s.on_worker_message(EP_B, b"b", protocol.Ready("S_B", 4, 4, 1), 0.0)
     s.dispatch(0.0)
     out = sent(s)
     assert data_items(out, b"a") == [0, 1]
@@ -188,8 +188,8 @@ def test_cycles_and_unknown_dependencies_are_named():
 def test_silent_worker_is_declared_dead_and_its_items_go_elsewhere():
     s = make(task_class("S_A", 4))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
-    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
+    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2, 1), 0.0)
     s.dispatch(0.0)
     held_by_w1 = data_items(sent(s), b"w1")
     assert len(held_by_w1) == 2
@@ -205,7 +205,7 @@ def test_silent_worker_is_declared_dead_and_its_items_go_elsewhere():
 def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1, 1), 0.0)
     now = 0.0
     for attempt in range(3):
         s.dispatch(now)
@@ -233,7 +233,7 @@ def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
 def test_retry_waits_for_its_backoff():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1, 1), 0.0)
     s.dispatch(0.0)
     sent(s)
     s.on_worker_message(EP, b"w1", protocol.Fail(0, "boom", []), 1.0)
@@ -248,7 +248,7 @@ def test_retry_waits_for_its_backoff():
 def test_collector_error_sends_the_item_round_again():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1, 1), 0.0)
     s.dispatch(0.0)
     sent(s)
     ack(s, "S_A", [0], 0.5, error="handle_collection broke")
@@ -262,7 +262,7 @@ def test_collector_error_sends_the_item_round_again():
 def test_is_available_for_handling_holds_items_until_an_ack():
     s = make(task_class("S_A", 3, hold=True))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 3, 3), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 3, 3, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0]
     s.dispatch(0.1)
@@ -275,7 +275,7 @@ def test_is_available_for_handling_holds_items_until_an_ack():
 def test_handle_that_raises_is_a_reported_failure_and_stops_the_task():
     s = make(task_class("S_A", 5, raises=True))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1, 1), 0.0)
     sent(s)
     assert s.done  # nothing was handed out, nothing is in flight: the run is over
     (failure,) = s.summary(False)["failed"]
@@ -295,7 +295,7 @@ def test_a_task_may_go_on_after_handle_raised():
 
     s = make(Flaky)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 5, 5), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 5, 5, 1), 0.0)
     assert data_items(sent(s)) == [0]  # the raise ends this dispatch
     s.dispatch(0.1)
     assert data_items(sent(s, 0.1)) == [1, 2]
@@ -310,7 +310,7 @@ def test_retry_policy_of_the_task_decides_what_is_retried():
 
     s = make(Picky)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
     assert data_items(sent(s)) == [0, 1]
     s.on_worker_message(EP, b"w1", protocol.Fail(0, "KeyError: k", ["KeyError"]), 0.1)
     s.on_worker_message(EP, b"w1", protocol.Fail(1, "ValueError: v", ["ValueError"]), 0.1)
@@ -330,19 +330,19 @@ def test_worker_for_a_type_not_served_here_is_ignored():
     s = make(task_class("S_A", 1))
     s.start({}, 0.0)
     sent(s)
-    s.on_worker_message(EP, b"w", protocol.Ready("S_B", 1, 1), 0.0)
-    s.on_worker_message(EP_B, b"w", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"w", protocol.Ready("S_B", 1, 1, 1), 0.0)
+    s.on_worker_message(EP_B, b"w", protocol.Ready("S_A", 1, 1, 1), 0.0)
     assert sent(s) == [] and not s.workers
 
 
 def test_leaving_worker_hands_its_items_back_without_using_an_attempt():
     s = make(task_class("S_A", 2))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
     s.dispatch(0.0)
     sent(s)
     s.on_worker_message(EP, b"w1", protocol.Bye([0, 1]), 0.1)
-    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2), 0.2)
+    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2, 1), 0.2)
     assert sorted(data_items(sent(s, 0.2), b"w2")) == [0, 1]
     assert s.tasks["S_A"].in_flight[0].attempts == 0
 
@@ -350,7 +350,7 @@ def test_leaving_worker_hands_its_items_back_without_using_an_attempt():
 def test_in_flight_items_are_capped():
     s = make(task_class("S_A", 100), settings=Settings(max_in_flight=3))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 10, 10), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 10, 10, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s)) == [0, 1, 2]
 
@@ -373,10 +373,10 @@ def test_item_over_its_time_limit_is_handed_out_again():
     limited.item_time_limit_s = 1.0
     s = make(limited)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"slow", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"slow", protocol.Ready("S_A", 1, 1, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s), b"slow") == [0]
-    s.on_worker_message(EP, b"fast", protocol.Ready("S_A", 1, 1), 0.5)
+    s.on_worker_message(EP, b"fast", protocol.Ready("S_A", 1, 1, 1), 0.5)
     s.on_worker_message(EP, b"hb", protocol.Heartbeat(b"slow"), 1.4)
     s.tick(1.5)
     s.dispatch(1.5)
@@ -390,7 +390,7 @@ def test_item_whose_workers_keep_dying_fails_after_max_deaths_not_max_attempts()
     now = 0.0
     for death in range(3):
         wid = f"w{death}".encode()
-        s.on_worker_message(EP, wid, protocol.Ready("S_A", 1, 1), now)
+        s.on_worker_message(EP, wid, protocol.Ready("S_A", 1, 1, 1), now)
         assert data_items(sent(s, now), wid) == [0]
         for _ in range(5):  # the distributor ticks every second; the worker is silent
             now += 1.0
@@ -404,7 +404,7 @@ def test_item_whose_workers_keep_dying_fails_after_max_deaths_not_max_attempts()
 def test_a_distributor_that_was_stalled_does_not_blame_its_workers():
     s = make(task_class("S_A", 2))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
     assert data_items(sent(s)) == [0, 1]
     s.tick(1.0)
     s.tick(9.0)  # 8 s without a tick: we were stalled (a huge message, a swap storm)
@@ -417,7 +417,7 @@ def test_a_distributor_that_was_stalled_does_not_blame_its_workers():
 def test_a_peer_asking_for_everything_gets_a_small_window_until_it_delivers():
     s = make(task_class("S_A", 1000), settings=replace(SETTINGS, initial_window=4))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"greedy", protocol.Ready("S_A", 100_000, 100_000), 0.0)
+    s.on_worker_message(EP, b"greedy", protocol.Ready("S_A", 100_000, 100_000, 1), 0.0)
     assert data_items(sent(s)) == [0, 1, 2, 3]
     ack(s, "S_A", [0, 1], 0.1, by=b"greedy")
     s.dispatch(0.1)
@@ -428,7 +428,7 @@ def test_a_peer_asking_for_everything_gets_a_small_window_until_it_delivers():
 def test_only_a_worker_that_answered_welcome_gets_items():
     s = make(task_class("S_A", 3))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"mute", protocol.Ready("S_A", 3, 3), 0.0)
+    s.on_worker_message(EP, b"mute", protocol.Ready("S_A", 3, 3, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(_peek(s)) == []  # welcomed, but it has not answered
     s.on_worker_message(EP, b"mute", protocol.Credit(0), 0.1)
@@ -448,8 +448,8 @@ def test_item_over_the_adaptive_limit_is_handed_out_again_though_its_worker_beat
     settings = replace(SETTINGS, item_timeout_factor=5.0, item_timeout_floor_s=2.0)
     s = make(task_class("S_A", 300), settings=settings)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"cut", protocol.Ready("S_A", 1, 1), 0.0)
-    s.on_worker_message(EP, b"ok", protocol.Ready("S_A", 1, 1), 0.0)
+    s.on_worker_message(EP, b"cut", protocol.Ready("S_A", 1, 1, 1), 0.0)
+    s.on_worker_message(EP, b"ok", protocol.Ready("S_A", 1, 1, 1), 0.0)
     out = sent(s)
     stuck = data_items(out, b"cut")
     now = 0.0
@@ -480,7 +480,7 @@ def test_item_msgpack_cannot_carry_fails_at_once_naming_type_and_key():
 
     s = make(Unpackable)
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 3, 3), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 3, 3, 1), 0.0)
     s.dispatch(0.0)
     out = sent(s)
     assert data_items(out, b"w1") == [0, 2]  # the others still go
@@ -490,3 +490,22 @@ def test_item_msgpack_cannot_carry_fails_at_once_naming_type_and_key():
     assert "task type 'S_A'" in failure["error"] and "['bad']" in failure["error"]
     ack(s, "S_A", [0, 2], 0.1)
     assert s.done
+
+
+def test_at_the_tail_a_busy_worker_hands_back_what_it_has_not_started():
+    s = make(task_class("S_A", 12))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"busy", protocol.Ready("S_A", 12, 12, 2), 0.0)
+    assert data_items(sent(s)) == list(range(12))  # all of them, queued at one worker
+    s.on_worker_message(EP, b"idle", protocol.Ready("S_A", 4, 4, 2), 0.1)
+    out = sent(s, 0.1)
+    assert (EP, b"busy", protocol.RECALL, [2]) in out  # two threads idle elsewhere
+    assert data_items(out) == []
+    s.dispatch(0.1)
+    assert not [m for m in sent(s, 0.1) if m[2] == protocol.RECALL]  # asked once
+    s.on_worker_message(EP, b"busy", protocol.HandBack([11, 10]), 0.2)
+    s.on_worker_message(EP, b"busy", protocol.Credit(2), 0.2)  # it could take them again
+    s.dispatch(0.2)
+    out = sent(s, 0.2)
+    assert sorted(data_items(out, b"idle")) == [10, 11] and data_items(out, b"busy") == []
+    assert s.tasks["S_A"].retries == 0  # handing back is no failure

@@ -231,6 +231,18 @@ def test_keys_command_writes_a_certificate_pair_with_a_private_secret(tmp_path):
     assert forced.returncode == 0 and zmq.auth.load_certificate(secret)[1] != sec_key
 
 
+def test_keys_command_authorises_a_role(tmp_path):
+    result = zmqpipeline("keys", str(tmp_path), "--name", "ops", "--role", "operators")
+    assert result.returncode == 0, result.stderr
+    authorised = tmp_path / "authorized" / "operators" / "ops.key"
+    assert authorised.read_bytes() == (tmp_path / "ops.key").read_bytes()
+    server_public, _ = generate_keys(tmp_path, "server")
+    security = Security(tmp_path / "server.key_secret", server_public, tmp_path / "authorized")
+    ops_key = Security(tmp_path / "ops.key_secret").public_key
+    assert security.admits(ops_key, "operators")
+    assert not security.admits(ops_key, "workers") and not security.admits(ops_key, "distributor")
+
+
 def test_key_names_with_path_separators_are_refused(tmp_path):
     with pytest.raises(ConfigurationError, match="key name"):
         generate_keys(tmp_path, "../escape")

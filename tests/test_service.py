@@ -253,7 +253,7 @@ def test_records_of_the_wrong_direction_are_protocol_errors():
         P.Request(1, "UPPER", {}),
         P.Reply(1, {}),
         P.RequestError(1, "x"),
-        P.Ready("UPPER", 1, 1),
+        P.Ready("UPPER", 1, 1, 1),
         P.Alive(),
     ):
         with pytest.raises(ProtocolError, match="is not sent by service workers"):

@@ -21,7 +21,7 @@ def sent(logic):
 def test_ready_offers_threads_plus_prefetch_and_the_capacity():
     logic = make(slots=4, low=1, high=8)
     logic.ready()
-    assert sent(logic) == [protocol.Ready("T", 12, 5)]
+    assert sent(logic) == [protocol.Ready("T", 12, 5, 4)]
 
 
 def test_welcome_completes_the_handshake_and_data_of_another_run_is_ignored():

@@ -21,10 +21,8 @@ import zmq
 
 from . import protocol
 from .errors import ProtocolError
-from .runtime import RoleRuntime, UserCodeError, call_user
-from .security import Security
+from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
-from .task import check_class_attributes
 from .transport import DropCounter, recv_frames
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
@@ -119,26 +117,29 @@ class CollectorLogic:
             self._collect(msg)
 
     def _collect(self, msg: protocol.Result) -> None:
-        seen = self.seen.get(msg.task_type)
+        task_type, worker_id = msg.task_type, msg.worker_id
+        seen = self.seen.get(task_type)
         if seen is None:
-            self.drops.drop("unknown task type", repr(msg.task_type))
+            self.drops.drop("unknown task type", repr(task_type))
             return
-        if msg.seq in seen:
-            # ACK it again: the first ACK may have been lost (a distributor restarted, a
-            # link was cut), and the distributor ignores ACKs of items it no longer awaits.
-            self.duplicates += 1
-            self.entries.append([msg.task_type, msg.seq, None, None, msg.worker_id])
-            return
-        try:
-            ack_data = self.collect(msg.task_type, msg.seq, msg.result or {})
-        except UserCodeError as exc:
-            self.entries.append([msg.task_type, msg.seq, None, exc.text, msg.worker_id])
-            return
-        seen.add(msg.seq)
-        if self.journal is not None:
-            self.journal.handled(msg.task_type, msg.seq)
-        self.collected += 1
-        self.entries.append([msg.task_type, msg.seq, ack_data, None, msg.worker_id])
+        entries, collect, journal = self.entries, self.collect, self.journal
+        for seq, result in msg.items:
+            if seq in seen:
+                # ACK it again: the first ACK may have been lost (a distributor restarted,
+                # a link was cut); the distributor ignores ACKs of items it does not await.
+                self.duplicates += 1
+                entries.append([task_type, seq, None, None, worker_id])
+                continue
+            try:
+                ack_data = collect(task_type, seq, result or {})
+            except UserCodeError as exc:
+                entries.append([task_type, seq, None, exc.text, worker_id])
+                continue
+            seen.add(seq)
+            if journal is not None:
+                journal.handled(task_type, seq)
+            self.collected += 1
+            entries.append([task_type, seq, ack_data, None, worker_id])
 
     def flush(self) -> None:
         """Turn the ACK entries gathered so far into one ACK message."""
@@ -206,7 +207,7 @@ class CollectorLogic:
             self._send(self.codec.finished(self.run))
 
 
-class Collector:
+class Collector(Role):
     """Subclass, set ``endpoint`` (workers push results here) and ``ack_endpoint`` (the
     distributor connects here), and implement :meth:`handle_collection`."""
 
@@ -214,33 +215,30 @@ class Collector:
     endpoint: ClassVar[EndpointAddress]
     #: Where the distributor connects for START/SKIP/END and ACKs (the collector binds it).
     ack_endpoint: ClassVar[EndpointAddress]
-    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
-    #: environment variables, or no security). See docs/security.md.
-    security: ClassVar[Security | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_class_attributes(cls, cls.__name__)
+    required = ("endpoint", "ack_endpoint")
 
     def __init__(
         self, *, settings: Settings | None = None, journal: str | os.PathLike[str] | None = None
     ) -> None:
-        for name in ("endpoint", "ack_endpoint"):
-            if getattr(self, name, None) is None:
-                raise TypeError(f"{type(self).__name__} has no {name}")
-        self.settings = settings or Settings.from_env(security=self.security)
+        super().__init__(settings=settings)
         #: The journal file (``None``: none; default: a class attribute ``journal``, else
         #: ``<settings.journal_dir>/collector.sqlite``): the ids handled, so that a
         #: restarted collector never handles one twice.
         self.journal = journal if journal is not None else getattr(type(self), "journal", None)
-        if journal is None and self.settings.journal_dir:
+        if self.journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
         self.metadata: dict[str, Any] = {}
-        #: The id (``"TASK_TYPE/seq"``) of the item :meth:`handle_collection` is handling.
-        self.item_id = ""
+        self._item: tuple[str, int] | None = None
         self.items_collected = 0
         self.duplicates = 0
         self._finished_takes_msgtype = _takes_msgtype(self.handle_finished)
+
+    @property
+    def item_id(self) -> str:
+        """The id (``"TASK_TYPE/seq"``) of the item :meth:`handle_collection` is handling
+        (``""`` before the first)."""
+        return "" if self._item is None else f"{self._item[0]}/{self._item[1]}"
 
     # -- user hooks -------------------------------------------------------------------
 
@@ -288,7 +286,7 @@ class Collector:
         logger.info("collector finished: %d item(s) collected", self.items_collected)
 
     def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
-        self.item_id = f"{task_type}/{seq}"
+        self._item = item = (task_type, seq)
         returned = call_user(
             logger,
             "handle_collection",
@@ -296,9 +294,9 @@ class Collector:
             result,
             task_type,
             MESSAGE_TYPE_SUCCESS,
-            item=self.item_id,
+            item=item,
         )
-        ack_data = call_user(logger, "get_ack_data", self.get_ack_data, item=self.item_id)
+        ack_data = call_user(logger, "get_ack_data", self.get_ack_data, item=item)
         if ack_data is not None and not isinstance(ack_data, dict):
             ack_data = None
             logger.error("get_ack_data() must return a dict or None; ignoring what it returned")

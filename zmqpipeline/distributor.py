@@ -388,7 +388,14 @@ class Distributor:
 
 
 _FROM_WORKER = frozenset(
-    {protocol.READY, protocol.CREDIT, protocol.FAIL, protocol.HEARTBEAT, protocol.BYE}
+    {
+        protocol.READY,
+        protocol.CREDIT,
+        protocol.FAIL,
+        protocol.HEARTBEAT,
+        protocol.BYE,
+        protocol.HANDBACK,
+    }
 )
 _FROM_COLLECTOR = frozenset({protocol.ACK, protocol.FINISHED, protocol.HELLO})
 _META = frozenset({protocol.META})

@@ -6,6 +6,7 @@ __all__ = [
     "ConfigurationError",
     "EndpointError",
     "MessageTooLarge",
+    "MetadataError",
     "ProtocolError",
     "RequestFailed",
     "RequestTimeout",
@@ -49,6 +50,11 @@ class SerializationError(ZmqPipelineError, TypeError):
 
 class ServiceError(ZmqPipelineError):
     """A service request failed: the worker raised, or no reply came in time."""
+
+
+class MetadataError(ZmqPipelineError):
+    """A MetaDataWorker's ``get_metadata`` raised: nothing was sent (the traceback is
+    logged)."""
 
 
 class UsageError(ConfigurationError):

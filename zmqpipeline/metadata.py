@@ -8,11 +8,9 @@ from typing import Any, ClassVar
 import zmq
 
 from . import protocol
-from .errors import ProtocolError
-from .runtime import RoleRuntime
-from .security import Security
+from .errors import MetadataError, ProtocolError
+from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
-from .task import check_class_attributes
 from .transport import recv_frames
 from .types import EndpointAddress
 
@@ -23,24 +21,17 @@ _FROM_DISTRIBUTOR = frozenset({protocol.META_OK})
 logger = logging.getLogger("zmqpipeline.metadataworker")
 
 
-class MetaDataWorker:
+class MetaDataWorker(Role):
     """Subclass, set ``endpoint`` and implement :meth:`get_metadata`; :meth:`run` sends the
     dict to a ``Distributor(receive_metadata=True, metadata_endpoint=...)`` and returns once
     the distributor has confirmed receipt (or on SIGINT/SIGTERM)."""
 
     endpoint: ClassVar[EndpointAddress]
-    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
-    #: environment variables, or no security). See docs/security.md.
-    security: ClassVar[Security | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_class_attributes(cls, cls.__name__)
+    required = ("endpoint",)
 
     def __init__(self, *, settings: Settings | None = None) -> None:
-        if getattr(self, "endpoint", None) is None:
-            raise TypeError(f"{type(self).__name__} has no endpoint")
-        self.settings = settings or Settings.from_env(security=self.security)
+        super().__init__(settings=settings)
         self.delivered = False
 
     def get_metadata(self) -> dict[str, Any]:
@@ -50,9 +41,16 @@ class MetaDataWorker:
     def run(self) -> None:
         """Send the metadata and return once the distributor has confirmed receipt.
 
-        Raises ``TypeError`` if :meth:`get_metadata` returns anything but a dict.
+        Raises ``TypeError`` if :meth:`get_metadata` returns anything but a dict, and
+        :class:`~zmqpipeline.errors.MetadataError` (its traceback logged) if it raises.
         """
-        metadata = self.get_metadata()
+        try:
+            metadata = call_user(logger, "get_metadata", self.get_metadata)
+        except UserCodeError as exc:
+            last = exc.text.strip().splitlines()[-1]
+            raise MetadataError(
+                f"{type(self).__name__}.get_metadata() raised ({last}): no metadata was sent"
+            ) from None
         if not isinstance(metadata, dict):
             raise TypeError(
                 f"{type(self).__name__}.get_metadata() must return a dict, "

@@ -17,7 +17,7 @@ results to the collector's PULL at its endpoint.
 =========  =====  ===========================================================
 kind       route  body (record fields)
 =========  =====  ===========================================================
-READY      W→D    task_type, capacity, free          join / re-join; credit
+READY      W→D    task_type, capacity, free, threads join / re-join; credit
 WELCOME    D→W    run, metadata                      accepted: start working
 DATA       D→W    run, items: [[seq, payload], ...]  one or more items
 CREDIT     W→D    n                                  n more items may be sent
@@ -26,8 +26,10 @@ HEARTBEAT  W→D    worker_id                          the worker is alive
 ALIVE      D→W    (empty)                            the distributor is alive
 RESET      D→W    (empty)                            unknown worker: READY again
 BYE        W→D    seqs                               leaving; hands back items
+RECALL     D→W    n                                  hand back up to n unstarted items
+HANDBACK   W→D    seqs                               the items RECALL asked for
 END        D→W,C  run, summary                       the run is over
-RESULT     W→C    run, task_type, seq, result, worker_id
+RESULT     W→C    run, task_type, worker_id, items: [[seq, result], ...]
 PING       D→C    run                                the distributor is alive
 HELLO      C→D    collector_id                       answers PING: the collector is up
 START      D→C    run, metadata, task_types          a run begins
@@ -102,6 +104,15 @@ class Ready(NamedTuple):
     task_type: str
     capacity: int
     free: int
+    threads: int
+
+
+class Recall(NamedTuple):
+    n: int
+
+
+class HandBack(NamedTuple):
+    seqs: list[int]
 
 
 class Welcome(NamedTuple):
@@ -148,9 +159,8 @@ class End(NamedTuple):
 class Result(NamedTuple):
     run: int
     task_type: str
-    seq: int
-    result: dict[str, Any] | None
     worker_id: bytes
+    items: list[list[Any]]  # [[seq, result or None], ...]
 
 
 class Ping(NamedTuple):
@@ -253,6 +263,8 @@ HELLO = 0x10
 ALIVE = 0x11
 PING = 0x12
 META_OK = 0x13
+RECALL = 0x14
+HANDBACK = 0x15
 SREADY = 0x20
 REQUEST = 0x21
 REPLY = 0x22
@@ -278,7 +290,9 @@ class _Spec(NamedTuple):
 _LIST_LIMIT = 1 << 20  # arrays/maps inside user data, and item lists
 
 _SPECS: dict[int, _Spec] = {
-    READY: _Spec(Ready, (str, int, int), _CONTROL, 8),
+    READY: _Spec(Ready, (str, int, int, int), _CONTROL, 8),
+    RECALL: _Spec(Recall, (int,), _CONTROL, 8),
+    HANDBACK: _Spec(HandBack, (list,), _CONTROL, 4096),
     WELCOME: _Spec(Welcome, (int, dict), _USER, _LIST_LIMIT),
     DATA: _Spec(Data, (int, list), _USER, _LIST_LIMIT),
     CREDIT: _Spec(Credit, (int,), _CONTROL, 8),
@@ -288,7 +302,7 @@ _SPECS: dict[int, _Spec] = {
     RESET: _Spec(Reset, (), _CONTROL, 8),
     BYE: _Spec(Bye, (list,), _CONTROL, 4096),
     END: _Spec(End, (int, dict), _USER, _LIST_LIMIT),
-    RESULT: _Spec(Result, (int, str, int, (dict, _NONE), bytes), _USER, _LIST_LIMIT),
+    RESULT: _Spec(Result, (int, str, bytes, list), _USER, _LIST_LIMIT),
     PING: _Spec(Ping, (int,), _CONTROL, 8),
     HELLO: _Spec(Hello, (bytes,), _CONTROL, 8),
     START: _Spec(Start, (int, dict, list), _USER, _LIST_LIMIT),
@@ -346,7 +360,15 @@ def _check_nested(kind: int, body: list[Any]) -> bool:
             and type(entry[4]) is bytes
             for entry in body[1]
         )
-    if kind == BYE:
+    if kind == RESULT:
+        return all(
+            type(item) is list
+            and len(item) == 2
+            and type(item[0]) is int
+            and (item[1] is None or type(item[1]) is dict)
+            for item in body[3]
+        )
+    if kind in (BYE, HANDBACK):
         return all(type(seq) is int for seq in body[0])
     if kind == FAIL:
         return all(type(name) is str for name in body[2])
@@ -416,6 +438,14 @@ def clip_error(text: str) -> str:
     return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
 
 
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
 class Codec:
     """Builds messages. Holds one reusable packer, so use one ``Codec`` per thread."""
 
@@ -437,8 +467,14 @@ class Codec:
         return [_HEADERS[kind], raw]
 
     # Named builders keep the frame layout in this one module.
-    def ready(self, task_type: str, capacity: int, free: int) -> list[bytes]:
-        return self.encode(READY, [task_type, capacity, free])
+    def ready(self, task_type: str, capacity: int, free: int, threads: int = 1) -> list[bytes]:
+        return self.encode(READY, [task_type, capacity, free, threads])
+
+    def recall(self, n: int) -> list[bytes]:
+        return self.encode(RECALL, [n])
+
+    def hand_back(self, seqs: list[int]) -> list[bytes]:
+        return self.encode(HANDBACK, [seqs])
 
     def welcome(self, run: int, metadata: dict[str, Any]) -> list[bytes]:
         return self.encode(WELCOME, [run, metadata])
@@ -470,7 +506,26 @@ class Codec:
     def result(
         self, run: int, task_type: str, seq: int, result: dict[str, Any] | None, worker_id: bytes
     ) -> list[bytes]:
-        return self.encode(RESULT, [run, task_type, seq, result, worker_id], task_type)
+        """One item's result alone (see :meth:`result_item` and :meth:`results` for many)."""
+        return self.results(run, task_type, worker_id, [self.result_item(seq, result, task_type)])
+
+    def result_item(self, seq: int, result: dict[str, Any] | None, task_type: str) -> bytes:
+        """One ``[seq, result]`` entry, packed on its own: a result msgpack cannot carry
+        fails here, alone, and entries join a batch without being packed again."""
+        return self._packer.pack([seq, result], task_type)
+
+    def results(
+        self, run: int, task_type: str, worker_id: bytes, packed_items: list[bytes]
+    ) -> list[bytes]:
+        """RESULT for entries packed by :meth:`result_item` (msgpack arrays concatenate)."""
+        head = self._packer.pack([run, task_type, worker_id])
+        raw = b"".join([b"\x94", head[1:], _array_header(len(packed_items)), *packed_items])
+        if len(raw) > self.max_bytes:
+            raise MessageTooLarge(
+                f"RESULT message for task type {task_type!r} is {len(raw)} bytes, over the "
+                f"limit of {self.max_bytes} (max_message_bytes)"
+            )
+        return [_HEADERS[RESULT], raw]
 
     def ping(self, run: int) -> list[bytes]:
         return self.encode(PING, [run])

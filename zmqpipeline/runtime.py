@@ -10,14 +10,16 @@ import time
 import traceback
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import zmq
 
+from .security import Security
 from .settings import Settings
+from .task import check_class_attributes
 from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
 
-__all__ = ["RoleRuntime", "UserCodeError", "call_user"]
+__all__ = ["Role", "RoleRuntime", "UserCodeError", "call_user"]
 
 T = TypeVar("T")
 
@@ -37,18 +39,46 @@ class UserCodeError(Exception):
 
 
 def call_user(
-    logger: logging.Logger, what: str, fn: Callable[..., T], *args: Any, item: str = ""
+    logger: logging.Logger,
+    what: str,
+    fn: Callable[..., T],
+    *args: Any,
+    item: tuple[str, int] | str = "",
 ) -> T:
     """Call ``fn(*args)``; if it raises, log the traceback at ERROR naming ``what`` and the
-    item, and raise :class:`UserCodeError` for the caller to turn into the documented
-    outcome (a retry, a failed item, an error reply). Nothing a user callback raises
-    escapes a role's loop any other way."""
+    item (``(task_type, seq)``, formatted only then: this is on every item's path), and
+    raise :class:`UserCodeError` for the caller to turn into the documented outcome (a
+    retry, a failed item, an error reply). Nothing a user callback raises escapes a role's
+    loop any other way."""
     try:
         return fn(*args)
     except Exception as exc:
         text = traceback.format_exc()
-        logger.error("%s raised%s:\n%s", what, f" on item {item}" if item else "", text)
+        name = "/".join(map(str, item)) if isinstance(item, tuple) else item
+        logger.error("%s raised%s:\n%s", what, f" on item {name}" if name else "", text)
         raise UserCodeError(exc, text) from None
+
+
+class Role:
+    """What every role a user subclasses shares: its class is checked when defined
+    (attribute types, typos, required methods), its ``required`` class attributes when it
+    is made, and it holds its :class:`Settings`."""
+
+    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
+    #: environment variables, or no security). See docs/security.md.
+    security: ClassVar[Security | None] = None
+    #: Class attributes a role cannot run without.
+    required: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_class_attributes(cls, cls.__name__)
+
+    def __init__(self, *, settings: Settings | None = None) -> None:
+        for name in self.required:
+            if getattr(self, name, None) is None:
+                raise TypeError(f"{type(self).__name__} has no {name}")
+        self.settings = settings or Settings.from_env(security=self.security)
 
 
 class RoleRuntime:

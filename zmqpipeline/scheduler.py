@@ -10,7 +10,6 @@ owns the sockets and drains it. Unit tests drive it directly. Its records live i
 from __future__ import annotations
 
 import logging
-import traceback
 from collections import Counter, deque
 from typing import Any
 
@@ -18,6 +17,7 @@ from . import protocol
 from .errors import MessageTooLarge, SerializationError
 from .journal import JournaledRun, RunJournal
 from .resume import TaskResume, jump_ahead, resume_tasks
+from .runtime import UserCodeError, call_user
 from .settings import Settings
 from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
 from .summary import end_summary, run_summary, worker_entry
@@ -82,15 +82,16 @@ class Scheduler:
         self.journal.started(metadata)
         for state in self.tasks.values():
             try:
-                state.task.initialize(metadata)
-            except Exception:
-                self._handle_raised(state, traceback.format_exc(), "initialize")
+                call_user(task_logger, "Task.initialize", state.task.initialize, metadata)
+            except UserCodeError as exc:
+                self._handle_raised(state, exc.text, "initialize")
                 continue
             if state.task_type in self.resume:
                 try:
-                    jump_ahead(state, self.resume[state.task_type])
-                except Exception:
-                    self._handle_raised(state, traceback.format_exc(), "resume")
+                    resume = self.resume[state.task_type]
+                    call_user(task_logger, "Task.resume", jump_ahead, state, resume)
+                except UserCodeError as exc:
+                    self._handle_raised(state, exc.text, "resume")
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
@@ -179,6 +180,14 @@ class Scheduler:
             worker.credit = min(worker.credit + msg.n, worker.capacity)
         elif kind is protocol.Fail:
             self._on_fail(state, worker, msg, now)
+        elif kind is protocol.HandBack:
+            worker.recalling = False
+            for seq in msg.seqs:
+                item = state.in_flight.get(seq)
+                if item is not None and item.worker == worker.wid:
+                    self._unassign(state, item)
+                    item.avoid = worker.wid
+                    state.retry.appendleft((now, seq))
         elif kind is protocol.Bye:
             # It hands back what it had not started; items sent while its BYE was on the
             # way, and results not yet ACKed, go round again too (the collector dedupes).
@@ -208,7 +217,9 @@ class Scheduler:
             other = self.workers.get(wid)
             if other is not None:  # same id, other task type: treat as a new worker
                 self._remove_worker(other, other.workers[wid], reason="worker re-joined", now=now)
-            worker = WorkerRecord(wid, msg.task_type, capacity, free, now)
+            worker = WorkerRecord(
+                wid, msg.task_type, capacity, free, now, threads=max(1, msg.threads)
+            )
             state.workers[wid] = worker
             self.workers[wid] = state
             self.worker_log.setdefault(wid, worker_entry(wid, msg.task_type))
@@ -221,6 +232,7 @@ class Scheduler:
             )
         else:
             worker.capacity, worker.credit, worker.last_seen = capacity, free, now
+        worker.threads = max(1, msg.threads)
         if self.done or state.finished:
             self.outbox.append((endpoint, wid, self.codec.end(self.run, end_summary(self, False))))
         elif state.active and self.started:
@@ -461,9 +473,27 @@ class Scheduler:
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
-                elif room > 0 and not state.suspect:
-                    break
+                elif room > 0 and not state.suspect and not state.retry:
+                    break  # nothing more to hand out to anyone
+            self._rebalance(state)
             self._check_finished(state)
+
+    def _rebalance(self, state: TaskState) -> None:
+        """A fair tail: once the task makes no new items, a worker with idle threads
+        while another holds items it has not started asks that one (RECALL) to hand some
+        back, so the last items do not queue behind one worker while another waits."""
+        if not state.task.is_complete or state.retry or state.suspect:
+            return
+        workers = [w for w in state.workers.values() if w.confirmed]
+        idle = sum(max(0, w.threads - len(w.held)) for w in workers if w.credit > 0)
+        if not idle:
+            return
+        busiest = max(workers, key=lambda w: len(w.held) - w.threads)
+        queued = len(busiest.held) - busiest.threads
+        if queued > 0 and not busiest.recalling:
+            busiest.recalling = True
+            n = min(queued, idle)
+            self.outbox.append((state.endpoint, busiest.wid, self.codec.recall(n)))
 
     def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
         items: list[list[Any]] = []
@@ -514,8 +544,10 @@ class Scheduler:
                 if item is not None and item.worker is None:
                     return item
         while state.retry and state.retry[0][0] <= now:
-            _, seq = state.retry.popleft()
-            item = state.in_flight.get(seq)
+            item = state.in_flight.get(state.retry[0][1])
+            if item is not None and item.avoid == worker.wid and len(state.workers) > 1:
+                return None  # it handed this one back: another worker takes it
+            state.retry.popleft()
             if item is not None and item.worker is None:
                 return item
         return self._new_item(state, worker.wid, now)
@@ -527,31 +559,46 @@ class Scheduler:
         if len(state.in_flight) >= self.settings.max_in_flight:
             return None
         try:
-            if not task.is_available_for_handling(state.last_ack_data):
+            available = call_user(
+                task_logger,
+                "Task.is_available_for_handling",
+                task.is_available_for_handling,
+                state.last_ack_data,
+            )
+            if not available:
                 state.held_back = True
                 return None
-        except Exception:
-            self._handle_raised(state, traceback.format_exc(), "is_available_for_handling")
+        except UserCodeError as exc:
+            self._handle_raised(state, exc.text, "is_available_for_handling")
             return None
         resume = self.resume.get(state.task_type)
         while True:
             try:
-                payload = task.handle(self.metadata or {}, wid, MESSAGE_TYPE_DATA)
-                if payload is None:
-                    payload = {}
-                elif not isinstance(payload, dict):
-                    raise TypeError(
-                        f"{type(task).__name__}.handle() must return a dict or None, "
-                        f"not {type(payload).__name__}"
-                    )
-            except Exception:
-                self._handle_raised(state, traceback.format_exc(), "handle")
+                payload = call_user(
+                    task_logger,
+                    "Task.handle",
+                    task.handle,
+                    self.metadata or {},
+                    wid,
+                    MESSAGE_TYPE_DATA,
+                )
+            except UserCodeError as exc:
+                self._handle_raised(state, exc.text, "handle")
                 return None
             if resume is None or not resume.skip(state.next_seq):
                 break
             state.next_seq += 1  # collected before the crash: made again, not sent
             if task.is_complete:
                 return None
+        if payload is None:
+            payload = {}
+        elif not isinstance(payload, dict):
+            error = (
+                f"TypeError: {type(task).__name__}.handle() must return a dict or None, "
+                f"not {type(payload).__name__}"
+            )
+            self._handle_raised(state, error, "handle")
+            return None
         item = Item(state.next_seq, payload, first_sent_at=now)
         state.next_seq += 1
         state.in_flight[item.seq] = item
@@ -563,9 +610,6 @@ class Scheduler:
         out nothing more (``Task.continue_after_error`` chooses to go on)."""
         state.handle_errors += 1
         call = state.next_seq + state.handle_errors
-        task_logger.error(
-            "%s.%s() raised on call %d:\n%s", type(state.task).__name__, where, call, error
-        )
         state.failed.append(
             record := {
                 "task_type": state.task_type,
@@ -580,9 +624,11 @@ class Scheduler:
         self.journal.failed(record)
         if not state.task.continue_after_error:
             logger.error(
-                "task %s stops handing out: %s() raised (set continue_after_error to go on)",
+                "task %s stops handing out: %s() failed on call %d "
+                "(set continue_after_error to go on)",
                 state.task_type,
                 where,
+                call,
             )
             state.task.is_complete = True
 

@@ -31,6 +31,8 @@ __all__ = [
     "MAX_PREFETCH",
     "PREFETCH",
     "PREFETCH_WINDOW_S",
+    "RESULT_BATCH_ITEMS",
+    "RESULT_LINGER_S",
     "RETRY_BACKOFF_MAX_S",
     "RETRY_BACKOFF_S",
     "Settings",
@@ -57,6 +59,12 @@ RETRY_BACKOFF_MAX_S = 2.0
 PREFETCH = 1
 MAX_PREFETCH = 64
 PREFETCH_WINDOW_S = 0.02
+#: A worker holds its results and sends them (and the credit they free) together: when
+#: it has nothing queued, when it holds ``RESULT_BATCH_ITEMS``, or when the oldest would
+#: otherwise wait longer than 5 x one item's time, at most ``RESULT_LINGER_S``. Fewer
+#: messages per item: below the machine's per-message wake-up cost (benchmarks/).
+RESULT_LINGER_S = 0.05
+RESULT_BATCH_ITEMS = 64
 #: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
 MAX_IN_FLIGHT = 10_000
 #: Items one worker may hold at once, whatever it asks for (threads + prefetch fit well
@@ -95,6 +103,8 @@ class Settings:
     max_prefetch: int = MAX_PREFETCH
     prefetch_window_s: float = PREFETCH_WINDOW_S
     max_in_flight: int = MAX_IN_FLIGHT
+    result_linger_s: float = RESULT_LINGER_S
+    result_batch_items: int = RESULT_BATCH_ITEMS
     max_credit: int = MAX_CREDIT
     initial_window: int = INITIAL_WINDOW
     max_deaths: int = MAX_DEATHS
@@ -157,7 +167,14 @@ class Settings:
         ):
             if getattr(settings, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be positive")
-        for name in ("prefetch", "max_prefetch", "prefetch_window_s", "max_in_flight"):
+        for name in (
+            "prefetch",
+            "max_prefetch",
+            "prefetch_window_s",
+            "max_in_flight",
+            "result_linger_s",
+            "result_batch_items",
+        ):
             if getattr(settings, name) < 0:
                 raise ConfigurationError(f"setting {name} must not be negative")
         return settings

@@ -29,8 +29,8 @@ __all__ = ["ThreadPool"]
 
 logger = logging.getLogger("zmqpipeline.worker")
 
-#: (seq, seconds, result frames, (error, exception type names) or None)
-Finished = tuple[int, float, list[bytes], "tuple[str, list[str]] | None"]
+#: (seq, seconds, the result packed as a RESULT entry, (error, exception names) or None)
+Finished = tuple[int, float, bytes, "tuple[str, list[str]] | None"]
 
 
 class ThreadPool:
@@ -75,16 +75,20 @@ class ThreadPool:
         while self._finished:
             yield self._finished.popleft()
 
-    def take_back(self) -> list[int]:
-        """The items no thread has started: they go back to the distributor."""
+    def take_back(self, limit: int | None = None) -> list[int]:
+        """Items no thread has started (up to ``limit``): they go back to the distributor."""
         seqs: list[int] = []
-        while True:
+        while limit is None or len(seqs) < limit:
             try:
                 entry = self._items.get_nowait()
             except queue.Empty:
                 return seqs
             if entry is not None:
                 seqs.append(entry[0])
+            else:  # the end marker is not ours to take
+                self._items.put(None)
+                break
+        return seqs
 
     def join(self) -> None:
         if not self._go.is_set():
@@ -123,7 +127,7 @@ class ThreadPool:
     def _execute(self, codec: protocol.Codec, index: int, seq: int, data: Any) -> Finished:
         worker = self.worker
         started = time.perf_counter()
-        frames: list[bytes] = []
+        packed = b""
         failure = None
         try:
             result = call_user(
@@ -132,11 +136,11 @@ class ThreadPool:
                 worker.handle_thread_execution,
                 data,
                 index,
-                item=f"{worker.task_type}/{seq}",
+                item=(worker.task_type, seq),
             )
-            frames = worker._result(seq, result, codec)
+            packed = worker._result(seq, result, codec)
         except UserCodeError as exc:
             failure = (exc.text, exc.exc_types)
         except Exception as exc:  # the result itself is wrong (not a dict, cannot pack)
             failure = (f"{type(exc).__name__}: {exc}", [type(exc).__name__])
-        return seq, time.perf_counter() - started, frames, failure
+        return seq, time.perf_counter() - started, packed, failure

@@ -24,13 +24,11 @@ import zmq
 from . import protocol
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
-from .runtime import RoleRuntime, UserCodeError, call_user
-from .security import Security
+from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
-from .task import check_class_attributes
 from .transport import heartbeat, recv_frames
 from .types import EndpointAddress, TaskType
-from .workerlogic import CreditWindow, WorkerLogic
+from .workerlogic import CreditWindow, ResultBatch, WorkerLogic
 
 __all__ = [
     "CreditWindow",
@@ -47,7 +45,14 @@ _BUSY_READ_S = 0.05
 _WAIT_LOG_S = 5.0
 
 _FROM_DISTRIBUTOR = frozenset(
-    {protocol.WELCOME, protocol.DATA, protocol.ALIVE, protocol.RESET, protocol.END}
+    {
+        protocol.WELCOME,
+        protocol.DATA,
+        protocol.ALIVE,
+        protocol.RESET,
+        protocol.END,
+        protocol.RECALL,
+    }
 )
 
 
@@ -55,7 +60,7 @@ def _worker_id() -> bytes:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
 
 
-class Worker:
+class Worker(Role):
     """What single- and multi-threaded workers share: sockets, credit, the run loop."""
 
     #: The task type this worker executes.
@@ -64,23 +69,15 @@ class Worker:
     endpoint: ClassVar[EndpointAddress]
     #: The collector's endpoint, where results go.
     collector_endpoint: ClassVar[EndpointAddress]
-    #: CURVE keys for this role's tcp sockets (``None``: the ``ZMQPIPELINE_CURVE_*``
-    #: environment variables, or no security). See docs/security.md.
-    security: ClassVar[Security | None] = None
     #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
     prefetch: ClassVar[int | None] = None
 
     n_slots = 1
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_class_attributes(cls, cls.__name__)
+    required = ("task_type", "endpoint", "collector_endpoint")
 
     def __init__(self, *, settings: Settings | None = None) -> None:
-        for name in ("task_type", "endpoint", "collector_endpoint"):
-            if getattr(self, name, None) is None:
-                raise TypeError(f"{type(self).__name__} has no {name}")
-        self.settings = settings or Settings.from_env(security=self.security)
+        super().__init__(settings=settings)
         self.metadata: dict[str, Any] = {}
         self.items_processed = 0
         self.items_failed = 0
@@ -114,6 +111,11 @@ class Worker:
         self._codec = protocol.Codec(self.settings.max_message_bytes)
         self._logic = WorkerLogic(self.task_type, self._codec, credit)
         self._results: deque[list[bytes]] = deque()  # for the collector, not yet taken
+        self._batch = ResultBatch(
+            self.settings.result_batch_items,
+            self.settings.max_message_bytes // 2,
+            self.settings.result_linger_s,
+        )
         stopped = threading.Event()
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt
@@ -169,8 +171,12 @@ class Worker:
             poller.register(self._push, zmq.POLLOUT if self._results else 0)
             pending = bool(logic.to_distributor or self._results)
             timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
+            held = self._batch.wait_s(time.monotonic(), logic.credit.item_s)
+            if held is not None:
+                timeout = min(timeout, int(held * 1000))
             events = dict(poller.poll(max(1, timeout)))
             now = time.monotonic()
+            self._flush_results(now)
             if now - last_poll > 2 * liveness:
                 self._last_heard = now  # we were stalled, not the distributor silent
             last_poll = now
@@ -234,6 +240,8 @@ class Worker:
                 self._welcomed()
             if logic.ended:
                 return
+            if logic.recalled:
+                logic.answer_recall(self._take_back(logic.recalled))
             self._items_arrived()
 
     def _welcomed(self) -> None:
@@ -246,14 +254,37 @@ class Worker:
             pass  # logged; its items will fail and be retried elsewhere if it matters
         self._initialize_threads()
 
-    def _result(self, seq: int, result: Any, codec: protocol.Codec) -> list[bytes]:
+    def _result(self, seq: int, result: Any, codec: protocol.Codec) -> bytes:
+        """``result`` packed as one entry of a RESULT (a TypeError if it is not a dict or
+        None, or holds what msgpack cannot carry: that item fails alone)."""
         if result is not None and not isinstance(result, dict):
             raise TypeError(
                 f"{type(self).__name__} must return a dict or None for the collector, "
                 f"not {type(result).__name__}"
             )
-        assert self._logic.run is not None
-        return codec.result(self._logic.run, self.task_type, seq, result, self.worker_id)
+        return codec.result_item(seq, result, self.task_type)
+
+    def _hold(self, packed: bytes, now: float) -> None:
+        """Hold a result; send the held ones (and the credit they free) when due."""
+        self._batch.add(packed, now)
+        self._flush_results(now)
+
+    def _flush_results(self, now: float, force: bool = False) -> None:
+        logic, batch = self._logic, self._batch
+        idle = force or (logic.busy == 0 and not logic.queue)
+        if not batch.due(now, idle, logic.credit.item_s):
+            return
+        assert logic.run is not None
+        frames = self._codec.results(logic.run, self.task_type, self.worker_id, batch.take())
+        try:
+            self._push.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            self._results.append(frames)
+        # Credit must cover the linger and the round trip, or the worker idles on items
+        # it has earned: the window the credit is sized for grows with the linger.
+        logic.credit.window_s = self.settings.prefetch_window_s + batch.linger(logic.credit.item_s)
+        self._ask_for_more()
+        self._send_pending()
 
     def _ask_for_more(self) -> None:
         if not self._results:  # a collector that takes nothing gets no more work from us
@@ -263,6 +294,10 @@ class Worker:
 
     def _work_available(self) -> bool:
         return False
+
+    def _take_back(self, n: int) -> list[int]:
+        """Up to ``n`` items handed to threads but not started (none here)."""
+        return []
 
     def _work_one(self) -> None:
         pass
@@ -290,6 +325,8 @@ class Worker:
         """Hand back what was not started (BYE) and try once more to deliver results;
         neither waits: a peer that cannot take them loses nothing (un-ACKed items are
         handed out again)."""
+        if self._logic.run is not None:
+            self._flush_results(time.monotonic(), force=True)
         self._send_pending()
         try:
             self._dealer.send_multipart(self._logic.hand_back(handed_back), zmq.NOBLOCK)
@@ -315,25 +352,27 @@ class SingleThreadedWorker(Worker):
         seq, data = logic.queue.popleft()
         logic.busy += 1
         started = time.perf_counter()
-        item = f"{self.task_type}/{seq}"
         try:
-            result = call_user(logger, "handle_execution", self.handle_execution, data, item=item)
-            frames = self._result(seq, result, self._codec)
+            result = call_user(
+                logger, "handle_execution", self.handle_execution, data, item=(self.task_type, seq)
+            )
+            packed = self._result(seq, result, self._codec)
         except UserCodeError as exc:
+            packed = None
             self.items_failed += 1
             logic.fail(seq, exc.text, exc.exc_types)
         except TypeError as exc:
+            packed = None
             self.items_failed += 1
             logic.fail(seq, str(exc), ["TypeError"])
-        else:
-            try:
-                self._push.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                self._results.append(frames)
+        ended = time.perf_counter()
+        logic.finished(ended - started)
+        if packed is not None:
             self.items_processed += 1
-        logic.finished(time.perf_counter() - started)
-        self._ask_for_more()
-        self._send_pending()
+            self._hold(packed, time.monotonic())
+        elif not self._batch:
+            self._ask_for_more()
+            self._send_pending()
 
 
 class MultiThreadedWorker(Worker):
@@ -384,7 +423,11 @@ class MultiThreadedWorker(Worker):
             seq, data = logic.queue.popleft()
             try:
                 handed = call_user(
-                    logger, "handle_execution", self.handle_execution, data, item=f"{seq}"
+                    logger,
+                    "handle_execution",
+                    self.handle_execution,
+                    data,
+                    item=(self.task_type, seq),
                 )
             except UserCodeError as exc:
                 self.items_failed += 1
@@ -394,21 +437,29 @@ class MultiThreadedWorker(Worker):
             self._pool.submit(seq, handed)
         self._ask_for_more()
 
+    def _take_back(self, n: int) -> list[int]:
+        seqs = self._pool.take_back(n)
+        self._logic.busy -= len(seqs)
+        return seqs
+
     def _on_events(self, events: dict[Any, int]) -> None:
         if self._pool.wakeup in events:
             self._collect_finished()
 
     def _collect_finished(self) -> None:
-        logic = self._logic
-        for seq, took, frames, failure in self._pool.finished():
+        logic, now = self._logic, time.monotonic()
+        for seq, took, packed, failure in self._pool.finished():
             logic.finished(took)
             if failure is None:
                 self.items_processed += 1
-                self._results.append(frames)
+                self._batch.add(packed, now)
             else:
                 self.items_failed += 1
                 logic.fail(seq, failure[0], failure[1])
-        self._ask_for_more()
+        if self._batch:
+            self._flush_results(now)
+        else:
+            self._ask_for_more()
 
     def _stop_early(self) -> None:
         logger.info("worker %s: stop requested", self.worker_id.decode())

@@ -84,6 +84,7 @@ class WorkerLogic:
         self.queue: deque[tuple[int, dict[str, Any]]] = deque()
         self.busy = 0
         self.to_distributor: deque[list[bytes]] = deque()
+        self.recalled = 0  # items the distributor asked back (RECALL), not yet answered
 
     @property
     def held(self) -> int:
@@ -92,7 +93,9 @@ class WorkerLogic:
     def ready(self) -> None:
         """Introduce ourselves (again): READY with the credit we can take now."""
         free = self.credit.announce(self.held)
-        self.to_distributor.append(self.codec.ready(self.task_type, self.credit.capacity, free))
+        self.to_distributor.append(
+            self.codec.ready(self.task_type, self.credit.capacity, free, self.credit.slots)
+        )
 
     def on_message(self, msg: Any) -> bool:
         """Apply one record from the distributor; ``True`` if it was a WELCOME to a run
@@ -114,7 +117,18 @@ class WorkerLogic:
             self.ready()
         elif kind is protocol.End:
             self.ended = True
+        elif kind is protocol.Recall:
+            self.recalled = msg.n
         return False
+
+    def answer_recall(self, unstarted: list[int]) -> None:
+        """HANDBACK up to the recalled number of items no one has started: ``unstarted``
+        (taken from threads' queue) first, then the last ones queued here."""
+        seqs = unstarted[: self.recalled]
+        while len(seqs) < self.recalled and self.queue:
+            seqs.append(self.queue.pop()[0])
+        self.recalled = 0
+        self.to_distributor.append(self.codec.hand_back(seqs))
 
     def ask_for_more(self) -> None:
         want = self.credit.request(self.held)
@@ -134,3 +148,65 @@ class WorkerLogic:
         seqs = [seq for seq, _ in self.queue] + more
         self.queue.clear()
         return self.codec.bye(seqs)
+
+
+class ResultBatch:
+    """Results held to go to the collector as one message, with the credit they free.
+
+    A batch is due when the worker is idle (a lone item is never held back), when it
+    holds ``max_items`` or ``max_bytes``, or when its oldest result would otherwise wait
+    past the linger: ``linger_factor`` x the time of one item, at most ``max_linger_s``
+    (microsecond items hardly linger, 10 ms items up to tens of ms).
+    """
+
+    __slots__ = (
+        "bytes",
+        "items",
+        "linger_factor",
+        "max_bytes",
+        "max_items",
+        "max_linger_s",
+        "oldest",
+    )
+
+    def __init__(
+        self, max_items: int, max_bytes: int, max_linger_s: float, linger_factor: float = 5.0
+    ) -> None:
+        self.max_items = max(1, max_items)
+        self.max_bytes = max_bytes
+        self.max_linger_s = max_linger_s
+        self.linger_factor = linger_factor
+        self.items: list[bytes] = []
+        self.bytes = 0
+        self.oldest = 0.0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def linger(self, item_s: float | None) -> float:
+        return 0.0 if item_s is None else min(self.max_linger_s, self.linger_factor * item_s)
+
+    def add(self, packed: bytes, now: float) -> None:
+        if not self.items:
+            self.oldest = now
+        self.items.append(packed)
+        self.bytes += len(packed)
+
+    def due(self, now: float, idle: bool, item_s: float | None) -> bool:
+        """Send now? (``item_s``: the expected time of the next item, which the oldest
+        result would wait on top of its age.)"""
+        if not self.items:
+            return False
+        if idle or len(self.items) >= self.max_items or self.bytes >= self.max_bytes:
+            return True
+        return now - self.oldest + (item_s or 0.0) >= self.linger(item_s)
+
+    def wait_s(self, now: float, item_s: float | None) -> float | None:
+        """Seconds until the batch is due by its linger (``None``: nothing held)."""
+        if not self.items:
+            return None
+        return max(0.0, self.oldest + self.linger(item_s) - now)
+
+    def take(self) -> list[bytes]:
+        items, self.items, self.bytes = self.items, [], 0
+        return items

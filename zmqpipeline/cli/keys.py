@@ -1,14 +1,17 @@
-"""``zmqpipeline keys DIR [--name NAME]``: write a CURVE key pair for secured tcp."""
+"""``zmqpipeline keys DIR [--name NAME] [--role ROLE]``: write a CURVE key pair for secured tcp."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 from typing import Any
 
 from ..security import (
     ENV_AUTHORIZED_KEYS,
     ENV_SECRET_KEY,
     ENV_SERVER_KEY,
+    ROLES,
     default_key_name,
     generate_keys,
 )
@@ -33,6 +36,12 @@ def add_security_commands(subparsers: Any) -> None:
         help="file name without suffix (default: this host's name)",
     )
     keys.add_argument("--force", action="store_true", help="replace an existing pair of that name")
+    keys.add_argument(
+        "--role",
+        choices=ROLES,
+        help="also authorise the public key for ROLE: copy it into DIR/authorized/ROLE/ "
+        "(workers, metadata, distributor, operators, clients, serviceworkers)",
+    )
     keys.set_defaults(handler=_cmd_keys)
 
 
@@ -40,4 +49,9 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     public, secret = generate_keys(args.directory, args.name, overwrite=args.force)
     print(f"public key  {public}")
     print(f"secret key  {secret}  (mode 0600: keep it on this machine)")
+    if args.role:
+        folder = Path(args.directory) / "authorized" / args.role
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(public, folder / public.name)
+        print(f"authorised  {folder / public.name}  (role {args.role})")
     return 0

@@ -30,6 +30,7 @@ __all__ = ["check_curve_env", "run_local", "set_process_title"]
 
 _STOP_GRACE_S = 3.0
 _PR_SET_NAME = 15
+_PR_SET_PDEATHSIG = 1
 _PIPE_DRAIN_S = 2.0
 #: The kernel keeps 15 bytes of a process name.
 _SHORT_TITLES = {"distributor": "zmqp-distrib"}
@@ -92,6 +93,16 @@ def _own_or_inherited(cls: type) -> set[str]:
 # -- what each child process runs ---------------------------------------------------------
 
 
+def _end_with_parent() -> None:
+    """Ask the kernel for SIGTERM when our parent dies (Linux): the role stops as on
+    Ctrl-C, instead of running on as an orphan when ``zmqpipeline run`` is killed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: no prctl
+        pass
+
+
 def set_process_title(role: str) -> None:
     """Name this process after its role, so ``ps``/``top`` tell the children apart: the
     kernel's name (``/proc/self/comm``, 15 bytes) and, if installed, ``setproctitle``."""
@@ -117,7 +128,9 @@ def _child(
     pipes: tuple[int, int, int, int] | None = None,
 ) -> None:
     code = 0
+    parent = os.getppid()
     set_process_title(role)
+    _end_with_parent()
     if pipes is not None:  # our stdout and stderr go to the parent, which prints above the bar
         _, out_w, _, err_w = pipes
         os.dup2(out_w, 1)
@@ -135,7 +148,10 @@ def _child(
         code = 1
     finally:
         events.close()
-        events.join_thread()  # the queue's feeder thread must deliver before we exit
+        if os.getppid() == parent:
+            events.join_thread()  # the queue's feeder thread must deliver before we exit
+        else:
+            events.cancel_join_thread()  # nobody reads it any more: do not wait for that
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)

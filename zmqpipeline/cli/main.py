@@ -14,7 +14,7 @@ from typing import Any
 
 from .._version import __version__
 from ..distributor import Distributor
-from ..errors import ConfigurationError, UsageError
+from ..errors import ConfigurationError, MetadataError, UsageError
 from ..task import Task
 from .discovery import classes_in, load_class, load_folder, load_module
 from .report import already_complete_line, print_failures, resumed_line
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args))
-    except (UsageError, ConfigurationError, TypeError) as exc:
+    except (UsageError, ConfigurationError, MetadataError, TypeError) as exc:
         print(f"zmqpipeline: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -30,10 +30,8 @@ import zmq
 
 from .. import protocol
 from ..errors import ProtocolError, SerializationError, ZmqPipelineError
-from ..runtime import RoleRuntime, UserCodeError, call_user
-from ..security import Security
+from ..runtime import Role, RoleRuntime, UserCodeError, call_user
 from ..settings import Settings
-from ..task import check_class_attributes
 from ..transport import close_sockets, heartbeat
 from ..types import EndpointAddress, TaskType
 from ..utils.messages import MESSAGE_TYPE_DATA
@@ -49,7 +47,7 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
-class ServiceWorker:
+class ServiceWorker(Role):
     """Answers requests of one task type. Implement :meth:`handle_message`.
 
     ``task_type`` (a :class:`~zmqpipeline.TaskType`, or a registered ``str``) and
@@ -58,19 +56,11 @@ class ServiceWorker:
 
     task_type: ClassVar[TaskType]
     endpoint: ClassVar[EndpointAddress]
-    #: CURVE keys for a tcp endpoint (``None``: the ``ZMQPIPELINE_CURVE_*`` environment
-    #: variables, or no security).
-    security: ClassVar[Security | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_class_attributes(cls, cls.__name__)
+    required = ("task_type", "endpoint")
 
     def __init__(self, *, settings: Settings | None = None) -> None:
-        for name in ("task_type", "endpoint"):
-            if getattr(self, name, None) is None:
-                raise TypeError(f"{type(self).__name__} has no {name}")
-        self.settings = settings or Settings.from_env(security=self.security)
+        super().__init__(settings=settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
         self.requests_handled = 0
         self.requests_failed = 0
