@@ -593,3 +593,34 @@ def test_cli_run_with_a_journal_of_a_finished_run_says_so_and_fresh_starts_anew(
     fresh = cli("run", example, "--journal", journals, "--quiet", "--fresh")
     assert fresh.returncode == 0 and "all 100 items collected" in fresh.stdout
     assert sorted(os.listdir(journals)) == ["collector.sqlite", "distributor.sqlite"]
+
+
+def test_journal_dir_setting_names_a_file_per_role(tmp_path, monkeypatch, endpoints):
+    monkeypatch.setenv("ZMQPIPELINE_JOURNAL_DIR", str(tmp_path / "j"))
+    task = make_task(endpoints.worker, 3)
+    dist = Distributor(endpoints.collector, endpoints.ack, tasks=[task])
+    assert dist.journal == str(tmp_path / "j" / "distributor.sqlite")
+    collector = _collector_class(endpoints, tmp_path / "h.log", {})()
+    assert collector.journal == str(tmp_path / "j" / "collector.sqlite")
+    explicit = Distributor(endpoints.collector, endpoints.ack, tasks=[task], journal="x.sqlite")
+    assert explicit.journal == "x.sqlite"
+
+
+def test_a_finished_run_is_not_run_again_and_other_tasks_are_refused(tmp_path, endpoints):
+    task = make_task(endpoints.worker, 3)
+    path = tmp_path / "d.sqlite"
+    journal = DistributorJournal(path)
+    journal.begin(99, {"FIRST": task.__name__})
+    journal.acked("FIRST", 0)
+    journal.task_finished("FIRST")
+    journal.close(complete=True)
+    report = Distributor(endpoints.collector, endpoints.ack, tasks=[task], journal=path).run()
+    assert report.already_complete and report.collected == {"FIRST": 1}
+
+    other = make_task(endpoints.worker, 3, task_type="SECOND")
+    journal = DistributorJournal(path)
+    journal.begin(100, {"FIRST": task.__name__})
+    journal.close(complete=False)
+    dist = Distributor(endpoints.collector, endpoints.ack, tasks=[other], journal=path)
+    with pytest.raises(ConfigurationError, match="holds run 100 of tasks"):
+        dist.run()
