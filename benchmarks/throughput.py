@@ -65,7 +65,7 @@ def build(endpoints: h.Endpoints, n_items: int) -> tuple[Any, Any, Any]:
 def ours(transport: str, n_items: int, n_workers: int) -> float:
     with h.private_endpoints(transport) as endpoints:
         task, worker, collector = build(endpoints, n_items)
-        result = h.run_pipeline(task, worker, collector, n_workers, timeout_s=120 + n_items / 500)
+        result = h.run_pipeline(task, worker, collector, n_workers, timeout_s=20 + n_items / 500)
     if result.collected != n_items or result.failed:
         raise h.BenchmarkError(f"collected {result.collected} of {n_items}, {result.failed} failed")
     return n_items / result.dispatch_s

@@ -189,7 +189,9 @@ def test_bad_input_is_one_clear_line_and_status_2(tmp_path, args, message):
     assert result.stderr.strip().splitlines()[-1].startswith("zmqpipeline: error:")
 
 
-def test_ctrl_c_stops_everything_and_leaves_nothing(tmp_path):
+def test_ctrl_c_drains_the_run_and_leaves_nothing(tmp_path):
+    """The terminal's Ctrl-C reaches `run` alone (its children have groups of their own):
+    the first drains the run through its control endpoint, whose report says so."""
     folder = write_pipeline(tmp_path / "slow", n_items=10_000)
     (folder / "worker.py").write_text(
         (folder / "worker.py")
@@ -208,8 +210,10 @@ def test_ctrl_c_stops_everything_and_leaves_nothing(tmp_path):
         start_new_session=True,
     )
     try:
-        # progress lines appear every 2 s on a pipe: wait for the first
         assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("control: ipc://"), line
+        # progress lines appear every 2 s on a pipe: wait for the first
         line = process.stdout.readline()
         assert "collected" in line, line
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does to the foreground group
@@ -219,7 +223,9 @@ def test_ctrl_c_stops_everything_and_leaves_nothing(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == 130, out + err
-    assert "interrupted" in out
+    assert "Ctrl-C: draining" in out and "interrupted: drained the run" in out, out
+    assert "drained: nothing new was handed out" in out
+    assert "NOT OK" in out and "abandoned" not in out
     leftovers = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("zmqpipeline-")]

@@ -145,7 +145,7 @@ def test_resumed_task_skips_acked_items_and_hands_out_those_in_flight(tmp_path):
     s.start({}, 0.0)
     _join(s, b"w1", cls.endpoint, "S_A")
     assert data_items(sent(s)) == [10, 11, *range(13, 20)]
-    resume = s.resume["S_A"]
+    resume = s.resuming["S_A"]
     assert (resume.skipped, resume.re_handed_out) == (11, 4)
     assert s.tasks["S_A"].collected == 11
     s.on_ack([["S_A", seq, None, None, b"w1"] for seq in (10, 11, *range(13, 20))], 1.0)

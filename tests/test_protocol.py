@@ -56,6 +56,14 @@ BUILT = {
     "worker-error": (codec.worker_error(b"c", 1, "e"), protocol.WorkerError(b"c", 1, "e")),
     "request-error": (codec.request_error(1, "e"), protocol.RequestError(1, "e")),
     "disconnect": (codec.disconnect(), protocol.Disconnect()),
+    "control": (
+        codec.control(5, "retry_failed", {"ids": ["A/1"]}),
+        protocol.Control(5, "retry_failed", {"ids": ["A/1"]}),
+    ),
+    "control_reply": (
+        codec.control_reply(5, False, {"error": "x"}),
+        protocol.ControlReply(5, False, {"error": "x"}),
+    ),
 }
 
 

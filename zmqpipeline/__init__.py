@@ -12,9 +12,11 @@ from typing import Any
 
 from ._version import __version__
 from .collector import Collector
+from .control import Control
 from .distributor import Distributor, RunReport
 from .errors import (
     ConfigurationError,
+    ControlError,
     EndpointError,
     ProtocolError,
     SerializationError,
@@ -32,6 +34,8 @@ from .worker import MultiThreadedWorker, SingleThreadedWorker
 __all__ = [
     "Collector",
     "ConfigurationError",
+    "Control",
+    "ControlError",
     "Distributor",
     "EndpointAddress",
     "EndpointError",

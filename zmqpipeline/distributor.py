@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import zmq
 
 from . import protocol
-from .errors import ConfigurationError, ProtocolError
+from .control import ControlLogic
+from .errors import ConfigurationError, MessageTooLarge, ProtocolError
 from .journal import DistributorJournal, JournaledRun
 from .resume import resume_report
 from .runtime import RoleRuntime, UserCodeError, call_user
@@ -66,6 +67,11 @@ class RunReport:
     workers: list[dict[str, Any]] = field(default_factory=list)
     #: Bad messages dropped, per reason.
     dropped: dict[str, int] = field(default_factory=dict)
+    #: How the run ended: ``completed``, ``drained`` (an operator's drain: nothing new was
+    #: handed out after it) or ``stopped`` (a stop command or signal).
+    ended_by: str = "completed"
+    #: Items in flight when the run was stopped, abandoned (``TASK/SEQ`` each).
+    abandoned: list[str] = field(default_factory=list)
     #: A run resumed from a journal: ``run`` (its id), ``tasks_already_finished``, and per
     #: task type ``skipped`` (items collected before the crash, not handed out again) and
     #: ``re_handed_out`` (items in flight at the crash, handed out again). ``{}`` otherwise.
@@ -78,7 +84,8 @@ class RunReport:
         """True only when every item of every task was collected: the run was not stopped
         early, nothing failed (``Task.handle`` included) and nothing was left unsent."""
         unsent = any(t.get("not_handed_out") for t in self.tasks.values())
-        return not self.aborted and not self.failed and not unsent
+        drained = any(t.get("state") == "drained" for t in self.tasks.values())
+        return not self.aborted and not self.failed and not unsent and not drained
 
     @property
     def total(self) -> int:
@@ -139,6 +146,7 @@ class Distributor:
         security: Security | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         progress_interval_s: float = 0.5,
+        control_endpoint: str | None = None,
         journal: str | os.PathLike[str] | None = None,
         fresh: bool = False,
     ) -> None:
@@ -168,6 +176,9 @@ class Distributor:
         self.progress_interval_s = progress_interval_s
         self.report: RunReport | None = None
         self.drops = DropCounter(logger, "distributor")
+        #: Where operators see and steer the run (:mod:`zmqpipeline.control`), if anywhere.
+        control = control_endpoint or self.settings.control_endpoint
+        self.control_endpoint = EndpointAddress(control) if control else None
         #: The journal file (``None``: none; default ``<settings.journal_dir>/distributor.sqlite``):
         #: a run it holds that has not ended is resumed; ``fresh`` starts a new one anyway.
         self.journal = journal
@@ -211,7 +222,7 @@ class Distributor:
         self.report.elapsed_s = ended - started
         if journaled is not None:
             finished = journaled.finished
-            self.report.resumed = resume_report(scheduler.run, finished, scheduler.resume)
+            self.report.resumed = resume_report(scheduler.run, finished, scheduler.resuming)
             logger.info("resumed run %d: %s", scheduler.run, self.report.resumed)
         if self.report.failed:
             logger.error(
@@ -279,6 +290,8 @@ class Distributor:
             if self.metadata_endpoint is not None and self.receive_metadata:
                 meta = rt.open(zmq.ROUTER, self.metadata_endpoint, bind=True, admit="metadata")
             link = _Links(rt, scheduler, routers, collector, meta)
+            if self.control_endpoint is not None:
+                link.open_control(self.control_endpoint)
             self._loop(link)
 
     def _loop(self, link: _Links) -> None:
@@ -373,6 +386,10 @@ class Distributor:
                 "p90": _percentile(samples, 0.90) * 1000,
                 "p99": _percentile(samples, 0.99) * 1000,
             }
+        tasks = {tt: _with_unsent(t) for tt, t in summary["tasks"].items()}
+        for tt, state in scheduler.tasks.items():  # drained: stopped early by an operator
+            if state.finished and not state.task.is_complete:
+                tasks[tt]["state"] = "drained"
         return RunReport(
             collected=summary["collected"],
             failed=summary["failed"],
@@ -381,9 +398,13 @@ class Distributor:
             aborted=summary["aborted"],
             latency_ms=latency,
             per_worker={wid.decode(errors="replace"): n for wid, n in scheduler.handed_out.items()},
-            tasks={tt: _with_unsent(t) for tt, t in summary["tasks"].items()},
+            tasks=tasks,
             workers=summary["workers"],
             dropped=dict(self.drops.counts),
+            ended_by=scheduler.ended_by or "stopped",
+            abandoned=[
+                f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
+            ],
         )
 
 
@@ -399,6 +420,7 @@ _FROM_WORKER = frozenset(
 )
 _FROM_COLLECTOR = frozenset({protocol.ACK, protocol.FINISHED, protocol.HELLO})
 _META = frozenset({protocol.META})
+_CONTROL = frozenset({protocol.CONTROL})
 
 
 class _WaitLog:
@@ -442,6 +464,17 @@ class _Links:
         for sock in [*routers.values(), collector, *([meta] if meta is not None else [])]:
             self.poller.register(sock, zmq.POLLIN)
         self.poller.register(rt.stop.fd, zmq.POLLIN)
+        self.control: zmq.Socket[Any] | None = None
+        self.control_logic: ControlLogic | None = None
+
+    def open_control(self, endpoint: str) -> None:
+        """Answer operators at ``endpoint`` (see :mod:`zmqpipeline.control`)."""
+        self.control = self.rt.open(
+            zmq.ROUTER, endpoint, bind=True, admit="operators", max_bytes=protocol.CONTROL_MAX_BYTES
+        )
+        self.control_logic = ControlLogic(self.scheduler, endpoint, self.rt.drops)
+        self.poller.register(self.control, zmq.POLLIN)
+        logger.info("control endpoint: %s", endpoint)
 
     def flush(self, now: float) -> None:
         scheduler = self.scheduler
@@ -481,7 +514,31 @@ class _Links:
             finished = self._drain(self.collector, 2, "from the collector", None, now)
         if self.meta is not None and self.meta in events:
             self._drain(self.meta, 3, "at the metadata endpoint", None, now)
+        if self.control is not None and self.control in events:
+            self._drain_control(now)
         return finished
+
+    def _drain_control(self, now: float) -> None:
+        """Answer each command at once; garbage is dropped and counted (``control ...``)."""
+        assert self.control is not None and self.control_logic is not None
+        codec = self.scheduler.codec
+        for _ in range(_DRAIN):
+            try:
+                frames = recv_frames(self.control, 3)
+                if frames is None:
+                    break
+                if len(frames) != 3:
+                    raise ProtocolError("expected 3 frames", frames, "frame count")
+                msg = protocol.decode(frames[1:], _CONTROL, "at the control endpoint")
+            except ProtocolError as exc:
+                self.rt.drops.drop("control: " + exc.category, f"{exc.reason} on control")
+                continue
+            ok, body = self.control_logic.handle(msg, now)
+            try:
+                reply = codec.control_reply(msg.request_id, ok, body)
+                self.control.send_multipart([frames[0], *reply], zmq.NOBLOCK)
+            except (zmq.ZMQError, MessageTooLarge):
+                pass  # the operator has gone, or a huge status: it asks again
 
     def _drain(
         self, sock: zmq.Socket[Any], n: int, where: str, endpoint: str | None, now: float

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ControlError",
     "EndpointError",
     "MessageTooLarge",
     "MetadataError",
@@ -81,3 +82,14 @@ class RequestFailed(ServiceError):
 
 class RequestTimeout(ServiceError, TimeoutError):
     """No reply came in time, after every retry."""
+
+
+class ControlError(ZmqPipelineError):
+    """A command to a distributor's control endpoint failed: no reply came in time (the
+    endpoint is unreachable, or refuses our key), or the distributor refused the command
+    (it makes no sense in the run's state). ``state`` is the run's state when the
+    distributor said why (``None`` if no reply came)."""
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state

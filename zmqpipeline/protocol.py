@@ -59,6 +59,16 @@ RESET          S→SW    (empty)                    unknown worker: SREADY again
 DISCONNECT     S↔SW    (empty)                    the service stops / worker leaves
 =============  ======  ====================================================
 
+Operating a run (``O`` an operator: ``zmqpipeline status ...`` or :class:`zmqpipeline.Control`),
+on the distributor's control endpoint; see :mod:`zmqpipeline.control`:
+
+=============  =====  ====================================================
+kind           route  body (record fields)
+=============  =====  ====================================================
+CONTROL        O→D    request_id, command, args      status, pause, ... (a dict of args)
+CONTROL_REPLY  D→O    request_id, ok, body           the new state, the status, or the error
+=============  =====  ====================================================
+
 An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run.
 
 Decoding is bounded before anything is built: the whole message's size is checked against
@@ -242,6 +252,18 @@ class Disconnect(NamedTuple):
     pass
 
 
+class Control(NamedTuple):
+    request_id: int
+    command: str
+    args: dict[str, Any]
+
+
+class ControlReply(NamedTuple):
+    request_id: int
+    ok: bool
+    body: dict[str, Any]
+
+
 # -- kinds -----------------------------------------------------------------------------
 
 READY = 0x01
@@ -273,6 +295,8 @@ DISCONNECT = 0x24
 JOB = 0x25
 WORKER_REPLY = 0x26
 WORKER_ERROR = 0x27
+CONTROL = 0x30
+CONTROL_REPLY = 0x31
 
 _NONE = type(None)
 _ANY = object
@@ -319,6 +343,9 @@ _SPECS: dict[int, _Spec] = {
     WORKER_ERROR: _Spec(WorkerError, (bytes, int, str), _CONTROL, 8),
     REQUEST_ERROR: _Spec(RequestError, (int, str), _CONTROL, 8),
     DISCONNECT: _Spec(Disconnect, (), _CONTROL, 8),
+    # Operating a run: a command is small; a status reply grows with workers and failures.
+    CONTROL: _Spec(Control, (int, str, dict), _CONTROL, 4096),
+    CONTROL_REPLY: _Spec(ControlReply, (int, bool, dict), _USER, _LIST_LIMIT),
 }
 
 KIND_NAMES: dict[int, str] = {
@@ -577,3 +604,10 @@ class Codec:
 
     def disconnect(self) -> list[bytes]:
         return self.encode(DISCONNECT, [])
+
+    # Operating a run.
+    def control(self, request_id: int, command: str, args: dict[str, Any]) -> list[bytes]:
+        return self.encode(CONTROL, [request_id, command, args])
+
+    def control_reply(self, request_id: int, ok: bool, body: dict[str, Any]) -> list[bytes]:
+        return self.encode(CONTROL_REPLY, [request_id, ok, body])

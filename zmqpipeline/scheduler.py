@@ -33,6 +33,7 @@ task_logger = logging.getLogger("zmqpipeline.task")
 COLLECTOR = "collector"
 
 _LATENCY_SAMPLES = 10_000
+_RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 
 class Scheduler:
@@ -65,14 +66,26 @@ class Scheduler:
         self.last_tick: float | None = None
         # Every worker seen this run, kept after it leaves (for the report).
         self.worker_log: dict[bytes, dict[str, Any]] = {}
+        # Operator control (commands through zmqpipeline.control): flags dispatch honours,
+        # and what a status snapshot reads besides the counts above.
+        self.paused = False
+        self.draining = False
+        self.ended_by = ""  # "completed", "drained" or "stopped", once done
+        self.last_ack_at: float | None = None
+        self.last_hello_at: float | None = None
+        self.redriven: Counter[str] = Counter()  # failed items handed out again, per task
+        samples = int(_RATE_WINDOW_S / settings.heartbeat_interval_s) + 2
+        self.rates: dict[str, deque[tuple[float, int]]] = {  # (time, collected), per tick
+            tt: deque(maxlen=samples) for tt in self.tasks
+        }
         # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
         self.journal = RunJournal()
-        self.resume: dict[str, TaskResume] = {}
+        self.resuming: dict[str, TaskResume] = {}
 
     def resume_from(self, journaled: JournaledRun) -> None:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
         handed out again (call before :meth:`start`)."""
-        self.resume = resume_tasks(self.tasks, journaled)
+        self.resuming = resume_tasks(self.tasks, journaled)
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -86,9 +99,9 @@ class Scheduler:
             except UserCodeError as exc:
                 self._handle_raised(state, exc.text, "initialize")
                 continue
-            if state.task_type in self.resume:
+            if state.task_type in self.resuming:
                 try:
-                    resume = self.resume[state.task_type]
+                    resume = self.resuming[state.task_type]
                     call_user(task_logger, "Task.resume", jump_ahead, state, resume)
                 except UserCodeError as exc:
                     self._handle_raised(state, exc.text, "resume")
@@ -127,7 +140,7 @@ class Scheduler:
     def _check_finished(self, state: TaskState) -> None:
         if state.finished or not state.active:
             return
-        if state.task.is_complete and not state.in_flight:
+        if (state.task.is_complete or self.draining) and not state.in_flight:
             state.finished = True
             state.active = False
             self.journal.task_finished(state.task_type)
@@ -140,14 +153,15 @@ class Scheduler:
                 state.retries,
             )
             self._activate_ready_tasks()
-            if all(s.finished for s in self.tasks.values()):
-                self.finish(aborted=False)
+            if all(s.finished for s in self.tasks.values()) and not self.paused:
+                self.finish(aborted=False)  # a paused run is held open (see resume)
 
     def finish(self, aborted: bool) -> None:
         """End the run: tell every worker and the collector."""
         if self.done:
             return
         self.done = True
+        self.ended_by = "stopped" if aborted else "drained" if self.draining else "completed"
         end = self.codec.end(self.run, end_summary(self, aborted))
         for state in self.tasks.values():
             for wid in state.workers:
@@ -257,6 +271,7 @@ class Scheduler:
 
     def on_ack(self, entries: list[list[Any]], now: float) -> None:
         touched: set[str] = set()
+        self.last_ack_at = now
         for task_type, seq, ack_data, error, executed_by in entries:
             state = self.tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
@@ -289,7 +304,7 @@ class Scheduler:
     def _late_ack(self, state: TaskState, seq: Any) -> bool:
         """A resumed run: an ACK of an item handed out before the crash and not made
         again yet. Note it as done, so it is skipped when ``handle`` makes it."""
-        resume = self.resume.get(state.task_type)
+        resume = self.resuming.get(state.task_type)
         if resume is None or not isinstance(seq, int) or seq < state.next_seq:
             return False
         if seq not in resume.done:
@@ -302,6 +317,7 @@ class Scheduler:
         """The collector answered a PING. A new one gets START; if it replaces an earlier
         one, the results that one had not ACKed are gone with it: hand them out again."""
         previous, self.collector_id = self.collector_id, collector_id
+        self.last_hello_at = now
         if previous == collector_id or self.metadata is None or self.done:
             return
         self._send_start()
@@ -322,6 +338,8 @@ class Scheduler:
         worker gets that time back before anyone is judged.
         """
         last, self.last_tick = self.last_tick, now
+        for task_type, task_state in self.tasks.items():
+            self.rates[task_type].append((now, task_state.collected))
         if self.done:
             return  # workers leave as they get END: nothing to re-issue any more
         stalled = 0.0 if last is None else now - last - 2 * self.settings.heartbeat_interval_s
@@ -457,7 +475,7 @@ class Scheduler:
 
         Nothing goes out before a collector has said HELLO: results would only wait in it.
         """
-        if not self.started or self.done or self.collector_id is None:
+        if not self.started or self.done or self.collector_id is None or self.paused:
             return
         initial = self.settings.initial_window
         for state in self.tasks.values():
@@ -554,7 +572,7 @@ class Scheduler:
 
     def _new_item(self, state: TaskState, wid: bytes, now: float) -> Item | None:
         task = state.task
-        if task.is_complete or state.held_back:
+        if task.is_complete or state.held_back or self.draining:
             return None
         if len(state.in_flight) >= self.settings.max_in_flight:
             return None
@@ -571,7 +589,7 @@ class Scheduler:
         except UserCodeError as exc:
             self._handle_raised(state, exc.text, "is_available_for_handling")
             return None
-        resume = self.resume.get(state.task_type)
+        resume = self.resuming.get(state.task_type)
         while True:
             try:
                 payload = call_user(
@@ -604,6 +622,45 @@ class Scheduler:
         state.in_flight[item.seq] = item
         self.journal.handed_out(state.task_type, item.seq)
         return item
+
+    # -- operator control (see zmqpipeline.control, which checks the command first) ------
+
+    def resume(self, now: float) -> None:
+        """Hand out again after a pause; a run whose tasks all finished meanwhile ends."""
+        self.paused = False
+        if all(s.finished for s in self.tasks.values()):
+            self.finish(aborted=False)
+        else:
+            self.dispatch(now)
+
+    def drain(self, now: float) -> None:
+        """Hand out nothing new (retries of items in flight still go out, so a pause
+        ends too); end the run once nothing is in flight. Tasks not started yet never
+        start: all their items count as not handed out."""
+        self.draining, self.paused = True, False
+        for state in self.tasks.values():
+            if not state.active:
+                state.finished = True
+        for state in self.tasks.values():
+            self._check_finished(state)
+        if all(s.finished for s in self.tasks.values()):
+            self.finish(aborted=False)
+        else:
+            self.dispatch(now)
+
+    def redrive(self, state: TaskState, entry: dict[str, Any], now: float) -> int:
+        """Hand an item that failed for good out again, as a dead-letter queue is
+        re-driven; returns its new seq. A new seq, because the collector has counted the
+        old one as skipped (see docs/guides/operating.md). A finished task is reopened."""
+        state.failed.remove(entry)
+        item = Item(state.next_seq, entry["data"], first_sent_at=now)
+        state.next_seq += 1
+        self.redriven[state.task_type] += 1
+        state.in_flight[item.seq] = item
+        state.retry.append((now, item.seq))
+        if state.finished:
+            state.finished, state.active = False, True
+        return item.seq
 
     def _handle_raised(self, state: TaskState, error: str, where: str) -> None:
         """User code in the task raised: a reported failure. By default the task hands

@@ -71,7 +71,7 @@ MAX_IN_FLIGHT = 10_000
 #: under it); a new worker starts at ``INITIAL_WINDOW`` and earns one more per item it
 #: completes, so a peer that asks for much and does nothing holds little.
 MAX_CREDIT = 1024
-INITIAL_WINDOW = 16
+INITIAL_WINDOW = 64
 #: An item whose workers died (or that ran over its time limit) this many times fails for
 #: good; counted apart from ``MAX_ATTEMPTS``, which counts exceptions in user code.
 MAX_DEATHS = 10
@@ -119,6 +119,8 @@ class Settings:
     #: roles that are not given a journal file (``None``: no journal); from
     #: ``ZMQPIPELINE_JOURNAL_DIR``. See docs/guides/surviving-crashes.md.
     journal_dir: str | None = None
+    #: Where the distributor answers operators (``zmqpipeline status``); ``None``: nowhere.
+    control_endpoint: str | None = None
 
     @property
     def liveness_s(self) -> float:
@@ -134,10 +136,13 @@ class Settings:
 
         values: dict[str, Any] = {}
         for field in fields(cls):
-            if field.name in ("security", "journal_dir"):
+            if field.name == "security":
                 continue
             raw = os.environ.get("ZMQPIPELINE_" + field.name.upper())
             if raw is None:
+                continue
+            if field.name in ("control_endpoint", "journal_dir"):  # the text settings
+                values[field.name] = raw or None
                 continue
             kind = int if field.type in ("int", int) else float
             try:
@@ -147,7 +152,6 @@ class Settings:
                     f"environment variable ZMQPIPELINE_{field.name.upper()}={raw!r} "
                     f"is not a valid {kind.__name__}"
                 ) from None
-        values["journal_dir"] = os.environ.get("ZMQPIPELINE_JOURNAL_DIR") or None
         if overrides.get("security") is None:
             from .security import Security
 

@@ -168,6 +168,10 @@ class Worker(Role):
                 return
             if self._work_available():
                 continue
+            # Idle: ask for what we may hold (credit was not asked for while a collector
+            # that took nothing kept our results; now that they are gone, it is).
+            self._ask_for_more()
+            self._send_pending()
             poller.register(self._push, zmq.POLLOUT if self._results else 0)
             pending = bool(logic.to_distributor or self._results)
             timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
@@ -206,7 +210,6 @@ class Worker(Role):
 
     def _send_pending(self) -> None:
         """Send what waits for the distributor and the collector, as far as they take it."""
-        backlog = bool(self._results)
         for sock, pending in (
             (self._dealer, self._logic.to_distributor),
             (self._push, self._results),
@@ -217,11 +220,6 @@ class Worker(Role):
                 except zmq.Again:
                     break
                 pending.popleft()
-        if backlog and not self._results:
-            # The collector took the backlog that held our credit back: ask again now, or
-            # an idle worker would wait for work it never asked for.
-            self._ask_for_more()
-            self._send_pending()
 
     def _read_distributor(self) -> None:
         logic = self._logic
@@ -265,13 +263,17 @@ class Worker(Role):
         return codec.result_item(seq, result, self.task_type)
 
     def _hold(self, packed: bytes, now: float) -> None:
-        """Hold a result; send the held ones (and the credit they free) when due."""
+        """Hold a result; send the held ones when due. Credit is asked for as items
+        finish (in chunks, see CreditWindow): held results never starve the worker."""
         self._batch.add(packed, now)
         self._flush_results(now)
+        self._ask_for_more()
 
     def _flush_results(self, now: float, force: bool = False) -> None:
         logic, batch = self._logic, self._batch
-        idle = force or (logic.busy == 0 and not logic.queue)
+        # A slot with nothing to do: hold nothing back (a lone item's round trip is not
+        # delayed, and held results never keep the credit a waiting thread needs).
+        idle = force or (logic.busy < logic.credit.slots and not logic.queue)
         if not batch.due(now, idle, logic.credit.item_s):
             return
         assert logic.run is not None
@@ -370,8 +372,9 @@ class SingleThreadedWorker(Worker):
         if packed is not None:
             self.items_processed += 1
             self._hold(packed, time.monotonic())
-        elif not self._batch:
+        else:
             self._ask_for_more()
+        if self._logic.to_distributor:
             self._send_pending()
 
 
@@ -456,10 +459,8 @@ class MultiThreadedWorker(Worker):
             else:
                 self.items_failed += 1
                 logic.fail(seq, failure[0], failure[1])
-        if self._batch:
-            self._flush_results(now)
-        else:
-            self._ask_for_more()
+        self._flush_results(now)
+        self._ask_for_more()
 
     def _stop_early(self) -> None:
         logger.info("worker %s: stop requested", self.worker_id.decode())

@@ -39,8 +39,8 @@ class CreditWindow:
         return self.slots + self.high
 
     def prefetch(self) -> int:
-        if self.item_s is None:
-            return self.low
+        if self.item_s is None:  # a second round for every thread, until items are timed
+            return min(self.high, max(self.low, self.slots))
         wanted = int(self.window_s * self.slots / max(self.item_s, 1e-6))
         return min(self.high, max(self.low, wanted))
 

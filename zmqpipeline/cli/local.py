@@ -1,5 +1,10 @@
 """``zmqpipeline run PATH``: a whole pipeline on this machine, every role its own process,
-over ipc files in a private temporary directory, with live progress and a closing report."""
+over ipc files in a private temporary directory, with live progress and a closing report.
+
+The distributor answers operators at ``ipc://<run dir>/control.ipc`` (printed at start).
+The children run in process groups of their own, so the terminal's Ctrl-C reaches this
+process alone: the first drains the run through that endpoint, the second stops it, a
+third ends every process (as SIGTERM does)."""
 
 from __future__ import annotations
 
@@ -129,6 +134,7 @@ def _child(
 ) -> None:
     code = 0
     parent = os.getppid()
+    os.setpgid(0, 0)  # the terminal's Ctrl-C is for the parent, which steers the run
     set_process_title(role)
     _end_with_parent()
     if pipes is not None:  # our stdout and stderr go to the parent, which prints above the bar
@@ -171,7 +177,11 @@ def _run_role(cls: type, journal: str | None = None) -> None:
 
 
 def _run_distributor(
-    pipeline: Pipeline, events: Any, journal: str | None = None, fresh: bool = False
+    pipeline: Pipeline,
+    events: Any,
+    control: str,
+    journal: str | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     collector = pipeline.collector
     meta = pipeline.metadata_worker
@@ -183,6 +193,7 @@ def _run_distributor(
         tasks=pipeline.tasks,
         on_progress=lambda summary: events.put(("progress", os.getpid(), summary["tasks"])),
         progress_interval_s=0.25,
+        control_endpoint=control,
         journal=journal,
         fresh=fresh,
     )
@@ -196,8 +207,13 @@ def _run_distributor(
 class _Run:
     """The parent's side of one local run: its children, their output, the events."""
 
-    def __init__(self, pipeline: Pipeline, progress: Progress, out: TextIO) -> None:
+    def __init__(
+        self, pipeline: Pipeline, progress: Progress, out: TextIO, control: str = ""
+    ) -> None:
         self.pipeline = pipeline
+        self.control = control
+        self.interrupts = 0  # Ctrl-Cs received (counted by the SIGINT handler)
+        self.steered = 0  # ... and acted upon
         self.progress = progress
         self.out = out
         self.ctx = multiprocessing.get_context("fork")
@@ -252,7 +268,8 @@ class _Run:
             self.spawn("metadata", lambda: _run_role(meta))
         dist_journal, fresh = _journal_file(journals, "distributor"), self.fresh
         self.spawn(
-            "distributor", lambda: _run_distributor(pipeline, self.events, dist_journal, fresh)
+            "distributor",
+            lambda: _run_distributor(pipeline, self.events, self.control, dist_journal, fresh),
         )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
         os.close(self.pipes[3])
@@ -261,6 +278,8 @@ class _Run:
         """Follow the events until every child has exited (or one crashed)."""
         children, events = self.children, self.events
         while any(p.exitcode is None for _, p in children.values()) or not events.empty():
+            if self.interrupts > self.steered:
+                self._steer()
             try:
                 kind, _pid, payload = events.get(timeout=0.2)
             except Exception:  # queue.Empty
@@ -277,6 +296,35 @@ class _Run:
                 self.errors.append(payload)
                 if self.report is None:
                     return  # a role crashed: stop the rest
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """Ctrl-C: counted here, acted upon by :meth:`wait`; the third ends everything."""
+        self.interrupts += 1
+        if self.interrupts >= 3 or not self.control:
+            raise KeyboardInterrupt
+
+    def _steer(self) -> None:
+        """Drain on the first Ctrl-C, stop on the second (through the control endpoint);
+        if the distributor does not answer, end every process."""
+        from ..control import Control
+        from ..errors import ControlError
+
+        self.steered = self.interrupts
+        command = "drain" if self.steered == 1 else "stop"
+        try:
+            state = Control(self.control, timeout=2.0).call(command)["state"]
+        except ControlError as exc:
+            ending = self.report is not None or _distributor_gone(self.children)
+            if ending or "has ended" in str(exc) or "no such file" in str(exc):
+                self.progress.echo("Ctrl-C: the run is ending already", self.out)
+                return  # its report is on the way
+            self.progress.echo(f"Ctrl-C: the distributor does not answer ({exc})", self.out)
+            raise KeyboardInterrupt from None
+        if command == "drain":
+            text = "draining: nothing new goes out, items in flight finish (Ctrl-C again: stop)"
+        else:
+            text = "stopping now: items in flight are abandoned (Ctrl-C again: end every process)"
+        self.progress.echo(f"Ctrl-C: {text} [{state}]", self.out)
 
     def close(self) -> None:
         _stop_all(self.children)
@@ -327,13 +375,17 @@ def run_local(
     os.chmod(directory, 0o700)
     _rewrite_endpoints(pipeline, directory, tcp=secure)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_int = signal.getsignal(signal.SIGINT)
     run: _Run | None = None
     interrupted = False
     try:
         env = _secure_env(directory, out) if secure else (None, None)
-        run = _Run(pipeline, Progress(out, quiet), out)
+        control = f"ipc://{directory}/control.ipc"
+        run = _Run(pipeline, Progress(out, quiet), out, control)
         run.server_env, run.client_env = env
         run.journal, run.fresh = journal, fresh
+        signal.signal(signal.SIGINT, run.on_sigint)
+        print(f"control: {control}  (zmqpipeline status|pause|drain|stop ...)", file=out)
         run.start(workers)
         run.wait()
     except KeyboardInterrupt:
@@ -343,6 +395,7 @@ def run_local(
             run.close()
         shutil.rmtree(directory, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
     if interrupted or run is None:
         print("interrupted: stopped every process of the pipeline", file=out, flush=True)
         return 130
@@ -369,6 +422,10 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
             "(fresh keys, removed)",
             file=out,
         )
+    if run.interrupts:
+        how = "drained the run" if run.interrupts == 1 else "stopped the run"
+        print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
+        return 130
     return exit_status(report, ok, children)
 
 

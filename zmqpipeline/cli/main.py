@@ -134,6 +134,11 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="ENDPOINT",
         help="wait for metadata from a MetaDataWorker at this endpoint",
     )
+    dist.add_argument(
+        "--control",
+        metavar="ENDPOINT",
+        help="answer operators (zmqpipeline status, pause, ...) at this endpoint",
+    )
     _journal_arguments(
         dist,
         "FILE",
@@ -158,11 +163,13 @@ def _build_parser() -> argparse.ArgumentParser:
                 "restart are not handled again",
             )
 
+    from .control import add_control_commands
     from .keys import add_security_commands
     from .service import add_service_commands
 
     add_service_commands(sub)
     add_security_commands(sub)
+    add_control_commands(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
@@ -258,6 +265,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
         tasks=tasks,
         journal=args.journal,
         fresh=args.fresh,
+        control_endpoint=args.control,
     )
     report = dist.run()
     if report.already_complete:

@@ -7,6 +7,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from .control import print_ending
+
 __all__ = [
     "Child",
     "already_complete_line",
@@ -147,6 +149,7 @@ def print_report(
             f"  PROCESS FAILED: {child.role} (pid {child.pid}) {how_it_ended(child.exitcode)}",
             file=out,
         )
+    print_ending(out, report)
     if report["aborted"]:
         print("  NOT OK: the run was stopped before the end", file=out)
     elif not ok:
