@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import zmq
 
@@ -25,6 +26,9 @@ from .settings import Settings
 from .transport import DropCounter, recv_frames
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
+
+if TYPE_CHECKING:
+    from .journal import CollectorJournal
 
 __all__ = ["Collector", "CollectorLogic", "SeenSet"]
 
@@ -74,8 +78,15 @@ class CollectorLogic:
     HELLOs and FINISHED go to :attr:`outbox` as ``(distributor id, frames)``.
     """
 
-    def __init__(self, settings: Settings, collect: CollectFn, drops: DropCounter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        collect: CollectFn,
+        drops: DropCounter,
+        journal: CollectorJournal | None = None,
+    ) -> None:
         self.settings = settings
+        self.journal = journal  # the ids handled, recorded before their ACK leaves
         self.collect = collect
         self.drops = drops
         self.codec = protocol.Codec(settings.max_message_bytes)
@@ -111,7 +122,7 @@ class CollectorLogic:
         if seen is None:
             self.drops.drop("unknown task type", repr(task_type))
             return
-        entries, collect = self.entries, self.collect
+        entries, collect, journal = self.entries, self.collect, self.journal
         for seq, result in msg.items:
             if seq in seen:
                 # ACK it again: the first ACK may have been lost (a distributor restarted,
@@ -125,6 +136,8 @@ class CollectorLogic:
                 entries.append([task_type, seq, None, exc.text, worker_id])
                 continue
             seen.add(seq)
+            if journal is not None:
+                journal.handled(task_type, seq)
             self.collected += 1
             entries.append([task_type, seq, ack_data, None, worker_id])
 
@@ -161,6 +174,8 @@ class CollectorLogic:
         elif kind is protocol.Skip:
             if msg.run == self.run and msg.task_type in self.seen:
                 self.seen[msg.task_type].add(msg.seq)
+                if self.journal is not None:
+                    self.journal.handled(msg.task_type, msg.seq)
         elif kind is protocol.End and msg.run == self.run:
             self.end = msg.summary
 
@@ -172,6 +187,8 @@ class CollectorLogic:
         self.metadata = msg.metadata
         self.seen = {tt: SeenSet() for tt in msg.task_types}
         logger.info("run started: task types %s", ", ".join(self.seen))
+        if self.journal is not None and self.journal.follow(msg.run, self.seen):
+            logger.warning("resuming: ids handled before the restart will not be handled again")
         early, self.early = self.early, []
         for result in early:
             self.on_result(result)
@@ -201,8 +218,16 @@ class Collector(Role):
 
     required = ("endpoint", "ack_endpoint")
 
-    def __init__(self, *, settings: Settings | None = None) -> None:
+    def __init__(
+        self, *, settings: Settings | None = None, journal: str | os.PathLike[str] | None = None
+    ) -> None:
         super().__init__(settings=settings)
+        #: The journal file (``None``: none; default: a class attribute ``journal``, else
+        #: ``<settings.journal_dir>/collector.sqlite``): the ids handled, so that a
+        #: restarted collector never handles one twice.
+        self.journal = journal if journal is not None else getattr(type(self), "journal", None)
+        if self.journal is None and self.settings.journal_dir:
+            self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
         self.metadata: dict[str, Any] = {}
         self._item: tuple[str, int] | None = None
         self.items_collected = 0
@@ -245,10 +270,19 @@ class Collector(Role):
         with RoleRuntime("collector", self.settings, logger) as rt:
             pull = rt.open(zmq.PULL, self.endpoint, bind=True)
             router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True, admit="distributor")
-            logic = CollectorLogic(self.settings, self._collect, rt.drops)
-            self._loop(rt, logic, pull, router)
-            self.items_collected, self.duplicates = logic.collected, logic.duplicates
-            self._finish(logic, router)
+            journal = None
+            if self.journal is not None:
+                from .journal import CollectorJournal  # it imports this module
+
+                journal = CollectorJournal(self.journal)
+            logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
+            try:
+                self._loop(rt, logic, pull, router)
+                self.items_collected, self.duplicates = logic.collected, logic.duplicates
+                self._finish(logic, router)
+            finally:
+                if journal is not None:
+                    journal.close()
         logger.info("collector finished: %d item(s) collected", self.items_collected)
 
     def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
@@ -298,6 +332,8 @@ class Collector(Role):
                 for _, msg in _read(rt, pull, 2, max_bytes):
                     logic.on_result(msg)
                 logic.flush()
+                if logic.journal is not None:
+                    logic.journal.commit()
             self.metadata = logic.metadata
             _send_outbox(logic.outbox, router)
             if now >= next_log:

@@ -5,6 +5,7 @@ owns the sockets and the poll loop."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import uuid
@@ -18,6 +19,8 @@ import zmq
 from . import protocol
 from .control import ControlLogic
 from .errors import ConfigurationError, MessageTooLarge, ProtocolError
+from .journal import DistributorJournal, JournaledRun
+from .resume import resume_report
 from .runtime import RoleRuntime, UserCodeError, call_user
 from .scheduler import COLLECTOR, Scheduler
 from .security import Security
@@ -69,6 +72,12 @@ class RunReport:
     ended_by: str = "completed"
     #: Items in flight when the run was stopped, abandoned (``TASK/SEQ`` each).
     abandoned: list[str] = field(default_factory=list)
+    #: A run resumed from a journal: ``run`` (its id), ``tasks_already_finished``, and per
+    #: task type ``skipped`` (items collected before the crash, not handed out again) and
+    #: ``re_handed_out`` (items in flight at the crash, handed out again). ``{}`` otherwise.
+    resumed: dict[str, Any] = field(default_factory=dict)
+    #: The journal held a run that had ended: nothing was done (``fresh=True`` starts anew).
+    already_complete: bool = False
 
     @property
     def ok(self) -> bool:
@@ -138,6 +147,8 @@ class Distributor:
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         progress_interval_s: float = 0.5,
         control_endpoint: str | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        fresh: bool = False,
     ) -> None:
         self.collector_endpoint = EndpointAddress(collector_endpoint)
         self.collector_ack_endpoint = EndpointAddress(collector_ack_endpoint)
@@ -168,6 +179,12 @@ class Distributor:
         #: Where operators see and steer the run (:mod:`zmqpipeline.control`), if anywhere.
         control = control_endpoint or self.settings.control_endpoint
         self.control_endpoint = EndpointAddress(control) if control else None
+        #: The journal file (``None``: none; default ``<settings.journal_dir>/distributor.sqlite``):
+        #: a run it holds that has not ended is resumed; ``fresh`` starts a new one anyway.
+        self.journal = journal
+        if journal is None and self.settings.journal_dir:
+            self.journal = os.path.join(self.settings.journal_dir, "distributor.sqlite")
+        self.fresh = fresh
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -176,11 +193,86 @@ class Distributor:
         started = time.monotonic()
         self._first_item_at: float | None = None  # set by _loop, for the report
         self._done_at: float | None = None
+        journal, journaled = self._open_journal()
+        if journal is not None and journaled is not None and journaled.complete:
+            journal.close(complete=True)
+            return self._already_complete(journaled)
         scheduler = Scheduler(
             [cls() for cls in self.task_classes.values()],
             self.settings,
-            run=random.getrandbits(62) + 1,
+            run=journaled.run if journaled is not None else random.getrandbits(62) + 1,
         )
+        self._resume_metadata: dict[str, Any] | None = None
+        if journal is not None:
+            scheduler.journal = journal
+            if journaled is None:
+                journal.begin(scheduler.run, self._task_names())
+            else:
+                journal.adopt(journaled)
+                scheduler.resume_from(journaled)
+                self._resume_metadata = journaled.metadata
+        try:
+            self._run(scheduler)
+        finally:
+            scheduler.journal.close(complete=all(s.finished for s in scheduler.tasks.values()))
+        ended = time.monotonic()
+        first = self._first_item_at or started
+        done = self._done_at or ended
+        self.report = self._make_report(scheduler, done - first)
+        self.report.elapsed_s = ended - started
+        if journaled is not None:
+            finished = journaled.finished
+            self.report.resumed = resume_report(scheduler.run, finished, scheduler.resuming)
+            logger.info("resumed run %d: %s", scheduler.run, self.report.resumed)
+        if self.report.failed:
+            logger.error(
+                "run ended with %d failed item(s): %s",
+                len(self.report.failed),
+                ", ".join(f["item_id"] for f in self.report.failed[:20]),
+            )
+        logger.info("run finished: %d item(s) collected", self.report.total)
+        return self.report
+
+    def _open_journal(self) -> tuple[DistributorJournal | None, JournaledRun | None]:
+        """The journal (``None``: none) and the run it holds to go on with (``None``: a
+        new run). Refuses a journal written for other tasks."""
+        if self.journal is None:
+            return None, None
+        journal = DistributorJournal(self.journal)
+        journaled = None if self.fresh else journal.load()
+        if journaled is None or journaled.complete:
+            return journal, journaled
+        ours = self._task_names()
+        if journaled.tasks != ours:
+            journal.close(complete=False)
+            raise ConfigurationError(
+                f"journal {self.journal} holds run {journaled.run} of tasks {journaled.tasks}, "
+                f"not of {ours}: give another journal, or fresh=True (--fresh) to start anew"
+            )
+        logger.warning("resuming run %d from journal %s", journaled.run, self.journal)
+        return journal, journaled
+
+    def _task_names(self) -> dict[str, str]:
+        return {tt: cls.__name__ for tt, cls in self.task_classes.items()}
+
+    def _already_complete(self, journaled: JournaledRun) -> RunReport:
+        logger.warning(
+            "run %d in journal %s is already complete: nothing to do (fresh=True, or "
+            "--fresh, starts a new run)",
+            journaled.run,
+            self.journal,
+        )
+        self.report = RunReport(
+            collected=dict(journaled.collected),
+            failed=list(journaled.failed),
+            retries=0,
+            wall_time_s=0.0,
+            aborted=False,
+            already_complete=True,
+        )
+        return self.report
+
+    def _run(self, scheduler: Scheduler) -> None:
         with RoleRuntime("distributor", self.settings, logger) as rt:
             self.drops = rt.drops
             routers: dict[str, zmq.Socket[Any]] = {
@@ -201,25 +293,14 @@ class Distributor:
             if self.control_endpoint is not None:
                 link.open_control(self.control_endpoint)
             self._loop(link)
-        ended = time.monotonic()
-        first = self._first_item_at or started
-        done = self._done_at or ended
-        self.report = self._make_report(scheduler, done - first)
-        self.report.elapsed_s = ended - started
-        if self.report.failed:
-            logger.error(
-                "run ended with %d failed item(s): %s",
-                len(self.report.failed),
-                ", ".join(f["item_id"] for f in self.report.failed[:20]),
-            )
-        logger.info("run finished: %d item(s) collected", self.report.total)
-        return self.report
 
     def _loop(self, link: _Links) -> None:
         scheduler, rt = link.scheduler, link.rt
         interval = self.settings.heartbeat_interval_s
         now = time.monotonic()
-        if link.meta is None:
+        if self._resume_metadata is not None:  # a resumed run keeps its metadata
+            scheduler.start(self._resume_metadata, now)
+        elif link.meta is None:
             scheduler.start({}, now)
         scheduler.heartbeats()  # the first PING: the collector answers HELLO
         next_beat = now + interval
@@ -246,6 +327,7 @@ class Distributor:
                 wake = min(wake, end_deadline if not finished_confirmed else grace_end)
             if link.collector_queue:
                 wake = min(wake, now + 0.05)
+            wake = min(wake, scheduler.journal.next_commit_at() or wake)
             events = dict(link.poller.poll(max(0, int((wake - now) * 1000) + 1)))
             now = time.monotonic()
             finished_confirmed |= link.read(events, now)
@@ -264,6 +346,7 @@ class Distributor:
                 self._progress(scheduler)
                 next_progress = now + self.progress_interval_s
             scheduler.dispatch(now)
+            scheduler.journal.maybe_commit(now)
             if self._first_item_at is None and scheduler.handed_out:
                 self._first_item_at = now
         if not finished_confirmed and scheduler.collector_id is not None:

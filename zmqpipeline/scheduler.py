@@ -15,6 +15,8 @@ from typing import Any
 
 from . import protocol
 from .errors import MessageTooLarge, SerializationError
+from .journal import JournaledRun, RunJournal
+from .resume import TaskResume, jump_ahead, resume_tasks
 from .runtime import UserCodeError, call_user
 from .settings import Settings
 from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
@@ -76,17 +78,33 @@ class Scheduler:
         self.rates: dict[str, deque[tuple[float, int]]] = {  # (time, collected), per tick
             tt: deque(maxlen=samples) for tt in self.tasks
         }
+        # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
+        self.journal = RunJournal()
+        self.resuming: dict[str, TaskResume] = {}
+
+    def resume_from(self, journaled: JournaledRun) -> None:
+        """Continue the journaled run: finished tasks stay finished, ACKed items are not
+        handed out again (call before :meth:`start`)."""
+        self.resuming = resume_tasks(self.tasks, journaled)
 
     # -- run life cycle ---------------------------------------------------------------
 
     def start(self, metadata: dict[str, Any], now: float) -> None:
         """Metadata is known (``{}`` if none is expected): initialise tasks and begin."""
         self.metadata = metadata
+        self.journal.started(metadata)
         for state in self.tasks.values():
             try:
                 call_user(task_logger, "Task.initialize", state.task.initialize, metadata)
             except UserCodeError as exc:
                 self._handle_raised(state, exc.text, "initialize")
+                continue
+            if state.task_type in self.resuming:
+                try:
+                    resume = self.resuming[state.task_type]
+                    call_user(task_logger, "Task.resume", jump_ahead, state, resume)
+                except UserCodeError as exc:
+                    self._handle_raised(state, exc.text, "resume")
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
@@ -125,6 +143,7 @@ class Scheduler:
         if (state.task.is_complete or self.draining) and not state.in_flight:
             state.finished = True
             state.active = False
+            self.journal.task_finished(state.task_type)
             self.last_finished = state.task_type
             logger.info(
                 "task %s finished: %d collected, %d failed, %d retries",
@@ -257,6 +276,8 @@ class Scheduler:
             state = self.tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
+                if state is not None and error is None and self._late_ack(state, seq):
+                    continue
                 self.stale_acks += 1
                 continue
             touched.add(task_type)
@@ -266,6 +287,7 @@ class Scheduler:
                 continue
             del state.in_flight[seq]
             self._unassign(state, item)
+            self.journal.acked(task_type, seq)
             worker = state.workers.get(executed_by)
             if worker is not None:
                 worker.completed += 1
@@ -278,6 +300,18 @@ class Scheduler:
             self.latencies.append(now - item.first_sent_at)
         for task_type in touched:
             self._check_finished(self.tasks[task_type])
+
+    def _late_ack(self, state: TaskState, seq: Any) -> bool:
+        """A resumed run: an ACK of an item handed out before the crash and not made
+        again yet. Note it as done, so it is skipped when ``handle`` makes it."""
+        resume = self.resuming.get(state.task_type)
+        if resume is None or not isinstance(seq, int) or seq < state.next_seq:
+            return False
+        if seq not in resume.done:
+            resume.done.add(seq)
+            state.collected += 1
+            self.journal.acked(state.task_type, seq)
+        return True
 
     def on_collector_hello(self, collector_id: bytes, now: float) -> None:
         """The collector answered a PING. A new one gets START; if it replaces an earlier
@@ -412,7 +446,7 @@ class Scheduler:
         """``item`` failed for good: record it, tell the collector it will not come."""
         del state.in_flight[item.seq]
         state.failed.append(
-            {
+            record := {
                 "task_type": state.task_type,
                 "seq": item.seq,
                 "item_id": f"{state.task_type}/{item.seq}",
@@ -422,6 +456,7 @@ class Scheduler:
                 "data": item.payload,
             }
         )
+        self.journal.failed(record)
         logger.error(
             "item %s/%d failed for good (%d error(s), %d death(s)): %s",
             state.task_type,
@@ -554,13 +589,25 @@ class Scheduler:
         except UserCodeError as exc:
             self._handle_raised(state, exc.text, "is_available_for_handling")
             return None
-        try:
-            payload = call_user(
-                task_logger, "Task.handle", task.handle, self.metadata or {}, wid, MESSAGE_TYPE_DATA
-            )
-        except UserCodeError as exc:
-            self._handle_raised(state, exc.text, "handle")
-            return None
+        resume = self.resuming.get(state.task_type)
+        while True:
+            try:
+                payload = call_user(
+                    task_logger,
+                    "Task.handle",
+                    task.handle,
+                    self.metadata or {},
+                    wid,
+                    MESSAGE_TYPE_DATA,
+                )
+            except UserCodeError as exc:
+                self._handle_raised(state, exc.text, "handle")
+                return None
+            if resume is None or not resume.skip(state.next_seq):
+                break
+            state.next_seq += 1  # collected before the crash: made again, not sent
+            if task.is_complete:
+                return None
         if payload is None:
             payload = {}
         elif not isinstance(payload, dict):
@@ -573,6 +620,7 @@ class Scheduler:
         item = Item(state.next_seq, payload, first_sent_at=now)
         state.next_seq += 1
         state.in_flight[item.seq] = item
+        self.journal.handed_out(state.task_type, item.seq)
         return item
 
     # -- operator control (see zmqpipeline.control, which checks the command first) ------
@@ -620,7 +668,7 @@ class Scheduler:
         state.handle_errors += 1
         call = state.next_seq + state.handle_errors
         state.failed.append(
-            {
+            record := {
                 "task_type": state.task_type,
                 "seq": None,
                 "item_id": f"{state.task_type}/{where}#{call}",
@@ -630,6 +678,7 @@ class Scheduler:
                 "data": None,
             }
         )
+        self.journal.failed(record)
         if not state.task.continue_after_error:
             logger.error(
                 "task %s stops handing out: %s() failed on call %d "

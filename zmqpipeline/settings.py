@@ -115,6 +115,10 @@ class Settings:
     end_grace_s: float = END_GRACE_S
     #: CURVE keys for every tcp socket (``None``: plain tcp); from ``ZMQPIPELINE_CURVE_*``.
     security: Security | None = None
+    #: Folder of the crash journals (``distributor.sqlite``, ``collector.sqlite``) of the
+    #: roles that are not given a journal file (``None``: no journal); from
+    #: ``ZMQPIPELINE_JOURNAL_DIR``. See docs/guides/surviving-crashes.md.
+    journal_dir: str | None = None
     #: Where the distributor answers operators (``zmqpipeline status``); ``None``: nowhere.
     control_endpoint: str | None = None
 
@@ -137,7 +141,7 @@ class Settings:
             raw = os.environ.get("ZMQPIPELINE_" + field.name.upper())
             if raw is None:
                 continue
-            if field.name == "control_endpoint":  # the one text setting
+            if field.name in ("control_endpoint", "journal_dir"):  # the text settings
                 values[field.name] = raw or None
                 continue
             kind = int if field.type in ("int", int) else float

@@ -54,6 +54,8 @@ _ROLES: dict[str, _Role] = {
             "retry_backoff_s",
             "retry_for",
             "continue_after_error",
+            "resumable",
+            "resume",
             "handle",
             "initialize",
             "is_available_for_handling",
@@ -82,6 +84,7 @@ _ROLES: dict[str, _Role] = {
             "handle_finished",
             "get_ack_data",
             "item_id",
+            "journal",
             "metadata",
             "run",
         ),
@@ -188,6 +191,12 @@ class Task:
     #: How many items this task hands out, if known (or define ``__len__``): the progress
     #: bar's total, and what the report compares the items handed out with.
     n_items: ClassVar[int | None] = None
+    #: May a crashed run with a journal resume this task? ``handle`` is then called again
+    #: from the first item, and items already collected are skipped without being sent
+    #: (or, if the task defines ``resume(next_seq)``, it is called once to jump ahead to
+    #: the item numbered ``next_seq``, counting from 0). Set ``False`` when the items
+    #: depend on state the task cannot rebuild: resuming then stops with a clear error.
+    resumable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

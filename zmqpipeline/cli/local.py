@@ -29,7 +29,7 @@ from ..errors import ConfigurationError
 from ..worker import MultiThreadedWorker
 from .discovery import Pipeline
 from .progress import Progress
-from .report import Child, exit_status, how_it_ended, print_report
+from .report import Child, exit_status, how_it_ended, print_report, resumed_line
 
 __all__ = ["check_curve_env", "run_local", "set_process_title"]
 
@@ -169,11 +169,20 @@ def _run_worker(cls: type) -> int:
     return int(worker.items_processed)
 
 
-def _run_role(cls: type) -> None:
-    cls().run()
+def _run_role(cls: type, journal: str | None = None) -> None:
+    role = cls()
+    if journal is not None:
+        role.journal = journal
+    role.run()
 
 
-def _run_distributor(pipeline: Pipeline, events: Any, control: str) -> dict[str, Any]:
+def _run_distributor(
+    pipeline: Pipeline,
+    events: Any,
+    control: str,
+    journal: str | None = None,
+    fresh: bool = False,
+) -> dict[str, Any]:
     collector = pipeline.collector
     meta = pipeline.metadata_worker
     dist = Distributor(
@@ -185,6 +194,8 @@ def _run_distributor(pipeline: Pipeline, events: Any, control: str) -> dict[str,
         on_progress=lambda summary: events.put(("progress", os.getpid(), summary["tasks"])),
         progress_interval_s=0.25,
         control_endpoint=control,
+        journal=journal,
+        fresh=fresh,
     )
     report = dist.run()
     return {**asdict(report), "ok": report.ok}
@@ -212,6 +223,8 @@ class _Run:
         self.client_env: dict[str, str] | None = None
         self.report: dict[str, Any] | None = None
         self.errors: list[str] = []
+        self.journal: str | None = None  # the folder of the crash journals
+        self.fresh = False
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         self.pipes = (out_r, out_w, err_r, err_w)
@@ -244,14 +257,20 @@ class _Run:
 
     def start(self, workers: int) -> None:
         pipeline = self.pipeline
-        self.spawn("collector", lambda: _run_role(pipeline.collector))
+        journals = self.journal
+        collector_journal = _journal_file(journals, "collector")
+        self.spawn("collector", lambda: _run_role(pipeline.collector, collector_journal))
         for cls in pipeline.workers:
             for _ in range(workers):
                 self.spawn(f"worker {cls.__name__}", lambda cls=cls: _run_worker(cls))
         meta = pipeline.metadata_worker
         if meta is not None:
             self.spawn("metadata", lambda: _run_role(meta))
-        self.spawn("distributor", lambda: _run_distributor(pipeline, self.events, self.control))
+        dist_journal, fresh = _journal_file(journals, "distributor"), self.fresh
+        self.spawn(
+            "distributor",
+            lambda: _run_distributor(pipeline, self.events, self.control, dist_journal, fresh),
+        )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
         os.close(self.pipes[3])
 
@@ -337,12 +356,17 @@ def run_local(
     quiet: bool,
     out: TextIO = sys.stdout,
     secure: bool = False,
+    journal: str | None = None,
+    fresh: bool = False,
 ) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
     ``secure``: over tcp on 127.0.0.1 with CURVE, fresh keys in the private directory (the
-    ``ZMQPIPELINE_CURVE_*`` variables are not used)."""
+    ``ZMQPIPELINE_CURVE_*`` variables are not used). ``journal``: the folder of the crash
+    journals; a run they hold that stopped early resumes (``fresh``: start a new one)."""
     pipeline.check_runnable()
+    if journal is not None and not fresh and _already_complete(journal, out):
+        return 0
     if threads is not None:
         for cls in pipeline.workers:
             if issubclass(cls, MultiThreadedWorker):
@@ -359,6 +383,7 @@ def run_local(
         control = f"ipc://{directory}/control.ipc"
         run = _Run(pipeline, Progress(out, quiet), out, control)
         run.server_env, run.client_env = env
+        run.journal, run.fresh = journal, fresh
         signal.signal(signal.SIGINT, run.on_sigint)
         print(f"control: {control}  (zmqpipeline status|pause|drain|stop ...)", file=out)
         run.start(workers)
@@ -388,6 +413,8 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
             print(f"  {child.role} (pid {child.pid}) {how_it_ended(child.exitcode)}", file=out)
         return 1
     ok = bool(report.get("ok", not report["failed"])) and not run.errors
+    if report.get("resumed"):
+        print(resumed_line(report["resumed"]), file=out)
     print_report(out, run.pipeline.path, report, ok, children)
     if secure:
         print(
@@ -400,6 +427,28 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
         print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
         return 130
     return exit_status(report, ok, children)
+
+
+def _journal_file(directory: str | None, role: str) -> str | None:
+    return None if directory is None else os.path.join(directory, f"{role}.sqlite")
+
+
+def _already_complete(directory: str, out: TextIO) -> bool:
+    """Say so in one line if the distributor's journal in ``directory`` holds a run that
+    has ended."""
+    from ..journal import run_is_complete
+
+    path = _journal_file(directory, "distributor")
+    assert path is not None
+    run = run_is_complete(path)
+    if run is None:
+        return False
+    print(
+        f"run {run} in journal {directory} is already complete: nothing to do "
+        "(--fresh starts a new run)",
+        file=out,
+    )
+    return True
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

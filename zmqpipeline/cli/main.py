@@ -17,7 +17,7 @@ from ..distributor import Distributor
 from ..errors import ConfigurationError, MetadataError, UsageError
 from ..task import Task
 from .discovery import classes_in, load_class, load_folder, load_module
-from .report import print_failures
+from .report import already_complete_line, print_failures, resumed_line
 
 __all__ = ["main"]
 
@@ -98,6 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="over tcp on 127.0.0.1 with CURVE, instead of ipc; it makes its own fresh "
         "keys and ignores the ZMQPIPELINE_CURVE_* variables",
     )
+    _journal_arguments(
+        run,
+        "DIR",
+        "folder of the crash journals (distributor.sqlite, "
+        "collector.sqlite): a run that stopped before its end resumes",
+    )
     run.set_defaults(handler=_cmd_run)
 
     lst = sub.add_parser(
@@ -133,6 +139,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="ENDPOINT",
         help="answer operators (zmqpipeline status, pause, ...) at this endpoint",
     )
+    _journal_arguments(
+        dist,
+        "FILE",
+        "the distributor's crash journal (SQLite): a run it "
+        "holds that stopped before its end resumes",
+    )
     dist.set_defaults(handler=_cmd_distributor)
 
     for role, text, example in (
@@ -143,6 +155,13 @@ def _build_parser() -> argparse.ArgumentParser:
         one = _role_parser(sub, role, text, example)
         one.add_argument("target", metavar="MODULE:CLASS", help="see below")
         one.set_defaults(handler=_cmd_role, role=role)
+        if role == "collector":
+            one.add_argument(
+                "--journal",
+                metavar="FILE",
+                help="the collector's crash journal (SQLite): ids it handled before a "
+                "restart are not handled again",
+            )
 
     from .control import add_control_commands
     from .keys import add_security_commands
@@ -158,13 +177,30 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _journal_arguments(parser: argparse.ArgumentParser, metavar: str, text: str) -> None:
+    parser.add_argument("--journal", metavar=metavar, help=text)
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start a new run even if the journal holds one (it is forgotten)",
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local import check_curve_env, run_local
 
     pipeline = load_folder(args.path)
     if not args.secure:
         check_curve_env()
-    return run_local(pipeline, args.workers, args.threads, args.quiet, secure=args.secure)
+    return run_local(
+        pipeline,
+        args.workers,
+        args.threads,
+        args.quiet,
+        secure=args.secure,
+        journal=args.journal,
+        fresh=args.fresh,
+    )
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -227,9 +263,16 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
         receive_metadata=args.metadata is not None,
         metadata_endpoint=args.metadata,
         tasks=tasks,
+        journal=args.journal,
+        fresh=args.fresh,
         control_endpoint=args.control,
     )
     report = dist.run()
+    if report.already_complete:
+        print(already_complete_line(dist.journal, report))
+        return 0
+    if report.resumed:
+        print(resumed_line(report.resumed))
     print(
         f"collected {report.collected}, failed {len(report.failed)}, "
         f"{report.wall_time_s:.2f} s" + (" (stopped early)" if report.aborted else "")
@@ -240,7 +283,10 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
 
 def _cmd_role(args: argparse.Namespace) -> int:
     cls = load_class(args.target, args.role)
-    cls().run()
+    role = cls()
+    if getattr(args, "journal", None):
+        role.journal = args.journal
+    role.run()
     return 0
 
 

@@ -9,7 +9,15 @@ from typing import Any, TextIO
 
 from .control import print_ending
 
-__all__ = ["Child", "exit_status", "how_it_ended", "print_failures", "print_report"]
+__all__ = [
+    "Child",
+    "already_complete_line",
+    "exit_status",
+    "how_it_ended",
+    "print_failures",
+    "print_report",
+    "resumed_line",
+]
 
 _DATA_CHARS = 60
 
@@ -150,3 +158,22 @@ def print_report(
         print(f"  NOT OK: all {total} items collected, but a process failed", file=out)
     else:
         print(f"  OK: all {total} items collected", file=out)
+
+
+def resumed_line(resumed: dict[str, Any]) -> str:
+    """One line on a run resumed from its journal (``RunReport.resumed``)."""
+    skipped = sum(resumed["skipped"].values())
+    again = sum(resumed["re_handed_out"].values())
+    finished = ", ".join(resumed["tasks_already_finished"]) or "none"
+    return (
+        f"resumed run {resumed['run']}: {skipped} item(s) skipped as already collected, "
+        f"{again} handed out again (in flight at the crash); tasks already finished: {finished}"
+    )
+
+
+def already_complete_line(journal: Any, report: Any) -> str:
+    """The one line of a distributor whose journal holds a run that has ended."""
+    return (
+        f"the run in journal {journal} is already complete ({sum(report.collected.values())} "
+        "item(s) collected): nothing to do; --fresh starts a new run"
+    )
