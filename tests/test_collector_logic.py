@@ -7,8 +7,9 @@ import logging
 import pytest
 
 from zmqpipeline import Settings, protocol
-from zmqpipeline.collector import CollectorLogic, SeenSet
+from zmqpipeline.collector import CollectorLogic
 from zmqpipeline.runtime import UserCodeError
+from zmqpipeline.state import SeenSet
 from zmqpipeline.transport import DropCounter
 
 SETTINGS = Settings(heartbeat_interval_s=1.0, liveness_misses=3)

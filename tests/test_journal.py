@@ -28,7 +28,8 @@ from zmqpipeline import (
     protocol,
 )
 from zmqpipeline.collector import CollectorLogic
-from zmqpipeline.journal import CollectorJournal, DistributorJournal, run_is_complete
+from zmqpipeline.collector_journal import CollectorJournal
+from zmqpipeline.journal import DistributorJournal, run_is_complete
 from zmqpipeline.scheduler import Scheduler
 from zmqpipeline.transport import DropCounter
 

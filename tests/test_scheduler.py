@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from zmqpipeline import ConfigurationError, EndpointAddress, Settings, Task, TaskType, protocol
-from zmqpipeline.collector import SeenSet
 from zmqpipeline.scheduler import COLLECTOR, Scheduler, check_dependencies
+from zmqpipeline.state import SeenSet
 
 for name in ("S_A", "S_B", "S_C"):
     TaskType.register_type(name)

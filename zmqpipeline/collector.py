@@ -23,12 +23,13 @@ from . import protocol
 from .errors import ProtocolError
 from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
+from .state import SeenSet
 from .transport import DropCounter, recv_frames
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
 
 if TYPE_CHECKING:
-    from .journal import CollectorJournal
+    from .collector_journal import CollectorJournal
 
 __all__ = ["Collector", "CollectorLogic", "SeenSet"]
 
@@ -43,30 +44,6 @@ _WAIT_LOG_S = 5.0
 
 #: ``collect(task_type, seq, result)`` returns the ACK's data or raises UserCodeError.
 CollectFn = Callable[[str, int, dict[str, Any]], "dict[str, Any] | None"]
-
-
-class SeenSet:
-    """The sequence numbers of one task type seen so far, in memory proportional to the
-    ones seen out of order: every seq below :attr:`low` is seen, plus those in :attr:`above`."""
-
-    __slots__ = ("above", "low")
-
-    def __init__(self) -> None:
-        self.low = 0
-        self.above: set[int] = set()
-
-    def __contains__(self, seq: int) -> bool:
-        return seq < self.low or seq in self.above
-
-    def add(self, seq: int) -> None:
-        if seq == self.low:
-            self.low += 1
-            above = self.above
-            while self.low in above:
-                above.discard(self.low)
-                self.low += 1
-        elif seq > self.low:
-            self.above.add(seq)
 
 
 class CollectorLogic:
@@ -272,7 +249,7 @@ class Collector(Role):
             router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True, admit="distributor")
             journal = None
             if self.journal is not None:
-                from .journal import CollectorJournal  # it imports this module
+                from .collector_journal import CollectorJournal  # it imports this module
 
                 journal = CollectorJournal(self.journal)
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)

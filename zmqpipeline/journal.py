@@ -27,13 +27,12 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from .collector import SeenSet
 from .errors import ConfigurationError
+from .state import SeenSet
 
 __all__ = [
     "COMMIT_EVERY_EVENTS",
     "COMMIT_EVERY_S",
-    "CollectorJournal",
     "DistributorJournal",
     "JournaledRun",
     "RunJournal",
@@ -380,88 +379,3 @@ def run_is_complete(path: str | os.PathLike[str]) -> int | None:
 
 
 # -- the collector -----------------------------------------------------------------------
-
-
-class CollectorJournal:
-    """The collector's journal: the run it follows and the ids it has handled.
-
-    Each id is appended to a side file (``<path>-handled``, one line in one ``write``
-    system call, so a killed process loses none) as soon as ``handle_collection``
-    returns for it, before its ACK can leave; once per read batch the ids are folded into
-    the SQLite file in one transaction and the side file emptied. A restarted collector
-    reads both back."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._store = _Store(path, "collector")
-        self.path = self._store.path
-        self._log_path = self.path + "-handled"
-        try:
-            self._log = os.open(self._log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as exc:
-            self._store.close()
-            raise ConfigurationError(f"journal {self._log_path} cannot be used: {exc}") from None
-        self._seen: dict[str, SeenSet] = {}
-        self._new: dict[str, list[int]] = {}
-        self._prefix: dict[str, bytes] = {}
-
-    def follow(self, run: int, seen: dict[str, SeenSet]) -> int:
-        """The START of ``run`` arrived: if the journal follows that run, fill ``seen``
-        with the ids handled before and return how many; else forget them (a new run)."""
-        store = self._store
-        self._seen, self._new = seen, {tt: [] for tt in seen}
-        self._prefix = {tt: tt.encode() + b"\t" for tt in seen}
-        if store.info("run") != run:
-            store.db.execute("BEGIN")
-            store.clear()
-            store.set_info("run", run)
-            store.db.execute("COMMIT")
-            os.ftruncate(self._log, 0)
-            return 0
-        for task_type, (low, _, _, _) in store.marks().items():
-            if task_type in seen:
-                seen[task_type] = store.load_done(task_type, low)
-        for task_type, seq in self._replay():
-            if task_type in seen:
-                seen[task_type].add(seq)
-                self._new[task_type].append(seq)
-        self.commit()
-        return sum(s.low + len(s.above) for s in seen.values())
-
-    def _replay(self) -> list[tuple[str, int]]:
-        """The ids in the side file; a last line without its newline is incomplete."""
-        with open(self._log_path, "rb") as log:
-            lines = log.read().split(b"\n")[:-1]
-        out = []
-        for line in lines:
-            task_type, _, seq = line.partition(b"\t")
-            if seq.isdigit():
-                out.append((task_type.decode(errors="replace"), int(seq)))
-        return out
-
-    def handled(self, task_type: str, seq: int) -> None:
-        """``handle_collection`` returned for ``seq`` (or it was skipped): record it now."""
-        os.write(self._log, self._prefix[task_type] + b"%d\n" % seq)
-        self._new[task_type].append(seq)
-
-    def commit(self) -> None:
-        """Fold the ids recorded since the last commit into the SQLite file."""
-        dirty = [tt for tt, new in self._new.items() if new]
-        if not dirty:
-            return
-        db = self._store.db
-        db.execute("BEGIN")
-        for task_type in dirty:
-            seen = self._seen[task_type]
-            self._store.write_done(task_type, seen, self._new[task_type], (0, 0, False))
-            self._new[task_type] = []
-        db.execute("COMMIT")
-        os.ftruncate(self._log, 0)
-
-    def close(self) -> None:
-        try:
-            self.commit()
-        finally:
-            os.close(self._log)
-            self._store.close()
-        if os.path.getsize(self._log_path) == 0:
-            os.unlink(self._log_path)

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .collector import SeenSet
 from .errors import ConfigurationError
 from .journal import JournaledRun
+from .state import SeenSet
 
 if TYPE_CHECKING:
     from .state import TaskState

@@ -1,5 +1,6 @@
-"""The distributor's records, apart from its decisions: workers, items, task state, the
-adaptive item time limit, dependency checks and task sizes."""
+"""The records of the distributor (workers, items, task state, the adaptive item time
+limit), the ``SeenSet`` the collector and the journals keep, dependency checks and task
+sizes: data, apart from the decisions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,39 @@ from typing import Any
 from .errors import ConfigurationError
 from .task import Task
 
-__all__ = ["Item", "ItemTimer", "TaskState", "WorkerRecord", "check_dependencies", "task_size"]
+__all__ = [
+    "Item",
+    "ItemTimer",
+    "SeenSet",
+    "TaskState",
+    "WorkerRecord",
+    "check_dependencies",
+    "task_size",
+]
+
+
+class SeenSet:
+    """The sequence numbers of one task type seen so far, in memory proportional to the
+    ones seen out of order: every seq below :attr:`low` is seen, plus those in :attr:`above`."""
+
+    __slots__ = ("above", "low")
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.above: set[int] = set()
+
+    def __contains__(self, seq: int) -> bool:
+        return seq < self.low or seq in self.above
+
+    def add(self, seq: int) -> None:
+        if seq == self.low:
+            self.low += 1
+            above = self.above
+            while self.low in above:
+                above.discard(self.low)
+                self.low += 1
+        elif seq > self.low:
+            self.above.add(seq)
 
 
 @dataclass(eq=False)

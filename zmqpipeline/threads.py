@@ -1,4 +1,4 @@
-"""The threads of a :class:`~zmqpipeline.worker.MultiThreadedWorker`.
+"""``MultiThreadedWorker`` and its threads.
 
 Each thread runs ``handle_thread_execution`` and packs the result with a codec of its own;
 the main thread sends it. Threads wake the main thread with one message on an inproc
@@ -15,17 +15,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import zmq
 
 from . import protocol
 from .runtime import UserCodeError, call_user
+from .worker import Worker
 
-if TYPE_CHECKING:
-    from .worker import MultiThreadedWorker
-
-__all__ = ["ThreadPool"]
+__all__ = ["MultiThreadedWorker", "ThreadPool"]
 
 logger = logging.getLogger("zmqpipeline.worker")
 
@@ -144,3 +142,100 @@ class ThreadPool:
         except Exception as exc:  # the result itself is wrong (not a dict, cannot pack)
             failure = (f"{type(exc).__name__}: {exc}", [type(exc).__name__])
         return seq, time.perf_counter() - started, packed, failure
+
+
+class MultiThreadedWorker(Worker):
+    """Executes up to ``n_threads`` items at once.
+
+    ``handle_execution(data)`` runs first, in the main thread; what it returns is handed to
+    ``handle_thread_execution(data, index)`` in one of the threads, whose return value (a
+    dict or ``None``) goes to the collector. ``init_thread(index)`` runs once per thread.
+    """
+
+    #: How many items run at once, each in its own thread.
+    n_threads: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        n = cls.__dict__.get("n_threads")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise TypeError(f"{cls.__name__}.n_threads must be a positive int, got {n!r}")
+
+    @property
+    def n_slots(self) -> int:  # type: ignore[override]
+        return self.n_threads
+
+    def init_thread(self, worker_index: int) -> None:
+        """Runs once in each thread before it takes its first item."""
+
+    def handle_thread_execution(self, data: Any, index: int) -> dict[str, Any] | None:
+        """Execute one item in thread ``index``: ``data`` is what ``handle_execution``
+        returned. Return a dict for the collector, or ``None``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement handle_thread_execution()")
+
+    def _start_extra(self) -> None:
+        self._pool = ThreadPool(self, self._rt.ctx)
+
+    def _register_extra(self, poller: zmq.Poller) -> None:
+        poller.register(self._pool.wakeup, zmq.POLLIN)
+
+    def _initialize_threads(self) -> None:
+        self._pool.go()
+
+    def _items_arrived(self) -> None:
+        logic = self._logic
+        if not logic.accepted:
+            return
+        while logic.queue:
+            seq, data = logic.queue.popleft()
+            try:
+                handed = call_user(
+                    logger,
+                    "handle_execution",
+                    self.handle_execution,
+                    data,
+                    item=(self.task_type, seq),
+                )
+            except UserCodeError as exc:
+                self.items_failed += 1
+                logic.fail(seq, exc.text, exc.exc_types)
+                continue
+            logic.busy += 1
+            self._pool.submit(seq, handed)
+        self._ask_for_more()
+
+    def _take_back(self, n: int) -> list[int]:
+        seqs = self._pool.take_back(n)
+        self._logic.busy -= len(seqs)
+        return seqs
+
+    def _on_events(self, events: dict[Any, int]) -> None:
+        if self._pool.wakeup in events:
+            self._collect_finished()
+
+    def _collect_finished(self) -> None:
+        logic, now = self._logic, time.monotonic()
+        for seq, took, packed, failure in self._pool.finished():
+            logic.finished(took)
+            if failure is None:
+                self.items_processed += 1
+                self._batch_add(packed, now)
+            else:
+                self.items_failed += 1
+                logic.fail(seq, failure[0], failure[1])
+        self._flush_results(now)
+        self._ask_for_more()
+
+    def _stop_early(self) -> None:
+        logger.info("worker %s: stop requested", self.worker_id.decode())
+        handed_back = self._pool.take_back()
+        self._logic.busy -= len(handed_back)
+        self._pool.join()  # the threads finish the items they hold first
+        self._collect_finished()
+        self._leave(handed_back)
+
+    def _shutdown(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.join()
+            pool.close()
