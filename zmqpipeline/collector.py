@@ -85,6 +85,10 @@ class CollectorLogic:
         self.run: int | None = None
         self.metadata: dict[str, Any] = {}
         self.seen: dict[str, SeenSet] = {}
+        # Streaming stages (START says which): results of ``forward`` task types ride on
+        # their first ACK to the distributor; ``quiet`` ones skip handle_collection.
+        self.forward: frozenset[str] = frozenset()
+        self.quiet: frozenset[str] = frozenset()
         self.early: list[protocol.Result] = []
         self.entries: list[list[Any]] = []  # ACK entries not yet sent
         self.outbox: deque[tuple[bytes, list[bytes]]] = deque()
@@ -112,21 +116,26 @@ class CollectorLogic:
             self.drops.drop("unknown task type", repr(task_type))
             return
         entries, collect = self.entries, self.collect
+        forward, quiet = task_type in self.forward, task_type in self.quiet
         for seq, result in msg.items:
             if seq in seen:
                 # ACK it again: the first ACK may have been lost (a distributor restarted,
                 # a link was cut); the distributor ignores ACKs of items it does not await.
+                # Never with the result: a stage gets each result once.
                 self.duplicates += 1
-                entries.append([task_type, seq, None, None, worker_id])
+                entries.append([task_type, seq, None, None, worker_id, None])
                 continue
-            try:
-                ack_data = collect(task_type, seq, result or {})
-            except UserCodeError as exc:
-                entries.append([task_type, seq, None, exc.text, worker_id])
-                continue
+            ack_data = None
+            if not quiet:
+                try:
+                    ack_data = collect(task_type, seq, result or {})
+                except UserCodeError as exc:
+                    entries.append([task_type, seq, None, exc.text, worker_id, None])
+                    continue
             seen.add(seq)
             self.collected += 1
-            entries.append([task_type, seq, ack_data, None, worker_id])
+            forwarded = (result or {}) if forward else None
+            entries.append([task_type, seq, ack_data, None, worker_id, forwarded])
 
     def flush(self) -> None:
         """Turn the ACK entries gathered so far into one ACK message."""
@@ -171,6 +180,7 @@ class CollectorLogic:
         self.run = msg.run
         self.metadata = msg.metadata
         self.seen = {tt: SeenSet() for tt in msg.task_types}
+        self.forward, self.quiet = frozenset(msg.forward), frozenset(msg.quiet)
         logger.info("run started: task types %s", ", ".join(self.seen))
         early, self.early = self.early, []
         for result in early:

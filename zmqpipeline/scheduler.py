@@ -17,6 +17,7 @@ from . import protocol
 from .errors import MessageTooLarge, SerializationError
 from .runtime import UserCodeError, call_user
 from .settings import Settings
+from .stages import StageBook, feed, source_finished, take
 from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
 from .summary import end_summary, run_summary, worker_entry
 from .task import Task
@@ -76,6 +77,8 @@ class Scheduler:
         self.rates: dict[str, deque[tuple[float, int]]] = {  # (time, collected), per tick
             tt: deque(maxlen=samples) for tt in self.tasks
         }
+        # Streaming stages and open-ended tasks (see zmqpipeline.stages).
+        self.stages = StageBook(tasks, settings)
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -94,9 +97,10 @@ class Scheduler:
 
     def _send_start(self) -> None:
         assert self.metadata is not None
-        self.outbox.append(
-            (COLLECTOR, None, self.codec.start(self.run, self.metadata, list(self.tasks)))
+        start = self.codec.start(
+            self.run, self.metadata, list(self.tasks), self.stages.forward, self.stages.quiet
         )
+        self.outbox.append((COLLECTOR, None, start))
 
     @property
     def started(self) -> bool:
@@ -133,6 +137,7 @@ class Scheduler:
                 len(state.failed),
                 state.retries,
             )
+            source_finished(self, state)  # the stages it fed may be complete now
             self._activate_ready_tasks()
             if all(s.finished for s in self.tasks.values()) and not self.paused:
                 self.finish(aborted=False)  # a paused run is held open (see resume)
@@ -253,7 +258,7 @@ class Scheduler:
     def on_ack(self, entries: list[list[Any]], now: float) -> None:
         touched: set[str] = set()
         self.last_ack_at = now
-        for task_type, seq, ack_data, error, executed_by in entries:
+        for task_type, seq, ack_data, error, executed_by, result in entries:
             state = self.tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
@@ -276,6 +281,8 @@ class Scheduler:
             state.held_back = False
             state.timer.observe(now - item.sent_at)
             self.latencies.append(now - item.first_sent_at)
+            if result is not None and task_type in self.stages.fed:
+                feed(self, state, seq, result)  # its first ACK: once per item
         for task_type in touched:
             self._check_finished(self.tasks[task_type])
 
@@ -541,6 +548,8 @@ class Scheduler:
             return None
         if len(state.in_flight) >= self.settings.max_in_flight:
             return None
+        if self.stages.blocked(state.task_type):
+            return None  # backpressure: a stage it feeds has a full backlog
         try:
             available = call_user(
                 task_logger,
@@ -555,9 +564,19 @@ class Scheduler:
             self._handle_raised(state, exc.text, "is_available_for_handling")
             return None
         try:
-            payload = call_user(
-                task_logger, "Task.handle", task.handle, self.metadata or {}, wid, MESSAGE_TYPE_DATA
-            )
+            if self.stages.feeds_from_backlog(state.task_type):
+                payload = take(self, state)  # a stage or an open-ended task
+                if payload is None:
+                    return None
+            else:
+                payload = call_user(
+                    task_logger,
+                    "Task.handle",
+                    task.handle,
+                    self.metadata or {},
+                    wid,
+                    MESSAGE_TYPE_DATA,
+                )
         except UserCodeError as exc:
             self._handle_raised(state, exc.text, "handle")
             return None
