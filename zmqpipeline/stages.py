@@ -55,9 +55,9 @@ class StageBook:
             for source in sources:
                 self.fed.setdefault(source, []).append(stage)
         #: Task types whose results the collector puts on their ACK (they feed stages).
-        self.forward = sorted(self.fed)
+        self.forward = [str(tt) for tt in sorted(self.fed)]
         #: Task types whose results the collector ACKs without ``handle_collection``.
-        self.quiet = sorted(t.task_type for t in tasks if not t.collect_results)
+        self.quiet = sorted(str(t.task_type) for t in tasks if not t.collect_results)
         self.closed: set[str] = set()
         #: Per stage: ``received`` (source results), ``derived`` (items made), ``filtered``
         #: (results that made none), ``pushed`` (items pushed in).

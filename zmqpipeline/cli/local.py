@@ -173,7 +173,9 @@ def _run_role(cls: type) -> None:
     cls().run()
 
 
-def _run_distributor(pipeline: Pipeline, events: Any, control: str) -> dict[str, Any]:
+def _run_distributor(
+    pipeline: Pipeline, events: Any, control: str, push: str | None = None
+) -> dict[str, Any]:
     collector = pipeline.collector
     meta = pipeline.metadata_worker
     dist = Distributor(
@@ -185,6 +187,7 @@ def _run_distributor(pipeline: Pipeline, events: Any, control: str) -> dict[str,
         on_progress=lambda summary: events.put(("progress", os.getpid(), summary["tasks"])),
         progress_interval_s=0.25,
         control_endpoint=control,
+        push_endpoint=push,
     )
     report = dist.run()
     return {**asdict(report), "ok": report.ok}
@@ -201,6 +204,7 @@ class _Run:
     ) -> None:
         self.pipeline = pipeline
         self.control = control
+        self.push: str | None = None  # where open-ended tasks take pushed items
         self.interrupts = 0  # Ctrl-Cs received (counted by the SIGINT handler)
         self.steered = 0  # ... and acted upon
         self.progress = progress
@@ -251,7 +255,10 @@ class _Run:
         meta = pipeline.metadata_worker
         if meta is not None:
             self.spawn("metadata", lambda: _run_role(meta))
-        self.spawn("distributor", lambda: _run_distributor(pipeline, self.events, self.control))
+        self.spawn(
+            "distributor",
+            lambda: _run_distributor(pipeline, self.events, self.control, self.push),
+        )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
         os.close(self.pipes[3])
 
@@ -337,11 +344,13 @@ def run_local(
     quiet: bool,
     out: TextIO = sys.stdout,
     secure: bool = False,
+    push: str | None = None,
 ) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
     ``secure``: over tcp on 127.0.0.1 with CURVE, fresh keys in the private directory (the
-    ``ZMQPIPELINE_CURVE_*`` variables are not used)."""
+    ``ZMQPIPELINE_CURVE_*`` variables are not used). ``push``: where open-ended tasks take
+    pushed items (default: ``push.ipc`` in the private directory, when a task is one)."""
     pipeline.check_runnable()
     if threads is not None:
         for cls in pipeline.workers:
@@ -361,6 +370,9 @@ def run_local(
         run.server_env, run.client_env = env
         signal.signal(signal.SIGINT, run.on_sigint)
         print(f"control: {control}  (zmqpipeline status|pause|drain|stop ...)", file=out)
+        if push or any(t.open_ended for t in pipeline.tasks):
+            run.push = push or f"ipc://{directory}/push.ipc"
+            print(f"push: {run.push}  (zmqpipeline push|close ENDPOINT TASK_TYPE ...)", file=out)
         run.start(workers)
         run.wait()
     except KeyboardInterrupt:
