@@ -46,8 +46,8 @@ BUILT = {
     ),
     "skip": (codec.skip(7, "CALC", 3), protocol.Skip(7, "CALC", 3)),
     "ack": (
-        codec.ack(7, [["CALC", 3, None, None, WID, None], ["CALC", 4, {"n": 1}, "err", WID, {}]]),
-        protocol.Ack(7, [["CALC", 3, None, None, WID, None], ["CALC", 4, {"n": 1}, "err", WID, {}]]),
+        codec.ack(7, [["CALC", 3, None, None, WID, None], ["C", 4, {"n": 1}, "err", WID, {}]]),
+        protocol.Ack(7, [["CALC", 3, None, None, WID, None], ["C", 4, {"n": 1}, "err", WID, {}]]),
     ),
     "finished": (codec.finished(7), protocol.Finished(7)),
     "meta": (codec.meta({"m": 1}), protocol.Meta({"m": 1})),
@@ -70,7 +70,7 @@ BUILT = {
     ),
     "push": (codec.push(6, "URLS", [{"u": 1}]), protocol.Push(6, "URLS", [{"u": 1}])),
     "push_close": (codec.push_close(6, "URLS"), protocol.PushClose(6, "URLS")),
-    "push_reply": (codec.push_reply(6, False, "closed", 0), protocol.PushReply(6, False, "closed", 0)),
+    "push_reply": (codec.push_reply(6, False, "shut", 0), protocol.PushReply(6, False, "shut", 0)),
 }
 
 

@@ -114,6 +114,7 @@ def test_a_stage_derives_from_each_result_with_fan_out_and_filter():
         "received": 2,
         "derived": 3,
         "filtered": 1,
+        "backlog_peak": 3,
     }
     out = credit(s, EP_B, b"b", 0, 0.1)
     assert data_items(out, b"b") == [0, 1, 2]
@@ -204,12 +205,12 @@ def test_cycles_through_sources_and_unknown_sources_are_refused_by_name():
 
 
 def test_a_stage_class_needs_derive_and_an_open_ended_one_nothing():
-    with pytest.raises(TypeError, match="does not define derive()"):
+    with pytest.raises(TypeError, match=r"does not define derive\(\)"):
 
         class NoDerive(Task):
             task_type = TaskType("ST_B")
             endpoint = EndpointAddress(EP_B)
-            sources = [TaskType("ST_A")]
+            sources = [TaskType("ST_A")]  # noqa: RUF012
 
     class Fed(Task):  # no handle, no derive: its items are pushed in
         task_type = TaskType("ST_P")
@@ -219,7 +220,7 @@ def test_a_stage_class_needs_derive_and_an_open_ended_one_nothing():
     with pytest.raises(TypeError, match="did you mean 'sources'"):
 
         class Typo(Task):
-            sourcse = ["ST_A"]
+            sourcse = ["ST_A"]  # noqa: RUF012
 
     class OneSource(Task):
         sources = TaskType("ST_A")  # one source alone stands for a list of one
@@ -424,6 +425,9 @@ def test_slow_last_stage_keeps_distributor_and_collector_memory_bounded(procs, e
     codes = procs.join(120)
     assert set(codes.values()) == {0}, codes
     assert load(ep3.results) == {"FIRST": n, "SECOND": n}
+    peak = load(ep3.report)["tasks"]["SECOND"]["backlog_peak"]
+    assert 2000 <= peak < 2000 + 2 * settings.max_credit, peak  # the bound held the source back
+    samples = [s for s in samples if s[0] and s[1]]  # not after a role's exit
     assert len(samples) >= 10, samples
     early = samples[len(samples) // 5 : len(samples) // 2]
     late = samples[len(samples) // 2 :]

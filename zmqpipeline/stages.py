@@ -60,7 +60,8 @@ class StageBook:
         self.quiet = sorted(str(t.task_type) for t in tasks if not t.collect_results)
         self.closed: set[str] = set()
         #: Per stage: ``received`` (source results), ``derived`` (items made), ``filtered``
-        #: (results that made none), ``pushed`` (items pushed in).
+        #: (results that made none), ``pushed`` (items pushed in), ``backlog_peak`` (the
+        #: most derived items ever waiting: the bound plus what the sources had in flight).
         self.counts: dict[str, Counter[str]] = {tt: Counter() for tt in self.backlog}
 
     def feeds_from_backlog(self, task_type: str) -> bool:
@@ -125,8 +126,11 @@ def feed(scheduler: Scheduler, source: TaskState, seq: int, result: dict[str, An
         if not items:
             counts["filtered"] += 1
             continue
-        book.backlog[stage_type].extend(items)
+        backlog = book.backlog[stage_type]
+        backlog.extend(items)
         counts["derived"] += len(items)
+        if len(backlog) > counts["backlog_peak"]:
+            counts["backlog_peak"] = len(backlog)
 
 
 def _derive(
