@@ -426,7 +426,7 @@ def test_slow_last_stage_keeps_distributor_and_collector_memory_bounded(procs, e
     assert set(codes.values()) == {0}, codes
     assert load(ep3.results) == {"FIRST": n, "SECOND": n}
     peak = load(ep3.report)["tasks"]["SECOND"]["backlog_peak"]
-    assert 2000 <= peak < 2000 + 2 * settings.max_credit, peak  # the bound held the source back
+    assert 1000 <= peak <= 2000, peak  # the bound held the source back (fan-out 1)
     samples = [s for s in samples if s[0] and s[1]]  # not after a role's exit
     assert len(samples) >= 10, samples
     early = samples[len(samples) // 5 : len(samples) // 2]

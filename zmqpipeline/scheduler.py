@@ -548,7 +548,7 @@ class Scheduler:
             return None
         if len(state.in_flight) >= self.settings.max_in_flight:
             return None
-        if self.stages.blocked(state.task_type):
+        if self.stages.blocked(state.task_type, len(state.in_flight)):
             return None  # backpressure: a stage it feeds has a full backlog
         try:
             available = call_user(

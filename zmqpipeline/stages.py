@@ -9,9 +9,10 @@ outside instead (:mod:`zmqpipeline.pusher`). Either way the task hands out from 
 backlog instead of calling ``handle``, and is complete once its sources are finished,
 its stream is closed (open-ended) and its backlog is empty.
 
-Backpressure: while a stage's backlog holds ``settings.stage_backlog`` items or more, its
-sources hand out nothing new, so a fast stage cannot flood the distributor's memory
-while a slow one works; pushes are taken only as far as there is room.
+Backpressure: while a stage's backlog, plus what its source has in flight, reaches
+``settings.stage_backlog``, the source hands out nothing new, so a fast stage cannot flood
+the distributor's memory while a slow one works; pushes are taken only as far as there is
+room.
 
 :class:`StageBook` holds the backlogs and the relations; the functions below it act on
 a :class:`~zmqpipeline.scheduler.Scheduler` (which calls them from a few well-marked
@@ -61,20 +62,22 @@ class StageBook:
         self.closed: set[str] = set()
         #: Per stage: ``received`` (source results), ``derived`` (items made), ``filtered``
         #: (results that made none), ``pushed`` (items pushed in), ``backlog_peak`` (the
-        #: most derived items ever waiting: the bound plus what the sources had in flight).
+        #: most derived items ever waiting: at most the bound times the fan-out).
         self.counts: dict[str, Counter[str]] = {tt: Counter() for tt in self.backlog}
 
     def feeds_from_backlog(self, task_type: str) -> bool:
         """True for a stage or an open-ended task: it hands out its backlog, not ``handle``."""
         return task_type in self.backlog
 
-    def blocked(self, task_type: str) -> bool:
-        """True while a stage fed by ``task_type`` has a full backlog (backpressure)."""
+    def blocked(self, task_type: str, in_flight: int) -> bool:
+        """True while a stage fed by ``task_type`` has a full backlog (backpressure). The
+        source's ``in_flight`` items count too, as the backlog they will become: so the
+        backlog stays under the bound times the fan-out, however late their ACKs come."""
         stages = self.fed.get(task_type)
         if not stages:
             return False
-        bound = self.bound
-        return any(len(self.backlog[stage]) >= bound for stage in stages)
+        room = self.bound - in_flight
+        return any(len(self.backlog[stage]) >= room for stage in stages)
 
     def ready_to_complete(self, scheduler: Scheduler, task_type: str) -> bool:
         """Its sources are finished, its stream closed (open-ended), its backlog empty."""
