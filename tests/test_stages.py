@@ -497,3 +497,39 @@ def test_user_code_error_in_the_collector_never_forwards():
     logic.flush()
     entry = protocol.decode(logic.outbox[-1][1]).entries[0]
     assert entry[3] == "ValueError: no" and entry[5] is None  # retried, then forwarded once
+
+
+# -- the command line ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args: str, stdin: str | None = None) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "zmqpipeline", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_list_shows_stages_and_run_reports_each_stage():
+    listed = _cli("list", "examples/stages")
+    assert listed.returncode == 0, listed.stderr
+    assert "stage fed by URLS" in listed.stdout and "stage fed by FETCH" in listed.stdout
+    run = _cli("run", "examples/stages", "--quiet")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "FETCH   180 results" in run.stdout and "PARSE   540 results" in run.stdout
+    assert "stage fed by URLS: 200 result(s) in, 180 item(s) derived, 20 filtered" in run.stdout
+
+
+def test_push_to_nothing_and_bad_input_are_clear_errors(tmp_path):
+    gone = _cli("push", f"ipc://{tmp_path}/none.ipc", "PUSHED", '{"i": 1}')
+    assert gone.returncode == 1 and "no distributor at" in gone.stderr
+    bad = _cli("push", f"ipc://{tmp_path}/none.ipc", "PUSHED", stdin='{"i": 1}\n[1]\n')
+    assert bad.returncode == 2 and "line 2: an item must be a JSON object" in bad.stderr
