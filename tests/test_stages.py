@@ -369,6 +369,7 @@ def test_killed_middle_stage_worker_loses_nothing_and_doubles_nothing(procs, ep3
     for tt, ids in _expected(n).items():
         assert _ids(items, tt) == ids, tt  # every id once: nothing lost, nothing doubled
     assert report["failed"] == [] and report["tasks"]["THIRD"]["received"] == 3 * n
+    assert report["tasks"]["SECOND"]["retries"] > 0  # the victim held items: re-issued
 
 
 class _CountingCollector(Collector):
