@@ -42,7 +42,7 @@ def result(seq, run=7, task_type="T", worker=W):
 
 def started(logic, now=0.0, sender=D1, run=7):
     logic.on_distributor(sender, protocol.Ping(run), now)
-    logic.on_distributor(sender, protocol.Start(run, {"m": 1}, ["T"]), now)
+    logic.on_distributor(sender, protocol.Start(run, {"m": 1}, ["T"], [], []), now)
     out(logic)
 
 
@@ -51,7 +51,7 @@ def test_ping_is_answered_with_hello_and_start_adopts_the_distributor():
     logic.on_distributor(D1, protocol.Ping(7), 0.0)
     assert out(logic) == [(D1, protocol.Hello(logic.collector_id))]
     assert logic.distributor is None  # a PING alone makes no one ours
-    logic.on_distributor(D1, protocol.Start(7, {"m": 1}, ["T"]), 0.1)
+    logic.on_distributor(D1, protocol.Start(7, {"m": 1}, ["T"], [], []), 0.1)
     assert logic.distributor == D1 and logic.run == 7 and logic.metadata == {"m": 1}
 
 
@@ -62,7 +62,7 @@ def test_each_id_is_handled_once_and_a_duplicate_is_acked_again():
         logic.on_result(result(seq))
     logic.flush()
     [(to, ack)] = out(logic)
-    assert to == D1 and [(tt, seq) for tt, seq, _, _, _ in ack.entries] == [
+    assert to == D1 and [(tt, seq) for tt, seq, _, _, _, _ in ack.entries] == [
         ("T", 0),
         ("T", 1),
         ("T", 0),
@@ -101,13 +101,13 @@ def test_a_second_distributor_is_ignored_while_ours_is_alive_and_followed_after(
     logic, _ = make()
     started(logic, now=0.0)
     logic.on_distributor(D2, protocol.Ping(8), 1.0)
-    logic.on_distributor(D2, protocol.Start(8, {}, ["T"]), 1.0)
+    logic.on_distributor(D2, protocol.Start(8, {}, ["T"], [], []), 1.0)
     assert out(logic) == [] and logic.run == 7 and logic.distributor == D1
     logic.on_distributor(D1, protocol.Ping(7), 2.0)  # ours beats
     out(logic)
-    logic.on_distributor(D2, protocol.Start(8, {}, ["T"]), 4.0)  # 2 s < 3 s liveness
+    logic.on_distributor(D2, protocol.Start(8, {}, ["T"], [], []), 4.0)  # 2 s < 3 s liveness
     assert logic.distributor == D1
-    logic.on_distributor(D2, protocol.Start(8, {}, ["T"]), 5.5)  # ours silent 3.5 s
+    logic.on_distributor(D2, protocol.Start(8, {}, ["T"], [], []), 5.5)  # ours silent 3.5 s
     assert logic.distributor == D2 and logic.run == 8
 
 

@@ -397,7 +397,7 @@ def test_garbage_on_the_control_socket_is_dropped_and_counted(procs, ep):
         sock.connect(ep.control)
         codec = protocol.Codec(1 << 20)
         sock.send_multipart([b"junk"])
-        sock.send_multipart([b"\x02\x30", b"\xc1"])  # CONTROL, undecodable body
+        sock.send_multipart([bytes((protocol.VERSION, 0x30)), b"\xc1"])  # CONTROL, undecodable
         sock.send_multipart(codec.ready("FIRST", 1, 1))  # a kind not taken here
         sock.send_multipart([b"a", b"b", b"c", b"d"])
         sock.send_multipart(codec.control(7, "status", {}))  # then a good one: answered

@@ -39,11 +39,15 @@ BUILT = {
     "result": (codec.result(7, "CALC", 3, None, WID), protocol.Result(7, "CALC", WID, [[3, None]])),
     "ping": (codec.ping(7), protocol.Ping(7)),
     "hello": (codec.hello(b"c1"), protocol.Hello(b"c1")),
-    "start": (codec.start(7, {}, ["CALC"]), protocol.Start(7, {}, ["CALC"])),
+    "start": (codec.start(7, {}, ["CALC"]), protocol.Start(7, {}, ["CALC"], [], [])),
+    "start-stages": (
+        codec.start(7, {}, ["A", "B"], ["A"], ["A"]),
+        protocol.Start(7, {}, ["A", "B"], ["A"], ["A"]),
+    ),
     "skip": (codec.skip(7, "CALC", 3), protocol.Skip(7, "CALC", 3)),
     "ack": (
-        codec.ack(7, [["CALC", 3, None, None, WID], ["CALC", 4, {"n": 1}, "err", WID]]),
-        protocol.Ack(7, [["CALC", 3, None, None, WID], ["CALC", 4, {"n": 1}, "err", WID]]),
+        codec.ack(7, [["CALC", 3, None, None, WID, None], ["C", 4, {"n": 1}, "err", WID, {}]]),
+        protocol.Ack(7, [["CALC", 3, None, None, WID, None], ["C", 4, {"n": 1}, "err", WID, {}]]),
     ),
     "finished": (codec.finished(7), protocol.Finished(7)),
     "meta": (codec.meta({"m": 1}), protocol.Meta({"m": 1})),
@@ -64,6 +68,9 @@ BUILT = {
         codec.control_reply(5, False, {"error": "x"}),
         protocol.ControlReply(5, False, {"error": "x"}),
     ),
+    "push": (codec.push(6, "URLS", [{"u": 1}]), protocol.Push(6, "URLS", [{"u": 1}])),
+    "push_close": (codec.push_close(6, "URLS"), protocol.PushClose(6, "URLS")),
+    "push_reply": (codec.push_reply(6, False, "shut", 0), protocol.PushReply(6, False, "shut", 0)),
 }
 
 

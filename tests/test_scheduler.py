@@ -83,8 +83,10 @@ def data_items(messages, wid=None):
     ]
 
 
-def ack(s, task_type, seqs, now, error=None, by=b"w1"):
-    s.on_ack([[task_type, seq, {"seq": seq}, error, by] for seq in seqs], now)
+def ack(s, task_type, seqs, now, error=None, by=b"w1", results=None):
+    """ACK ``seqs``; ``results`` (seq -> dict) are the results the collector forwards."""
+    results = results or {}
+    s.on_ack([[task_type, seq, {"seq": seq}, error, by, results.get(seq)] for seq in seqs], now)
 
 
 def test_start_tells_the_collector_and_welcomes_waiting_workers():
@@ -93,7 +95,7 @@ def test_start_tells_the_collector_and_welcomes_waiting_workers():
     assert sent(s) == []  # nothing before the run starts (metadata may be pending)
     s.start({"m": "x"}, 0.0)
     out = sent(s)
-    assert out[0] == (COLLECTOR, None, protocol.START, [42, {"m": "x"}, ["S_A"]])
+    assert out[0] == (COLLECTOR, None, protocol.START, [42, {"m": "x"}, ["S_A"], [], []])
     assert out[1] == (EP, b"w1", protocol.WELCOME, [42, {"m": "x"}])
     assert data_items(out) == [0, 1]  # credit 2: two items in one message
     assert len([m for m in out if m[2] == protocol.DATA]) == 1
@@ -108,7 +110,7 @@ def test_nothing_is_handed_out_before_a_collector_is_up():
     s.on_collector_hello(b"collector", 0.1)
     s.dispatch(0.1)
     out = sent(s)
-    assert (COLLECTOR, None, protocol.START, [42, {}, ["S_A"]]) in out  # START again
+    assert (COLLECTOR, None, protocol.START, [42, {}, ["S_A"], [], []]) in out  # START again
     assert data_items(out) == [0, 1]
 
 
@@ -149,7 +151,7 @@ def test_duplicate_and_unknown_acks_are_ignored():
     sent(s)
     ack(s, "S_A", [0], 0.1)
     ack(s, "S_A", [0, 99], 0.1)
-    s.on_ack([["NO_SUCH_TYPE", 0, None, None, b"w1"]], 0.1)
+    s.on_ack([["NO_SUCH_TYPE", 0, None, None, b"w1", None]], 0.1)
     assert s.tasks["S_A"].collected == 1 and s.stale_acks == 3 and not s.done
 
 

@@ -19,11 +19,13 @@ from .errors import (
     ControlError,
     EndpointError,
     ProtocolError,
+    PushError,
     SerializationError,
     ServiceError,
     ZmqPipelineError,
 )
 from .metadata import MetaDataWorker
+from .pusher import Pusher
 from .security import Security
 from .service import Service, ServiceClient, ServiceWorker
 from .settings import Settings
@@ -42,6 +44,8 @@ __all__ = [
     "MetaDataWorker",
     "MultiThreadedWorker",
     "ProtocolError",
+    "PushError",
+    "Pusher",
     "RunReport",
     "Security",
     "SerializationError",

@@ -73,6 +73,10 @@ class CollectorLogic:
         self.run: int | None = None
         self.metadata: dict[str, Any] = {}
         self.seen: dict[str, SeenSet] = {}
+        # Streaming stages (START says which): results of ``forward`` task types ride on
+        # their first ACK to the distributor; ``quiet`` ones skip handle_collection.
+        self.forward: frozenset[str] = frozenset()
+        self.quiet: frozenset[str] = frozenset()
         self.early: list[protocol.Result] = []
         self.entries: list[list[Any]] = []  # ACK entries not yet sent
         self.outbox: deque[tuple[bytes, list[bytes]]] = deque()
@@ -100,23 +104,28 @@ class CollectorLogic:
             self.drops.drop("unknown task type", repr(task_type))
             return
         entries, collect, journal = self.entries, self.collect, self.journal
+        forward, quiet = task_type in self.forward, task_type in self.quiet
         for seq, result in msg.items:
             if seq in seen:
                 # ACK it again: the first ACK may have been lost (a distributor restarted,
                 # a link was cut); the distributor ignores ACKs of items it does not await.
+                # Never with the result: a stage gets each result once.
                 self.duplicates += 1
-                entries.append([task_type, seq, None, None, worker_id])
+                entries.append([task_type, seq, None, None, worker_id, None])
                 continue
-            try:
-                ack_data = collect(task_type, seq, result or {})
-            except UserCodeError as exc:
-                entries.append([task_type, seq, None, exc.text, worker_id])
-                continue
+            ack_data = None
+            if not quiet:
+                try:
+                    ack_data = collect(task_type, seq, result or {})
+                except UserCodeError as exc:
+                    entries.append([task_type, seq, None, exc.text, worker_id, None])
+                    continue
             seen.add(seq)
             if journal is not None:
                 journal.handled(task_type, seq)
             self.collected += 1
-            entries.append([task_type, seq, ack_data, None, worker_id])
+            forwarded = (result or {}) if forward else None
+            entries.append([task_type, seq, ack_data, None, worker_id, forwarded])
 
     def flush(self) -> None:
         """Turn the ACK entries gathered so far into one ACK message."""
@@ -163,6 +172,7 @@ class CollectorLogic:
         self.run = msg.run
         self.metadata = msg.metadata
         self.seen = {tt: SeenSet() for tt in msg.task_types}
+        self.forward, self.quiet = frozenset(msg.forward), frozenset(msg.quiet)
         logger.info("run started: task types %s", ", ".join(self.seen))
         if self.journal is not None and self.journal.follow(msg.run, self.seen):
             logger.warning("resuming: ids handled before the restart will not be handled again")

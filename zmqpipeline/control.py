@@ -116,6 +116,7 @@ def _tasks(s: Scheduler, now: float) -> dict[str, dict[str, Any]]:
             "size": size,
             "rate": rate,
             "eta_s": eta,
+            **s.stages.summary(tt),  # a stage's sources and backlog (zmqpipeline.stages)
         }
     return out
 

@@ -20,6 +20,7 @@ from . import protocol
 from .control import ControlLogic
 from .errors import ConfigurationError, MessageTooLarge, ProtocolError
 from .journal import DistributorJournal, JournaledRun
+from .pusher import PushLogic, serve_push
 from .resume import resume_report
 from .runtime import RoleRuntime, UserCodeError, call_user
 from .scheduler import COLLECTOR, Scheduler
@@ -149,6 +150,7 @@ class Distributor:
         control_endpoint: str | None = None,
         journal: str | os.PathLike[str] | None = None,
         fresh: bool = False,
+        push_endpoint: str | None = None,
     ) -> None:
         self.collector_endpoint = EndpointAddress(collector_endpoint)
         self.collector_ack_endpoint = EndpointAddress(collector_ack_endpoint)
@@ -185,6 +187,9 @@ class Distributor:
         if journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "distributor.sqlite")
         self.fresh = fresh
+        #: Where items are pushed into open-ended tasks (:mod:`zmqpipeline.pusher`), if anywhere.
+        push = push_endpoint or self.settings.push_endpoint
+        self.push_endpoint = EndpointAddress(push) if push else None
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -292,6 +297,8 @@ class Distributor:
             link = _Links(rt, scheduler, routers, collector, meta)
             if self.control_endpoint is not None:
                 link.open_control(self.control_endpoint)
+            if self.push_endpoint is not None:
+                link.open_push(self.push_endpoint)
             self._loop(link)
 
     def _loop(self, link: _Links) -> None:
@@ -466,6 +473,8 @@ class _Links:
         self.poller.register(rt.stop.fd, zmq.POLLIN)
         self.control: zmq.Socket[Any] | None = None
         self.control_logic: ControlLogic | None = None
+        self.push: zmq.Socket[Any] | None = None
+        self.push_logic: PushLogic | None = None
 
     def open_control(self, endpoint: str) -> None:
         """Answer operators at ``endpoint`` (see :mod:`zmqpipeline.control`)."""
@@ -475,6 +484,13 @@ class _Links:
         self.control_logic = ControlLogic(self.scheduler, endpoint, self.rt.drops)
         self.poller.register(self.control, zmq.POLLIN)
         logger.info("control endpoint: %s", endpoint)
+
+    def open_push(self, endpoint: str) -> None:
+        """Take items pushed into open-ended tasks at ``endpoint`` (:mod:`zmqpipeline.pusher`)."""
+        self.push = self.rt.open(zmq.ROUTER, endpoint, bind=True, admit="clients")
+        self.push_logic = PushLogic(self.scheduler)
+        self.poller.register(self.push, zmq.POLLIN)
+        logger.info("push endpoint: %s", endpoint)
 
     def flush(self, now: float) -> None:
         scheduler = self.scheduler
@@ -516,6 +532,9 @@ class _Links:
             self._drain(self.meta, 3, "at the metadata endpoint", None, now)
         if self.control is not None and self.control in events:
             self._drain_control(now)
+        if self.push is not None and self.push in events:
+            assert self.push_logic is not None
+            serve_push(self.rt, self.push, self.push_logic, now)
         return finished
 
     def _drain_control(self, now: float) -> None:

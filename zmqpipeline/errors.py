@@ -9,6 +9,7 @@ __all__ = [
     "MessageTooLarge",
     "MetadataError",
     "ProtocolError",
+    "PushError",
     "RequestFailed",
     "RequestTimeout",
     "SerializationError",
@@ -93,3 +94,9 @@ class ControlError(ZmqPipelineError):
     def __init__(self, message: str, state: str | None = None) -> None:
         super().__init__(message)
         self.state = state
+
+
+class PushError(ZmqPipelineError):
+    """Pushing items into an open-ended task failed: no reply came in time (the push
+    endpoint is unreachable, or refuses our key), or the distributor refused the push
+    (no such task, not open-ended, closed, or its backlog stayed full)."""

@@ -32,9 +32,9 @@ END        D→W,C  run, summary                       the run is over
 RESULT     W→C    run, task_type, worker_id, items: [[seq, result], ...]
 PING       D→C    run                                the distributor is alive
 HELLO      C→D    collector_id                       answers PING: the collector is up
-START      D→C    run, metadata, task_types          a run begins
+START      D→C    run, metadata, task_types, forward, quiet  a run begins
 SKIP       D→C    run, task_type, seq                seq failed for good
-ACK        C→D    run, entries: [[task_type, seq, ack_data, error, worker_id], ...]
+ACK        C→D    run, entries: [[task_type, seq, ack_data, error, worker_id, result], ...]
 FINISHED   C→D    run                                handle_finished has run
 META       M→D    metadata                           the run's metadata
 META_OK    D→M    (empty)                            metadata received
@@ -69,6 +69,23 @@ CONTROL        O→D    request_id, command, args      status, pause, ... (a dic
 CONTROL_REPLY  D→O    request_id, ok, body           the new state, the status, or the error
 =============  =====  ====================================================
 
+Streaming stages (see :mod:`zmqpipeline.stages`): START's ``forward`` lists the task types
+whose results feed a stage, ``quiet`` those whose results the collector does not pass to
+``handle_collection``; for a ``forward`` type, an item's first ACK entry carries the
+worker's result (``result``; ``None`` on every other entry, duplicates included).
+
+Pushing items into an open-ended task (``P`` a pusher: ``zmqpipeline push`` or
+:class:`zmqpipeline.Pusher`), on the distributor's push endpoint; see
+:mod:`zmqpipeline.pusher`:
+
+==========  =====  ======================================================
+kind        route  body (record fields)
+==========  =====  ======================================================
+PUSH        P→D    request_id, task_type, items    items: a list of dicts
+PUSH_CLOSE  P→D    request_id, task_type           no more items: the task may finish
+PUSH_REPLY  D→P    request_id, ok, error, accepted accepted: items taken
+==========  =====  ======================================================
+
 An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run.
 
 Decoding is bounded before anything is built: the whole message's size is checked against
@@ -100,7 +117,7 @@ __all__ = [
     "kind_of",
 ]
 
-VERSION = 2
+VERSION = 3  # 3: START's forward/quiet lists, ACK entries' result (streaming stages)
 
 #: Largest message of a control kind (no user data in it) any role accepts.
 CONTROL_MAX_BYTES = 64 * 1024
@@ -185,6 +202,8 @@ class Start(NamedTuple):
     run: int
     metadata: dict[str, Any]
     task_types: list[str]
+    forward: list[str]  # results of these task types ride on their ACK (they feed stages)
+    quiet: list[str]  # results of these are ACKed (and forwarded) without handle_collection
 
 
 class Skip(NamedTuple):
@@ -264,6 +283,24 @@ class ControlReply(NamedTuple):
     body: dict[str, Any]
 
 
+class Push(NamedTuple):
+    request_id: int
+    task_type: str
+    items: list[dict[str, Any]]
+
+
+class PushClose(NamedTuple):
+    request_id: int
+    task_type: str
+
+
+class PushReply(NamedTuple):
+    request_id: int
+    ok: bool
+    error: str
+    accepted: int
+
+
 # -- kinds -----------------------------------------------------------------------------
 
 READY = 0x01
@@ -297,6 +334,9 @@ WORKER_REPLY = 0x26
 WORKER_ERROR = 0x27
 CONTROL = 0x30
 CONTROL_REPLY = 0x31
+PUSH = 0x40
+PUSH_CLOSE = 0x41
+PUSH_REPLY = 0x42
 
 _NONE = type(None)
 _ANY = object
@@ -329,7 +369,7 @@ _SPECS: dict[int, _Spec] = {
     RESULT: _Spec(Result, (int, str, bytes, list), _USER, _LIST_LIMIT),
     PING: _Spec(Ping, (int,), _CONTROL, 8),
     HELLO: _Spec(Hello, (bytes,), _CONTROL, 8),
-    START: _Spec(Start, (int, dict, list), _USER, _LIST_LIMIT),
+    START: _Spec(Start, (int, dict, list, list, list), _USER, _LIST_LIMIT),
     SKIP: _Spec(Skip, (int, str, int), _CONTROL, 8),
     ACK: _Spec(Ack, (int, list), _USER, _LIST_LIMIT),
     FINISHED: _Spec(Finished, (int,), _CONTROL, 8),
@@ -346,6 +386,10 @@ _SPECS: dict[int, _Spec] = {
     # Operating a run: a command is small; a status reply grows with workers and failures.
     CONTROL: _Spec(Control, (int, str, dict), _CONTROL, 4096),
     CONTROL_REPLY: _Spec(ControlReply, (int, bool, dict), _USER, _LIST_LIMIT),
+    # Pushing items into an open-ended task.
+    PUSH: _Spec(Push, (int, str, list), _USER, _LIST_LIMIT),
+    PUSH_CLOSE: _Spec(PushClose, (int, str), _CONTROL, 8),
+    PUSH_REPLY: _Spec(PushReply, (int, bool, str, int), _CONTROL, 8),
 }
 
 KIND_NAMES: dict[int, str] = {
@@ -370,7 +414,7 @@ def _valid(value: Any, expected: Any) -> bool:
 
 
 def _check_nested(kind: int, body: list[Any]) -> bool:
-    """Validate the nested lists of DATA, ACK, BYE, FAIL and START."""
+    """Validate the nested lists of DATA, ACK, BYE, FAIL, START and PUSH."""
     if kind == DATA:
         return all(
             type(item) is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is dict
@@ -379,12 +423,13 @@ def _check_nested(kind: int, body: list[Any]) -> bool:
     if kind == ACK:
         return all(
             type(entry) is list
-            and len(entry) == 5
+            and len(entry) == 6
             and type(entry[0]) is str
             and type(entry[1]) is int
             and (entry[2] is None or type(entry[2]) is dict)
             and (entry[3] is None or type(entry[3]) is str)
             and type(entry[4]) is bytes
+            and (entry[5] is None or type(entry[5]) is dict)
             for entry in body[1]
         )
     if kind == RESULT:
@@ -400,7 +445,9 @@ def _check_nested(kind: int, body: list[Any]) -> bool:
     if kind == FAIL:
         return all(type(name) is str for name in body[2])
     if kind == START:
-        return all(type(name) is str for name in body[2])
+        return all(type(name) is str for names in body[2:] for name in names)
+    if kind == PUSH:
+        return all(type(item) is dict for item in body[2])
     return True
 
 
@@ -560,8 +607,15 @@ class Codec:
     def hello(self, collector_id: bytes) -> list[bytes]:
         return self.encode(HELLO, [collector_id])
 
-    def start(self, run: int, metadata: dict[str, Any], task_types: list[str]) -> list[bytes]:
-        return self.encode(START, [run, metadata, task_types])
+    def start(
+        self,
+        run: int,
+        metadata: dict[str, Any],
+        task_types: list[str],
+        forward: list[str] | None = None,
+        quiet: list[str] | None = None,
+    ) -> list[bytes]:
+        return self.encode(START, [run, metadata, task_types, forward or [], quiet or []])
 
     def skip(self, run: int, task_type: str, seq: int) -> list[bytes]:
         return self.encode(SKIP, [run, task_type, seq])
@@ -611,3 +665,13 @@ class Codec:
 
     def control_reply(self, request_id: int, ok: bool, body: dict[str, Any]) -> list[bytes]:
         return self.encode(CONTROL_REPLY, [request_id, ok, body])
+
+    # Pushing items into an open-ended task.
+    def push(self, request_id: int, task_type: str, items: list[dict[str, Any]]) -> list[bytes]:
+        return self.encode(PUSH, [request_id, task_type, items], task_type)
+
+    def push_close(self, request_id: int, task_type: str) -> list[bytes]:
+        return self.encode(PUSH_CLOSE, [request_id, task_type])
+
+    def push_reply(self, request_id: int, ok: bool, error: str, accepted: int) -> list[bytes]:
+        return self.encode(PUSH_REPLY, [request_id, ok, clip_error(error), accepted])

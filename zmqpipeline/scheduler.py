@@ -19,6 +19,7 @@ from .journal import JournaledRun, RunJournal
 from .resume import TaskResume, jump_ahead, resume_tasks
 from .runtime import UserCodeError, call_user
 from .settings import Settings
+from .stages import StageBook, feed, source_finished, take
 from .state import Item, ItemTimer, TaskState, WorkerRecord, check_dependencies, task_size
 from .summary import end_summary, run_summary, worker_entry
 from .task import Task
@@ -33,6 +34,7 @@ task_logger = logging.getLogger("zmqpipeline.task")
 COLLECTOR = "collector"
 
 _LATENCY_SAMPLES = 10_000
+_NOTHING = object()  # _call_handle made no item
 _RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 
@@ -81,6 +83,8 @@ class Scheduler:
         # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
         self.journal = RunJournal()
         self.resuming: dict[str, TaskResume] = {}
+        # Streaming stages and open-ended tasks (see zmqpipeline.stages).
+        self.stages = StageBook(tasks, settings)
 
     def resume_from(self, journaled: JournaledRun) -> None:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
@@ -112,9 +116,10 @@ class Scheduler:
 
     def _send_start(self) -> None:
         assert self.metadata is not None
-        self.outbox.append(
-            (COLLECTOR, None, self.codec.start(self.run, self.metadata, list(self.tasks)))
+        start = self.codec.start(
+            self.run, self.metadata, list(self.tasks), self.stages.forward, self.stages.quiet
         )
+        self.outbox.append((COLLECTOR, None, start))
 
     @property
     def started(self) -> bool:
@@ -152,6 +157,7 @@ class Scheduler:
                 len(state.failed),
                 state.retries,
             )
+            source_finished(self, state)  # the stages it fed may be complete now
             self._activate_ready_tasks()
             if all(s.finished for s in self.tasks.values()) and not self.paused:
                 self.finish(aborted=False)  # a paused run is held open (see resume)
@@ -272,7 +278,7 @@ class Scheduler:
     def on_ack(self, entries: list[list[Any]], now: float) -> None:
         touched: set[str] = set()
         self.last_ack_at = now
-        for task_type, seq, ack_data, error, executed_by in entries:
+        for task_type, seq, ack_data, error, executed_by, result in entries:
             state = self.tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
@@ -298,6 +304,8 @@ class Scheduler:
             state.held_back = False
             state.timer.observe(now - item.sent_at)
             self.latencies.append(now - item.first_sent_at)
+            if result is not None and task_type in self.stages.fed:
+                feed(self, state, seq, result)  # its first ACK: once per item
         for task_type in touched:
             self._check_finished(self.tasks[task_type])
 
@@ -576,6 +584,8 @@ class Scheduler:
             return None
         if len(state.in_flight) >= self.settings.max_in_flight:
             return None
+        if self.stages.blocked(state.task_type, len(state.in_flight)):
+            return None  # backpressure: a stage it feeds has a full backlog
         try:
             available = call_user(
                 task_logger,
@@ -589,25 +599,15 @@ class Scheduler:
         except UserCodeError as exc:
             self._handle_raised(state, exc.text, "is_available_for_handling")
             return None
-        resume = self.resuming.get(state.task_type)
-        while True:
-            try:
-                payload = call_user(
-                    task_logger,
-                    "Task.handle",
-                    task.handle,
-                    self.metadata or {},
-                    wid,
-                    MESSAGE_TYPE_DATA,
-                )
-            except UserCodeError as exc:
-                self._handle_raised(state, exc.text, "handle")
+        if self.stages.feeds_from_backlog(state.task_type):
+            payload = take(self, state)  # a stage or an open-ended task
+            if payload is None:
                 return None
-            if resume is None or not resume.skip(state.next_seq):
-                break
-            state.next_seq += 1  # collected before the crash: made again, not sent
-            if task.is_complete:
+        else:
+            made = self._call_handle(state, wid)
+            if made is _NOTHING:
                 return None
+            payload = made
         if payload is None:
             payload = {}
         elif not isinstance(payload, dict):
@@ -661,6 +661,31 @@ class Scheduler:
         if state.finished:
             state.finished, state.active = False, True
         return item.seq
+
+    def _call_handle(self, state: TaskState, wid: bytes) -> Any:
+        """The task's next item from ``handle`` (``_NOTHING`` if it raised, or if a resumed
+        run has nothing left to make). Items collected before a crash are made again and
+        skipped, not sent."""
+        task = state.task
+        resume = self.resuming.get(state.task_type)
+        while True:
+            try:
+                payload = call_user(
+                    task_logger,
+                    "Task.handle",
+                    task.handle,
+                    self.metadata or {},
+                    wid,
+                    MESSAGE_TYPE_DATA,
+                )
+            except UserCodeError as exc:
+                self._handle_raised(state, exc.text, "handle")
+                return _NOTHING
+            if resume is None or not resume.skip(state.next_seq):
+                return payload
+            state.next_seq += 1  # collected before the crash: made again, not sent
+            if task.is_complete:
+                return _NOTHING
 
     def _handle_raised(self, state: TaskState, error: str, where: str) -> None:
         """User code in the task raised: a reported failure. By default the task hands

@@ -35,6 +35,7 @@ __all__ = [
     "RESULT_LINGER_S",
     "RETRY_BACKOFF_MAX_S",
     "RETRY_BACKOFF_S",
+    "STAGE_BACKLOG",
     "Settings",
 ]
 
@@ -80,6 +81,10 @@ MAX_DEATHS = 10
 #: (its link to the collector may be cut). ``Task.item_time_limit_s`` overrides it.
 ITEM_TIMEOUT_FACTOR = 20.0
 ITEM_TIMEOUT_FLOOR_S = 30.0
+#: Items derived for a streaming stage (or pushed into an open-ended task) waiting to be
+#: handed out, at most: past it, the stage's sources hand out nothing new (backpressure)
+#: and pushes are taken only as room frees up. Bounds the distributor's memory.
+STAGE_BACKLOG = 10_000
 #: How long closing a socket may wait to flush what it still holds.
 LINGER_MS = 1000
 #: How long the distributor waits for the collector to confirm the end of a run.
@@ -113,6 +118,7 @@ class Settings:
     linger_ms: int = LINGER_MS
     end_timeout_s: float = END_TIMEOUT_S
     end_grace_s: float = END_GRACE_S
+    stage_backlog: int = STAGE_BACKLOG
     #: CURVE keys for every tcp socket (``None``: plain tcp); from ``ZMQPIPELINE_CURVE_*``.
     security: Security | None = None
     #: Folder of the crash journals (``distributor.sqlite``, ``collector.sqlite``) of the
@@ -121,6 +127,8 @@ class Settings:
     journal_dir: str | None = None
     #: Where the distributor answers operators (``zmqpipeline status``); ``None``: nowhere.
     control_endpoint: str | None = None
+    #: Where the distributor takes pushed items (``zmqpipeline push``); ``None``: nowhere.
+    push_endpoint: str | None = None
 
     @property
     def liveness_s(self) -> float:
@@ -141,7 +149,7 @@ class Settings:
             raw = os.environ.get("ZMQPIPELINE_" + field.name.upper())
             if raw is None:
                 continue
-            if field.name in ("control_endpoint", "journal_dir"):  # the text settings
+            if field.name in ("control_endpoint", "journal_dir", "push_endpoint"):  # text
                 values[field.name] = raw or None
                 continue
             kind = int if field.type in ("int", int) else float
@@ -168,6 +176,7 @@ class Settings:
             "max_deaths",
             "item_timeout_factor",
             "item_timeout_floor_s",
+            "stage_backlog",
         ):
             if getattr(settings, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be positive")

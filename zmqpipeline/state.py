@@ -142,24 +142,38 @@ def task_size(task: Task) -> int | None:
 
 
 def check_dependencies(tasks: dict[str, type[Task]]) -> None:
-    """Refuse unknown dependencies and cycles, naming them."""
+    """Refuse unknown dependencies or sources, and cycles among them, naming them. A
+    source (a streaming stage's input) is an edge as much as a dependency: a stage fed,
+    directly or not, by its own results would never finish."""
     for task_type, cls in tasks.items():
-        unknown = [dep for dep in cls.dependencies if dep not in tasks]
-        if unknown:
-            raise ConfigurationError(
-                f"task {cls.__name__} ({task_type}) depends on unregistered task type(s): "
-                + ", ".join(sorted(unknown))
-            )
+        for relation in ("dependencies", "sources"):
+            unknown = [dep for dep in getattr(cls, relation, ()) if dep not in tasks]
+            if unknown:
+                verb = "depends on" if relation == "dependencies" else "is fed by (sources)"
+                raise ConfigurationError(
+                    f"task {cls.__name__} ({task_type}) {verb} unregistered task type(s): "
+                    + ", ".join(sorted(unknown))
+                )
     done: set[str] = set()
 
-    def visit(task_type: str, path: list[str]) -> None:
-        if task_type in path:
-            cycle = [*path[path.index(task_type) :], task_type]
-            raise ConfigurationError("dependency cycle: " + " -> ".join(cycle))
+    def edges(task_type: str) -> list[tuple[str, str]]:
+        cls = tasks[task_type]
+        return [(d, "") for d in cls.dependencies] + [
+            (s, " (source)") for s in getattr(cls, "sources", ())
+        ]
+
+    def visit(task_type: str, path: list[tuple[str, str]]) -> None:
+        names = [name for name, _ in path]
+        if task_type in names:
+            cycle = [*path[names.index(task_type) :], (task_type, "")]
+            labels = [label for _, label in cycle]
+            text = " -> ".join(f"{name}{label}" for name, label in cycle)
+            what = "cycle among sources and dependencies" if any(labels) else "dependency cycle"
+            raise ConfigurationError(f"{what}: {text}")
         if task_type in done:
             return
-        for dep in tasks[task_type].dependencies:
-            visit(dep, [*path, task_type])
+        for dep, label in edges(task_type):
+            visit(dep, [*path, (task_type, label)])
         done.add(task_type)
 
     for task_type in sorted(tasks):

@@ -35,7 +35,9 @@ def worker_entry(wid: bytes, task_type: str) -> dict[str, Any]:
 def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
     """Counts of the run so far: ``tasks`` maps each task type to ``handed_out`` (items
     made by ``handle``), ``in_flight``, ``collected``, ``failed``, ``retries`` and ``size``
-    (the task's declared size, ``None`` if it declares none); ``workers`` describes every
+    (the task's declared size, ``None`` if it declares none), and for a stage or an
+    open-ended task ``sources``, ``open_ended``, ``backlog`` and the counts of
+    :meth:`~zmqpipeline.stages.StageBook.summary`; ``workers`` describes every
     worker seen; ``failed`` lists every item that failed for good, with its data."""
     tasks = scheduler.tasks
     return {
@@ -47,6 +49,7 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
                 "failed": len(s.failed),
                 "retries": s.retries,
                 "size": task_size(s.task),
+                **scheduler.stages.summary(tt),  # a stage's sources, backlog and counts
             }
             for tt, s in tasks.items()
         },

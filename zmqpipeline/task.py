@@ -56,6 +56,10 @@ _ROLES: dict[str, _Role] = {
             "continue_after_error",
             "resumable",
             "resume",
+            "sources",
+            "derive",
+            "collect_results",
+            "open_ended",
             "handle",
             "initialize",
             "is_available_for_handling",
@@ -122,11 +126,23 @@ def _check_names(cls: type, owner: str, base: type, role: _Role) -> None:
                 f"{owner}.{name} is not a {base.__name__} name; did you mean {close[0]!r}?"
             )
     concrete = all(getattr(cls, name, None) is not None for name in role.concrete)
-    if role.required and concrete and getattr(cls, role.required) is getattr(base, role.required):
+    required = _required_method(cls, role)
+    if required and concrete and getattr(cls, required) is getattr(base, required):
         raise TypeError(
             f"{owner} sets {', '.join(role.concrete)} but does not define "
-            f"{role.required}(), which a {base.__name__} must implement"
+            f"{required}(), which a {base.__name__} must implement"
         )
+
+
+def _required_method(cls: type, role: _Role) -> str | None:
+    """A stage (a Task with ``sources``) needs ``derive``; an open-ended Task needs
+    neither ``handle`` nor ``derive`` (its items are pushed in)."""
+    if role.required == "handle":
+        if getattr(cls, "sources", None):
+            return "derive"
+        if getattr(cls, "open_ended", False):
+            return None
+    return role.required
 
 
 def check_class_attributes(cls: type, owner: str) -> None:
@@ -154,6 +170,22 @@ def check_class_attributes(cls: type, owner: str) -> None:
     found = None if _is_ours(cls) else _role_of(cls)
     if found is not None:
         _check_names(cls, owner, *found)
+
+
+def _task_types(cls: type, name: str, value: Any) -> list[TaskType]:
+    """``value`` as a list of TaskType (one TaskType alone is accepted as a list of one)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{cls.__name__}.{name} must be a list of TaskType, not {type(value).__name__}"
+        )
+    coerced = []
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError(f"{cls.__name__}.{name} holds {item!r}, not a TaskType")
+        coerced.append(item if isinstance(item, TaskType) else TaskType(item))
+    return coerced
 
 
 class Task:
@@ -197,6 +229,19 @@ class Task:
     #: the item numbered ``next_seq``, counting from 0). Set ``False`` when the items
     #: depend on state the task cannot rebuild: resuming then stops with a clear error.
     resumable: ClassVar[bool] = True
+    #: Streaming stage: the task types whose collected results feed this task, each
+    #: through :meth:`derive` as it arrives (see docs/concepts/stages.md). A stage hands
+    #: out what ``derive`` returns instead of calling :meth:`handle`, and is complete once
+    #: its sources are finished and everything it derived is handed out.
+    sources: ClassVar[list[TaskType]] = []
+    #: ``False``: the collector does not pass this task's results to
+    #: ``handle_collection`` (they still count as collected, are ACKed, and feed the
+    #: stages whose ``sources`` name this task): for intermediate stages.
+    collect_results: ClassVar[bool] = True
+    #: Open-ended: the items come from outside (``zmqpipeline push`` or
+    #: :class:`~zmqpipeline.Pusher`) instead of :meth:`handle`; the task is complete once
+    #: the stream is closed and every pushed item is handed out.
+    open_ended: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -214,6 +259,8 @@ class Task:
                     raise TypeError(f"{cls.__name__}.dependencies holds {dep!r}, not a TaskType")
                 coerced.append(dep if isinstance(dep, TaskType) else TaskType(dep))
             cls.dependencies = coerced
+        if "sources" in cls.__dict__:
+            cls.sources = _task_types(cls, "sources", cls.__dict__["sources"])
         size = cls.__dict__.get("n_items")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise TypeError(f"{cls.__name__}.n_items must be an int >= 0 or None, got {size!r}")
@@ -233,6 +280,18 @@ class Task:
     def is_available_for_handling(self, last_ack_data: dict[str, Any] | None) -> bool:
         """Return ``False`` to hold the next item back until a later ACK arrives."""
         return True
+
+    def derive(
+        self, result: dict[str, Any], item_id: str
+    ) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """A stage's items from one collected result of a source (called once per result).
+
+        ``result`` is the dict the source's worker returned (``{}`` for ``None``),
+        ``item_id`` the source item's id (``"SOURCE/seq"``). Return one item (a dict), several
+        (a list of dicts: fan-out) or ``None`` (filtered out). An exception is a reported
+        failure of that result; the stage goes on with the next.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement derive()")
 
     def handle(self, data: dict[str, Any], address: bytes, msgtype: str) -> dict[str, Any] | None:
         """Return the next item for the worker at ``address``.

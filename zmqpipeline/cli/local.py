@@ -182,6 +182,7 @@ def _run_distributor(
     control: str,
     journal: str | None = None,
     fresh: bool = False,
+    push: str | None = None,
 ) -> dict[str, Any]:
     collector = pipeline.collector
     meta = pipeline.metadata_worker
@@ -196,6 +197,7 @@ def _run_distributor(
         control_endpoint=control,
         journal=journal,
         fresh=fresh,
+        push_endpoint=push,
     )
     report = dist.run()
     return {**asdict(report), "ok": report.ok}
@@ -212,6 +214,7 @@ class _Run:
     ) -> None:
         self.pipeline = pipeline
         self.control = control
+        self.push: str | None = None  # where open-ended tasks take pushed items
         self.interrupts = 0  # Ctrl-Cs received (counted by the SIGINT handler)
         self.steered = 0  # ... and acted upon
         self.progress = progress
@@ -269,7 +272,9 @@ class _Run:
         dist_journal, fresh = _journal_file(journals, "distributor"), self.fresh
         self.spawn(
             "distributor",
-            lambda: _run_distributor(pipeline, self.events, self.control, dist_journal, fresh),
+            lambda: _run_distributor(
+                pipeline, self.events, self.control, dist_journal, fresh, self.push
+            ),
         )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
         os.close(self.pipes[3])
@@ -358,12 +363,15 @@ def run_local(
     secure: bool = False,
     journal: str | None = None,
     fresh: bool = False,
+    push: str | None = None,
 ) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
     ``secure``: over tcp on 127.0.0.1 with CURVE, fresh keys in the private directory (the
     ``ZMQPIPELINE_CURVE_*`` variables are not used). ``journal``: the folder of the crash
-    journals; a run they hold that stopped early resumes (``fresh``: start a new one)."""
+    journals; a run they hold that stopped early resumes (``fresh``: start a new one).
+    ``push``: where open-ended tasks take pushed items (default: ``push.ipc`` in the
+    private directory, when a task is one)."""
     pipeline.check_runnable()
     if journal is not None and not fresh and _already_complete(journal, out):
         return 0
@@ -386,6 +394,9 @@ def run_local(
         run.journal, run.fresh = journal, fresh
         signal.signal(signal.SIGINT, run.on_sigint)
         print(f"control: {control}  (zmqpipeline status|pause|drain|stop ...)", file=out)
+        if push or any(t.open_ended for t in pipeline.tasks):
+            run.push = push or f"ipc://{directory}/push.ipc"
+            print(f"push: {run.push}  (zmqpipeline push|close ENDPOINT TASK_TYPE ...)", file=out)
         run.start(workers)
         run.wait()
     except KeyboardInterrupt:

@@ -104,6 +104,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "folder of the crash journals (distributor.sqlite, "
         "collector.sqlite): a run that stopped before its end resumes",
     )
+    run.add_argument(
+        "--push",
+        metavar="ENDPOINT",
+        default=None,
+        help="where open-ended tasks take pushed items (default: push.ipc in the run's "
+        "private folder, printed at start)",
+    )
     run.set_defaults(handler=_cmd_run)
 
     lst = sub.add_parser(
@@ -145,6 +152,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "the distributor's crash journal (SQLite): a run it "
         "holds that stopped before its end resumes",
     )
+    dist.add_argument(
+        "--push",
+        metavar="ENDPOINT",
+        help="take items pushed into open-ended tasks (zmqpipeline push) at this endpoint",
+    )
     dist.set_defaults(handler=_cmd_distributor)
 
     for role, text, example in (
@@ -165,11 +177,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .control import add_control_commands
     from .keys import add_security_commands
+    from .push import add_push_commands
     from .service import add_service_commands
 
     add_service_commands(sub)
     add_security_commands(sub)
     add_control_commands(sub)
+    add_push_commands(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
@@ -200,6 +214,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         secure=args.secure,
         journal=args.journal,
         fresh=args.fresh,
+        push=args.push,
     )
 
 
@@ -210,7 +225,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         deps = ", ".join(task.dependencies) or "none"
         print(
             f"  task       {task.__name__:<24} type {task.task_type:<12} "
-            f"endpoint {task.endpoint}  depends on {deps}"
+            f"endpoint {task.endpoint}  depends on {deps}{_stage_note(task)}"
         )
     for worker in pipeline.workers:
         threads = getattr(worker, "n_threads", None)
@@ -235,6 +250,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not (pipeline.tasks or pipeline.workers or pipeline.collectors):
         raise UsageError(f"{args.path}: no Task, worker or Collector subclass found")
     return 0
+
+
+def _stage_note(task: type[Task]) -> str:
+    """How a stage or open-ended task is fed, for ``list``."""
+    note = ""
+    if task.sources:
+        note += "  stage fed by " + ", ".join(task.sources)
+    if task.open_ended:
+        note += "  open-ended (zmqpipeline push)"
+    if not task.collect_results:
+        note += "  (results not passed to handle_collection)"
+    return note
 
 
 def _cmd_distributor(args: argparse.Namespace) -> int:
@@ -266,6 +293,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
         journal=args.journal,
         fresh=args.fresh,
         control_endpoint=args.control,
+        push_endpoint=args.push,
     )
     report = dist.run()
     if report.already_complete:

@@ -53,7 +53,17 @@ def progress_line(tasks: dict[str, dict[str, Any]], elapsed: float, tick: int = 
             f"| {counts} | {rate:,.0f} items/s | {elapsed:.1f} s | {eta}"
         )
     speed = f"{rate:,.0f} items/s" if rate else "- items/s"
-    return f"{_SPINNER[tick % len(_SPINNER)]} {counts} | {speed} | {elapsed:.1f} s"
+    return f"{_SPINNER[tick % len(_SPINNER)]} {counts} | {speed} | {elapsed:.1f} s" + _stages(tasks)
+
+
+def _stages(tasks: dict[str, dict[str, Any]]) -> str:
+    """With streaming stages, each task's count: the chain's progress at a glance."""
+    if not any("backlog" in t for t in tasks.values()):
+        return ""
+    return " | " + " > ".join(
+        f"{tt} {t['collected']:,}" + (f" (+{t['backlog']:,} queued)" if t.get("backlog") else "")
+        for tt, t in tasks.items()
+    )
 
 
 class Progress:

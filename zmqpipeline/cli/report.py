@@ -79,9 +79,27 @@ def _print_tasks(out: TextIO, report: dict[str, Any]) -> None:
         shown = "-" if unsent is None else str(unsent)  # "-": the task declares no size
         print(
             f"  {task_type:<20} {t['collected']:>10} {t['failed']:>7} {shown:>17}"
-            + ("" if t.get("size") is None else f"  (of {t['size']})"),
+            + ("" if t.get("size") is None else f"  (of {t['size']})")
+            + _stage_note(t),
             file=out,
         )
+
+
+def _stage_note(t: dict[str, Any]) -> str:
+    """A stage's inputs: what it received from its sources, derived, filtered; pushed."""
+    if "backlog" not in t:
+        return ""
+    parts = []
+    if t.get("sources"):
+        parts.append(
+            f"stage fed by {', '.join(t['sources'])}: {t.get('received', 0)} result(s) in, "
+            f"{t.get('derived', 0)} item(s) derived, {t.get('filtered', 0)} filtered"
+        )
+    if t.get("open_ended"):
+        parts.append(f"open-ended: {t.get('pushed', 0)} pushed")
+    if t["backlog"]:
+        parts.append(f"{t['backlog']} never handed out")
+    return "  (" + "; ".join(parts) + ")"
 
 
 def _print_processes(out: TextIO, report: dict[str, Any], children: list[Child]) -> None:

@@ -1,0 +1,116 @@
+"""``zmqpipeline push ENDPOINT TASK_TYPE [JSON]`` and ``zmqpipeline close ENDPOINT TASK_TYPE``:
+feed an open-ended task of a running pipeline from outside (see :mod:`zmqpipeline.pusher`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from ..errors import PushError, UsageError
+from ..pusher import PUSH_BATCH_ITEMS, PUSH_TIMEOUT_S, Pusher
+from ..security import Security
+
+__all__ = ["add_push_commands", "read_items"]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="the distributor's push endpoint")
+    parser.add_argument("task_type", metavar="TASK_TYPE", help="an open-ended task type")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=PUSH_TIMEOUT_S,
+        help=f"seconds to wait for each reply, and for room (default {PUSH_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="require CURVE (a tcp endpoint): the ZMQPIPELINE_CURVE_* variables name a "
+        "client's key pair and the server's public key",
+    )
+
+
+def add_push_commands(sub: Any) -> None:
+    """Add ``push`` and ``close`` to the ``zmqpipeline`` parser's subcommands."""
+    push = sub.add_parser(
+        "push",
+        help="push items into an open-ended task of a running pipeline",
+        description="Push one item (a JSON object) or, without JSON, one JSON object per "
+        "line of standard input, into an open-ended task; each is acknowledged once the "
+        "distributor has taken it.",
+    )
+    _common(push)
+    push.add_argument("json", nargs="?", metavar="JSON", help='one item, e.g. \'{"url": "x"}\'')
+    push.add_argument("--close", action="store_true", help="then close the task's stream")
+    push.set_defaults(handler=_cmd_push)
+    close = sub.add_parser(
+        "close",
+        help="close an open-ended task's stream: it finishes once its items are collected",
+    )
+    _common(close)
+    close.set_defaults(handler=_cmd_close)
+
+
+def _pusher(args: argparse.Namespace) -> Pusher:
+    security = Security.from_env()
+    if args.secure and security is None:
+        raise UsageError(
+            "--secure needs the ZMQPIPELINE_CURVE_SECRET_KEY and ZMQPIPELINE_CURVE_SERVER_KEY "
+            "variables (a client's key pair, the server's public key)"
+        )
+    return Pusher(args.endpoint, security, timeout=args.timeout)
+
+
+def _item(text: str, where: str) -> dict[str, Any]:
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where}: not JSON: {exc}") from None
+    if not isinstance(item, dict):
+        raise UsageError(f"{where}: an item must be a JSON object, not {type(item).__name__}")
+    return item
+
+
+def read_items(source: TextIO) -> Iterator[list[dict[str, Any]]]:
+    """JSON lines (blank lines skipped) in batches; a bad line is a UsageError naming it."""
+    batch: list[dict[str, Any]] = []
+    for number, line in enumerate(source, 1):
+        if line.strip():
+            batch.append(_item(line, f"line {number}"))
+            if len(batch) >= PUSH_BATCH_ITEMS:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    pusher = _pusher(args)
+    total = 0
+    try:
+        if args.json is not None:
+            total = pusher.push(args.task_type, _item(args.json, "JSON"))
+        else:
+            for batch in read_items(sys.stdin):
+                total += pusher.push_many(args.task_type, batch)
+        if args.close:
+            pusher.close(args.task_type)
+    except PushError as exc:
+        print(f"zmqpipeline: {args.endpoint}: {exc} ({total} pushed)", file=sys.stderr)
+        return 1
+    closed = ", stream closed" if args.close else ""
+    print(f"pushed {total} item(s) into {args.task_type}{closed}")
+    return 0
+
+
+def _cmd_close(args: argparse.Namespace) -> int:
+    try:
+        _pusher(args).close(args.task_type)
+    except PushError as exc:
+        print(f"zmqpipeline: {args.endpoint}: {exc}", file=sys.stderr)
+        return 1
+    print(f"closed {args.task_type}: it finishes once its items are collected")
+    return 0

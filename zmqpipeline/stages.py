@@ -1,0 +1,227 @@
+"""Streaming stages and open-ended tasks: the distributor's bookkeeping, with no socket.
+
+A **stage** is a :class:`~zmqpipeline.Task` whose ``sources`` name other task types: each
+collected result of a source reaches the stage's :meth:`~zmqpipeline.Task.derive` once,
+as it arrives (the collector forwards it on that item's ACK, see
+docs/concepts/stages.md), and what ``derive`` returns waits in the stage's *backlog*
+until a worker of the stage has room. An **open-ended** task's backlog is filled from
+outside instead (:mod:`zmqpipeline.pusher`). Either way the task hands out from its
+backlog instead of calling ``handle``, and is complete once its sources are finished,
+its stream is closed (open-ended) and its backlog is empty.
+
+Backpressure: while a stage's backlog, plus what its source has in flight, reaches
+``settings.stage_backlog``, the source hands out nothing new, so a fast stage cannot flood
+the distributor's memory while a slow one works; pushes are taken only as far as there is
+room.
+
+:class:`StageBook` holds the backlogs and the relations; the functions below it act on
+a :class:`~zmqpipeline.scheduler.Scheduler` (which calls them from a few well-marked
+places), so this module holds the whole feature's logic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any
+
+from .runtime import UserCodeError, call_user
+from .settings import Settings
+from .task import Task
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+    from .state import TaskState
+
+__all__ = ["StageBook", "close_stream", "feed", "push_items", "source_finished", "take"]
+
+task_logger = logging.getLogger("zmqpipeline.task")
+
+
+class StageBook:
+    """Per stage (or open-ended task): its sources and its backlog of items waiting to be
+    handed out; per source: the stages it feeds."""
+
+    def __init__(self, tasks: list[Task], settings: Settings) -> None:
+        self.bound = settings.stage_backlog
+        self.sources: dict[str, list[str]] = {
+            t.task_type: list(t.sources) for t in tasks if t.sources
+        }
+        self.open_ended = {t.task_type for t in tasks if t.open_ended}
+        self.backlog: dict[str, deque[dict[str, Any]]] = {
+            tt: deque() for tt in [*self.sources, *sorted(self.open_ended)]
+        }
+        self.fed: dict[str, list[str]] = {}  # source -> the stages it feeds
+        for stage, sources in self.sources.items():
+            for source in sources:
+                self.fed.setdefault(source, []).append(stage)
+        #: Task types whose results the collector puts on their ACK (they feed stages).
+        self.forward = [str(tt) for tt in sorted(self.fed)]
+        #: Task types whose results the collector ACKs without ``handle_collection``.
+        self.quiet = sorted(str(t.task_type) for t in tasks if not t.collect_results)
+        self.closed: set[str] = set()
+        #: Per stage: ``received`` (source results), ``derived`` (items made), ``filtered``
+        #: (results that made none), ``pushed`` (items pushed in), ``backlog_peak`` (the
+        #: most derived items ever waiting: at most the bound times the fan-out).
+        self.counts: dict[str, Counter[str]] = {tt: Counter() for tt in self.backlog}
+
+    def feeds_from_backlog(self, task_type: str) -> bool:
+        """True for a stage or an open-ended task: it hands out its backlog, not ``handle``."""
+        return task_type in self.backlog
+
+    def blocked(self, task_type: str, in_flight: int) -> bool:
+        """True while a stage fed by ``task_type`` has a full backlog (backpressure). The
+        source's ``in_flight`` items count too, as the backlog they will become: so the
+        backlog stays under the bound times the fan-out, however late their ACKs come."""
+        stages = self.fed.get(task_type)
+        if not stages:
+            return False
+        room = self.bound - in_flight
+        return any(len(self.backlog[stage]) >= room for stage in stages)
+
+    def ready_to_complete(self, scheduler: Scheduler, task_type: str) -> bool:
+        """Its sources are finished, its stream closed (open-ended), its backlog empty."""
+        if self.backlog[task_type]:
+            return False
+        if task_type in self.open_ended and task_type not in self.closed:
+            return False
+        return all(scheduler.tasks[s].finished for s in self.sources.get(task_type, ()))
+
+    def summary(self, task_type: str) -> dict[str, Any]:
+        """What the report and the progress show of one task: its sources and backlog."""
+        if task_type not in self.backlog:
+            return {}
+        return {
+            "sources": self.sources.get(task_type, []),
+            "open_ended": task_type in self.open_ended,
+            "backlog": len(self.backlog[task_type]),
+            **self.counts[task_type],
+        }
+
+
+# -- what the scheduler calls ------------------------------------------------------------
+
+
+def take(scheduler: Scheduler, state: TaskState) -> dict[str, Any] | None:
+    """The stage's next item from its backlog (``None``: nothing waits). The call that
+    takes the last one of a stage whose sources are finished completes it, as ``handle``
+    sets ``is_complete`` in the call that hands out the last item."""
+    book = scheduler.stages
+    backlog = book.backlog[state.task_type]
+    if not backlog:
+        return None
+    payload = backlog.popleft()
+    if not backlog and book.ready_to_complete(scheduler, state.task_type):
+        state.task.is_complete = True
+    return payload
+
+
+def feed(scheduler: Scheduler, source: TaskState, seq: int, result: dict[str, Any]) -> None:
+    """A result of ``source`` was collected (its first ACK carried it): each stage it
+    feeds derives its items from it, once."""
+    book = scheduler.stages
+    item_id = f"{source.task_type}/{seq}"
+    for stage_type in book.fed[source.task_type]:
+        stage = scheduler.tasks[stage_type]
+        counts = book.counts[stage_type]
+        counts["received"] += 1
+        items = _derive(scheduler, stage, result, item_id)
+        if not items:
+            counts["filtered"] += 1
+            continue
+        backlog = book.backlog[stage_type]
+        backlog.extend(items)
+        counts["derived"] += len(items)
+        if len(backlog) > counts["backlog_peak"]:
+            counts["backlog_peak"] = len(backlog)
+
+
+def _derive(
+    scheduler: Scheduler, stage: TaskState, result: dict[str, Any], item_id: str
+) -> list[dict[str, Any]]:
+    task = stage.task
+    try:
+        made = call_user(task_logger, "Task.derive", task.derive, result, item_id, item=item_id)
+    except UserCodeError as exc:
+        _derive_failed(stage, item_id, result, exc.text)
+        return []
+    if made is None:
+        return []
+    if isinstance(made, dict):
+        return [made]
+    if isinstance(made, list) and all(isinstance(x, dict) for x in made):
+        return made
+    error = (
+        f"TypeError: {type(task).__name__}.derive() must return a dict, a list of dicts or "
+        f"None, not {type(made).__name__}"
+    )
+    task_logger.error("%s (for result %s)", error, item_id)
+    _derive_failed(stage, item_id, result, error)
+    return []
+
+
+def _derive_failed(stage: TaskState, item_id: str, result: dict[str, Any], error: str) -> None:
+    """``derive`` raised on one result: a reported failure of that result (the report
+    lists it, the run is not ok); the stage goes on with the next result."""
+    stage.failed.append(
+        {
+            "task_type": stage.task_type,
+            "seq": None,
+            "item_id": f"{stage.task_type}/derive({item_id})",
+            "attempts": 1,
+            "deaths": 0,
+            "error": error,
+            "data": result,
+        }
+    )
+
+
+def source_finished(scheduler: Scheduler, source: TaskState) -> None:
+    """``source`` finished: a stage it fed that has nothing more coming completes (and
+    finishes once nothing of it is in flight)."""
+    for stage_type in scheduler.stages.fed.get(source.task_type, ()):
+        _maybe_complete(scheduler, stage_type)
+
+
+def _maybe_complete(scheduler: Scheduler, task_type: str) -> None:
+    state = scheduler.tasks[task_type]
+    if not state.task.is_complete and scheduler.stages.ready_to_complete(scheduler, task_type):
+        state.task.is_complete = True
+        scheduler._check_finished(state)
+
+
+# -- pushed items (the push endpoint's decisions; see zmqpipeline.pusher) -----------------
+
+
+def push_items(scheduler: Scheduler, task_type: str, items: list[dict[str, Any]]) -> int:
+    """Take as many of ``items`` as the backlog has room for; return how many. Raises
+    ``ValueError`` with the reason when the task takes no pushed items at all."""
+    book = scheduler.stages
+    _check_pushable(scheduler, task_type)
+    backlog = book.backlog[task_type]
+    room = max(0, book.bound - len(backlog))
+    taken = items[:room]
+    backlog.extend(taken)
+    book.counts[task_type]["pushed"] += len(taken)
+    return len(taken)
+
+
+def close_stream(scheduler: Scheduler, task_type: str) -> None:
+    """No more items will be pushed into ``task_type``: it completes once drained."""
+    _check_pushable(scheduler, task_type)
+    scheduler.stages.closed.add(task_type)
+    _maybe_complete(scheduler, task_type)
+
+
+def _check_pushable(scheduler: Scheduler, task_type: str) -> None:
+    book = scheduler.stages
+    if task_type not in scheduler.tasks:
+        known = ", ".join(sorted(book.open_ended)) or "none"
+        raise ValueError(f"no task {task_type!r} in this run (open-ended tasks: {known})")
+    if task_type not in book.open_ended:
+        raise ValueError(f"task {task_type} is not open-ended: it takes no pushed items")
+    state = scheduler.tasks[task_type]
+    if task_type in book.closed or state.finished or scheduler.done:
+        raise ValueError(f"task {task_type} is closed: it takes no more items")
+    if scheduler.draining:
+        raise ValueError(f"the run is draining: task {task_type} takes no more items")
