@@ -149,7 +149,7 @@ def test_resumed_task_skips_acked_items_and_hands_out_those_in_flight(tmp_path):
     resume = s.resuming["S_A"]
     assert (resume.skipped, resume.re_handed_out) == (11, 4)
     assert s.tasks["S_A"].collected == 11
-    s.on_ack([["S_A", seq, None, None, b"w1"] for seq in (10, 11, *range(13, 20))], 1.0)
+    s.on_ack([["S_A", seq, None, None, b"w1", None] for seq in (10, 11, *range(13, 20))], 1.0)
     assert s.done
     journal.close(complete=True)
 
@@ -206,7 +206,7 @@ def test_late_ack_of_an_item_from_before_the_crash_is_kept(tmp_path):
     journal, loaded = _journaled(tmp_path, [cls], {"S_A": [0]}, {"S_A": 4})
     s = _resumed(journal, loaded, cls)
     s.start({}, 0.0)
-    s.on_ack([["S_A", 2, None, None, b"w-old"]], 0.0)  # its result reached the collector
+    s.on_ack([["S_A", 2, None, None, b"w-old", None]], 0.0)  # its result reached the collector
     assert s.stale_acks == 0
     _join(s, b"w1", cls.endpoint, "S_A")
     assert data_items(sent(s)) == [1, 3, 4, 5]
@@ -229,7 +229,7 @@ def _logic(journal):
 
 def _start(logic, run):
     logic.on_distributor(b"d", protocol.Ping(run), 0.0)
-    logic.on_distributor(b"d", protocol.Start(run, {}, ["T"]), 0.0)
+    logic.on_distributor(b"d", protocol.Start(run, {}, ["T"], [], []), 0.0)
 
 
 def test_restarted_collector_does_not_handle_an_id_twice(tmp_path):

@@ -9,7 +9,6 @@ import os
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,26 +16,22 @@ from typing import Any, ClassVar
 import zmq
 
 from . import protocol
-from .control import ControlLogic
-from .errors import ConfigurationError, MessageTooLarge, ProtocolError
+from .errors import ConfigurationError
 from .journal import DistributorJournal, JournaledRun
-from .pusher import PushLogic, serve_push
+from .links import Links, WaitLog
 from .resume import resume_report
 from .runtime import RoleRuntime, UserCodeError, call_user
-from .scheduler import COLLECTOR, Scheduler
+from .scheduler import Scheduler
 from .security import Security
 from .settings import Settings
 from .state import check_dependencies
 from .task import Task
-from .transport import DropCounter, recv_frames
+from .transport import DropCounter
 from .types import EndpointAddress
 
 __all__ = ["Distributor", "RunReport"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
-
-_DRAIN = 1000  # messages read from one socket before the others get a turn
-_WAITING_LOG_S = 5.0
 
 
 @dataclass
@@ -294,14 +289,14 @@ class Distributor:
             meta = None
             if self.metadata_endpoint is not None and self.receive_metadata:
                 meta = rt.open(zmq.ROUTER, self.metadata_endpoint, bind=True, admit="metadata")
-            link = _Links(rt, scheduler, routers, collector, meta)
+            link = Links(rt, scheduler, routers, collector, meta)
             if self.control_endpoint is not None:
                 link.open_control(self.control_endpoint)
             if self.push_endpoint is not None:
                 link.open_push(self.push_endpoint)
             self._loop(link)
 
-    def _loop(self, link: _Links) -> None:
+    def _loop(self, link: Links) -> None:
         scheduler, rt = link.scheduler, link.rt
         interval = self.settings.heartbeat_interval_s
         now = time.monotonic()
@@ -312,7 +307,7 @@ class Distributor:
         scheduler.heartbeats()  # the first PING: the collector answers HELLO
         next_beat = now + interval
         next_progress = now + self.progress_interval_s
-        waiting = _WaitLog(now)
+        waiting = WaitLog(now)
         finished_confirmed = False
         end_deadline: float | None = None
         grace_end = 0.0
@@ -413,193 +408,3 @@ class Distributor:
                 f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
             ],
         )
-
-
-_FROM_WORKER = frozenset(
-    {
-        protocol.READY,
-        protocol.CREDIT,
-        protocol.FAIL,
-        protocol.HEARTBEAT,
-        protocol.BYE,
-        protocol.HANDBACK,
-    }
-)
-_FROM_COLLECTOR = frozenset({protocol.ACK, protocol.FINISHED, protocol.HELLO})
-_META = frozenset({protocol.META})
-_CONTROL = frozenset({protocol.CONTROL})
-
-
-class _WaitLog:
-    """Says at WARNING what the run waits for, after a few seconds and then less and less
-    often while the same wait goes on."""
-
-    def __init__(self, now: float) -> None:
-        self.next_at = now + _WAITING_LOG_S
-        self.every = _WAITING_LOG_S
-        self.last: str | None = None
-
-    def log(self, what: str | None, now: float) -> None:
-        if what is None:
-            self.every, self.last = _WAITING_LOG_S, None
-        else:
-            if what == self.last:
-                self.every = min(60.0, self.every * 2)
-            self.last = what
-            logger.warning("distributor: %s", what)
-        self.next_at = now + self.every
-
-
-class _Links:
-    """The distributor's sockets: reads records into the scheduler, sends its outbox.
-    No send ever blocks: a worker that cannot take a message is declared gone, messages
-    for a collector that is not connected wait in :attr:`collector_queue`."""
-
-    def __init__(
-        self,
-        rt: RoleRuntime,
-        scheduler: Scheduler,
-        routers: dict[str, zmq.Socket[Any]],
-        collector: zmq.Socket[Any],
-        meta: zmq.Socket[Any] | None,
-    ) -> None:
-        self.rt, self.scheduler, self.routers = rt, scheduler, routers
-        self.collector, self.meta = collector, meta
-        self.collector_queue: deque[list[bytes]] = deque()
-        self.poller = zmq.Poller()
-        self.endpoint_of = {sock: endpoint for endpoint, sock in routers.items()}
-        for sock in [*routers.values(), collector, *([meta] if meta is not None else [])]:
-            self.poller.register(sock, zmq.POLLIN)
-        self.poller.register(rt.stop.fd, zmq.POLLIN)
-        self.control: zmq.Socket[Any] | None = None
-        self.control_logic: ControlLogic | None = None
-        self.push: zmq.Socket[Any] | None = None
-        self.push_logic: PushLogic | None = None
-
-    def open_control(self, endpoint: str) -> None:
-        """Answer operators at ``endpoint`` (see :mod:`zmqpipeline.control`)."""
-        self.control = self.rt.open(
-            zmq.ROUTER, endpoint, bind=True, admit="operators", max_bytes=protocol.CONTROL_MAX_BYTES
-        )
-        self.control_logic = ControlLogic(self.scheduler, endpoint, self.rt.drops)
-        self.poller.register(self.control, zmq.POLLIN)
-        logger.info("control endpoint: %s", endpoint)
-
-    def open_push(self, endpoint: str) -> None:
-        """Take items pushed into open-ended tasks at ``endpoint`` (:mod:`zmqpipeline.pusher`)."""
-        self.push = self.rt.open(zmq.ROUTER, endpoint, bind=True, admit="clients")
-        self.push_logic = PushLogic(self.scheduler)
-        self.poller.register(self.push, zmq.POLLIN)
-        logger.info("push endpoint: %s", endpoint)
-
-    def flush(self, now: float) -> None:
-        scheduler = self.scheduler
-        while scheduler.outbox:
-            outbox, scheduler.outbox = scheduler.outbox, []
-            for channel, identity, frames in outbox:
-                if channel == COLLECTOR:
-                    if frames[0][1] == protocol.PING and self.collector_queue:
-                        continue  # it is not connected: beats need no backlog
-                    self.collector_queue.append(frames)
-                    continue
-                assert identity is not None
-                try:
-                    self.routers[channel].send_multipart([identity, *frames], zmq.NOBLOCK)
-                except zmq.ZMQError as exc:
-                    kind = frames[0][1]
-                    if kind == protocol.ALIVE and exc.errno == zmq.EAGAIN:
-                        continue  # a busy worker's queue is full of beats already
-                    if kind == protocol.RESET:
-                        continue  # it has gone; nothing to reset
-                    scheduler.worker_unreachable(identity, now)
-        queue = self.collector_queue
-        while queue:
-            try:
-                self.collector.send_multipart(queue[0], zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            queue.popleft()
-
-    def read(self, events: dict[Any, int], now: float) -> bool:
-        """Read what arrived; ``True`` if the collector confirmed the end of the run."""
-        for sock, endpoint in self.endpoint_of.items():
-            if sock in events:
-                self._drain(sock, 3, f"from a worker at {endpoint}", endpoint, now)
-        finished = False
-        if self.collector in events:
-            finished = self._drain(self.collector, 2, "from the collector", None, now)
-        if self.meta is not None and self.meta in events:
-            self._drain(self.meta, 3, "at the metadata endpoint", None, now)
-        if self.control is not None and self.control in events:
-            self._drain_control(now)
-        if self.push is not None and self.push in events:
-            assert self.push_logic is not None
-            serve_push(self.rt, self.push, self.push_logic, now)
-        return finished
-
-    def _drain_control(self, now: float) -> None:
-        """Answer each command at once; garbage is dropped and counted (``control ...``)."""
-        assert self.control is not None and self.control_logic is not None
-        codec = self.scheduler.codec
-        for _ in range(_DRAIN):
-            try:
-                frames = recv_frames(self.control, 3)
-                if frames is None:
-                    break
-                if len(frames) != 3:
-                    raise ProtocolError("expected 3 frames", frames, "frame count")
-                msg = protocol.decode(frames[1:], _CONTROL, "at the control endpoint")
-            except ProtocolError as exc:
-                self.rt.drops.drop("control: " + exc.category, f"{exc.reason} on control")
-                continue
-            ok, body = self.control_logic.handle(msg, now)
-            try:
-                reply = codec.control_reply(msg.request_id, ok, body)
-                self.control.send_multipart([frames[0], *reply], zmq.NOBLOCK)
-            except (zmq.ZMQError, MessageTooLarge):
-                pass  # the operator has gone, or a huge status: it asks again
-
-    def _drain(
-        self, sock: zmq.Socket[Any], n: int, where: str, endpoint: str | None, now: float
-    ) -> bool:
-        finished = False
-        accept = _FROM_WORKER if endpoint else _FROM_COLLECTOR if n == 2 else _META
-        max_bytes = self.rt.settings.max_message_bytes
-        for _ in range(_DRAIN):
-            try:
-                frames = recv_frames(sock, n)
-                if frames is None:
-                    break
-                msg = protocol.decode(frames[-2:], accept, where, max_bytes)
-            except ProtocolError as exc:
-                self.rt.drops.drop(exc.category, f"{exc.reason} {where}")
-                continue
-            if endpoint is not None:
-                self.scheduler.on_worker_message(endpoint, frames[0], msg, now)
-            elif n == 3:
-                self._on_metadata(frames[0], msg, now)
-            else:
-                finished |= self._on_collector(msg, now)
-        return finished
-
-    def _on_collector(self, msg: Any, now: float) -> bool:
-        scheduler = self.scheduler
-        if type(msg) is protocol.Hello:
-            scheduler.on_collector_hello(msg.collector_id, now)
-        elif msg.run != scheduler.run:
-            self.rt.drops.drop("other run", "a message of another run from the collector")
-        elif type(msg) is protocol.Ack:
-            scheduler.on_ack(msg.entries, now)
-        else:
-            return True
-        return False
-
-    def _on_metadata(self, sender: bytes, msg: protocol.Meta, now: float) -> None:
-        if not self.scheduler.started:
-            logger.info("metadata received")
-            self.scheduler.start(msg.metadata, now)
-        assert self.meta is not None
-        try:
-            self.meta.send_multipart([sender, *self.scheduler.codec.meta_ok()], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # the metadata worker has gone; it has delivered all the same

@@ -30,7 +30,7 @@ from .settings import Settings
 from .task import Task
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    from .liveness import SchedulerBase as Scheduler
     from .state import TaskState
 
 __all__ = ["StageBook", "close_stream", "feed", "push_items", "source_finished", "take"]

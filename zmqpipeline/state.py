@@ -12,6 +12,7 @@ from .errors import ConfigurationError
 from .task import Task
 
 __all__ = [
+    "COLLECTOR",
     "Item",
     "ItemTimer",
     "SeenSet",
@@ -20,6 +21,11 @@ __all__ = [
     "check_dependencies",
     "task_size",
 ]
+
+
+#: The scheduler's outbox channel of the socket to the collector (worker channels are
+#: task endpoints).
+COLLECTOR = "collector"
 
 
 class SeenSet:

@@ -134,21 +134,7 @@ def open_socket(
                     f"{role or 'role'} binds {address} with CURVE: use transport.new_context()"
                 )
         if bind:
-            if address.scheme == "ipc":
-                directory = os.path.dirname(address.location)
-                if directory and not os.path.isdir(directory):
-                    os.makedirs(directory, mode=0o700, exist_ok=True)
-                _refuse_live_ipc(address, role or "role")
-            try:
-                sock.bind(address)
-            except zmq.ZMQError as exc:
-                raise ConfigurationError(
-                    f"{role or 'role'} cannot bind {address}: {exc.strerror}"
-                ) from None
-            if address.scheme == "ipc":
-                _bound_ipc_files[sock] = address.location
-                if not address.location.startswith("@"):  # "@name": abstract, no file
-                    os.chmod(address.location, 0o600)
+            _bind(sock, address, role or "role")
         else:
             try:
                 sock.connect(address)
@@ -160,6 +146,24 @@ def open_socket(
         sock.close(linger=0)
         raise
     return sock
+
+
+def _bind(sock: zmq.Socket[Any], address: EndpointAddress, role: str) -> None:
+    """Bind ``sock``; an ipc file gets a private directory, mode 0600, and is refused if a
+    live process serves it already."""
+    if address.scheme == "ipc":
+        directory = os.path.dirname(address.location)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        _refuse_live_ipc(address, role)
+    try:
+        sock.bind(address)
+    except zmq.ZMQError as exc:
+        raise ConfigurationError(f"{role} cannot bind {address}: {exc.strerror}") from None
+    if address.scheme == "ipc":
+        _bound_ipc_files[sock] = address.location
+        if not address.location.startswith("@"):  # "@name": abstract, no file
+            os.chmod(address.location, 0o600)
 
 
 def _refuse_live_ipc(address: EndpointAddress, role: str) -> None:

@@ -181,6 +181,26 @@ def _table(rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _worker_lines(workers: list[dict[str, Any]]) -> list[str]:
+    lines = [f"workers: {len(workers)}"]
+    if workers:
+        rows = [["id", "task", "threads", "done", "in flight", "heartbeat", "share"]]
+        for w in workers:
+            rows.append(
+                [
+                    w["id"],
+                    w["task_type"],
+                    str(w.get("threads", "-")),
+                    str(w["done"]),
+                    str(w["in_flight"]),
+                    _age(w["heartbeat_age_s"]),
+                    f"{w['share']:.0%}",
+                ]
+            )
+        lines += _table(rows)
+    return lines
+
+
 def format_status(status: dict[str, Any]) -> str:
     """The status snapshot as a readable table."""
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["started_at"]))
@@ -216,23 +236,7 @@ def format_status(status: dict[str, Any]) -> str:
             ]
         )
     lines += _table(rows)
-    workers = status["workers"]
-    lines.append(f"workers: {len(workers)}")
-    if workers:
-        rows = [["id", "task", "capacity", "done", "in flight", "heartbeat", "share"]]
-        for w in workers:
-            rows.append(
-                [
-                    w["id"],
-                    w["task_type"],
-                    str(w["capacity"]),
-                    str(w["done"]),
-                    str(w["in_flight"]),
-                    _age(w["heartbeat_age_s"]),
-                    f"{w['share']:.0%}",
-                ]
-            )
-        lines += _table(rows)
+    lines += _worker_lines(status["workers"])
     c = status["collector"]
     lines.append(
         f"collector: {'connected' if c['connected'] else 'not connected'}, "

@@ -76,6 +76,42 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    _add_run(sub)
+    _add_list(sub)
+    _add_distributor(sub)
+    for role, text, example in (
+        ("collector", "run a Collector", "examples/singlethread/collector.py:MyCollector"),
+        ("worker", "run a worker", "examples/singlethread/worker.py:MyWorker"),
+        ("metadata", "run a MetaDataWorker", "meta_worker:MyMetaData"),
+    ):
+        one = _role_parser(sub, role, text, example)
+        one.add_argument("target", metavar="MODULE:CLASS", help="see below")
+        one.set_defaults(handler=_cmd_role, role=role)
+        if role == "collector":
+            one.add_argument(
+                "--journal",
+                metavar="FILE",
+                help="the collector's crash journal (SQLite): ids it handled before a "
+                "restart are not handled again",
+            )
+
+    from .control import add_control_commands
+    from .keys import add_security_commands
+    from .push import add_push_commands
+    from .service import add_service_commands
+
+    add_service_commands(sub)
+    add_security_commands(sub)
+    add_control_commands(sub)
+    add_push_commands(sub)
+    for command in sub.choices.values():  # `run DIR --log-level INFO` works too
+        command.add_argument(
+            "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
+        )
+    return parser
+
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="run a whole pipeline from a folder on this machine")
     run.add_argument(
         "path",
@@ -113,6 +149,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+
+def _add_list(sub: Any) -> None:
     lst = sub.add_parser(
         "list",
         help="list the roles a folder defines",
@@ -122,6 +160,8 @@ def _build_parser() -> argparse.ArgumentParser:
     lst.add_argument("path", metavar="PATH", help="a folder, e.g. examples/singlethread")
     lst.set_defaults(handler=_cmd_list)
 
+
+def _add_distributor(sub: Any) -> None:
     dist = sub.add_parser("distributor", help="run the distributor for the given tasks")
     dist.add_argument(
         "tasks",
@@ -158,37 +198,6 @@ def _build_parser() -> argparse.ArgumentParser:
         help="take items pushed into open-ended tasks (zmqpipeline push) at this endpoint",
     )
     dist.set_defaults(handler=_cmd_distributor)
-
-    for role, text, example in (
-        ("collector", "run a Collector", "examples/singlethread/collector.py:MyCollector"),
-        ("worker", "run a worker", "examples/singlethread/worker.py:MyWorker"),
-        ("metadata", "run a MetaDataWorker", "meta_worker:MyMetaData"),
-    ):
-        one = _role_parser(sub, role, text, example)
-        one.add_argument("target", metavar="MODULE:CLASS", help="see below")
-        one.set_defaults(handler=_cmd_role, role=role)
-        if role == "collector":
-            one.add_argument(
-                "--journal",
-                metavar="FILE",
-                help="the collector's crash journal (SQLite): ids it handled before a "
-                "restart are not handled again",
-            )
-
-    from .control import add_control_commands
-    from .keys import add_security_commands
-    from .push import add_push_commands
-    from .service import add_service_commands
-
-    add_service_commands(sub)
-    add_security_commands(sub)
-    add_control_commands(sub)
-    add_push_commands(sub)
-    for command in sub.choices.values():  # `run DIR --log-level INFO` works too
-        command.add_argument(
-            "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
-        )
-    return parser
 
 
 def _journal_arguments(parser: argparse.ArgumentParser, metavar: str, text: str) -> None:

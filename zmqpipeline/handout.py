@@ -1,0 +1,228 @@
+"""How the distributor hands out work, apart from its sockets: credit, windows, the fair
+tail, new items from tasks (stages, resumed runs) and errors in task code. A part of
+:class:`~zmqpipeline.scheduler.Scheduler` (a mixin: its methods run on the scheduler)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .errors import MessageTooLarge, SerializationError
+from .liveness import Liveness
+from .runtime import UserCodeError, call_user
+from .stages import take
+from .state import Item, TaskState, WorkerRecord
+from .utils.messages import MESSAGE_TYPE_DATA
+
+__all__ = ["HandOut"]
+
+logger = logging.getLogger("zmqpipeline.distributor")
+task_logger = logging.getLogger("zmqpipeline.task")
+_NOTHING = object()  # _call_handle made no item
+
+
+class HandOut(Liveness):
+    """Handing out work: a part of the :class:`~zmqpipeline.scheduler.Scheduler`."""
+
+    # -- handing out work ---------------------------------------------------------------
+
+    def dispatch(self, now: float) -> None:
+        """Give every confirmed worker with credit as many items as its window allows.
+
+        Nothing goes out before a collector has said HELLO: results would only wait in it.
+        """
+        if not self.started or self.done or self.collector_id is None or self.paused:
+            return
+        initial = self.settings.initial_window
+        for state in self.tasks.values():
+            if not state.active or not state.workers:
+                continue
+            workers = [w for w in state.workers.values() if w.confirmed and w.credit > 0]
+            if not workers:
+                continue
+            start = state.rotation % len(workers)
+            state.rotation += 1
+            for worker in workers[start:] + workers[:start]:
+                room = min(worker.credit, worker.window(initial) - len(worker.held))
+                items = self._take(state, worker, room, now)
+                if items:
+                    self._send_items(state, worker, items, now)
+                elif room > 0 and not state.suspect and not state.retry:
+                    break  # nothing more to hand out to anyone
+            self._rebalance(state)
+            self._check_finished(state)
+
+    def _rebalance(self, state: TaskState) -> None:
+        """A fair tail: once the task makes no new items, a worker with idle threads
+        while another holds items it has not started asks that one (RECALL) to hand some
+        back, so the last items do not queue behind one worker while another waits."""
+        if not state.task.is_complete or state.retry or state.suspect:
+            return
+        workers = [w for w in state.workers.values() if w.confirmed]
+        idle = sum(max(0, w.threads - len(w.held)) for w in workers if w.credit > 0)
+        if not idle:
+            return
+        busiest = max(workers, key=lambda w: len(w.held) - w.threads)
+        queued = len(busiest.held) - busiest.threads
+        if queued > 0 and not busiest.recalling:
+            busiest.recalling = True
+            n = min(queued, idle)
+            self.outbox.append((state.endpoint, busiest.wid, self.codec.recall(n)))
+
+    def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
+        items: list[list[Any]] = []
+        while room > 0:
+            item = self._next_item(state, worker, now)
+            if item is None:
+                break
+            item.worker = worker.wid
+            item.sent_at = now
+            worker.held.add(item.seq)
+            worker.credit -= 1
+            room -= 1
+            self.handed_out[worker.wid] += 1
+            self.worker_log[worker.wid]["handed_out"] += 1
+            items.append([item.seq, item.payload])
+        return items
+
+    def _send_items(
+        self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
+    ) -> None:
+        """Send a batch; if it would not pack, send its items singly and fail those that
+        cannot go at all (a value msgpack cannot carry, or too big): retrying won't help."""
+        try:
+            self.outbox.append(
+                (state.endpoint, worker.wid, self.codec.data(self.run, items, state.task_type))
+            )
+            return
+        except (SerializationError, MessageTooLarge):
+            pass
+        for seq, payload in items:
+            try:
+                frames = self.codec.data(self.run, [[seq, payload]], state.task_type)
+            except (SerializationError, MessageTooLarge) as exc:
+                item = state.in_flight[seq]
+                self._unassign(state, item)
+                worker.credit += 1
+                self._fail(state, item, str(exc))
+            else:
+                self.outbox.append((state.endpoint, worker.wid, frames))
+
+    def _next_item(self, state: TaskState, worker: WorkerRecord, now: float) -> Item | None:
+        # Items whose workers died go first, but only to a worker that has completed
+        # items (if the task has one): a peer that takes items and vanishes gets new
+        # ones, never the same ones again and again.
+        if state.suspect and (worker.completed or not _any_proven(state)):
+            while state.suspect:
+                item = state.in_flight.get(state.suspect.popleft())
+                if item is not None and item.worker is None:
+                    return item
+        while state.retry and state.retry[0][0] <= now:
+            item = state.in_flight.get(state.retry[0][1])
+            if item is not None and item.avoid == worker.wid and len(state.workers) > 1:
+                return None  # it handed this one back: another worker takes it
+            state.retry.popleft()
+            if item is not None and item.worker is None:
+                return item
+        return self._new_item(state, worker.wid, now)
+
+    def _new_item(self, state: TaskState, wid: bytes, now: float) -> Item | None:
+        task = state.task
+        if task.is_complete or state.held_back or self.draining:
+            return None
+        if len(state.in_flight) >= self.settings.max_in_flight:
+            return None
+        if self.stages.blocked(state.task_type, len(state.in_flight)):
+            return None  # backpressure: a stage it feeds has a full backlog
+        try:
+            available = call_user(
+                task_logger,
+                "Task.is_available_for_handling",
+                task.is_available_for_handling,
+                state.last_ack_data,
+            )
+            if not available:
+                state.held_back = True
+                return None
+        except UserCodeError as exc:
+            self._handle_raised(state, exc.text, "is_available_for_handling")
+            return None
+        if self.stages.feeds_from_backlog(state.task_type):
+            payload = take(self, state)  # a stage or an open-ended task
+            if payload is None:
+                return None
+        else:
+            made = self._call_handle(state, wid)
+            if made is _NOTHING:
+                return None
+            payload = made
+        if payload is None:
+            payload = {}
+        elif not isinstance(payload, dict):
+            error = (
+                f"TypeError: {type(task).__name__}.handle() must return a dict or None, "
+                f"not {type(payload).__name__}"
+            )
+            self._handle_raised(state, error, "handle")
+            return None
+        item = Item(state.next_seq, payload, first_sent_at=now)
+        state.next_seq += 1
+        state.in_flight[item.seq] = item
+        self.journal.handed_out(state.task_type, item.seq)
+        return item
+
+    def _call_handle(self, state: TaskState, wid: bytes) -> Any:
+        """The task's next item from ``handle`` (``_NOTHING`` if it raised, or if a resumed
+        run has nothing left to make). Items collected before a crash are made again and
+        skipped, not sent."""
+        task = state.task
+        resume = self.resuming.get(state.task_type)
+        while True:
+            try:
+                payload = call_user(
+                    task_logger,
+                    "Task.handle",
+                    task.handle,
+                    self.metadata or {},
+                    wid,
+                    MESSAGE_TYPE_DATA,
+                )
+            except UserCodeError as exc:
+                self._handle_raised(state, exc.text, "handle")
+                return _NOTHING
+            if resume is None or not resume.skip(state.next_seq):
+                return payload
+            state.next_seq += 1  # collected before the crash: made again, not sent
+            if task.is_complete:
+                return _NOTHING
+
+    def _handle_raised(self, state: TaskState, error: str, where: str) -> None:
+        """User code in the task raised: a reported failure. By default the task hands
+        out nothing more (``Task.continue_after_error`` chooses to go on)."""
+        state.handle_errors += 1
+        call = state.next_seq + state.handle_errors
+        state.failed.append(
+            record := {
+                "task_type": state.task_type,
+                "seq": None,
+                "item_id": f"{state.task_type}/{where}#{call}",
+                "attempts": 1,
+                "deaths": 0,
+                "error": error,
+                "data": None,
+            }
+        )
+        self.journal.failed(record)
+        if not state.task.continue_after_error:
+            logger.error(
+                "task %s stops handing out: %s() failed on call %d "
+                "(set continue_after_error to go on)",
+                state.task_type,
+                where,
+                call,
+            )
+            state.task.is_complete = True
+
+
+def _any_proven(state: TaskState) -> bool:
+    return any(w.completed and w.credit > 0 for w in state.workers.values())

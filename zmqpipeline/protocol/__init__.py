@@ -1,0 +1,259 @@
+"""The wire protocol: every frame any role sends or receives is built and parsed here.
+
+Every message is exactly two frames (a ROUTER adds the peer's identity in front)::
+
+    +---------+------+   +--------------------------+
+    | VERSION | KIND |   | msgpack body (a list)    |
+    +---------+------+   +--------------------------+
+      1 byte   1 byte      one shape per KIND, below
+
+Each kind travels one way (or, for END, from one sender to two roles) with one body shape,
+and decodes to one immutable record with named fields (the class named in the table).
+
+Batch pipeline (``W`` worker, ``D`` distributor, ``C`` collector, ``M`` metadata worker).
+The distributor's DEALER talks to the collector's ROUTER at the ACK endpoint; workers push
+results to the collector's PULL at its endpoint.
+
+=========  =====  ===========================================================
+kind       route  body (record fields)
+=========  =====  ===========================================================
+READY      W→D    task_type, capacity, free, threads join / re-join; credit
+WELCOME    D→W    run, metadata                      accepted: start working
+DATA       D→W    run, items: [[seq, payload], ...]  one or more items
+CREDIT     W→D    n                                  n more items may be sent
+FAIL       W→D    seq, error, exc_types              user code raised on seq
+HEARTBEAT  W→D    worker_id                          the worker is alive
+ALIVE      D→W    (empty)                            the distributor is alive
+RESET      D→W    (empty)                            unknown worker: READY again
+BYE        W→D    seqs                               leaving; hands back items
+RECALL     D→W    n                                  hand back up to n unstarted items
+HANDBACK   W→D    seqs                               the items RECALL asked for
+END        D→W,C  run, summary                       the run is over
+RESULT     W→C    run, task_type, worker_id, items: [[seq, result], ...]
+PING       D→C    run                                the distributor is alive
+HELLO      C→D    collector_id                       answers PING: the collector is up
+START      D→C    run, metadata, task_types, forward, quiet  a run begins
+SKIP       D→C    run, task_type, seq                seq failed for good
+ACK        C→D    run, entries: [[task_type, seq, ack_data, error, worker_id, result], ...]
+FINISHED   C→D    run                                handle_finished has run
+META       M→D    metadata                           the run's metadata
+META_OK    D→M    (empty)                            metadata received
+=========  =====  ===========================================================
+
+Service mode (``C`` client, ``S`` service, ``SW`` service worker); see
+:mod:`zmqpipeline.service`:
+
+=============  ======  ====================================================
+kind           route   body (record fields)
+=============  ======  ====================================================
+SREADY         SW→S    task_type                  free, holds nothing: route to me
+REQUEST        C→S     request_id, task_type, data
+JOB            S→SW    client, request_id, data   ``client``: routing id
+WORKER_REPLY   SW→S    client, request_id, data   also: the worker is free again
+REPLY          S→C     request_id, data
+WORKER_ERROR   SW→S    client, request_id, error  handle_message raised
+REQUEST_ERROR  S→C     request_id, error          worker error or refusal
+HEARTBEAT      SW→S    worker_id
+ALIVE          S→SW    (empty)
+RESET          S→SW    (empty)                    unknown worker: SREADY again
+DISCONNECT     S↔SW    (empty)                    the service stops / worker leaves
+=============  ======  ====================================================
+
+Operating a run (``O`` an operator: ``zmqpipeline status ...`` or :class:`zmqpipeline.Control`),
+on the distributor's control endpoint; see :mod:`zmqpipeline.control`:
+
+=============  =====  ====================================================
+kind           route  body (record fields)
+=============  =====  ====================================================
+CONTROL        O→D    request_id, command, args      status, pause, ... (a dict of args)
+CONTROL_REPLY  D→O    request_id, ok, body           the new state, the status, or the error
+=============  =====  ====================================================
+
+Streaming stages (see :mod:`zmqpipeline.stages`): START's ``forward`` lists the task types
+whose results feed a stage, ``quiet`` those whose results the collector does not pass to
+``handle_collection``; for a ``forward`` type, an item's first ACK entry carries the
+worker's result (``result``; ``None`` on every other entry, duplicates included).
+
+Pushing items into an open-ended task (``P`` a pusher: ``zmqpipeline push`` or
+:class:`zmqpipeline.Pusher`), on the distributor's push endpoint; see
+:mod:`zmqpipeline.pusher`:
+
+==========  =====  ======================================================
+kind        route  body (record fields)
+==========  =====  ======================================================
+PUSH        P→D    request_id, task_type, items    items: a list of dicts
+PUSH_CLOSE  P→D    request_id, task_type           no more items: the task may finish
+PUSH_REPLY  D→P    request_id, ok, error, accepted accepted: items taken
+==========  =====  ======================================================
+
+An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run.
+
+Decoding is bounded before anything is built: the whole message's size is checked against
+the kind's byte limit, and msgpack refuses any array, map, string or binary longer than
+the kind's shape allows (a "bomb" of tiny elements is refused at its first header).
+Anything malformed raises :class:`~zmqpipeline.errors.ProtocolError`: callers drop and
+count it. A peer speaking another protocol version is refused the same way.
+
+To add a kind: a record class, a number, a line in ``_SPECS`` (fields' types and limits),
+a builder on :class:`Codec`, and a line in the table above.
+"""
+
+from .codec import Codec
+from .records import (
+    Ack,
+    Alive,
+    Bye,
+    Control,
+    ControlReply,
+    Credit,
+    Data,
+    Disconnect,
+    End,
+    Fail,
+    Finished,
+    HandBack,
+    Heartbeat,
+    Hello,
+    Job,
+    Meta,
+    MetaOk,
+    Ping,
+    Push,
+    PushClose,
+    PushReply,
+    Ready,
+    Recall,
+    Reply,
+    Request,
+    RequestError,
+    Reset,
+    Result,
+    Skip,
+    SReady,
+    Start,
+    Welcome,
+    WorkerError,
+    WorkerReply,
+)
+from .wire import (
+    ACK,
+    ALIVE,
+    BYE,
+    CONTROL,
+    CONTROL_MAX_BYTES,
+    CONTROL_REPLY,
+    CREDIT,
+    DATA,
+    DISCONNECT,
+    END,
+    ERROR_MAX_CHARS,
+    FAIL,
+    FINISHED,
+    HANDBACK,
+    HEARTBEAT,
+    HELLO,
+    JOB,
+    KIND_NAMES,
+    META,
+    META_OK,
+    PING,
+    PUSH,
+    PUSH_CLOSE,
+    PUSH_REPLY,
+    READY,
+    RECALL,
+    REPLY,
+    REQUEST,
+    REQUEST_ERROR,
+    RESET,
+    RESULT,
+    SKIP,
+    SREADY,
+    START,
+    VERSION,
+    WELCOME,
+    WORKER_ERROR,
+    WORKER_REPLY,
+    clip_error,
+    decode,
+    kind_of,
+)
+
+__all__ = [
+    "ACK",
+    "ALIVE",
+    "BYE",
+    "CONTROL",
+    "CONTROL_MAX_BYTES",
+    "CONTROL_REPLY",
+    "CREDIT",
+    "DATA",
+    "DISCONNECT",
+    "END",
+    "ERROR_MAX_CHARS",
+    "FAIL",
+    "FINISHED",
+    "HANDBACK",
+    "HEARTBEAT",
+    "HELLO",
+    "JOB",
+    "KIND_NAMES",
+    "META",
+    "META_OK",
+    "PING",
+    "PUSH",
+    "PUSH_CLOSE",
+    "PUSH_REPLY",
+    "READY",
+    "RECALL",
+    "REPLY",
+    "REQUEST",
+    "REQUEST_ERROR",
+    "RESET",
+    "RESULT",
+    "SKIP",
+    "SREADY",
+    "START",
+    "VERSION",
+    "WELCOME",
+    "WORKER_ERROR",
+    "WORKER_REPLY",
+    "Ack",
+    "Alive",
+    "Bye",
+    "Codec",
+    "Control",
+    "ControlReply",
+    "Credit",
+    "Data",
+    "Disconnect",
+    "End",
+    "Fail",
+    "Finished",
+    "HandBack",
+    "Heartbeat",
+    "Hello",
+    "Job",
+    "Meta",
+    "MetaOk",
+    "Ping",
+    "Push",
+    "PushClose",
+    "PushReply",
+    "Ready",
+    "Recall",
+    "Reply",
+    "Request",
+    "RequestError",
+    "Reset",
+    "Result",
+    "SReady",
+    "Skip",
+    "Start",
+    "Welcome",
+    "WorkerError",
+    "WorkerReply",
+    "clip_error",
+    "decode",
+    "kind_of",
+]

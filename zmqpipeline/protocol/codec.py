@@ -1,0 +1,215 @@
+"""Building messages: :class:`Codec` (see :mod:`zmqpipeline.protocol` for the tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import MessageTooLarge
+from ..utils.serializer import Packer
+from .wire import (
+    _HEADERS,
+    _SPECS,
+    ACK,
+    ALIVE,
+    BYE,
+    CONTROL,
+    CONTROL_REPLY,
+    CREDIT,
+    DATA,
+    DISCONNECT,
+    END,
+    FAIL,
+    FINISHED,
+    HANDBACK,
+    HEARTBEAT,
+    HELLO,
+    JOB,
+    KIND_NAMES,
+    META,
+    META_OK,
+    PING,
+    PUSH,
+    PUSH_CLOSE,
+    PUSH_REPLY,
+    READY,
+    RECALL,
+    REPLY,
+    REQUEST,
+    REQUEST_ERROR,
+    RESET,
+    RESULT,
+    SKIP,
+    SREADY,
+    START,
+    WELCOME,
+    WORKER_ERROR,
+    WORKER_REPLY,
+    clip_error,
+)
+
+__all__ = ["Codec"]
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+class Codec:
+    """Builds messages. Holds one reusable packer, so use one ``Codec`` per thread."""
+
+    __slots__ = ("_packer", "max_bytes")
+
+    def __init__(self, max_bytes: int) -> None:
+        self._packer = Packer()
+        self.max_bytes = max_bytes
+
+    def encode(self, kind: int, body: list[Any], context: str = "") -> list[bytes]:
+        raw = self._packer.pack(body, context)
+        limit = _SPECS[kind].max_bytes or self.max_bytes
+        if len(raw) > limit:
+            what = f" for task type {context!r}" if context else ""
+            raise MessageTooLarge(
+                f"{KIND_NAMES[kind]} message{what} is {len(raw)} bytes, over the "
+                f"limit of {limit} (max_message_bytes)"
+            )
+        return [_HEADERS[kind], raw]
+
+    # Named builders keep the frame layout in this one module.
+    def ready(self, task_type: str, capacity: int, free: int, threads: int = 1) -> list[bytes]:
+        return self.encode(READY, [task_type, capacity, free, threads])
+
+    def recall(self, n: int) -> list[bytes]:
+        return self.encode(RECALL, [n])
+
+    def hand_back(self, seqs: list[int]) -> list[bytes]:
+        return self.encode(HANDBACK, [seqs])
+
+    def welcome(self, run: int, metadata: dict[str, Any]) -> list[bytes]:
+        return self.encode(WELCOME, [run, metadata])
+
+    def data(self, run: int, items: list[list[Any]], task_type: str) -> list[bytes]:
+        return self.encode(DATA, [run, items], task_type)
+
+    def credit(self, n: int) -> list[bytes]:
+        return self.encode(CREDIT, [n])
+
+    def fail(self, seq: int, error: str, exc_types: list[str]) -> list[bytes]:
+        return self.encode(FAIL, [seq, clip_error(error), exc_types[:32]])
+
+    def heartbeat(self, worker_id: bytes) -> list[bytes]:
+        return self.encode(HEARTBEAT, [worker_id])
+
+    def alive(self) -> list[bytes]:
+        return self.encode(ALIVE, [])
+
+    def reset(self) -> list[bytes]:
+        return self.encode(RESET, [])
+
+    def bye(self, seqs: list[int]) -> list[bytes]:
+        return self.encode(BYE, [seqs])
+
+    def end(self, run: int, summary: dict[str, Any]) -> list[bytes]:
+        return self.encode(END, [run, summary])
+
+    def result(
+        self, run: int, task_type: str, seq: int, result: dict[str, Any] | None, worker_id: bytes
+    ) -> list[bytes]:
+        """One item's result alone (see :meth:`result_item` and :meth:`results` for many)."""
+        return self.results(run, task_type, worker_id, [self.result_item(seq, result, task_type)])
+
+    def result_item(self, seq: int, result: dict[str, Any] | None, task_type: str) -> bytes:
+        """One ``[seq, result]`` entry, packed on its own: a result msgpack cannot carry
+        fails here, alone, and entries join a batch without being packed again."""
+        return self._packer.pack([seq, result], task_type)
+
+    def results(
+        self, run: int, task_type: str, worker_id: bytes, packed_items: list[bytes]
+    ) -> list[bytes]:
+        """RESULT for entries packed by :meth:`result_item` (msgpack arrays concatenate)."""
+        head = self._packer.pack([run, task_type, worker_id])
+        raw = b"".join([b"\x94", head[1:], _array_header(len(packed_items)), *packed_items])
+        if len(raw) > self.max_bytes:
+            raise MessageTooLarge(
+                f"RESULT message for task type {task_type!r} is {len(raw)} bytes, over the "
+                f"limit of {self.max_bytes} (max_message_bytes)"
+            )
+        return [_HEADERS[RESULT], raw]
+
+    def ping(self, run: int) -> list[bytes]:
+        return self.encode(PING, [run])
+
+    def hello(self, collector_id: bytes) -> list[bytes]:
+        return self.encode(HELLO, [collector_id])
+
+    def start(
+        self,
+        run: int,
+        metadata: dict[str, Any],
+        task_types: list[str],
+        forward: list[str] | None = None,
+        quiet: list[str] | None = None,
+    ) -> list[bytes]:
+        return self.encode(START, [run, metadata, task_types, forward or [], quiet or []])
+
+    def skip(self, run: int, task_type: str, seq: int) -> list[bytes]:
+        return self.encode(SKIP, [run, task_type, seq])
+
+    def ack(self, run: int, entries: list[list[Any]]) -> list[bytes]:
+        return self.encode(ACK, [run, entries])
+
+    def finished(self, run: int) -> list[bytes]:
+        return self.encode(FINISHED, [run])
+
+    def meta(self, metadata: dict[str, Any]) -> list[bytes]:
+        return self.encode(META, [metadata])
+
+    def meta_ok(self) -> list[bytes]:
+        return self.encode(META_OK, [])
+
+    # Service mode. ``task_type`` names the task type in a MessageTooLarge/TypeError.
+    def sready(self, task_type: str) -> list[bytes]:
+        return self.encode(SREADY, [task_type])
+
+    def request(self, request_id: int, task_type: str, data: Any) -> list[bytes]:
+        return self.encode(REQUEST, [request_id, task_type, data], task_type)
+
+    def job(self, client: bytes, request_id: int, data: Any, task_type: str) -> list[bytes]:
+        return self.encode(JOB, [client, request_id, data], task_type)
+
+    def worker_reply(
+        self, client: bytes, request_id: int, data: Any, task_type: str
+    ) -> list[bytes]:
+        return self.encode(WORKER_REPLY, [client, request_id, data], task_type)
+
+    def reply(self, request_id: int, data: Any) -> list[bytes]:
+        return self.encode(REPLY, [request_id, data])
+
+    def worker_error(self, client: bytes, request_id: int, error: str) -> list[bytes]:
+        return self.encode(WORKER_ERROR, [client, request_id, clip_error(error)])
+
+    def request_error(self, request_id: int, error: str) -> list[bytes]:
+        return self.encode(REQUEST_ERROR, [request_id, clip_error(error)])
+
+    def disconnect(self) -> list[bytes]:
+        return self.encode(DISCONNECT, [])
+
+    # Operating a run.
+    def control(self, request_id: int, command: str, args: dict[str, Any]) -> list[bytes]:
+        return self.encode(CONTROL, [request_id, command, args])
+
+    def control_reply(self, request_id: int, ok: bool, body: dict[str, Any]) -> list[bytes]:
+        return self.encode(CONTROL_REPLY, [request_id, ok, body])
+
+    # Pushing items into an open-ended task.
+    def push(self, request_id: int, task_type: str, items: list[dict[str, Any]]) -> list[bytes]:
+        return self.encode(PUSH, [request_id, task_type, items], task_type)
+
+    def push_close(self, request_id: int, task_type: str) -> list[bytes]:
+        return self.encode(PUSH_CLOSE, [request_id, task_type])
+
+    def push_reply(self, request_id: int, ok: bool, error: str, accepted: int) -> list[bytes]:
+        return self.encode(PUSH_REPLY, [request_id, ok, clip_error(error), accepted])

@@ -1,0 +1,309 @@
+"""Kinds, their body shapes and limits, and :func:`decode` (see :mod:`zmqpipeline.protocol`
+for the tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, NamedTuple
+
+import msgpack  # type: ignore[import-untyped]
+
+from ..errors import ProtocolError
+from ..utils.serializer import _ext_hook
+from .records import (
+    Ack,
+    Alive,
+    Bye,
+    Control,
+    ControlReply,
+    Credit,
+    Data,
+    Disconnect,
+    End,
+    Fail,
+    Finished,
+    HandBack,
+    Heartbeat,
+    Hello,
+    Job,
+    Meta,
+    MetaOk,
+    Ping,
+    Push,
+    PushClose,
+    PushReply,
+    Ready,
+    Recall,
+    Reply,
+    Request,
+    RequestError,
+    Reset,
+    Result,
+    Skip,
+    SReady,
+    Start,
+    Welcome,
+    WorkerError,
+    WorkerReply,
+)
+
+__all__ = [
+    "ACK",
+    "ALIVE",
+    "BYE",
+    "CONTROL",
+    "CONTROL_MAX_BYTES",
+    "CONTROL_REPLY",
+    "CREDIT",
+    "DATA",
+    "DISCONNECT",
+    "END",
+    "ERROR_MAX_CHARS",
+    "FAIL",
+    "FINISHED",
+    "HANDBACK",
+    "HEARTBEAT",
+    "HELLO",
+    "JOB",
+    "KIND_NAMES",
+    "META",
+    "META_OK",
+    "PING",
+    "PUSH",
+    "PUSH_CLOSE",
+    "PUSH_REPLY",
+    "READY",
+    "RECALL",
+    "REPLY",
+    "REQUEST",
+    "REQUEST_ERROR",
+    "RESET",
+    "RESULT",
+    "SKIP",
+    "SREADY",
+    "START",
+    "VERSION",
+    "WELCOME",
+    "WORKER_ERROR",
+    "WORKER_REPLY",
+    "clip_error",
+    "decode",
+    "kind_of",
+]
+
+VERSION = 3  # 3: START's forward/quiet lists, ACK entries' result (streaming stages)
+
+#: Largest message of a control kind (no user data in it) any role accepts.
+CONTROL_MAX_BYTES = 64 * 1024
+#: Longest error text a FAIL or WORKER_ERROR carries (the start and end of a traceback).
+ERROR_MAX_CHARS = 16 * 1024
+
+# -- kinds -----------------------------------------------------------------------------
+
+READY = 0x01
+WELCOME = 0x02
+DATA = 0x03
+CREDIT = 0x04
+FAIL = 0x05
+HEARTBEAT = 0x06
+RESET = 0x07
+BYE = 0x08
+END = 0x09
+RESULT = 0x0A
+START = 0x0B
+SKIP = 0x0C
+ACK = 0x0D
+FINISHED = 0x0E
+META = 0x0F
+HELLO = 0x10
+ALIVE = 0x11
+PING = 0x12
+META_OK = 0x13
+RECALL = 0x14
+HANDBACK = 0x15
+SREADY = 0x20
+REQUEST = 0x21
+REPLY = 0x22
+REQUEST_ERROR = 0x23
+DISCONNECT = 0x24
+JOB = 0x25
+WORKER_REPLY = 0x26
+WORKER_ERROR = 0x27
+CONTROL = 0x30
+CONTROL_REPLY = 0x31
+PUSH = 0x40
+PUSH_CLOSE = 0x41
+PUSH_REPLY = 0x42
+
+_NONE = type(None)
+_ANY = object
+_CONTROL = CONTROL_MAX_BYTES
+_USER = 0  # a kind carrying user data: bounded by the socket's max_message_bytes
+
+
+class _Spec(NamedTuple):
+    record: type[Any]
+    fields: tuple[Any, ...]  # the type (or types) of each field
+    max_bytes: int
+    max_len: int  # longest array or map anywhere in the body
+
+
+_LIST_LIMIT = 1 << 20  # arrays/maps inside user data, and item lists
+
+_SPECS: dict[int, _Spec] = {
+    READY: _Spec(Ready, (str, int, int, int), _CONTROL, 8),
+    RECALL: _Spec(Recall, (int,), _CONTROL, 8),
+    HANDBACK: _Spec(HandBack, (list,), _CONTROL, 4096),
+    WELCOME: _Spec(Welcome, (int, dict), _USER, _LIST_LIMIT),
+    DATA: _Spec(Data, (int, list), _USER, _LIST_LIMIT),
+    CREDIT: _Spec(Credit, (int,), _CONTROL, 8),
+    FAIL: _Spec(Fail, (int, str, list), _CONTROL, 64),
+    HEARTBEAT: _Spec(Heartbeat, (bytes,), _CONTROL, 8),
+    ALIVE: _Spec(Alive, (), _CONTROL, 8),
+    RESET: _Spec(Reset, (), _CONTROL, 8),
+    BYE: _Spec(Bye, (list,), _CONTROL, 4096),
+    END: _Spec(End, (int, dict), _USER, _LIST_LIMIT),
+    RESULT: _Spec(Result, (int, str, bytes, list), _USER, _LIST_LIMIT),
+    PING: _Spec(Ping, (int,), _CONTROL, 8),
+    HELLO: _Spec(Hello, (bytes,), _CONTROL, 8),
+    START: _Spec(Start, (int, dict, list, list, list), _USER, _LIST_LIMIT),
+    SKIP: _Spec(Skip, (int, str, int), _CONTROL, 8),
+    ACK: _Spec(Ack, (int, list), _USER, _LIST_LIMIT),
+    FINISHED: _Spec(Finished, (int,), _CONTROL, 8),
+    META: _Spec(Meta, (dict,), _USER, _LIST_LIMIT),
+    META_OK: _Spec(MetaOk, (), _CONTROL, 8),
+    SREADY: _Spec(SReady, (str,), _CONTROL, 8),
+    REQUEST: _Spec(Request, (int, str, _ANY), _USER, _LIST_LIMIT),
+    JOB: _Spec(Job, (bytes, int, _ANY), _USER, _LIST_LIMIT),
+    WORKER_REPLY: _Spec(WorkerReply, (bytes, int, _ANY), _USER, _LIST_LIMIT),
+    REPLY: _Spec(Reply, (int, _ANY), _USER, _LIST_LIMIT),
+    WORKER_ERROR: _Spec(WorkerError, (bytes, int, str), _CONTROL, 8),
+    REQUEST_ERROR: _Spec(RequestError, (int, str), _CONTROL, 8),
+    DISCONNECT: _Spec(Disconnect, (), _CONTROL, 8),
+    # Operating a run: a command is small; a status reply grows with workers and failures.
+    CONTROL: _Spec(Control, (int, str, dict), _CONTROL, 4096),
+    CONTROL_REPLY: _Spec(ControlReply, (int, bool, dict), _USER, _LIST_LIMIT),
+    # Pushing items into an open-ended task.
+    PUSH: _Spec(Push, (int, str, list), _USER, _LIST_LIMIT),
+    PUSH_CLOSE: _Spec(PushClose, (int, str), _CONTROL, 8),
+    PUSH_REPLY: _Spec(PushReply, (int, bool, str, int), _CONTROL, 8),
+}
+
+KIND_NAMES: dict[int, str] = {
+    kind: name
+    for name, kind in list(globals().items())
+    if name.isupper() and isinstance(kind, int) and kind in _SPECS
+}
+_KIND_OF: dict[type[Any], int] = {spec.record: kind for kind, spec in _SPECS.items()}
+_HEADERS: dict[int, bytes] = {kind: bytes((VERSION, kind)) for kind in _SPECS}
+
+
+def kind_of(record: Any) -> int:
+    """The kind number of a decoded record (``kind_of(Ready(...)) == READY``)."""
+    return _KIND_OF[type(record)]
+
+
+def _valid(value: Any, expected: Any) -> bool:
+    # bool is an int to isinstance, but never a count, sequence or run number.
+    if expected is int:
+        return type(value) is int
+    return isinstance(value, expected)
+
+
+def _check_nested(kind: int, body: list[Any]) -> bool:
+    """Validate the nested lists of DATA, ACK, BYE, FAIL, START and PUSH."""
+    if kind == DATA:
+        return all(
+            type(item) is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is dict
+            for item in body[1]
+        )
+    if kind == ACK:
+        return all(
+            type(entry) is list
+            and len(entry) == 6
+            and type(entry[0]) is str
+            and type(entry[1]) is int
+            and (entry[2] is None or type(entry[2]) is dict)
+            and (entry[3] is None or type(entry[3]) is str)
+            and type(entry[4]) is bytes
+            and (entry[5] is None or type(entry[5]) is dict)
+            for entry in body[1]
+        )
+    if kind == RESULT:
+        return all(
+            type(item) is list
+            and len(item) == 2
+            and type(item[0]) is int
+            and (item[1] is None or type(item[1]) is dict)
+            for item in body[3]
+        )
+    if kind in (BYE, HANDBACK):
+        return all(type(seq) is int for seq in body[0])
+    if kind == FAIL:
+        return all(type(name) is str for name in body[2])
+    if kind == START:
+        return all(type(name) is str for names in body[2:] for name in names)
+    if kind == PUSH:
+        return all(type(item) is dict for item in body[2])
+    return True
+
+
+def decode(
+    frames: list[bytes],
+    accept: Collection[int] | None = None,
+    where: str = "",
+    max_bytes: int = 1 << 62,
+) -> Any:
+    """Parse ``[header, body]`` into its record; raise ``ProtocolError`` if malformed,
+    over the size limits (``max_bytes`` for kinds that carry user data, the kind's own
+    for the others), or if ``accept`` is given and the kind is not one of them (``where``
+    says where it came: "from the distributor", "on the ACK socket"...)."""
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames, got {len(frames)}", frames, "frame count")
+    header, raw = frames
+    if len(header) != 2:
+        raise ProtocolError(f"header must be 2 bytes, got {len(header)}", frames, "bad header")
+    if header[0] != VERSION:
+        raise ProtocolError(
+            f"protocol version {header[0]} (this side speaks {VERSION}): a peer of another "
+            "zmqpipeline release?",
+            frames,
+            "wrong version",
+        )
+    kind = header[1]
+    spec = _SPECS.get(kind)
+    if spec is None:
+        raise ProtocolError(f"unknown message kind 0x{kind:02x}", frames, "unknown kind")
+    name = KIND_NAMES[kind]
+    if accept is not None and kind not in accept:
+        raise ProtocolError(f"{name} is not expected {where}".rstrip(), frames, "wrong direction")
+    limit = spec.max_bytes or max_bytes
+    if len(raw) > limit:
+        raise ProtocolError(f"{name} of {len(raw)} bytes, over {limit}", frames, "too large")
+    try:
+        body = msgpack.unpackb(
+            raw,
+            ext_hook=_ext_hook,
+            max_array_len=spec.max_len,
+            max_map_len=spec.max_len,
+            max_ext_len=1024,
+        )
+    except Exception as exc:  # msgpack raises several types for garbage and for limits
+        raise ProtocolError(f"undecodable {name} body: {exc}", frames, "undecodable body") from None
+    fields = spec.fields
+    if (
+        type(body) is not list
+        or len(body) != len(fields)
+        or not all(_valid(v, t) for v, t in zip(body, fields, strict=True))
+        or not _check_nested(kind, body)
+    ):
+        raise ProtocolError(f"malformed {name} body", frames, "malformed body")
+    return spec.record(*body)
+
+
+def clip_error(text: str) -> str:
+    """``text`` cut to :data:`ERROR_MAX_CHARS`, keeping its start and its last lines."""
+    if len(text) <= ERROR_MAX_CHARS:
+        return text
+    half = ERROR_MAX_CHARS // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
