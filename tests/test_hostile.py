@@ -73,6 +73,7 @@ def run_pipeline(procs, endpoints, attack: Callable[[], Any] | None, n=N, delay=
         procs.started[name].join(max(0.1, deadline - time.monotonic()))
     codes = {name: procs.started[name].exitcode for name in names}
     peak = sampler.stop()
+    print(f"peak RSS (MiB): {', '.join(f'{k} {v:.1f}' for k, v in sorted(peak.items()))}")
     if attack is not None:
         procs.kill("attacker", signal.SIGKILL)
     assert codes == dict.fromkeys(names, 0), codes
