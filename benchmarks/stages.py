@@ -37,7 +37,6 @@ import zmqpipeline as zp
 
 DELAY_S = 0.01
 WORKERS = 2
-SOURCE_LINGER_S = 0.002
 A, B = "BENCH_A", "BENCH_B"
 for _name in (A, B):
     zp.TaskType.register_type(_name)
@@ -147,10 +146,9 @@ def run_once(mode: str, n: int) -> dict[str, Any]:
             return {"t_first": parts["stamps"]["t_first"], "ok": report.ok}
 
         def worker(cls: type[zp.SingleThreadedWorker]) -> int:
-            # A source's workers send each result at once rather than batching them for
-            # up to RESULT_LINGER_S (50 ms): the next stage waits for them.
-            linger = SOURCE_LINGER_S if cls.task_type == A and mode == "streaming" else None
-            role = cls(settings=zp.Settings.from_env(result_linger_s=linger))
+            # A source's workers hold results for 2 ms at most, not RESULT_LINGER_S: the
+            # distributor tells them so in WELCOME (the next stage waits for them).
+            role = cls()
             with started.get_lock():
                 started.value += 1
             role.run()

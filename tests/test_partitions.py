@@ -19,7 +19,7 @@ from pipelines import load
 pytestmark = pytest.mark.timeout(120)
 
 HERE = Path(__file__).resolve().parent
-N, DELAY = 800, 0.01  # 800 items of 10 ms on two workers: about 4 s of work
+N, DELAY = 1200, 0.01  # 1200 items of 10 ms on two workers: about 6 s of work
 ENV = {
     **os.environ,
     "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
@@ -72,13 +72,24 @@ def wait_for_progress(collector, timeout=60.0):
 
 
 def finish(procs, tmp_path, timeout=60.0):
+    """Wait for every role to end by itself. A worker that was cut off when the run ended
+    never heard END: like any worker without a distributor it waits for the next one,
+    and a SIGTERM ends it cleanly."""
     deadline = time.monotonic() + timeout
     codes = {}
-    for name, process in procs.items():
+    for name in ("distributor", "collector", "w1", "w2"):
+        process = procs[name]
+        wait = deadline - time.monotonic()
+        if name.startswith("w") and codes["distributor"] == 0:
+            wait = min(wait, 5.0)  # END reached it by now, unless it was cut off then
         try:
-            codes[name] = process.wait(max(0.1, deadline - time.monotonic()))
+            codes[name] = process.wait(max(0.1, wait))
         except subprocess.TimeoutExpired:
-            codes[name] = None
+            if codes["distributor"] != 0:
+                codes[name] = None
+                continue
+            process.terminate()
+            codes[name] = process.wait(10)
     assert codes == dict.fromkeys(procs, 0), codes
     results = load(tmp_path / "results.json")
     ids = sorted(item[1]["i"] for item in results["items"])

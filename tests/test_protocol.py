@@ -24,7 +24,7 @@ BUILT = {
     "ready": (codec.ready("CALC", 3, 2, 2), protocol.Ready("CALC", 3, 2, 2)),
     "recall": (codec.recall(3), protocol.Recall(3)),
     "hand-back": (codec.hand_back([4, 5]), protocol.HandBack([4, 5])),
-    "welcome": (codec.welcome(7, {"a": 1}), protocol.Welcome(7, {"a": 1})),
+    "welcome": (codec.welcome(7, {"a": 1}), protocol.Welcome(7, {"a": 1}, {})),
     "data": (
         codec.data(7, [[0, {"x": 1}], [1, {}]], "CALC"),
         protocol.Data(7, [[0, {"x": 1}], [1, {}]]),

@@ -96,7 +96,7 @@ def test_start_tells_the_collector_and_welcomes_waiting_workers():
     s.start({"m": "x"}, 0.0)
     out = sent(s)
     assert out[0] == (COLLECTOR, None, protocol.START, [42, {"m": "x"}, ["S_A"], [], []])
-    assert out[1] == (EP, b"w1", protocol.WELCOME, [42, {"m": "x"}])
+    assert out[1] == (EP, b"w1", protocol.WELCOME, [42, {"m": "x"}, {}])
     assert data_items(out) == [0, 1]  # credit 2: two items in one message
     assert len([m for m in out if m[2] == protocol.DATA]) == 1
 
@@ -170,7 +170,7 @@ def test_dependent_task_waits_for_collection_not_dispatch():
     ack(s, "S_A", [1], 0.2)  # the last FIRST item collected: SECOND may begin
     s.dispatch(0.2)
     out = sent(s)
-    assert (EP_B, b"b", protocol.WELCOME, [42, {}]) in out
+    assert (EP_B, b"b", protocol.WELCOME, [42, {}, {}]) in out
     assert data_items(out, b"b") == [0]
 
 

@@ -28,7 +28,7 @@ def test_ready_offers_threads_plus_prefetch_and_the_capacity():
 
 def test_welcome_completes_the_handshake_and_data_of_another_run_is_ignored():
     logic = make()
-    assert logic.on_message(protocol.Welcome(7, {"m": 1})) is True
+    assert logic.on_message(protocol.Welcome(7, {"m": 1}, {})) is True
     assert sent(logic) == [protocol.Credit(0)] and logic.metadata == {"m": 1}
     logic.on_message(protocol.Data(6, [[0, {}]]))
     assert not logic.queue
@@ -38,7 +38,7 @@ def test_welcome_completes_the_handshake_and_data_of_another_run_is_ignored():
 
 def test_reset_drops_what_is_queued_and_announces_again():
     logic = make()
-    logic.on_message(protocol.Welcome(7, {}))
+    logic.on_message(protocol.Welcome(7, {}, {}))
     logic.on_message(protocol.Data(7, [[0, {}]]))
     sent(logic)
     logic.on_message(protocol.Reset())
@@ -48,7 +48,7 @@ def test_reset_drops_what_is_queued_and_announces_again():
 
 def test_hand_back_returns_the_queued_items_and_more():
     logic = make()
-    logic.on_message(protocol.Welcome(7, {}))
+    logic.on_message(protocol.Welcome(7, {}, {}))
     logic.on_message(protocol.Data(7, [[3, {}], [4, {}]]))
     assert protocol.decode(logic.hand_back([9])) == protocol.Bye([3, 4, 9])
     assert not logic.queue

@@ -40,6 +40,9 @@ task_logger = logging.getLogger("zmqpipeline.task")
 
 
 _LATENCY_SAMPLES = 10_000
+#: The result linger of the workers of a task that feeds a stage: each result is the
+#: next stage's input, so it goes on almost at once (the batch still forms by count).
+FEEDER_LINGER_S = 0.002
 _RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 
@@ -139,8 +142,12 @@ class Scheduler(HandOut):
     def _accept(self, state: TaskState, worker: WorkerRecord) -> None:
         worker.accepted = True
         assert self.metadata is not None
+        # A task that feeds a stage wants its results at once, not held for a batch.
+        options = (
+            {"result_linger_s": FEEDER_LINGER_S} if self.stages.fed.get(state.task_type) else {}
+        )
         self.outbox.append(
-            (state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata))
+            (state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata, options))
         )
 
     def _check_finished(self, state: TaskState) -> None:

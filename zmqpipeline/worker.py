@@ -235,6 +235,9 @@ class Worker(Role):
                 continue
             if logic.on_message(msg):
                 self.metadata = logic.metadata
+                linger = logic.options.get("result_linger_s")
+                if isinstance(linger, (int, float)) and not isinstance(linger, bool):
+                    self._batch.max_linger_s = min(self.settings.result_linger_s, linger)
                 self._welcomed()
             if logic.ended:
                 return

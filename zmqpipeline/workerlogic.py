@@ -87,6 +87,7 @@ class WorkerLogic:
         self.busy = 0
         self.to_distributor: deque[list[bytes]] = deque()
         self.recalled = 0  # items the distributor asked back (RECALL), not yet answered
+        self.options: dict[str, Any] = {}  # from WELCOME: how this task's workers work
 
     @property
     def held(self) -> int:
@@ -111,6 +112,7 @@ class WorkerLogic:
             if msg.run != self.run:
                 self.queue.clear()  # items of a run that is over
             self.run, self.metadata, self.accepted = msg.run, msg.metadata, True
+            self.options = msg.options
             self.to_distributor.append(self.codec.credit(0))  # the handshake's last step
             return True
         elif kind is protocol.Reset:

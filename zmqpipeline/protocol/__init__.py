@@ -18,7 +18,7 @@ results to the collector's PULL at its endpoint.
 kind       route  body (record fields)
 =========  =====  ===========================================================
 READY      W→D    task_type, capacity, free, threads join / re-join; credit
-WELCOME    D→W    run, metadata                      accepted: start working
+WELCOME    D→W    run, metadata, options             accepted: start working
 DATA       D→W    run, items: [[seq, payload], ...]  one or more items
 CREDIT     W→D    n                                  n more items may be sent
 FAIL       W→D    seq, error, exc_types              user code raised on seq

@@ -88,8 +88,10 @@ class Codec:
     def hand_back(self, seqs: list[int]) -> list[bytes]:
         return self.encode(HANDBACK, [seqs])
 
-    def welcome(self, run: int, metadata: dict[str, Any]) -> list[bytes]:
-        return self.encode(WELCOME, [run, metadata])
+    def welcome(
+        self, run: int, metadata: dict[str, Any], options: dict[str, Any] | None = None
+    ) -> list[bytes]:
+        return self.encode(WELCOME, [run, metadata, options or {}])
 
     def data(self, run: int, items: list[list[Any]], task_type: str) -> list[bytes]:
         return self.encode(DATA, [run, items], task_type)

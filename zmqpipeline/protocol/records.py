@@ -61,6 +61,7 @@ class HandBack(NamedTuple):
 class Welcome(NamedTuple):
     run: int
     metadata: dict[str, Any]
+    options: dict[str, Any]  # how this task's workers should work (e.g. result_linger_s)
 
 
 class Data(NamedTuple):

@@ -154,7 +154,7 @@ _SPECS: dict[int, _Spec] = {
     READY: _Spec(Ready, (str, int, int, int), _CONTROL, 8),
     RECALL: _Spec(Recall, (int,), _CONTROL, 8),
     HANDBACK: _Spec(HandBack, (list,), _CONTROL, 4096),
-    WELCOME: _Spec(Welcome, (int, dict), _USER, _LIST_LIMIT),
+    WELCOME: _Spec(Welcome, (int, dict, dict), _USER, _LIST_LIMIT),
     DATA: _Spec(Data, (int, list), _USER, _LIST_LIMIT),
     CREDIT: _Spec(Credit, (int,), _CONTROL, 8),
     FAIL: _Spec(Fail, (int, str, list), _CONTROL, 64),
