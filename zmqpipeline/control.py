@@ -31,12 +31,9 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from . import protocol
-from .errors import ControlError, ProtocolError
-from .runtime import RoleRuntime
-from .security import Security
-from .settings import Settings
+from .errors import ControlError
+from .runtime import RequestClient, RoleRuntime
 from .state import task_size
-from .types import EndpointAddress
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -275,7 +272,7 @@ class ControlLogic:
 # -- the client -------------------------------------------------------------------------
 
 
-class Control:
+class Control(RequestClient):
     """Operate the run whose distributor answers at ``endpoint``.
 
     Each call opens its own socket, sends one command, waits at most ``timeout`` seconds
@@ -284,18 +281,8 @@ class Control:
     ``security``: CURVE keys for a tcp endpoint (default: ``ZMQPIPELINE_CURVE_*``, if set).
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        security: Security | None = None,
-        *,
-        timeout: float = CONTROL_TIMEOUT_S,
-        settings: Settings | None = None,
-    ) -> None:
-        self.endpoint = EndpointAddress(endpoint)
-        self.timeout = float(timeout)
-        self.settings = settings or Settings.from_env(security=security)
-        self._codec = protocol.Codec(self.settings.max_message_bytes)
+    reply_kind = protocol.CONTROL_REPLY
+    default_timeout_s = CONTROL_TIMEOUT_S
 
     def status(self) -> dict[str, Any]:
         """A snapshot of the run: state, per task, per worker, the collector, failures."""
@@ -331,10 +318,7 @@ class Control:
         with RoleRuntime("operator", self.settings, logger) as rt:
             sock = rt.open(zmq.DEALER, self.endpoint, bind=False)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.send_multipart(frames, zmq.NOBLOCK)  # DEALER queues until connected
-            reply = self._await(rt, sock, request_id)
-            if rt.stop.is_set:
-                raise KeyboardInterrupt
+            reply: protocol.ControlReply | None = self._exchange(rt, sock, request_id, frames)
         if reply is None:
             raise ControlError(
                 f"no reply from {self.endpoint} within {self.timeout:g} s "
@@ -344,24 +328,3 @@ class Control:
             state = reply.body.get("state")
             raise ControlError(f"{command} refused: {reply.body.get('error')}", state)
         return reply.body
-
-    def _await(
-        self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int
-    ) -> protocol.ControlReply | None:
-        deadline = time.monotonic() + self.timeout
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(rt.stop.fd, zmq.POLLIN)  # Ctrl-C ends the wait
-        while (left := deadline - time.monotonic()) > 0 and not rt.stop.is_set:
-            if sock not in dict(poller.poll(max(1, int(left * 1000)))):
-                continue
-            try:
-                msg = protocol.decode(
-                    sock.recv_multipart(), {protocol.CONTROL_REPLY}, "from the distributor"
-                )
-            except ProtocolError as exc:
-                logger.warning("dropped a bad reply from %s: %s", self.endpoint, exc.reason)
-                continue
-            if msg.request_id == request_id:
-                return msg  # type: ignore[no-any-return]
-        return None

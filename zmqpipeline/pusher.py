@@ -34,12 +34,9 @@ import zmq
 
 from . import protocol
 from .errors import MessageTooLarge, ProtocolError, PushError
-from .runtime import RoleRuntime
-from .security import Security
-from .settings import Settings
+from .runtime import RequestClient, RoleRuntime
 from .stages import close_stream, push_items
 from .transport import recv_frames
-from .types import EndpointAddress
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -108,7 +105,7 @@ def serve_push(rt: RoleRuntime, sock: zmq.Socket[Any], logic: PushLogic, now: fl
 # -- the client -------------------------------------------------------------------------
 
 
-class Pusher:
+class Pusher(RequestClient):
     """Push items into an open-ended task of the run whose distributor takes them at
     ``endpoint`` (its ``push_endpoint``).
 
@@ -118,18 +115,8 @@ class Pusher:
     ``ZMQPIPELINE_CURVE_*``, if set); the key must be in the ``clients`` role.
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        security: Security | None = None,
-        *,
-        timeout: float = PUSH_TIMEOUT_S,
-        settings: Settings | None = None,
-    ) -> None:
-        self.endpoint = EndpointAddress(endpoint)
-        self.timeout = float(timeout)
-        self.settings = settings or Settings.from_env(security=security)
-        self._codec = protocol.Codec(self.settings.max_message_bytes)
+    reply_kind = protocol.PUSH_REPLY
+    default_timeout_s = PUSH_TIMEOUT_S
 
     def push(self, task_type: str, item: dict[str, Any]) -> int:
         """Push one item (a dict); returns 1 once the distributor has accepted it."""
@@ -190,10 +177,7 @@ class Pusher:
     def _call(
         self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int, frames: list[bytes]
     ) -> protocol.PushReply:
-        sock.send_multipart(frames, zmq.NOBLOCK)  # DEALER queues until connected
-        reply = self._await(rt, sock, request_id)
-        if rt.stop.is_set:
-            raise KeyboardInterrupt
+        reply: protocol.PushReply | None = self._exchange(rt, sock, request_id, frames)
         if reply is None:
             raise PushError(
                 f"no reply from {self.endpoint} within {self.timeout:g} s (no distributor "
@@ -202,24 +186,3 @@ class Pusher:
         if not reply.ok:
             raise PushError(f"push refused: {reply.error}")
         return reply
-
-    def _await(
-        self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int
-    ) -> protocol.PushReply | None:
-        deadline = time.monotonic() + self.timeout
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(rt.stop.fd, zmq.POLLIN)  # Ctrl-C ends the wait
-        while (left := deadline - time.monotonic()) > 0 and not rt.stop.is_set:
-            if sock not in dict(poller.poll(max(1, int(left * 1000)))):
-                continue
-            try:
-                msg = protocol.decode(
-                    sock.recv_multipart(), {protocol.PUSH_REPLY}, "from the distributor"
-                )
-            except ProtocolError as exc:
-                logger.warning("dropped a bad reply from %s: %s", self.endpoint, exc.reason)
-                continue
-            if msg.request_id == request_id:
-                return msg  # type: ignore[no-any-return]
-        return None

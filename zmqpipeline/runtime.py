@@ -6,6 +6,7 @@ call into user code."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -17,9 +18,16 @@ import zmq
 from .security import Security
 from .settings import Settings
 from .task import check_class_attributes
-from .transport import DropCounter, StopSignal, close_sockets, new_context, open_socket
+from .transport import (
+    DropCounter,
+    StopSignal,
+    close_sockets,
+    heartbeat,
+    new_context,
+    open_socket,
+)
 
-__all__ = ["Role", "RoleRuntime", "UserCodeError", "call_user"]
+__all__ = ["RequestClient", "Role", "RoleRuntime", "UserCodeError", "call_user"]
 
 T = TypeVar("T")
 
@@ -97,6 +105,8 @@ class RoleRuntime:
         self.ctx = new_context()
         self.stop = StopSignal()
         self.sockets: list[zmq.Socket[Any]] = []
+        self._beat: threading.Thread | None = None
+        self._beat_stop = threading.Event()
 
     def __enter__(self) -> RoleRuntime:
         return self
@@ -158,9 +168,87 @@ class RoleRuntime:
                 wait_ms = max(1, min(wait_ms, int(left * 1000)))
             sock.poll(wait_ms, zmq.POLLOUT)
 
+    def start_heartbeat(self, endpoint: str, worker_id: bytes) -> None:
+        """Beat for ``worker_id`` at ``endpoint`` from a thread of its own (user code may
+        run long in the main thread) until the runtime closes."""
+        self._beat = threading.Thread(
+            target=heartbeat,
+            name="zmqpipeline-heartbeat",
+            daemon=True,
+            args=(self.ctx, endpoint, worker_id, self.settings, self._beat_stop),
+        )
+        self._beat.start()
+
+    def await_reply(
+        self, sock: zmq.Socket[Any], kind: int, request_id: int, timeout_s: float, where: str
+    ) -> Any:
+        """The reply of ``kind`` to ``request_id`` on ``sock`` (a record), or ``None`` after
+        ``timeout_s`` or a stop request (Ctrl-C ends the wait); other messages are dropped,
+        a malformed one with a log line."""
+        from . import protocol
+        from .errors import ProtocolError
+
+        deadline = time.monotonic() + timeout_s
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self.stop.fd, zmq.POLLIN)
+        while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set:
+            if sock not in dict(poller.poll(max(1, int(left * 1000)))):
+                continue
+            try:
+                msg = protocol.decode(sock.recv_multipart(), {kind}, where)
+            except ProtocolError as exc:
+                self.logger.warning("dropped a bad reply %s: %s", where, exc.reason)
+                continue
+            if msg.request_id == request_id:
+                return msg
+        return None
+
     def close(self) -> None:
+        self._beat_stop.set()
+        if self._beat is not None:
+            self._beat.join()
         close_sockets(self.sockets)
         self.sockets.clear()
         self.ctx.term()
         self.stop.close()
         self.drops.report()
+
+
+class RequestClient:
+    """What the operator's and the pusher's clients share: an endpoint, a timeout per
+    reply, settings (CURVE from ``security`` or the ``ZMQPIPELINE_CURVE_*`` variables),
+    and waiting for the reply of kind :attr:`reply_kind` to a request."""
+
+    reply_kind: ClassVar[int]
+    #: Seconds to wait for each reply, unless ``timeout`` says otherwise.
+    default_timeout_s: ClassVar[float] = 3.0
+
+    def __init__(
+        self,
+        endpoint: str,
+        security: Security | None = None,
+        *,
+        timeout: float | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        from . import protocol
+        from .types import EndpointAddress
+
+        self.endpoint = EndpointAddress(endpoint)
+        self.timeout = float(self.default_timeout_s if timeout is None else timeout)
+        self.settings = settings or Settings.from_env(security=security)
+        self._codec = protocol.Codec(self.settings.max_message_bytes)
+
+    def _exchange(
+        self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int, frames: list[bytes]
+    ) -> Any:
+        """Send a request and return its reply (``None``: none in time); Ctrl-C while
+        waiting raises ``KeyboardInterrupt``."""
+        sock.send_multipart(frames, zmq.NOBLOCK)  # DEALER queues until connected
+        reply = rt.await_reply(
+            sock, self.reply_kind, request_id, self.timeout, f"from {self.endpoint}"
+        )
+        if rt.stop.is_set:
+            raise KeyboardInterrupt
+        return reply

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections import deque
@@ -26,7 +25,7 @@ from .errors import ProtocolError
 from .metadata import MetaDataWorker
 from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
-from .transport import heartbeat, recv_frames
+from .transport import recv_frames
 from .types import EndpointAddress, TaskType
 from .workerlogic import CreditWindow, ResultBatch, WorkerLogic
 
@@ -116,24 +115,15 @@ class Worker(Role):
             self.settings.max_message_bytes // 2,
             self.settings.result_linger_s,
         )
-        stopped = threading.Event()
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt
             self._dealer = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=self.worker_id)
             self._push = rt.open(zmq.PUSH, self.collector_endpoint, bind=False)
-            beat = threading.Thread(
-                target=heartbeat,
-                name="zmqpipeline-heartbeat",
-                daemon=True,
-                args=(rt.ctx, self.endpoint, self.worker_id, self.settings, stopped),
-            )
-            beat.start()
+            rt.start_heartbeat(self.endpoint, self.worker_id)
             try:
                 self._start_extra()
                 self._loop()
             finally:
-                stopped.set()
-                beat.join()
                 self._shutdown()
         logger.info(
             "worker %s finished: %d item(s) processed, %d failed",

@@ -33,20 +33,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("endpoint", metavar="ENDPOINT", help="the distributor's control endpoint")
+def client_arguments(
+    parser: argparse.ArgumentParser, timeout_s: float, waits_for: str, whose: str
+) -> None:
+    """``--timeout`` and ``--secure``, as every client command takes them."""
     parser.add_argument(
         "--timeout",
         type=_positive_float,
-        default=CONTROL_TIMEOUT_S,
-        help=f"seconds to wait for the reply (default {CONTROL_TIMEOUT_S:g})",
+        default=timeout_s,
+        help=f"seconds to wait for {waits_for} (default {timeout_s:g})",
     )
     parser.add_argument(
         "--secure",
         action="store_true",
-        help="require CURVE (a tcp endpoint): the ZMQPIPELINE_CURVE_* variables name an "
-        "operator's key pair and the server's public key",
+        help=f"require CURVE (a tcp endpoint): the ZMQPIPELINE_CURVE_* variables name {whose} "
+        "key pair and the server's public key",
     )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="the distributor's control endpoint")
+    client_arguments(parser, CONTROL_TIMEOUT_S, "the reply", "an operator's")
 
 
 def add_control_commands(sub: Any) -> None:
@@ -76,13 +83,19 @@ def add_control_commands(sub: Any) -> None:
     retry.set_defaults(handler=_cmd_retry)
 
 
-def _control(args: argparse.Namespace) -> Control:
+def client_security(secure: bool, whose: str) -> Security | None:
+    """The CURVE keys of a client command (``--secure`` insists on them)."""
     security = Security.from_env()
-    if args.secure and security is None:
+    if secure and security is None:
         raise UsageError(
             "--secure needs the ZMQPIPELINE_CURVE_SECRET_KEY and ZMQPIPELINE_CURVE_SERVER_KEY "
-            "variables (an operator's key pair, the server's public key)"
+            f"variables ({whose} key pair, the server's public key)"
         )
+    return security
+
+
+def _control(args: argparse.Namespace) -> Control:
+    security = client_security(args.secure, "an operator's")
     return Control(args.endpoint, security, timeout=args.timeout)
 
 

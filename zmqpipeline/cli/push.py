@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ..errors import PushError, UsageError
 from ..pusher import PUSH_BATCH_ITEMS, PUSH_TIMEOUT_S, Pusher
-from ..security import Security
+from .control import client_arguments, client_security
 
 __all__ = ["add_push_commands", "read_items"]
 
@@ -19,18 +19,7 @@ __all__ = ["add_push_commands", "read_items"]
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("endpoint", metavar="ENDPOINT", help="the distributor's push endpoint")
     parser.add_argument("task_type", metavar="TASK_TYPE", help="an open-ended task type")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=PUSH_TIMEOUT_S,
-        help=f"seconds to wait for each reply, and for room (default {PUSH_TIMEOUT_S:g})",
-    )
-    parser.add_argument(
-        "--secure",
-        action="store_true",
-        help="require CURVE (a tcp endpoint): the ZMQPIPELINE_CURVE_* variables name a "
-        "client's key pair and the server's public key",
-    )
+    client_arguments(parser, PUSH_TIMEOUT_S, "each reply, and for room", "a client's")
 
 
 def add_push_commands(sub: Any) -> None:
@@ -55,13 +44,7 @@ def add_push_commands(sub: Any) -> None:
 
 
 def _pusher(args: argparse.Namespace) -> Pusher:
-    security = Security.from_env()
-    if args.secure and security is None:
-        raise UsageError(
-            "--secure needs the ZMQPIPELINE_CURVE_SECRET_KEY and ZMQPIPELINE_CURVE_SERVER_KEY "
-            "variables (a client's key pair, the server's public key)"
-        )
-    return Pusher(args.endpoint, security, timeout=args.timeout)
+    return Pusher(args.endpoint, client_security(args.secure, "a client's"), timeout=args.timeout)
 
 
 def _item(text: str, where: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import traceback
 import uuid
@@ -32,7 +31,7 @@ from .. import protocol
 from ..errors import ProtocolError, SerializationError, ZmqPipelineError
 from ..runtime import Role, RoleRuntime, UserCodeError, call_user
 from ..settings import Settings
-from ..transport import close_sockets, heartbeat
+from ..transport import close_sockets
 from ..types import EndpointAddress, TaskType
 from ..utils.messages import MESSAGE_TYPE_DATA
 from ..utils.serializer import find_unpackable
@@ -77,20 +76,9 @@ class ServiceWorker(Role):
 
     def run(self) -> None:
         """Answer requests until the service says DISCONNECT or SIGINT/SIGTERM; then return."""
-        stopped = threading.Event()
         with RoleRuntime(f"service worker {self.task_type}", self.settings, logger) as rt:
-            beat = threading.Thread(
-                target=heartbeat,
-                name="zmqpipeline-service-heartbeat",
-                daemon=True,
-                args=(rt.ctx, self.endpoint, self.worker_id, self.settings, stopped),
-            )
-            beat.start()
-            try:
-                self._loop(rt)
-            finally:
-                stopped.set()
-                beat.join()  # its socket is closed before the runtime terminates the context
+            rt.start_heartbeat(self.endpoint, self.worker_id)
+            self._loop(rt)
         logger.info(
             "service worker %s finished: %d request(s) answered, %d raised",
             self.worker_id.decode(),
