@@ -93,7 +93,7 @@ def test_a_result_batch_is_due_when_idle_full_or_lingering():
     batch.add(b"a", 0.0, run=7)
     assert batch.due(0.0, idle=True, item_s=0.01)  # a lone item is never held back
     assert not batch.due(0.0, idle=False, item_s=0.01)
-    assert batch.linger(0.01) == 0.05 and batch.linger(0.0001) == 0.0005
+    assert batch.linger(0.01) == 0.05 and batch.linger(0.0001) == 0.002  # count batches
     assert batch.due(0.041, idle=False, item_s=0.01)  # the next item would make it late
     batch.add(b"b", 0.001, run=7)
     batch.add(b"c", 0.002, run=7)

@@ -154,6 +154,10 @@ class WorkerLogic:
         return self.codec.bye(seqs)
 
 
+#: The shortest linger: below it a message per handful of results costs more than it saves.
+MIN_LINGER_S = 0.002
+
+
 class ResultBatch:
     """Results held to go to the collector as one message, with the credit they free.
 
@@ -190,7 +194,12 @@ class ResultBatch:
         return len(self.items)
 
     def linger(self, item_s: float | None) -> float:
-        return 0.0 if item_s is None else min(self.max_linger_s, self.linger_factor * item_s)
+        """How long the oldest result may wait: 5 items' time, but at least
+        :data:`MIN_LINGER_S` (microsecond items batch by count, not by a linger of
+        microseconds) and at most ``max_linger_s``."""
+        if item_s is None:
+            return 0.0
+        return min(self.max_linger_s, max(MIN_LINGER_S, self.linger_factor * item_s))
 
     def add(self, packed: bytes, now: float, run: int) -> None:
         """Hold one result of ``run`` (the caller sends what it holds of another first)."""
