@@ -283,6 +283,8 @@ class Control(RequestClient):
 
     reply_kind = protocol.CONTROL_REPLY
     default_timeout_s = CONTROL_TIMEOUT_S
+    error = ControlError
+    no_reply_hint = "no distributor there, or it does not admit our key as an operator's"
 
     def status(self) -> dict[str, Any]:
         """A snapshot of the run: state, per task, per worker, the collector, failures."""
@@ -318,12 +320,7 @@ class Control(RequestClient):
         with RoleRuntime("operator", self.settings, logger) as rt:
             sock = rt.open(zmq.DEALER, self.endpoint, bind=False)
             sock.setsockopt(zmq.LINGER, 0)
-            reply: protocol.ControlReply | None = self._exchange(rt, sock, request_id, frames)
-        if reply is None:
-            raise ControlError(
-                f"no reply from {self.endpoint} within {self.timeout:g} s "
-                "(no distributor there, or it does not admit our key as an operator's)"
-            )
+            reply: protocol.ControlReply = self._exchange(rt, sock, request_id, frames)
         if not reply.ok:
             state = reply.body.get("state")
             raise ControlError(f"{command} refused: {reply.body.get('error')}", state)

@@ -117,6 +117,8 @@ class Pusher(RequestClient):
 
     reply_kind = protocol.PUSH_REPLY
     default_timeout_s = PUSH_TIMEOUT_S
+    error = PushError
+    no_reply_hint = "no distributor taking pushes there, or it does not admit our key as a client's"
 
     def push(self, task_type: str, item: dict[str, Any]) -> int:
         """Push one item (a dict); returns 1 once the distributor has accepted it."""
@@ -177,12 +179,7 @@ class Pusher(RequestClient):
     def _call(
         self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int, frames: list[bytes]
     ) -> protocol.PushReply:
-        reply: protocol.PushReply | None = self._exchange(rt, sock, request_id, frames)
-        if reply is None:
-            raise PushError(
-                f"no reply from {self.endpoint} within {self.timeout:g} s (no distributor "
-                "taking pushes there, or it does not admit our key as a client's)"
-            )
+        reply: protocol.PushReply = self._exchange(rt, sock, request_id, frames)
         if not reply.ok:
             raise PushError(f"push refused: {reply.error}")
         return reply

@@ -221,6 +221,10 @@ class RequestClient:
     and waiting for the reply of kind :attr:`reply_kind` to a request."""
 
     reply_kind: ClassVar[int]
+    #: Raised when no reply comes, or the request is refused.
+    error: ClassVar[type[Exception]]
+    #: Why a reply may not come, for the error: "no distributor there, or ...".
+    no_reply_hint: ClassVar[str]
     #: Seconds to wait for each reply, unless ``timeout`` says otherwise.
     default_timeout_s: ClassVar[float] = 3.0
 
@@ -243,12 +247,16 @@ class RequestClient:
     def _exchange(
         self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int, frames: list[bytes]
     ) -> Any:
-        """Send a request and return its reply (``None``: none in time); Ctrl-C while
-        waiting raises ``KeyboardInterrupt``."""
+        """Send a request and return its reply; no reply in time raises :attr:`error`,
+        Ctrl-C while waiting ``KeyboardInterrupt``."""
         sock.send_multipart(frames, zmq.NOBLOCK)  # DEALER queues until connected
         reply = rt.await_reply(
             sock, self.reply_kind, request_id, self.timeout, f"from {self.endpoint}"
         )
         if rt.stop.is_set:
             raise KeyboardInterrupt
+        if reply is None:
+            raise self.error(
+                f"no reply from {self.endpoint} within {self.timeout:g} s ({self.no_reply_hint})"
+            )
         return reply

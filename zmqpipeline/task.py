@@ -172,9 +172,10 @@ def check_class_attributes(cls: type, owner: str) -> None:
         _check_names(cls, owner, *found)
 
 
-def _task_types(cls: type, name: str, value: Any) -> list[TaskType]:
-    """``value`` as a list of TaskType (one TaskType alone is accepted as a list of one)."""
-    if isinstance(value, str):
+def _task_types(cls: type, name: str, value: Any, single_ok: bool = False) -> list[TaskType]:
+    """``value`` as a list of TaskType (with ``single_ok``, one TaskType alone is taken
+    as a list of one); anything else is a TypeError naming the class and attribute."""
+    if single_ok and isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise TypeError(
@@ -247,20 +248,9 @@ class Task:
         super().__init_subclass__(**kwargs)
         check_class_attributes(cls, cls.__name__)
         if "dependencies" in cls.__dict__:
-            deps = cls.__dict__["dependencies"]
-            if not isinstance(deps, (list, tuple)):
-                raise TypeError(
-                    f"{cls.__name__}.dependencies must be a list of TaskType, "
-                    f"not {type(deps).__name__}"
-                )
-            coerced = []
-            for dep in deps:
-                if not isinstance(dep, str):
-                    raise TypeError(f"{cls.__name__}.dependencies holds {dep!r}, not a TaskType")
-                coerced.append(dep if isinstance(dep, TaskType) else TaskType(dep))
-            cls.dependencies = coerced
+            cls.dependencies = _task_types(cls, "dependencies", cls.__dict__["dependencies"])
         if "sources" in cls.__dict__:
-            cls.sources = _task_types(cls, "sources", cls.__dict__["sources"])
+            cls.sources = _task_types(cls, "sources", cls.__dict__["sources"], single_ok=True)
         size = cls.__dict__.get("n_items")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise TypeError(f"{cls.__name__}.n_items must be an int >= 0 or None, got {size!r}")

@@ -15,14 +15,17 @@ from ..security import (
     default_key_name,
     generate_keys,
 )
+from .args import add_command
 
 __all__ = ["add_security_commands"]
 
 
 def add_security_commands(subparsers: Any) -> None:
     """Add the ``keys`` command to the ``zmqpipeline`` parser's subcommands."""
-    keys = subparsers.add_parser(
+    keys = add_command(
+        subparsers,
         "keys",
+        _cmd_keys,
         help="write a CURVE key pair (NAME.key public, NAME.key_secret secret) for secured tcp",
         description="Write a CURVE key pair in ZeroMQ's certificate format: DIR/NAME.key "
         "(public: copy it to the machines that must trust this one) and DIR/NAME.key_secret "
@@ -42,7 +45,6 @@ def add_security_commands(subparsers: Any) -> None:
         help="also authorise the public key for ROLE: copy it into DIR/authorized/ROLE/ "
         "(workers, metadata, distributor, operators, clients, serviceworkers)",
     )
-    keys.set_defaults(handler=_cmd_keys)
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:

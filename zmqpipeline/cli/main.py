@@ -16,6 +16,7 @@ from .._version import __version__
 from ..distributor import Distributor
 from ..errors import ConfigurationError, MetadataError, UsageError
 from ..task import Task
+from .args import add_command
 from .discovery import classes_in, load_class, load_folder, load_module
 from .report import already_complete_line, print_failures, resumed_line
 
@@ -151,14 +152,15 @@ def _add_run(sub: Any) -> None:
 
 
 def _add_list(sub: Any) -> None:
-    lst = sub.add_parser(
+    lst = add_command(
+        sub,
         "list",
+        _cmd_list,
         help="list the roles a folder defines",
         description="List the Task, worker, Collector and MetaDataWorker classes defined by "
         "the .py files of PATH, and any module or class that could not be loaded.",
     )
     lst.add_argument("path", metavar="PATH", help="a folder, e.g. examples/singlethread")
-    lst.set_defaults(handler=_cmd_list)
 
 
 def _add_distributor(sub: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from ..errors import PushError, UsageError
 from ..pusher import PUSH_BATCH_ITEMS, PUSH_TIMEOUT_S, Pusher
+from .args import add_command
 from .control import client_arguments, client_security
 
 __all__ = ["add_push_commands", "read_items"]
@@ -24,8 +25,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_push_commands(sub: Any) -> None:
     """Add ``push`` and ``close`` to the ``zmqpipeline`` parser's subcommands."""
-    push = sub.add_parser(
+    push = add_command(
+        sub,
         "push",
+        _cmd_push,
         help="push items into an open-ended task of a running pipeline",
         description="Push one item (a JSON object) or, without JSON, one JSON object per "
         "line of standard input, into an open-ended task; each is acknowledged once the "
@@ -34,13 +37,13 @@ def add_push_commands(sub: Any) -> None:
     _common(push)
     push.add_argument("json", nargs="?", metavar="JSON", help='one item, e.g. \'{"url": "x"}\'')
     push.add_argument("--close", action="store_true", help="then close the task's stream")
-    push.set_defaults(handler=_cmd_push)
-    close = sub.add_parser(
+    close = add_command(
+        sub,
         "close",
+        _cmd_close,
         help="close an open-ended task's stream: it finishes once its items are collected",
     )
     _common(close)
-    close.set_defaults(handler=_cmd_close)
 
 
 def _pusher(args: argparse.Namespace) -> Pusher:

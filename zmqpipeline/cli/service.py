@@ -20,6 +20,7 @@ from ..errors import ConfigurationError, ServiceError
 from ..service.client import REQUEST_RETRIES, REQUEST_TIMEOUT_S, ServiceClient
 from ..service.service import WORKER_WAIT_S, Service
 from ..service.worker import ServiceWorker
+from .args import add_command
 
 __all__ = ["add_service_commands"]
 
@@ -34,8 +35,10 @@ class _BadInput(Exception):
 
 def add_service_commands(subparsers: Any) -> None:
     """Register ``service``, ``serviceworker`` and ``request`` on ``subparsers``."""
-    svc = subparsers.add_parser(
+    svc = add_command(
+        subparsers,
         "service",
+        cmd_service,
         help="run a Service: route client requests to service workers",
         description="Run a Service (the broker). Endpoints come from MODULE (its "
         "FRONTEND_ENDPOINT and BACKEND_ENDPOINT; a folder means its settings.py) or from "
@@ -57,19 +60,21 @@ def add_service_commands(subparsers: Any) -> None:
         help="how long a request waits for a worker of its task type to join "
         f"(default {WORKER_WAIT_S:g})",
     )
-    svc.set_defaults(handler=cmd_service)
 
-    worker = subparsers.add_parser(
+    worker = add_command(
+        subparsers,
         "serviceworker",
+        cmd_serviceworker,
         help="run a ServiceWorker",
         description="Run the ServiceWorker subclass CLASS from MODULE (a module name or a "
         ".py file) until the service stops or Ctrl-C.",
     )
     worker.add_argument("target", metavar="MODULE:CLASS")
-    worker.set_defaults(handler=cmd_serviceworker)
 
-    req = subparsers.add_parser(
+    req = add_command(
+        subparsers,
         "request",
+        cmd_request,
         help="send one request to a Service and print the reply",
         description="Send JSON as one request (a JSON list fans out, one request per "
         "element) to the service at ENDPOINT and print the reply as JSON.",
@@ -90,7 +95,6 @@ def add_service_commands(subparsers: Any) -> None:
         default=REQUEST_RETRIES,
         help=f"attempts after the first (default {REQUEST_RETRIES})",
     )
-    req.set_defaults(handler=cmd_request)
 
 
 def cmd_service(args: argparse.Namespace) -> int:
