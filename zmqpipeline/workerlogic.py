@@ -179,7 +179,7 @@ class ResultBatch:
     )
 
     def __init__(
-        self, max_items: int, max_bytes: int, max_linger_s: float, linger_factor: float = 10.0
+        self, max_items: int, max_bytes: int, max_linger_s: float, linger_factor: float = 5.0
     ) -> None:
         self.max_items = max(1, max_items)
         self.max_bytes = max_bytes
