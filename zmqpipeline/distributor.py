@@ -114,6 +114,10 @@ class Distributor:
     Register tasks with :meth:`register_task` before constructing it, then call
     :meth:`run`, which blocks until every item is collected (or failed for good), tells
     workers and collector the run is over, and returns a :class:`RunReport`.
+
+    It talks to the collector only at ``collector_ack_endpoint`` (its DEALER to the
+    collector's ROUTER); ``collector_endpoint``, where workers push results, is kept for
+    the 2014 signature and checked, not connected to.
     """
 
     _registered: ClassVar[dict[str, type[Task]]] = {}
@@ -349,7 +353,7 @@ class Distributor:
                 next_progress = now + self.progress_interval_s
             scheduler.dispatch(now)
             scheduler.journal.maybe_commit(now)
-            if self._first_item_at is None and scheduler.handed_out:
+            if self._first_item_at is None and any(s.next_seq for s in scheduler.tasks.values()):
                 self._first_item_at = now
         if not finished_confirmed and scheduler.collector_id is not None:
             logger.warning(
@@ -399,7 +403,9 @@ class Distributor:
             wall_time_s=wall_time_s,
             aborted=summary["aborted"],
             latency_ms=latency,
-            per_worker={wid.decode(errors="replace"): n for wid, n in scheduler.handed_out.items()},
+            per_worker={
+                w["id"]: w["handed_out"] for w in scheduler.worker_log.values() if w["handed_out"]
+            },
             tasks=tasks,
             workers=summary["workers"],
             dropped=dict(self.drops.counts),

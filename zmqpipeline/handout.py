@@ -80,7 +80,6 @@ class HandOut(Liveness):
             worker.held.add(item.seq)
             worker.credit -= 1
             room -= 1
-            self.handed_out[worker.wid] += 1
             self.worker_log[worker.wid]["handed_out"] += 1
             items.append([item.seq, item.payload])
         return items

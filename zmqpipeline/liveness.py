@@ -5,7 +5,7 @@ items over their time limit, retries and failures for good. A part of
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import deque
 from typing import Any
 
 from . import protocol
@@ -33,7 +33,6 @@ class SchedulerBase:
     done: bool
     collector_id: bytes | None
     last_tick: float | None
-    handed_out: Counter[bytes]
     worker_log: dict[bytes, dict[str, Any]]
     paused: bool
     draining: bool

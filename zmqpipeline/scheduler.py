@@ -71,7 +71,6 @@ class Scheduler(HandOut):
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self.stale_acks = 0
         self.unknown_task_types: set[str] = set()
-        self.handed_out: Counter[bytes] = Counter()  # per worker id, for the report
         self.collector_id: bytes | None = None
         self.last_tick: float | None = None
         # Every worker seen this run, kept after it leaves (for the report).
