@@ -472,6 +472,48 @@ def test_a_worker_key_cannot_take_acks_nor_act_as_the_distributor(keys, socket_t
         server_ctx.term()
 
 
+@pytest.mark.parametrize(
+    "admit, allowed, refused",
+    [("clients", "clients", "workers"), ("operators", "operators", "workers")],
+    ids=["push endpoint", "control endpoint"],
+)
+def test_each_bound_socket_admits_only_its_role(keys, admit, allowed, refused):
+    """The push and control endpoints take only keys of their role: a worker's key (in
+    ``authorized/workers/``) is refused there, a key of the role is admitted."""
+    for role in (allowed, refused):
+        folder = keys.authorized / role
+        folder.mkdir(exist_ok=True)
+        public, _ = generate_keys(keys.dir, f"only-{role}")
+        shutil.copy(public, folder)
+    server_ctx, peer_ctx = new_context(), zmq.Context()
+    bound = open_socket(
+        server_ctx,
+        zmq.ROUTER,
+        f"tcp://127.0.0.1:{free_port()}",
+        bind=True,
+        settings=Settings(security=keys.security("server")),
+        admit=admit,
+    )
+    endpoint = bound.getsockopt_string(zmq.LAST_ENDPOINT)
+    peers: list[zmq.Socket[Any]] = []
+    try:
+        refusal = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
+        for role, expected in ((refused, refusal), (allowed, {zmq.EVENT_HANDSHAKE_SUCCEEDED})):
+            peer = peer_ctx.socket(zmq.DEALER)
+            peer.linger = 0
+            keys.security(f"only-{role}").make_client(peer, endpoint, role)
+            monitor = _monitor(peer)
+            peers += [peer, monitor]
+            peer.connect(endpoint)
+            assert _next_event(monitor) in expected, role
+    finally:
+        for sock in peers:
+            sock.close(linger=0)
+        peer_ctx.term()
+        close_sockets([bound])
+        server_ctx.term()
+
+
 def test_a_worker_refused_by_curve_says_so_and_stops_on_sigterm(procs, endpoints, keys, caplog):
     """A worker whose key is not authorised never connects; it warns that it cannot reach
     the distributor (naming the key as a cause) and a SIGTERM still ends it."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -16,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import zmq
 from conftest import FORK
 from pipelines import load, make_collector, make_task, make_worker
 from test_scheduler import EP, EP_B, SETTINGS, ack, data_items, make, sent, task_class
@@ -31,6 +31,7 @@ from zmqpipeline import (
     Task,
     TaskType,
     protocol,
+    runtime,
 )
 from zmqpipeline.collector import CollectorLogic
 from zmqpipeline.pusher import PushLogic
@@ -448,13 +449,22 @@ def test_four_concurrent_pushers_get_every_item_collected_once(procs, ep3):
     procs.start("collector", lambda: collector().run())
     procs.start("worker", lambda: worker().run())
     procs.start("other worker", lambda: other_worker().run())
-    procs.start(
-        "distributor", lambda: _run_distributor(ep3, [pushed, other], push_endpoint=ep3.push)
-    )
-    deadline = time.monotonic() + 30
-    while not os.path.exists(ep3.push[len("ipc://") :]):  # the endpoint is bound
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    bound = FORK.Event()
+
+    def distributor() -> None:  # says when its push endpoint is bound
+        real = runtime.RoleRuntime.open
+
+        def open_and_announce(self, socket_type, endpoint, **kwargs):
+            sock = real(self, socket_type, endpoint, **kwargs)
+            if endpoint == ep3.push:
+                bound.set()
+            return sock
+
+        runtime.RoleRuntime.open = open_and_announce  # type: ignore[method-assign]
+        _run_distributor(ep3, [pushed, other], push_endpoint=ep3.push)
+
+    procs.start("distributor", distributor)
+    assert bound.wait(30), "the push endpoint was never bound"
     errors: list[BaseException] = []
 
     def push(k: int) -> None:
@@ -534,3 +544,41 @@ def test_push_to_nothing_and_bad_input_are_clear_errors(tmp_path):
     assert gone.returncode == 1 and "no distributor at" in gone.stderr
     bad = _cli("push", f"ipc://{tmp_path}/none.ipc", "PUSHED", stdin='{"i": 1}\n[1]\n')
     assert bad.returncode == 2 and "line 2: an item must be a JSON object" in bad.stderr
+
+
+def test_garbage_on_the_push_endpoint_is_dropped_and_a_real_push_still_answered(tmp_path):
+    """A stranger on the push socket: random bytes, a kind that does not belong there, a
+    many-part message and a msgpack bomb are dropped and counted; nothing crashes, and a
+    well-formed push that follows gets its reply."""
+    from zmqpipeline.pusher import serve_push
+
+    s = make(open_class("ST_P"))
+    s.start({}, 0.0)
+    logic = PushLogic(s)
+    endpoint = f"ipc://{tmp_path}/push.ipc"
+    codec = protocol.Codec(1 << 20)
+    bomb = b"\xdd" + (10**8).to_bytes(4, "big") + b"\x80" * 1000
+    with runtime.RoleRuntime("distributor", SETTINGS, logging.getLogger("t")) as rt:
+        sock = rt.open(zmq.ROUTER, endpoint, bind=True, admit="clients")
+        stranger = rt.ctx.socket(zmq.DEALER)
+        stranger.setsockopt(zmq.LINGER, 0)
+        stranger.connect(endpoint)
+        for frames in (
+            [b"\x00\x01\x02"],
+            codec.control(1, "stop", {}),  # an operator's kind, at the push endpoint
+            [bytes((protocol.VERSION, protocol.PUSH)), b"", b"", b"", b""],
+            [bytes((protocol.VERSION, protocol.PUSH)), bomb],
+            codec.push(7, "ST_P", [{"i": 1}]),
+        ):
+            stranger.send_multipart(frames)
+        got_reply = False
+        while not got_reply:
+            assert sock.poll(5000), "nothing arrived at the push endpoint"
+            serve_push(rt, sock, logic, 0.1)
+            got_reply = stranger.poll(100) != 0
+        reply = protocol.decode(stranger.recv_multipart())
+        stranger.close()
+        dropped = dict(rt.drops.counts)
+    assert reply == protocol.PushReply(7, True, "", 1)
+    assert sum(n for reason, n in dropped.items() if reason.startswith("push: ")) == 4, dropped
+    assert s.stages.counts["ST_P"]["pushed"] == 1
