@@ -139,16 +139,22 @@ def test_user_data_kinds_are_bounded_by_the_role_limit():
     assert info.value.category == "too large"
 
 
-def test_results_packed_one_by_one_join_into_one_message():
-    items = [codec.result_item(seq, {"n": seq} if seq % 2 else None, "CALC") for seq in range(40)]
-    record = decode(codec.results(7, "CALC", WID, items))
-    assert record == protocol.Result(
-        7, "CALC", WID, [[s, {"n": s} if s % 2 else None] for s in range(40)]
-    )
-    with pytest.raises(SerializationError):
-        codec.result_item(1, {"bad": {1, 2}}, "CALC")  # fails alone, before any batch
-    with pytest.raises(MessageTooLarge):
-        Codec(100).results(7, "CALC", WID, [codec.result_item(0, {"x": "y" * 200}, "CALC")])
+def test_results_are_packed_into_as_few_messages_as_fit_and_bad_ones_fail_alone():
+    entries = [(seq, {"n": seq} if seq % 2 else None) for seq in range(40)]
+    messages, failed = codec.results(7, "CALC", WID, entries)
+    assert failed == [] and len(messages) == 1
+    assert decode(messages[0]) == protocol.Result(7, "CALC", WID, [list(e) for e in entries])
+    small = Codec(300)
+    big = [(seq, {"x": "y" * 100}) for seq in range(5)]
+    bad = [(5, {"bad": {1, 2}}), (6, {"x": "y" * 400})]
+    messages, failed = small.results(7, "CALC", WID, big[:2] + bad + big[2:])
+    assert [seq for seq, _ in failed] == [5, 6]  # each fails alone, naming why
+    assert isinstance(failed[0][1], SerializationError) and "['bad']" in str(failed[0][1])
+    assert isinstance(failed[1][1], MessageTooLarge) and "item 6" in str(failed[1][1])
+    assert len(messages) > 1 and all(len(m[1]) <= 300 for m in messages)
+    got = [seq for m in messages for seq, _ in decode(m, max_bytes=300).items]
+    assert got == [0, 1, 2, 3, 4]  # every good one, in order
+    assert decode(codec.credit(1)) == protocol.Credit(1)  # the packer is still usable
 
 
 def test_long_errors_are_clipped_keeping_both_ends():

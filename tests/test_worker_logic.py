@@ -88,17 +88,24 @@ def test_finished_items_free_their_slot_and_feed_the_window():
 
 
 def test_a_result_batch_is_due_when_idle_full_or_lingering():
-    batch = ResultBatch(max_items=3, max_bytes=1000, max_linger_s=0.05)
-    assert not batch.due(0.0, idle=True, item_s=0.01)  # nothing held
-    batch.add(b"a", 0.0, run=7)
-    assert batch.due(0.0, idle=True, item_s=0.01)  # a lone item is never held back
-    assert not batch.due(0.0, idle=False, item_s=0.01)
-    assert batch.linger(0.01) == 0.05 and batch.linger(0.0001) == 0.002  # count batches
-    assert batch.due(0.041, idle=False, item_s=0.01)  # the next item would make it late
-    batch.add(b"b", 0.001, run=7)
-    batch.add(b"c", 0.002, run=7)
-    assert batch.due(0.002, idle=False, item_s=None)  # full
-    assert batch.take() == [b"a", b"b", b"c"]
-    assert not batch and batch.wait_s(1.0, 0.01) is None
-    batch.add(b"d", 2.0, run=8)
-    assert batch.run == 8 and batch.wait_s(2.0, 0.01) == pytest.approx(0.05)
+    batch = ResultBatch(max_items=3, max_linger_s=0.1)
+    assert not batch.due(0.0, idle=True)  # nothing held
+    assert not batch.add(0, None, 0.0, run=7, item_s=0.01)  # due at 0.1 - 0.01
+    assert batch.due(0.0, idle=True)  # a lone item is never held back
+    assert not batch.due(0.0, idle=False)
+    assert batch.linger(0.01) == 0.1 and batch.linger(0.0001) == 0.002  # count batches
+    assert batch.linger(1.0) == 0.1  # at most max_linger_s
+    assert batch.due(0.0901, idle=False)  # the next item would make the oldest late
+    assert not batch.add(1, {"x": 1}, 0.001, run=7, item_s=0.01)
+    assert batch.add(2, None, 0.002, run=7, item_s=0.01)  # full
+    assert batch.take() == [(0, None), (1, {"x": 1}), (2, None)]
+    assert not batch and batch.wait_s(1.0) is None
+    batch.add(3, None, 2.0, run=8, item_s=0.01)
+    assert batch.run == 8 and batch.wait_s(2.0) == pytest.approx(0.09)
+
+
+def test_a_worker_of_many_threads_lingers_no_longer_than_its_credit_covers_twice():
+    # 10 threads and at most 64 items beyond them: 3.2 items' time per thread
+    batch = ResultBatch(max_items=64, max_linger_s=0.1, credit_items=64 / (2 * 10))
+    assert batch.linger(0.01) == pytest.approx(0.032)
+    assert batch.linger(0.00001) == pytest.approx(0.000032)  # even below the 2 ms floor

@@ -1,7 +1,7 @@
 """``MultiThreadedWorker`` and its threads.
 
-Each thread runs ``handle_thread_execution`` and packs the result with a codec of its own;
-the main thread sends it. Threads wake the main thread with one message on an inproc
+Each thread runs ``handle_thread_execution`` and checks its result; the main thread packs
+and sends the results together. Threads wake the main thread with one message on an inproc
 socket, only if no wake-up is pending already: ten threads finishing together cost one
 wake-up, not ten.
 """
@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import zmq
 
-from . import protocol
 from .runtime import UserCodeError, call_user
 from .worker import Worker
 
@@ -27,8 +26,8 @@ __all__ = ["MultiThreadedWorker", "ThreadPool"]
 
 logger = logging.getLogger("zmqpipeline.worker")
 
-#: (seq, seconds, the result packed as a RESULT entry, (error, exception names) or None)
-Finished = tuple[int, float, bytes, "tuple[str, list[str]] | None"]
+#: (seq, seconds, the result, (error, exception names) or None)
+Finished = tuple[int, float, Any, "tuple[str, list[str]] | None"]
 
 
 class ThreadPool:
@@ -102,8 +101,6 @@ class ThreadPool:
         self.wakeup.close(linger=0)
 
     def _main(self, index: int) -> None:
-        worker = self.worker
-        codec = protocol.Codec(worker.settings.max_message_bytes)
         done = self._ctx.socket(zmq.PUSH)
         done.connect(self._address)
         try:
@@ -111,21 +108,21 @@ class ThreadPool:
             if self._closing:
                 return  # ended before the run started
             try:
-                call_user(logger, f"init_thread({index})", worker.init_thread, index)
+                call_user(logger, f"init_thread({index})", self.worker.init_thread, index)
             except UserCodeError:
                 pass  # logged; the thread still takes items
             while (entry := self._items.get()) is not None:
-                self._finished.append(self._execute(codec, index, *entry))
+                self._finished.append(self._execute(index, *entry))
                 if not self._wake_pending:
                     self._wake_pending = True
                     done.send(b"")
         finally:
             done.close(linger=0)
 
-    def _execute(self, codec: protocol.Codec, index: int, seq: int, data: Any) -> Finished:
+    def _execute(self, index: int, seq: int, data: Any) -> Finished:
         worker = self.worker
         started = time.perf_counter()
-        packed = b""
+        result = None
         failure = None
         try:
             result = call_user(
@@ -136,12 +133,12 @@ class ThreadPool:
                 index,
                 item=(worker.task_type, seq),
             )
-            packed = worker._result(seq, result, codec)
+            worker._check_result(result)
         except UserCodeError as exc:
             failure = (exc.text, exc.exc_types)
-        except Exception as exc:  # the result itself is wrong (not a dict, cannot pack)
+        except TypeError as exc:  # the result itself is wrong (not a dict)
             failure = (f"{type(exc).__name__}: {exc}", [type(exc).__name__])
-        return seq, time.perf_counter() - started, packed, failure
+        return seq, time.perf_counter() - started, result, failure
 
 
 class MultiThreadedWorker(Worker):
@@ -214,12 +211,14 @@ class MultiThreadedWorker(Worker):
             self._collect_finished()
 
     def _collect_finished(self) -> None:
-        logic, now = self._logic, time.monotonic()
-        for seq, took, packed, failure in self._pool.finished():
+        logic, now = self._logic, time.perf_counter()
+        batch = self._batch
+        for seq, took, result, failure in self._pool.finished():
             logic.finished(took)
             if failure is None:
-                self.items_processed += 1
-                self._batch_add(packed, now)
+                if batch.items and batch.run != logic.run:
+                    self._flush_results(now, force=True)  # the held ones are the old run's
+                batch.add(seq, result, now, logic.run, logic.credit.item_s)  # type: ignore[arg-type]
             else:
                 self.items_failed += 1
                 logic.fail(seq, failure[0], failure[1])

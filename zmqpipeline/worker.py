@@ -112,8 +112,8 @@ class Worker(Role):
         self._results: deque[list[bytes]] = deque()  # for the collector, not yet taken
         self._batch = ResultBatch(
             self.settings.result_batch_items,
-            self.settings.max_message_bytes // 2,
             self.settings.result_linger_s,
+            credit_items=credit.high / (2 * credit.slots),
         )
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt
@@ -140,8 +140,8 @@ class Worker(Role):
         poller.register(rt.stop.fd, zmq.POLLIN)
         self._register_extra(poller)
         liveness = self.settings.liveness_s
-        self._last_heard = last_poll = time.monotonic()
-        next_read = 0.0
+        self._last_heard = last_poll = time.perf_counter()
+        self._next_read = 0.0
         waits = 0
         # Between two items a worker makes as few ZeroMQ calls as it can: on a core that
         # has just woken from user code each system call costs tens of microseconds. With
@@ -149,10 +149,10 @@ class Worker(Role):
         # distributor when its queue runs dry, or every _BUSY_READ_S while busy.
         while not rt.stop.is_set:
             self._send_pending()
-            if self._work_available() and time.monotonic() < next_read:
+            if self._work_available() and time.perf_counter() < self._next_read:
                 self._work_one()
                 continue
-            next_read = time.monotonic() + _BUSY_READ_S
+            self._next_read = time.perf_counter() + _BUSY_READ_S
             self._read_distributor()
             if logic.ended:
                 return
@@ -165,11 +165,11 @@ class Worker(Role):
             poller.register(self._push, zmq.POLLOUT if self._results else 0)
             pending = bool(logic.to_distributor or self._results)
             timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
-            held = self._batch.wait_s(time.monotonic(), logic.credit.item_s)
+            held = self._batch.wait_s(time.perf_counter())
             if held is not None:
                 timeout = min(timeout, int(held * 1000))
             events = dict(poller.poll(max(1, timeout)))
-            now = time.monotonic()
+            now = time.perf_counter()
             self._flush_results(now)
             if now - last_poll > 2 * liveness:
                 self._last_heard = now  # we were stalled, not the distributor silent
@@ -218,7 +218,7 @@ class Worker(Role):
                 frames = recv_frames(self._dealer, 2)
                 if frames is None:
                     return
-                self._last_heard = time.monotonic()
+                self._last_heard = time.perf_counter()
                 msg = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")
             except ProtocolError as exc:
                 self._rt.drops.drop(exc.category, exc.reason)
@@ -245,46 +245,56 @@ class Worker(Role):
             pass  # logged; its items will fail and be retried elsewhere if it matters
         self._initialize_threads()
 
-    def _result(self, seq: int, result: Any, codec: protocol.Codec) -> bytes:
-        """``result`` packed as one entry of a RESULT (a TypeError if it is not a dict or
-        None, or holds what msgpack cannot carry: that item fails alone)."""
+    def _check_result(self, result: Any) -> None:
+        """A TypeError unless ``result`` is a dict or None (that item fails alone)."""
         if result is not None and not isinstance(result, dict):
             raise TypeError(
                 f"{type(self).__name__} must return a dict or None for the collector, "
                 f"not {type(result).__name__}"
             )
-        return codec.result_item(seq, result, self.task_type)
 
-    def _hold(self, packed: bytes, now: float) -> None:
-        """Hold a result; send the held ones when due. Credit is asked for as items
-        finish (in chunks, see CreditWindow): held results never starve the worker."""
-        self._batch_add(packed, now)
-        self._flush_results(now)
-        self._ask_for_more()
-
-    def _batch_add(self, packed: bytes, now: float) -> None:
-        run = self._logic.run
-        assert run is not None
-        if self._batch and self._batch.run != run:
+    def _hold(self, seq: int, result: Any, now: float) -> None:
+        """Hold a result; send the held ones when due, with the credit they free. While
+        results are held, credit is asked for only in that beat: one message to each
+        peer per batch, not one per item."""
+        logic, batch = self._logic, self._batch
+        if batch.items and batch.run != logic.run:
             self._flush_results(now, force=True)  # a new run: the held ones are the old's
-        self._batch.add(packed, now, run)
+        due = batch.add(seq, result, now, logic.run, logic.credit.item_s)  # type: ignore[arg-type]
+        if due or (not logic.queue and logic.busy < logic.credit.slots):
+            # One beat: take what the last beat's credit brought, send the results, ask
+            # for what they freed (credit covers two beats, so the queue never runs dry).
+            self._flush_results(now, force=True)
+            self._next_read = now + _BUSY_READ_S
+            self._read_distributor()
 
     def _flush_results(self, now: float, force: bool = False) -> None:
         logic, batch = self._logic, self._batch
         # A slot with nothing to do: hold nothing back (a lone item's round trip is not
         # delayed, and held results never keep the credit a waiting thread needs).
         idle = force or (logic.busy < logic.credit.slots and not logic.queue)
-        if not batch.due(now, idle, logic.credit.item_s):
+        if not batch.due(now, idle):
             return
         assert batch.run is not None
-        frames = self._codec.results(batch.run, self.task_type, self.worker_id, batch.take())
-        try:
-            self._push.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.Again:
-            self._results.append(frames)
-        # Credit must cover the linger and the round trip, or the worker idles on items
+        entries = batch.take()
+        messages, failed = self._codec.results(batch.run, self.task_type, self.worker_id, entries)
+        self.items_processed += len(entries) - len(failed)
+        for seq, exc in failed:  # a result that cannot travel: that item fails alone
+            self.items_failed += 1
+            logic.fail(seq, str(exc), [type(exc).__name__])
+        for frames in messages:
+            if self._results:
+                self._results.append(frames)
+                continue
+            try:
+                self._push.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                self._results.append(frames)
+        # Credit must cover two beats and the round trip, or the worker idles on items
         # it has earned: the window the credit is sized for grows with the linger.
-        logic.credit.window_s = self.settings.prefetch_window_s + batch.linger(logic.credit.item_s)
+        logic.credit.window_s = self.settings.prefetch_window_s + 2 * batch.linger(
+            logic.credit.item_s
+        )
         self._ask_for_more(eager=True)
         self._send_pending()
 
@@ -328,7 +338,7 @@ class Worker(Role):
         neither waits: a peer that cannot take them loses nothing (un-ACKed items are
         handed out again)."""
         if self._batch:
-            self._flush_results(time.monotonic(), force=True)
+            self._flush_results(time.perf_counter(), force=True)
         self._send_pending()
         try:
             self._dealer.send_multipart(self._logic.hand_back(handed_back), zmq.NOBLOCK)
@@ -350,32 +360,39 @@ class SingleThreadedWorker(Worker):
         return bool(self._logic.queue) and self._logic.accepted
 
     def _work_one(self) -> None:
+        # Works through the queue until the loop has something else to do. This is every
+        # item's path, kept short: after user code sleeps or waits, each call and each
+        # object touched costs microseconds on a core that has just woken.
+        logic, stop, clock = self._logic, self._rt.stop, time.perf_counter
+        queue, handle, task_type = logic.queue, self.handle_execution, self.task_type
+        now = clock()
+        while queue and now < self._next_read and not stop.is_set and logic.accepted:
+            seq, data = queue.popleft()
+            logic.busy += 1
+            started = clock()
+            try:
+                result = call_user(logger, "handle_execution", handle, data, item=(task_type, seq))
+                if result is not None and type(result) is not dict:
+                    self._check_result(result)
+            except UserCodeError as exc:
+                self._failed(seq, clock() - started, exc.text, exc.exc_types)
+                return
+            except TypeError as exc:
+                self._failed(seq, clock() - started, str(exc), ["TypeError"])
+                return
+            now = clock()
+            logic.finished(now - started)
+            self._hold(seq, result, now)
+            if self._results or logic.to_distributor:
+                return  # a peer did not take everything: the loop sends it
+
+    def _failed(self, seq: int, seconds: float, error: str, exc_types: list[str]) -> None:
         logic = self._logic
-        seq, data = logic.queue.popleft()
-        logic.busy += 1
-        started = time.perf_counter()
-        try:
-            result = call_user(
-                logger, "handle_execution", self.handle_execution, data, item=(self.task_type, seq)
-            )
-            packed = self._result(seq, result, self._codec)
-        except UserCodeError as exc:
-            packed = None
-            self.items_failed += 1
-            logic.fail(seq, exc.text, exc.exc_types)
-        except TypeError as exc:
-            packed = None
-            self.items_failed += 1
-            logic.fail(seq, str(exc), ["TypeError"])
-        ended = time.perf_counter()
-        logic.finished(ended - started)
-        if packed is not None:
-            self.items_processed += 1
-            self._hold(packed, time.monotonic())
-        else:
-            self._ask_for_more()
-        if self._logic.to_distributor:
-            self._send_pending()
+        logic.finished(seconds)
+        self.items_failed += 1
+        logic.fail(seq, error, exc_types)
+        self._ask_for_more()
+        self._send_pending()
 
 
 # MultiThreadedWorker lives with its threads; it is importable from here as before.

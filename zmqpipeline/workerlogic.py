@@ -159,71 +159,76 @@ MIN_LINGER_S = 0.002
 
 
 class ResultBatch:
-    """Results held to go to the collector as one message, with the credit they free.
+    """Results held to go to the collector together, with the credit they free.
 
     A batch is due when the worker is idle (a lone item is never held back), when it
-    holds ``max_items`` or ``max_bytes``, or when its oldest result would otherwise wait
-    past the linger: ``linger_factor`` x the time of one item, at most ``max_linger_s``
-    (microsecond items hardly linger, 10 ms items up to tens of ms).
+    holds ``max_items``, or when its oldest result would otherwise wait past the linger
+    (:meth:`linger`: microsecond items hardly linger, 10 ms items up to 100 ms). Results are held as returned and packed
+    when the batch is sent (:meth:`zmqpipeline.protocol.Codec.results`).
     """
 
     __slots__ = (
-        "bytes",
+        "credit_items",
+        "deadline",
         "items",
         "linger_factor",
-        "max_bytes",
         "max_items",
         "max_linger_s",
-        "oldest",
         "run",
     )
 
     def __init__(
-        self, max_items: int, max_bytes: int, max_linger_s: float, linger_factor: float = 5.0
+        self,
+        max_items: int,
+        max_linger_s: float,
+        linger_factor: float = 10.0,
+        credit_items: float = float("inf"),
     ) -> None:
         self.max_items = max(1, max_items)
-        self.max_bytes = max_bytes
         self.max_linger_s = max_linger_s
         self.linger_factor = linger_factor
-        self.items: list[bytes] = []
-        self.bytes = 0
-        self.oldest = 0.0
+        self.credit_items = credit_items
+        self.items: list[tuple[int, Any]] = []
+        self.deadline = 0.0  # when the held results are due by the linger
         self.run: int | None = None  # the run the held results belong to
 
     def __len__(self) -> int:
         return len(self.items)
 
     def linger(self, item_s: float | None) -> float:
-        """How long the oldest result may wait: 5 items' time, but at least
+        """How long the oldest result may wait: 10 items' time, but at least
         :data:`MIN_LINGER_S` (microsecond items batch by count, not by a linger of
-        microseconds) and at most ``max_linger_s``."""
+        microseconds), at most ``max_linger_s``, and no longer than ``credit_items``
+        items take (credit is asked for once a batch, and must cover two: a worker with
+        many threads lingers less)."""
         if item_s is None:
             return 0.0
-        return min(self.max_linger_s, max(MIN_LINGER_S, self.linger_factor * item_s))
+        longest = min(self.max_linger_s, self.credit_items * item_s)
+        return min(longest, max(MIN_LINGER_S, self.linger_factor * item_s))
 
-    def add(self, packed: bytes, now: float, run: int) -> None:
-        """Hold one result of ``run`` (the caller sends what it holds of another first)."""
-        if not self.items:
-            self.oldest = now
+    def add(self, seq: int, result: Any, now: float, run: int, item_s: float | None) -> bool:
+        """Hold one result of ``run`` (the caller sends what it holds of another first);
+        ``True`` if the batch is due by its size or its linger. ``item_s``: the expected
+        time of the next item, which the oldest result would wait on top of its age."""
+        items = self.items
+        if not items:
+            self.deadline = now + self.linger(item_s) - (item_s or 0.0)
             self.run = run
-        self.items.append(packed)
-        self.bytes += len(packed)
+        items.append((seq, result))
+        return len(items) >= self.max_items or now >= self.deadline
 
-    def due(self, now: float, idle: bool, item_s: float | None) -> bool:
-        """Send now? (``item_s``: the expected time of the next item, which the oldest
-        result would wait on top of its age.)"""
+    def due(self, now: float, idle: bool) -> bool:
+        """Send now? (idle: the worker has nothing else to do.)"""
         if not self.items:
             return False
-        if idle or len(self.items) >= self.max_items or self.bytes >= self.max_bytes:
-            return True
-        return now - self.oldest + (item_s or 0.0) >= self.linger(item_s)
+        return idle or now >= self.deadline or len(self.items) >= self.max_items
 
-    def wait_s(self, now: float, item_s: float | None) -> float | None:
+    def wait_s(self, now: float) -> float | None:
         """Seconds until the batch is due by its linger (``None``: nothing held)."""
         if not self.items:
             return None
-        return max(0.0, self.oldest + self.linger(item_s) - now)
+        return max(0.0, self.deadline - now)
 
-    def take(self) -> list[bytes]:
-        items, self.items, self.bytes = self.items, [], 0
+    def take(self) -> list[tuple[int, Any]]:
+        items, self.items = self.items, []
         return items

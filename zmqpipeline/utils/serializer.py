@@ -69,10 +69,16 @@ def find_unpackable(obj: Any, path: str = "") -> tuple[str, str] | None:
 class Packer:
     """A reusable msgpack packer (one per thread: msgpack packers are not thread-safe)."""
 
-    __slots__ = ("_packer",)
+    __slots__ = ("_packer", "fast")
 
     def __init__(self) -> None:
         self._packer = msgpack.Packer(default=_default, use_bin_type=True, autoreset=True)
+        #: msgpack's own ``pack``, for a hot path: no explanation on failure, and the
+        #: caller must :meth:`reset` after one (:meth:`pack` explains and resets).
+        self.fast = self._packer.pack
+
+    def reset(self) -> None:
+        self._packer.reset()
 
     def pack(self, obj: Any, context: str = "") -> bytes:
         try:
