@@ -2,8 +2,10 @@
 
 Each thread runs ``handle_thread_execution`` and checks its result; the main thread packs
 and sends the results together. Threads wake the main thread with one message on an inproc
-socket, only if no wake-up is pending already: ten threads finishing together cost one
-wake-up, not ten.
+socket only when it is needed: no batch is held (the main thread is not watching the
+clock), the threads have nothing queued (they need credit), or many results wait. While
+the main thread holds a batch it comes back by the batch's deadline and takes what finished
+meanwhile: ten threads finishing items cost one wake-up per batch, not one per item.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class ThreadPool:
         self._items: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
         self._finished: deque[Finished] = deque()
         self._wake_pending = False
+        #: The main thread holds a batch and will look at ``_finished`` by its deadline.
+        self.watching = False
+        self.wake_at = max(1, worker.settings.result_batch_items)  # results waiting
         self._go = threading.Event()
         self._closing = False
         self._address = f"inproc://zmqpipeline-done-{uuid.uuid4().hex}"
@@ -61,13 +66,14 @@ class ThreadPool:
     def submit(self, seq: int, data: Any) -> None:
         self._items.put((seq, data))
 
+    def has_finished(self) -> bool:
+        return bool(self._finished)
+
     def finished(self) -> Iterator[Finished]:
         """What the threads finished since the last call (drains the wake-ups first)."""
-        while True:  # wake-ups: their number means nothing
-            try:
-                self.wakeup.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        wakeup = self.wakeup
+        while wakeup.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # wake-ups: their number means nothing
+            wakeup.recv(zmq.NOBLOCK)
         self._wake_pending = False  # before draining: a thread finishing now wakes us again
         while self._finished:
             yield self._finished.popleft()
@@ -111,9 +117,14 @@ class ThreadPool:
                 call_user(logger, f"init_thread({index})", self.worker.init_thread, index)
             except UserCodeError:
                 pass  # logged; the thread still takes items
-            while (entry := self._items.get()) is not None:
-                self._finished.append(self._execute(index, *entry))
-                if not self._wake_pending:
+            finished, items = self._finished, self._items
+            while (entry := items.get()) is not None:
+                finished.append(self._execute(index, *entry))
+                # Appended first, then asked: the main thread sets ``watching`` before it
+                # looks at ``_finished`` again, so one of the two sees the other's step.
+                if not self._wake_pending and (
+                    not self.watching or items.empty() or len(finished) >= self.wake_at
+                ):
                     self._wake_pending = True
                     done.send(b"")
         finally:
@@ -207,10 +218,19 @@ class MultiThreadedWorker(Worker):
         return seqs
 
     def _on_events(self, events: dict[Any, int]) -> None:
-        if self._pool.wakeup in events:
+        pool = self._pool
+        if pool.wakeup in events or pool.has_finished():
             self._collect_finished()
 
     def _collect_finished(self) -> None:
+        pool = self._pool
+        while True:
+            self._take_finished()
+            pool.watching = bool(self._batch)  # we come back by the batch's deadline
+            if not pool.has_finished():
+                return  # nothing finished between the take and the flag
+
+    def _take_finished(self) -> None:
         logic, now = self._logic, time.perf_counter()
         batch = self._batch
         for seq, took, result, failure in self._pool.finished():

@@ -167,14 +167,14 @@ class Worker(Role):
             timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
             held = self._batch.wait_s(time.perf_counter())
             if held is not None:
-                timeout = min(timeout, int(held * 1000))
+                timeout = min(timeout, int(held * 1000) + 1)
             events = dict(poller.poll(max(1, timeout)))
             now = time.perf_counter()
+            self._on_events(events)
             self._flush_results(now)
             if now - last_poll > 2 * liveness:
                 self._last_heard = now  # we were stalled, not the distributor silent
             last_poll = now
-            self._on_events(events)
             if not events and now - self._last_heard >= liveness:
                 waits += 1
                 self._distributor_silent(waits)

@@ -163,8 +163,9 @@ class ResultBatch:
 
     A batch is due when the worker is idle (a lone item is never held back), when it
     holds ``max_items``, or when its oldest result would otherwise wait past the linger
-    (:meth:`linger`: microsecond items hardly linger, 10 ms items up to 100 ms). Results are held as returned and packed
-    when the batch is sent (:meth:`zmqpipeline.protocol.Codec.results`).
+    (:meth:`linger`: microsecond items hardly linger, 10 ms items up to 100 ms). Results
+    are held as returned and packed when the batch is sent
+    (:meth:`zmqpipeline.protocol.Codec.results`).
     """
 
     __slots__ = (
