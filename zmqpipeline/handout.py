@@ -42,7 +42,12 @@ class HandOut(Liveness):
                 continue
             start = state.rotation % len(workers)
             state.rotation += 1
-            for worker in workers[start:] + workers[:start]:
+            workers = workers[start:] + workers[:start]
+            if state.task.sources or state.task.open_ended:
+                # Items come a few at a time (a source's results, pushes): the least
+                # loaded worker first, or one queues them while another starves.
+                workers.sort(key=lambda w: len(w.held) / w.threads)
+            for worker in workers:
                 room = min(worker.credit, worker.window(initial) - len(worker.held))
                 items = self._take(state, worker, room, now)
                 if items:

@@ -42,7 +42,7 @@ task_logger = logging.getLogger("zmqpipeline.task")
 _LATENCY_SAMPLES = 10_000
 #: The result linger of the workers of a task that feeds a stage: each result is the
 #: next stage's input, so it goes on almost at once (the batch still forms by count).
-FEEDER_LINGER_S = 0.002
+FEEDER_LINGER_S = 0.02
 _RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 

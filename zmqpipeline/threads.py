@@ -72,7 +72,9 @@ class ThreadPool:
     def finished(self) -> Iterator[Finished]:
         """What the threads finished since the last call (drains the wake-ups first)."""
         wakeup = self.wakeup
-        while wakeup.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # wake-ups: their number means nothing
+        while (
+            int(wakeup.getsockopt(zmq.EVENTS)) & zmq.POLLIN
+        ):  # wake-ups: their number means nothing
             wakeup.recv(zmq.NOBLOCK)
         self._wake_pending = False  # before draining: a thread finishing now wakes us again
         while self._finished:

@@ -192,7 +192,7 @@ def recv_frames(sock: zmq.Socket[Any], max_frames: int) -> list[bytes] | None:
     with a ``ProtocolError``: no peer can make a role hold a message of many parts."""
     # Asking first is cheaper than the zmq.Again a read of nothing raises: a raised
     # exception costs a role tens of microseconds each time its loop drains a socket.
-    if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+    if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
         return None
     try:
         frames = [sock.recv(zmq.NOBLOCK)]

@@ -261,14 +261,22 @@ class Worker(Role):
         if batch.items and batch.run != logic.run:
             self._flush_results(now, force=True)  # a new run: the held ones are the old's
         due = batch.add(seq, result, now, logic.run, logic.credit.item_s)  # type: ignore[arg-type]
-        if due or (not logic.queue and logic.busy < logic.credit.slots):
-            # One beat: take what the last beat's credit brought, send the results, ask
-            # for what they freed (credit covers two beats, so the queue never runs dry).
+        if due:
+            # One beat: send the results, ask for the credit they freed (it covers two
+            # beats, so the queue never runs dry), take what the last beat's brought.
             self._flush_results(now, force=True)
             self._next_read = now + _BUSY_READ_S
             self._read_distributor()
+        elif not logic.queue and logic.busy < logic.credit.slots:
+            # Nothing queued, unless it came meanwhile (a stage's source feeds its workers
+            # a few items at a time); else the results go at once (a lone item's round
+            # trip is not delayed), with credit only if much is missing.
+            self._next_read = now + _BUSY_READ_S
+            self._read_distributor()
+            if not logic.queue:
+                self._flush_results(now, force=True, eager=False)
 
-    def _flush_results(self, now: float, force: bool = False) -> None:
+    def _flush_results(self, now: float, force: bool = False, eager: bool = True) -> None:
         logic, batch = self._logic, self._batch
         # A slot with nothing to do: hold nothing back (a lone item's round trip is not
         # delayed, and held results never keep the credit a waiting thread needs).
@@ -295,7 +303,7 @@ class Worker(Role):
         logic.credit.window_s = self.settings.prefetch_window_s + 2 * batch.linger(
             logic.credit.item_s
         )
-        self._ask_for_more(eager=True)
+        self._ask_for_more(eager)
         self._send_pending()
 
     def _ask_for_more(self, eager: bool = False) -> None:
