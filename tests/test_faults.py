@@ -15,7 +15,7 @@ import zmq
 from conftest import FORK
 from pipelines import load, make_collector, make_task, make_worker, run_distributor
 
-from zmqpipeline import MetaDataWorker, protocol
+from zmqpipeline import MetaDataWorker, Settings, protocol
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -93,6 +93,45 @@ def test_item_that_always_raises_fails_alone(procs, endpoints, threads):
     assert told["item_id"] == failure["item_id"] == "FIRST/6"
     assert told["error"] == failure["error"].strip().splitlines()[-1]
     assert report["retries"] == 2
+
+
+@pytest.mark.parametrize("threads", [None, 4], ids=["single", "multi"])
+def test_results_that_cannot_travel_fail_alone_and_the_worker_goes_on(procs, endpoints, threads):
+    """Results are packed when their batch is sent: one msgpack cannot carry, one that is
+    not a dict and one over the worker's message limit each fail that item alone."""
+    bad = {5: {"bad": {1, 2}}, 9: ["not", "a", "dict"], 13: {"blob": "x" * 300_000}}
+    base = make_worker(endpoints.worker, endpoints.collector, threads=threads)
+    small = Settings.from_env(max_message_bytes=256 * 1024)
+
+    def odd(worker, data):
+        return bad.get(data["i"], {"i": data["i"]})
+
+    if threads:
+
+        class Worker(base):
+            def handle_thread_execution(self, data, index):
+                return odd(self, data)
+
+    else:
+
+        class Worker(base):  # type: ignore[no-redef]
+            def handle_execution(self, data, *args, **kwargs):
+                return odd(self, data)
+
+    task = make_task(endpoints.worker, 30)
+    collector = make_collector(endpoints)
+    procs.start("collector", lambda: collector().run())
+    procs.start("worker", lambda: Worker(settings=small).run())
+    procs.start("distributor", lambda: run_distributor(endpoints, [task]))
+    assert set(procs.join(60).values()) == {0}
+    results, report = load(endpoints.results), load(endpoints.report)
+    good = [i for i in range(1, 31) if i not in bad]
+    assert sorted(item[1]["i"] for item in results["items"]) == good
+    errors = {f["seq"] + 1: f["error"] for f in report["failed"]}
+    assert sorted(errors) == sorted(bad)
+    assert "cannot serialize value at ['bad'] (set)" in errors[5]
+    assert "must return a dict or None" in errors[9]
+    assert "over the message limit of 262144" in errors[13]
 
 
 def test_collector_exception_is_retried_then_failed(procs, endpoints):

@@ -90,8 +90,10 @@ class Worker(Role):
     def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """Execute one item: ``data`` is the dict the task handed out.
 
-        A single-threaded worker returns a dict for the collector, or ``None``. A
-        multi-threaded worker returns what its thread's ``handle_thread_execution`` gets.
+        A single-threaded worker returns a dict for the collector, or ``None`` (a new
+        dict per item: it is packed when its batch is sent, so changing it later changes
+        what travels). A multi-threaded worker returns what its thread's
+        ``handle_thread_execution`` gets.
         An exception is logged with its traceback and reported; the item is retried.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement handle_execution()")

@@ -151,7 +151,8 @@ class Codec:
                 packed: bytes = fast([seq, result])
             except Exception:
                 self._packer.reset()
-                try:  # again, for the error that names what could not be packed
+                try:  # the result alone, for the error that names what in it failed
+                    self._packer.pack(result, task_type)
                     packed = self._packer.pack([seq, result], task_type)
                 except SerializationError as exc:
                     failed.append((seq, exc))
