@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import zmq
 
 from .runtime import UserCodeError, call_user
+from .transport import _NOBLOCK, readable
 from .worker import Worker
 
 __all__ = ["MultiThreadedWorker", "ThreadPool"]
@@ -72,10 +73,8 @@ class ThreadPool:
     def finished(self) -> Iterator[Finished]:
         """What the threads finished since the last call (drains the wake-ups first)."""
         wakeup = self.wakeup
-        while (
-            int(wakeup.getsockopt(zmq.EVENTS)) & zmq.POLLIN
-        ):  # wake-ups: their number means nothing
-            wakeup.recv(zmq.NOBLOCK)
+        while readable(wakeup):  # wake-ups: their number means nothing
+            wakeup.recv(_NOBLOCK)
         self._wake_pending = False  # before draining: a thread finishing now wakes us again
         while self._finished:
             yield self._finished.popleft()

@@ -186,19 +186,34 @@ def _refuse_live_ipc(address: EndpointAddress, role: str) -> None:
     )
 
 
+# Plain ints: pyzmq's enum members cost an enum construction per ``&`` on every read.
+_EVENTS, _POLLIN, _RCVMORE, _NOBLOCK = (
+    int(zmq.EVENTS),
+    int(zmq.POLLIN),
+    int(zmq.RCVMORE),
+    int(zmq.NOBLOCK),
+)
+
+
+def readable(sock: zmq.Socket[Any]) -> bool:
+    """A message waits on ``sock`` (asked without raising, unlike a read of nothing)."""
+    events: int = sock.getsockopt(_EVENTS)  # type: ignore[assignment]
+    return bool(events & _POLLIN)
+
+
 def recv_frames(sock: zmq.Socket[Any], max_frames: int) -> list[bytes] | None:
     """Receive one message without blocking (``None`` if there is none). A message of
     more than ``max_frames`` frames is read to its end without keeping it, and refused
     with a ``ProtocolError``: no peer can make a role hold a message of many parts."""
     # Asking first is cheaper than the zmq.Again a read of nothing raises: a raised
     # exception costs a role tens of microseconds each time its loop drains a socket.
-    if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+    if not readable(sock):
         return None
     try:
-        frames = [sock.recv(zmq.NOBLOCK)]
+        frames = [sock.recv(_NOBLOCK)]
     except zmq.Again:
         return None
-    while sock.getsockopt(zmq.RCVMORE):
+    while sock.getsockopt(_RCVMORE):
         frame = sock.recv()
         if len(frames) < max_frames:
             frames.append(frame)

@@ -112,10 +112,11 @@ class Worker(Role):
         self._codec = protocol.Codec(self.settings.max_message_bytes)
         self._logic = WorkerLogic(self.task_type, self._codec, credit)
         self._results: deque[list[bytes]] = deque()  # for the collector, not yet taken
+        # Credit is asked for once a batch and must cover two: a batch holds at most half
+        # of what the worker may prefetch (a worker of many threads lingers less).
         self._batch = ResultBatch(
-            self.settings.result_batch_items,
+            min(self.settings.result_batch_items, max(1, credit.high // 2)),
             self.settings.result_linger_s,
-            credit_items=credit.high / (2 * credit.slots),
         )
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt

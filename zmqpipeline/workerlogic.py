@@ -162,33 +162,19 @@ class ResultBatch:
     """Results held to go to the collector together, with the credit they free.
 
     A batch is due when the worker is idle (a lone item is never held back), when it
-    holds ``max_items``, or when its oldest result would otherwise wait past the linger
-    (:meth:`linger`: microsecond items hardly linger, 10 ms items up to 100 ms). Results
-    are held as returned and packed when the batch is sent
+    holds ``max_items`` (the worker makes that at most half its credit: credit is asked
+    for once a batch, and must cover two), or when its oldest result would otherwise
+    wait past the linger (:meth:`linger`: microsecond items hardly linger, 10 ms items up
+    to 100 ms). Results are held as returned and packed when the batch is sent
     (:meth:`zmqpipeline.protocol.Codec.results`).
     """
 
-    __slots__ = (
-        "credit_items",
-        "deadline",
-        "items",
-        "linger_factor",
-        "max_items",
-        "max_linger_s",
-        "run",
-    )
+    __slots__ = ("deadline", "items", "linger_factor", "max_items", "max_linger_s", "run")
 
-    def __init__(
-        self,
-        max_items: int,
-        max_linger_s: float,
-        linger_factor: float = 10.0,
-        credit_items: float = float("inf"),
-    ) -> None:
+    def __init__(self, max_items: int, max_linger_s: float, linger_factor: float = 10.0) -> None:
         self.max_items = max(1, max_items)
         self.max_linger_s = max_linger_s
         self.linger_factor = linger_factor
-        self.credit_items = credit_items
         self.items: list[tuple[int, Any]] = []
         self.deadline = 0.0  # when the held results are due by the linger
         self.run: int | None = None  # the run the held results belong to
@@ -199,13 +185,10 @@ class ResultBatch:
     def linger(self, item_s: float | None) -> float:
         """How long the oldest result may wait: 10 items' time, but at least
         :data:`MIN_LINGER_S` (microsecond items batch by count, not by a linger of
-        microseconds), at most ``max_linger_s``, and no longer than ``credit_items``
-        items take (credit is asked for once a batch, and must cover two: a worker with
-        many threads lingers less)."""
+        microseconds) and at most ``max_linger_s``."""
         if item_s is None:
             return 0.0
-        longest = min(self.max_linger_s, self.credit_items * item_s)
-        return min(longest, max(MIN_LINGER_S, self.linger_factor * item_s))
+        return min(self.max_linger_s, max(MIN_LINGER_S, self.linger_factor * item_s))
 
     def add(self, seq: int, result: Any, now: float, run: int, item_s: float | None) -> bool:
         """Hold one result of ``run`` (the caller sends what it holds of another first);
