@@ -61,10 +61,20 @@ def call_user(
     try:
         return fn(*args)
     except Exception as exc:
-        text = traceback.format_exc()
-        name = "/".join(map(str, item)) if isinstance(item, tuple) else item
-        logger.error("%s raised%s:\n%s", what, f" on item {name}" if name else "", text)
-        raise UserCodeError(exc, text) from None
+        raise user_code_error(logger, what, exc, item) from None
+
+
+def user_code_error(
+    logger: logging.Logger, what: str, exc: Exception, item: tuple[str, int] | str = ""
+) -> UserCodeError:
+    """What :func:`call_user` does when user code raised ``exc`` (call it in the
+    ``except`` block: the traceback is the one being handled): log it, and return the
+    :class:`UserCodeError` for the caller. For the one loop that calls user code
+    directly, a worker's items, where one frame less per item counts."""
+    text = traceback.format_exc()
+    name = "/".join(map(str, item)) if isinstance(item, tuple) else item
+    logger.error("%s raised%s:\n%s", what, f" on item {name}" if name else "", text)
+    return UserCodeError(exc, text)
 
 
 class Role:

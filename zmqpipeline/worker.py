@@ -23,7 +23,7 @@ import zmq
 from . import protocol
 from .errors import ProtocolError
 from .metadata import MetaDataWorker
-from .runtime import Role, RoleRuntime, UserCodeError, call_user
+from .runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from .settings import Settings
 from .transport import recv_frames
 from .types import EndpointAddress, TaskType
@@ -373,26 +373,42 @@ class SingleThreadedWorker(Worker):
     def _work_one(self) -> None:
         # Works through the queue until the loop has something else to do. This is every
         # item's path, kept short: after user code sleeps or waits, each call and each
-        # object touched costs microseconds on a core that has just woken.
-        logic, stop, clock = self._logic, self._rt.stop, time.perf_counter
-        queue, handle, task_type = logic.queue, self.handle_execution, self.task_type
+        # object touched costs microseconds on a core that has just woken. So user code
+        # is called here directly (``user_code_error`` is ``call_user``'s except branch)
+        # and a result that does not end a batch is appended in place (else ``_hold``).
+        logic, batch, stop, clock = self._logic, self._batch, self._rt.stop, time.perf_counter
+        queue, handle, credit = logic.queue, self.handle_execution, logic.credit
+        last = batch.max_items - 1
         now = clock()
         while queue and now < self._next_read and not stop.is_set and logic.accepted:
             seq, data = queue.popleft()
             logic.busy += 1
             started = clock()
             try:
-                result = call_user(logger, "handle_execution", handle, data, item=(task_type, seq))
-                if result is not None and type(result) is not dict:
+                result = handle(data)
+            except Exception as exc:
+                error = user_code_error(logger, "handle_execution", exc, (self.task_type, seq))
+                self._failed(seq, clock() - started, error.text, error.exc_types)
+                return
+            if result is not None and type(result) is not dict:
+                try:
                     self._check_result(result)
-            except UserCodeError as exc:
-                self._failed(seq, clock() - started, exc.text, exc.exc_types)
-                return
-            except TypeError as exc:
-                self._failed(seq, clock() - started, str(exc), ["TypeError"])
-                return
+                except TypeError as exc:
+                    self._failed(seq, clock() - started, str(exc), ["TypeError"])
+                    return
             now = clock()
-            logic.finished(now - started)
+            logic.busy -= 1
+            credit.observe(now - started)
+            items = batch.items
+            if (
+                items
+                and queue
+                and now < batch.deadline
+                and len(items) < last
+                and (batch.run == logic.run)
+            ):
+                items.append((seq, result))
+                continue
             self._hold(seq, result, now)
             if self._results or logic.to_distributor:
                 return  # a peer did not take everything: the loop sends it
