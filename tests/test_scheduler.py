@@ -501,13 +501,32 @@ def test_at_the_tail_a_busy_worker_hands_back_what_it_has_not_started():
     assert data_items(sent(s)) == list(range(12))  # all of them, queued at one worker
     s.on_worker_message(EP, b"idle", protocol.Ready("S_A", 4, 4, 2), 0.1)
     out = sent(s, 0.1)
-    assert (EP, b"busy", protocol.RECALL, [2]) in out  # two threads idle elsewhere
+    # 6 each would finish together; the idle one can take 4 (its credit)
+    assert (EP, b"busy", protocol.RECALL, [4]) in out
     assert data_items(out) == []
     s.dispatch(0.1)
     assert not [m for m in sent(s, 0.1) if m[2] == protocol.RECALL]  # asked once
-    s.on_worker_message(EP, b"busy", protocol.HandBack([11, 10]), 0.2)
-    s.on_worker_message(EP, b"busy", protocol.Credit(2), 0.2)  # it could take them again
+    s.on_worker_message(EP, b"busy", protocol.HandBack([11, 10, 9, 8]), 0.2)
+    s.on_worker_message(EP, b"busy", protocol.Credit(4), 0.2)  # it could take them again
     s.dispatch(0.2)
     out = sent(s, 0.2)
-    assert sorted(data_items(out, b"idle")) == [10, 11] and data_items(out, b"busy") == []
+    assert sorted(data_items(out, b"idle")) == [8, 9, 10, 11] and data_items(out, b"busy") == []
     assert s.tasks["S_A"].retries == 0  # handing back is no failure
+    assert not [m for m in sent(s, 0.2) if m[2] == protocol.RECALL]  # 8 and 4: even enough
+
+
+def test_a_complete_task_evens_out_busy_workers_before_either_idles():
+    s = make(task_class("S_A", 30))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"a", protocol.Ready("S_A", 20, 20, 1), 0.0)
+    s.on_worker_message(EP, b"b", protocol.Ready("S_A", 20, 10, 1), 0.0)
+    s.dispatch(0.0)
+    out = sent(s, 0.0)
+    assert data_items(out, b"a") == list(range(20)) and data_items(out, b"b") == list(range(20, 30))
+    assert not [m for m in out if m[2] == protocol.RECALL]  # b could take nothing yet
+    ack(s, "S_A", [20, 21, 22, 23, 24], 0.1)  # b is through half of its items
+    s.on_worker_message(EP, b"b", protocol.Credit(5), 0.1)
+    s.dispatch(0.1)
+    # both still busy, the task complete: a holds 20, b 5; 5 move now (b's credit), not
+    # once b has nothing left
+    assert (EP, b"a", protocol.RECALL, [5]) in sent(s, 0.1)

@@ -58,20 +58,30 @@ class HandOut(Liveness):
             self._check_finished(state)
 
     def _rebalance(self, state: TaskState) -> None:
-        """A fair tail: once the task makes no new items, a worker with idle threads
-        while another holds items it has not started asks that one (RECALL) to hand some
-        back, so the last items do not queue behind one worker while another waits."""
+        """A fair tail: once the task makes no new items, the worker that would finish
+        last (most held per thread) is asked (RECALL) to hand back the unstarted items
+        that would let it and the least loaded worker finish together. Asked as soon as
+        the task is complete, while both are still busy, so no worker idles waiting for
+        the answer (a worker reads between items, not during them)."""
         if not state.task.is_complete or state.retry or state.suspect:
             return
         workers = [w for w in state.workers.values() if w.confirmed]
-        idle = sum(max(0, w.threads - len(w.held)) for w in workers if w.credit > 0)
-        if not idle:
+        if len(workers) < 2:
             return
-        busiest = max(workers, key=lambda w: len(w.held) - w.threads)
-        queued = len(busiest.held) - busiest.threads
-        if queued > 0 and not busiest.recalling:
+        takers = [w for w in workers if w.credit > 0]
+        if not takers:
+            return
+        least = min(takers, key=lambda w: len(w.held) / w.threads)
+        busiest = max(workers, key=lambda w: len(w.held) / w.threads)
+        if busiest is least or busiest.recalling:
+            return
+        # n such that (held_b - n) / threads_b == (held_l + n) / threads_l
+        even = (len(busiest.held) * least.threads - len(least.held) * busiest.threads) // (
+            least.threads + busiest.threads
+        )
+        n = min(even, len(busiest.held) - busiest.threads, least.credit)
+        if n > 0:
             busiest.recalling = True
-            n = min(queued, idle)
             self.outbox.append((state.endpoint, busiest.wid, self.codec.recall(n)))
 
     def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:

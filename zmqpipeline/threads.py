@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import zmq
 
-from .runtime import UserCodeError, call_user
+from .runtime import UserCodeError, call_user, user_code_error
 from .transport import _NOBLOCK, readable
 from .worker import Worker
 
@@ -118,39 +118,40 @@ class ThreadPool:
                 call_user(logger, f"init_thread({index})", self.worker.init_thread, index)
             except UserCodeError:
                 pass  # logged; the thread still takes items
-            finished, items = self._finished, self._items
-            while (entry := items.get()) is not None:
-                finished.append(self._execute(index, *entry))
-                # Appended first, then asked: the main thread sets ``watching`` before it
-                # looks at ``_finished`` again, so one of the two sees the other's step.
-                if not self._wake_pending and (
-                    not self.watching or items.empty() or len(finished) >= self.wake_at
-                ):
-                    self._wake_pending = True
-                    done.send(b"")
+            self._work(index, done)
         finally:
             done.close(linger=0)
 
-    def _execute(self, index: int, seq: int, data: Any) -> Finished:
-        worker = self.worker
-        started = time.perf_counter()
-        result = None
-        failure = None
-        try:
-            result = call_user(
-                logger,
-                f"handle_thread_execution (thread {index})",
-                worker.handle_thread_execution,
-                data,
-                index,
-                item=(worker.task_type, seq),
-            )
-            worker._check_result(result)
-        except UserCodeError as exc:
-            failure = (exc.text, exc.exc_types)
-        except TypeError as exc:  # the result itself is wrong (not a dict)
-            failure = (f"{type(exc).__name__}: {exc}", [type(exc).__name__])
-        return seq, time.perf_counter() - started, result, failure
+    def _work(self, index: int, done: zmq.Socket[Any]) -> None:
+        # Every item's path, kept short (ten threads wake from their items together and
+        # take turns with the GIL): user code is called directly, ``user_code_error``
+        # being ``call_user``'s except branch.
+        worker, finished, items, clock = self.worker, self._finished, self._items, time.perf_counter
+        handle = worker.handle_thread_execution
+        failure: tuple[str, list[str]] | None
+        while (entry := items.get()) is not None:
+            seq, data = entry
+            started = clock()
+            failure = None
+            try:
+                result = handle(data, index)
+            except Exception as exc:
+                what = f"handle_thread_execution (thread {index})"
+                error = user_code_error(logger, what, exc, (worker.task_type, seq))
+                result, failure = None, (error.text, error.exc_types)
+            if result is not None and type(result) is not dict:
+                try:
+                    worker._check_result(result)
+                except TypeError as exc:  # the result itself is wrong (not a dict)
+                    result, failure = None, (f"TypeError: {exc}", ["TypeError"])
+            finished.append((seq, clock() - started, result, failure))
+            # Appended first, then asked: the main thread sets ``watching`` before it
+            # looks at ``_finished`` again, so one of the two sees the other's step.
+            if not self._wake_pending and (
+                not self.watching or items.empty() or len(finished) >= self.wake_at
+            ):
+                self._wake_pending = True
+                done.send(b"")
 
 
 class MultiThreadedWorker(Worker):
