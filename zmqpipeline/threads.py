@@ -46,7 +46,8 @@ class ThreadPool:
         self._wake_pending = False
         #: The main thread holds a batch and will look at ``_finished`` by its deadline.
         self.watching = False
-        self.wake_at = max(1, worker.settings.result_batch_items)  # results waiting
+        # as many as end a batch: the main thread sends them and asks for more then
+        self.wake_at = worker._batch.max_items
         self._go = threading.Event()
         self._closing = False
         self._address = f"inproc://zmqpipeline-done-{uuid.uuid4().hex}"
@@ -127,7 +128,7 @@ class ThreadPool:
         # take turns with the GIL): user code is called directly, ``user_code_error``
         # being ``call_user``'s except branch.
         worker, finished, items, clock = self.worker, self._finished, self._items, time.perf_counter
-        handle = worker.handle_thread_execution
+        handle, batch = worker.handle_thread_execution, worker._batch
         failure: tuple[str, list[str]] | None
         while (entry := items.get()) is not None:
             seq, data = entry
@@ -148,7 +149,9 @@ class ThreadPool:
             # Appended first, then asked: the main thread sets ``watching`` before it
             # looks at ``_finished`` again, so one of the two sees the other's step.
             if not self._wake_pending and (
-                not self.watching or items.empty() or len(finished) >= self.wake_at
+                not self.watching
+                or items.empty()
+                or len(finished) + len(batch.items) >= self.wake_at
             ):
                 self._wake_pending = True
                 done.send(b"")
