@@ -801,3 +801,58 @@ def test_service_answers_only_clients_with_an_authorised_key(procs, keys):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize("transport", ["tcp"])
+def test_items_pushed_over_curve_are_collected_and_a_stranger_cannot_push(
+    procs, endpoints, transport, keys
+):
+    """A whole run over tcp with CURVE, fed from outside: a pusher with an authorised key
+    pushes and closes the stream, every item is collected once; a key not authorised gets
+    no answer, and pushes nothing."""
+
+    class Pushed(zp.Task):
+        task_type = zp.TaskType("FIRST")
+        endpoint = zp.EndpointAddress(endpoints.worker)
+        open_ended = True
+
+    push = f"tcp://127.0.0.1:{free_port()}"
+    worker = make_worker(endpoints.worker, endpoints.collector)
+    collector = make_collector(endpoints)
+    bound = FORK.Event()
+
+    def distributor() -> None:  # says when its push endpoint is bound
+        import json
+        from dataclasses import asdict
+
+        from zmqpipeline import runtime
+
+        real = runtime.RoleRuntime.open
+
+        def open_and_announce(self: Any, socket_type: Any, endpoint: str, **kwargs: Any) -> Any:
+            sock = real(self, socket_type, endpoint, **kwargs)
+            if endpoint == push:
+                bound.set()
+            return sock
+
+        runtime.RoleRuntime.open = open_and_announce  # type: ignore[method-assign]
+        report = zp.Distributor(
+            endpoints.collector, endpoints.ack, tasks=[Pushed], push_endpoint=push
+        ).run()
+        with open(endpoints.report, "w") as out:
+            json.dump(asdict(report), out)
+
+    procs.start("collector", with_env(keys.env("server"), lambda: collector().run()))
+    procs.start("worker", with_env(keys.env("worker1"), run_as(worker, "worker")))
+    procs.start("distributor", with_env(keys.env("server"), distributor))
+    assert bound.wait(30), "the push endpoint was never bound"
+    with pytest.raises(zp.PushError, match="does not admit our key"):
+        zp.Pusher(push, keys.security("rogue"), timeout=1).push("FIRST", {"i": 999})
+    pusher = zp.Pusher(push, keys.security("worker2"), timeout=10)
+    assert pusher.push_many("FIRST", [{"i": i} for i in range(1, 51)]) == 50
+    pusher.close("FIRST")
+    codes = procs.join(30)
+    assert codes == {name: 0 for name in codes}, codes
+    results, report = load(endpoints.results), load(endpoints.report)
+    check_exactly_once(results, 50)  # and not the stranger's 999
+    assert report["tasks"]["FIRST"]["pushed"] == 50
