@@ -326,6 +326,14 @@ class PipelineResult:
     per_worker: list[int]  # items each worker process executed, largest first
     latency_ms: dict[str, float] = field(default_factory=dict)
     task_stats: dict[str, Any] = field(default_factory=dict)
+    #: CPU seconds (user + system) each role's process used, forked to exit
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+def _cpu_s() -> float:
+    """CPU seconds this (forked) process has used: its own, not its parent's."""
+    times = os.times()
+    return times.user + times.system
 
 
 def run_pipeline(
@@ -344,7 +352,12 @@ def run_pipeline(
     def collector() -> dict[str, Any]:
         role = collector_cls(settings=settings)
         role.run()
-        return {"count": role.count, "t_first": role.t_first, "t_finished": role.t_finished}
+        return {
+            "count": role.count,
+            "t_first": role.t_first,
+            "t_finished": role.t_finished,
+            "cpu_s": _cpu_s(),
+        }
 
     def distributor() -> dict[str, Any]:
         dist = zp.Distributor(
@@ -356,14 +369,19 @@ def run_pipeline(
         report = dist.run()
         task = task_cls.last
         assert task is not None
-        return {"report": asdict(report), "t_first": task.t_first, "stats": task.stats()}
+        return {
+            "report": asdict(report),
+            "t_first": task.t_first,
+            "stats": task.stats(),
+            "cpu_s": _cpu_s(),
+        }
 
-    def worker() -> int:
+    def worker() -> tuple[int, float]:
         role = worker_cls(settings=settings)
         with started.get_lock():
             started.value += 1
         role.run()
-        return int(role.items_processed)
+        return int(role.items_processed), _cpu_s()
 
     roles: list[Role] = [
         ("collector", collector, [collector_cls.endpoint, collector_cls.ack_endpoint]),
@@ -382,9 +400,14 @@ def run_pipeline(
         dispatch_s=col["t_finished"] - dist["t_first"],
         collector_s=col["t_finished"] - (col["t_first"] or col["t_finished"]),
         run_s=report["wall_time_s"],
-        per_worker=sorted(out["worker"], reverse=True),
+        per_worker=sorted((n for n, _ in out["worker"]), reverse=True),
         latency_ms=report["latency_ms"],
         task_stats=dist["stats"],
+        cpu_s={
+            "distributor": dist["cpu_s"],
+            "collector": col["cpu_s"],
+            "workers": sum(cpu for _, cpu in out["worker"]),
+        },
     )
 
 

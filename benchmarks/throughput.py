@@ -62,12 +62,19 @@ def build(endpoints: h.Endpoints, n_items: int) -> tuple[Any, Any, Any]:
     return EmptyTask, EmptyWorker, Collector
 
 
+#: CPU µs per item of each role, per (transport, workers), from the last zmqpipeline run
+CPU_US: dict[tuple[str, int], dict[str, list[float]]] = {}
+
+
 def ours(transport: str, n_items: int, n_workers: int) -> float:
     with h.private_endpoints(transport) as endpoints:
         task, worker, collector = build(endpoints, n_items)
         result = h.run_pipeline(task, worker, collector, n_workers, timeout_s=20 + n_items / 500)
     if result.collected != n_items or result.failed:
         raise h.BenchmarkError(f"collected {result.collected} of {n_items}, {result.failed} failed")
+    cell = CPU_US.setdefault((transport, n_workers), {})
+    for role, seconds in result.cpu_s.items():  # whole processes: start-up and end included
+        cell.setdefault(role, []).append(seconds / n_items * 1e6)
     return n_items / result.dispatch_s
 
 
@@ -193,6 +200,17 @@ def main() -> None:
                 f"{f'[{fmt(z_lo)}..{fmt(z_hi)}]':>17} {fmt(b):>12} {z / b:>6.2f} "
                 f"{fmt(bb):>14} {z / bb:>6.2f} {fmt(p):>13} {z / p:>6.2f}"
             )
+    print()
+    print("CPU per item of zmqpipeline's roles (user + system, each whole process; median), us:")
+    print(f"{'transport':<9} {'workers':>7} {'distributor':>11} {'collector':>9} {'workers':>8}")
+    for transport in args.transports:
+        for n_workers in args.workers:
+            cpu = {role: h.spread(v)[0] for role, v in CPU_US[(transport, n_workers)].items()}
+            print(
+                f"{transport:<9} {n_workers:>7} {cpu['distributor']:>11.1f} "
+                f"{cpu['collector']:>9.1f} {cpu['workers']:>8.1f}"
+            )
+    print("(workers: all worker processes together)")
     print()
     print("ratio: zmqpipeline items/s divided by the column to its left")
     print("the target compares with the plain bare pipeline (one item per message)")
