@@ -53,10 +53,9 @@ RETRY_BACKOFF_S = 0.05
 RETRY_BACKOFF_MAX_S = 2.0
 #: Items a worker holds beyond one per thread, so the next is there when one finishes:
 #: at least ``PREFETCH``, at most ``MAX_PREFETCH``, and in between as many as its threads
-#: get through in ``PREFETCH_WINDOW_S`` (measured as it works). Credit is asked back in
-#: chunks of a quarter of the prefetch. Chosen by benchmark: 10 ms items get 1 or 2, empty
-#: items 64. A longer window saves a little on a single worker's 10 ms items but lets
-#: the first of two 10-thread workers take most of a short run (benchmarks/RESULTS.md).
+#: get through in ``PREFETCH_WINDOW_S`` plus two batches' linger (measured as it works):
+#: credit is asked back with each batch of results. 10 ms items get about 22, empty items
+#: 64; once a task is complete the fair tail evens out what workers hold.
 PREFETCH = 1
 MAX_PREFETCH = 64
 PREFETCH_WINDOW_S = 0.02

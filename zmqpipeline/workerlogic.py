@@ -20,8 +20,9 @@ class CreditWindow:
     """How many items a worker asks the distributor for.
 
     Enough to keep its ``slots`` (threads) busy for ``window_s`` at the measured time per
-    item, between ``low`` and ``high`` beyond one per slot. Credit is asked for in chunks
-    of a quarter of the prefetch, so fast items do not cost a CREDIT message each.
+    item, between ``low`` and ``high`` beyond one per slot. A worker asks for credit with
+    each batch of results it sends (``eager``), otherwise only once half the prefetch is
+    used up, so items do not cost a CREDIT message each.
     """
 
     __slots__ = ("high", "item_s", "low", "outstanding", "slots", "window_s")
