@@ -157,6 +157,20 @@ def test_results_are_packed_into_as_few_messages_as_fit_and_bad_ones_fail_alone(
     assert decode(codec.credit(1)) == protocol.Credit(1)  # the packer is still usable
 
 
+def test_a_result_whose_packing_raises_anything_fails_alone():
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(2000):  # deeper than msgpack's nesting limit
+        inner["x"] = {}
+        inner = inner["x"]  # type: ignore[assignment]
+    messages, failed = codec.results(7, "CALC", WID, [(0, None), (1, deep), (2, {"ok": 1})])
+    assert [seq for seq, _ in failed] == [1]
+    assert isinstance(failed[0][1], SerializationError) and "CALC" in str(failed[0][1])
+    assert [seq for m in messages for seq, _ in decode(m).items] == [0, 2]
+    with pytest.raises(SerializationError, match="for task type 'CALC'"):
+        codec.data(7, [[0, deep]], "CALC")  # an item as deep: the distributor's path
+
+
 def test_long_errors_are_clipped_keeping_both_ends():
     text = "Traceback start\n" + "x" * 100_000 + "\nValueError: the end"
     fail = decode(codec.fail(1, text, ["ValueError"]))

@@ -154,7 +154,13 @@ class Codec:
                 try:  # the result alone, for the error that names what in it failed
                     self._packer.pack(result, task_type)
                     packed = self._packer.pack([seq, result], task_type)
-                except SerializationError as exc:
+                except Exception as exc:  # whatever it was, that item fails alone
+                    self._packer.reset()
+                    if not isinstance(exc, SerializationError):
+                        exc = SerializationError(
+                            f"cannot serialize the result of item {seq} for task type "
+                            f"{task_type!r}: {type(exc).__name__}: {exc}"
+                        )
                     failed.append((seq, exc))
                     continue
             if len(packed) > room:

@@ -90,7 +90,10 @@ class Packer:
 
 
 def _explain(obj: Any, context: str, exc: Exception) -> SerializationError:
-    found = find_unpackable(obj)
+    try:
+        found = find_unpackable(obj)
+    except RecursionError:  # nested deeper than Python recurses: say what msgpack said
+        found = None
     where = f" for task type {context!r}" if context else ""
     if found:
         key, kind = found
