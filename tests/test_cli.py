@@ -22,11 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def zmqpipeline(
-    *args: str, cwd: Path | None = None, timeout: float = 45
+    *args: str, cwd: Path | None = None, timeout: float = 45, stdin: str | None = None
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "zmqpipeline", *args],
+        input=stdin,
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -439,37 +439,16 @@ def test_a_worker_key_cannot_take_acks_nor_act_as_the_distributor(keys, socket_t
     distributor_dir.mkdir()
     public, _ = generate_keys(keys.dir, "dist2")
     shutil.copy(public, distributor_dir)
-    server_ctx, peer_ctx = new_context(), zmq.Context()
-    ack = open_socket(
-        server_ctx,
-        zmq.ROUTER,
-        f"tcp://127.0.0.1:{free_port()}",
-        bind=True,
-        settings=Settings(security=keys.security("server")),
-        admit="distributor",
+    refused = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
+    _expect_handshakes(
+        keys,
+        "distributor",
+        [
+            ("worker1", "worker1", socket_type, refused),
+            ("server", "server", zmq.DEALER, {zmq.EVENT_HANDSHAKE_SUCCEEDED}),
+            ("dist2", "dist2", zmq.DEALER, {zmq.EVENT_HANDSHAKE_SUCCEEDED}),
+        ],
     )
-    endpoint = ack.getsockopt_string(zmq.LAST_ENDPOINT)
-    peers: list[zmq.Socket[Any]] = []
-    try:
-        refused = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
-        for name, expected in (
-            ("worker1", refused),
-            ("server", {zmq.EVENT_HANDSHAKE_SUCCEEDED}),
-            ("dist2", {zmq.EVENT_HANDSHAKE_SUCCEEDED}),
-        ):
-            peer = peer_ctx.socket(socket_type if name == "worker1" else zmq.DEALER)
-            peer.linger = 0
-            keys.security(name).make_client(peer, endpoint, name)
-            monitor = _monitor(peer)
-            peers += [peer, monitor]
-            peer.connect(endpoint)
-            assert _next_event(monitor) in expected, name
-    finally:
-        for sock in peers:
-            sock.close(linger=0)
-        peer_ctx.term()
-        close_sockets([ack])
-        server_ctx.term()
 
 
 @pytest.mark.parametrize(
@@ -485,6 +464,23 @@ def test_each_bound_socket_admits_only_its_role(keys, admit, allowed, refused):
         folder.mkdir(exist_ok=True)
         public, _ = generate_keys(keys.dir, f"only-{role}")
         shutil.copy(public, folder)
+    refusal = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
+    _expect_handshakes(
+        keys,
+        admit,
+        [
+            (f"only-{refused}", refused, zmq.DEALER, refusal),
+            (f"only-{allowed}", allowed, zmq.DEALER, {zmq.EVENT_HANDSHAKE_SUCCEEDED}),
+        ],
+    )
+
+
+def _expect_handshakes(
+    keys: SimpleNamespace, admit: str, peers: list[tuple[str, str, int, set[int]]]
+) -> None:
+    """Bind a ROUTER that admits the ``admit`` role with the server's keys; connect each
+    peer ``(key name, role it claims, socket type, handshake events allowed)`` and check
+    the handshake ends in one of them."""
     server_ctx, peer_ctx = new_context(), zmq.Context()
     bound = open_socket(
         server_ctx,
@@ -495,19 +491,18 @@ def test_each_bound_socket_admits_only_its_role(keys, admit, allowed, refused):
         admit=admit,
     )
     endpoint = bound.getsockopt_string(zmq.LAST_ENDPOINT)
-    peers: list[zmq.Socket[Any]] = []
+    opened: list[zmq.Socket[Any]] = []
     try:
-        refusal = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
-        for role, expected in ((refused, refusal), (allowed, {zmq.EVENT_HANDSHAKE_SUCCEEDED})):
-            peer = peer_ctx.socket(zmq.DEALER)
+        for name, role, socket_type, expected in peers:
+            peer = peer_ctx.socket(socket_type)
             peer.linger = 0
-            keys.security(f"only-{role}").make_client(peer, endpoint, role)
+            keys.security(name).make_client(peer, endpoint, role)
             monitor = _monitor(peer)
-            peers += [peer, monitor]
+            opened += [peer, monitor]
             peer.connect(endpoint)
-            assert _next_event(monitor) in expected, role
+            assert _next_event(monitor) in expected, name
     finally:
-        for sock in peers:
+        for sock in opened:
             sock.close(linger=0)
         peer_ctx.term()
         close_sockets([bound])

@@ -18,6 +18,7 @@ import pytest
 import zmq
 from conftest import FORK
 from pipelines import load, make_collector, make_task, make_worker
+from test_cli import ROOT, zmqpipeline
 from test_scheduler import EP, EP_B, SETTINGS, ack, data_items, make, sent, task_class
 
 from zmqpipeline import (
@@ -512,37 +513,23 @@ def test_user_code_error_in_the_collector_never_forwards():
 
 # -- the command line ---------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cli(*args: str, stdin: str | None = None) -> Any:
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "zmqpipeline", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-
 
 def test_list_shows_stages_and_run_reports_each_stage():
-    listed = _cli("list", "examples/stages")
+    listed = zmqpipeline("list", "examples/stages", cwd=ROOT, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert "stage fed by URLS" in listed.stdout and "stage fed by FETCH" in listed.stdout
-    run = _cli("run", "examples/stages", "--quiet")
+    run = zmqpipeline("run", "examples/stages", "--quiet", cwd=ROOT, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "FETCH   180 results" in run.stdout and "PARSE   540 results" in run.stdout
     assert "stage fed by URLS: 200 result(s) in, 180 item(s) derived, 20 filtered" in run.stdout
 
 
 def test_push_to_nothing_and_bad_input_are_clear_errors(tmp_path):
-    gone = _cli("push", f"ipc://{tmp_path}/none.ipc", "PUSHED", '{"i": 1}')
+    gone = zmqpipeline("push", f"ipc://{tmp_path}/none.ipc", "PUSHED", '{"i": 1}', cwd=ROOT)
     assert gone.returncode == 1 and "no distributor at" in gone.stderr
-    bad = _cli("push", f"ipc://{tmp_path}/none.ipc", "PUSHED", stdin='{"i": 1}\n[1]\n')
+    bad = zmqpipeline(
+        "push", f"ipc://{tmp_path}/none.ipc", "PUSHED", stdin='{"i": 1}\n[1]\n', cwd=ROOT
+    )
     assert bad.returncode == 2 and "line 2: an item must be a JSON object" in bad.stderr
 
 
