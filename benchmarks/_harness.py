@@ -13,8 +13,13 @@ collector can be subtracted. Three wall times are kept for each run:
 ``dispatch_s``
     from the first item handed out to ``handle_finished`` in the collector (the run's
     END, sent as soon as the last ACK is in). The first item is handed out only once every
-    worker process is up and has connected (:class:`BenchTask` holds its first item back
-    until then), so the clock does not run while a worker is still starting.
+    worker is up and has been let in, so the clock does not run while a worker is still
+    starting: the collector binds only after every worker process has started (plus
+    ``_GATE_SETTLE_S``), and nothing is handed out before the collector answers, so the
+    distributor meanwhile takes every worker's READY and confirmation; then
+    :class:`BenchTask` holds its first item back ``_GATE_SETTLE_S`` more, while the workers
+    connect to the collector. The bare pipeline (``_bare.py``) likewise waits for every
+    worker's READY.
 ``collector_s``
     the tutorial's stopwatch: first ``handle_collection`` to ``handle_finished``, both in
     the collector. It misses the first item's own duration, so it reads one item shorter.
@@ -268,8 +273,10 @@ class BenchTask(zp.Task):
         self.t_first: float | None = None
         type(self).last = self
 
-    def wait_for_workers(self) -> None:
-        gate = type(self)._gate
+    @classmethod
+    def wait_for_workers(cls) -> None:
+        """Until every worker process has started, then ``_GATE_SETTLE_S`` more."""
+        gate = cls._gate
         if gate is None:
             return
         counter, expected = gate
@@ -350,6 +357,9 @@ def run_pipeline(
     task_cls._gate = (started, n_workers)
 
     def collector() -> dict[str, Any]:
+        # Bound only once the workers are up: until then the distributor hands out
+        # nothing and lets every worker in (see the module docstring).
+        task_cls.wait_for_workers()
         role = collector_cls(settings=settings)
         role.run()
         return {
@@ -383,11 +393,10 @@ def run_pipeline(
         role.run()
         return int(role.items_processed), _cpu_s()
 
-    roles: list[Role] = [
-        ("collector", collector, [collector_cls.endpoint, collector_cls.ack_endpoint]),
-        ("distributor", distributor, [task_cls.endpoint]),
-    ]
+    # The collector last: it binds once the workers are up (see the module docstring).
+    roles: list[Role] = [("distributor", distributor, [task_cls.endpoint])]
     roles += [("worker", worker, [])] * n_workers
+    roles += [("collector", collector, [collector_cls.endpoint, collector_cls.ack_endpoint])]
     out = run_processes(roles, timeout_s)
     col, dist = out["collector"][0], out["distributor"][0]
     report = dist["report"]

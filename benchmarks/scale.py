@@ -12,9 +12,10 @@ items that each sleep 10 ms, so every row is about --seconds of work. Per row:
 * the distributor's peak RSS (VmHWM in /proc/self/status) at the end of its run();
 * start-up: from just before the first process is forked to the first item executed by
   the last worker to get one (each worker stamps its first item in a shared array). The
-  first item is held back until every worker process has started plus 0.1 s (as in every
-  benchmark here), so that 0.1 s is part of it; "spread" is the part after the first item
-  went out, i.e. how long the distributor took to get an item to every worker.
+  first item is held back until every worker process has started and been let in (as in
+  every benchmark here; benchmarks/_harness.py), so that is part of it; "spread" is the
+  part after the first item went out, i.e. how long the distributor took to get an item
+  to every worker.
 
 The end prints where items/s first falls more than 10 % below the ideal.
 
@@ -196,8 +197,8 @@ def main() -> None:
     print("dist CPU: distributor utime+stime / wall, first -> last item handed out (100% = a core)")
     print("dist RSS: distributor peak RSS (VmHWM) at the end of its run()")
     print(
-        "ready:    first fork -> first item of the last worker to get one (includes the 0.1 s "
-        "hold-back); spread: first item handed out -> that same moment"
+        "ready:    first fork -> first item of the last worker to get one (includes the "
+        "hold-backs); spread: first item handed out -> that same moment"
     )
     print("served:   workers that executed at least one item; items/worker: min..max")
     print()

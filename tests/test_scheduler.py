@@ -139,7 +139,9 @@ def test_task_finishes_only_when_every_item_is_acked():
     assert s.done
     out = sent(s)
     ends = [(ch, ident) for ch, ident, kind, _ in out if kind == protocol.END]
-    assert ends == [(EP, b"w1"), (COLLECTOR, None)]
+    # the collector first: its handle_finished ends the user's run (workers leaving at
+    # once would hold it up)
+    assert ends == [(COLLECTOR, None), (EP, b"w1")]
     summary = next(body for _, _, kind, body in out if kind == protocol.END)[1]
     assert summary["collected"] == {"S_A": 3} and summary["failed"] == []
 
@@ -530,3 +532,76 @@ def test_a_complete_task_evens_out_busy_workers_before_either_idles():
     # both still busy, the task complete: a holds 20, b 5; 5 move now (b's credit), not
     # once b has nothing left
     assert (EP, b"a", protocol.RECALL, [5]) in sent(s, 0.1)
+
+
+def test_a_worker_that_has_started_all_it_holds_is_not_asked_again_and_again():
+    s = make(task_class("S_A", 12))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"busy", protocol.Ready("S_A", 12, 12, 2), 0.0)
+    sent(s)
+    s.on_worker_message(EP, b"idle", protocol.Ready("S_A", 4, 4, 2), 0.1)
+    assert (EP, b"busy", protocol.RECALL, [4]) in sent(s, 0.1)
+    s.on_worker_message(EP, b"busy", protocol.HandBack([]), 0.2)  # nothing unstarted
+    for now in (0.2, 0.3, 0.4):
+        s.dispatch(now)
+        assert not [m for m in sent(s, now) if m[2] == protocol.RECALL]
+    ack(s, "S_A", [0, 1], 0.5, by=b"busy")  # it holds less: still nothing to recall
+    s.dispatch(0.5)
+    assert not [m for m in sent(s, 0.5) if m[2] == protocol.RECALL]
+
+
+def _confirm(s, now, *wids):
+    """Answer the WELCOMEs waiting in the outbox (the handshake's CREDIT 0), no dispatch."""
+    s.outbox.clear()
+    for wid in wids:
+        s.on_worker_message(EP, wid, protocol.Credit(0), now)
+
+
+def test_workers_with_idle_threads_get_their_first_items_before_anyone_is_filled():
+    s = make(task_class("S_A", 100))
+    s.start({}, 0.0)
+    for wid in (b"a", b"b"):
+        s.on_worker_message(EP, wid, protocol.Ready("S_A", 40, 30, 10), 0.0)
+    _confirm(s, 0.0, b"a", b"b")
+    assert s.dispatch(0.0, starving_first=True)  # more to come: send these first
+    out = sent(s)
+    assert len(data_items(out, b"a")) == 10 and len(data_items(out, b"b")) == 10
+    assert not s.dispatch(0.0, starving_first=True)  # now the windows are filled
+    out = sent(s)
+    assert len(data_items(out, b"a")) == 20 and len(data_items(out, b"b")) == 20
+
+
+def sized(task_type: str, n: int):
+    cls = task_class(task_type, n)
+    cls.n_items = n  # a task that declares its size
+    return cls
+
+
+def test_near_the_end_of_a_sized_task_the_first_to_ask_takes_only_its_share():
+    s = make(sized("S_A", 60))
+    s.start({}, 0.0)
+    for wid in (b"a", b"b"):
+        s.on_worker_message(EP, wid, protocol.Ready("S_A", 40, 10, 10), 0.0)
+    _confirm(s, 0.0, b"a", b"b")
+    s.dispatch(0.0)
+    sent(s)  # 10 each
+    s.on_worker_message(EP, b"a", protocol.Credit(30), 0.01)
+    s.dispatch(0.01)
+    # 40 left + 20 held over 20 threads: 30 each; a asked for 30 more but takes 20
+    assert len(data_items(sent(s, 0.01), b"a")) == 20
+    s.on_worker_message(EP, b"b", protocol.Credit(30), 0.02)
+    s.dispatch(0.02)
+    assert len(data_items(sent(s, 0.02), b"b")) == 20  # the other half of what was left
+
+
+def test_a_task_of_unknown_size_is_handed_out_as_credit_allows():
+    s = make(task_class("S_A", 60))
+    s.start({}, 0.0)
+    for wid in (b"a", b"b"):
+        s.on_worker_message(EP, wid, protocol.Ready("S_A", 40, 10, 10), 0.0)
+    _confirm(s, 0.0, b"a", b"b")
+    s.dispatch(0.0)
+    sent(s)
+    s.on_worker_message(EP, b"a", protocol.Credit(30), 0.01)
+    s.dispatch(0.01)
+    assert len(data_items(sent(s, 0.01), b"a")) == 30

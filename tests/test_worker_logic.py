@@ -80,6 +80,16 @@ def test_credit_window_stays_low_for_slow_items():
     assert window.request(held=0) == 0  # the 3 announced cover 2 slots + 1
 
 
+def test_credit_covers_two_result_lingers_from_the_first_item_timed():
+    # 10 threads of 10 ms items: results linger 100 ms, so one request must last ~220 ms
+    window = CreditWindow(slots=10, low=1, high=64, window_s=0.02)
+    window.beats = ResultBatch(max_items=32, max_linger_s=0.1)
+    window.observe(0.01)
+    assert window.prefetch() == 64  # not 20: 20 ms alone
+    window.beats = None
+    assert window.prefetch() == 20
+
+
 def test_finished_items_free_their_slot_and_feed_the_window():
     logic = make()
     logic.busy = 1

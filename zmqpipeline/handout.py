@@ -5,6 +5,7 @@ tail, new items from tasks (stages, resumed runs) and errors in task code. A par
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from .errors import MessageTooLarge, SerializationError
@@ -26,14 +27,19 @@ class HandOut(Liveness):
 
     # -- handing out work ---------------------------------------------------------------
 
-    def dispatch(self, now: float) -> None:
+    def dispatch(self, now: float, starving_first: bool = False) -> bool:
         """Give every confirmed worker with credit as many items as its window allows.
 
         Nothing goes out before a collector has said HELLO: results would only wait in it.
+        With ``starving_first``, workers holding fewer items than they have threads get
+        just that many first and it returns ``True``: send those and call it again (the
+        last of 100 workers then starts after 100 items are made, not after 2 000).
         """
         if not self.started or self.done or self.collector_id is None or self.paused:
-            return
+            return False
         initial = self.settings.initial_window
+        if starving_first and self._feed_starving(now, initial):
+            return True
         for state in self.tasks.values():
             if not state.active or not state.workers:
                 continue
@@ -47,8 +53,12 @@ class HandOut(Liveness):
                 # Items come a few at a time (a source's results, pushes): the least
                 # loaded worker first, or one queues them while another starves.
                 workers.sort(key=lambda w: len(w.held) / w.threads)
+            share = _fair_share(state)
             for worker in workers:
-                room = min(worker.credit, worker.window(initial) - len(worker.held))
+                held = len(worker.held)
+                room = min(worker.credit, worker.window(initial) - held)
+                if share is not None:  # near the end of a task of known size
+                    room = min(room, max(worker.threads, math.ceil(share * worker.threads)) - held)
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
@@ -56,6 +66,25 @@ class HandOut(Liveness):
                     break  # nothing more to hand out to anyone
             self._rebalance(state)
             self._check_finished(state)
+        return False
+
+    def _feed_starving(self, now: float, initial: int) -> bool:
+        """Each worker with fewer items than threads gets enough to start them all."""
+        fed = False
+        for state in self.tasks.values():
+            if not state.active:
+                continue
+            for worker in state.workers.values():
+                if not worker.confirmed or worker.credit <= 0:
+                    continue
+                held = len(worker.held)
+                room = min(worker.credit, worker.window(initial) - held, worker.threads - held)
+                if room > 0:
+                    items = self._take(state, worker, room, now)
+                    if items:
+                        self._send_items(state, worker, items, now)
+                        fed = True
+        return fed
 
     def _rebalance(self, state: TaskState) -> None:
         """A fair tail: once the task makes no new items, the worker that would finish
@@ -72,7 +101,11 @@ class HandOut(Liveness):
         if not takers:
             return
         least = min(takers, key=lambda w: len(w.held) / w.threads)
-        busiest = max(workers, key=lambda w: len(w.held) / w.threads)
+        # Not one that just said it has started everything it holds (until it gets more).
+        givers = [w for w in workers if w.started_all_at is None or len(w.held) > w.started_all_at]
+        if not givers:
+            return
+        busiest = max(givers, key=lambda w: len(w.held) / w.threads)
         if busiest is least or busiest.recalling:
             return
         # n such that (held_b - n) / threads_b == (held_l + n) / threads_l
@@ -236,6 +269,24 @@ class HandOut(Liveness):
                 call,
             )
             state.task.is_complete = True
+
+
+def _fair_share(state: TaskState) -> float | None:
+    """Items per thread each worker may hold for all to finish together: what the task
+    has left to make plus what every worker holds, over all their threads (``None`` if
+    the task does not declare its size). It binds only near the end, where a worker
+    asking first would otherwise take what the others will lack, and the fair tail
+    would have to move it back."""
+    if state.size is None:
+        return None
+    held = threads = 0
+    for worker in state.workers.values():
+        if worker.confirmed:
+            held += len(worker.held)
+            threads += worker.threads
+    if not threads:
+        return None
+    return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
 
 
 def _any_proven(state: TaskState) -> bool:

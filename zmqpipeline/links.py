@@ -111,6 +111,7 @@ class Links:
                     if frames[0][1] == protocol.PING and self.collector_queue:
                         continue  # it is not connected: beats need no backlog
                     self.collector_queue.append(frames)
+                    self._send_to_collector()  # in order, before what follows
                     continue
                 assert identity is not None
                 try:
@@ -122,6 +123,9 @@ class Links:
                     if kind == protocol.RESET:
                         continue  # it has gone; nothing to reset
                     scheduler.worker_unreachable(identity, now)
+        self._send_to_collector()
+
+    def _send_to_collector(self) -> None:
         queue = self.collector_queue
         while queue:
             try:

@@ -134,6 +134,7 @@ class Scheduler(HandOut):
                 continue
             if all(self.tasks[dep].finished for dep in state.dependencies):
                 state.active = True
+                state.size = None if state.task.sources else task_size(state.task)
                 logger.info("task %s is active", state.task_type)
                 for worker in state.workers.values():
                     self._accept(state, worker)
@@ -176,10 +177,12 @@ class Scheduler(HandOut):
         self.done = True
         self.ended_by = "stopped" if aborted else "drained" if self.draining else "completed"
         end = self.codec.end(self.run, end_summary(self, aborted))
+        # The collector first: its handle_finished ends the user's run, and many workers
+        # leaving at once would hold up a collector told after them.
+        self.outbox.append((COLLECTOR, None, end))
         for state in self.tasks.values():
             for wid in state.workers:
                 self.outbox.append((state.endpoint, wid, end))
-        self.outbox.append((COLLECTOR, None, end))
 
     def summary(self, aborted: bool) -> dict[str, Any]:
         """The run's counts so far (see :func:`zmqpipeline.summary.run_summary`)."""
@@ -209,6 +212,7 @@ class Scheduler(HandOut):
             self._on_fail(state, worker, msg, now)
         elif kind is protocol.HandBack:
             worker.recalling = False
+            worker.started_all_at = None if msg.seqs else len(worker.held)
             for seq in msg.seqs:
                 item = state.in_flight.get(seq)
                 if item is not None and item.worker == worker.wid:

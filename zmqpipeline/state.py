@@ -65,6 +65,9 @@ class WorkerRecord:
     completed: int = 0  # its results ACKed: its window grows with them
     threads: int = 1  # items it executes at once
     recalling: bool = False  # asked to hand back unstarted items, no answer yet
+    #: It last answered a RECALL with nothing while holding this many: it has started
+    #: all it holds; ask again only once it holds more.
+    started_all_at: int | None = None
 
     def window(self, initial: int) -> int:
         """Items it may have un-ACKed at once (its credit bounds it further): a new worker
@@ -134,6 +137,7 @@ class TaskState:
     held_back: bool = False  # is_available_for_handling said no; wait for an ACK
     handle_errors: int = 0
     rotation: int = 0
+    size: int | None = None  # items the task declares (task_size), read when it starts
 
 
 def task_size(task: Task) -> int | None:

@@ -118,6 +118,7 @@ class Worker(Role):
             min(self.settings.result_batch_items, max(1, credit.high // 2)),
             self.settings.result_linger_s,
         )
+        credit.beats = self._batch  # credit covers two beats and the round trip
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt
             self._dealer = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=self.worker_id)
@@ -301,11 +302,6 @@ class Worker(Role):
                 self._push.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
                 self._results.append(frames)
-        # Credit must cover two beats and the round trip, or the worker idles on items
-        # it has earned: the window the credit is sized for grows with the linger.
-        logic.credit.window_s = self.settings.prefetch_window_s + 2 * batch.linger(
-            logic.credit.item_s
-        )
         self._ask_for_more(eager)
         self._send_pending()
 

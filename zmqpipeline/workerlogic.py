@@ -22,16 +22,27 @@ class CreditWindow:
     Enough to keep its ``slots`` (threads) busy for ``window_s`` at the measured time per
     item, between ``low`` and ``high`` beyond one per slot. A worker asks for credit with
     each batch of results it sends (``eager``), otherwise only once half the prefetch is
-    used up, so items do not cost a CREDIT message each.
+    used up, so items do not cost a CREDIT message each. With ``beats`` (the worker's
+    :class:`ResultBatch`), the window also covers two of its lingers from the first item
+    timed: credit asked once a batch must last two batches and the round trip, and a
+    worker of many threads may not send a batch before its queue runs dry.
     """
 
-    __slots__ = ("high", "item_s", "low", "outstanding", "slots", "window_s")
+    __slots__ = ("beats", "high", "item_s", "low", "outstanding", "slots", "window_s")
 
-    def __init__(self, slots: int, low: int, high: int, window_s: float) -> None:
+    def __init__(
+        self,
+        slots: int,
+        low: int,
+        high: int,
+        window_s: float,
+        beats: ResultBatch | None = None,
+    ) -> None:
         self.slots = slots
         self.low = max(0, low)
         self.high = max(self.low, high)
         self.window_s = window_s
+        self.beats = beats
         self.item_s: float | None = None  # moving average of one item's execution time
         self.outstanding = 0  # credit the distributor holds for us, not yet used
 
@@ -42,7 +53,10 @@ class CreditWindow:
     def prefetch(self) -> int:
         if self.item_s is None:  # a second round for every thread, until items are timed
             return min(self.high, max(self.low, self.slots))
-        wanted = int(self.window_s * self.slots / max(self.item_s, 1e-6))
+        window_s = self.window_s
+        if self.beats is not None:
+            window_s += 2 * self.beats.linger(self.item_s)
+        wanted = int(window_s * self.slots / max(self.item_s, 1e-6))
         return min(self.high, max(self.low, wanted))
 
     def observe(self, seconds: float) -> None:
