@@ -146,8 +146,8 @@ def run_once(mode: str, n: int) -> dict[str, Any]:
             return {"t_first": parts["stamps"]["t_first"], "ok": report.ok}
 
         def worker(cls: type[zp.SingleThreadedWorker]) -> int:
-            # A source's workers hold results for 2 ms at most, not RESULT_LINGER_S: the
-            # distributor tells them so in WELCOME (the next stage waits for them).
+            # A source's workers hold results for 20 ms at most, not RESULT_LINGER_S:
+            # the distributor tells them so in WELCOME (the next stage waits for them).
             role = cls()
             with started.get_lock():
                 started.value += 1

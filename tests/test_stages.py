@@ -132,6 +132,26 @@ def test_a_stage_derives_from_each_result_with_fan_out_and_filter():
     assert s.tasks["ST_B"].finished and s.done and s.tasks["ST_B"].collected == 6
 
 
+def test_a_derived_item_goes_to_the_worker_that_said_it_has_room():
+    # "full" holds 4 items, all of them done: their results wait to go with others, and it
+    # asked for credit for all of them; "queued" holds 2 that it has not started.
+    s = make(task_class("ST_A", 1), stage_class("ST_B", ["ST_A"]))
+    s.start({}, 0.0)
+    join(s, EP, b"a", "ST_A")
+    join(s, EP_B, b"full", "ST_B", capacity=8)
+    join(s, EP_B, b"queued", "ST_B", capacity=8)
+    sent(s)
+    stage = s.tasks["ST_B"]
+    stage.workers[b"full"].held.update({90, 91, 92, 93})
+    stage.workers[b"full"].credit = 8
+    stage.workers[b"queued"].held.update({94, 95})
+    stage.workers[b"queued"].credit = 2
+    ack(s, "ST_A", [0], 0.1, results={0: {"n": 1}})
+    s.dispatch(0.1)
+    out = sent(s, 0.1)
+    assert data_items(out, b"full") == [0] and data_items(out, b"queued") == []
+
+
 def test_a_stage_whose_source_ends_with_nothing_derived_finishes():
     s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"], derive=lambda r, i: None))
     s.start({}, 0.0)

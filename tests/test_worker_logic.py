@@ -82,12 +82,25 @@ def test_credit_window_stays_low_for_slow_items():
 
 def test_credit_covers_two_result_lingers_from_the_first_item_timed():
     # 10 threads of 10 ms items: results linger 100 ms, so one request must last ~220 ms
-    window = CreditWindow(slots=10, low=1, high=64, window_s=0.02)
-    window.beats = ResultBatch(max_items=32, max_linger_s=0.1)
+    window = CreditWindow(slots=10, low=1, high=64, window_s=0.02, linger_s=0.1)
     window.observe(0.01)
     assert window.prefetch() == 64  # not 20: 20 ms alone
-    window.beats = None
+    assert CreditWindow(slots=1, low=1, high=64, window_s=0.02, linger_s=0.1).prefetch() == 1
+    window.linger_s = 0.0
     assert window.prefetch() == 20
+
+
+def test_credit_rides_with_a_batch_once_a_quarter_of_the_prefetch_is_missing():
+    # a stage's source sends a batch every 2 items; its credit goes every 5 or 6
+    window = CreditWindow(slots=1, low=1, high=64, window_s=0.02, linger_s=0.1)
+    window.observe(0.01)
+    assert window.prefetch() == 22
+    window.announce(held=0)
+    window.received(23)
+    assert window.request(held=21, eager=True) == 0  # 2 done: not worth a message
+    assert window.request(held=17, eager=True) == 6
+    assert window.request(held=11, eager=False) == 0  # 6 more missing: not yet half
+    assert window.request(held=6, eager=False) == 11
 
 
 def test_finished_items_free_their_slot_and_feed_the_window():

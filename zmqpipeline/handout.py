@@ -51,8 +51,10 @@ class HandOut(Liveness):
             workers = workers[start:] + workers[:start]
             if state.task.sources or state.task.open_ended:
                 # Items come a few at a time (a source's results, pushes): the least
-                # loaded worker first, or one queues them while another starves.
-                workers.sort(key=lambda w: len(w.held) / w.threads)
+                # loaded worker first, or one queues them while another starves. Loaded
+                # as the worker last said (what it asked for; what it holds would count
+                # the results it is holding to send with others).
+                workers.sort(key=lambda w: (w.capacity - w.credit) / w.threads)
             share = _fair_share(state)
             for worker in workers:
                 held = len(worker.held)

@@ -108,6 +108,7 @@ class Worker(Role):
             self.settings.prefetch if fixed is None else fixed,
             self.settings.max_prefetch if fixed is None else fixed,
             self.settings.prefetch_window_s,
+            self.settings.result_linger_s,  # credit covers two beats and the round trip
         )
         self._codec = protocol.Codec(self.settings.max_message_bytes)
         self._logic = WorkerLogic(self.task_type, self._codec, credit)
@@ -118,7 +119,6 @@ class Worker(Role):
             min(self.settings.result_batch_items, max(1, credit.high // 2)),
             self.settings.result_linger_s,
         )
-        credit.beats = self._batch  # credit covers two beats and the round trip
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt
             self._dealer = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=self.worker_id)
@@ -267,10 +267,14 @@ class Worker(Role):
         due = batch.add(seq, result, now, logic.run, logic.credit.item_s)  # type: ignore[arg-type]
         if due:
             # One beat: send the results, ask for the credit they freed (it covers two
-            # beats, so the queue never runs dry), take what the last beat's brought.
+            # beats, so the queue never runs dry), take what an earlier beat's brought
+            # (if none is awaited, the read waits: a stage's source beats every few items
+            # and asks for credit in one beat of three).
+            awaited = logic.credit.outstanding
             self._flush_results(now, force=True)
-            self._next_read = now + _BUSY_READ_S
-            self._read_distributor()
+            if awaited:
+                self._next_read = now + _BUSY_READ_S
+                self._read_distributor()
         elif not logic.queue and logic.busy < logic.credit.slots:
             # Nothing queued, unless it came meanwhile (a stage's source feeds its workers
             # a few items at a time); else the results go at once (a lone item's round

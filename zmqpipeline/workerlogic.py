@@ -22,27 +22,25 @@ class CreditWindow:
     Enough to keep its ``slots`` (threads) busy for ``window_s`` at the measured time per
     item, between ``low`` and ``high`` beyond one per slot. A worker asks for credit with
     each batch of results it sends (``eager``), otherwise only once half the prefetch is
-    used up, so items do not cost a CREDIT message each. With ``beats`` (the worker's
-    :class:`ResultBatch`), the window also covers two of its lingers from the first item
-    timed: credit asked once a batch must last two batches and the round trip, and a
-    worker of many threads may not send a batch before its queue runs dry.
+    used up, so items do not cost a CREDIT message each. With ``linger_s`` (the worker's
+    longest result linger, ``RESULT_LINGER_S``), the window also covers two lingers of
+    results (:func:`result_linger`) from the first item timed: credit asked once a batch
+    must last two batches and the round trip, and a worker of many threads may not send a
+    batch before its queue runs dry. A stage's source is told to hold its results less
+    (its batches are small); its credit stays sized on ``linger_s`` and is asked for every
+    quarter of the prefetch, not with each small batch.
     """
 
-    __slots__ = ("beats", "high", "item_s", "low", "outstanding", "slots", "window_s")
+    __slots__ = ("high", "item_s", "linger_s", "low", "outstanding", "slots", "window_s")
 
     def __init__(
-        self,
-        slots: int,
-        low: int,
-        high: int,
-        window_s: float,
-        beats: ResultBatch | None = None,
+        self, slots: int, low: int, high: int, window_s: float, linger_s: float = 0.0
     ) -> None:
         self.slots = slots
         self.low = max(0, low)
         self.high = max(self.low, high)
         self.window_s = window_s
-        self.beats = beats
+        self.linger_s = linger_s
         self.item_s: float | None = None  # moving average of one item's execution time
         self.outstanding = 0  # credit the distributor holds for us, not yet used
 
@@ -54,8 +52,8 @@ class CreditWindow:
         if self.item_s is None:  # a second round for every thread, until items are timed
             return min(self.high, max(self.low, self.slots))
         window_s = self.window_s
-        if self.beats is not None:
-            window_s += 2 * self.beats.linger(self.item_s)
+        if self.linger_s:
+            window_s += 2 * result_linger(self.item_s, self.linger_s)
         wanted = int(window_s * self.slots / max(self.item_s, 1e-6))
         return min(self.high, max(self.low, wanted))
 
@@ -72,11 +70,11 @@ class CreditWindow:
 
     def request(self, held: int, eager: bool = False) -> int:
         """Credit to ask for now (0: not worth a message yet); counted as outstanding.
-        A message is worth it once half the prefetch is used up, or at once when
+        A message is worth it once half the prefetch is used up, or a quarter when
         ``eager`` (it rides in the same beat as a batch of results)."""
         prefetch = self.prefetch()
         want = self.slots + prefetch - held - self.outstanding
-        if want < (1 if eager else max(1, prefetch // 2)):
+        if want < max(1, prefetch // (4 if eager else 2)):
             return 0
         self.outstanding += want
         return want
@@ -171,6 +169,17 @@ class WorkerLogic:
 
 #: The shortest linger: below it a message per handful of results costs more than it saves.
 MIN_LINGER_S = 0.002
+#: A result lingers this many items' time (see :func:`result_linger`).
+LINGER_ITEMS = 10.0
+
+
+def result_linger(item_s: float | None, max_linger_s: float) -> float:
+    """How long the oldest held result may wait: :data:`LINGER_ITEMS` items' time, but at
+    least :data:`MIN_LINGER_S` (microsecond items batch by count, not by a linger of
+    microseconds) and at most ``max_linger_s``; 0 until items are timed."""
+    if item_s is None:
+        return 0.0
+    return min(max_linger_s, max(MIN_LINGER_S, LINGER_ITEMS * item_s))
 
 
 class ResultBatch:
@@ -184,12 +193,11 @@ class ResultBatch:
     (:meth:`zmqpipeline.protocol.Codec.results`).
     """
 
-    __slots__ = ("deadline", "items", "linger_factor", "max_items", "max_linger_s", "run")
+    __slots__ = ("deadline", "items", "max_items", "max_linger_s", "run")
 
-    def __init__(self, max_items: int, max_linger_s: float, linger_factor: float = 10.0) -> None:
+    def __init__(self, max_items: int, max_linger_s: float) -> None:
         self.max_items = max(1, max_items)
         self.max_linger_s = max_linger_s
-        self.linger_factor = linger_factor
         self.items: list[tuple[int, Any]] = []
         self.deadline = 0.0  # when the held results are due by the linger
         self.run: int | None = None  # the run the held results belong to
@@ -198,12 +206,8 @@ class ResultBatch:
         return len(self.items)
 
     def linger(self, item_s: float | None) -> float:
-        """How long the oldest result may wait: 10 items' time, but at least
-        :data:`MIN_LINGER_S` (microsecond items batch by count, not by a linger of
-        microseconds) and at most ``max_linger_s``."""
-        if item_s is None:
-            return 0.0
-        return min(self.max_linger_s, max(MIN_LINGER_S, self.linger_factor * item_s))
+        """How long the oldest result may wait (:func:`result_linger`)."""
+        return result_linger(item_s, self.max_linger_s)
 
     def add(self, seq: int, result: Any, now: float, run: int, item_s: float | None) -> bool:
         """Hold one result of ``run`` (the caller sends what it holds of another first);
