@@ -557,7 +557,7 @@ def _confirm(s, now, *wids):
         s.on_worker_message(EP, wid, protocol.Credit(0), now)
 
 
-def test_workers_with_idle_threads_get_their_first_items_before_anyone_is_filled():
+def test_new_workers_get_one_item_per_thread_before_anyone_is_filled():
     s = make(task_class("S_A", 100))
     s.start({}, 0.0)
     for wid in (b"a", b"b"):

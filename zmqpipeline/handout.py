@@ -31,9 +31,9 @@ class HandOut(Liveness):
         """Give every confirmed worker with credit as many items as its window allows.
 
         Nothing goes out before a collector has said HELLO: results would only wait in it.
-        With ``starving_first``, workers holding fewer items than they have threads get
-        just that many first and it returns ``True``: send those and call it again (the
-        last of 100 workers then starts after 100 items are made, not after 2 000).
+        With ``starving_first``, workers that have had no item yet get one per thread
+        first and it returns ``True``: send those and call it again (the last of 100
+        workers then starts after 100 items are made, not after 2 000).
         """
         if not self.started or self.done or self.collector_id is None or self.paused:
             return False
@@ -71,16 +71,16 @@ class HandOut(Liveness):
         return False
 
     def _feed_starving(self, now: float, initial: int) -> bool:
-        """Each worker with fewer items than threads gets enough to start them all."""
+        """Each worker that has had no item yet gets one per thread. (Later on a worker
+        that runs dry is filled at once: two messages would cost more than they save.)"""
         fed = False
         for state in self.tasks.values():
             if not state.active:
                 continue
             for worker in state.workers.values():
-                if not worker.confirmed or worker.credit <= 0:
+                if not worker.confirmed or worker.credit <= 0 or worker.held or worker.completed:
                     continue
-                held = len(worker.held)
-                room = min(worker.credit, worker.window(initial) - held, worker.threads - held)
+                room = min(worker.credit, worker.window(initial), worker.threads)
                 if room > 0:
                     items = self._take(state, worker, room, now)
                     if items:
