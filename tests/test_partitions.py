@@ -26,12 +26,6 @@ ENV = {
     "ZMQPIPELINE_HEARTBEAT_INTERVAL_S": "0.2",
     "ZMQPIPELINE_LIVENESS_MISSES": "5",
     "ZMQPIPELINE_ITEM_TIMEOUT_FLOOR_S": "2",
-    # An item is handed out again after factor x the p99 of hand-out -> ACK. Workers now
-    # hold ~22 items of 10 ms and batch results up to 100 ms, so that p99 is ~0.3 s and
-    # 20 x it is ~7 s: a worker cut off from the collector for good then costs this run
-    # ~35 s (it was ~21 s with shallower batching). 10 keeps it near 17 s, well inside
-    # the 40 s the test allows; a stall would still exceed it.
-    "ZMQPIPELINE_ITEM_TIMEOUT_FACTOR": "10",
 }
 
 

@@ -605,3 +605,40 @@ def test_a_task_of_unknown_size_is_handed_out_as_credit_allows():
     s.on_worker_message(EP, b"a", protocol.Credit(30), 0.01)
     s.dispatch(0.01)
     assert len(data_items(sent(s, 0.01), b"a")) == 30
+
+
+def test_a_worker_whose_items_ran_over_their_limit_holds_one_at_a_time_and_gets_no_recall():
+    # "cut" takes items and its results never reach the collector (a cut link), though it
+    # still beats; "good" delivers. Found on a cut link: the fair tail moved "good"'s
+    # last items to "cut", one at a time, a time limit each (32 s for 10 items).
+    limited = task_class("S_A", 24)
+    limited.item_time_limit_s = 1.0
+    s = make(limited)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"cut", protocol.Ready("S_A", 10, 10, 1), 0.0)
+    assert data_items(sent(s), b"cut") == list(range(10))
+    s.on_worker_message(EP, b"good", protocol.Ready("S_A", 20, 10, 1), 0.1)
+    assert data_items(sent(s, 0.1), b"good") == list(range(10, 20))
+    ack(s, "S_A", range(10, 20), 0.9, by=b"good")
+    for now in (1.0, 1.5):
+        s.on_worker_message(EP, b"hb", protocol.Heartbeat(b"cut"), now)
+        s.on_worker_message(EP, b"hb", protocol.Heartbeat(b"good"), now)
+        s.tick(now)  # cut's ten are over their limit at 1.5
+    cut = s.tasks["S_A"].workers[b"cut"]
+    assert not cut.held
+    s.on_worker_message(EP, b"cut", protocol.Credit(10), 1.5)
+    s.dispatch(1.5)
+    assert len(data_items(sent(s, 1.5), b"cut")) == 1  # one, not a window's worth
+    s.on_worker_message(EP, b"good", protocol.Credit(13), 1.6)
+    s.dispatch(1.6)
+    held = sorted(data_items(sent(s, 1.6), b"good"))
+    assert len(held) == 13 and s.tasks["S_A"].task.is_complete
+    # the task is complete, good holds 13 and cut 1 with credit for 9 more: no RECALL
+    # moves good's items to cut
+    assert s.tasks["S_A"].workers[b"cut"].credit == 9
+    assert not [m for m in sent(s, 1.6) if m[2] == protocol.RECALL]
+    # and what good hands back (a stop, a RECALL) goes back to it, not to cut
+    s.on_worker_message(EP, b"good", protocol.HandBack(held[-2:]), 1.7)
+    s.on_worker_message(EP, b"good", protocol.Credit(2), 1.7)
+    s.dispatch(1.7)
+    assert sorted(data_items(sent(s, 1.7), b"good")) == held[-2:]

@@ -99,7 +99,9 @@ class HandOut(Liveness):
         workers = [w for w in state.workers.values() if w.confirmed]
         if len(workers) < 2:
             return
-        takers = [w for w in workers if w.credit > 0]
+        # Not to one whose items ran over their time limit (cut off from the collector?):
+        # what it is given may not come back for a whole limit.
+        takers = [w for w in workers if w.credit > 0 and not w.overdue]
         if not takers:
             return
         least = min(takers, key=lambda w: len(w.held) / w.threads)
@@ -168,7 +170,7 @@ class HandOut(Liveness):
                     return item
         while state.retry and state.retry[0][0] <= now:
             item = state.in_flight.get(state.retry[0][1])
-            if item is not None and item.avoid == worker.wid and len(state.workers) > 1:
+            if item is not None and item.avoid == worker.wid and _another_takes(state, worker):
                 return None  # it handed this one back: another worker takes it
             state.retry.popleft()
             if item is not None and item.worker is None:
@@ -289,6 +291,14 @@ def _fair_share(state: TaskState) -> float | None:
     if not threads:
         return None
     return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
+
+
+def _another_takes(state: TaskState, worker: WorkerRecord) -> bool:
+    """Some other worker can take items (and is not overdue: it may not give them back)."""
+    return any(
+        w is not worker and w.confirmed and w.credit > 0 and not w.overdue
+        for w in state.workers.values()
+    )
 
 
 def _any_proven(state: TaskState) -> bool:

@@ -85,8 +85,10 @@ class Liveness(SchedulerBase):
                 worker = state.workers.get(item.worker)
                 if worker is not None:
                     # Its results do not reach the collector (a cut link?): it must earn
-                    # trust again before items whose workers failed go to it.
+                    # trust again, item by item, before it holds more than one, and
+                    # before items whose workers failed go to it.
                     worker.completed = 0
+                    worker.overdue = True
                 self._unassign(state, item)
                 self._retry(state, item, f"no ACK within {limit:.1f} s", now, user_error=False)
 

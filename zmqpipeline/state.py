@@ -68,12 +68,16 @@ class WorkerRecord:
     #: It last answered a RECALL with nothing while holding this many: it has started
     #: all it holds; ask again only once it holds more.
     started_all_at: int | None = None
+    overdue: bool = False  # items of it ran over their time limit: see window()
 
     def window(self, initial: int) -> int:
         """Items it may have un-ACKed at once (its credit bounds it further): a new worker
         starts at ``initial`` and earns one more per completed item (slow start), so a
-        peer that asks for much and does nothing holds little."""
-        return initial + self.completed
+        peer that asks for much and does nothing holds little. One whose items ran over
+        their time limit (its results do not reach the collector?) starts again from one:
+        a worker cut off from the collector for good loses one item per time limit, not
+        a window's worth each time."""
+        return (1 if self.overdue else initial) + self.completed
 
 
 @dataclass(eq=False)
