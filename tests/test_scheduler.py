@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -577,25 +578,9 @@ def sized(task_type: str, n: int):
     return cls
 
 
-def test_near_the_end_of_a_sized_task_the_first_to_ask_takes_only_its_share():
-    s = make(sized("S_A", 60))
-    s.start({}, 0.0)
-    for wid in (b"a", b"b"):
-        s.on_worker_message(EP, wid, protocol.Ready("S_A", 40, 10, 10), 0.0)
-    _confirm(s, 0.0, b"a", b"b")
-    s.dispatch(0.0)
-    sent(s)  # 10 each
-    s.on_worker_message(EP, b"a", protocol.Credit(30), 0.01)
-    s.dispatch(0.01)
-    # 40 left + 20 held over 20 threads: 30 each; a asked for 30 more but takes 20
-    assert len(data_items(sent(s, 0.01), b"a")) == 20
-    s.on_worker_message(EP, b"b", protocol.Credit(30), 0.02)
-    s.dispatch(0.02)
-    assert len(data_items(sent(s, 0.02), b"b")) == 20  # the other half of what was left
-
-
-def test_a_task_of_unknown_size_is_handed_out_as_credit_allows():
-    s = make(task_class("S_A", 60))
+def _ten_each_then_a_asks_for_30(task_cls) -> tuple[Scheduler, list[Any]]:
+    """Workers a and b of 10 threads get 10 items each; then a asks for 30 more."""
+    s = make(task_cls)
     s.start({}, 0.0)
     for wid in (b"a", b"b"):
         s.on_worker_message(EP, wid, protocol.Ready("S_A", 40, 10, 10), 0.0)
@@ -604,7 +589,21 @@ def test_a_task_of_unknown_size_is_handed_out_as_credit_allows():
     sent(s)
     s.on_worker_message(EP, b"a", protocol.Credit(30), 0.01)
     s.dispatch(0.01)
-    assert len(data_items(sent(s, 0.01), b"a")) == 30
+    return s, sent(s, 0.01)
+
+
+def test_near_the_end_of_a_sized_task_the_first_to_ask_takes_only_its_share():
+    s, out = _ten_each_then_a_asks_for_30(sized("S_A", 60))
+    # 40 left + 20 held over 20 threads: 30 each; a asked for 30 more but takes 20
+    assert len(data_items(out, b"a")) == 20
+    s.on_worker_message(EP, b"b", protocol.Credit(30), 0.02)
+    s.dispatch(0.02)
+    assert len(data_items(sent(s, 0.02), b"b")) == 20  # the other half of what was left
+
+
+def test_a_task_of_unknown_size_is_handed_out_as_credit_allows():
+    _, out = _ten_each_then_a_asks_for_30(task_class("S_A", 60))
+    assert len(data_items(out, b"a")) == 30
 
 
 def test_a_worker_whose_items_ran_over_their_limit_holds_one_at_a_time_and_gets_no_recall():
