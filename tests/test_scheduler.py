@@ -564,10 +564,10 @@ def test_new_workers_get_one_item_per_thread_before_anyone_is_filled():
     for wid in (b"a", b"b"):
         s.on_worker_message(EP, wid, protocol.Ready("S_A", 40, 30, 10), 0.0)
     _confirm(s, 0.0, b"a", b"b")
-    assert s.dispatch(0.0, starving_first=True)  # more to come: send these first
+    assert s.dispatch(0.0, newcomers_first=True)  # more to come: send these first
     out = sent(s)
     assert len(data_items(out, b"a")) == 10 and len(data_items(out, b"b")) == 10
-    assert not s.dispatch(0.0, starving_first=True)  # now the windows are filled
+    assert not s.dispatch(0.0, newcomers_first=True)  # now the windows are filled
     out = sent(s)
     assert len(data_items(out, b"a")) == 20 and len(data_items(out, b"b")) == 20
 

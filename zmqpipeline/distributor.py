@@ -315,7 +315,7 @@ class Distributor:
         finished_confirmed = False
         end_deadline: float | None = None
         grace_end = 0.0
-        fed_starving = False
+        fed_newcomers = False
         while True:
             link.flush(now)
             if scheduler.done:
@@ -335,9 +335,9 @@ class Distributor:
             if link.collector_queue:
                 wake = min(wake, now + 0.05)
             wake = min(wake, scheduler.journal.next_commit_at() or wake)
-            # Workers that were starving got their first items: send those (the flush
-            # above), read, and fill their windows next without waiting.
-            timeout = 0 if fed_starving else max(0, int((wake - now) * 1000) + 1)
+            # New workers got their first items: send those (the flush above), read,
+            # and fill their windows next without waiting.
+            timeout = 0 if fed_newcomers else max(0, int((wake - now) * 1000) + 1)
             events = dict(link.poller.poll(timeout))
             now = time.monotonic()
             finished_confirmed |= link.read(events, now)
@@ -355,7 +355,7 @@ class Distributor:
             if now >= next_progress:
                 self._progress(scheduler)
                 next_progress = now + self.progress_interval_s
-            fed_starving = scheduler.dispatch(now, starving_first=True)
+            fed_newcomers = scheduler.dispatch(now, newcomers_first=True)
             scheduler.journal.maybe_commit(now)
             if self._first_item_at is None and any(s.next_seq for s in scheduler.tasks.values()):
                 self._first_item_at = now

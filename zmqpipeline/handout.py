@@ -27,18 +27,18 @@ class HandOut(Liveness):
 
     # -- handing out work ---------------------------------------------------------------
 
-    def dispatch(self, now: float, starving_first: bool = False) -> bool:
+    def dispatch(self, now: float, newcomers_first: bool = False) -> bool:
         """Give every confirmed worker with credit as many items as its window allows.
 
         Nothing goes out before a collector has said HELLO: results would only wait in it.
-        With ``starving_first``, workers that have had no item yet get one per thread
+        With ``newcomers_first``, workers that have had no item yet get one per thread
         first and it returns ``True``: send those and call it again (the last of 100
-        workers then starts after 100 items are made, not after 2 000).
+        new workers then starts after 100 items are made, not after 2 000).
         """
         if not self.started or self.done or self.collector_id is None or self.paused:
             return False
         initial = self.settings.initial_window
-        if starving_first and self._feed_starving(now, initial):
+        if newcomers_first and self._feed_newcomers(now, initial):
             return True
         for state in self.tasks.values():
             if not state.active or not state.workers:
@@ -70,7 +70,7 @@ class HandOut(Liveness):
             self._check_finished(state)
         return False
 
-    def _feed_starving(self, now: float, initial: int) -> bool:
+    def _feed_newcomers(self, now: float, initial: int) -> bool:
         """Each worker that has had no item yet gets one per thread. (Later on a worker
         that runs dry is filled at once: two messages would cost more than they save.)"""
         fed = False
