@@ -62,9 +62,9 @@ PREFETCH_WINDOW_S = 0.02
 #: A worker holds its results and sends them (and the credit they free) together: when
 #: it has nothing queued, when it holds ``RESULT_BATCH_ITEMS``, or when the oldest would
 #: otherwise wait longer than 10 x one item's time, at least 2 ms and at most
-#: ``RESULT_LINGER_S`` (less for a worker of many threads, whose credit must cover two
-#: batches; 2 ms for a task that feeds a stage). Fewer messages per item: below the
-#: machine's per-message wake-up cost (benchmarks/RESULTS.md).
+#: ``RESULT_LINGER_S`` (20 ms for a task that feeds a stage, said in WELCOME). A batch
+#: holds at most half the worker's credit, which covers two lingers. Fewer messages per
+#: item: below the machine's per-message wake-up cost (benchmarks/RESULTS.md).
 RESULT_LINGER_S = 0.1
 RESULT_BATCH_ITEMS = 64
 #: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
