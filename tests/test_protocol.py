@@ -108,6 +108,26 @@ V = protocol.VERSION
         ([bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None]]])], "malformed body"),
         ([bytes((V, 0x04)), msgpack.packb([True])], "malformed body"),  # a bool is no credit
         ([bytes((V, 0x06)), msgpack.packb([])], "malformed body"),  # HEARTBEAT names a worker
+        (
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, "w", None]]])],
+            "malformed body",
+        ),
+        (
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", True, None, None, b"w", None]]])],
+            "malformed body",
+        ),
+        (
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", [1]]]])],
+            "malformed body",
+        ),
+        ([bytes((V, 0x0A)), msgpack.packb([1, "T", b"w", [[1, 5]]])], "malformed body"),
+        ([bytes((V, 0x0A)), msgpack.packb([1, "T", "w", [[1, None]]])], "malformed body"),
+        ([bytes((V, 0x08)), msgpack.packb([[1, False]])], "malformed body"),  # BYE's seqs
+        ([bytes((V, 0x15)), msgpack.packb([["1"]])], "malformed body"),  # HANDBACK's seqs
+        ([bytes((V, 0x05)), msgpack.packb([1, "boom", [3]])], "malformed body"),  # FAIL's names
+        ([bytes((V, 0x0B)), msgpack.packb([1, {}, ["A"], [], [2]])], "malformed body"),  # START
+        ([bytes((V, 0x40)), msgpack.packb([1, "T", [{}, 3]])], "malformed body"),  # PUSH's items
+        ([bytes((V, 0x21)), msgpack.packb([1, "T"])], "malformed body"),  # REQUEST: 3 fields
     ],
 )
 def test_malformed_frames_raise_protocol_error_naming_the_fault(frames, category):

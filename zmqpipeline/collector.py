@@ -349,12 +349,12 @@ class Collector(Role):
 def _read(
     rt: RoleRuntime, sock: zmq.Socket[Any], n_frames: int, max_bytes: int
 ) -> Iterator[tuple[bytes, Any]]:
-    """Decoded records waiting on ``sock`` (at most a batch), with their sender (ROUTER)
-    or the first frame (PULL); bad ones are dropped and counted."""
+    """Decoded records waiting on ``sock`` (a poll has said one does; at most a batch),
+    with their sender (ROUTER) or the first frame (PULL); bad ones are dropped and counted."""
     accept = _TO_COLLECTOR if n_frames == 2 else _FROM_DISTRIBUTOR
-    for _ in range(_DRAIN):
+    for i in range(_DRAIN):
         try:
-            frames = recv_frames(sock, n_frames)
+            frames = recv_frames(sock, n_frames, waiting=not i)  # the poll said one waits
             if frames is None:
                 return
             msg = protocol.decode(frames[-2:], accept, "at the collector", max_bytes)

@@ -179,9 +179,9 @@ class Links:
         finished = False
         accept = _FROM_WORKER if endpoint else _FROM_COLLECTOR if n == 2 else _META
         max_bytes = self.rt.settings.max_message_bytes
-        for _ in range(_DRAIN):
+        for i in range(_DRAIN):
             try:
-                frames = recv_frames(sock, n)
+                frames = recv_frames(sock, n, waiting=not i)  # the poll said one waits
                 if frames is None:
                     break
                 msg = protocol.decode(frames[-2:], accept, where, max_bytes)

@@ -201,13 +201,17 @@ def readable(sock: zmq.Socket[Any]) -> bool:
     return bool(events & _POLLIN)
 
 
-def recv_frames(sock: zmq.Socket[Any], max_frames: int) -> list[bytes] | None:
+def recv_frames(
+    sock: zmq.Socket[Any], max_frames: int, waiting: bool = False
+) -> list[bytes] | None:
     """Receive one message without blocking (``None`` if there is none). A message of
     more than ``max_frames`` frames is read to its end without keeping it, and refused
-    with a ``ProtocolError``: no peer can make a role hold a message of many parts."""
+    with a ``ProtocolError``: no peer can make a role hold a message of many parts.
+    ``waiting``: a poll has just said a message waits, so it is read without asking."""
     # Asking first is cheaper than the zmq.Again a read of nothing raises: a raised
     # exception costs a role tens of microseconds each time its loop drains a socket.
-    if not readable(sock):
+    # (The question is a system call too: not asked again when a poll has answered it.)
+    if not waiting and not readable(sock):
         return None
     try:
         frames = [sock.recv(_NOBLOCK)]

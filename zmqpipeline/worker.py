@@ -146,22 +146,26 @@ class Worker(Role):
         liveness = self.settings.liveness_s
         self._last_heard = last_poll = time.perf_counter()
         self._next_read = 0.0
+        self._polled_in = False  # the last poll said the distributor sent something
         waits = 0
         # Between two items a worker makes as few ZeroMQ calls as it can: on a core that
         # has just woken from user code each system call costs tens of microseconds. With
         # items queued it sends the result and the credit and goes on; it reads from the
-        # distributor when its queue runs dry, or every _BUSY_READ_S while busy.
+        # distributor every _BUSY_READ_S while busy, and when idle once the poll says
+        # something came (the poll asks anyway: a read before it would ask twice).
         while not rt.stop.is_set:
             self._send_pending()
-            if self._work_available() and time.perf_counter() < self._next_read:
+            busy = self._work_available()
+            if busy and time.perf_counter() < self._next_read:
                 self._work_one()
                 continue
-            self._next_read = time.perf_counter() + _BUSY_READ_S
-            self._read_distributor()
-            if logic.ended:
-                return
-            if self._work_available():
-                continue
+            if busy or self._polled_in:
+                self._next_read = time.perf_counter() + _BUSY_READ_S
+                self._read_distributor(waiting=self._polled_in)
+                if logic.ended:
+                    return
+                if self._work_available():
+                    continue
             # Idle: ask for what we may hold (credit was not asked for while a collector
             # that took nothing kept our results; now that they are gone, it is).
             self._ask_for_more()
@@ -174,6 +178,7 @@ class Worker(Role):
                 timeout = min(timeout, int(held * 1000) + 1)
             events = dict(poller.poll(max(1, timeout)))
             now = time.perf_counter()
+            self._polled_in = self._dealer in events
             self._on_events(events)
             self._flush_results(now)
             if now - last_poll > 2 * liveness:
@@ -215,12 +220,16 @@ class Worker(Role):
                     break
                 pending.popleft()
 
-    def _read_distributor(self) -> None:
+    def _read_distributor(self, waiting: bool = False) -> None:
+        """Read and apply all the distributor has sent (``waiting``: a poll said
+        something has come)."""
         logic = self._logic
         while True:
+            first, waiting = waiting, False
             try:
-                frames = recv_frames(self._dealer, 2)
+                frames = recv_frames(self._dealer, 2, first)
                 if frames is None:
+                    self._polled_in = False
                     return
                 self._last_heard = time.perf_counter()
                 msg = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")

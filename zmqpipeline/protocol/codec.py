@@ -66,11 +66,12 @@ def _result_message(head: bytes, packed: list[bytes]) -> list[bytes]:
 class Codec:
     """Builds messages. Holds one reusable packer, so use one ``Codec`` per thread."""
 
-    __slots__ = ("_packer", "max_bytes")
+    __slots__ = ("_head", "_packer", "max_bytes")
 
     def __init__(self, max_bytes: int) -> None:
         self._packer = Packer()
         self.max_bytes = max_bytes
+        self._head: tuple[Any, bytes] = (None, b"")  # RESULT's last head, and its key
 
     def encode(self, kind: int, body: list[Any], context: str = "") -> list[bytes]:
         raw = self._packer.pack(body, context)
@@ -139,7 +140,10 @@ class Codec:
         (:class:`SerializationError`) or one too large for any message
         (:class:`MessageTooLarge`). Entries are packed here, at the batch's send, not as
         each item finishes: one warm loop costs less than a cold call per item."""
-        head = b"\x94" + self._packer.pack([run, task_type, worker_id])[1:]
+        key = (run, task_type, worker_id)  # the same for all of a worker's batches in a run
+        if self._head[0] != key:
+            self._head = (key, b"\x94" + self._packer.pack([run, task_type, worker_id])[1:])
+        head = self._head[1]
         room = self.max_bytes - len(head) - 5  # 5: the longest array header
         fast = self._packer.fast
         messages: list[list[bytes]] = []

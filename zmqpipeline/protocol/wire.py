@@ -3,7 +3,7 @@ for the tables)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
@@ -203,49 +203,91 @@ def kind_of(record: Any) -> int:
     return _KIND_OF[type(record)]
 
 
-def _valid(value: Any, expected: Any) -> bool:
-    # bool is an int to isinstance, but never a count, sequence or run number.
-    if expected is int:
-        return type(value) is int
-    return isinstance(value, expected)
-
-
-def _check_nested(kind: int, body: list[Any]) -> bool:
-    """Validate the nested lists of DATA, ACK, BYE, FAIL, START and PUSH."""
-    if kind == DATA:
-        return all(
-            type(item) is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is dict
-            for item in body[1]
-        )
-    if kind == ACK:
-        return all(
-            type(entry) is list
-            and len(entry) == 6
-            and type(entry[0]) is str
-            and type(entry[1]) is int
-            and (entry[2] is None or type(entry[2]) is dict)
-            and (entry[3] is None or type(entry[3]) is str)
-            and type(entry[4]) is bytes
-            and (entry[5] is None or type(entry[5]) is dict)
-            for entry in body[1]
-        )
-    if kind == RESULT:
-        return all(
-            type(item) is list
-            and len(item) == 2
-            and type(item[0]) is int
-            and (item[1] is None or type(item[1]) is dict)
-            for item in body[3]
-        )
-    if kind in (BYE, HANDBACK):
-        return all(type(seq) is int for seq in body[0])
-    if kind == FAIL:
-        return all(type(name) is str for name in body[2])
-    if kind == START:
-        return all(type(name) is str for names in body[2:] for name in names)
-    if kind == PUSH:
-        return all(type(item) is dict for item in body[2])
+def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...]
+    for item in body[1]:
+        if type(item) is not list or len(item) != 2:
+            return False
+        if type(item[0]) is not int or type(item[1]) is not dict:
+            return False
     return True
+
+
+def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, seq, ack data, error, by, result], ...]
+    for entry in body[1]:
+        if type(entry) is not list or len(entry) != 6:
+            return False
+        task_type, seq, ack_data, error, executed_by, result = entry
+        if type(task_type) is not str or type(seq) is not int or type(executed_by) is not bytes:
+            return False
+        if ack_data is not None and type(ack_data) is not dict:
+            return False
+        if error is not None and type(error) is not str:
+            return False
+        if result is not None and type(result) is not dict:
+            return False
+    return True
+
+
+def _results_ok(body: list[Any]) -> bool:  # RESULT: [[seq, result or None], ...]
+    for item in body[3]:
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not int:
+            return False
+        if item[1] is not None and type(item[1]) is not dict:
+            return False
+    return True
+
+
+def _all_of(index: int, kind: type[Any]) -> Callable[[list[Any]], bool]:
+    """The list at ``body[index]`` holds ``kind`` only (exactly: no bool for an int)."""
+
+    def check(body: list[Any]) -> bool:
+        return all(type(value) is kind for value in body[index])
+
+    return check
+
+
+def _start_ok(body: list[Any]) -> bool:  # START: three lists of task names
+    return all(type(name) is str for names in body[2:] for name in names)
+
+
+#: The lists inside bodies, checked item by item (kinds not named here have none).
+_NESTED: dict[int, Callable[[list[Any]], bool]] = {
+    DATA: _items_ok,
+    ACK: _acks_ok,
+    RESULT: _results_ok,
+    BYE: _all_of(0, int),
+    HANDBACK: _all_of(0, int),
+    FAIL: _all_of(2, str),
+    START: _start_ok,
+    PUSH: _all_of(2, dict),
+}
+
+
+def _body_check(fields: tuple[Any, ...], nested: Any) -> Callable[[list[Any]], bool]:
+    """A check of a decoded body (a list) against ``fields`` and the ``nested`` check,
+    built once per kind: every message pays for its check, so it does no more than it must."""
+    n = len(fields)
+    # bool is an int to isinstance, but never a count, sequence or run number.
+    exact = tuple(i for i, t in enumerate(fields) if t is int)
+    loose = tuple((i, t) for i, t in enumerate(fields) if t is not int and t is not _ANY)
+
+    def check(body: list[Any]) -> bool:
+        if len(body) != n:
+            return False
+        for i in exact:
+            if type(body[i]) is not int:
+                return False
+        for i, t in loose:
+            if not isinstance(body[i], t):
+                return False
+        return nested is None or nested(body)
+
+    return check
+
+
+_CHECKS: dict[int, Callable[[list[Any]], bool]] = {
+    kind: _body_check(spec.fields, _NESTED.get(kind)) for kind, spec in _SPECS.items()
+}
 
 
 def decode(
@@ -290,13 +332,7 @@ def decode(
         )
     except Exception as exc:  # msgpack raises several types for garbage and for limits
         raise ProtocolError(f"undecodable {name} body: {exc}", frames, "undecodable body") from None
-    fields = spec.fields
-    if (
-        type(body) is not list
-        or len(body) != len(fields)
-        or not all(_valid(v, t) for v, t in zip(body, fields, strict=True))
-        or not _check_nested(kind, body)
-    ):
+    if type(body) is not list or not _CHECKS[kind](body):
         raise ProtocolError(f"malformed {name} body", frames, "malformed body")
     return spec.record(*body)
 
