@@ -154,7 +154,8 @@ class Worker(Role):
         # distributor every _BUSY_READ_S while busy, and when idle once the poll says
         # something came (the poll asks anyway: a read before it would ask twice).
         while not rt.stop.is_set:
-            self._send_pending()
+            if logic.to_distributor or self._results:
+                self._send_pending()
             busy = self._work_available()
             if busy and time.perf_counter() < self._next_read:
                 self._work_one()
@@ -180,7 +181,8 @@ class Worker(Role):
             now = time.perf_counter()
             self._polled_in = self._dealer in events
             self._on_events(events)
-            self._flush_results(now)
+            if self._batch.items:
+                self._flush_results(now)
             if now - last_poll > 2 * liveness:
                 self._last_heard = now  # we were stalled, not the distributor silent
             last_poll = now
