@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import MessageTooLarge, SerializationError
 from .liveness import Liveness
-from .runtime import UserCodeError, call_user
+from .runtime import user_code_error
 from .stages import take
 from .state import Item, TaskState, WorkerRecord
 from .utils.messages import MESSAGE_TYPE_DATA
@@ -132,8 +132,9 @@ class HandOut(Liveness):
             worker.held.add(item.seq)
             worker.credit -= 1
             room -= 1
-            self.worker_log[worker.wid]["handed_out"] += 1
             items.append([item.seq, item.payload])
+        if items:
+            self.worker_log[worker.wid]["handed_out"] += len(items)
         return items
 
     def _send_items(
@@ -178,27 +179,27 @@ class HandOut(Liveness):
         return self._new_item(state, worker.wid, now)
 
     def _new_item(self, state: TaskState, wid: bytes, now: float) -> Item | None:
+        # Every item's path: user code is called here directly (``user_code_error`` is
+        # ``call_user``'s except branch), and the stage book only asked if there are stages.
         task = state.task
         if task.is_complete or state.held_back or self.draining:
             return None
-        if len(state.in_flight) >= self.settings.max_in_flight:
+        in_flight = state.in_flight
+        if len(in_flight) >= self.settings.max_in_flight:
             return None
-        if self.stages.blocked(state.task_type, len(state.in_flight)):
+        stages = self.stages
+        if stages.fed and stages.blocked(state.task_type, len(in_flight)):
             return None  # backpressure: a stage it feeds has a full backlog
         try:
-            available = call_user(
-                task_logger,
-                "Task.is_available_for_handling",
-                task.is_available_for_handling,
-                state.last_ack_data,
-            )
-            if not available:
-                state.held_back = True
-                return None
-        except UserCodeError as exc:
-            self._handle_raised(state, exc.text, "is_available_for_handling")
+            available = task.is_available_for_handling(state.last_ack_data)
+        except Exception as exc:
+            raised = user_code_error(task_logger, "Task.is_available_for_handling", exc)
+            self._handle_raised(state, raised.text, "is_available_for_handling")
             return None
-        if self.stages.feeds_from_backlog(state.task_type):
+        if not available:
+            state.held_back = True
+            return None
+        if stages.backlog and stages.feeds_from_backlog(state.task_type):
             payload = take(self, state)  # a stage or an open-ended task
             if payload is None:
                 return None
@@ -218,7 +219,7 @@ class HandOut(Liveness):
             return None
         item = Item(state.next_seq, payload, first_sent_at=now)
         state.next_seq += 1
-        state.in_flight[item.seq] = item
+        in_flight[item.seq] = item
         self.journal.handed_out(state.task_type, item.seq)
         return item
 
@@ -228,18 +229,13 @@ class HandOut(Liveness):
         skipped, not sent."""
         task = state.task
         resume = self.resuming.get(state.task_type)
+        metadata = self.metadata or {}
         while True:
             try:
-                payload = call_user(
-                    task_logger,
-                    "Task.handle",
-                    task.handle,
-                    self.metadata or {},
-                    wid,
-                    MESSAGE_TYPE_DATA,
-                )
-            except UserCodeError as exc:
-                self._handle_raised(state, exc.text, "handle")
+                payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
+            except Exception as exc:
+                raised = user_code_error(task_logger, "Task.handle", exc)
+                self._handle_raised(state, raised.text, "handle")
                 return _NOTHING
             if resume is None or not resume.skip(state.next_seq):
                 return payload

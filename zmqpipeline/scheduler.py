@@ -287,10 +287,18 @@ class Scheduler(HandOut):
     # -- messages from the collector --------------------------------------------------
 
     def on_ack(self, entries: list[list[Any]], now: float) -> None:
+        # Every item's path once: the lookups an ACK of many entries repeats are made once.
         touched: set[str] = set()
         self.last_ack_at = now
+        tasks, worker_log, journal, latencies = (
+            self.tasks,
+            self.worker_log,
+            self.journal,
+            self.latencies,
+        )
+        fed = self.stages.fed
         for task_type, seq, ack_data, error, executed_by, result in entries:
-            state = self.tasks.get(task_type)
+            state = tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
                 if state is not None and error is None and self._late_ack(state, seq):
@@ -304,21 +312,22 @@ class Scheduler(HandOut):
                 continue
             del state.in_flight[seq]
             self._unassign(state, item)
-            self.journal.acked(task_type, seq)
+            journal.acked(task_type, seq)
             worker = state.workers.get(executed_by)
             if worker is not None:
                 worker.completed += 1
-            if executed_by in self.worker_log:
-                self.worker_log[executed_by]["collected"] += 1
+            log = worker_log.get(executed_by)
+            if log is not None:
+                log["collected"] += 1
             state.collected += 1
             state.last_ack_data = ack_data
             state.held_back = False
             state.timer.observe(now - item.sent_at)
-            self.latencies.append(now - item.first_sent_at)
-            if result is not None and task_type in self.stages.fed:
+            latencies.append(now - item.first_sent_at)
+            if result is not None and task_type in fed:
                 feed(self, state, seq, result)  # its first ACK: once per item
         for task_type in touched:
-            self._check_finished(self.tasks[task_type])
+            self._check_finished(tasks[task_type])
 
     def _late_ack(self, state: TaskState, seq: Any) -> bool:
         """A resumed run: an ACK of an item handed out before the crash and not made

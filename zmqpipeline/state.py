@@ -52,7 +52,7 @@ class SeenSet:
             self.above.add(seq)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class WorkerRecord:
     wid: bytes
     task_type: str
@@ -80,7 +80,7 @@ class WorkerRecord:
         return (1 if self.overdue else initial) + self.completed
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Item:
     seq: int
     payload: dict[str, Any]
@@ -120,7 +120,7 @@ class ItemTimer:
         return self._limit
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TaskState:
     task: Task
     task_type: str
