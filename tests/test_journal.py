@@ -625,3 +625,133 @@ def test_a_finished_run_is_not_run_again_and_other_tasks_are_refused(tmp_path, e
     dist = Distributor(endpoints.collector, endpoints.ack, tasks=[other], journal=path)
     with pytest.raises(ConfigurationError, match="holds run 100 of tasks"):
         dist.run()
+
+
+def test_an_item_re_driven_before_a_crash_is_neither_lost_nor_shifts_the_others(tmp_path):
+    """retry_failed gives a failed item a new seq from the task's own numbering; a resumed
+    run replays handle() and must number its items as before, skip the re-driven one if it
+    was collected, and no longer report the original as failed."""
+    from zmqpipeline.control import ControlLogic
+
+    cls = task_class("S_A", 6)
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    journal.begin(42, {"S_A": cls.__name__})
+    s = Scheduler([cls()], SETTINGS, run=42)
+    s.journal = journal
+    s.on_collector_hello(b"collector", 0.0)
+    s.start({}, 0.0)
+    _join(s, b"w1", cls.endpoint, "S_A", capacity=1)
+    now, handed = 0.0, _payloads(sent(s))
+    for _ in range(SETTINGS.max_attempts):  # item 0 raises every time: it fails for good
+        s.on_worker_message(cls.endpoint, b"w1", protocol.Fail(0, "ValueError: bad", ["E"]), now)
+        s.on_worker_message(cls.endpoint, b"w1", protocol.Credit(1), now)
+        now += 3.0
+        s.dispatch(now)
+        handed |= _payloads(sent(s, now))
+    for seq in (1, 2):  # the next two are collected
+        assert handed[seq] == {"n": seq + 1, "meta": None}
+        s.on_ack([["S_A", seq, None, None, b"w1", None]], now)
+        s.on_worker_message(cls.endpoint, b"w1", protocol.Credit(1), now)
+        s.dispatch(now)
+        handed |= _payloads(sent(s, now))
+    ok, body = ControlLogic(s, "ipc://c.ipc").handle(
+        protocol.Control(1, "retry_failed", {"ids": ["S_A/0"]}), now
+    )
+    assert ok and body["retried"] == [{"item_id": "S_A/0", "new_item_id": "S_A/4"}]
+    s.on_ack([["S_A", 3, None, None, b"w1", None]], now)  # seq 3 was handle()'s 4th item
+    s.on_worker_message(cls.endpoint, b"w1", protocol.Credit(1), now)
+    s.dispatch(now)
+    handed |= _payloads(sent(s, now))
+    assert handed[4] == {"n": 1, "meta": None}  # the re-driven item
+    s.on_ack([["S_A", 4, None, None, b"w1", None]], now)  # collected; then the crash
+    s.on_worker_message(cls.endpoint, b"w1", protocol.Credit(1), now)
+    s.dispatch(now)
+    handed |= _payloads(sent(s, now))
+    assert handed[5] == {"n": 5, "meta": None}  # in flight at the crash
+    journal.close(complete=False)
+
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    loaded = journal.load()
+    assert loaded is not None
+    s = _resumed(journal, loaded, cls)
+    s.start({}, 0.0)
+    _join(s, b"w1", cls.endpoint, "S_A")
+    again = _payloads(sent(s))
+    assert again == {5: {"n": 5, "meta": None}, 6: {"n": 6, "meta": None}}
+    assert s.tasks["S_A"].failed == []  # S_A/0 was re-driven as S_A/4 and collected
+    assert s.tasks["S_A"].collected == 4
+    s.on_ack([["S_A", seq, None, None, b"w1", None] for seq in again], 1.0)
+    assert s.done and s.tasks["S_A"].collected == 6
+    journal.close(complete=True)
+
+
+def _payloads(messages) -> dict[int, Any]:
+    return {
+        seq: payload
+        for _, _, kind, body in messages
+        if kind == protocol.DATA
+        for seq, payload in body[1]
+    }
+
+
+def test_a_task_that_jumps_ahead_is_told_how_many_items_handle_made_not_the_seq(tmp_path):
+    base = task_class("S_A", 8)
+    jumps: list[int] = []
+
+    class Jumping(base):  # type: ignore[misc, valid-type]
+        def resume(self, next_seq):
+            jumps.append(next_seq)
+            self.count = next_seq
+
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    journal.begin(42, {"S_A": Jumping.__name__})
+    failure = {"task_type": "S_A", "seq": 0, "item_id": "S_A/0", "data": {"n": 1}}
+    journal.failed(failure)
+    for seq in (1, 2):
+        journal.handed_out("S_A", seq)
+        journal.acked("S_A", seq)
+    journal.redriven(failure, 3)  # S_A/0 went out again as seq 3, and was collected
+    journal.acked("S_A", 3)
+    journal.handed_out("S_A", 4)
+    journal.acked("S_A", 4)
+    journal.close(complete=False)
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    loaded = journal.load()
+    assert loaded is not None
+    s = _resumed(journal, loaded, Jumping)
+    s.start({}, 0.0)
+    _join(s, b"w1", Jumping.endpoint, "S_A")
+    assert jumps == [4]  # seqs 0-4 are done; handle() made 4 of them (3 was a re-drive)
+    assert _payloads(sent(s)) == {
+        5: {"n": 5, "meta": None},
+        6: {"n": 6, "meta": None},
+        7: {"n": 7, "meta": None},
+        8: {"n": 8, "meta": None},
+    }
+    assert s.tasks["S_A"].failed == []
+    journal.close(complete=False)
+
+
+def test_a_re_driven_item_not_collected_before_the_crash_goes_out_again(tmp_path):
+    cls = task_class("S_A", 3)
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    journal.begin(42, {"S_A": cls.__name__})
+    failure = {"task_type": "S_A", "seq": 0, "item_id": "S_A/0", "data": {"n": 1, "x": 0}}
+    journal.failed(failure)
+    for seq in (1, 2):
+        journal.handed_out("S_A", seq)
+        journal.acked("S_A", seq)
+    journal.task_finished("S_A")
+    journal.redriven(failure, 3)  # reopened, handed out, and then the crash
+    journal.close(complete=False)
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    loaded = journal.load()
+    assert loaded is not None and "S_A" not in loaded.finished
+    s = _resumed(journal, loaded, cls)
+    s.start({}, 0.0)
+    _join(s, b"w1", cls.endpoint, "S_A")
+    assert _payloads(sent(s)) == {3: {"n": 1, "x": 0}}  # the re-driven item, nothing else
+    assert s.tasks["S_A"].failed == [] and s.resuming["S_A"].re_handed_out == 1
+    s.on_ack([["S_A", 3, None, None, b"w1", None]], 1.0)
+    assert s.done and s.tasks["S_A"].collected == 3
+    journal.close(complete=True)

@@ -152,6 +152,42 @@ def test_a_derived_item_goes_to_the_worker_that_said_it_has_room():
     assert data_items(out, b"full") == [0] and data_items(out, b"queued") == []
 
 
+def test_a_source_item_re_driven_after_its_stage_finished_reaches_the_stage():
+    from zmqpipeline.control import ControlLogic
+
+    s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"]))
+    logic = ControlLogic(s, "ipc://control.ipc")
+    s.start({}, 0.0)
+    join(s, EP, b"a", "ST_A", capacity=1)
+    join(s, EP_B, b"b", "ST_B")
+    sent(s)
+    logic.handle(protocol.Control(1, "pause", {}), 0.0)  # held open: failures may be re-driven
+    now = 0.0
+    for _ in range(SETTINGS.max_attempts):  # ST_A/0 raises every time: it fails for good
+        s.on_worker_message(EP, b"a", protocol.Fail(0, "ValueError: bad", ["E"]), now)
+        s.on_worker_message(EP, b"a", protocol.Credit(1), now)
+        logic.handle(protocol.Control(1, "resume", {}), now + 3.0)
+        now += 3.0
+        sent(s, now)
+        logic.handle(protocol.Control(1, "pause", {}), now)
+    ack(s, "ST_A", [1], now, results={1: {"n": 2}})
+    logic.handle(protocol.Control(1, "resume", {}), now)
+    assert data_items(credit(s, EP_B, b"b", 0, now), b"b") == [0]
+    logic.handle(protocol.Control(1, "pause", {}), now)
+    ack(s, "ST_B", [0], now)
+    assert s.tasks["ST_A"].finished and s.tasks["ST_B"].finished and not s.done
+    ok, body = logic.handle(protocol.Control(2, "retry_failed", {"ids": ["ST_A/0"]}), now)
+    assert ok and body["retried"] == [{"item_id": "ST_A/0", "new_item_id": "ST_A/2"}]
+    assert not s.tasks["ST_B"].finished  # what ST_A/2 makes will feed it
+    logic.handle(protocol.Control(3, "resume", {}), now)
+    assert data_items(credit(s, EP, b"a", 1, now), b"a") == [2]
+    ack(s, "ST_A", [2], now, results={2: {"n": 1}})
+    assert not s.done
+    assert data_items(credit(s, EP_B, b"b", 1, now), b"b") == [1]
+    ack(s, "ST_B", [1], now)
+    assert s.done and s.ended_by == "completed" and s.tasks["ST_B"].collected == 2
+
+
 def test_a_stage_whose_source_ends_with_nothing_derived_finishes():
     s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"], derive=lambda r, i: None))
     s.start({}, 0.0)

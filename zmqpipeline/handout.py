@@ -237,7 +237,11 @@ class HandOut(Liveness):
                 raised = user_code_error(task_logger, "Task.handle", exc)
                 self._handle_raised(state, raised.text, "handle")
                 return _NOTHING
-            if resume is None or not resume.skip(state.next_seq):
+            if resume is None:
+                return payload
+            while state.next_seq in resume.redriven:  # an operator's, not handle()'s
+                state.next_seq += 1
+            if not resume.skip(state.next_seq):
                 return payload
             state.next_seq += 1  # collected before the crash: made again, not sent
             if task.is_complete:

@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS done (
     task_type TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (task_type, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failed (task_type TEXT NOT NULL, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS redrives (
+    task_type TEXT NOT NULL, seq INTEGER NOT NULL, record BLOB NOT NULL
+);
 """
 
 
@@ -139,7 +142,7 @@ class _Store:
         )
 
     def clear(self) -> None:
-        for table in ("marks", "done", "failed"):
+        for table in ("marks", "done", "failed", "redrives"):
             self.db.execute(f"DELETE FROM {table}")
         self.db.execute("DELETE FROM info WHERE key NOT IN ('role', 'format')")
 
@@ -166,6 +169,9 @@ class JournaledRun:
     collected: dict[str, int] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    #: Items that failed for good and were handed out again (``retry_failed``): their
+    #: failure record and the seq they went out under, in order.
+    redrives: list[tuple[dict[str, Any], int]] = field(default_factory=list)
 
 
 class RunJournal:
@@ -182,6 +188,14 @@ class RunJournal:
 
     def failed(self, record: dict[str, Any]) -> None:
         """An item (``record['seq']``) or a ``handle`` call (``seq`` ``None``) failed."""
+
+    def redriven(self, record: dict[str, Any], seq: int) -> None:
+        """The item of failure ``record`` was handed out again as ``seq`` (a seq of its
+        task's own numbering, which a resumed run must keep: see :mod:`zmqpipeline.resume`),
+        and its task, if finished, reopened."""
+
+    def reopened(self, task_type: str) -> None:
+        """A finished task has items coming again (a stage whose source re-drives one)."""
 
     def task_finished(self, task_type: str) -> None:
         """Every item of the task is collected or failed."""
@@ -219,6 +233,7 @@ class DistributorJournal(RunJournal):
         self._finished: set[str] = set()
         self._dirty: set[str] = set()
         self._failed: list[dict[str, Any]] = []
+        self._redrives: list[tuple[dict[str, Any], int]] = []
         self._metadata: dict[str, Any] | None = None
         self._events = 0
         self._urgent = False
@@ -242,6 +257,8 @@ class DistributorJournal(RunJournal):
                 journaled.finished.add(task_type)
         rows = store.db.execute("SELECT record FROM failed ORDER BY rowid")
         journaled.failed = [_unpack(blob) for (blob,) in rows]
+        rows = store.db.execute("SELECT record, seq FROM redrives ORDER BY rowid")
+        journaled.redrives = [(_unpack(blob), seq) for blob, seq in rows]
         return journaled
 
     def begin(self, run: int, tasks: dict[str, str]) -> None:
@@ -302,6 +319,17 @@ class DistributorJournal(RunJournal):
         self._failed.append(record)
         self._events += 1
 
+    def redriven(self, record: dict[str, Any], seq: int) -> None:
+        task_type = record["task_type"]
+        self._redrives.append((record, seq))
+        self._next_seq[task_type] = max(self._next_seq[task_type], seq + 1)
+        self.reopened(task_type)
+
+    def reopened(self, task_type: str) -> None:
+        self._finished.discard(task_type)
+        self._dirty.add(task_type)
+        self._urgent = True  # an operator's command: a restart must not forget it
+
     def task_finished(self, task_type: str) -> None:
         self._finished.add(task_type)
         self._dirty.add(task_type)
@@ -310,7 +338,7 @@ class DistributorJournal(RunJournal):
     # -- commits -------------------------------------------------------------------------
 
     def maybe_commit(self, now: float) -> None:
-        if not (self._dirty or self._failed or self._metadata is not None):
+        if not (self._dirty or self._failed or self._redrives or self._metadata is not None):
             return
         if (
             self._urgent
@@ -320,7 +348,7 @@ class DistributorJournal(RunJournal):
             self.commit(now)
 
     def next_commit_at(self) -> float | None:
-        if not (self._dirty or self._failed or self._metadata is not None):
+        if not (self._dirty or self._failed or self._redrives or self._metadata is not None):
             return None
         return self._last_commit + self.commit_every_s
 
@@ -343,12 +371,17 @@ class DistributorJournal(RunJournal):
                 "INSERT INTO failed VALUES (?, ?)",
                 [(record["task_type"], _pack(record)) for record in self._failed],
             )
+            store.db.executemany(
+                "INSERT INTO redrives VALUES (?, ?, ?)",
+                [(record["task_type"], seq, _pack(record)) for record, seq in self._redrives],
+            )
             store.db.execute("COMMIT")
         except BaseException:
             store.db.execute("ROLLBACK")
             raise
         self._dirty.clear()
         self._failed.clear()
+        self._redrives.clear()
         self._metadata = None
         self._events = 0
         self._urgent = False

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
 from .journal import JournaledRun
-from .state import SeenSet
+from .state import Item, SeenSet
 
 if TYPE_CHECKING:
     from .state import TaskState
@@ -31,6 +31,8 @@ class TaskResume:
     skipped: int = 0
     #: Items that were in flight at the crash, handed out again.
     re_handed_out: int = 0
+    #: Seqs operators gave to re-driven items (``retry_failed``): not ``handle``'s to make.
+    redriven: frozenset[int] = frozenset()
 
     def skip(self, seq: int) -> bool:
         """``True``: ``seq`` is done, do not hand it out (and count it)."""
@@ -49,7 +51,11 @@ def resume_tasks(states: dict[str, TaskState], journaled: JournaledRun) -> dict[
     resumes: dict[str, TaskResume] = {}
     for task_type, state in states.items():
         state.collected = journaled.collected.get(task_type, 0)
-        failed = [f for f in journaled.failed if f["task_type"] == task_type]
+        redrives = {seq: f for f, seq in journaled.redrives if f["task_type"] == task_type}
+        gone = {f["item_id"] for f in redrives.values()}  # failures an operator re-drove
+        failed = [
+            f for f in journaled.failed if f["task_type"] == task_type and f["item_id"] not in gone
+        ]
         next_seq = journaled.next_seq.get(task_type, 0)
         if task_type in journaled.finished:
             state.finished = True
@@ -65,7 +71,12 @@ def resume_tasks(states: dict[str, TaskState], journaled: JournaledRun) -> dict[
             )
         state.failed = [f for f in failed if f["seq"] is not None]  # handle() runs again
         done = journaled.done.get(task_type, SeenSet())
-        resumes[task_type] = TaskResume(done, next_seq)
+        resumes[task_type] = resume = TaskResume(done, next_seq, redriven=frozenset(redrives))
+        for seq, record in redrives.items():  # re-driven, not collected: it goes out again
+            if seq not in done:
+                resume.re_handed_out += 1
+                state.in_flight[seq] = Item(seq, record["data"])
+                state.retry.append((0.0, seq))
     return resumes
 
 
@@ -73,11 +84,13 @@ def jump_ahead(state: TaskState, resume: TaskResume) -> None:
     """If the task defines ``resume(next_seq)``, let it jump to the watermark: the seqs
     under it are not made again (they count as skipped)."""
     jump = getattr(state.task, "resume", None)
-    if jump is None or resume.done.low == 0:
+    low = resume.done.low
+    if jump is None or low == 0:
         return
-    jump(resume.done.low)
-    resume.skipped += resume.done.low
-    state.next_seq = resume.done.low
+    made = low - sum(1 for seq in resume.redriven if seq < low)  # handle()'s, not re-drives
+    jump(made)
+    resume.skipped += made
+    state.next_seq = low
 
 
 def resume_report(

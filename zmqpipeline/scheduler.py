@@ -20,7 +20,7 @@ from .journal import JournaledRun, RunJournal
 from .resume import TaskResume, jump_ahead, resume_tasks
 from .runtime import UserCodeError, call_user
 from .settings import Settings
-from .stages import StageBook, feed, source_finished
+from .stages import StageBook, feed, reopen_stages, source_finished
 from .state import (
     COLLECTOR,
     Item,
@@ -389,9 +389,11 @@ class Scheduler(HandOut):
         state.failed.remove(entry)
         item = Item(state.next_seq, entry["data"], first_sent_at=now)
         state.next_seq += 1
+        self.journal.redriven(entry, item.seq)
         self.redriven[state.task_type] += 1
         state.in_flight[item.seq] = item
         state.retry.append((now, item.seq))
         if state.finished:
             state.finished, state.active = False, True
+        reopen_stages(self, state.task_type)  # what its result derives has somewhere to go
         return item.seq

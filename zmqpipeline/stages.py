@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     from .liveness import SchedulerBase as Scheduler
     from .state import TaskState
 
-__all__ = ["StageBook", "close_stream", "feed", "push_items", "source_finished", "take"]
+__all__ = [
+    "StageBook",
+    "close_stream",
+    "feed",
+    "push_items",
+    "reopen_stages",
+    "source_finished",
+    "take",
+]
 
 task_logger = logging.getLogger("zmqpipeline.task")
 
@@ -181,6 +189,20 @@ def source_finished(scheduler: Scheduler, source: TaskState) -> None:
     finishes once nothing of it is in flight)."""
     for stage_type in scheduler.stages.fed.get(source.task_type, ()):
         _maybe_complete(scheduler, stage_type)
+
+
+def reopen_stages(scheduler: Scheduler, source_type: str) -> None:
+    """``source_type`` makes an item again (an operator re-drove a failed one): the stages
+    it feeds, and theirs, are not complete until it has finished again."""
+    for stage_type in scheduler.stages.fed.get(source_type, ()):
+        stage = scheduler.tasks[stage_type]
+        if not (stage.task.is_complete or stage.finished):
+            continue
+        stage.task.is_complete = False
+        if stage.finished:
+            stage.finished, stage.active = False, True
+            scheduler.journal.reopened(stage_type)
+        reopen_stages(scheduler, stage_type)
 
 
 def _maybe_complete(scheduler: Scheduler, task_type: str) -> None:
