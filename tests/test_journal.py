@@ -755,3 +755,22 @@ def test_a_re_driven_item_not_collected_before_the_crash_goes_out_again(tmp_path
     s.on_ack([["S_A", 3, None, None, b"w1", None]], 1.0)
     assert s.done and s.tasks["S_A"].collected == 3
     journal.close(complete=True)
+
+
+def test_a_failure_taken_back_is_gone_from_the_journal_written_or_not(tmp_path):
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    journal.begin(42, {"S_A": "A"})
+    written = {"task_type": "S_A", "seq": 0, "item_id": "S_A/0", "data": {"x": [1, "a"]}}
+    kept = {"task_type": "S_A", "seq": 1, "item_id": "S_A/1", "data": {}}
+    buffered = {"task_type": "S_A", "seq": 2, "item_id": "S_A/2", "data": {}}
+    journal.failed(written)
+    journal.failed(kept)
+    journal.commit()
+    journal.failed(buffered)
+    journal.unfailed(written)  # its result was collected after all
+    journal.unfailed(buffered)
+    journal.close(complete=False)
+    loaded = DistributorJournal(tmp_path / "d.sqlite").load()
+    assert loaded is not None
+    assert [f["item_id"] for f in loaded.failed] == ["S_A/1"]
+    assert loaded.collected["S_A"] == 2 and loaded.done["S_A"].low == 3

@@ -188,6 +188,52 @@ def test_a_source_item_re_driven_after_its_stage_finished_reaches_the_stage():
     assert s.done and s.ended_by == "completed" and s.tasks["ST_B"].collected == 2
 
 
+def test_a_result_collected_after_its_item_failed_for_good_counts_and_feeds_the_stage():
+    # The distributor failed ST_A/0 for good, but its result reached the collector before
+    # the SKIP did (their link was down): the collector handled it and ACKs it, late.
+    s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"]))
+    s.start({}, 0.0)
+    join(s, EP, b"a", "ST_A", capacity=2)
+    join(s, EP_B, b"b", "ST_B")
+    sent(s)
+    for attempt in range(SETTINGS.max_attempts):  # ST_A/0 raises: it fails for good
+        s.on_worker_message(EP, b"a", protocol.Fail(0, "ValueError: bad", ["E"]), attempt * 3.0)
+        credit(s, EP, b"a", 1, attempt * 3.0 + 3.0)
+    assert [f["item_id"] for f in s.tasks["ST_A"].failed] == ["ST_A/0"]
+    ack(s, "ST_A", [0], 9.0, results={0: {"n": 1}})  # late: ST_A/0 was collected after all
+    assert s.tasks["ST_A"].failed == [] and s.tasks["ST_A"].collected == 1 and not s.stale_acks
+    ack(s, "ST_A", [1], 9.0, results={1: {"n": 2}})
+    assert data_items(credit(s, EP_B, b"b", 0, 9.0), b"b") == [0, 1]
+    ack(s, "ST_B", [0, 1], 9.5)
+    assert s.done and s.ended_by == "completed" and s.tasks["ST_B"].collected == 2
+
+
+def test_a_late_result_after_the_stage_finished_reopens_it():
+    s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"]))
+    s.start({}, 0.0)
+    join(s, EP, b"a", "ST_A", capacity=2)
+    join(s, EP_B, b"b", "ST_B")
+    sent(s)
+    s.paused = True  # held open, as an operator's pause does
+    for attempt in range(SETTINGS.max_attempts):
+        s.on_worker_message(EP, b"a", protocol.Fail(0, "ValueError: bad", ["E"]), attempt * 3.0)
+        s.paused = False
+        credit(s, EP, b"a", 1, attempt * 3.0 + 3.0)
+        s.paused = True
+    s.paused = False
+    ack(s, "ST_A", [1], 9.0, results={1: {"n": 2}})
+    assert data_items(credit(s, EP_B, b"b", 0, 9.0), b"b") == [0]
+    s.paused = True
+    ack(s, "ST_B", [0], 9.0)
+    assert s.tasks["ST_B"].finished and not s.done
+    ack(s, "ST_A", [0], 9.5, results={0: {"n": 1}})  # late: collected after all
+    assert not s.tasks["ST_B"].finished
+    s.paused = False
+    assert data_items(credit(s, EP_B, b"b", 1, 9.5), b"b") == [1]
+    ack(s, "ST_B", [1], 9.6)
+    assert s.done and s.tasks["ST_B"].collected == 2 and s.tasks["ST_A"].failed == []
+
+
 def test_a_stage_whose_source_ends_with_nothing_derived_finishes():
     s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"], derive=lambda r, i: None))
     s.start({}, 0.0)

@@ -197,6 +197,9 @@ class RunJournal:
     def reopened(self, task_type: str) -> None:
         """A finished task has items coming again (a stage whose source re-drives one)."""
 
+    def unfailed(self, record: dict[str, Any]) -> None:
+        """The item of failure ``record`` was collected after all (a late result)."""
+
     def task_finished(self, task_type: str) -> None:
         """Every item of the task is collected or failed."""
 
@@ -234,6 +237,7 @@ class DistributorJournal(RunJournal):
         self._dirty: set[str] = set()
         self._failed: list[dict[str, Any]] = []
         self._redrives: list[tuple[dict[str, Any], int]] = []
+        self._unfailed: list[dict[str, Any]] = []  # committed failures to take back
         self._metadata: dict[str, Any] | None = None
         self._events = 0
         self._urgent = False
@@ -325,6 +329,17 @@ class DistributorJournal(RunJournal):
         self._next_seq[task_type] = max(self._next_seq[task_type], seq + 1)
         self.reopened(task_type)
 
+    def unfailed(self, record: dict[str, Any]) -> None:
+        task_type = record["task_type"]
+        self._collected[task_type] += 1  # its seq is done already (failed)
+        self._dirty.add(task_type)
+        self._events += 1
+        for i, buffered in enumerate(self._failed):
+            if buffered is record:
+                del self._failed[i]  # not written yet
+                return
+        self._unfailed.append(record)
+
     def reopened(self, task_type: str) -> None:
         self._finished.discard(task_type)
         self._dirty.add(task_type)
@@ -375,6 +390,11 @@ class DistributorJournal(RunJournal):
                 "INSERT INTO redrives VALUES (?, ?, ?)",
                 [(record["task_type"], seq, _pack(record)) for record, seq in self._redrives],
             )
+            store.db.executemany(  # the same record packs to the same bytes
+                "DELETE FROM failed WHERE rowid = "
+                "(SELECT rowid FROM failed WHERE task_type = ? AND record = ? LIMIT 1)",
+                [(record["task_type"], _pack(record)) for record in self._unfailed],
+            )
             store.db.execute("COMMIT")
         except BaseException:
             store.db.execute("ROLLBACK")
@@ -382,6 +402,7 @@ class DistributorJournal(RunJournal):
         self._dirty.clear()
         self._failed.clear()
         self._redrives.clear()
+        self._unfailed.clear()
         self._metadata = None
         self._events = 0
         self._urgent = False

@@ -301,8 +301,13 @@ class Scheduler(HandOut):
             state = tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
-                if state is not None and error is None and self._late_ack(state, seq):
-                    continue
+                if state is not None and error is None:
+                    if self._late_ack(state, seq):
+                        continue
+                    # A re-ACK of a duplicate carries neither: this one was collected.
+                    first = ack_data is not None or result is not None
+                    if first and self._collected_after_failing(state, seq, result, now):
+                        continue
                 self.stale_acks += 1
                 continue
             touched.add(task_type)
@@ -328,6 +333,29 @@ class Scheduler(HandOut):
                 feed(self, state, seq, result)  # its first ACK: once per item
         for task_type in touched:
             self._check_finished(tasks[task_type])
+
+    def _collected_after_failing(
+        self, state: TaskState, seq: Any, result: dict[str, Any] | None, now: float
+    ) -> bool:
+        """The collector collected an item we had failed for good (its result came in
+        before our SKIP, over a link that stayed up while ours to the collector was
+        down): it is collected, not failed, and the stages it feeds get its result."""
+        record = next((f for f in state.failed if f["seq"] == seq), None)
+        if record is None:
+            return False
+        state.failed.remove(record)
+        state.collected += 1
+        self.journal.unfailed(record)
+        logger.warning(
+            "item %s was collected after it had failed for good: counted as collected",
+            record["item_id"],
+        )
+        if result is not None and state.task_type in self.stages.fed and not self.done:
+            reopen_stages(self, state.task_type)
+            feed(self, state, seq, result)
+            if state.finished:
+                source_finished(self, state)  # nothing more comes: the stages may complete
+        return True
 
     def _late_ack(self, state: TaskState, seq: Any) -> bool:
         """A resumed run: an ACK of an item handed out before the crash and not made
