@@ -668,14 +668,7 @@ def test_an_item_re_driven_before_a_crash_is_neither_lost_nor_shifts_the_others(
     s.dispatch(now)
     handed |= _payloads(sent(s, now))
     assert handed[5] == {"n": 5, "meta": None}  # in flight at the crash
-    journal.close(complete=False)
-
-    journal = DistributorJournal(tmp_path / "d.sqlite")
-    loaded = journal.load()
-    assert loaded is not None
-    s = _resumed(journal, loaded, cls)
-    s.start({}, 0.0)
-    _join(s, b"w1", cls.endpoint, "S_A")
+    journal, _, s = _crashed_and_resumed(tmp_path, journal, cls)
     again = _payloads(sent(s))
     assert again == {5: {"n": 5, "meta": None}, 6: {"n": 6, "meta": None}}
     assert s.tasks["S_A"].failed == []  # S_A/0 was re-driven as S_A/4 and collected
@@ -694,6 +687,31 @@ def _payloads(messages) -> dict[int, Any]:
     }
 
 
+def _failed_then_two_collected(tmp_path, cls, data):
+    """A journal of S_A: seq 0 failed for good (its data ``data``), 1 and 2 collected."""
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    journal.begin(42, {"S_A": cls.__name__})
+    failure = {"task_type": "S_A", "seq": 0, "item_id": "S_A/0", "data": data}
+    journal.failed(failure)
+    for seq in (1, 2):
+        journal.handed_out("S_A", seq)
+        journal.acked("S_A", seq)
+    return journal, failure
+
+
+def _crashed_and_resumed(tmp_path, journal, cls):
+    """Close ``journal`` as a crash leaves it; resume a scheduler of ``cls`` from it, with
+    a worker joined."""
+    journal.close(complete=False)
+    journal = DistributorJournal(tmp_path / "d.sqlite")
+    loaded = journal.load()
+    assert loaded is not None
+    s = _resumed(journal, loaded, cls)
+    s.start({}, 0.0)
+    _join(s, b"w1", cls.endpoint, "S_A")
+    return journal, loaded, s
+
+
 def test_a_task_that_jumps_ahead_is_told_how_many_items_handle_made_not_the_seq(tmp_path):
     base = task_class("S_A", 8)
     jumps: list[int] = []
@@ -703,24 +721,12 @@ def test_a_task_that_jumps_ahead_is_told_how_many_items_handle_made_not_the_seq(
             jumps.append(next_seq)
             self.count = next_seq
 
-    journal = DistributorJournal(tmp_path / "d.sqlite")
-    journal.begin(42, {"S_A": Jumping.__name__})
-    failure = {"task_type": "S_A", "seq": 0, "item_id": "S_A/0", "data": {"n": 1}}
-    journal.failed(failure)
-    for seq in (1, 2):
-        journal.handed_out("S_A", seq)
-        journal.acked("S_A", seq)
+    journal, failure = _failed_then_two_collected(tmp_path, Jumping, {"n": 1})
     journal.redriven(failure, 3)  # S_A/0 went out again as seq 3, and was collected
     journal.acked("S_A", 3)
     journal.handed_out("S_A", 4)
     journal.acked("S_A", 4)
-    journal.close(complete=False)
-    journal = DistributorJournal(tmp_path / "d.sqlite")
-    loaded = journal.load()
-    assert loaded is not None
-    s = _resumed(journal, loaded, Jumping)
-    s.start({}, 0.0)
-    _join(s, b"w1", Jumping.endpoint, "S_A")
+    journal, _, s = _crashed_and_resumed(tmp_path, journal, Jumping)
     assert jumps == [4]  # seqs 0-4 are done; handle() made 4 of them (3 was a re-drive)
     assert _payloads(sent(s)) == {
         5: {"n": 5, "meta": None},
@@ -734,22 +740,11 @@ def test_a_task_that_jumps_ahead_is_told_how_many_items_handle_made_not_the_seq(
 
 def test_a_re_driven_item_not_collected_before_the_crash_goes_out_again(tmp_path):
     cls = task_class("S_A", 3)
-    journal = DistributorJournal(tmp_path / "d.sqlite")
-    journal.begin(42, {"S_A": cls.__name__})
-    failure = {"task_type": "S_A", "seq": 0, "item_id": "S_A/0", "data": {"n": 1, "x": 0}}
-    journal.failed(failure)
-    for seq in (1, 2):
-        journal.handed_out("S_A", seq)
-        journal.acked("S_A", seq)
+    journal, failure = _failed_then_two_collected(tmp_path, cls, {"n": 1, "x": 0})
     journal.task_finished("S_A")
     journal.redriven(failure, 3)  # reopened, handed out, and then the crash
-    journal.close(complete=False)
-    journal = DistributorJournal(tmp_path / "d.sqlite")
-    loaded = journal.load()
-    assert loaded is not None and "S_A" not in loaded.finished
-    s = _resumed(journal, loaded, cls)
-    s.start({}, 0.0)
-    _join(s, b"w1", cls.endpoint, "S_A")
+    journal, loaded, s = _crashed_and_resumed(tmp_path, journal, cls)
+    assert "S_A" not in loaded.finished
     assert _payloads(sent(s)) == {3: {"n": 1, "x": 0}}  # the re-driven item, nothing else
     assert s.tasks["S_A"].failed == [] and s.resuming["S_A"].re_handed_out == 1
     s.on_ack([["S_A", 3, None, None, b"w1", None]], 1.0)

@@ -152,54 +152,50 @@ def test_a_derived_item_goes_to_the_worker_that_said_it_has_room():
     assert data_items(out, b"full") == [0] and data_items(out, b"queued") == []
 
 
+def _a_source_item_fails_for_good(held_open: bool):
+    """ST_A (2 items) feeds ST_B; ST_A/0 raises on every try and has failed for good at
+    t=9. ``held_open``: paused between tries, as an operator holds a run open to retry."""
+    s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"]))
+    s.start({}, 0.0)
+    join(s, EP, b"a", "ST_A", capacity=2)
+    join(s, EP_B, b"b", "ST_B")
+    sent(s)
+    for attempt in range(SETTINGS.max_attempts):
+        s.on_worker_message(EP, b"a", protocol.Fail(0, "ValueError: bad", ["E"]), attempt * 3.0)
+        s.paused = False
+        credit(s, EP, b"a", 1, attempt * 3.0 + 3.0)
+        s.paused = held_open
+    assert [f["item_id"] for f in s.tasks["ST_A"].failed] == ["ST_A/0"]
+    return s
+
+
 def test_a_source_item_re_driven_after_its_stage_finished_reaches_the_stage():
     from zmqpipeline.control import ControlLogic
 
-    s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"]))
+    s = _a_source_item_fails_for_good(held_open=True)
     logic = ControlLogic(s, "ipc://control.ipc")
-    s.start({}, 0.0)
-    join(s, EP, b"a", "ST_A", capacity=1)
-    join(s, EP_B, b"b", "ST_B")
-    sent(s)
-    logic.handle(protocol.Control(1, "pause", {}), 0.0)  # held open: failures may be re-driven
-    now = 0.0
-    for _ in range(SETTINGS.max_attempts):  # ST_A/0 raises every time: it fails for good
-        s.on_worker_message(EP, b"a", protocol.Fail(0, "ValueError: bad", ["E"]), now)
-        s.on_worker_message(EP, b"a", protocol.Credit(1), now)
-        logic.handle(protocol.Control(1, "resume", {}), now + 3.0)
-        now += 3.0
-        sent(s, now)
-        logic.handle(protocol.Control(1, "pause", {}), now)
-    ack(s, "ST_A", [1], now, results={1: {"n": 2}})
-    logic.handle(protocol.Control(1, "resume", {}), now)
-    assert data_items(credit(s, EP_B, b"b", 0, now), b"b") == [0]
-    logic.handle(protocol.Control(1, "pause", {}), now)
-    ack(s, "ST_B", [0], now)
+    s.paused = False
+    ack(s, "ST_A", [1], 9.0, results={1: {"n": 2}})
+    assert data_items(credit(s, EP_B, b"b", 0, 9.0), b"b") == [0]
+    s.paused = True
+    ack(s, "ST_B", [0], 9.0)
     assert s.tasks["ST_A"].finished and s.tasks["ST_B"].finished and not s.done
-    ok, body = logic.handle(protocol.Control(2, "retry_failed", {"ids": ["ST_A/0"]}), now)
+    ok, body = logic.handle(protocol.Control(2, "retry_failed", {"ids": ["ST_A/0"]}), 9.0)
     assert ok and body["retried"] == [{"item_id": "ST_A/0", "new_item_id": "ST_A/2"}]
     assert not s.tasks["ST_B"].finished  # what ST_A/2 makes will feed it
-    logic.handle(protocol.Control(3, "resume", {}), now)
-    assert data_items(credit(s, EP, b"a", 1, now), b"a") == [2]
-    ack(s, "ST_A", [2], now, results={2: {"n": 1}})
+    logic.handle(protocol.Control(3, "resume", {}), 9.0)
+    assert data_items(credit(s, EP, b"a", 1, 9.0), b"a") == [2]
+    ack(s, "ST_A", [2], 9.0, results={2: {"n": 1}})
     assert not s.done
-    assert data_items(credit(s, EP_B, b"b", 1, now), b"b") == [1]
-    ack(s, "ST_B", [1], now)
+    assert data_items(credit(s, EP_B, b"b", 1, 9.0), b"b") == [1]
+    ack(s, "ST_B", [1], 9.0)
     assert s.done and s.ended_by == "completed" and s.tasks["ST_B"].collected == 2
 
 
 def test_a_result_collected_after_its_item_failed_for_good_counts_and_feeds_the_stage():
     # The distributor failed ST_A/0 for good, but its result reached the collector before
     # the SKIP did (their link was down): the collector handled it and ACKs it, late.
-    s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"]))
-    s.start({}, 0.0)
-    join(s, EP, b"a", "ST_A", capacity=2)
-    join(s, EP_B, b"b", "ST_B")
-    sent(s)
-    for attempt in range(SETTINGS.max_attempts):  # ST_A/0 raises: it fails for good
-        s.on_worker_message(EP, b"a", protocol.Fail(0, "ValueError: bad", ["E"]), attempt * 3.0)
-        credit(s, EP, b"a", 1, attempt * 3.0 + 3.0)
-    assert [f["item_id"] for f in s.tasks["ST_A"].failed] == ["ST_A/0"]
+    s = _a_source_item_fails_for_good(held_open=False)
     ack(s, "ST_A", [0], 9.0, results={0: {"n": 1}})  # late: ST_A/0 was collected after all
     assert s.tasks["ST_A"].failed == [] and s.tasks["ST_A"].collected == 1 and not s.stale_acks
     ack(s, "ST_A", [1], 9.0, results={1: {"n": 2}})
@@ -209,17 +205,7 @@ def test_a_result_collected_after_its_item_failed_for_good_counts_and_feeds_the_
 
 
 def test_a_late_result_after_the_stage_finished_reopens_it():
-    s = make(task_class("ST_A", 2), stage_class("ST_B", ["ST_A"]))
-    s.start({}, 0.0)
-    join(s, EP, b"a", "ST_A", capacity=2)
-    join(s, EP_B, b"b", "ST_B")
-    sent(s)
-    s.paused = True  # held open, as an operator's pause does
-    for attempt in range(SETTINGS.max_attempts):
-        s.on_worker_message(EP, b"a", protocol.Fail(0, "ValueError: bad", ["E"]), attempt * 3.0)
-        s.paused = False
-        credit(s, EP, b"a", 1, attempt * 3.0 + 3.0)
-        s.paused = True
+    s = _a_source_item_fails_for_good(held_open=True)
     s.paused = False
     ack(s, "ST_A", [1], 9.0, results={1: {"n": 2}})
     assert data_items(credit(s, EP_B, b"b", 0, 9.0), b"b") == [0]
