@@ -745,10 +745,11 @@ def test_a_re_driven_item_not_collected_before_the_crash_goes_out_again(tmp_path
     journal.redriven(failure, 3)  # reopened, handed out, and then the crash
     journal, loaded, s = _crashed_and_resumed(tmp_path, journal, cls)
     assert "S_A" not in loaded.finished
-    assert _payloads(sent(s)) == {3: {"n": 1, "x": 0}}  # the re-driven item, nothing else
+    assert _payloads(sent(s, 5.0)) == {3: {"n": 1, "x": 0}}  # the re-driven item alone
     assert s.tasks["S_A"].failed == [] and s.resuming["S_A"].re_handed_out == 1
-    s.on_ack([["S_A", 3, None, None, b"w1", None]], 1.0)
+    s.on_ack([["S_A", 3, None, None, b"w1", None]], 6.0)
     assert s.done and s.tasks["S_A"].collected == 3
+    assert list(s.latencies) == [1.0]  # handed out at 5, ACKed at 6
     journal.close(complete=True)
 
 

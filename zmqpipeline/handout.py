@@ -129,6 +129,8 @@ class HandOut(Liveness):
                 break
             item.worker = worker.wid
             item.sent_at = now
+            if not item.first_sent_at:  # one a resumed run hands out again (a re-drive)
+                item.first_sent_at = now
             worker.held.add(item.seq)
             worker.credit -= 1
             room -= 1
