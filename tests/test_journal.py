@@ -154,15 +154,20 @@ def test_resumed_task_skips_acked_items_and_hands_out_those_in_flight(tmp_path):
     journal.close(complete=True)
 
 
-def test_resume_next_seq_jumps_over_the_watermark(tmp_path):
-    base = task_class("S_A", 20)
-    jumps: list[int] = []
+def _jumping(n: int, jumps: list[int]) -> type:
+    """A task of ``n`` items whose ``resume(next_seq)`` jumps ahead, noted in ``jumps``."""
 
-    class Jumping(base):  # type: ignore[misc, valid-type]
+    class Jumping(task_class("S_A", n)):  # type: ignore[misc]
         def resume(self, next_seq):
             jumps.append(next_seq)
             self.count = next_seq
 
+    return Jumping
+
+
+def test_resume_next_seq_jumps_over_the_watermark(tmp_path):
+    jumps: list[int] = []
+    Jumping = _jumping(20, jumps)
     journal, loaded = _journaled(tmp_path, [Jumping], {"S_A": [*range(10), 12]}, {"S_A": 13})
     s = _resumed(journal, loaded, Jumping)
     s.start({}, 0.0)
@@ -713,14 +718,8 @@ def _crashed_and_resumed(tmp_path, journal, cls):
 
 
 def test_a_task_that_jumps_ahead_is_told_how_many_items_handle_made_not_the_seq(tmp_path):
-    base = task_class("S_A", 8)
     jumps: list[int] = []
-
-    class Jumping(base):  # type: ignore[misc, valid-type]
-        def resume(self, next_seq):
-            jumps.append(next_seq)
-            self.count = next_seq
-
+    Jumping = _jumping(8, jumps)
     journal, failure = _failed_then_two_collected(tmp_path, Jumping, {"n": 1})
     journal.redriven(failure, 3)  # S_A/0 went out again as seq 3, and was collected
     journal.acked("S_A", 3)
