@@ -373,11 +373,17 @@ def test_seen_set_keeps_only_out_of_order_ids():
     assert seen.low == 100_000 and seen.above == set()
 
 
-def test_item_over_its_time_limit_is_handed_out_again():
-    limited = task_class("S_A", 1)
+def started_with_a_time_limit(n: int) -> Scheduler:
+    """A started run of ``n`` items of S_A whose item time limit is 1 s."""
+    limited = task_class("S_A", n)
     limited.item_time_limit_s = 1.0
     s = make(limited)
     s.start({}, 0.0)
+    return s
+
+
+def test_item_over_its_time_limit_is_handed_out_again():
+    s = started_with_a_time_limit(1)
     s.on_worker_message(EP, b"slow", protocol.Ready("S_A", 1, 1, 1), 0.0)
     s.dispatch(0.0)
     assert data_items(sent(s), b"slow") == [0]
@@ -610,10 +616,7 @@ def test_a_worker_whose_items_ran_over_their_limit_holds_one_at_a_time_and_gets_
     # "cut" takes items and its results never reach the collector (a cut link), though it
     # still beats; "good" delivers. Found on a cut link: the fair tail moved "good"'s
     # last items to "cut", one at a time, a time limit each (32 s for 10 items).
-    limited = task_class("S_A", 24)
-    limited.item_time_limit_s = 1.0
-    s = make(limited)
-    s.start({}, 0.0)
+    s = started_with_a_time_limit(24)
     s.on_worker_message(EP, b"cut", protocol.Ready("S_A", 10, 10, 1), 0.0)
     assert data_items(sent(s), b"cut") == list(range(10))
     s.on_worker_message(EP, b"good", protocol.Ready("S_A", 20, 10, 1), 0.1)

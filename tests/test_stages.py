@@ -196,8 +196,9 @@ def test_a_result_collected_after_its_item_failed_for_good_counts_and_feeds_the_
     # The distributor failed ST_A/0 for good, but its result reached the collector before
     # the SKIP did (their link was down): the collector handled it and ACKs it, late.
     s = _a_source_item_fails_for_good(held_open=False)
-    ack(s, "ST_A", [0], 9.0, results={0: {"n": 1}})  # late: ST_A/0 was collected after all
+    ack(s, "ST_A", [0], 9.0, by=b"a", results={0: {"n": 1}})  # late: collected after all
     assert s.tasks["ST_A"].failed == [] and s.tasks["ST_A"].collected == 1 and not s.stale_acks
+    assert s.worker_log[b"a"]["collected"] == 1  # the worker's count says so too
     ack(s, "ST_A", [1], 9.0, results={1: {"n": 2}})
     assert data_items(credit(s, EP_B, b"b", 0, 9.0), b"b") == [0, 1]
     ack(s, "ST_B", [0, 1], 9.5)

@@ -306,7 +306,7 @@ class Scheduler(HandOut):
                         continue
                     # A re-ACK of a duplicate carries neither: this one was collected.
                     first = ack_data is not None or result is not None
-                    if first and self._collected_after_failing(state, seq, result, now):
+                    if first and self._collected_after_failing(state, seq, executed_by, result):
                         continue
                 self.stale_acks += 1
                 continue
@@ -335,7 +335,7 @@ class Scheduler(HandOut):
             self._check_finished(tasks[task_type])
 
     def _collected_after_failing(
-        self, state: TaskState, seq: Any, result: dict[str, Any] | None, now: float
+        self, state: TaskState, seq: Any, executed_by: bytes, result: dict[str, Any] | None
     ) -> bool:
         """The collector collected an item we had failed for good (its result came in
         before our SKIP, over a link that stayed up while ours to the collector was
@@ -345,6 +345,9 @@ class Scheduler(HandOut):
             return False
         state.failed.remove(record)
         state.collected += 1
+        log = self.worker_log.get(executed_by)
+        if log is not None:
+            log["collected"] += 1
         self.journal.unfailed(record)
         logger.warning(
             "item %s was collected after it had failed for good: counted as collected",
