@@ -24,7 +24,7 @@ from .errors import ProtocolError
 from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
 from .state import SeenSet
-from .transport import DropCounter, recv_frames
+from .transport import DropCounter, recv_frames, send_frames
 from .types import EndpointAddress
 from .utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
 
@@ -371,7 +371,7 @@ def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[An
     while outbox:
         identity, frames = outbox[0]
         try:
-            router.send_multipart([identity, *frames], zmq.NOBLOCK)
+            send_frames(router, frames, to=identity)
         except zmq.Again:
             return
         except zmq.ZMQError as exc:

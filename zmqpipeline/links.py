@@ -16,7 +16,7 @@ from .errors import MessageTooLarge, ProtocolError
 from .pusher import PushLogic, serve_push
 from .runtime import RoleRuntime
 from .scheduler import COLLECTOR, Scheduler
-from .transport import recv_frames
+from .transport import recv_frames, send_frames
 
 __all__ = ["Links", "WaitLog"]
 
@@ -115,7 +115,7 @@ class Links:
                     continue
                 assert identity is not None
                 try:
-                    self.routers[channel].send_multipart([identity, *frames], zmq.NOBLOCK)
+                    send_frames(self.routers[channel], frames, to=identity)
                 except zmq.ZMQError as exc:
                     kind = frames[0][1]
                     if kind == protocol.ALIVE and exc.errno == zmq.EAGAIN:
@@ -129,7 +129,7 @@ class Links:
         queue = self.collector_queue
         while queue:
             try:
-                self.collector.send_multipart(queue[0], zmq.NOBLOCK)
+                send_frames(self.collector, queue[0])
             except zmq.Again:
                 return
             queue.popleft()
@@ -169,7 +169,7 @@ class Links:
             ok, body = self.control_logic.handle(msg, now)
             try:
                 reply = codec.control_reply(msg.request_id, ok, body)
-                self.control.send_multipart([frames[0], *reply], zmq.NOBLOCK)
+                send_frames(self.control, reply, to=frames[0])
             except (zmq.ZMQError, MessageTooLarge):
                 pass  # the operator has gone, or a huge status: it asks again
 
@@ -214,6 +214,6 @@ class Links:
             self.scheduler.start(msg.metadata, now)
         assert self.meta is not None
         try:
-            self.meta.send_multipart([sender, *self.scheduler.codec.meta_ok()], zmq.NOBLOCK)
+            send_frames(self.meta, self.scheduler.codec.meta_ok(), to=sender)
         except zmq.ZMQError:
             pass  # the metadata worker has gone; it has delivered all the same

@@ -11,7 +11,7 @@ from . import protocol
 from .errors import MetadataError, ProtocolError
 from .runtime import Role, RoleRuntime, UserCodeError, call_user
 from .settings import Settings
-from .transport import recv_frames
+from .transport import recv_frames, send_frames
 from .types import EndpointAddress
 
 __all__ = ["MetaDataWorker"]
@@ -66,7 +66,7 @@ class MetaDataWorker(Role):
             while not self.delivered:
                 # (Re)send: a distributor that restarted lost what we sent.
                 try:
-                    sock.send_multipart(frames, zmq.NOBLOCK)
+                    send_frames(sock, frames)
                 except zmq.Again:
                     pass  # not connected yet
                 events = dict(poller.poll(int(self.settings.liveness_s * 1000)))

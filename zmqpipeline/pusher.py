@@ -36,7 +36,7 @@ from . import protocol
 from .errors import MessageTooLarge, ProtocolError, PushError
 from .runtime import RequestClient, RoleRuntime
 from .stages import close_stream, push_items
-from .transport import recv_frames
+from .transport import recv_frames, send_frames
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -97,7 +97,7 @@ def serve_push(rt: RoleRuntime, sock: zmq.Socket[Any], logic: PushLogic, now: fl
         ok, error, accepted = logic.handle(msg, now)
         try:
             reply = codec.push_reply(msg.request_id, ok, error, accepted)
-            sock.send_multipart([frames[0], *reply], zmq.NOBLOCK)
+            send_frames(sock, reply, to=frames[0])
         except (zmq.ZMQError, MessageTooLarge):
             pass  # the pusher has gone; it sends again if it still cares
 

@@ -25,7 +25,7 @@ from .errors import ProtocolError
 from .metadata import MetaDataWorker
 from .runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from .settings import Settings
-from .transport import recv_frames
+from .transport import recv_frames, send_frames
 from .types import EndpointAddress, TaskType
 from .workerlogic import CreditWindow, ResultBatch, WorkerLogic
 
@@ -217,7 +217,7 @@ class Worker(Role):
         ):
             while pending:
                 try:
-                    sock.send_multipart(pending[0], zmq.NOBLOCK)
+                    send_frames(sock, pending[0])
                 except zmq.Again:
                     break
                 pending.popleft()
@@ -314,7 +314,7 @@ class Worker(Role):
                 self._results.append(frames)
                 continue
             try:
-                self._push.send_multipart(frames, zmq.NOBLOCK)
+                send_frames(self._push, frames)
             except zmq.Again:
                 self._results.append(frames)
         self._ask_for_more(eager)
@@ -363,7 +363,7 @@ class Worker(Role):
             self._flush_results(time.perf_counter(), force=True)
         self._send_pending()
         try:
-            self._dealer.send_multipart(self._logic.hand_back(handed_back), zmq.NOBLOCK)
+            send_frames(self._dealer, self._logic.hand_back(handed_back))
         except zmq.Again:
             pass  # not connected: it will find out from our silence
 
