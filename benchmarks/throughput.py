@@ -194,7 +194,7 @@ def main() -> None:
             b = h.spread(samples[("bare", transport, n_workers)])[0]
             bb = h.spread(samples[("batched", transport, n_workers)])[0]
             p = h.spread(samples[("pool", "-", n_workers)])[0]
-            verdicts.append((transport, n_workers, z / b, z / p))
+            verdicts.append((transport, n_workers, z / bb, z / b, z / p))
             print(
                 f"{transport:<9} {n_workers:>7} {fmt(z):>13} "
                 f"{f'[{fmt(z_lo)}..{fmt(z_hi)}]':>17} {fmt(b):>12} {z / b:>6.2f} "
@@ -213,15 +213,20 @@ def main() -> None:
     print("(workers: all worker processes together)")
     print()
     print("ratio: zmqpipeline items/s divided by the column to its left")
-    print("the target compares with the plain bare pipeline (one item per message)")
+    print(
+        "targets: >= 0.50 x the batched bare pipeline, aiming for 0.60 (what is left is the "
+        "framework's own cost); and, an older one, >= 0.50 x the plain bare pipeline and "
+        "ahead of ProcessPoolExecutor"
+    )
     print()
     met = 0
-    for transport, n_workers, vs_bare, vs_pool in verdicts:
-        ok = vs_bare >= 0.5 and vs_pool > 1.0
+    for transport, n_workers, vs_batched, vs_bare, vs_pool in verdicts:
+        ok = vs_batched >= 0.5 and vs_bare >= 0.5 and vs_pool > 1.0
         met += ok
+        aim = "aim met" if vs_batched >= 0.6 else "aim missed"
         print(
-            f"target (>= 0.50 x bare and > ProcessPoolExecutor): {transport} {n_workers} "
-            f"worker(s): {vs_bare:.2f} x bare, {vs_pool:.2f} x pool  {'met' if ok else 'MISSED'}"
+            f"target: {transport} {n_workers} worker(s): {vs_batched:.2f} x batched ({aim}), "
+            f"{vs_bare:.2f} x bare, {vs_pool:.2f} x pool  {'met' if ok else 'MISSED'}"
         )
     print(f"{met}/{len(verdicts)} cells within target")
     if args.secure:
