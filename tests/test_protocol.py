@@ -46,8 +46,12 @@ BUILT = {
     ),
     "skip": (codec.skip(7, "CALC", 3), protocol.Skip(7, "CALC", 3)),
     "ack": (
-        codec.ack(7, [["CALC", 3, None, None, WID, None], ["C", 4, {"n": 1}, "err", WID, {}]]),
-        protocol.Ack(7, [["CALC", 3, None, None, WID, None], ["C", 4, {"n": 1}, "err", WID, {}]]),
+        codec.ack(
+            7, [["CALC", 3, None, None, WID, None, False], ["C", 4, {"n": 1}, "err", WID, {}, True]]
+        ),
+        protocol.Ack(
+            7, [["CALC", 3, None, None, WID, None, False], ["C", 4, {"n": 1}, "err", WID, {}, True]]
+        ),
     ),
     "finished": (codec.finished(7), protocol.Finished(7)),
     "meta": (codec.meta({"m": 1}), protocol.Meta({"m": 1})),
@@ -104,20 +108,31 @@ V = protocol.VERSION
         ([bytes((V, 0x04)), msgpack.packb({"n": 1})], "malformed body"),
         ([bytes((V, 0x03)), msgpack.packb([1, [[1]]])], "malformed body"),
         ([bytes((V, 0x03)), msgpack.packb([1, [["x", {}]]])], "malformed body"),
-        ([bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, 5, None, b"w"]]])], "malformed body"),
+        (
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, 5, None, b"w", None, True]]])],
+            "malformed body",
+        ),
         ([bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None]]])], "malformed body"),
         ([bytes((V, 0x04)), msgpack.packb([True])], "malformed body"),  # a bool is no credit
         ([bytes((V, 0x06)), msgpack.packb([])], "malformed body"),  # HEARTBEAT names a worker
         (
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, "w", None]]])],
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, "w", None, True]]])],
             "malformed body",
         ),
         (
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", True, None, None, b"w", None]]])],
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", True, None, None, b"w", None, True]]])],
             "malformed body",
         ),
         (
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", [1]]]])],
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", [1], True]]])],
+            "malformed body",
+        ),
+        (  # a version 3 entry, without ``first``
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", None]]])],
+            "malformed body",
+        ),
+        (  # ``first`` is a bool
+            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", None, 1]]])],
             "malformed body",
         ),
         ([bytes((V, 0x0A)), msgpack.packb([1, "T", b"w", [[1, 5]]])], "malformed body"),

@@ -84,10 +84,13 @@ def data_items(messages, wid=None):
     ]
 
 
-def ack(s, task_type, seqs, now, error=None, by=b"w1", results=None):
-    """ACK ``seqs``; ``results`` (seq -> dict) are the results the collector forwards."""
+def ack(s, task_type, seqs, now, error=None, by=b"w1", results=None, first=None):
+    """ACK ``seqs``; ``results`` (seq -> dict) are the results the collector forwards.
+    ``first``: the collector handled them in this ACK (by default unless ``error``)."""
     results = results or {}
-    s.on_ack([[task_type, seq, {"seq": seq}, error, by, results.get(seq)] for seq in seqs], now)
+    first = error is None if first is None else first
+    entries = [[task_type, seq, {"seq": seq}, error, by, results.get(seq), first] for seq in seqs]
+    s.on_ack(entries, now)
 
 
 def test_start_tells_the_collector_and_welcomes_waiting_workers():
@@ -154,7 +157,7 @@ def test_duplicate_and_unknown_acks_are_ignored():
     sent(s)
     ack(s, "S_A", [0], 0.1)
     ack(s, "S_A", [0, 99], 0.1)
-    s.on_ack([["NO_SUCH_TYPE", 0, None, None, b"w1", None]], 0.1)
+    s.on_ack([["NO_SUCH_TYPE", 0, None, None, b"w1", None, True]], 0.1)
     assert s.tasks["S_A"].collected == 1 and s.stale_acks == 3 and not s.done
 
 
@@ -233,6 +236,30 @@ def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
     ]
     out = sent(s)
     assert (COLLECTOR, None, protocol.SKIP, [42, "S_A", 0]) in out
+
+
+def test_an_item_failed_for_good_then_collected_counts_collected_even_without_ack_data():
+    # Its result reached the collector before our SKIP (say the link to the collector was
+    # down). The task forwards no results and handle_collection returned None: the ACK
+    # carries nothing but ``first``, which a duplicate's re-ACK does not have.
+    s = make(task_class("S_A", 2))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
+    now = 0.0
+    for attempt in range(3):
+        s.dispatch(now)
+        assert 0 in data_items(sent(s)), attempt
+        s.on_worker_message(EP, b"w1", protocol.Fail(0, "ValueError: no", []), now)
+        s.on_worker_message(EP, b"w1", protocol.Credit(1), now)
+        now += 10.0
+    assert [f["item_id"] for f in s.tasks["S_A"].failed] == ["S_A/0"] and not s.done
+    s.on_ack([["S_A", 0, None, None, b"w1", None, False]], now)  # a duplicate's re-ACK
+    assert [f["item_id"] for f in s.tasks["S_A"].failed] == ["S_A/0"] and s.stale_acks == 1
+    s.on_ack([["S_A", 0, None, None, b"w1", None, True]], now)  # collected, late
+    assert s.tasks["S_A"].failed == [] and s.tasks["S_A"].collected == 1
+    ack(s, "S_A", [1], now)
+    assert s.done and s.summary(False)["failed"] == []
+    assert s.summary(False)["collected"] == {"S_A": 2}
 
 
 def test_retry_waits_for_its_backoff():

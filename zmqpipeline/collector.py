@@ -111,21 +111,21 @@ class CollectorLogic:
                 # a link was cut); the distributor ignores ACKs of items it does not await.
                 # Never with the result: a stage gets each result once.
                 self.duplicates += 1
-                entries.append([task_type, seq, None, None, worker_id, None])
+                entries.append([task_type, seq, None, None, worker_id, None, False])
                 continue
             ack_data = None
             if not quiet:
                 try:
                     ack_data = collect(task_type, seq, result or {})
                 except UserCodeError as exc:
-                    entries.append([task_type, seq, None, exc.text, worker_id, None])
+                    entries.append([task_type, seq, None, exc.text, worker_id, None, False])
                     continue
             seen.add(seq)
             if journal is not None:
                 journal.handled(task_type, seq)
             self.collected += 1
             forwarded = (result or {}) if forward else None
-            entries.append([task_type, seq, ack_data, None, worker_id, forwarded])
+            entries.append([task_type, seq, ack_data, None, worker_id, forwarded, True])
 
     def flush(self) -> None:
         """Turn the ACK entries gathered so far into one ACK message."""

@@ -297,15 +297,14 @@ class Scheduler(HandOut):
             self.latencies,
         )
         fed = self.stages.fed
-        for task_type, seq, ack_data, error, executed_by, result in entries:
+        for task_type, seq, ack_data, error, executed_by, result, first in entries:
             state = tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
                 if state is not None and error is None:
                     if self._late_ack(state, seq):
                         continue
-                    # A re-ACK of a duplicate carries neither: this one was collected.
-                    first = ack_data is not None or result is not None
+                    # Collected now, not a duplicate's re-ACK: an item we had failed?
                     if first and self._collected_after_failing(state, seq, executed_by, result):
                         continue
                 self.stale_acks += 1

@@ -91,7 +91,9 @@ __all__ = [
     "kind_of",
 ]
 
-VERSION = 3  # 3: START's forward/quiet lists, ACK entries' result (streaming stages)
+#: 3: START's forward/quiet lists, ACK entries' result (streaming stages); 4: ACK entries'
+#: ``first`` (the collector handled the id in this ACK, it is no duplicate's re-ACK)
+VERSION = 4
 
 #: Largest message of a control kind (no user data in it) any role accepts.
 CONTROL_MAX_BYTES = 64 * 1024
@@ -212,12 +214,14 @@ def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...]
     return True
 
 
-def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, seq, ack data, error, by, result], ...]
+def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, seq, ack data, error, by, result, first]]
     for entry in body[1]:
-        if type(entry) is not list or len(entry) != 6:
+        if type(entry) is not list or len(entry) != 7:
             return False
-        task_type, seq, ack_data, error, executed_by, result = entry
+        task_type, seq, ack_data, error, executed_by, result, first = entry
         if type(task_type) is not str or type(seq) is not int or type(executed_by) is not bytes:
+            return False
+        if type(first) is not bool:
             return False
         if ack_data is not None and type(ack_data) is not dict:
             return False
