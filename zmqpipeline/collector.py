@@ -316,11 +316,23 @@ class Collector(Role):
                 for sender, msg in _read(rt, router, 3, protocol.CONTROL_MAX_BYTES):
                     logic.on_distributor(sender, msg, now)
             if pull in events:
-                for _, msg in _read(rt, pull, 2, max_bytes):
+                journal, waiting = logic.journal, True
+                if journal is None:
+                    # A lone result's ACK leaves before we ask whether more came (a
+                    # libzmq call on every round trip's path); what came meanwhile is
+                    # read next and ACKed together. (With a journal, the ids are
+                    # committed before their ACK: one commit for all.)
+                    for _, msg in _read(rt, pull, 2, max_bytes, limit=1):
+                        logic.on_result(msg)
+                        if len(msg.items) == 1:
+                            logic.flush()
+                            _send_outbox(logic.outbox, router)
+                    waiting = False
+                for _, msg in _read(rt, pull, 2, max_bytes, waiting=waiting):
                     logic.on_result(msg)
                 logic.flush()
-                if logic.journal is not None:
-                    logic.journal.commit()
+                if journal is not None:
+                    journal.commit()
             self.metadata = logic.metadata
             _send_outbox(logic.outbox, router)
             if now >= next_log:
@@ -347,14 +359,20 @@ class Collector(Role):
 
 
 def _read(
-    rt: RoleRuntime, sock: zmq.Socket[Any], n_frames: int, max_bytes: int
+    rt: RoleRuntime,
+    sock: zmq.Socket[Any],
+    n_frames: int,
+    max_bytes: int,
+    limit: int = _DRAIN,
+    waiting: bool = True,
 ) -> Iterator[tuple[bytes, Any]]:
-    """Decoded records waiting on ``sock`` (a poll has said one does; at most a batch),
-    with their sender (ROUTER) or the first frame (PULL); bad ones are dropped and counted."""
+    """Decoded records waiting on ``sock`` (``waiting``: a poll has said one does; at
+    most ``limit``), with their sender (ROUTER) or the first frame (PULL); bad ones are
+    dropped and counted."""
     accept = _TO_COLLECTOR if n_frames == 2 else _FROM_DISTRIBUTOR
-    for i in range(_DRAIN):
+    for i in range(limit):
         try:
-            frames = recv_frames(sock, n_frames, waiting=not i)  # the poll said one waits
+            frames = recv_frames(sock, n_frames, waiting=waiting and not i)
             if frames is None:
                 return
             msg = protocol.decode(frames[-2:], accept, "at the collector", max_bytes)

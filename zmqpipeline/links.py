@@ -194,6 +194,11 @@ class Links:
                 self._on_metadata(frames[0], msg, now)
             else:
                 finished |= self._on_collector(msg, now)
+                if type(msg) is protocol.Ack and len(msg.entries) == 1:
+                    # A lone item's ACK: the items its credit makes room for go out
+                    # (dispatch, flush) before anyone asks whether another ACK came (a
+                    # libzmq call on every round trip's path); the next poll asks.
+                    break
         return finished
 
     def _on_collector(self, msg: Any, now: float) -> bool:

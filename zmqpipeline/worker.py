@@ -249,6 +249,12 @@ class Worker(Role):
             if logic.recalled:
                 logic.answer_recall(self._take_back(logic.recalled))
             self._items_arrived()
+            if type(msg) is protocol.Data and len(msg.items) == 1:
+                # A lone item: run it before asking whether more came (a libzmq call on
+                # its round trip's path). What did is read before its result goes (the
+                # read in _hold), or by the next poll.
+                self._polled_in = False
+                return
 
     def _welcomed(self) -> None:
         if getattr(self, "_initialized", False):
