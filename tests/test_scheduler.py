@@ -210,17 +210,24 @@ def test_silent_worker_is_declared_dead_and_its_items_go_elsewhere():
     assert s.tasks["S_A"].retries == 2
 
 
-def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
-    s = make(task_class("S_A", 1))
+def _item_0_fails_for_good(n_items: int) -> tuple[Scheduler, float]:
+    """S_A/0 raises on each of its 3 tries (one worker, credit ``n_items``); the scheduler
+    and the time after the last try."""
+    s = make(task_class("S_A", n_items))
     s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 1, 1, 1), 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", n_items, n_items, 1), 0.0)
     now = 0.0
     for attempt in range(3):
         s.dispatch(now)
-        assert data_items(sent(s)) == [0], attempt
+        assert 0 in data_items(sent(s)), attempt
         s.on_worker_message(EP, b"w1", protocol.Fail(0, f"ValueError: try {attempt}", []), now)
         s.on_worker_message(EP, b"w1", protocol.Credit(1), now)
         now += 10.0  # past any backoff
+    return s, now
+
+
+def test_item_fails_for_good_after_max_attempts_and_the_run_still_ends():
+    s, _ = _item_0_fails_for_good(1)
     assert s.done
     failed = s.summary(False)["failed"]
     assert failed == [
@@ -242,16 +249,7 @@ def test_an_item_failed_for_good_then_collected_counts_collected_even_without_ac
     # Its result reached the collector before our SKIP (say the link to the collector was
     # down). The task forwards no results and handle_collection returned None: the ACK
     # carries nothing but ``first``, which a duplicate's re-ACK does not have.
-    s = make(task_class("S_A", 2))
-    s.start({}, 0.0)
-    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
-    now = 0.0
-    for attempt in range(3):
-        s.dispatch(now)
-        assert 0 in data_items(sent(s)), attempt
-        s.on_worker_message(EP, b"w1", protocol.Fail(0, "ValueError: no", []), now)
-        s.on_worker_message(EP, b"w1", protocol.Credit(1), now)
-        now += 10.0
+    s, now = _item_0_fails_for_good(2)
     assert [f["item_id"] for f in s.tasks["S_A"].failed] == ["S_A/0"] and not s.done
     s.on_ack([["S_A", 0, None, None, b"w1", None, False]], now)  # a duplicate's re-ACK
     assert [f["item_id"] for f in s.tasks["S_A"].failed] == ["S_A/0"] and s.stale_acks == 1
