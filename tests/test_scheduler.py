@@ -333,6 +333,43 @@ def test_a_task_may_go_on_after_handle_raised():
     assert s.done and s.summary(False)["failed"][0]["item_id"] == "S_A/handle#2"
 
 
+def test_an_ack_of_two_tasks_and_three_workers_credits_each_where_it_belongs():
+    # on_ack looks up a task and a worker once per run of entries: runs that change
+    # task or worker, and a result that came from a worker other than the holder.
+    s = make(task_class("S_A", 4), task_class("S_B", 2, EP_B))
+    s.start({}, 0.0)
+    for ep, wid, task_type in [(EP, b"a1", "S_A"), (EP, b"a2", "S_A"), (EP_B, b"b1", "S_B")]:
+        s.on_worker_message(ep, wid, protocol.Ready(task_type, 2, 2, 1), 0.0)
+    out = sent(s)
+    a1, a2, b1 = data_items(out, b"a1"), data_items(out, b"a2"), data_items(out, b"b1")
+    assert sorted(a1 + a2) == [0, 1, 2, 3] and sorted(b1) == [0, 1]
+    a, b = s.tasks["S_A"], s.tasks["S_B"]
+    moved = a2[1]  # as if handed out again to a1, and a2's result then came in first
+    a.in_flight[moved].worker = b"a1"
+    a.workers[b"a2"].held.discard(moved)
+    a.workers[b"a1"].held.add(moved)
+    entries = [
+        ["S_A", a1[0], None, None, b"a1", None, True],
+        ["S_B", b1[0], None, None, b"b1", None, True],
+        ["S_A", a2[0], None, None, b"a2", None, True],
+        ["S_A", a2[1], None, None, b"a2", None, True],
+        ["S_B", b1[1], None, None, b"b1", None, True],
+        ["S_A", a1[1], None, None, b"a1", None, True],
+    ]
+    s.on_ack(entries, 0.5)
+    assert a.collected == 4 and b.collected == 2 and not a.in_flight and not b.in_flight
+    workers = {**a.workers, **b.workers}
+    assert {wid: w.completed for wid, w in workers.items()} == {b"a1": 2, b"a2": 2, b"b1": 2}
+    assert all(not w.held for w in workers.values())
+    assert len(a.timer.samples) == 4 and len(b.timer.samples) == 2
+    assert {wid: log["collected"] for wid, log in s.worker_log.items()} == {
+        b"a1": 2,
+        b"a2": 2,
+        b"b1": 2,
+    }
+    assert s.done
+
+
 def test_retry_policy_of_the_task_decides_what_is_retried():
     class Picky(task_class("S_A", 2)):
         retry_for = (ValueError,)

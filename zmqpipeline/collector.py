@@ -21,7 +21,7 @@ import zmq
 
 from . import protocol
 from .errors import ProtocolError
-from .runtime import Role, RoleRuntime, UserCodeError, call_user
+from .runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from .settings import Settings
 from .state import SeenSet
 from .transport import DropCounter, recv_frames, send_frames
@@ -273,20 +273,21 @@ class Collector(Role):
         logger.info("collector finished: %d item(s) collected", self.items_collected)
 
     def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
+        # Every item's path: user code is called here directly (``user_code_error`` is
+        # ``call_user``'s except branch).
         self._item = item = (task_type, seq)
-        returned = call_user(
-            logger,
-            "handle_collection",
-            self.handle_collection,
-            result,
-            task_type,
-            MESSAGE_TYPE_SUCCESS,
-            item=item,
-        )
-        ack_data = call_user(logger, "get_ack_data", self.get_ack_data, item=item)
-        if ack_data is not None and not isinstance(ack_data, dict):
+        what = "handle_collection"
+        try:
+            returned = self.handle_collection(result, task_type, MESSAGE_TYPE_SUCCESS)
+            what = "get_ack_data"
+            ack_data = self.get_ack_data()
+        except Exception as exc:
+            raise user_code_error(logger, what, exc, item) from None
+        if ack_data is not None and type(ack_data) is not dict and not isinstance(ack_data, dict):
             ack_data = None
             logger.error("get_ack_data() must return a dict or None; ignoring what it returned")
+        if returned is None:
+            return ack_data
         if isinstance(returned, dict):
             return {**ack_data, **returned} if ack_data else returned
         return ack_data

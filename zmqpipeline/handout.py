@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import MessageTooLarge, SerializationError
 from .liveness import Liveness
+from .resume import TaskResume
 from .runtime import user_code_error
 from .stages import take
 from .state import Item, TaskState, WorkerRecord
@@ -20,6 +21,7 @@ __all__ = ["HandOut"]
 logger = logging.getLogger("zmqpipeline.distributor")
 task_logger = logging.getLogger("zmqpipeline.task")
 _NOTHING = object()  # _call_handle made no item
+_STOP = object()  # _next_retry: hand this worker nothing now
 
 
 class HandOut(Liveness):
@@ -122,22 +124,31 @@ class HandOut(Liveness):
             self.outbox.append((state.endpoint, busiest.wid, self.codec.recall(n)))
 
     def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
-        items: list[list[Any]] = []
-        while room > 0:
-            item = self._next_item(state, worker, now)
-            if item is None:
+        """Up to ``room`` items for ``worker``, as ``[seq, payload]``: items to retry first,
+        then new ones (made in one go: every item's path)."""
+        taken: list[Item] = []
+        while room > len(taken) and (state.suspect or state.retry):
+            item = self._next_retry(state, worker, now)
+            if item is _STOP:
+                room = 0  # it handed back the next one: another worker takes it first
+            elif item is None:
                 break
-            item.worker = worker.wid
+            else:
+                taken.append(item)
+        if room > len(taken):
+            taken += self._new_items(state, worker.wid, room - len(taken), now)
+        if not taken:
+            return []
+        wid, held = worker.wid, worker.held
+        for item in taken:
+            item.worker = wid
             item.sent_at = now
             if not item.first_sent_at:  # one a resumed run hands out again (a re-drive)
                 item.first_sent_at = now
-            worker.held.add(item.seq)
-            worker.credit -= 1
-            room -= 1
-            items.append([item.seq, item.payload])
-        if items:
-            self.worker_log[worker.wid]["handed_out"] += len(items)
-        return items
+            held.add(item.seq)
+        worker.credit -= len(taken)
+        self.worker_log[wid]["handed_out"] += len(taken)
+        return [[item.seq, item.payload] for item in taken]
 
     def _send_items(
         self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
@@ -162,7 +173,9 @@ class HandOut(Liveness):
             else:
                 self.outbox.append((state.endpoint, worker.wid, frames))
 
-    def _next_item(self, state: TaskState, worker: WorkerRecord, now: float) -> Item | None:
+    def _next_retry(self, state: TaskState, worker: WorkerRecord, now: float) -> Any:
+        """The next item to hand out again to ``worker``: ``None`` if none is due (new
+        items may go), ``_STOP`` if the one due was handed back by it (nothing may go)."""
         # Items whose workers died go first, but only to a worker that has completed
         # items (if the task has one): a peer that takes items and vanishes gets new
         # ones, never the same ones again and again.
@@ -174,63 +187,78 @@ class HandOut(Liveness):
         while state.retry and state.retry[0][0] <= now:
             item = state.in_flight.get(state.retry[0][1])
             if item is not None and item.avoid == worker.wid and _another_takes(state, worker):
-                return None  # it handed this one back: another worker takes it
+                return _STOP  # it handed this one back: another worker takes it
             state.retry.popleft()
             if item is not None and item.worker is None:
                 return item
-        return self._new_item(state, worker.wid, now)
+        return None
 
-    def _new_item(self, state: TaskState, wid: bytes, now: float) -> Item | None:
-        # Every item's path: user code is called here directly (``user_code_error`` is
-        # ``call_user``'s except branch), and the stage book only asked if there are stages.
+    def _new_items(self, state: TaskState, wid: bytes, room: int, now: float) -> list[Item]:
+        """Up to ``room`` new items from the task (fewer if it is complete, holds back,
+        raises, or a bound is reached). Every item's path: user code is called here
+        directly (``user_code_error`` is ``call_user``'s except branch), and what holds
+        for the whole batch is asked once."""
         task = state.task
         if task.is_complete or state.held_back or self.draining:
-            return None
+            return []
         in_flight = state.in_flight
-        if len(in_flight) >= self.settings.max_in_flight:
-            return None
+        room = min(room, self.settings.max_in_flight - len(in_flight))
         stages = self.stages
-        if stages.fed and stages.blocked(state.task_type, len(in_flight)):
-            return None  # backpressure: a stage it feeds has a full backlog
-        try:
-            available = task.is_available_for_handling(state.last_ack_data)
-        except Exception as exc:
-            raised = user_code_error(task_logger, "Task.is_available_for_handling", exc)
-            self._handle_raised(state, raised.text, "is_available_for_handling")
-            return None
-        if not available:
-            state.held_back = True
-            return None
-        if stages.backlog and stages.feeds_from_backlog(state.task_type):
-            payload = take(self, state)  # a stage or an open-ended task
+        blocking = bool(stages.fed) and state.task_type in stages.fed
+        from_backlog = bool(stages.backlog) and stages.feeds_from_backlog(state.task_type)
+        resume = self.resuming.get(state.task_type)
+        record = self.journal.records
+        metadata = self.metadata or {}
+        made: list[Item] = []
+        while len(made) < room and not task.is_complete:
+            if blocking and stages.blocked(state.task_type, len(in_flight)):
+                break  # backpressure: a stage it feeds has a full backlog
+            try:
+                available = task.is_available_for_handling(state.last_ack_data)
+            except Exception as exc:
+                raised = user_code_error(task_logger, "Task.is_available_for_handling", exc)
+                self._handle_raised(state, raised.text, "is_available_for_handling")
+                break
+            if not available:
+                state.held_back = True
+                break
+            if from_backlog:
+                payload = take(self, state)  # a stage or an open-ended task
+                if payload is None:
+                    break
+            elif resume is None:
+                try:
+                    payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
+                except Exception as exc:
+                    raised = user_code_error(task_logger, "Task.handle", exc)
+                    self._handle_raised(state, raised.text, "handle")
+                    break
+            else:
+                payload = self._call_handle(state, wid, resume)
+                if payload is _NOTHING:
+                    break
             if payload is None:
-                return None
-        else:
-            made = self._call_handle(state, wid)
-            if made is _NOTHING:
-                return None
-            payload = made
-        if payload is None:
-            payload = {}
-        elif not isinstance(payload, dict):
-            error = (
-                f"TypeError: {type(task).__name__}.handle() must return a dict or None, "
-                f"not {type(payload).__name__}"
-            )
-            self._handle_raised(state, error, "handle")
-            return None
-        item = Item(state.next_seq, payload, first_sent_at=now)
-        state.next_seq += 1
-        in_flight[item.seq] = item
-        self.journal.handed_out(state.task_type, item.seq)
-        return item
+                payload = {}
+            elif type(payload) is not dict and not isinstance(payload, dict):
+                error = (
+                    f"TypeError: {type(task).__name__}.handle() must return a dict or None, "
+                    f"not {type(payload).__name__}"
+                )
+                self._handle_raised(state, error, "handle")
+                break
+            seq = state.next_seq
+            state.next_seq = seq + 1
+            item = in_flight[seq] = Item(seq, payload, first_sent_at=now)
+            made.append(item)
+            if record:
+                self.journal.handed_out(state.task_type, seq)
+        return made
 
-    def _call_handle(self, state: TaskState, wid: bytes) -> Any:
-        """The task's next item from ``handle`` (``_NOTHING`` if it raised, or if a resumed
-        run has nothing left to make). Items collected before a crash are made again and
+    def _call_handle(self, state: TaskState, wid: bytes, resume: TaskResume) -> Any:
+        """The next item of a resumed run's task from ``handle`` (``_NOTHING`` if it raised,
+        or if nothing is left to make). Items collected before a crash are made again and
         skipped, not sent."""
         task = state.task
-        resume = self.resuming.get(state.task_type)
         metadata = self.metadata or {}
         while True:
             try:
@@ -239,8 +267,6 @@ class HandOut(Liveness):
                 raised = user_code_error(task_logger, "Task.handle", exc)
                 self._handle_raised(state, raised.text, "handle")
                 return _NOTHING
-            if resume is None:
-                return payload
             while state.next_seq in resume.redriven:  # an operator's, not handle()'s
                 state.next_seq += 1
             if not resume.skip(state.next_seq):

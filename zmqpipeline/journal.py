@@ -177,6 +177,9 @@ class JournaledRun:
 class RunJournal:
     """What the scheduler tells its journal. This base records nothing (no journal)."""
 
+    #: Whether the hooks record anything: the scheduler skips the per-item ones if not.
+    records = False
+
     def started(self, metadata: dict[str, Any]) -> None:
         """The run's metadata is known."""
 
@@ -218,6 +221,8 @@ class DistributorJournal(RunJournal):
     """The distributor's journal: open it, :meth:`load` what a crashed run left, then
     :meth:`begin` a new run or :meth:`adopt` the loaded one; the hooks buffer events and
     :meth:`maybe_commit` writes them in batches."""
+
+    records = True
 
     def __init__(
         self,

@@ -287,18 +287,26 @@ class Scheduler(HandOut):
     # -- messages from the collector --------------------------------------------------
 
     def on_ack(self, entries: list[list[Any]], now: float) -> None:
-        # Every item's path once: the lookups an ACK of many entries repeats are made once.
+        # Every item's path once. An ACK's entries come in runs of one task and one
+        # worker: what they share is looked up once per run, not once per entry.
         touched: set[str] = set()
         self.last_ack_at = now
-        tasks, worker_log, journal, latencies = (
-            self.tasks,
-            self.worker_log,
-            self.journal,
-            self.latencies,
-        )
+        tasks, worker_log, latencies = self.tasks, self.worker_log, self.latencies
+        journal = self.journal if self.journal.records else None
         fed = self.stages.fed
+        task_of: str | None = None  # the task type and worker the lookups below are for
+        by: bytes | None = None
+        state: TaskState | None = None
+        worker: WorkerRecord | None = None
+        log: dict[str, Any] | None = None
+        waits: list[float] = []  # hand-out to ACK, for the time limit of ``state``'s task
         for task_type, seq, ack_data, error, executed_by, result, first in entries:
-            state = tasks.get(task_type)
+            if task_type != task_of:
+                if waits:
+                    assert state is not None
+                    state.timer.observe_all(waits)
+                    waits = []
+                task_of, by, state = task_type, None, tasks.get(task_type)
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
                 if state is not None and error is None:
@@ -314,22 +322,33 @@ class Scheduler(HandOut):
                 self._unassign(state, item)
                 self._retry(state, item, error, now, user_error=True)
                 continue
+            if executed_by != by:
+                by = executed_by
+                worker = state.workers.get(executed_by)
+                log = worker_log.get(executed_by)
             del state.in_flight[seq]
-            self._unassign(state, item)
-            journal.acked(task_type, seq)
-            worker = state.workers.get(executed_by)
+            holder = item.worker
+            if holder is not None:  # _unassign, with the lookup above
+                owner = worker if holder == executed_by else state.workers.get(holder)
+                if owner is not None:
+                    owner.held.discard(seq)
+                item.worker = None
+            if journal is not None:
+                journal.acked(task_type, seq)
             if worker is not None:
                 worker.completed += 1
-            log = worker_log.get(executed_by)
             if log is not None:
                 log["collected"] += 1
             state.collected += 1
             state.last_ack_data = ack_data
             state.held_back = False
-            state.timer.observe(now - item.sent_at)
+            waits.append(now - item.sent_at)
             latencies.append(now - item.first_sent_at)
             if result is not None and task_type in fed:
                 feed(self, state, seq, result)  # its first ACK: once per item
+        if waits:
+            assert state is not None
+            state.timer.observe_all(waits)
         for task_type in touched:
             self._check_finished(tasks[task_type])
 

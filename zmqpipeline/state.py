@@ -5,6 +5,7 @@ sizes: data, apart from the decisions."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,8 +107,11 @@ class ItemTimer:
         self._since = 0
 
     def observe(self, seconds: float) -> None:
-        self.samples.append(seconds)
-        self._since += 1
+        self.observe_all((seconds,))
+
+    def observe_all(self, seconds: Collection[float]) -> None:
+        self.samples.extend(seconds)
+        self._since += len(seconds)
         # Sorting 1000 samples costs ~100 µs: do it every 1000 items (every 10 early on).
         if self._since >= 1000 or (len(self.samples) < 1000 and self._since >= 10):
             self._since = 0
