@@ -283,11 +283,9 @@ class Collector(Role):
             ack_data = self.get_ack_data()
         except Exception as exc:
             raise user_code_error(logger, what, exc, item) from None
-        if ack_data is not None and type(ack_data) is not dict and not isinstance(ack_data, dict):
+        if ack_data is not None and not isinstance(ack_data, dict):
             ack_data = None
             logger.error("get_ack_data() must return a dict or None; ignoring what it returned")
-        if returned is None:
-            return ack_data
         if isinstance(returned, dict):
             return {**ack_data, **returned} if ack_data else returned
         return ack_data

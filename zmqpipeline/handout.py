@@ -239,7 +239,7 @@ class HandOut(Liveness):
                     break
             if payload is None:
                 payload = {}
-            elif type(payload) is not dict and not isinstance(payload, dict):
+            elif not isinstance(payload, dict):
                 error = (
                     f"TypeError: {type(task).__name__}.handle() must return a dict or None, "
                     f"not {type(payload).__name__}"

@@ -300,13 +300,11 @@ class Scheduler(HandOut):
         worker: WorkerRecord | None = None
         log: dict[str, Any] | None = None
         waits: list[float] = []  # hand-out to ACK, for the time limit of ``state``'s task
+        waits_of: dict[str, list[float]] = {}
         for task_type, seq, ack_data, error, executed_by, result, first in entries:
             if task_type != task_of:
-                if waits:
-                    assert state is not None
-                    state.timer.observe_all(waits)
-                    waits = []
                 task_of, by, state = task_type, None, tasks.get(task_type)
+                waits = waits_of.setdefault(task_type, [])
             item = state.in_flight.get(seq) if state is not None else None
             if state is None or item is None:
                 if state is not None and error is None:
@@ -346,9 +344,9 @@ class Scheduler(HandOut):
             latencies.append(now - item.first_sent_at)
             if result is not None and task_type in fed:
                 feed(self, state, seq, result)  # its first ACK: once per item
-        if waits:
-            assert state is not None
-            state.timer.observe_all(waits)
+        for task_type, samples in waits_of.items():
+            if samples:  # an unknown task type has none
+                tasks[task_type].timer.observe_all(samples)
         for task_type in touched:
             self._check_finished(tasks[task_type])
 

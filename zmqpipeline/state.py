@@ -106,10 +106,8 @@ class ItemTimer:
         self._limit = floor_s
         self._since = 0
 
-    def observe(self, seconds: float) -> None:
-        self.observe_all((seconds,))
-
     def observe_all(self, seconds: Collection[float]) -> None:
+        """Hand-out-to-ACK times of items just collected (an ACK's at once)."""
         self.samples.extend(seconds)
         self._since += len(seconds)
         # Sorting 1000 samples costs ~100 µs: do it every 1000 items (every 10 early on).
