@@ -669,6 +669,35 @@ def test_near_the_end_of_a_sized_task_the_first_to_ask_takes_only_its_share():
     assert len(data_items(sent(s, 0.02), b"b")) == 20  # the other half of what was left
 
 
+def test_items_handed_back_go_back_to_their_worker_when_no_other_has_room_for_them():
+    # Found at 2 workers x 10 threads on a loaded machine (splits of 517/483 items, one
+    # worker idle for 30 ms): the RECALL was decided on what each worker held, results it
+    # was still holding back included; by the time the items came back, their worker had
+    # sent those results and held fewer than the other, the other had no room under its
+    # share, and the items waited while their worker went idle (and no new RECALL was
+    # decided while they waited).
+    s, _ = _ten_each_then_a_asks_for_30(sized("S_A", 60))  # a: 30 held, b: 10
+    a, b = (s.tasks["S_A"].workers[w] for w in (b"a", b"b"))
+    ack(s, "S_A", sorted(b.held), 0.015, by=b"b")
+    s.on_worker_message(EP, b"b", protocol.Credit(25), 0.02)
+    s.dispatch(0.02)
+    out = sent(s, 0.02)
+    assert len(data_items(out, b"b")) == 20  # the task is complete: a 30, b 20
+    assert len(a.held) == 30 and len(b.held) == 20
+    assert (EP, b"a", protocol.RECALL, [5]) in out
+    ack(s, "S_A", sorted(a.held)[:18], 0.03, by=b"a")  # the results a held back
+    s.on_worker_message(EP, b"a", protocol.Credit(18), 0.03)
+    back = sorted(a.held)[-5:]
+    s.on_worker_message(EP, b"a", protocol.HandBack(back), 0.04)
+    # a holds 7, b 20: b (share 1.6 per thread, 16) has no room; a takes them again
+    s.dispatch(0.04)
+    out = sent(s, 0.04)
+    assert sorted(data_items(out, b"a")) == back and data_items(out, b"b") == []
+    assert not s.tasks["S_A"].retry
+    # with nothing waiting, the tail is evened out again: b, holding 20 to a's 12, is asked
+    assert [m for m in out if m[2] == protocol.RECALL] == [(EP, b"b", protocol.RECALL, [4])]
+
+
 def test_a_task_of_unknown_size_is_handed_out_as_credit_allows():
     _, out = _ten_each_then_a_asks_for_30(task_class("S_A", 60))
     assert len(data_items(out, b"a")) == 30

@@ -62,7 +62,7 @@ class HandOut(Liveness):
                 held = len(worker.held)
                 room = min(worker.credit, worker.window(initial) - held)
                 if share is not None:  # near the end of a task of known size
-                    room = min(room, max(worker.threads, math.ceil(share * worker.threads)) - held)
+                    room = min(room, _share_of(worker, share) - held)
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
@@ -321,10 +321,23 @@ def _fair_share(state: TaskState) -> float | None:
     return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
 
 
+def _share_of(worker: WorkerRecord, share: float) -> int:
+    """The items ``worker`` may hold at a fair ``share`` per thread (one per thread at least)."""
+    return max(worker.threads, math.ceil(share * worker.threads))
+
+
 def _another_takes(state: TaskState, worker: WorkerRecord) -> bool:
-    """Some other worker can take items (and is not overdue: it may not give them back)."""
+    """Some other worker can take items now: it has credit, is not overdue (it may not
+    give them back) and holds less than its fair share. (A RECALL is decided on what each
+    worker holds, results it holds back included; when the items come back, the one that
+    gave them may hold the least.)"""
+    share = _fair_share(state)
     return any(
-        w is not worker and w.confirmed and w.credit > 0 and not w.overdue
+        w is not worker
+        and w.confirmed
+        and w.credit > 0
+        and not w.overdue
+        and (share is None or len(w.held) < _share_of(w, share))
         for w in state.workers.values()
     )
 
