@@ -6,7 +6,8 @@ For 1, 2 and 4 workers, over ipc and tcp, the same run measures:
   processes; the workers do nothing and return None;
 * the bare pyzmq pipeline of benchmarks/_bare.py, same topology and roles (ROUTER ->
   DEALER workers with credit -> PUSH/PULL collector -> ACK back), one item per message,
-  msgpack payloads, a credit window of 64 per worker (zmqpipeline's largest prefetch);
+  msgpack payloads, a credit window per worker of zmqpipeline's largest prefetch
+  (``settings.MAX_PREFETCH``, 128; it was 64 until the eighth pass of issue 17);
 * the same bare pipeline "batched" like zmqpipeline (all of a worker's credit in one
   message, credit back in chunks, one ACK message per batch of results read): what is
   left between it and zmqpipeline is the framework's own cost;
@@ -41,6 +42,7 @@ import _bare
 import _harness as h
 
 import zmqpipeline as zp
+from zmqpipeline.settings import MAX_PREFETCH
 
 TASK_TYPE = zp.TaskType.register_type("BENCH_THROUGHPUT")
 
@@ -120,8 +122,9 @@ def main() -> None:
     parser.add_argument(
         "--bare-window",
         type=int,
-        default=64,
-        help="credit per worker in the bare pipeline (default 64)",
+        default=MAX_PREFETCH,
+        help=f"credit per worker in the bare pipeline (default {MAX_PREFETCH}, "
+        "zmqpipeline's largest prefetch)",
     )
     parser.add_argument(
         "--pool-chunksize",

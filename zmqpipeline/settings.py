@@ -55,9 +55,11 @@ RETRY_BACKOFF_MAX_S = 2.0
 #: at least ``PREFETCH``, at most ``MAX_PREFETCH``, and in between as many as its threads
 #: get through in ``PREFETCH_WINDOW_S`` plus two batches' linger (measured as it works):
 #: credit is asked back with each batch of results. 10 ms items get about 22, empty items
-#: 64; once a task is complete the fair tail evens out what workers hold.
+#: 128 (room for two full batches of results: each message's wake-up is shared by twice
+#: as many items as at 64); once a task is complete the fair tail evens out what workers
+#: hold.
 PREFETCH = 1
-MAX_PREFETCH = 64
+MAX_PREFETCH = 128
 PREFETCH_WINDOW_S = 0.02
 #: A worker holds its results and sends them (and the credit they free) together: when
 #: it has nothing queued, when it holds ``RESULT_BATCH_ITEMS``, or when the oldest would
