@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import acks
 import pytest
 
 from zmqpipeline import Settings, protocol
@@ -62,14 +63,16 @@ def test_each_id_is_handled_once_and_a_duplicate_is_acked_again():
         logic.on_result(result(seq))
     logic.flush()
     [(to, ack)] = out(logic)
-    assert to == D1 and [(tt, seq) for tt, seq, *_ in ack.entries] == [
+    entries = acks.entries(ack.groups)
+    assert to == D1 and [(tt, seq) for tt, seq, *_ in entries] == [
         ("T", 0),
         ("T", 1),
         ("T", 0),
     ]
     assert [seq for _, seq, _ in handled] == [0, 1] and logic.duplicates == 1
-    assert ack.entries[0][2] == {"n": 1} and ack.entries[2][2] is None
-    assert all(entry[4] == W for entry in ack.entries)  # who executed it, for the report
+    assert entries[0][2] == {"n": 1} and entries[2][2] is None
+    assert [entry[6] for entry in entries] == [True, True, False]  # the last: a duplicate
+    assert all(entry[4] == W for entry in entries)  # who executed it, for the report
 
 
 def test_results_before_start_wait_and_are_collected_at_start():
@@ -117,7 +120,7 @@ def test_an_error_in_handle_collection_is_reported_on_the_ack_and_not_marked_see
     logic.on_result(result(0))
     logic.flush()
     [(_, ack)] = out(logic)
-    assert ack.entries[0][3] == "ValueError: no"
+    assert acks.entries(ack.groups)[0][3] == "ValueError: no"
     assert 0 not in logic.seen["T"]
 
 

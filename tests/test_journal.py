@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import acks
 import pytest
 from conftest import FORK
 from pipelines import make_task
@@ -149,7 +150,7 @@ def test_resumed_task_skips_acked_items_and_hands_out_those_in_flight(tmp_path):
     resume = s.resuming["S_A"]
     assert (resume.skipped, resume.re_handed_out) == (11, 4)
     assert s.tasks["S_A"].collected == 11
-    s.on_ack([["S_A", seq, None, None, b"w1", None, True] for seq in (10, 11, *range(13, 20))], 1.0)
+    s.on_ack(acks.plain("S_A", [10, 11, *range(13, 20)]), 1.0)
     assert s.done
     journal.close(complete=True)
 
@@ -211,9 +212,8 @@ def test_late_ack_of_an_item_from_before_the_crash_is_kept(tmp_path):
     journal, loaded = _journaled(tmp_path, [cls], {"S_A": [0]}, {"S_A": 4})
     s = _resumed(journal, loaded, cls)
     s.start({}, 0.0)
-    s.on_ack(
-        [["S_A", 2, None, None, b"w-old", None, True]], 0.0
-    )  # its result reached the collector
+    # its result reached the collector
+    s.on_ack(acks.plain("S_A", [2], b"w-old"), 0.0)
     assert s.stale_acks == 0
     _join(s, b"w1", cls.endpoint, "S_A")
     assert data_items(sent(s)) == [1, 3, 4, 5]
@@ -257,7 +257,8 @@ def test_restarted_collector_does_not_handle_an_id_twice(tmp_path):
     assert handled == [3, 6]
     logic.flush()
     [(_, frames)] = [m for m in logic.outbox if protocol.decode(m[1]).__class__ is protocol.Ack]
-    assert sorted(e[1] for e in protocol.decode(frames).entries) == [1, 2, 3, 5, 6]  # re-ACKed
+    re_acked = acks.entries(protocol.decode(frames).groups)
+    assert sorted(e[1] for e in re_acked) == [1, 2, 3, 5, 6]
     logic.journal.close()
 
     journal = CollectorJournal(path)  # killed before its batch was folded in: none lost
@@ -657,7 +658,7 @@ def test_an_item_re_driven_before_a_crash_is_neither_lost_nor_shifts_the_others(
         handed |= _payloads(sent(s, now))
     for seq in (1, 2):  # the next two are collected
         assert handed[seq] == {"n": seq + 1, "meta": None}
-        s.on_ack([["S_A", seq, None, None, b"w1", None, True]], now)
+        s.on_ack(acks.plain("S_A", [seq]), now)
         s.on_worker_message(cls.endpoint, b"w1", protocol.Credit(1), now)
         s.dispatch(now)
         handed |= _payloads(sent(s, now))
@@ -665,12 +666,12 @@ def test_an_item_re_driven_before_a_crash_is_neither_lost_nor_shifts_the_others(
         protocol.Control(1, "retry_failed", {"ids": ["S_A/0"]}), now
     )
     assert ok and body["retried"] == [{"item_id": "S_A/0", "new_item_id": "S_A/4"}]
-    s.on_ack([["S_A", 3, None, None, b"w1", None, True]], now)  # seq 3 was handle()'s 4th item
+    s.on_ack(acks.plain("S_A", [3]), now)  # seq 3 was handle()'s 4th item
     s.on_worker_message(cls.endpoint, b"w1", protocol.Credit(1), now)
     s.dispatch(now)
     handed |= _payloads(sent(s, now))
     assert handed[4] == {"n": 1, "meta": None}  # the re-driven item
-    s.on_ack([["S_A", 4, None, None, b"w1", None, True]], now)  # collected; then the crash
+    s.on_ack(acks.plain("S_A", [4]), now)  # collected; then the crash
     s.on_worker_message(cls.endpoint, b"w1", protocol.Credit(1), now)
     s.dispatch(now)
     handed |= _payloads(sent(s, now))
@@ -680,7 +681,7 @@ def test_an_item_re_driven_before_a_crash_is_neither_lost_nor_shifts_the_others(
     assert again == {5: {"n": 5, "meta": None}, 6: {"n": 6, "meta": None}}
     assert s.tasks["S_A"].failed == []  # S_A/0 was re-driven as S_A/4 and collected
     assert s.tasks["S_A"].collected == 4
-    s.on_ack([["S_A", seq, None, None, b"w1", None, True] for seq in again], 1.0)
+    s.on_ack(acks.plain("S_A", list(again)), 1.0)
     assert s.done and s.tasks["S_A"].collected == 6
     journal.close(complete=True)
 
@@ -748,7 +749,7 @@ def test_a_re_driven_item_not_collected_before_the_crash_goes_out_again(tmp_path
     assert "S_A" not in loaded.finished
     assert _payloads(sent(s, 5.0)) == {3: {"n": 1, "x": 0}}  # the re-driven item alone
     assert s.tasks["S_A"].failed == [] and s.resuming["S_A"].re_handed_out == 1
-    s.on_ack([["S_A", 3, None, None, b"w1", None, True]], 6.0)
+    s.on_ack(acks.plain("S_A", [3]), 6.0)
     assert s.done and s.tasks["S_A"].collected == 3
     assert list(s.latencies) == [1.0]  # handed out at 5, ACKed at 6
     journal.close(complete=True)

@@ -20,6 +20,10 @@ from zmqpipeline.utils.serializer import deserialize, serialize
 codec = Codec(1 << 20)
 
 WID = b"host:1:abc"
+ACK_GROUPS = [
+    protocol.ack_group("CALC", WID, [3, 4], [None, None], [None, None], [None, None], [True, True]),
+    protocol.ack_group("C", WID, [5, 3], [{"n": 1}, None], ["e", None], [{}, None], [True, False]),
+]
 BUILT = {
     "ready": (codec.ready("CALC", 3, 2, 2), protocol.Ready("CALC", 3, 2, 2)),
     "recall": (codec.recall(3), protocol.Recall(3)),
@@ -46,12 +50,8 @@ BUILT = {
     ),
     "skip": (codec.skip(7, "CALC", 3), protocol.Skip(7, "CALC", 3)),
     "ack": (
-        codec.ack(
-            7, [["CALC", 3, None, None, WID, None, False], ["C", 4, {"n": 1}, "err", WID, {}, True]]
-        ),
-        protocol.Ack(
-            7, [["CALC", 3, None, None, WID, None, False], ["C", 4, {"n": 1}, "err", WID, {}, True]]
-        ),
+        codec.ack(7, ACK_GROUPS),
+        protocol.Ack(7, ACK_GROUPS),
     ),
     "finished": (codec.finished(7), protocol.Finished(7)),
     "meta": (codec.meta({"m": 1}), protocol.Meta({"m": 1})),
@@ -108,32 +108,25 @@ V = protocol.VERSION
         ([bytes((V, 0x04)), msgpack.packb({"n": 1})], "malformed body"),
         ([bytes((V, 0x03)), msgpack.packb([1, [[1]]])], "malformed body"),
         ([bytes((V, 0x03)), msgpack.packb([1, [["x", {}]]])], "malformed body"),
-        (
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, 5, None, b"w", None, True]]])],
-            "malformed body",
-        ),
-        ([bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None]]])], "malformed body"),
         ([bytes((V, 0x04)), msgpack.packb([True])], "malformed body"),  # a bool is no credit
         ([bytes((V, 0x06)), msgpack.packb([])], "malformed body"),  # HEARTBEAT names a worker
-        (
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, "w", None, True]]])],
-            "malformed body",
-        ),
-        (
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", True, None, None, b"w", None, True]]])],
-            "malformed body",
-        ),
-        (
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", [1], True]]])],
-            "malformed body",
-        ),
-        (  # a version 3 entry, without ``first``
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", None]]])],
-            "malformed body",
-        ),
-        (  # ``first`` is a bool
-            [bytes((V, 0x0D)), msgpack.packb([1, [["T", 1, None, None, b"w", None, 1]]])],
-            "malformed body",
+        *(  # ACK groups: [task_type, worker_id, seqs, ack_data, errors, results, firsts]
+            ([bytes((V, 0x0D)), msgpack.packb([1, [group]])], "malformed body")
+            for group in [
+                ["T", b"w", [1], [5], None, None, None],  # ACK data is a dict
+                ["T", b"w", [1], None, None],  # too short
+                ["T", "w", [1], None, None, None, None],  # the worker id is bytes
+                [7, b"w", [1], None, None, None, None],  # the task type is a str
+                ["T", b"w", 1, None, None, None, None],  # seqs is a list
+                ["T", b"w", [True], None, None, None, None],  # a bool is no seq
+                ["T", b"w", ["1"], None, None, None, None],
+                ["T", b"w", [1, 2], [None], None, None, None],  # a column as long as seqs
+                ["T", b"w", [1], None, [3], None, None],  # an error is a str
+                ["T", b"w", [1], None, None, [[1]], None],  # a result is a dict
+                ["T", b"w", [1], None, None, None, [1]],  # ``first`` is a bool
+                ["T", b"w", [1], None, None, None, True],  # firsts is a list
+                ["T", 1, None, None, b"w", None, True],  # a version 4 entry
+            ]
         ),
         ([bytes((V, 0x0A)), msgpack.packb([1, "T", b"w", [[1, 5]]])], "malformed body"),
         ([bytes((V, 0x0A)), msgpack.packb([1, "T", "w", [[1, None]]])], "malformed body"),
@@ -314,3 +307,12 @@ def test_a_kind_not_accepted_where_it_arrives_is_a_wrong_direction():
         decode(frames, {protocol.DATA, protocol.END}, "from the distributor")
     assert info.value.category == "wrong direction"
     assert str(info.value.reason) == "CREDIT is not expected from the distributor"
+
+
+def test_an_ack_group_sends_a_column_only_when_a_value_in_it_is_not_the_default():
+    plain = protocol.ack_group("T", WID, [1, 2], [None] * 2, [None] * 2, [None] * 2, [True] * 2)
+    assert plain == ["T", WID, [1, 2], None, None, None, None]
+    firsts = [True, False]
+    mixed = protocol.ack_group("T", WID, [1, 2], [None, {"a": 1}], [None] * 2, [{}, None], firsts)
+    assert mixed == ["T", WID, [1, 2], [None, {"a": 1}], None, [{}, None], firsts]
+    assert decode(codec.ack(3, [plain, mixed])) == protocol.Ack(3, [plain, mixed])

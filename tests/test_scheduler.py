@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import acks
 import pytest
 
 from zmqpipeline import ConfigurationError, EndpointAddress, Settings, Task, TaskType, protocol
@@ -90,7 +91,7 @@ def ack(s, task_type, seqs, now, error=None, by=b"w1", results=None, first=None)
     results = results or {}
     first = error is None if first is None else first
     entries = [[task_type, seq, {"seq": seq}, error, by, results.get(seq), first] for seq in seqs]
-    s.on_ack(entries, now)
+    s.on_ack(acks.groups(entries), now)
 
 
 def test_start_tells_the_collector_and_welcomes_waiting_workers():
@@ -157,7 +158,7 @@ def test_duplicate_and_unknown_acks_are_ignored():
     sent(s)
     ack(s, "S_A", [0], 0.1)
     ack(s, "S_A", [0, 99], 0.1)
-    s.on_ack([["NO_SUCH_TYPE", 0, None, None, b"w1", None, True]], 0.1)
+    s.on_ack(acks.groups([["NO_SUCH_TYPE", 0, None, None, b"w1", None, True]]), 0.1)
     assert s.tasks["S_A"].collected == 1 and s.stale_acks == 3 and not s.done
 
 
@@ -251,9 +252,9 @@ def test_an_item_failed_for_good_then_collected_counts_collected_even_without_ac
     # carries nothing but ``first``, which a duplicate's re-ACK does not have.
     s, now = _item_0_fails_for_good(2)
     assert [f["item_id"] for f in s.tasks["S_A"].failed] == ["S_A/0"] and not s.done
-    s.on_ack([["S_A", 0, None, None, b"w1", None, False]], now)  # a duplicate's re-ACK
+    s.on_ack(acks.groups([["S_A", 0, None, None, b"w1", None, False]]), now)  # a duplicate's re-ACK
     assert [f["item_id"] for f in s.tasks["S_A"].failed] == ["S_A/0"] and s.stale_acks == 1
-    s.on_ack([["S_A", 0, None, None, b"w1", None, True]], now)  # collected, late
+    s.on_ack(acks.groups([["S_A", 0, None, None, b"w1", None, True]]), now)  # collected, late
     assert s.tasks["S_A"].failed == [] and s.tasks["S_A"].collected == 1
     ack(s, "S_A", [1], now)
     assert s.done and s.summary(False)["failed"] == []
@@ -286,6 +287,33 @@ def test_collector_error_sends_the_item_round_again():
     s.dispatch(5.0)
     assert data_items(sent(s)) == [0]
     ack(s, "S_A", [0], 5.1)
+    assert s.done and s.summary(False)["failed"] == []
+
+
+def test_an_ack_group_mixing_errors_duplicates_and_collections_settles_each_item():
+    s = make(task_class("S_A", 4))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 4, 4, 1), 0.0)
+    assert data_items(sent(s)) == [0, 1, 2, 3]
+    group = acks.groups(
+        [
+            ["S_A", 0, {"n": 0}, None, b"w1", None, True],
+            ["S_A", 1, None, "handle_collection broke", b"w1", None, False],
+            ["S_A", 0, None, None, b"w1", None, False],  # a duplicate's re-ACK
+            ["S_A", 2, {"n": 2}, None, b"w1", None, True],
+            ["S_A", 3, None, None, b"w1", None, True],
+        ]
+    )
+    assert len(group) == 1 and group[0][2] == [0, 1, 0, 2, 3]
+    s.on_ack(group, 0.5)
+    state = s.tasks["S_A"]
+    assert state.collected == 3 and sorted(state.in_flight) == [1] and s.stale_acks == 1
+    assert state.last_ack_data is None  # the last collected item's (3: none)
+    assert state.workers[b"w1"].completed == 3 and state.workers[b"w1"].held == set()
+    s.on_worker_message(EP, b"w1", protocol.Credit(4), 0.5)
+    s.dispatch(5.0)
+    assert data_items(sent(s)) == [1]  # the one handle_collection raised on, again
+    ack(s, "S_A", [1], 5.1)
     assert s.done and s.summary(False)["failed"] == []
 
 
@@ -334,7 +362,7 @@ def test_a_task_may_go_on_after_handle_raised():
 
 
 def test_an_ack_of_two_tasks_and_three_workers_credits_each_where_it_belongs():
-    # on_ack looks up a task and a worker once per run of entries: runs that change
+    # on_ack looks up a task and a worker once per group of an ACK: groups that change
     # task or worker, and a result that came from a worker other than the holder.
     s = make(task_class("S_A", 4), task_class("S_B", 2, EP_B))
     s.start({}, 0.0)
@@ -356,7 +384,7 @@ def test_an_ack_of_two_tasks_and_three_workers_credits_each_where_it_belongs():
         ["S_B", b1[1], None, None, b"b1", None, True],
         ["S_A", a1[1], None, None, b"a1", None, True],
     ]
-    s.on_ack(entries, 0.5)
+    s.on_ack(acks.groups(entries), 0.5)
     assert a.collected == 4 and b.collected == 2 and not a.in_flight and not b.in_flight
     workers = {**a.workers, **b.workers}
     assert {wid: w.completed for wid, w in workers.items()} == {b"a1": 2, b"a2": 2, b"b1": 2}

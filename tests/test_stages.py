@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import acks
 import pytest
 import zmq
 from conftest import FORK
@@ -336,7 +337,7 @@ def test_the_collector_forwards_results_once_and_skips_quiet_types():
     logic.on_result(protocol.Result(1, "B", b"w", [[0, {"y": 2}]]))
     logic.flush()
     _, frames = logic.outbox[-1]
-    entries = protocol.decode(frames).entries
+    entries = acks.entries(protocol.decode(frames).groups)
     assert [(e[0], e[1], e[5]) for e in entries] == [
         ("A", 0, {"x": 1}),
         ("A", 1, {}),
@@ -596,7 +597,7 @@ def test_user_code_error_in_the_collector_never_forwards():
     logic.on_distributor(b"D", protocol.Start(1, {}, ["A"], ["A"], []), 0.0)
     logic.on_result(protocol.Result(1, "A", b"w", [[0, {"x": 1}]]))
     logic.flush()
-    entry = protocol.decode(logic.outbox[-1][1]).entries[0]
+    entry = acks.entries(protocol.decode(logic.outbox[-1][1]).groups)[0]
     assert entry[3] == "ValueError: no" and entry[5] is None  # retried, then forwarded once
 
 

@@ -78,7 +78,7 @@ class CollectorLogic:
         self.forward: frozenset[str] = frozenset()
         self.quiet: frozenset[str] = frozenset()
         self.early: list[protocol.Result] = []
-        self.entries: list[list[Any]] = []  # ACK entries not yet sent
+        self.groups: list[list[Any]] = []  # ACK groups not yet sent
         self.outbox: deque[tuple[bytes, list[bytes]]] = deque()
         self.end: dict[str, Any] | None = None
         self.collected = 0
@@ -103,35 +103,52 @@ class CollectorLogic:
         if seen is None:
             self.drops.drop("unknown task type", repr(task_type))
             return
-        entries, collect, journal = self.entries, self.collect, self.journal
+        collect, journal = self.collect, self.journal
         forward, quiet = task_type in self.forward, task_type in self.quiet
+        # One ACK group per RESULT: a column per field (see protocol.ack_group).
+        seqs: list[int] = []
+        acks: list[dict[str, Any] | None] = []
+        errors: list[str | None] = []
+        results: list[dict[str, Any] | None] = []
+        firsts: list[bool] = []
         for seq, result in msg.items:
+            seqs.append(seq)
             if seq in seen:
                 # ACK it again: the first ACK may have been lost (a distributor restarted,
                 # a link was cut); the distributor ignores ACKs of items it does not await.
                 # Never with the result: a stage gets each result once.
                 self.duplicates += 1
-                entries.append([task_type, seq, None, None, worker_id, None, False])
+                acks.append(None)
+                errors.append(None)
+                results.append(None)
+                firsts.append(False)
                 continue
             ack_data = None
             if not quiet:
                 try:
                     ack_data = collect(task_type, seq, result or {})
                 except UserCodeError as exc:
-                    entries.append([task_type, seq, None, exc.text, worker_id, None, False])
+                    acks.append(None)
+                    errors.append(exc.text)
+                    results.append(None)
+                    firsts.append(False)
                     continue
             seen.add(seq)
             if journal is not None:
                 journal.handled(task_type, seq)
-            self.collected += 1
-            forwarded = (result or {}) if forward else None
-            entries.append([task_type, seq, ack_data, None, worker_id, forwarded, True])
+            acks.append(ack_data)
+            errors.append(None)
+            results.append((result or {}) if forward else None)
+            firsts.append(True)
+        self.collected += firsts.count(True)
+        group = protocol.ack_group(task_type, worker_id, seqs, acks, errors, results, firsts)
+        self.groups.append(group)
 
     def flush(self) -> None:
-        """Turn the ACK entries gathered so far into one ACK message."""
-        if self.entries and self.run is not None and self.distributor is not None:
-            entries, self.entries = self.entries, []
-            self._send(self.codec.ack(self.run, entries))
+        """Turn the ACK groups gathered so far into one ACK message."""
+        if self.groups and self.run is not None and self.distributor is not None:
+            groups, self.groups = self.groups, []
+            self._send(self.codec.ack(self.run, groups))
 
     # -- from the distributor ------------------------------------------------------------
 
@@ -168,7 +185,7 @@ class CollectorLogic:
     def _start(self, msg: protocol.Start) -> None:
         if self.run is not None:
             logger.warning("a new run started before the end of the current one: following it")
-            self.entries.clear()  # ACKs of the old run
+            self.groups.clear()  # ACKs of the old run
         self.run = msg.run
         self.metadata = msg.metadata
         self.seen = {tt: SeenSet() for tt in msg.task_types}

@@ -25,6 +25,12 @@ logger = logging.getLogger("zmqpipeline.distributor")
 _DRAIN = 1000  # messages read from one socket before the others get a turn
 _WAITING_LOG_S = 5.0
 
+
+def _lone(groups: list[list[Any]]) -> bool:
+    """An ACK of one item (``groups`` as protocol.ack_group makes them)."""
+    return len(groups) == 1 and len(groups[0][2]) == 1
+
+
 _FROM_WORKER = frozenset(
     {
         protocol.READY,
@@ -194,7 +200,7 @@ class Links:
                 self._on_metadata(frames[0], msg, now)
             else:
                 finished |= self._on_collector(msg, now)
-                if type(msg) is protocol.Ack and len(msg.entries) == 1:
+                if type(msg) is protocol.Ack and _lone(msg.groups):
                     # A lone item's ACK: the items its credit makes room for go out
                     # (dispatch, flush) before anyone asks whether another ACK came (a
                     # libzmq call on every round trip's path); the next poll asks.
@@ -208,7 +214,7 @@ class Links:
         elif msg.run != scheduler.run:
             self.rt.drops.drop("other run", "a message of another run from the collector")
         elif type(msg) is protocol.Ack:
-            scheduler.on_ack(msg.entries, now)
+            scheduler.on_ack(msg.groups, now)
         else:
             return True
         return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
+from itertools import repeat
 from typing import Any
 
 from . import protocol
@@ -286,69 +287,77 @@ class Scheduler(HandOut):
 
     # -- messages from the collector --------------------------------------------------
 
-    def on_ack(self, entries: list[list[Any]], now: float) -> None:
-        # Every item's path once. An ACK's entries come in runs of one task and one
-        # worker: what they share is looked up once per run, not once per entry.
-        touched: set[str] = set()
+    def on_ack(self, groups: list[list[Any]], now: float) -> None:
+        # Every item's path once. An ACK comes in groups of one task type and one worker
+        # (protocol.ack_group): what a group shares is looked up and counted once.
+        touched: dict[str, TaskState] = {}
         self.last_ack_at = now
-        tasks, worker_log, latencies = self.tasks, self.worker_log, self.latencies
-        journal = self.journal if self.journal.records else None
+        latencies, journal = self.latencies, self.journal if self.journal.records else None
         fed = self.stages.fed
-        task_of: str | None = None  # the task type and worker the lookups below are for
-        by: bytes | None = None
-        state: TaskState | None = None
-        worker: WorkerRecord | None = None
-        log: dict[str, Any] | None = None
-        waits: list[float] = []  # hand-out to ACK, for the time limit of ``state``'s task
-        waits_of: dict[str, list[float]] = {}
-        for task_type, seq, ack_data, error, executed_by, result, first in entries:
-            if task_type != task_of:
-                task_of, by, state = task_type, None, tasks.get(task_type)
-                waits = waits_of.setdefault(task_type, [])
-            item = state.in_flight.get(seq) if state is not None else None
-            if state is None or item is None:
-                if state is not None and error is None:
-                    if self._late_ack(state, seq):
-                        continue
-                    # Collected now, not a duplicate's re-ACK: an item we had failed?
-                    if first and self._collected_after_failing(state, seq, executed_by, result):
-                        continue
-                self.stale_acks += 1
+        for task_type, executed_by, seqs, ack_data, errors, results, firsts in groups:
+            state = self.tasks.get(task_type)
+            if state is None:
+                self.stale_acks += len(seqs)
                 continue
-            touched.add(task_type)
-            if error is not None:  # handle_collection raised: try the item again
-                self._unassign(state, item)
-                self._retry(state, item, error, now, user_error=True)
-                continue
-            if executed_by != by:
-                by = executed_by
-                worker = state.workers.get(executed_by)
-                log = worker_log.get(executed_by)
-            del state.in_flight[seq]
-            holder = item.worker
-            if holder is not None:  # _unassign, with the lookup above
-                owner = worker if holder == executed_by else state.workers.get(holder)
-                if owner is not None:
-                    owner.held.discard(seq)
-                item.worker = None
-            if journal is not None:
-                journal.acked(task_type, seq)
-            if worker is not None:
-                worker.completed += 1
-            if log is not None:
-                log["collected"] += 1
-            state.collected += 1
-            state.last_ack_data = ack_data
-            state.held_back = False
-            waits.append(now - item.sent_at)
-            latencies.append(now - item.first_sent_at)
-            if result is not None and task_type in fed:
-                feed(self, state, seq, result)  # its first ACK: once per item
-        for task_type, samples in waits_of.items():
-            if samples:  # an unknown task type has none
-                tasks[task_type].timer.observe_all(samples)
-        for task_type in touched:
-            self._check_finished(tasks[task_type])
+            n = len(seqs)
+            rows = zip(
+                seqs,
+                ack_data or repeat(None, n),
+                errors or repeat(None, n),
+                results or repeat(None, n),
+                firsts or repeat(True, n),
+                strict=True,
+            )
+            in_flight, workers = state.in_flight, state.workers
+            worker = workers.get(executed_by)
+            waits: list[float] = []  # hand-out to ACK, for the task's time limit
+            found = False
+            last_data = None
+            for seq, data, error, result, first in rows:
+                item = in_flight.get(seq)
+                if item is None:
+                    if error is None:
+                        if self._late_ack(state, seq):
+                            continue
+                        # Collected now, not a duplicate's re-ACK: an item we had failed?
+                        if first and self._collected_after_failing(state, seq, executed_by, result):
+                            continue
+                    self.stale_acks += 1
+                    continue
+                found = True
+                if error is not None:  # handle_collection raised: try the item again
+                    self._unassign(state, item)
+                    self._retry(state, item, error, now, user_error=True)
+                    continue
+                del in_flight[seq]
+                holder = item.worker
+                if holder is not None:  # _unassign, with the lookup above
+                    owner = worker if holder == executed_by else workers.get(holder)
+                    if owner is not None:
+                        owner.held.discard(seq)
+                    item.worker = None
+                if journal is not None:
+                    journal.acked(task_type, seq)
+                last_data = data
+                waits.append(now - item.sent_at)
+                latencies.append(now - item.first_sent_at)
+                if result is not None and task_type in fed:
+                    feed(self, state, seq, result)  # its first ACK: once per item
+            if waits:
+                collected = len(waits)
+                state.collected += collected
+                state.last_ack_data = last_data
+                state.held_back = False
+                state.timer.observe_all(waits)
+                if worker is not None:
+                    worker.completed += collected
+                log = self.worker_log.get(executed_by)
+                if log is not None:
+                    log["collected"] += collected
+            if found:
+                touched[task_type] = state
+        for state in touched.values():
+            self._check_finished(state)
 
     def _collected_after_failing(
         self, state: TaskState, seq: Any, executed_by: bytes, result: dict[str, Any] | None

@@ -34,7 +34,8 @@ PING       D→C    run                                the distributor is alive
 HELLO      C→D    collector_id                       answers PING: the collector is up
 START      D→C    run, metadata, task_types, forward, quiet  a run begins
 SKIP       D→C    run, task_type, seq                seq failed for good
-ACK        C→D    run, entries: [[task_type, seq, ack_data, error, worker_id, result], ...]
+ACK        C→D    run, groups: [[task_type, worker_id, seqs, ack_data, errors, results,
+                  firsts], ...]  (columns: see :func:`ack_group`)
 FINISHED   C→D    run                                handle_finished has run
 META       M→D    metadata                           the run's metadata
 META_OK    D→M    (empty)                            metadata received
@@ -71,8 +72,8 @@ CONTROL_REPLY  D→O    request_id, ok, body           the new state, the status
 
 Streaming stages (see :mod:`zmqpipeline.stages`): START's ``forward`` lists the task types
 whose results feed a stage, ``quiet`` those whose results the collector does not pass to
-``handle_collection``; for a ``forward`` type, an item's first ACK entry carries the
-worker's result (``result``; ``None`` on every other entry, duplicates included).
+``handle_collection``; for a ``forward`` type, an item's first ACK carries the worker's
+result in its ``results`` column (``None`` on every other ACK, duplicates included).
 
 Pushing items into an open-ended task (``P`` a pusher: ``zmqpipeline push`` or
 :class:`zmqpipeline.Pusher`), on the distributor's push endpoint; see
@@ -99,10 +100,10 @@ a builder on :class:`Codec`, and a line in the table above.
 """
 
 from . import records, wire
-from .codec import Codec
+from .codec import Codec, ack_group
 from .records import *  # noqa: F403  (every record, named in records.__all__)
 from .wire import *  # noqa: F403  (kinds, limits, decode, named in wire.__all__)
 
-__all__ = ["Codec"]
+__all__ = ["Codec", "ack_group"]
 __all__ += records.__all__
 __all__ += wire.__all__

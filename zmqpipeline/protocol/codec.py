@@ -47,7 +47,7 @@ from .wire import (
     clip_error,
 )
 
-__all__ = ["Codec"]
+__all__ = ["Codec", "ack_group"]
 
 
 def _array_header(n: int) -> bytes:
@@ -61,6 +61,35 @@ def _array_header(n: int) -> bytes:
 def _result_message(head: bytes, packed: list[bytes]) -> list[bytes]:
     """RESULT from its packed head and entries (msgpack arrays concatenate)."""
     return [_HEADERS[RESULT], b"".join([head, _array_header(len(packed)), *packed])]
+
+
+def ack_group(
+    task_type: str,
+    worker_id: bytes,
+    seqs: list[int],
+    ack_data: list[dict[str, Any] | None],
+    errors: list[str | None],
+    results: list[dict[str, Any] | None],
+    firsts: list[bool],
+) -> list[Any]:
+    """One group of an ACK: the items of one task type one worker executed, a column per
+    field, in the order they were collected. ``ack_data``: what ``handle_collection``
+    returned; ``errors``: its error if it raised (the item is tried again); ``results``:
+    the worker's result, for a task type that feeds a stage, on the item's first ACK;
+    ``firsts``: the collector handled the item in this ACK (``False`` for a duplicate's
+    re-ACK). A column whose values are all the default (``None``; ``True`` for
+    ``firsts``) travels as ``None``: the common group is a task type, a worker and a list
+    of plain ints."""
+    n = len(seqs)
+    return [
+        task_type,
+        worker_id,
+        seqs,
+        None if ack_data.count(None) == n else ack_data,
+        None if errors.count(None) == n else errors,
+        None if results.count(None) == n else results,
+        None if firsts.count(True) == n else firsts,
+    ]
 
 
 class Codec:
@@ -206,8 +235,9 @@ class Codec:
     def skip(self, run: int, task_type: str, seq: int) -> list[bytes]:
         return self.encode(SKIP, [run, task_type, seq])
 
-    def ack(self, run: int, entries: list[list[Any]]) -> list[bytes]:
-        return self.encode(ACK, [run, entries])
+    def ack(self, run: int, groups: list[list[Any]]) -> list[bytes]:
+        """``groups``: made by :func:`ack_group`."""
+        return self.encode(ACK, [run, groups])
 
     def finished(self, run: int) -> list[bytes]:
         return self.encode(FINISHED, [run])

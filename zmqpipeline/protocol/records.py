@@ -131,7 +131,8 @@ class Skip(NamedTuple):
 
 class Ack(NamedTuple):
     run: int
-    entries: list[list[Any]]
+    # [[task_type, worker_id, seqs, ack_data, errors, results, firsts], ...]: see ack_group
+    groups: list[list[Any]]
 
 
 class Finished(NamedTuple):

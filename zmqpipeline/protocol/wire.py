@@ -92,8 +92,9 @@ __all__ = [
 ]
 
 #: 3: START's forward/quiet lists, ACK entries' result (streaming stages); 4: ACK entries'
-#: ``first`` (the collector handled the id in this ACK, it is no duplicate's re-ACK)
-VERSION = 4
+#: ``first`` (the collector handled the id in this ACK, it is no duplicate's re-ACK);
+#: 5: an ACK's entries in groups, one per task type and worker, a column per field
+VERSION = 5
 
 #: Largest message of a control kind (no user data in it) any role accepts.
 CONTROL_MAX_BYTES = 64 * 1024
@@ -214,20 +215,38 @@ def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...]
     return True
 
 
-def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, seq, ack data, error, by, result, first]]
-    for entry in body[1]:
-        if type(entry) is not list or len(entry) != 7:
+def _column_ok(column: Any, n: int, kind: type[Any]) -> bool:
+    """An ACK group's column: ``None`` (every item has the default) or ``n`` values, each
+    ``None`` or of ``kind``."""
+    if column is None:
+        return True
+    if type(column) is not list or len(column) != n:
+        return False
+    return all(value is None or type(value) is kind for value in column)
+
+
+def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, by, seqs, ack data, errors, results, firsts]]
+    for group in body[1]:
+        if type(group) is not list or len(group) != 7:
             return False
-        task_type, seq, ack_data, error, executed_by, result, first = entry
-        if type(task_type) is not str or type(seq) is not int or type(executed_by) is not bytes:
+        task_type, executed_by, seqs, ack_data, errors, results, firsts = group
+        if type(task_type) is not str or type(executed_by) is not bytes or type(seqs) is not list:
             return False
-        if type(first) is not bool:
+        for seq in seqs:
+            if type(seq) is not int:
+                return False
+        n = len(seqs)
+        if not (
+            _column_ok(ack_data, n, dict)
+            and _column_ok(errors, n, str)
+            and _column_ok(results, n, dict)
+        ):
             return False
-        if ack_data is not None and type(ack_data) is not dict:
-            return False
-        if error is not None and type(error) is not str:
-            return False
-        if result is not None and type(result) is not dict:
+        if firsts is not None and (
+            type(firsts) is not list
+            or len(firsts) != n
+            or not all(type(first) is bool for first in firsts)
+        ):
             return False
     return True
 
