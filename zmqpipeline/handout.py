@@ -135,17 +135,17 @@ class HandOut(Liveness):
                 break
             else:
                 taken.append(item)
-        if room > len(taken):
-            taken += self._new_items(state, worker.wid, room - len(taken), now)
-        if not taken:
-            return []
-        wid, held = worker.wid, worker.held
+        wid = worker.wid
         for item in taken:
             item.worker = wid
             item.sent_at = now
             if not item.first_sent_at:  # one a resumed run hands out again (a re-drive)
                 item.first_sent_at = now
-            held.add(item.seq)
+        if room > len(taken):
+            taken += self._new_items(state, wid, room - len(taken), now)  # made for wid
+        if not taken:
+            return []
+        worker.held.update([item.seq for item in taken])
         worker.credit -= len(taken)
         self.worker_log[wid]["handed_out"] += len(taken)
         return [[item.seq, item.payload] for item in taken]
@@ -194,10 +194,10 @@ class HandOut(Liveness):
         return None
 
     def _new_items(self, state: TaskState, wid: bytes, room: int, now: float) -> list[Item]:
-        """Up to ``room`` new items from the task (fewer if it is complete, holds back,
-        raises, or a bound is reached). Every item's path: user code is called here
-        directly (``user_code_error`` is ``call_user``'s except branch), and what holds
-        for the whole batch is asked once."""
+        """Up to ``room`` new items from the task, for worker ``wid`` and handed out
+        ``now`` (fewer if it is complete, holds back, raises, or a bound is reached).
+        Every item's path: user code is called here directly (``user_code_error`` is
+        ``call_user``'s except branch), and what holds for the whole batch is asked once."""
         task = state.task
         if task.is_complete or state.held_back or self.draining:
             return []
@@ -248,7 +248,7 @@ class HandOut(Liveness):
                 break
             seq = state.next_seq
             state.next_seq = seq + 1
-            item = in_flight[seq] = Item(seq, payload, first_sent_at=now)
+            item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)  # sent now
             made.append(item)
             if record:
                 self.journal.handed_out(state.task_type, seq)
