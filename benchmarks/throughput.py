@@ -7,7 +7,8 @@ For 1, 2 and 4 workers, over ipc and tcp, the same run measures:
 * the bare pyzmq pipeline of benchmarks/_bare.py, same topology and roles (ROUTER ->
   DEALER workers with credit -> PUSH/PULL collector -> ACK back), one item per message,
   msgpack payloads, a credit window per worker of zmqpipeline's largest prefetch
-  (``settings.MAX_PREFETCH``, 128; it was 64 until the eighth pass of issue 17);
+  (``settings.MAX_PREFETCH``, 256; it was 64 until the eighth pass of issue 17, 128
+  until the ninth);
 * the same bare pipeline "batched" like zmqpipeline (all of a worker's credit in one
   message, credit back in chunks, one ACK message per batch of results read): what is
   left between it and zmqpipeline is the framework's own cost;

@@ -55,11 +55,11 @@ RETRY_BACKOFF_MAX_S = 2.0
 #: at least ``PREFETCH``, at most ``MAX_PREFETCH``, and in between as many as its threads
 #: get through in ``PREFETCH_WINDOW_S`` plus two batches' linger (measured as it works):
 #: credit is asked back with each batch of results. 10 ms items get about 22, empty items
-#: 128 (room for two full batches of results: each message's wake-up is shared by twice
-#: as many items as at 64); once a task is complete the fair tail evens out what workers
-#: hold.
+#: 256 (room for two full batches of results, so each message and the wake-up it costs
+#: on both sides is shared by many items); once a task is complete the fair tail evens
+#: out what workers hold.
 PREFETCH = 1
-MAX_PREFETCH = 128
+MAX_PREFETCH = 256
 PREFETCH_WINDOW_S = 0.02
 #: A worker holds its results and sends them (and the credit they free) together: when
 #: it has nothing queued, when it holds ``RESULT_BATCH_ITEMS``, or when the oldest would
@@ -68,7 +68,7 @@ PREFETCH_WINDOW_S = 0.02
 #: holds at most half the worker's credit, which covers two lingers. Fewer messages per
 #: item: below the machine's per-message wake-up cost (benchmarks/RESULTS.md).
 RESULT_LINGER_S = 0.1
-RESULT_BATCH_ITEMS = 64
+RESULT_BATCH_ITEMS = 128
 #: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
 MAX_IN_FLIGHT = 10_000
 #: Items one worker may hold at once, whatever it asks for (threads + prefetch fit well
