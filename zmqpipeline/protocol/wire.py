@@ -93,7 +93,8 @@ __all__ = [
 
 #: 3: START's forward/quiet lists, ACK entries' result (streaming stages); 4: ACK entries'
 #: ``first`` (the collector handled the id in this ACK, it is no duplicate's re-ACK);
-#: 5: an ACK's entries in groups, one per task type and worker, a column per field
+#: 5: an ACK's entries in groups (one per RESULT: its task type and worker), a column
+#: per field
 VERSION = 5
 
 #: Largest message of a control kind (no user data in it) any role accepts.
