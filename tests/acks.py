@@ -34,6 +34,7 @@ def entries(groups: list[list[Any]]) -> list[list[Any]]:
     out = []
     for task_type, by, seqs, ack_data, errors, results, firsts in groups:
         n = len(seqs)
+        assert all(c is None or len(c) == n for c in (ack_data, errors, results, firsts))
         for i, seq in enumerate(seqs):
             out.append(
                 [
@@ -46,7 +47,6 @@ def entries(groups: list[list[Any]]) -> list[list[Any]]:
                     firsts[i] if firsts else True,
                 ]
             )
-        assert all(column is None or len(column) == n for column in (ack_data, errors, results))
     return out
 
 

@@ -112,34 +112,30 @@ class CollectorLogic:
         results: list[dict[str, Any] | None] = []
         firsts: list[bool] = []
         for seq, result in msg.items:
-            seqs.append(seq)
+            ack_data = error = forwarded = None
+            first = False  # handled in this ACK (not a duplicate, handle_collection ran)
             if seq in seen:
                 # ACK it again: the first ACK may have been lost (a distributor restarted,
                 # a link was cut); the distributor ignores ACKs of items it does not await.
                 # Never with the result: a stage gets each result once.
                 self.duplicates += 1
-                acks.append(None)
-                errors.append(None)
-                results.append(None)
-                firsts.append(False)
-                continue
-            ack_data = None
-            if not quiet:
+            else:
                 try:
-                    ack_data = collect(task_type, seq, result or {})
+                    if not quiet:
+                        ack_data = collect(task_type, seq, result or {})
                 except UserCodeError as exc:
-                    acks.append(None)
-                    errors.append(exc.text)
-                    results.append(None)
-                    firsts.append(False)
-                    continue
-            seen.add(seq)
-            if journal is not None:
-                journal.handled(task_type, seq)
+                    error = exc.text  # not seen: the item is tried again
+                else:
+                    seen.add(seq)
+                    if journal is not None:
+                        journal.handled(task_type, seq)
+                    forwarded = (result or {}) if forward else None
+                    first = True
+            seqs.append(seq)
             acks.append(ack_data)
-            errors.append(None)
-            results.append((result or {}) if forward else None)
-            firsts.append(True)
+            errors.append(error)
+            results.append(forwarded)
+            firsts.append(first)
         self.collected += firsts.count(True)
         group = protocol.ack_group(task_type, worker_id, seqs, acks, errors, results, firsts)
         self.groups.append(group)

@@ -248,7 +248,8 @@ class HandOut(Liveness):
                 break
             seq = state.next_seq
             state.next_seq = seq + 1
-            item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)  # sent now
+            # worker, attempts, deaths, sent_at, first_sent_at: handed out now
+            item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
             made.append(item)
             if record:
                 self.journal.handed_out(state.task_type, seq)
