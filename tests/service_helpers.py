@@ -86,7 +86,7 @@ def run_service(
 def announcing_stop_signal(ready: Any) -> None:
     """In a child process: make every role's StopSignal set ``ready`` once its SIGINT/SIGTERM
     handlers are installed (so a test signals a role that is listening, not one starting)."""
-    import zmqpipeline.runtime as runtime
+    import zmqpipeline.runtime.runtime as runtime
 
     real = runtime.StopSignal
 

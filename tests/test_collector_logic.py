@@ -9,9 +9,9 @@ import pytest
 
 from zmqpipeline import Settings, protocol
 from zmqpipeline.collector import CollectorLogic
-from zmqpipeline.runtime import UserCodeError
-from zmqpipeline.state import SeenSet
-from zmqpipeline.transport import DropCounter
+from zmqpipeline.runtime.runtime import UserCodeError
+from zmqpipeline.runtime.seen import SeenSet
+from zmqpipeline.runtime.transport import DropCounter
 
 SETTINGS = Settings(heartbeat_interval_s=1.0, liveness_misses=3)
 D1, D2, W = b"dist-1", b"dist-2", b"host:1:w"

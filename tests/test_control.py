@@ -24,7 +24,7 @@ from test_security import keys, with_env  # noqa: F401  (keys: a fixture)
 
 import zmqpipeline as zp
 from zmqpipeline import Control, ControlError, Distributor, EndpointAddress, TaskType, protocol
-from zmqpipeline.control import ControlLogic, run_state
+from zmqpipeline.distributor.control import ControlLogic, run_state
 from zmqpipeline.security import generate_keys
 
 pytestmark = pytest.mark.timeout(60)

@@ -29,10 +29,10 @@ from zmqpipeline import (
     protocol,
 )
 from zmqpipeline.collector import CollectorLogic
-from zmqpipeline.collector_journal import CollectorJournal
+from zmqpipeline.journal.collector import CollectorJournal
 from zmqpipeline.journal import DistributorJournal, run_is_complete
-from zmqpipeline.scheduler import Scheduler
-from zmqpipeline.transport import DropCounter
+from zmqpipeline.distributor.scheduler import Scheduler
+from zmqpipeline.runtime.transport import DropCounter
 
 # -- the distributor's journal, alone ----------------------------------------------------
 
@@ -639,7 +639,7 @@ def test_an_item_re_driven_before_a_crash_is_neither_lost_nor_shifts_the_others(
     """retry_failed gives a failed item a new seq from the task's own numbering; a resumed
     run replays handle() and must number its items as before, skip the re-driven one if it
     was collected, and no longer report the original as failed."""
-    from zmqpipeline.control import ControlLogic
+    from zmqpipeline.distributor.control import ControlLogic
 
     cls = task_class("S_A", 6)
     journal = DistributorJournal(tmp_path / "d.sqlite")

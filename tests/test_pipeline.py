@@ -11,7 +11,7 @@ import pytest
 from conftest import FORK
 from pipelines import load, make_collector, make_task, make_worker, run_distributor
 
-import zmqpipeline.runtime as runtime_module
+import zmqpipeline.runtime.runtime as runtime_module
 from zmqpipeline import MetaDataWorker
 
 pytestmark = pytest.mark.timeout(60)

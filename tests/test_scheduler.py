@@ -9,8 +9,8 @@ import acks
 import pytest
 
 from zmqpipeline import ConfigurationError, EndpointAddress, Settings, Task, TaskType, protocol
-from zmqpipeline.scheduler import COLLECTOR, Scheduler, check_dependencies
-from zmqpipeline.state import SeenSet
+from zmqpipeline.distributor.scheduler import COLLECTOR, Scheduler, check_dependencies
+from zmqpipeline.runtime.seen import SeenSet
 
 for name in ("S_A", "S_B", "S_C"):
     TaskType.register_type(name)

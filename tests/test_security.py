@@ -38,7 +38,7 @@ from zmqpipeline.security import (
     generate_keys,
 )
 from zmqpipeline.settings import Settings
-from zmqpipeline.transport import close_sockets, new_context, open_socket
+from zmqpipeline.runtime.transport import close_sockets, new_context, open_socket
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -820,7 +820,7 @@ def test_items_pushed_over_curve_are_collected_and_a_stranger_cannot_push(
         import json
         from dataclasses import asdict
 
-        from zmqpipeline import runtime
+        from zmqpipeline.runtime import runtime
 
         real = runtime.RoleRuntime.open
 

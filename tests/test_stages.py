@@ -33,13 +33,13 @@ from zmqpipeline import (
     Task,
     TaskType,
     protocol,
-    runtime,
 )
 from zmqpipeline.collector import CollectorLogic
-from zmqpipeline.pusher import PushLogic
-from zmqpipeline.runtime import UserCodeError
-from zmqpipeline.state import check_dependencies
-from zmqpipeline.transport import DropCounter
+from zmqpipeline.distributor.push import PushLogic
+from zmqpipeline.runtime import runtime
+from zmqpipeline.runtime.runtime import UserCodeError
+from zmqpipeline.distributor.state import check_dependencies
+from zmqpipeline.runtime.transport import DropCounter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -171,7 +171,7 @@ def _a_source_item_fails_for_good(held_open: bool):
 
 
 def test_a_source_item_re_driven_after_its_stage_finished_reaches_the_stage():
-    from zmqpipeline.control import ControlLogic
+    from zmqpipeline.distributor.control import ControlLogic
 
     s = _a_source_item_fails_for_good(held_open=True)
     logic = ControlLogic(s, "ipc://control.ipc")
@@ -627,7 +627,7 @@ def test_garbage_on_the_push_endpoint_is_dropped_and_a_real_push_still_answered(
     """A stranger on the push socket: random bytes, a kind that does not belong there, a
     many-part message and a msgpack bomb are dropped and counted; nothing crashes, and a
     well-formed push that follows gets its reply."""
-    from zmqpipeline.pusher import serve_push
+    from zmqpipeline.runtime.runtime import serve_requests
 
     s = make(open_class("ST_P"))
     s.start({}, 0.0)
@@ -651,7 +651,9 @@ def test_garbage_on_the_push_endpoint_is_dropped_and_a_real_push_still_answered(
         got_reply = False
         while not got_reply:
             assert sock.poll(5000), "nothing arrived at the push endpoint"
-            serve_push(rt, sock, logic, 0.1)
+            serve_requests(
+                rt, sock, protocol.DISTRIBUTOR_PUSH, "push", lambda m: logic.answer(m, 0.1), 1 << 20
+            )
             got_reply = stranger.poll(100) != 0
         reply = protocol.decode(stranger.recv_multipart())
         stranger.close()

@@ -1,5 +1,5 @@
-"""Reading and sending frames (:func:`zmqpipeline.transport.recv_frames` and
-:func:`~zmqpipeline.transport.send_frames`), on real sockets over inproc."""
+"""Reading and sending frames (:func:`zmqpipeline.runtime.transport.recv_frames` and
+:func:`~zmqpipeline.runtime.transport.send_frames`), on real sockets over inproc."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from zmqpipeline.errors import ProtocolError
-from zmqpipeline.transport import recv_frames, send_frames
+from zmqpipeline.runtime.transport import recv_frames, send_frames
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zmqpipeline import protocol
-from zmqpipeline.workerlogic import CreditWindow, ResultBatch, WorkerLogic
+from zmqpipeline.worker.logic import CreditWindow, ResultBatch, WorkerLogic
 
 codec = protocol.Codec(1 << 20)
 

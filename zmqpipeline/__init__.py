@@ -12,8 +12,7 @@ from typing import Any
 
 from ._version import __version__
 from .collector import Collector
-from .control import Control
-from .distributor import Distributor, RunReport
+from .distributor import Control, Distributor, Pusher, RunReport
 from .errors import (
     ConfigurationError,
     ControlError,
@@ -24,14 +23,12 @@ from .errors import (
     ServiceError,
     ZmqPipelineError,
 )
-from .metadata import MetaDataWorker
-from .pusher import Pusher
 from .security import Security
 from .service import Service, ServiceClient, ServiceWorker
 from .settings import Settings
 from .task import Task
 from .types import EndpointAddress, TaskType
-from .worker import MultiThreadedWorker, SingleThreadedWorker
+from .worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker
 
 __all__ = [
     "Collector",

@@ -9,7 +9,7 @@ key pair, so a distributor can connect to a collector that shares the server key
 A :class:`Security` is loaded and checked once, when it is made: a missing or unreadable
 file, a secret key where a public one belongs, or a libzmq without CURVE raises
 :class:`~zmqpipeline.errors.ConfigurationError` naming the file and the fault.
-:mod:`zmqpipeline.transport` applies it to tcp sockets; ipc and inproc are left alone.
+:mod:`zmqpipeline.runtime.transport` applies it to tcp sockets; ipc and inproc are left alone.
 
 Launched roles read it from the environment (see :meth:`Security.from_env`)::
 

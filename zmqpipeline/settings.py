@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .security import Security
+from .errors import ConfigurationError
+from .security import Security
 
 __all__ = [
     "END_GRACE_S",
@@ -143,8 +143,6 @@ class Settings:
         """The defaults, then ``ZMQPIPELINE_<FIELD>`` environment variables, then
         ``overrides`` (an override of ``None`` is ignored). Invalid values raise
         :class:`~zmqpipeline.errors.ConfigurationError` naming the variable."""
-        from .errors import ConfigurationError
-
         values: dict[str, Any] = {}
         for field in fields(cls):
             if field.name == "security":
@@ -164,8 +162,6 @@ class Settings:
                     f"is not a valid {kind.__name__}"
                 ) from None
         if overrides.get("security") is None:
-            from .security import Security
-
             values["security"] = Security.from_env()
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)

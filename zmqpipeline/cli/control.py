@@ -1,5 +1,5 @@
 """``zmqpipeline status|pause|resume|drain|stop|retry ENDPOINT``: see and steer a running
-pipeline through its distributor's control endpoint (see :mod:`zmqpipeline.control`)."""
+pipeline through its distributor's control endpoint (see :mod:`zmqpipeline.distributor.control`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ..control import CONTROL_TIMEOUT_S, Control
+from ..distributor.control import CONTROL_TIMEOUT_S, Control
 from ..errors import ControlError, UsageError
 from ..security import Security
 

@@ -14,9 +14,8 @@ from typing import Any
 from ..collector import Collector
 from ..distributor import Distributor
 from ..errors import UsageError
-from ..metadata import MetaDataWorker
 from ..task import Task
-from ..worker import MultiThreadedWorker, SingleThreadedWorker, Worker
+from ..worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker, Worker
 
 __all__ = [
     "ROLE_BASES",

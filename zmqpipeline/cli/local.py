@@ -192,7 +192,7 @@ class _Run:
     def _steer(self) -> None:
         """Drain on the first Ctrl-C, stop on the second (through the control endpoint);
         if the distributor does not answer, end every process."""
-        from ..control import Control
+        from ..distributor.control import Control
         from ..errors import ControlError
 
         self.steered = self.interrupts
@@ -328,7 +328,7 @@ def _journal_file(directory: str | None, role: str) -> str | None:
 def _already_complete(directory: str, out: TextIO) -> bool:
     """Say so in one line if the distributor's journal in ``directory`` holds a run that
     has ended."""
-    from ..journal import run_is_complete
+    from ..journal.run import run_is_complete
 
     path = _journal_file(directory, "distributor")
     assert path is not None

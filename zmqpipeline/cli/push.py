@@ -1,5 +1,5 @@
 """``zmqpipeline push ENDPOINT TASK_TYPE [JSON]`` and ``zmqpipeline close ENDPOINT TASK_TYPE``:
-feed an open-ended task of a running pipeline from outside (see :mod:`zmqpipeline.pusher`)."""
+feed an open-ended task of a running pipeline from outside (see :mod:`zmqpipeline.distributor.push`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from ..distributor.push import PUSH_BATCH_ITEMS, PUSH_TIMEOUT_S, Pusher
 from ..errors import PushError, UsageError
-from ..pusher import PUSH_BATCH_ITEMS, PUSH_TIMEOUT_S, Pusher
 from .args import add_command
 from .control import client_arguments, client_security
 

@@ -61,7 +61,7 @@ DISCONNECT     S↔SW    (empty)                    the service stops / worker l
 =============  ======  ====================================================
 
 Operating a run (``O`` an operator: ``zmqpipeline status ...`` or :class:`zmqpipeline.Control`),
-on the distributor's control endpoint; see :mod:`zmqpipeline.control`:
+on the distributor's control endpoint; see :mod:`zmqpipeline.distributor.control`:
 
 =============  =====  ====================================================
 kind           route  body (record fields)
@@ -70,14 +70,14 @@ CONTROL        O→D    request_id, command, args      status, pause, ... (a dic
 CONTROL_REPLY  D→O    request_id, ok, body           the new state, the status, or the error
 =============  =====  ====================================================
 
-Streaming stages (see :mod:`zmqpipeline.stages`): START's ``forward`` lists the task types
+Streaming stages (see :mod:`zmqpipeline.distributor.stages`): START's ``forward`` lists the task types
 whose results feed a stage, ``quiet`` those whose results the collector does not pass to
 ``handle_collection``; for a ``forward`` type, an item's first ACK carries the worker's
 result in its ``results`` column (``None`` on every other ACK, duplicates included).
 
 Pushing items into an open-ended task (``P`` a pusher: ``zmqpipeline push`` or
 :class:`zmqpipeline.Pusher`), on the distributor's push endpoint; see
-:mod:`zmqpipeline.pusher`:
+:mod:`zmqpipeline.distributor.push`:
 
 ==========  =====  ======================================================
 kind        route  body (record fields)
@@ -99,11 +99,13 @@ To add a kind: a record class, a number, a line in ``_SPECS`` (fields' types and
 a builder on :class:`Codec`, and a line in the table above.
 """
 
-from . import records, wire
+from . import records, sockets, wire
 from .codec import Codec, ack_group
 from .records import *  # noqa: F403  (every record, named in records.__all__)
+from .sockets import *  # noqa: F403  (the kinds each socket accepts)
 from .wire import *  # noqa: F403  (kinds, limits, decode, named in wire.__all__)
 
 __all__ = ["Codec", "ack_group"]
 __all__ += records.__all__
+__all__ += sockets.__all__
 __all__ += wire.__all__

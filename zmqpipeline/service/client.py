@@ -1,7 +1,7 @@
 """``ServiceClient``: sends requests to a :class:`~zmqpipeline.Service` and waits for replies.
 
 Each call of :meth:`ServiceClient.request` opens its own DEALER socket (in a
-:class:`~zmqpipeline.runtime.RoleRuntime`, closed when the call returns, so a client works
+:class:`~zmqpipeline.runtime.runtime.RoleRuntime`, closed when the call returns, so a client works
 the same after a ``fork``) and may have many requests in flight: a ``list`` request fans out
 as one request per element, served by several workers in parallel, and the replies come
 back in the list's order.
@@ -42,7 +42,7 @@ from ..errors import (
     RequestTimeout,
     ServiceError,
 )
-from ..runtime import RoleRuntime
+from ..runtime.runtime import RoleRuntime
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -57,7 +57,6 @@ __all__ = [
 
 logger = logging.getLogger("zmqpipeline.serviceclient")
 
-_TO_CLIENT = frozenset({protocol.REPLY, protocol.REQUEST_ERROR})
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -221,7 +220,7 @@ class ServiceClient:
         while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
             frames = sock.recv_multipart(_NOBLOCK)
             try:
-                msg = protocol.decode(frames, _TO_CLIENT, "at a client", limit)
+                msg = protocol.decode(frames, protocol.SERVICE_CLIENT, "at a client", limit)
             except ProtocolError as exc:
                 rt.drops.drop(exc.category, exc.reason)
                 continue

@@ -59,7 +59,7 @@ import zmq
 
 from .. import protocol
 from ..errors import ConfigurationError, ProtocolError
-from ..runtime import RoleRuntime
+from ..runtime.runtime import DRAIN, RoleRuntime
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -69,17 +69,6 @@ __all__ = ["WORKER_WAIT_S", "Broker", "Service"]
 
 logger = logging.getLogger("zmqpipeline.service")
 
-_FROM_CLIENT = frozenset({protocol.REQUEST})
-_FROM_WORKER = frozenset(
-    {
-        protocol.SREADY,
-        protocol.WORKER_REPLY,
-        protocol.WORKER_ERROR,
-        protocol.HEARTBEAT,
-        protocol.DISCONNECT,
-    }
-)
-_DRAIN = 1000  # messages read from one socket before the other gets a turn
 # Plain ints: pyzmq's flag enums cost more per message than the rest of a send.
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -187,17 +176,21 @@ class Service:
     ) -> None:
         where = "frontend" if channel == FRONTEND else "backend"
         limit = self.settings.max_message_bytes
-        for _ in range(_DRAIN):
+        for _ in range(DRAIN):
             # Asking is cheaper than the exception a recv on an empty socket raises.
             if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                 return
             frames = sock.recv_multipart(_NOBLOCK)
             try:
                 if channel == FRONTEND:
-                    request = protocol.decode(frames[1:], _FROM_CLIENT, "from a client", limit)
+                    request = protocol.decode(
+                        frames[1:], protocol.SERVICE_FROM_CLIENT, "from a client", limit
+                    )
                     broker.on_request(frames[0], request, now)
                 else:
-                    msg = protocol.decode(frames[1:], _FROM_WORKER, "from a service worker", limit)
+                    msg = protocol.decode(
+                        frames[1:], protocol.SERVICE_FROM_WORKER, "from a service worker", limit
+                    )
                     broker.on_worker(frames[0], msg, now)
             except ProtocolError as exc:
                 rt.drops.drop(exc.category, f"{exc.reason} at the {where}")

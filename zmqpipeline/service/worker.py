@@ -29,9 +29,9 @@ import zmq
 
 from .. import protocol
 from ..errors import ProtocolError, SerializationError, ZmqPipelineError
-from ..runtime import Role, RoleRuntime, UserCodeError, call_user
+from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user
+from ..runtime.transport import close_sockets
 from ..settings import Settings
-from ..transport import close_sockets
 from ..types import EndpointAddress, TaskType
 from ..utils.messages import MESSAGE_TYPE_DATA
 from ..utils.serializer import find_unpackable
@@ -40,7 +40,6 @@ __all__ = ["ServiceWorker"]
 
 logger = logging.getLogger("zmqpipeline.serviceworker")
 
-_FROM_SERVICE = frozenset({protocol.JOB, protocol.ALIVE, protocol.RESET, protocol.DISCONNECT})
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -159,7 +158,7 @@ class ServiceWorker(Role):
             # Read time, not send time: beats queued while handle_message ran count now.
             self._last_heard = time.monotonic()
             try:
-                msg = protocol.decode(frames, _FROM_SERVICE, "from the service", limit)
+                msg = protocol.decode(frames, protocol.SERVICE_WORKER, "from the service", limit)
             except ProtocolError as exc:
                 rt.drops.drop(exc.category, exc.reason)
                 continue

@@ -15,9 +15,12 @@ from typing import Any, ClassVar, TypeVar
 
 import zmq
 
-from .security import Security
-from .settings import Settings
-from .task import check_class_attributes
+from .. import protocol
+from ..errors import MessageTooLarge, ProtocolError
+from ..security import Security
+from ..settings import Settings
+from ..types import EndpointAddress
+from .checks import check_class_attributes
 from .transport import (
     DropCounter,
     StopSignal,
@@ -25,9 +28,19 @@ from .transport import (
     heartbeat,
     new_context,
     open_socket,
+    recv_frames,
+    send_frames,
 )
 
-__all__ = ["RequestClient", "Role", "RoleRuntime", "UserCodeError", "call_user"]
+__all__ = [
+    "DRAIN",
+    "RequestClient",
+    "Role",
+    "RoleRuntime",
+    "UserCodeError",
+    "call_user",
+    "serve_requests",
+]
 
 T = TypeVar("T")
 
@@ -195,9 +208,6 @@ class RoleRuntime:
         """The reply of ``kind`` to ``request_id`` on ``sock`` (a record), or ``None`` after
         ``timeout_s`` or a stop request (Ctrl-C ends the wait); other messages are dropped,
         a malformed one with a log line."""
-        from . import protocol
-        from .errors import ProtocolError
-
         deadline = time.monotonic() + timeout_s
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -225,6 +235,38 @@ class RoleRuntime:
         self.drops.report()
 
 
+#: Messages read from one socket before the role's other sockets get a turn.
+DRAIN = 1000
+
+
+def serve_requests(
+    rt: RoleRuntime,
+    sock: zmq.Socket[Any],
+    accept: frozenset[int],
+    name: str,
+    answer: Callable[[Any], list[bytes]],
+    max_bytes: int = 1 << 62,
+) -> None:
+    """Answer every request waiting on a ROUTER (the control and the push endpoints): each
+    at once, with the frames ``answer(record)`` builds; garbage is dropped and counted
+    (``<name>: ...``), and a reply that cannot leave is forgotten (the peer asks again)."""
+    for _ in range(DRAIN):
+        try:
+            frames = recv_frames(sock, 3)
+            if frames is None:
+                return
+            if len(frames) != 3:
+                raise ProtocolError("expected 3 frames", frames, "frame count")
+            msg = protocol.decode(frames[1:], accept, f"at the {name} endpoint", max_bytes)
+        except ProtocolError as exc:
+            rt.drops.drop(f"{name}: {exc.category}", f"{exc.reason} on {name}")
+            continue
+        try:
+            send_frames(sock, answer(msg), to=frames[0])
+        except (zmq.ZMQError, MessageTooLarge):
+            pass  # the peer has gone, or the reply is too big: it asks again
+
+
 class RequestClient:
     """What the operator's and the pusher's clients share: an endpoint, a timeout per
     reply, settings (CURVE from ``security`` or the ``ZMQPIPELINE_CURVE_*`` variables),
@@ -246,9 +288,6 @@ class RequestClient:
         timeout: float | None = None,
         settings: Settings | None = None,
     ) -> None:
-        from . import protocol
-        from .types import EndpointAddress
-
         self.endpoint = EndpointAddress(endpoint)
         self.timeout = float(self.default_timeout_s if timeout is None else timeout)
         self.settings = settings or Settings.from_env(security=security)

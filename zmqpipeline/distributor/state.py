@@ -9,8 +9,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigurationError
-from .task import Task
+from ..errors import ConfigurationError
+from ..runtime.seen import SeenSet
+from ..task import Task
 
 __all__ = [
     "COLLECTOR",
@@ -27,30 +28,6 @@ __all__ = [
 #: The scheduler's outbox channel of the socket to the collector (worker channels are
 #: task endpoints).
 COLLECTOR = "collector"
-
-
-class SeenSet:
-    """The sequence numbers of one task type seen so far, in memory proportional to the
-    ones seen out of order: every seq below :attr:`low` is seen, plus those in :attr:`above`."""
-
-    __slots__ = ("above", "low")
-
-    def __init__(self) -> None:
-        self.low = 0
-        self.above: set[int] = set()
-
-    def __contains__(self, seq: int) -> bool:
-        return seq < self.low or seq in self.above
-
-    def add(self, seq: int) -> None:
-        if seq == self.low:
-            self.low += 1
-            above = self.above
-            while self.low in above:
-                above.discard(self.low)
-                self.low += 1
-        elif seq > self.low:
-            self.above.add(seq)
 
 
 @dataclass(eq=False, slots=True)

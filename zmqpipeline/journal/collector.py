@@ -1,4 +1,4 @@
-"""The collector's journal (see :mod:`zmqpipeline.journal`): the run it follows and the
+"""The collector's journal (see :mod:`zmqpipeline.journal.run`): the run it follows and the
 ids it has called ``handle_collection`` for, so a restarted collector never handles an id
 twice. Each id goes to a side file as soon as the call returns (one ``os.write``), and is
 folded into the SQLite file once per read batch."""
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 
-from .errors import ConfigurationError
-from .journal import _Store
-from .state import SeenSet
+from ..errors import ConfigurationError
+from ..runtime.seen import SeenSet
+from .store import Store
 
 __all__ = ["CollectorJournal"]
 
@@ -24,7 +24,7 @@ class CollectorJournal:
     reads both back."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._store = _Store(path, "collector")
+        self._store = Store(path, "collector")
         self.path = self._store.path
         self._log_path = self.path + "-handled"
         try:

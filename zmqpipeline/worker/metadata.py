@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, ClassVar
 
 import zmq
 
-from . import protocol
-from .errors import MetadataError, ProtocolError
-from .runtime import Role, RoleRuntime, UserCodeError, call_user
-from .settings import Settings
-from .transport import recv_frames, send_frames
-from .types import EndpointAddress
+from .. import protocol
+from ..errors import MetadataError, ProtocolError
+from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user
+from ..runtime.transport import recv_frames, send_frames
+from ..runtime.waitlog import WaitLog
+from ..settings import Settings
+from ..types import EndpointAddress
 
 __all__ = ["MetaDataWorker"]
 
-_FROM_DISTRIBUTOR = frozenset({protocol.META_OK})
 
 logger = logging.getLogger("zmqpipeline.metadataworker")
 
@@ -62,7 +63,8 @@ class MetaDataWorker(Role):
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
             poller.register(rt.stop.fd, zmq.POLLIN)
-            waited = 0.0
+            started = time.monotonic()
+            wait_log = WaitLog(logger, started)
             while not self.delivered:
                 # (Re)send: a distributor that restarted lost what we sent.
                 try:
@@ -75,11 +77,12 @@ class MetaDataWorker(Role):
                     return
                 if sock in events:
                     self.delivered = self._confirmed(rt, sock)
-                elif (waited := waited + self.settings.liveness_s) >= 5.0:
-                    logger.warning(
-                        "metadata worker: no answer from the distributor at %s for %.0f s",
-                        self.endpoint,
-                        waited,
+                elif wait_log.due(now := time.monotonic()):
+                    wait_log.log(
+                        f"metadata worker: no answer from the distributor at {self.endpoint} "
+                        f"for {now - started:.0f} s",
+                        now,
+                        key="silent",
                     )
             logger.info("metadata delivered to %s", self.endpoint)
 
@@ -88,7 +91,9 @@ class MetaDataWorker(Role):
             frames = recv_frames(sock, 2)
             if frames is None:
                 return False
-            msg = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")
+            msg = protocol.decode(
+                frames, protocol.METADATA_FROM_DISTRIBUTOR, "from the distributor"
+            )
         except ProtocolError as exc:
             rt.drops.drop(exc.category, exc.reason)
             return False

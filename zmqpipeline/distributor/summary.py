@@ -1,6 +1,6 @@
 """The counts a run reports: what ``on_progress`` receives, what END carries, and the
 entries the report keeps per worker. Read-only views of a
-:class:`~zmqpipeline.scheduler.Scheduler`."""
+:class:`~zmqpipeline.distributor.scheduler.Scheduler`."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
     made by ``handle``), ``in_flight``, ``collected``, ``failed``, ``retries`` and ``size``
     (the task's declared size, ``None`` if it declares none), and for a stage or an
     open-ended task ``sources``, ``open_ended``, ``backlog`` and the counts of
-    :meth:`~zmqpipeline.stages.StageBook.summary`; ``workers`` describes every
+    :meth:`~zmqpipeline.distributor.stages.StageBook.summary`; ``workers`` describes every
     worker seen; ``failed`` lists every item that failed for good, with its data."""
     tasks = scheduler.tasks
     return {

@@ -23,11 +23,11 @@ from typing import Any
 
 import zmq
 
-from . import protocol
-from .errors import ConfigurationError, ProtocolError
-from .security import KeyPolicy, Security, start_authenticator
-from .settings import Settings
-from .types import EndpointAddress
+from .. import protocol
+from ..errors import ConfigurationError, ProtocolError
+from ..security import KeyPolicy, Security, start_authenticator
+from ..settings import Settings
+from ..types import EndpointAddress
 
 __all__ = [
     "DropCounter",

@@ -1,10 +1,10 @@
-"""Workers: ``SingleThreadedWorker`` and ``MultiThreadedWorker``.
+"""The worker's loop (:class:`Worker`) and ``SingleThreadedWorker``.
 
 A worker connects a DEALER to its task's endpoint, announces how many items it can hold
 (its credit: threads + prefetch), executes the items it is given, pushes each result to
 the collector and gives the credit back. A separate heartbeat thread with its own socket
 keeps the worker alive in the distributor's eyes while user code runs for a long time.
-Its decisions live in :class:`~zmqpipeline.workerlogic.WorkerLogic`; no send here ever
+Its decisions live in :class:`~zmqpipeline.worker.logic.WorkerLogic`; no send here ever
 blocks: what a peer cannot take yet waits in a queue, and a stop request always wins.
 """
 
@@ -20,19 +20,16 @@ from typing import Any, ClassVar
 
 import zmq
 
-from . import protocol
-from .errors import ProtocolError
-from .metadata import MetaDataWorker
-from .runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
-from .settings import Settings
-from .transport import recv_frames, send_frames
-from .types import EndpointAddress, TaskType
-from .workerlogic import CreditWindow, ResultBatch, WorkerLogic
+from .. import protocol
+from ..errors import ProtocolError
+from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
+from ..runtime.transport import recv_frames, send_frames
+from ..runtime.waitlog import WaitLog
+from ..settings import Settings
+from ..types import EndpointAddress, TaskType
+from .logic import CreditWindow, ResultBatch, WorkerLogic
 
 __all__ = [
-    "CreditWindow",
-    "MetaDataWorker",
-    "MultiThreadedWorker",
     "SingleThreadedWorker",
     "Worker",
 ]
@@ -41,18 +38,6 @@ logger = logging.getLogger("zmqpipeline.worker")
 
 #: While a worker has items queued, how often it still reads what the distributor sent.
 _BUSY_READ_S = 0.05
-_WAIT_LOG_S = 5.0
-
-_FROM_DISTRIBUTOR = frozenset(
-    {
-        protocol.WELCOME,
-        protocol.DATA,
-        protocol.ALIVE,
-        protocol.RESET,
-        protocol.END,
-        protocol.RECALL,
-    }
-)
 
 
 def _worker_id() -> bytes:
@@ -145,6 +130,7 @@ class Worker(Role):
         self._register_extra(poller)
         liveness = self.settings.liveness_s
         self._last_heard = last_poll = time.perf_counter()
+        self._wait_log = WaitLog(logger, last_poll)
         self._next_read = 0.0
         self._polled_in = False  # the last poll said the distributor sent something
         waits = 0
@@ -188,25 +174,26 @@ class Worker(Role):
             last_poll = now
             if not events and now - self._last_heard >= liveness:
                 waits += 1
-                self._distributor_silent(waits)
+                self._distributor_silent(waits, now)
                 self._last_heard = now
-            elif events:
+            elif events and waits:
                 waits = 0
+                self._wait_log.clear(now)
         self._stop_early()
 
-    def _distributor_silent(self, waits: int) -> None:
+    def _distributor_silent(self, waits: int, now: float) -> None:
         """Nothing from the distributor for a liveness period: announce ourselves again,
         and say so at WARNING after a few seconds, then less and less often."""
         logger.info("worker %s: distributor silent, announcing again", self.worker_id.decode())
         self._logic.ready()
-        elapsed = waits * self.settings.liveness_s
-        if elapsed >= _WAIT_LOG_S and waits & (waits - 1) == 0:  # 1, 2, 4, 8... periods
-            logger.warning(
-                "worker %s: no answer from the distributor at %s for %.0f s (not running, "
-                "unreachable, or refusing this worker's CURVE key?)",
-                self.worker_id.decode(),
-                self.endpoint,
-                elapsed,
+        if self._wait_log.due(now):
+            elapsed = waits * self.settings.liveness_s
+            self._wait_log.log(
+                f"worker {self.worker_id.decode()}: no answer from the distributor at "
+                f"{self.endpoint} for {elapsed:.0f} s (not running, unreachable, or refusing "
+                "this worker's CURVE key?)",
+                now,
+                key="silent",
             )
 
     def _send_pending(self) -> None:
@@ -234,7 +221,9 @@ class Worker(Role):
                     self._polled_in = False
                     return
                 self._last_heard = time.perf_counter()
-                msg = protocol.decode(frames, _FROM_DISTRIBUTOR, "from the distributor")
+                msg = protocol.decode(
+                    frames, protocol.WORKER_FROM_DISTRIBUTOR, "from the distributor"
+                )
             except ProtocolError as exc:
                 self._rt.drops.drop(exc.category, exc.reason)
                 continue
@@ -437,7 +426,3 @@ class SingleThreadedWorker(Worker):
         logic.fail(seq, error, exc_types)
         self._ask_for_more()
         self._send_pending()
-
-
-# MultiThreadedWorker lives with its threads; it is importable from here as before.
-from .threads import MultiThreadedWorker  # noqa: E402

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import zmq
 
-from .runtime import UserCodeError, call_user, user_code_error
-from .transport import _NOBLOCK, readable
+from ..runtime.runtime import UserCodeError, call_user, user_code_error
+from ..runtime.transport import _NOBLOCK, readable
 from .worker import Worker
 
 __all__ = ["MultiThreadedWorker", "ThreadPool"]

@@ -19,16 +19,12 @@ and folded into the SQLite file once per read batch.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
-
-from .errors import ConfigurationError
-from .state import SeenSet
+from ..runtime.seen import SeenSet
+from .store import Store, pack, unpack
 
 __all__ = [
     "COMMIT_EVERY_EVENTS",
@@ -43,114 +39,6 @@ __all__ = [
 COMMIT_EVERY_S = 0.05
 #: ... or as soon as this many are waiting.
 COMMIT_EVERY_EVENTS = 1000
-#: Version of the file layout below.
-FORMAT = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS marks (
-    task_type TEXT PRIMARY KEY,
-    low INTEGER NOT NULL,
-    next_seq INTEGER NOT NULL,
-    collected INTEGER NOT NULL,
-    finished INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS done (
-    task_type TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (task_type, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS failed (task_type TEXT NOT NULL, record BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS redrives (
-    task_type TEXT NOT NULL, seq INTEGER NOT NULL, record BLOB NOT NULL
-);
-"""
-
-
-def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True, default=repr)  # type: ignore[no-any-return]
-
-
-def _unpack(blob: bytes) -> Any:
-    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
-
-
-class _Store:
-    """One journal file: its connection, schema and role, and the watermark tables.
-
-    The file is locked for this process alone while open (a second role given the same
-    file gets a clear error); the lock goes with the process, also when it is killed."""
-
-    def __init__(self, path: str | os.PathLike[str], role: str) -> None:
-        self.path = os.fspath(path)
-        parent = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(parent, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None)
-            self.db.execute("PRAGMA page_size=1024")  # small commits (takes on a new file)
-            self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # A killed process loses no commit; a machine crash may lose the last ones.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            found = self.info("role")
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(
-                f"journal {self.path} cannot be used (is another process using it?): {exc}"
-            ) from None
-        if found is None:
-            self.set_info("role", role)
-            self.set_info("format", FORMAT)
-        elif found != role or self.info("format") != FORMAT:
-            found_format = self.info("format")
-            self.db.close()
-            raise ConfigurationError(
-                f"journal {self.path} is a {found} journal (format {found_format}), "
-                f"not a {role} journal of format {FORMAT}"
-            )
-
-    def info(self, key: str) -> Any:
-        row = self.db.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _unpack(row[0])
-
-    def set_info(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, _pack(value)))
-
-    def marks(self) -> dict[str, tuple[int, int, int, bool]]:
-        rows = self.db.execute("SELECT task_type, low, next_seq, collected, finished FROM marks")
-        return {tt: (low, nxt, n, bool(fin)) for tt, low, nxt, n, fin in rows}
-
-    def load_done(self, task_type: str, low: int) -> SeenSet:
-        seen = SeenSet()
-        seen.low = low
-        rows = self.db.execute("SELECT seq FROM done WHERE task_type = ?", (task_type,))
-        for (seq,) in rows:
-            seen.add(seq)
-        return seen
-
-    def write_done(
-        self, task_type: str, seen: SeenSet, new: Iterable[int], counts: tuple[int, int, bool]
-    ) -> None:
-        """Record ``new`` seqs (those above the watermark), drop rows under it."""
-        low = seen.low
-        rows = [(task_type, seq) for seq in new if seq >= low]
-        if rows:
-            self.db.executemany("INSERT OR IGNORE INTO done VALUES (?, ?)", rows)
-        self.db.execute("DELETE FROM done WHERE task_type = ? AND seq < ?", (task_type, low))
-        next_seq, collected, finished = counts
-        self.db.execute(
-            "INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?, ?)",
-            (task_type, low, next_seq, collected, int(finished)),
-        )
-
-    def clear(self) -> None:
-        for table in ("marks", "done", "failed", "redrives"):
-            self.db.execute(f"DELETE FROM {table}")
-        self.db.execute("DELETE FROM info WHERE key NOT IN ('role', 'format')")
-
-    def close(self) -> None:
-        self.db.close()
-
-
-# -- the distributor ---------------------------------------------------------------------
 
 
 @dataclass
@@ -194,7 +82,7 @@ class RunJournal:
 
     def redriven(self, record: dict[str, Any], seq: int) -> None:
         """The item of failure ``record`` was handed out again as ``seq`` (a seq of its
-        task's own numbering, which a resumed run must keep: see :mod:`zmqpipeline.resume`),
+        task's own numbering, which a resumed run must keep: see :mod:`zmqpipeline.distributor.resume`),
         and its task, if finished, reopened."""
 
     def reopened(self, task_type: str) -> None:
@@ -230,7 +118,7 @@ class DistributorJournal(RunJournal):
         commit_every_s: float = COMMIT_EVERY_S,
         commit_every_events: int = COMMIT_EVERY_EVENTS,
     ) -> None:
-        self._store = _Store(path, "distributor")
+        self._store = Store(path, "distributor")
         self.path = self._store.path
         self.commit_every_s = commit_every_s
         self.commit_every_events = commit_every_events
@@ -265,9 +153,9 @@ class DistributorJournal(RunJournal):
             if finished:
                 journaled.finished.add(task_type)
         rows = store.db.execute("SELECT record FROM failed ORDER BY rowid")
-        journaled.failed = [_unpack(blob) for (blob,) in rows]
+        journaled.failed = [unpack(blob) for (blob,) in rows]
         rows = store.db.execute("SELECT record, seq FROM redrives ORDER BY rowid")
-        journaled.redrives = [(_unpack(blob), seq) for blob, seq in rows]
+        journaled.redrives = [(unpack(blob), seq) for blob, seq in rows]
         return journaled
 
     def begin(self, run: int, tasks: dict[str, str]) -> None:
@@ -389,16 +277,16 @@ class DistributorJournal(RunJournal):
                 self._new[task_type] = []
             store.db.executemany(
                 "INSERT INTO failed VALUES (?, ?)",
-                [(record["task_type"], _pack(record)) for record in self._failed],
+                [(record["task_type"], pack(record)) for record in self._failed],
             )
             store.db.executemany(
                 "INSERT INTO redrives VALUES (?, ?, ?)",
-                [(record["task_type"], seq, _pack(record)) for record, seq in self._redrives],
+                [(record["task_type"], seq, pack(record)) for record, seq in self._redrives],
             )
             store.db.executemany(  # the same record packs to the same bytes
                 "DELETE FROM failed WHERE rowid = "
                 "(SELECT rowid FROM failed WHERE task_type = ? AND record = ? LIMIT 1)",
-                [(record["task_type"], _pack(record)) for record in self._unfailed],
+                [(record["task_type"], pack(record)) for record in self._unfailed],
             )
             store.db.execute("COMMIT")
         except BaseException:
@@ -430,11 +318,8 @@ def run_is_complete(path: str | os.PathLike[str]) -> int | None:
     else ``None`` (no such file, no run, or a run to resume)."""
     if not os.path.exists(path):
         return None
-    store = _Store(path, "distributor")
+    store = Store(path, "distributor")
     try:
         return int(store.info("run")) if store.info("complete") else None
     finally:
         store.close()
-
-
-# -- the collector -----------------------------------------------------------------------

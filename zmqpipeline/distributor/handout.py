@@ -1,6 +1,6 @@
 """How the distributor hands out work, apart from its sockets: credit, windows, the fair
 tail, new items from tasks (stages, resumed runs) and errors in task code. A part of
-:class:`~zmqpipeline.scheduler.Scheduler` (a mixin: its methods run on the scheduler)."""
+:class:`~zmqpipeline.distributor.scheduler.Scheduler` (a mixin: its methods run on the scheduler)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import logging
 import math
 from typing import Any
 
-from .errors import MessageTooLarge, SerializationError
+from ..errors import MessageTooLarge, SerializationError
+from ..runtime.runtime import user_code_error
+from ..utils.messages import MESSAGE_TYPE_DATA
 from .liveness import Liveness
 from .resume import TaskResume
-from .runtime import user_code_error
 from .stages import take
 from .state import Item, TaskState, WorkerRecord
-from .utils.messages import MESSAGE_TYPE_DATA
 
 __all__ = ["HandOut"]
 
@@ -25,7 +25,7 @@ _STOP = object()  # _next_retry: hand this worker nothing now
 
 
 class HandOut(Liveness):
-    """Handing out work: a part of the :class:`~zmqpipeline.scheduler.Scheduler`."""
+    """Handing out work: a part of the :class:`~zmqpipeline.distributor.scheduler.Scheduler`."""
 
     # -- handing out work ---------------------------------------------------------------
 

@@ -4,8 +4,8 @@ a task is finished, what is retried and what has failed.
 A :class:`Scheduler` is fed decoded records and the current time and appends what it
 wants sent to :attr:`Scheduler.outbox`; the :class:`~zmqpipeline.distributor.Distributor`
 owns the sockets and drains it. Unit tests drive it directly. Its records live in
-:mod:`zmqpipeline.state`, the counts it reports in :mod:`zmqpipeline.summary`; handing out
-work is in :mod:`zmqpipeline.handout`, liveness and failures in :mod:`zmqpipeline.liveness`.
+:mod:`zmqpipeline.distributor.state`, the counts it reports in :mod:`zmqpipeline.distributor.summary`; handing out
+work is in :mod:`zmqpipeline.distributor.handout`, liveness and failures in :mod:`zmqpipeline.distributor.liveness`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from collections import Counter, deque
 from itertools import repeat
 from typing import Any
 
-from . import protocol
+from .. import protocol
+from ..journal.run import JournaledRun, RunJournal
+from ..runtime.runtime import UserCodeError, call_user
+from ..settings import Settings
+from ..task import Task
 from .handout import HandOut
-from .journal import JournaledRun, RunJournal
 from .resume import TaskResume, jump_ahead, resume_tasks
-from .runtime import UserCodeError, call_user
-from .settings import Settings
 from .stages import StageBook, feed, reopen_stages, source_finished
 from .state import (
     COLLECTOR,
@@ -32,7 +33,6 @@ from .state import (
     task_size,
 )
 from .summary import end_summary, run_summary, worker_entry
-from .task import Task
 
 __all__ = ["COLLECTOR", "Scheduler", "check_dependencies", "task_size"]
 
@@ -76,7 +76,7 @@ class Scheduler(HandOut):
         self.last_tick: float | None = None
         # Every worker seen this run, kept after it leaves (for the report).
         self.worker_log: dict[bytes, dict[str, Any]] = {}
-        # Operator control (commands through zmqpipeline.control): flags dispatch honours,
+        # Operator control (commands through zmqpipeline.distributor.control): flags dispatch honours,
         # and what a status snapshot reads besides the counts above.
         self.paused = False
         self.draining = False
@@ -91,7 +91,7 @@ class Scheduler(HandOut):
         # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
         self.journal = RunJournal()
         self.resuming: dict[str, TaskResume] = {}
-        # Streaming stages and open-ended tasks (see zmqpipeline.stages).
+        # Streaming stages and open-ended tasks (see zmqpipeline.distributor.stages).
         self.stages = StageBook(tasks, settings)
 
     def resume_from(self, journaled: JournaledRun) -> None:
@@ -186,7 +186,7 @@ class Scheduler(HandOut):
                 self.outbox.append((state.endpoint, wid, end))
 
     def summary(self, aborted: bool) -> dict[str, Any]:
-        """The run's counts so far (see :func:`zmqpipeline.summary.run_summary`)."""
+        """The run's counts so far (see :func:`zmqpipeline.distributor.summary.run_summary`)."""
         return run_summary(self, aborted)
 
     # -- messages from workers --------------------------------------------------------
@@ -413,7 +413,7 @@ class Scheduler(HandOut):
                         self._unassign(state, item)
                         state.retry.appendleft((now, item.seq))
 
-    # -- operator control (see zmqpipeline.control, which checks the command first) ------
+    # -- operator control (see zmqpipeline.distributor.control, which checks the command first) ------
 
     def resume(self, now: float) -> None:
         """Hand out again after a pause; a run whose tasks all finished meanwhile ends."""

@@ -1,6 +1,5 @@
 """The distributor's sockets: :class:`Links` reads what arrives into the scheduler (and
-the control and push logic) and sends the scheduler's outbox, never blocking; and
-:class:`WaitLog`, which says at WARNING what a run waits for."""
+the control and push logic) and sends the scheduler's outbox, never blocking."""
 
 from __future__ import annotations
 
@@ -10,60 +9,22 @@ from typing import Any
 
 import zmq
 
-from . import protocol
+from .. import protocol
+from ..errors import ProtocolError
+from ..runtime.runtime import DRAIN, RoleRuntime, serve_requests
+from ..runtime.transport import recv_frames, send_frames
 from .control import ControlLogic
-from .errors import MessageTooLarge, ProtocolError
-from .pusher import PushLogic, serve_push
-from .runtime import RoleRuntime
+from .push import PushLogic
 from .scheduler import COLLECTOR, Scheduler
-from .transport import recv_frames, send_frames
 
-__all__ = ["Links", "WaitLog"]
+__all__ = ["Links"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
-
-_DRAIN = 1000  # messages read from one socket before the others get a turn
-_WAITING_LOG_S = 5.0
 
 
 def _lone(groups: list[list[Any]]) -> bool:
     """An ACK of one item (``groups`` as protocol.ack_group makes them)."""
     return len(groups) == 1 and len(groups[0][2]) == 1
-
-
-_FROM_WORKER = frozenset(
-    {
-        protocol.READY,
-        protocol.CREDIT,
-        protocol.FAIL,
-        protocol.HEARTBEAT,
-        protocol.BYE,
-        protocol.HANDBACK,
-    }
-)
-_FROM_COLLECTOR = frozenset({protocol.ACK, protocol.FINISHED, protocol.HELLO})
-_META = frozenset({protocol.META})
-_CONTROL = frozenset({protocol.CONTROL})
-
-
-class WaitLog:
-    """Says at WARNING what the run waits for, after a few seconds and then less and less
-    often while the same wait goes on."""
-
-    def __init__(self, now: float) -> None:
-        self.next_at = now + _WAITING_LOG_S
-        self.every = _WAITING_LOG_S
-        self.last: str | None = None
-
-    def log(self, what: str | None, now: float) -> None:
-        if what is None:
-            self.every, self.last = _WAITING_LOG_S, None
-        else:
-            if what == self.last:
-                self.every = min(60.0, self.every * 2)
-            self.last = what
-            logger.warning("distributor: %s", what)
-        self.next_at = now + self.every
 
 
 class Links:
@@ -93,7 +54,7 @@ class Links:
         self.push_logic: PushLogic | None = None
 
     def open_control(self, endpoint: str) -> None:
-        """Answer operators at ``endpoint`` (see :mod:`zmqpipeline.control`)."""
+        """Answer operators at ``endpoint`` (see :mod:`zmqpipeline.distributor.control`)."""
         self.control = self.rt.open(
             zmq.ROUTER, endpoint, bind=True, admit="operators", max_bytes=protocol.CONTROL_MAX_BYTES
         )
@@ -102,7 +63,7 @@ class Links:
         logger.info("control endpoint: %s", endpoint)
 
     def open_push(self, endpoint: str) -> None:
-        """Take items pushed into open-ended tasks at ``endpoint`` (:mod:`zmqpipeline.pusher`)."""
+        """Take items pushed into open-ended tasks at ``endpoint`` (:mod:`zmqpipeline.distributor.push`)."""
         self.push = self.rt.open(zmq.ROUTER, endpoint, bind=True, admit="clients")
         self.push_logic = PushLogic(self.scheduler)
         self.poller.register(self.push, zmq.POLLIN)
@@ -151,41 +112,44 @@ class Links:
         if self.meta is not None and self.meta in events:
             self._drain(self.meta, 3, "at the metadata endpoint", None, now)
         if self.control is not None and self.control in events:
-            self._drain_control(now)
+            serve_requests(
+                self.rt,
+                self.control,
+                protocol.DISTRIBUTOR_CONTROL,
+                "control",
+                lambda msg: self._answer_control(msg, now),
+            )
         if self.push is not None and self.push in events:
-            assert self.push_logic is not None
-            serve_push(self.rt, self.push, self.push_logic, now)
+            logic = self.push_logic
+            assert logic is not None
+            serve_requests(
+                self.rt,
+                self.push,
+                protocol.DISTRIBUTOR_PUSH,
+                "push",
+                lambda msg: logic.answer(msg, now),
+                self.rt.settings.max_message_bytes,
+            )
         return finished
 
-    def _drain_control(self, now: float) -> None:
-        """Answer each command at once; garbage is dropped and counted (``control ...``)."""
-        assert self.control is not None and self.control_logic is not None
-        codec = self.scheduler.codec
-        for _ in range(_DRAIN):
-            try:
-                frames = recv_frames(self.control, 3)
-                if frames is None:
-                    break
-                if len(frames) != 3:
-                    raise ProtocolError("expected 3 frames", frames, "frame count")
-                msg = protocol.decode(frames[1:], _CONTROL, "at the control endpoint")
-            except ProtocolError as exc:
-                self.rt.drops.drop("control: " + exc.category, f"{exc.reason} on control")
-                continue
-            ok, body = self.control_logic.handle(msg, now)
-            try:
-                reply = codec.control_reply(msg.request_id, ok, body)
-                send_frames(self.control, reply, to=frames[0])
-            except (zmq.ZMQError, MessageTooLarge):
-                pass  # the operator has gone, or a huge status: it asks again
+    def _answer_control(self, msg: protocol.Control, now: float) -> list[bytes]:
+        assert self.control_logic is not None
+        ok, body = self.control_logic.handle(msg, now)
+        return self.scheduler.codec.control_reply(msg.request_id, ok, body)
 
     def _drain(
         self, sock: zmq.Socket[Any], n: int, where: str, endpoint: str | None, now: float
     ) -> bool:
         finished = False
-        accept = _FROM_WORKER if endpoint else _FROM_COLLECTOR if n == 2 else _META
+        accept = (
+            protocol.DISTRIBUTOR_FROM_WORKER
+            if endpoint
+            else protocol.DISTRIBUTOR_FROM_COLLECTOR
+            if n == 2
+            else protocol.DISTRIBUTOR_METADATA
+        )
         max_bytes = self.rt.settings.max_message_bytes
-        for i in range(_DRAIN):
+        for i in range(DRAIN):
             try:
                 frames = recv_frames(sock, n, waiting=not i)  # the poll said one waits
                 if frames is None:

@@ -4,7 +4,7 @@ The distributor answers commands on one more socket, its *control endpoint* (a R
 binds; under CURVE it admits only keys of the ``operators`` role). A command is one
 CONTROL message, answered at once by one CONTROL_REPLY (see :mod:`zmqpipeline.protocol`).
 
-:class:`ControlLogic` turns a command and the :class:`~zmqpipeline.scheduler.Scheduler`
+:class:`ControlLogic` turns a command and the :class:`~zmqpipeline.distributor.scheduler.Scheduler`
 into a reply, with no socket in sight; the distributor feeds it. :class:`Control` is the
 client (also behind ``zmqpipeline status|pause|resume|drain|stop|retry ENDPOINT``)::
 
@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from . import protocol
-from .errors import ControlError
-from .runtime import RequestClient, RoleRuntime
+from .. import protocol
+from ..errors import ControlError
+from ..runtime.runtime import RequestClient, RoleRuntime
 from .state import task_size
 
 if TYPE_CHECKING:
@@ -113,7 +113,9 @@ def _tasks(s: Scheduler, now: float) -> dict[str, dict[str, Any]]:
             "size": size,
             "rate": rate,
             "eta_s": eta,
-            **s.stages.summary(tt),  # a stage's sources and backlog (zmqpipeline.stages)
+            **s.stages.summary(
+                tt
+            ),  # a stage's sources and backlog (zmqpipeline.distributor.stages)
         }
     return out
 

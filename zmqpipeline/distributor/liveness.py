@@ -1,6 +1,6 @@
 """How the distributor notices what went wrong, apart from its sockets: silent workers,
 items over their time limit, retries and failures for good. A part of
-:class:`~zmqpipeline.scheduler.Scheduler` (a mixin: its methods run on the scheduler)."""
+:class:`~zmqpipeline.distributor.scheduler.Scheduler` (a mixin: its methods run on the scheduler)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import logging
 from collections import deque
 from typing import Any
 
-from . import protocol
-from .journal import RunJournal
+from .. import protocol
+from ..journal.run import RunJournal
+from ..settings import Settings
 from .resume import TaskResume
-from .settings import Settings
 from .stages import StageBook
 from .state import COLLECTOR, Item, TaskState, WorkerRecord
 
@@ -50,7 +50,7 @@ class SchedulerBase:
 
 
 class Liveness(SchedulerBase):
-    """Liveness, retries and failures of the :class:`~zmqpipeline.scheduler.Scheduler`."""
+    """Liveness, retries and failures of the :class:`~zmqpipeline.distributor.scheduler.Scheduler`."""
 
     # -- time ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from . import protocol
+from .. import protocol
 
 __all__ = ["CreditWindow", "WorkerLogic"]
 

@@ -1,6 +1,6 @@
 """Resuming a run from the distributor's journal: which tasks are finished, which items
 are not handed out again, and what the report says of it. Used by the
-:class:`~zmqpipeline.scheduler.Scheduler`; the journal itself is :mod:`zmqpipeline.journal`.
+:class:`~zmqpipeline.distributor.scheduler.Scheduler`; the journal itself is :mod:`zmqpipeline.journal`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
-from .journal import JournaledRun
-from .state import Item, SeenSet
+from ..errors import ConfigurationError
+from ..journal.run import JournaledRun
+from ..runtime.seen import SeenSet
+from .state import Item
 
 if TYPE_CHECKING:
     from .state import TaskState

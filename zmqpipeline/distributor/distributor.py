@@ -1,5 +1,5 @@
 """``Distributor``: hands out every registered task's items and ends the run when all are
-collected. The decisions live in :class:`~zmqpipeline.scheduler.Scheduler`; this module
+collected. The decisions live in :class:`~zmqpipeline.distributor.scheduler.Scheduler`; this module
 owns the sockets and the poll loop."""
 
 from __future__ import annotations
@@ -15,19 +15,20 @@ from typing import Any, ClassVar
 
 import zmq
 
-from . import protocol
-from .errors import ConfigurationError
-from .journal import DistributorJournal, JournaledRun
-from .links import Links, WaitLog
+from .. import protocol
+from ..errors import ConfigurationError
+from ..journal.run import DistributorJournal, JournaledRun
+from ..runtime.runtime import RoleRuntime, UserCodeError, call_user
+from ..runtime.transport import DropCounter
+from ..runtime.waitlog import WaitLog
+from ..security import Security
+from ..settings import Settings
+from ..task import Task
+from ..types import EndpointAddress
+from .links import Links
 from .resume import resume_report
-from .runtime import RoleRuntime, UserCodeError, call_user
 from .scheduler import Scheduler
-from .security import Security
-from .settings import Settings
 from .state import check_dependencies
-from .task import Task
-from .transport import DropCounter
-from .types import EndpointAddress
 
 __all__ = ["Distributor", "RunReport"]
 
@@ -177,7 +178,7 @@ class Distributor:
         self.progress_interval_s = progress_interval_s
         self.report: RunReport | None = None
         self.drops = DropCounter(logger, "distributor")
-        #: Where operators see and steer the run (:mod:`zmqpipeline.control`), if anywhere.
+        #: Where operators see and steer the run (:mod:`zmqpipeline.distributor.control`), if anywhere.
         control = control_endpoint or self.settings.control_endpoint
         self.control_endpoint = EndpointAddress(control) if control else None
         #: The journal file (``None``: none; default ``<settings.journal_dir>/distributor.sqlite``):
@@ -186,7 +187,7 @@ class Distributor:
         if journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "distributor.sqlite")
         self.fresh = fresh
-        #: Where items are pushed into open-ended tasks (:mod:`zmqpipeline.pusher`), if anywhere.
+        #: Where items are pushed into open-ended tasks (:mod:`zmqpipeline.distributor.push`), if anywhere.
         push = push_endpoint or self.settings.push_endpoint
         self.push_endpoint = EndpointAddress(push) if push else None
 
@@ -311,7 +312,7 @@ class Distributor:
         scheduler.heartbeats()  # the first PING: the collector answers HELLO
         next_beat = now + interval
         next_progress = now + self.progress_interval_s
-        waiting = WaitLog(now)
+        waiting = WaitLog(logger, now)
         finished_confirmed = False
         end_deadline: float | None = None
         grace_end = 0.0
@@ -351,7 +352,8 @@ class Distributor:
                 scheduler.heartbeats()
                 next_beat = now + interval
             if now >= waiting.next_at:
-                waiting.log(self._waiting_for(scheduler), now)
+                what = self._waiting_for(scheduler)
+                waiting.log(None if what is None else "distributor: " + what, now)
             if now >= next_progress:
                 self._progress(scheduler)
                 next_progress = now + self.progress_interval_s

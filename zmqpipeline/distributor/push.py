@@ -6,7 +6,7 @@ binds; under CURVE it admits only keys of the ``clients`` role). A request is on
 (a list of items) or PUSH_CLOSE (no more items), answered at once by one PUSH_REPLY (see
 :mod:`zmqpipeline.protocol`).
 
-:class:`PushLogic` turns a request and the :class:`~zmqpipeline.scheduler.Scheduler` into
+:class:`PushLogic` turns a request and the :class:`~zmqpipeline.distributor.scheduler.Scheduler` into
 a reply, with no socket in sight. :class:`Pusher` is the client (also behind
 ``zmqpipeline push ENDPOINT TASK_TYPE JSON`` and ``zmqpipeline close ENDPOINT TASK_TYPE``)::
 
@@ -32,16 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from . import protocol
-from .errors import MessageTooLarge, ProtocolError, PushError
-from .runtime import RequestClient, RoleRuntime
+from .. import protocol
+from ..errors import PushError
+from ..runtime.runtime import RequestClient, RoleRuntime
 from .stages import close_stream, push_items
-from .transport import recv_frames, send_frames
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
 
-__all__ = ["PUSH_BATCH_ITEMS", "PUSH_TIMEOUT_S", "PushLogic", "Pusher", "serve_push"]
+__all__ = ["PUSH_BATCH_ITEMS", "PUSH_TIMEOUT_S", "PushLogic", "Pusher"]
 
 logger = logging.getLogger("zmqpipeline.pusher")
 
@@ -50,8 +49,6 @@ PUSH_TIMEOUT_S = 10.0
 #: Items :meth:`Pusher.push_many` sends in one PUSH.
 PUSH_BATCH_ITEMS = 500
 _FULL_WAIT_S = (0.005, 0.2)  # first and longest wait before offering items again
-_ACCEPT = frozenset({protocol.PUSH, protocol.PUSH_CLOSE})
-_DRAIN = 1000
 
 
 class PushLogic:
@@ -77,29 +74,10 @@ class PushLogic:
             self.scheduler.dispatch(now)
         return True, "", accepted
 
-
-def serve_push(rt: RoleRuntime, sock: zmq.Socket[Any], logic: PushLogic, now: float) -> None:
-    """Answer every request waiting on the push endpoint; garbage is dropped and counted
-    (``push: ...``)."""
-    codec = logic.scheduler.codec
-    max_bytes = rt.settings.max_message_bytes
-    for _ in range(_DRAIN):
-        try:
-            frames = recv_frames(sock, 3)
-            if frames is None:
-                return
-            if len(frames) != 3:
-                raise ProtocolError("expected 3 frames", frames, "frame count")
-            msg = protocol.decode(frames[1:], _ACCEPT, "at the push endpoint", max_bytes)
-        except ProtocolError as exc:
-            rt.drops.drop("push: " + exc.category, f"{exc.reason} on push")
-            continue
-        ok, error, accepted = logic.handle(msg, now)
-        try:
-            reply = codec.push_reply(msg.request_id, ok, error, accepted)
-            send_frames(sock, reply, to=frames[0])
-        except (zmq.ZMQError, MessageTooLarge):
-            pass  # the pusher has gone; it sends again if it still cares
+    def answer(self, msg: protocol.Push | protocol.PushClose, now: float) -> list[bytes]:
+        """The reply to one request."""
+        ok, error, accepted = self.handle(msg, now)
+        return self.scheduler.codec.push_reply(msg.request_id, ok, error, accepted)
 
 
 # -- the client -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ collected result of a source reaches the stage's :meth:`~zmqpipeline.Task.derive
 as it arrives (the collector forwards it on that item's ACK, see
 docs/concepts/stages.md), and what ``derive`` returns waits in the stage's *backlog*
 until a worker of the stage has room. An **open-ended** task's backlog is filled from
-outside instead (:mod:`zmqpipeline.pusher`). Either way the task hands out from its
+outside instead (:mod:`zmqpipeline.distributor.push`). Either way the task hands out from its
 backlog instead of calling ``handle``, and is complete once its sources are finished,
 its stream is closed (open-ended) and its backlog is empty.
 
@@ -15,7 +15,7 @@ the distributor's memory while a slow one works; pushes are taken only as far as
 room.
 
 :class:`StageBook` holds the backlogs and the relations; the functions below it act on
-a :class:`~zmqpipeline.scheduler.Scheduler` (which calls them from a few well-marked
+a :class:`~zmqpipeline.distributor.scheduler.Scheduler` (which calls them from a few well-marked
 places), so this module holds the whole feature's logic.
 """
 
@@ -25,9 +25,9 @@ import logging
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
-from .runtime import UserCodeError, call_user
-from .settings import Settings
-from .task import Task
+from ..runtime.runtime import UserCodeError, call_user
+from ..settings import Settings
+from ..task import Task
 
 if TYPE_CHECKING:
     from .liveness import SchedulerBase as Scheduler
@@ -212,7 +212,7 @@ def _maybe_complete(scheduler: Scheduler, task_type: str) -> None:
         scheduler._check_finished(state)
 
 
-# -- pushed items (the push endpoint's decisions; see zmqpipeline.pusher) -----------------
+# -- pushed items (the push endpoint's decisions; see zmqpipeline.distributor.push) -----------------
 
 
 def push_items(scheduler: Scheduler, task_type: str, items: list[dict[str, Any]]) -> int:

@@ -1,0 +1,190 @@
+"""``CollectorLogic``: everything the collector decides (no sockets): dedupe, which distributor
+and run to follow, results that came before their run's START, ACK batching."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import protocol
+from ..runtime.runtime import UserCodeError
+from ..runtime.seen import SeenSet
+from ..runtime.transport import DropCounter
+from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..journal.collector import CollectorJournal
+
+__all__ = ["CollectFn", "CollectorLogic"]
+
+logger = logging.getLogger("zmqpipeline.collector")
+
+_BUFFER_LIMIT = 100_000  # results held while waiting for the distributor's START
+_UNSENT_LIMIT = 10_000  # ACK messages held for an unreachable distributor
+
+#: ``collect(task_type, seq, result)`` returns the ACK's data or raises UserCodeError.
+CollectFn = Callable[[str, int, dict[str, Any]], "dict[str, Any] | None"]
+
+
+class CollectorLogic:
+    """Everything the collector decides, fed decoded records and the time.
+
+    It follows one distributor (identified by its routing id): the first to send START, or
+    a new one once the current has been silent for ``liveness_s``; while it has one, no
+    other gets an answer. START, SKIP and END count only from that distributor. ACKs,
+    HELLOs and FINISHED go to :attr:`outbox` as ``(distributor id, frames)``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        collect: CollectFn,
+        drops: DropCounter,
+        journal: CollectorJournal | None = None,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal  # the ids handled, recorded before their ACK leaves
+        self.collect = collect
+        self.drops = drops
+        self.codec = protocol.Codec(settings.max_message_bytes)
+        self.collector_id = uuid.uuid4().bytes
+        self.distributor: bytes | None = None
+        self.distributor_seen = 0.0
+        self.run: int | None = None
+        self.metadata: dict[str, Any] = {}
+        self.seen: dict[str, SeenSet] = {}
+        # Streaming stages (START says which): results of ``forward`` task types ride on
+        # their first ACK to the distributor; ``quiet`` ones skip handle_collection.
+        self.forward: frozenset[str] = frozenset()
+        self.quiet: frozenset[str] = frozenset()
+        self.early: list[protocol.Result] = []
+        self.groups: list[list[Any]] = []  # ACK groups not yet sent
+        self.outbox: deque[tuple[bytes, list[bytes]]] = deque()
+        self.end: dict[str, Any] | None = None
+        self.collected = 0
+        self.duplicates = 0
+
+    # -- from workers -------------------------------------------------------------------
+
+    def on_result(self, msg: protocol.Result) -> None:
+        if self.run is None:
+            if len(self.early) < _BUFFER_LIMIT:
+                self.early.append(msg)
+            else:
+                self.drops.drop("result before the run started, buffer full")
+        elif msg.run != self.run:
+            self.drops.drop("result of another run")
+        else:
+            self._collect(msg)
+
+    def _collect(self, msg: protocol.Result) -> None:
+        task_type, worker_id = msg.task_type, msg.worker_id
+        seen = self.seen.get(task_type)
+        if seen is None:
+            self.drops.drop("unknown task type", repr(task_type))
+            return
+        collect, journal = self.collect, self.journal
+        forward, quiet = task_type in self.forward, task_type in self.quiet
+        # One ACK group per RESULT: a column per field (see protocol.ack_group).
+        seqs: list[int] = []
+        acks: list[dict[str, Any] | None] = []
+        errors: list[str | None] = []
+        results: list[dict[str, Any] | None] = []
+        firsts: list[bool] = []
+        for seq, result in msg.items:
+            ack_data = error = forwarded = None
+            first = False  # handled in this ACK (not a duplicate, handle_collection ran)
+            if seq in seen:
+                # ACK it again: the first ACK may have been lost (a distributor restarted,
+                # a link was cut); the distributor ignores ACKs of items it does not await.
+                # Never with the result: a stage gets each result once.
+                self.duplicates += 1
+            else:
+                try:
+                    if not quiet:
+                        ack_data = collect(task_type, seq, result or {})
+                except UserCodeError as exc:
+                    error = exc.text  # not seen: the item is tried again
+                else:
+                    seen.add(seq)
+                    if journal is not None:
+                        journal.handled(task_type, seq)
+                    forwarded = (result or {}) if forward else None
+                    first = True
+            seqs.append(seq)
+            acks.append(ack_data)
+            errors.append(error)
+            results.append(forwarded)
+            firsts.append(first)
+        self.collected += firsts.count(True)
+        group = protocol.ack_group(task_type, worker_id, seqs, acks, errors, results, firsts)
+        self.groups.append(group)
+
+    def flush(self) -> None:
+        """Turn the ACK groups gathered so far into one ACK message."""
+        if self.groups and self.run is not None and self.distributor is not None:
+            groups, self.groups = self.groups, []
+            self._send(self.codec.ack(self.run, groups))
+
+    # -- from the distributor ------------------------------------------------------------
+
+    def on_distributor(self, sender: bytes, msg: Any, now: float) -> None:
+        kind = type(msg)
+        if sender != self.distributor:
+            free = self.distributor is None or (
+                now - self.distributor_seen >= self.settings.liveness_s
+            )
+            if not free or kind not in (protocol.Ping, protocol.Start):
+                self.drops.drop("message from a peer that is not our distributor")
+                return
+            if kind is protocol.Ping:  # say we are up; it becomes ours by its START
+                self._send(self.codec.hello(self.collector_id), sender)
+                return
+            if self.distributor is not None:
+                logger.warning("the distributor went silent; following a new one")
+            self.distributor = sender
+            self.outbox.clear()  # ACKs for a distributor that has gone
+        self.distributor_seen = now
+        if kind is protocol.Ping:
+            self._send(self.codec.hello(self.collector_id))
+        elif kind is protocol.Start:
+            if msg.run != self.run:
+                self._start(msg)
+        elif kind is protocol.Skip:
+            if msg.run == self.run and msg.task_type in self.seen:
+                self.seen[msg.task_type].add(msg.seq)
+                if self.journal is not None:
+                    self.journal.handled(msg.task_type, msg.seq)
+        elif kind is protocol.End and msg.run == self.run:
+            self.end = msg.summary
+
+    def _start(self, msg: protocol.Start) -> None:
+        if self.run is not None:
+            logger.warning("a new run started before the end of the current one: following it")
+            self.groups.clear()  # ACKs of the old run
+        self.run = msg.run
+        self.metadata = msg.metadata
+        self.seen = {tt: SeenSet() for tt in msg.task_types}
+        self.forward, self.quiet = frozenset(msg.forward), frozenset(msg.quiet)
+        logger.info("run started: task types %s", ", ".join(self.seen))
+        if self.journal is not None and self.journal.follow(msg.run, self.seen):
+            logger.warning("resuming: ids handled before the restart will not be handled again")
+        early, self.early = self.early, []
+        for result in early:
+            self.on_result(result)
+
+    def _send(self, frames: list[bytes], to: bytes | None = None) -> None:
+        to = to or self.distributor
+        assert to is not None
+        if len(self.outbox) >= _UNSENT_LIMIT:
+            # The distributor re-issues what it never heard of; we re-ACK duplicates.
+            self.outbox.popleft()
+            self.drops.drop("ACK for an unreachable distributor, queue full")
+        self.outbox.append((to, frames))
+
+    def finished_message(self) -> None:
+        if self.run is not None and self.distributor is not None:
+            self._send(self.codec.finished(self.run))
