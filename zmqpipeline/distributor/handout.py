@@ -1,20 +1,21 @@
 """How the distributor hands out work, apart from its sockets: credit, windows, the fair
-tail, new items from tasks (stages, resumed runs) and errors in task code. A part of
-:class:`~zmqpipeline.distributor.scheduler.Scheduler` (a mixin: its methods run on the scheduler)."""
+tail, new items from tasks (stages, resumed runs). One part of the
+:class:`~zmqpipeline.distributor.scheduler.Scheduler`, which it holds."""
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..runtime.runtime import user_code_error
 from ..utils.messages import MESSAGE_TYPE_DATA
-from .liveness import Liveness
 from .resume import TaskResume
-from .stages import take
 from .state import Item, TaskState, WorkerRecord
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
 
 __all__ = ["HandOut"]
 
@@ -24,8 +25,11 @@ _NOTHING = object()  # _call_handle made no item
 _STOP = object()  # _next_retry: hand this worker nothing now
 
 
-class HandOut(Liveness):
-    """Handing out work: a part of the :class:`~zmqpipeline.distributor.scheduler.Scheduler`."""
+class HandOut:
+    """Handing out work: one part of the scheduler, which it holds."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.s = scheduler
 
     # -- handing out work ---------------------------------------------------------------
 
@@ -37,12 +41,12 @@ class HandOut(Liveness):
         first and it returns ``True``: send those and call it again (the last of 100
         new workers then starts after 100 items are made, not after 2 000).
         """
-        if not self.started or self.done or self.collector_id is None or self.paused:
+        if not self.s.started or self.s.done or self.s.collector_id is None or self.s.paused:
             return False
-        initial = self.settings.initial_window
+        initial = self.s.settings.initial_window
         if newcomers_first and self._feed_newcomers(now, initial):
             return True
-        for state in self.tasks.values():
+        for state in self.s.tasks.values():
             if not state.active or not state.workers:
                 continue
             workers = [w for w in state.workers.values() if w.confirmed and w.credit > 0]
@@ -69,14 +73,14 @@ class HandOut(Liveness):
                 elif room > 0 and not state.suspect and not state.retry:
                     break  # nothing more to hand out to anyone
             self._rebalance(state)
-            self._check_finished(state)
+            self.s.check_finished(state)
         return False
 
     def _feed_newcomers(self, now: float, initial: int) -> bool:
         """Each worker that has had no item yet gets one per thread. (Later on a worker
         that runs dry is filled at once: two messages would cost more than they save.)"""
         fed = False
-        for state in self.tasks.values():
+        for state in self.s.tasks.values():
             if not state.active:
                 continue
             for worker in state.workers.values():
@@ -121,7 +125,7 @@ class HandOut(Liveness):
         n = min(even, len(busiest.held) - busiest.threads, least.credit)
         if n > 0:
             busiest.recalling = True
-            self.outbox.append((state.endpoint, busiest.wid, self.codec.recall(n)))
+            self.s.outbox.append((state.endpoint, busiest.wid, self.s.codec.recall(n)))
 
     def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
         """Up to ``room`` items for ``worker``, as ``[seq, payload]``: items to retry first,
@@ -147,7 +151,7 @@ class HandOut(Liveness):
             return []
         worker.held.update([item.seq for item in taken])
         worker.credit -= len(taken)
-        self.worker_log[wid]["handed_out"] += len(taken)
+        self.s.worker_log[wid]["handed_out"] += len(taken)
         return [[item.seq, item.payload] for item in taken]
 
     def _send_items(
@@ -156,22 +160,22 @@ class HandOut(Liveness):
         """Send a batch; if it would not pack, send its items singly and fail those that
         cannot go at all (a value msgpack cannot carry, or too big): retrying won't help."""
         try:
-            self.outbox.append(
-                (state.endpoint, worker.wid, self.codec.data(self.run, items, state.task_type))
+            self.s.outbox.append(
+                (state.endpoint, worker.wid, self.s.codec.data(self.s.run, items, state.task_type))
             )
             return
         except (SerializationError, MessageTooLarge):
             pass
         for seq, payload in items:
             try:
-                frames = self.codec.data(self.run, [[seq, payload]], state.task_type)
+                frames = self.s.codec.data(self.s.run, [[seq, payload]], state.task_type)
             except (SerializationError, MessageTooLarge) as exc:
                 item = state.in_flight[seq]
-                self._unassign(state, item)
+                state.unassign(item)
                 worker.credit += 1
-                self._fail(state, item, str(exc))
+                self.s.failures.item_failed(state, item, str(exc))
             else:
-                self.outbox.append((state.endpoint, worker.wid, frames))
+                self.s.outbox.append((state.endpoint, worker.wid, frames))
 
     def _next_retry(self, state: TaskState, worker: WorkerRecord, now: float) -> Any:
         """The next item to hand out again to ``worker``: ``None`` if none is due (new
@@ -199,16 +203,16 @@ class HandOut(Liveness):
         Every item's path: user code is called here directly (``user_code_error`` is
         ``call_user``'s except branch), and what holds for the whole batch is asked once."""
         task = state.task
-        if task.is_complete or state.held_back or self.draining:
+        if task.is_complete or state.held_back or self.s.draining:
             return []
         in_flight = state.in_flight
-        room = min(room, self.settings.max_in_flight - len(in_flight))
-        stages = self.stages
+        room = min(room, self.s.settings.max_in_flight - len(in_flight))
+        stages = self.s.stages
         blocking = bool(stages.fed) and state.task_type in stages.fed
         from_backlog = bool(stages.backlog) and stages.feeds_from_backlog(state.task_type)
-        resume = self.resuming.get(state.task_type)
-        record = self.journal.records
-        metadata = self.metadata or {}
+        resume = self.s.resuming.get(state.task_type)
+        record = self.s.journal.records
+        metadata = self.s.metadata or {}
         made: list[Item] = []
         while len(made) < room and not task.is_complete:
             if blocking and stages.blocked(state.task_type, len(in_flight)):
@@ -217,13 +221,13 @@ class HandOut(Liveness):
                 available = task.is_available_for_handling(state.last_ack_data)
             except Exception as exc:
                 raised = user_code_error(task_logger, "Task.is_available_for_handling", exc)
-                self._handle_raised(state, raised.text, "is_available_for_handling")
+                self.s.failures.task_code_failed(state, raised.text, "is_available_for_handling")
                 break
             if not available:
                 state.held_back = True
                 break
             if from_backlog:
-                payload = take(self, state)  # a stage or an open-ended task
+                payload = self.s.stages.take(state)  # a stage or an open-ended task
                 if payload is None:
                     break
             elif resume is None:
@@ -231,20 +235,14 @@ class HandOut(Liveness):
                     payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
                 except Exception as exc:
                     raised = user_code_error(task_logger, "Task.handle", exc)
-                    self._handle_raised(state, raised.text, "handle")
+                    self.s.failures.task_code_failed(state, raised.text, "handle")
                     break
             else:
                 payload = self._call_handle(state, wid, resume)
                 if payload is _NOTHING:
                     break
+            payload = self._checked(state, payload)
             if payload is None:
-                payload = {}
-            elif not isinstance(payload, dict):
-                error = (
-                    f"TypeError: {type(task).__name__}.handle() must return a dict or None, "
-                    f"not {type(payload).__name__}"
-                )
-                self._handle_raised(state, error, "handle")
                 break
             seq = state.next_seq
             state.next_seq = seq + 1
@@ -252,21 +250,34 @@ class HandOut(Liveness):
             item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
             made.append(item)
             if record:
-                self.journal.handed_out(state.task_type, seq)
+                self.s.journal.handed_out(state.task_type, seq)
         return made
+
+    def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:
+        """What ``handle`` returned as an item (``None``: not a dict, a failure)."""
+        if payload is None:
+            return {}
+        if isinstance(payload, dict):
+            return payload
+        error = (
+            f"TypeError: {type(state.task).__name__}.handle() must return a dict or None, "
+            f"not {type(payload).__name__}"
+        )
+        self.s.failures.task_code_failed(state, error, "handle")
+        return None
 
     def _call_handle(self, state: TaskState, wid: bytes, resume: TaskResume) -> Any:
         """The next item of a resumed run's task from ``handle`` (``_NOTHING`` if it raised,
         or if nothing is left to make). Items collected before a crash are made again and
         skipped, not sent."""
         task = state.task
-        metadata = self.metadata or {}
+        metadata = self.s.metadata or {}
         while True:
             try:
                 payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
             except Exception as exc:
                 raised = user_code_error(task_logger, "Task.handle", exc)
-                self._handle_raised(state, raised.text, "handle")
+                self.s.failures.task_code_failed(state, raised.text, "handle")
                 return _NOTHING
             while state.next_seq in resume.redriven:  # an operator's, not handle()'s
                 state.next_seq += 1
@@ -275,33 +286,6 @@ class HandOut(Liveness):
             state.next_seq += 1  # collected before the crash: made again, not sent
             if task.is_complete:
                 return _NOTHING
-
-    def _handle_raised(self, state: TaskState, error: str, where: str) -> None:
-        """User code in the task raised: a reported failure. By default the task hands
-        out nothing more (``Task.continue_after_error`` chooses to go on)."""
-        state.handle_errors += 1
-        call = state.next_seq + state.handle_errors
-        state.failed.append(
-            record := {
-                "task_type": state.task_type,
-                "seq": None,
-                "item_id": f"{state.task_type}/{where}#{call}",
-                "attempts": 1,
-                "deaths": 0,
-                "error": error,
-                "data": None,
-            }
-        )
-        self.journal.failed(record)
-        if not state.task.continue_after_error:
-            logger.error(
-                "task %s stops handing out: %s() failed on call %d "
-                "(set continue_after_error to go on)",
-                state.task_type,
-                where,
-                call,
-            )
-            state.task.is_complete = True
 
 
 def _fair_share(state: TaskState) -> float | None:

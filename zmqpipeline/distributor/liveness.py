@@ -1,56 +1,27 @@
 """How the distributor notices what went wrong, apart from its sockets: silent workers,
-items over their time limit, retries and failures for good. A part of
-:class:`~zmqpipeline.distributor.scheduler.Scheduler` (a mixin: its methods run on the scheduler)."""
+items over their time limit, retries and the failures they end in. One part of the
+:class:`~zmqpipeline.distributor.scheduler.Scheduler`, which it holds."""
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .. import protocol
-from ..journal.run import RunJournal
-from ..settings import Settings
-from .resume import TaskResume
-from .stages import StageBook
 from .state import COLLECTOR, Item, TaskState, WorkerRecord
 
-__all__ = ["Liveness", "SchedulerBase"]
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+__all__ = ["Liveness"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
 
 
-class SchedulerBase:
-    """What every part of the scheduler holds (set by ``Scheduler.__init__``)."""
+class Liveness:
+    """Liveness, retries and hand-backs of the scheduler's items."""
 
-    settings: Settings
-    run: int
-    tasks: dict[str, TaskState]
-    workers: dict[bytes, TaskState]  # worker id -> its task
-    outbox: list[tuple[str, bytes | None, list[bytes]]]
-    codec: protocol.Codec
-    metadata: dict[str, Any] | None
-    done: bool
-    collector_id: bytes | None
-    last_tick: float | None
-    worker_log: dict[bytes, dict[str, Any]]
-    paused: bool
-    draining: bool
-    rates: dict[str, deque[tuple[float, int]]]
-    journal: RunJournal
-    resuming: dict[str, TaskResume]
-    stages: StageBook
-
-    @property
-    def started(self) -> bool:
-        return self.metadata is not None
-
-    def _check_finished(self, state: TaskState) -> None:
-        raise NotImplementedError
-
-
-class Liveness(SchedulerBase):
-    """Liveness, retries and failures of the :class:`~zmqpipeline.distributor.scheduler.Scheduler`."""
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.s = scheduler
 
     # -- time ---------------------------------------------------------------------
 
@@ -60,19 +31,20 @@ class Liveness(SchedulerBase):
         If this process itself was stalled since the last tick, the silence was ours: every
         worker gets that time back before anyone is judged.
         """
-        last, self.last_tick = self.last_tick, now
-        for task_type, task_state in self.tasks.items():
-            self.rates[task_type].append((now, task_state.collected))
-        if self.done:
+        s = self.s
+        last, s.last_tick = s.last_tick, now
+        for task_type, task_state in s.tasks.items():
+            s.rates[task_type].append((now, task_state.collected))
+        if s.done:
             return  # workers leave as they get END: nothing to re-issue any more
-        stalled = 0.0 if last is None else now - last - 2 * self.settings.heartbeat_interval_s
-        deadline = now - self.settings.liveness_s
-        for state in self.tasks.values():
+        stalled = 0.0 if last is None else now - last - 2 * s.settings.heartbeat_interval_s
+        deadline = now - s.settings.liveness_s
+        for state in s.tasks.values():
             for worker in list(state.workers.values()):
                 if stalled > 0:
                     worker.last_seen += stalled
                 elif worker.last_seen < deadline:
-                    self._remove_worker(state, worker, reason="worker died", now=now)
+                    self.remove_worker(state, worker, reason="worker died", now=now)
             if state.active:
                 self._expire_items(state, now, stalled)
 
@@ -89,44 +61,50 @@ class Liveness(SchedulerBase):
                     # before items whose workers failed go to it.
                     worker.completed = 0
                     worker.overdue = True
-                self._unassign(state, item)
-                self._retry(state, item, f"no ACK within {limit:.1f} s", now, user_error=False)
+                state.unassign(item)
+                self.retry(state, item, f"no ACK within {limit:.1f} s", now, user_error=False)
 
     def heartbeats(self) -> None:
         """Tell every worker we are alive, and PING the collector (it answers HELLO)."""
-        self.outbox.append((COLLECTOR, None, self.codec.ping(self.run)))
-        if self.done:
+        s = self.s
+        s.outbox.append((COLLECTOR, None, s.codec.ping(s.run)))
+        if s.done:
             return
-        beat = self.codec.alive()
-        for state in self.tasks.values():
+        beat = s.codec.alive()
+        for state in s.tasks.values():
             for wid in state.workers:
-                self.outbox.append((state.endpoint, wid, beat))
+                s.outbox.append((state.endpoint, wid, beat))
 
     def worker_unreachable(self, wid: bytes, now: float) -> None:
         """A send to ``wid`` failed: its connection is gone."""
-        state = self.workers.get(wid)
-        if state is not None and not self.done:
-            self._remove_worker(state, state.workers[wid], reason="worker went away", now=now)
+        state = self.s.workers.get(wid)
+        if state is not None and not self.s.done:
+            self.remove_worker(state, state.workers[wid], reason="worker went away", now=now)
 
-    def next_wakeup(self, now: float) -> float | None:
+    def next_wakeup(self) -> float | None:
         """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
-        times = [s.retry[0][0] for s in self.tasks.values() if s.active and s.retry]
+        times = [s.retry[0][0] for s in self.s.tasks.values() if s.active and s.retry]
         return min(times) if times else None
 
-    # -- failures ---------------------------------------------------------------------
+    # -- workers leaving, items going round again ---------------------------------------
 
-    def _unassign(self, state: TaskState, item: Item) -> None:
-        if item.worker is not None:
-            worker = state.workers.get(item.worker)
-            if worker is not None:
-                worker.held.discard(item.seq)
-            item.worker = None
+    def hand_back(self, state: TaskState, seqs: list[int], now: float, avoid: bytes | None) -> None:
+        """``seqs`` go out again first (a worker handed them back, or is leaving); with
+        ``avoid``, preferably not to that worker."""
+        for seq in seqs:
+            item = state.in_flight.get(seq)
+            if item is not None and (avoid is None or item.worker == avoid):
+                state.unassign(item)
+                if avoid is not None:
+                    item.avoid = avoid
+                state.retry.appendleft((now, seq))
 
-    def _remove_worker(
+    def remove_worker(
         self, state: TaskState, worker: WorkerRecord, reason: str | None, now: float
     ) -> None:
+        s = self.s
         del state.workers[worker.wid]
-        self.workers.pop(worker.wid, None)
+        s.workers.pop(worker.wid, None)
         if reason is None:
             logger.info("worker %s left", worker.wid.decode(errors="replace"))
             return
@@ -141,54 +119,27 @@ class Liveness(SchedulerBase):
             item = state.in_flight.get(seq)
             if item is not None:
                 item.worker = None
-                self._retry(state, item, reason, now, user_error=False)
+                self.retry(state, item, reason, now, user_error=False)
         worker.held.clear()
 
-    def _retry(
-        self, state: TaskState, item: Item, error: str, now: float, user_error: bool
-    ) -> None:
+    def retry(self, state: TaskState, item: Item, error: str, now: float, user_error: bool) -> None:
         """Hand ``item`` out again, or fail it when its tries are used up. User-code errors
         and deaths (a worker died, a time limit passed) are counted apart."""
+        settings = self.s.settings
         if user_error:
             item.attempts += 1
-            limit = state.task.max_attempts or self.settings.max_attempts
+            limit = state.task.max_attempts or settings.max_attempts
             if item.attempts >= limit:
-                self._fail(state, item, error)
+                self.s.failures.item_failed(state, item, error)
                 return
             base = state.task.retry_backoff_s
-            base = self.settings.retry_backoff_s if base is None else base
-            delay = min(base * 2 ** (item.attempts - 1), self.settings.retry_backoff_max_s)
+            base = settings.retry_backoff_s if base is None else base
+            delay = min(base * 2 ** (item.attempts - 1), settings.retry_backoff_max_s)
             state.retry.append((now + delay, item.seq))
         else:
             item.deaths += 1
-            if item.deaths >= self.settings.max_deaths:
-                self._fail(state, item, f"{error} ({item.deaths} times)")
+            if item.deaths >= settings.max_deaths:
+                self.s.failures.item_failed(state, item, f"{error} ({item.deaths} times)")
                 return
             state.suspect.append(item.seq)
         state.retries += 1
-
-    def _fail(self, state: TaskState, item: Item, error: str) -> None:
-        """``item`` failed for good: record it, tell the collector it will not come."""
-        del state.in_flight[item.seq]
-        state.failed.append(
-            record := {
-                "task_type": state.task_type,
-                "seq": item.seq,
-                "item_id": f"{state.task_type}/{item.seq}",
-                "attempts": item.attempts,
-                "deaths": item.deaths,
-                "error": error,
-                "data": item.payload,
-            }
-        )
-        self.journal.failed(record)
-        logger.error(
-            "item %s/%d failed for good (%d error(s), %d death(s)): %s",
-            state.task_type,
-            item.seq,
-            item.attempts,
-            item.deaths,
-            error.strip().splitlines()[-1:],
-        )
-        self.outbox.append((COLLECTOR, None, self.codec.skip(self.run, state.task_type, item.seq)))
-        self._check_finished(state)

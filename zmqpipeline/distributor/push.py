@@ -35,7 +35,6 @@ import zmq
 from .. import protocol
 from ..errors import PushError
 from ..runtime.runtime import RequestClient, RoleRuntime
-from .stages import close_stream, push_items
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -64,10 +63,10 @@ class PushLogic:
         self.requests += 1
         try:
             if isinstance(msg, protocol.PushClose):
-                close_stream(self.scheduler, msg.task_type)
+                self.scheduler.stages.close_stream(msg.task_type)
                 logger.info("task %s: the stream of pushed items is closed", msg.task_type)
                 return True, "", 0
-            accepted = push_items(self.scheduler, msg.task_type, msg.items)
+            accepted = self.scheduler.stages.push(msg.task_type, msg.items)
         except ValueError as exc:
             return False, str(exc), 0
         if accepted:

@@ -3,16 +3,20 @@ a task is finished, what is retried and what has failed.
 
 A :class:`Scheduler` is fed decoded records and the current time and appends what it
 wants sent to :attr:`Scheduler.outbox`; the :class:`~zmqpipeline.distributor.Distributor`
-owns the sockets and drains it. Unit tests drive it directly. Its records live in
-:mod:`zmqpipeline.distributor.state`, the counts it reports in :mod:`zmqpipeline.distributor.summary`; handing out
-work is in :mod:`zmqpipeline.distributor.handout`, liveness and failures in :mod:`zmqpipeline.distributor.liveness`.
+owns the sockets and drains it. Unit tests drive it directly.
+
+It holds the run's state and is built of one part per concern, each holding it back:
+:class:`~.handout.HandOut` (who gets which item), :class:`~.acks.Acks` (what the
+collector confirmed), :class:`~.liveness.Liveness` (silent workers, time limits, retries),
+:class:`~.failures.Failures` (failures for good, reported and journaled) and
+:class:`~.stages.StageBook` (streaming stages and open-ended tasks). Its records live in
+:mod:`.state`, the counts it reports in :mod:`.summary`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from itertools import repeat
 from typing import Any
 
 from .. import protocol
@@ -20,9 +24,12 @@ from ..journal.run import JournaledRun, RunJournal
 from ..runtime.runtime import UserCodeError, call_user
 from ..settings import Settings
 from ..task import Task
+from .acks import Acks
+from .failures import Failures
 from .handout import HandOut
+from .liveness import Liveness
 from .resume import TaskResume, jump_ahead, resume_tasks
-from .stages import StageBook, feed, reopen_stages, source_finished
+from .stages import StageBook
 from .state import (
     COLLECTOR,
     Item,
@@ -47,7 +54,7 @@ FEEDER_LINGER_S = 0.02
 _RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 
-class Scheduler(HandOut):
+class Scheduler:
     """Everything the distributor decides, with no socket in sight."""
 
     def __init__(self, tasks: list[Task], settings: Settings, run: int) -> None:
@@ -91,8 +98,40 @@ class Scheduler(HandOut):
         # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
         self.journal = RunJournal()
         self.resuming: dict[str, TaskResume] = {}
-        # Streaming stages and open-ended tasks (see zmqpipeline.distributor.stages).
-        self.stages = StageBook(tasks, settings)
+        # The parts, one per concern (see the module's docstring).
+        self.stages = StageBook(self, tasks)
+        self.handout = HandOut(self)
+        self.acks = Acks(self)
+        self.liveness = Liveness(self)
+        self.failures = Failures(self)
+
+    @property
+    def started(self) -> bool:
+        return self.metadata is not None
+
+    # -- what the distributor's loop calls, answered by the parts ---------------------
+
+    def dispatch(self, now: float, newcomers_first: bool = False) -> bool:
+        """Hand out what the workers have room for (see :meth:`HandOut.dispatch`)."""
+        return self.handout.dispatch(now, newcomers_first)
+
+    def on_ack(self, groups: list[list[Any]], now: float) -> None:
+        """The collector confirmed these items (see :meth:`Acks.on_ack`)."""
+        self.acks.on_ack(groups, now)
+
+    def tick(self, now: float) -> None:
+        """Judge silent workers and overdue items (see :meth:`Liveness.tick`)."""
+        self.liveness.tick(now)
+
+    def heartbeats(self) -> None:
+        self.liveness.heartbeats()
+
+    def worker_unreachable(self, wid: bytes, now: float) -> None:
+        self.liveness.worker_unreachable(wid, now)
+
+    def next_wakeup(self, now: float) -> float | None:
+        """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
+        return self.liveness.next_wakeup()
 
     def resume_from(self, journaled: JournaledRun) -> None:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
@@ -109,14 +148,14 @@ class Scheduler(HandOut):
             try:
                 call_user(task_logger, "Task.initialize", state.task.initialize, metadata)
             except UserCodeError as exc:
-                self._handle_raised(state, exc.text, "initialize")
+                self.failures.task_code_failed(state, exc.text, "initialize")
                 continue
             if state.task_type in self.resuming:
                 try:
                     resume = self.resuming[state.task_type]
                     call_user(task_logger, "Task.resume", jump_ahead, state, resume)
                 except UserCodeError as exc:
-                    self._handle_raised(state, exc.text, "resume")
+                    self.failures.task_code_failed(state, exc.text, "resume")
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
@@ -151,7 +190,8 @@ class Scheduler(HandOut):
             (state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata, options))
         )
 
-    def _check_finished(self, state: TaskState) -> None:
+    def check_finished(self, state: TaskState) -> None:
+        """Finish ``state`` if it is complete and nothing of it is in flight."""
         if state.finished or not state.active:
             return
         if (state.task.is_complete or self.draining) and not state.in_flight:
@@ -166,7 +206,7 @@ class Scheduler(HandOut):
                 len(state.failed),
                 state.retries,
             )
-            source_finished(self, state)  # the stages it fed may be complete now
+            self.stages.source_finished(state)  # the stages it fed may be complete now
             self._activate_ready_tasks()
             if all(s.finished for s in self.tasks.values()) and not self.paused:
                 self.finish(aborted=False)  # a paused run is held open (see resume)
@@ -214,21 +254,12 @@ class Scheduler(HandOut):
         elif kind is protocol.HandBack:
             worker.recalling = False
             worker.started_all_at = None if msg.seqs else len(worker.held)
-            for seq in msg.seqs:
-                item = state.in_flight.get(seq)
-                if item is not None and item.worker == worker.wid:
-                    self._unassign(state, item)
-                    item.avoid = worker.wid
-                    state.retry.appendleft((now, seq))
+            self.liveness.hand_back(state, msg.seqs, now, avoid=worker.wid)
         elif kind is protocol.Bye:
             # It hands back what it had not started; items sent while its BYE was on the
             # way, and results not yet ACKed, go round again too (the collector dedupes).
-            for seq in sorted(worker.held):
-                item = state.in_flight.get(seq)
-                if item is not None:
-                    self._unassign(state, item)
-                    state.retry.appendleft((now, seq))
-            self._remove_worker(state, worker, reason=None, now=now)
+            self.liveness.hand_back(state, sorted(worker.held), now, avoid=None)
+            self.liveness.remove_worker(state, worker, reason=None, now=now)
 
     def _on_ready(self, endpoint: str, wid: bytes, msg: protocol.Ready, now: float) -> None:
         state = self.tasks.get(msg.task_type)
@@ -248,7 +279,9 @@ class Scheduler(HandOut):
         if worker is None:
             other = self.workers.get(wid)
             if other is not None:  # same id, other task type: treat as a new worker
-                self._remove_worker(other, other.workers[wid], reason="worker re-joined", now=now)
+                self.liveness.remove_worker(
+                    other, other.workers[wid], reason="worker re-joined", now=now
+                )
             worker = WorkerRecord(
                 wid, msg.task_type, capacity, free, now, threads=max(1, msg.threads)
             )
@@ -276,126 +309,16 @@ class Scheduler(HandOut):
         item = state.in_flight.get(msg.seq)
         if item is None or item.worker != worker.wid:
             return  # already re-issued or collected
-        self._unassign(state, item)
+        state.unassign(item)
         retry_for = state.task.retry_for
         if retry_for is not None:
             names = {n if isinstance(n, str) else n.__name__ for n in retry_for}
             if not names.intersection(msg.exc_types):
-                self._fail(state, item, msg.error)
+                self.failures.item_failed(state, item, msg.error)
                 return
-        self._retry(state, item, msg.error, now, user_error=True)
+        self.liveness.retry(state, item, msg.error, now, user_error=True)
 
-    # -- messages from the collector --------------------------------------------------
-
-    def on_ack(self, groups: list[list[Any]], now: float) -> None:
-        # Every item's path once. An ACK comes in groups of one task type and one worker
-        # (protocol.ack_group): what a group shares is looked up and counted once.
-        touched: dict[str, TaskState] = {}
-        self.last_ack_at = now
-        latencies, journal = self.latencies, self.journal if self.journal.records else None
-        fed = self.stages.fed
-        for task_type, executed_by, seqs, ack_data, errors, results, firsts in groups:
-            state = self.tasks.get(task_type)
-            if state is None:
-                self.stale_acks += len(seqs)
-                continue
-            n = len(seqs)
-            rows = zip(
-                seqs,
-                ack_data or repeat(None, n),
-                errors or repeat(None, n),
-                results or repeat(None, n),
-                firsts or repeat(True, n),
-                strict=True,
-            )
-            in_flight, workers = state.in_flight, state.workers
-            worker = workers.get(executed_by)
-            waits: list[float] = []  # hand-out to ACK, for the task's time limit
-            found = False
-            last_data = None
-            for seq, data, error, result, first in rows:
-                item = in_flight.get(seq)
-                if item is None:
-                    if error is None:
-                        if self._late_ack(state, seq):
-                            continue
-                        # Collected now, not a duplicate's re-ACK: an item we had failed?
-                        if first and self._collected_after_failing(state, seq, executed_by, result):
-                            continue
-                    self.stale_acks += 1
-                    continue
-                found = True
-                if error is not None:  # handle_collection raised: try the item again
-                    self._unassign(state, item)
-                    self._retry(state, item, error, now, user_error=True)
-                    continue
-                del in_flight[seq]
-                holder = item.worker
-                if holder is not None:  # _unassign, with the lookup above
-                    owner = worker if holder == executed_by else workers.get(holder)
-                    if owner is not None:
-                        owner.held.discard(seq)
-                    item.worker = None
-                if journal is not None:
-                    journal.acked(task_type, seq)
-                last_data = data
-                waits.append(now - item.sent_at)
-                latencies.append(now - item.first_sent_at)
-                if result is not None and task_type in fed:
-                    feed(self, state, seq, result)  # its first ACK: once per item
-            if waits:
-                collected = len(waits)
-                state.collected += collected
-                state.last_ack_data = last_data
-                state.held_back = False
-                state.timer.observe_all(waits)
-                if worker is not None:
-                    worker.completed += collected
-                log = self.worker_log.get(executed_by)
-                if log is not None:
-                    log["collected"] += collected
-            if found:
-                touched[task_type] = state
-        for state in touched.values():
-            self._check_finished(state)
-
-    def _collected_after_failing(
-        self, state: TaskState, seq: Any, executed_by: bytes, result: dict[str, Any] | None
-    ) -> bool:
-        """The collector collected an item we had failed for good (its result came in
-        before our SKIP, over a link that stayed up while ours to the collector was
-        down): it is collected, not failed, and the stages it feeds get its result."""
-        record = next((f for f in state.failed if f["seq"] == seq), None)
-        if record is None:
-            return False
-        state.failed.remove(record)
-        state.collected += 1
-        log = self.worker_log.get(executed_by)
-        if log is not None:
-            log["collected"] += 1
-        self.journal.unfailed(record)
-        logger.warning(
-            "item %s was collected after it had failed for good: counted as collected",
-            record["item_id"],
-        )
-        if result is not None and state.task_type in self.stages.fed and not self.done:
-            reopen_stages(self, state.task_type)
-            feed(self, state, seq, result)
-            if state.finished:
-                source_finished(self, state)  # nothing more comes: the stages may complete
-        return True
-
-    def _late_ack(self, state: TaskState, seq: Any) -> bool:
-        """A resumed run: an ACK of an item handed out before the crash and not made
-        again yet. Note it as done, so it is skipped when ``handle`` makes it."""
-        resume = self.resuming.get(state.task_type)
-        if resume is None or not isinstance(seq, int) or seq < state.next_seq:
-            return False
-        if seq not in resume.done:
-            resume.done.add(seq)
-            state.collected += 1
-            self.journal.acked(state.task_type, seq)
-        return True
+    # -- the collector ----------------------------------------------------------------
 
     def on_collector_hello(self, collector_id: bytes, now: float) -> None:
         """The collector answered a PING. A new one gets START; if it replaces an earlier
@@ -408,10 +331,8 @@ class Scheduler(HandOut):
         if previous is not None:
             logger.warning("a new collector replaced the old one: re-issuing un-ACKed items")
             for state in self.tasks.values():
-                for item in state.in_flight.values():
-                    if item.worker is not None:
-                        self._unassign(state, item)
-                        state.retry.appendleft((now, item.seq))
+                held = [seq for seq, item in state.in_flight.items() if item.worker is not None]
+                self.liveness.hand_back(state, held, now, avoid=None)
 
     # -- operator control (see zmqpipeline.distributor.control, which checks the command first) ------
 
@@ -432,7 +353,7 @@ class Scheduler(HandOut):
             if not state.active:
                 state.finished = True
         for state in self.tasks.values():
-            self._check_finished(state)
+            self.check_finished(state)
         if all(s.finished for s in self.tasks.values()):
             self.finish(aborted=False)
         else:
@@ -451,5 +372,5 @@ class Scheduler(HandOut):
         state.retry.append((now, item.seq))
         if state.finished:
             state.finished, state.active = False, True
-        reopen_stages(self, state.task_type)  # what its result derives has somewhere to go
+        self.stages.reopen(state.task_type)  # what its result derives has somewhere to go
         return item.seq

@@ -14,9 +14,9 @@ Backpressure: while a stage's backlog, plus what its source has in flight, reach
 the distributor's memory while a slow one works; pushes are taken only as far as there is
 room.
 
-:class:`StageBook` holds the backlogs and the relations; the functions below it act on
-a :class:`~zmqpipeline.distributor.scheduler.Scheduler` (which calls them from a few well-marked
-places), so this module holds the whole feature's logic.
+:class:`StageBook` holds the backlogs and the relations and makes every decision of the
+feature; it is one part of the :class:`~zmqpipeline.distributor.scheduler.Scheduler`, which
+calls it from a few well-marked places.
 """
 
 from __future__ import annotations
@@ -26,22 +26,13 @@ from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from ..runtime.runtime import UserCodeError, call_user
-from ..settings import Settings
 from ..task import Task
 
 if TYPE_CHECKING:
-    from .liveness import SchedulerBase as Scheduler
+    from .scheduler import Scheduler
     from .state import TaskState
 
-__all__ = [
-    "StageBook",
-    "close_stream",
-    "feed",
-    "push_items",
-    "reopen_stages",
-    "source_finished",
-    "take",
-]
+__all__ = ["StageBook"]
 
 task_logger = logging.getLogger("zmqpipeline.task")
 
@@ -50,8 +41,9 @@ class StageBook:
     """Per stage (or open-ended task): its sources and its backlog of items waiting to be
     handed out; per source: the stages it feeds."""
 
-    def __init__(self, tasks: list[Task], settings: Settings) -> None:
-        self.bound = settings.stage_backlog
+    def __init__(self, scheduler: Scheduler, tasks: list[Task]) -> None:
+        self.s = scheduler
+        self.bound = scheduler.settings.stage_backlog
         self.sources: dict[str, list[str]] = {
             t.task_type: list(t.sources) for t in tasks if t.sources
         }
@@ -87,13 +79,13 @@ class StageBook:
         room = self.bound - in_flight
         return any(len(self.backlog[stage]) >= room for stage in stages)
 
-    def ready_to_complete(self, scheduler: Scheduler, task_type: str) -> bool:
+    def ready_to_complete(self, task_type: str) -> bool:
         """Its sources are finished, its stream closed (open-ended), its backlog empty."""
         if self.backlog[task_type]:
             return False
         if task_type in self.open_ended and task_type not in self.closed:
             return False
-        return all(scheduler.tasks[s].finished for s in self.sources.get(task_type, ()))
+        return all(self.s.tasks[s].finished for s in self.sources.get(task_type, ()))
 
     def summary(self, task_type: str) -> dict[str, Any]:
         """What the report and the progress show of one task: its sources and backlog."""
@@ -106,144 +98,115 @@ class StageBook:
             **self.counts[task_type],
         }
 
+    # -- what the scheduler calls --------------------------------------------------------
 
-# -- what the scheduler calls ------------------------------------------------------------
+    def take(self, state: TaskState) -> dict[str, Any] | None:
+        """The stage's next item from its backlog (``None``: nothing waits). The call that
+        takes the last one of a stage whose sources are finished completes it, as
+        ``handle`` sets ``is_complete`` in the call that hands out the last item."""
+        backlog = self.backlog[state.task_type]
+        if not backlog:
+            return None
+        payload = backlog.popleft()
+        if not backlog and self.ready_to_complete(state.task_type):
+            state.task.is_complete = True
+        return payload
 
+    def feed(self, source: TaskState, seq: int, result: dict[str, Any]) -> None:
+        """A result of ``source`` was collected (its first ACK carried it): each stage it
+        feeds derives its items from it, once."""
+        item_id = f"{source.task_type}/{seq}"
+        for stage_type in self.fed[source.task_type]:
+            stage = self.s.tasks[stage_type]
+            counts = self.counts[stage_type]
+            counts["received"] += 1
+            items = self._derive(stage, result, item_id)
+            if not items:
+                counts["filtered"] += 1
+                continue
+            backlog = self.backlog[stage_type]
+            backlog.extend(items)
+            counts["derived"] += len(items)
+            if len(backlog) > counts["backlog_peak"]:
+                counts["backlog_peak"] = len(backlog)
 
-def take(scheduler: Scheduler, state: TaskState) -> dict[str, Any] | None:
-    """The stage's next item from its backlog (``None``: nothing waits). The call that
-    takes the last one of a stage whose sources are finished completes it, as ``handle``
-    sets ``is_complete`` in the call that hands out the last item."""
-    book = scheduler.stages
-    backlog = book.backlog[state.task_type]
-    if not backlog:
-        return None
-    payload = backlog.popleft()
-    if not backlog and book.ready_to_complete(scheduler, state.task_type):
-        state.task.is_complete = True
-    return payload
-
-
-def feed(scheduler: Scheduler, source: TaskState, seq: int, result: dict[str, Any]) -> None:
-    """A result of ``source`` was collected (its first ACK carried it): each stage it
-    feeds derives its items from it, once."""
-    book = scheduler.stages
-    item_id = f"{source.task_type}/{seq}"
-    for stage_type in book.fed[source.task_type]:
-        stage = scheduler.tasks[stage_type]
-        counts = book.counts[stage_type]
-        counts["received"] += 1
-        items = _derive(scheduler, stage, result, item_id)
-        if not items:
-            counts["filtered"] += 1
-            continue
-        backlog = book.backlog[stage_type]
-        backlog.extend(items)
-        counts["derived"] += len(items)
-        if len(backlog) > counts["backlog_peak"]:
-            counts["backlog_peak"] = len(backlog)
-
-
-def _derive(
-    scheduler: Scheduler, stage: TaskState, result: dict[str, Any], item_id: str
-) -> list[dict[str, Any]]:
-    task = stage.task
-    try:
-        made = call_user(task_logger, "Task.derive", task.derive, result, item_id, item=item_id)
-    except UserCodeError as exc:
-        _derive_failed(stage, item_id, result, exc.text)
+    def _derive(
+        self, stage: TaskState, result: dict[str, Any], item_id: str
+    ) -> list[dict[str, Any]]:
+        task = stage.task
+        failures = self.s.failures
+        try:
+            made = call_user(task_logger, "Task.derive", task.derive, result, item_id, item=item_id)
+        except UserCodeError as exc:
+            failures.derive_failed(stage, item_id, result, exc.text)
+            return []
+        if made is None:
+            return []
+        if isinstance(made, dict):
+            return [made]
+        if isinstance(made, list) and all(isinstance(x, dict) for x in made):
+            return made
+        error = (
+            f"TypeError: {type(task).__name__}.derive() must return a dict, a list of dicts "
+            f"or None, not {type(made).__name__}"
+        )
+        task_logger.error("%s (for result %s)", error, item_id)
+        failures.derive_failed(stage, item_id, result, error)
         return []
-    if made is None:
-        return []
-    if isinstance(made, dict):
-        return [made]
-    if isinstance(made, list) and all(isinstance(x, dict) for x in made):
-        return made
-    error = (
-        f"TypeError: {type(task).__name__}.derive() must return a dict, a list of dicts or "
-        f"None, not {type(made).__name__}"
-    )
-    task_logger.error("%s (for result %s)", error, item_id)
-    _derive_failed(stage, item_id, result, error)
-    return []
 
+    def source_finished(self, source: TaskState) -> None:
+        """``source`` finished: a stage it fed that has nothing more coming completes (and
+        finishes once nothing of it is in flight)."""
+        for stage_type in self.fed.get(source.task_type, ()):
+            self._maybe_complete(stage_type)
 
-def _derive_failed(stage: TaskState, item_id: str, result: dict[str, Any], error: str) -> None:
-    """``derive`` raised on one result: a reported failure of that result (the report
-    lists it, the run is not ok); the stage goes on with the next result."""
-    stage.failed.append(
-        {
-            "task_type": stage.task_type,
-            "seq": None,
-            "item_id": f"{stage.task_type}/derive({item_id})",
-            "attempts": 1,
-            "deaths": 0,
-            "error": error,
-            "data": result,
-        }
-    )
+    def reopen(self, source_type: str) -> None:
+        """``source_type`` makes an item again (an operator re-drove a failed one): the
+        stages it feeds, and theirs, are not complete until it has finished again."""
+        for stage_type in self.fed.get(source_type, ()):
+            stage = self.s.tasks[stage_type]
+            if not (stage.task.is_complete or stage.finished):
+                continue
+            stage.task.is_complete = False
+            if stage.finished:
+                stage.finished, stage.active = False, True
+                self.s.journal.reopened(stage_type)
+            self.reopen(stage_type)
 
+    def _maybe_complete(self, task_type: str) -> None:
+        state = self.s.tasks[task_type]
+        if not state.task.is_complete and self.ready_to_complete(task_type):
+            state.task.is_complete = True
+            self.s.check_finished(state)
 
-def source_finished(scheduler: Scheduler, source: TaskState) -> None:
-    """``source`` finished: a stage it fed that has nothing more coming completes (and
-    finishes once nothing of it is in flight)."""
-    for stage_type in scheduler.stages.fed.get(source.task_type, ()):
-        _maybe_complete(scheduler, stage_type)
+    # -- pushed items (the push endpoint's decisions; see zmqpipeline.distributor.push) --
 
+    def push(self, task_type: str, items: list[dict[str, Any]]) -> int:
+        """Take as many of ``items`` as the backlog has room for; return how many. Raises
+        ``ValueError`` with the reason when the task takes no pushed items at all."""
+        self._check_pushable(task_type)
+        backlog = self.backlog[task_type]
+        room = max(0, self.bound - len(backlog))
+        taken = items[:room]
+        backlog.extend(taken)
+        self.counts[task_type]["pushed"] += len(taken)
+        return len(taken)
 
-def reopen_stages(scheduler: Scheduler, source_type: str) -> None:
-    """``source_type`` makes an item again (an operator re-drove a failed one): the stages
-    it feeds, and theirs, are not complete until it has finished again."""
-    for stage_type in scheduler.stages.fed.get(source_type, ()):
-        stage = scheduler.tasks[stage_type]
-        if not (stage.task.is_complete or stage.finished):
-            continue
-        stage.task.is_complete = False
-        if stage.finished:
-            stage.finished, stage.active = False, True
-            scheduler.journal.reopened(stage_type)
-        reopen_stages(scheduler, stage_type)
+    def close_stream(self, task_type: str) -> None:
+        """No more items will be pushed into ``task_type``: it completes once drained."""
+        self._check_pushable(task_type)
+        self.closed.add(task_type)
+        self._maybe_complete(task_type)
 
-
-def _maybe_complete(scheduler: Scheduler, task_type: str) -> None:
-    state = scheduler.tasks[task_type]
-    if not state.task.is_complete and scheduler.stages.ready_to_complete(scheduler, task_type):
-        state.task.is_complete = True
-        scheduler._check_finished(state)
-
-
-# -- pushed items (the push endpoint's decisions; see zmqpipeline.distributor.push) -----------------
-
-
-def push_items(scheduler: Scheduler, task_type: str, items: list[dict[str, Any]]) -> int:
-    """Take as many of ``items`` as the backlog has room for; return how many. Raises
-    ``ValueError`` with the reason when the task takes no pushed items at all."""
-    book = scheduler.stages
-    _check_pushable(scheduler, task_type)
-    backlog = book.backlog[task_type]
-    room = max(0, book.bound - len(backlog))
-    taken = items[:room]
-    backlog.extend(taken)
-    book.counts[task_type]["pushed"] += len(taken)
-    return len(taken)
-
-
-def close_stream(scheduler: Scheduler, task_type: str) -> None:
-    """No more items will be pushed into ``task_type``: it completes once drained."""
-    _check_pushable(scheduler, task_type)
-    scheduler.stages.closed.add(task_type)
-    _maybe_complete(scheduler, task_type)
-
-
-def _check_pushable(scheduler: Scheduler, task_type: str) -> None:
-    book = scheduler.stages
-    if task_type not in scheduler.tasks:
-        known = ", ".join(sorted(book.open_ended)) or "none"
-        raise ValueError(f"no task {task_type!r} in this run (open-ended tasks: {known})")
-    if task_type not in book.open_ended:
-        raise ValueError(f"task {task_type} is not open-ended: it takes no pushed items")
-    state = scheduler.tasks[task_type]
-    if task_type in book.closed or state.finished or scheduler.done:
-        raise ValueError(f"task {task_type} is closed: it takes no more items")
-    if scheduler.draining:
-        raise ValueError(f"the run is draining: task {task_type} takes no more items")
+    def _check_pushable(self, task_type: str) -> None:
+        s = self.s
+        if task_type not in s.tasks:
+            known = ", ".join(sorted(self.open_ended)) or "none"
+            raise ValueError(f"no task {task_type!r} in this run (open-ended tasks: {known})")
+        if task_type not in self.open_ended:
+            raise ValueError(f"task {task_type} is not open-ended: it takes no pushed items")
+        state = s.tasks[task_type]
+        if task_type in self.closed or state.finished or s.done:
+            raise ValueError(f"task {task_type} is closed: it takes no more items")
+        if s.draining:
+            raise ValueError(f"the run is draining: task {task_type} takes no more items")

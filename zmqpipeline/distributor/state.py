@@ -114,13 +114,21 @@ class TaskState:
     suspect: deque[int] = field(default_factory=deque)  # seqs whose workers died
     workers: dict[bytes, WorkerRecord] = field(default_factory=dict)
     collected: int = 0
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[Any] = field(default_factory=list)  # Failure records (failures.py)
     retries: int = 0
     last_ack_data: dict[str, Any] | None = None
     held_back: bool = False  # is_available_for_handling said no; wait for an ACK
     handle_errors: int = 0
     rotation: int = 0
     size: int | None = None  # items the task declares (task_size), read when it starts
+
+    def unassign(self, item: Item) -> None:
+        """``item`` is no longer held by its worker (it waits, or is done)."""
+        if item.worker is not None:
+            worker = self.workers.get(item.worker)
+            if worker is not None:
+                worker.held.discard(item.seq)
+            item.worker = None
 
 
 def task_size(task: Task) -> int | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,10 +78,10 @@ class RunJournal:
     def acked(self, task_type: str, seq: int) -> None:
         """The collector ACKed ``seq``."""
 
-    def failed(self, record: dict[str, Any]) -> None:
+    def failed(self, record: Mapping[str, Any]) -> None:
         """An item (``record['seq']``) or a ``handle`` call (``seq`` ``None``) failed."""
 
-    def redriven(self, record: dict[str, Any], seq: int) -> None:
+    def redriven(self, record: Mapping[str, Any], seq: int) -> None:
         """The item of failure ``record`` was handed out again as ``seq`` (a seq of its
         task's own numbering, which a resumed run must keep: see :mod:`zmqpipeline.distributor.resume`),
         and its task, if finished, reopened."""
@@ -88,7 +89,7 @@ class RunJournal:
     def reopened(self, task_type: str) -> None:
         """A finished task has items coming again (a stage whose source re-drives one)."""
 
-    def unfailed(self, record: dict[str, Any]) -> None:
+    def unfailed(self, record: Mapping[str, Any]) -> None:
         """The item of failure ``record`` was collected after all (a late result)."""
 
     def task_finished(self, task_type: str) -> None:
@@ -128,9 +129,9 @@ class DistributorJournal(RunJournal):
         self._collected: dict[str, int] = {}
         self._finished: set[str] = set()
         self._dirty: set[str] = set()
-        self._failed: list[dict[str, Any]] = []
-        self._redrives: list[tuple[dict[str, Any], int]] = []
-        self._unfailed: list[dict[str, Any]] = []  # committed failures to take back
+        self._failed: list[Mapping[str, Any]] = []
+        self._redrives: list[tuple[Mapping[str, Any], int]] = []
+        self._unfailed: list[Mapping[str, Any]] = []  # committed failures to take back
         self._metadata: dict[str, Any] | None = None
         self._events = 0
         self._urgent = False
@@ -207,7 +208,7 @@ class DistributorJournal(RunJournal):
         self._dirty.add(task_type)
         self._events += 1
 
-    def failed(self, record: dict[str, Any]) -> None:
+    def failed(self, record: Mapping[str, Any]) -> None:
         task_type, seq = record["task_type"], record["seq"]
         if seq is not None:
             self._done[task_type].add(seq)
@@ -216,13 +217,13 @@ class DistributorJournal(RunJournal):
         self._failed.append(record)
         self._events += 1
 
-    def redriven(self, record: dict[str, Any], seq: int) -> None:
+    def redriven(self, record: Mapping[str, Any], seq: int) -> None:
         task_type = record["task_type"]
         self._redrives.append((record, seq))
         self._next_seq[task_type] = max(self._next_seq[task_type], seq + 1)
         self.reopened(task_type)
 
-    def unfailed(self, record: dict[str, Any]) -> None:
+    def unfailed(self, record: Mapping[str, Any]) -> None:
         task_type = record["task_type"]
         self._collected[task_type] += 1  # its seq is done already (failed)
         self._dirty.add(task_type)
