@@ -70,7 +70,10 @@ def add_service_commands(subparsers: Any) -> None:
         ".py file) until the service stops or Ctrl-C.",
     )
     worker.add_argument("target", metavar="MODULE:CLASS")
+    _add_request_command(subparsers)
 
+
+def _add_request_command(subparsers: Any) -> None:
     req = add_command(
         subparsers,
         "request",

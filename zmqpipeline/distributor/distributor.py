@@ -328,14 +328,9 @@ class Distributor:
                 if (finished_confirmed and now >= grace_end) or now >= end_deadline:
                     break
             wake = min(next_beat, next_progress, waiting.next_at)
-            retry_at = scheduler.next_wakeup(now)
-            if retry_at is not None:
-                wake = min(wake, retry_at)
             if end_deadline is not None:
                 wake = min(wake, end_deadline if not finished_confirmed else grace_end)
-            if link.collector_queue:
-                wake = min(wake, now + 0.05)
-            wake = min(wake, scheduler.journal.next_commit_at() or wake)
+            wake = _next_wake(scheduler, link, now, wake)
             # New workers got their first items: send those (the flush above), read,
             # and fill their windows next without waiting.
             timeout = 0 if fed_newcomers else max(0, int((wake - now) * 1000) + 1)
@@ -420,3 +415,13 @@ class Distributor:
                 f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
             ],
         )
+
+
+def _next_wake(scheduler: Scheduler, link: Links, now: float, wake: float) -> float:
+    """The loop's next wake-up: ``wake``, or sooner for a retry, a queue or a commit."""
+    retry_at = scheduler.next_wakeup(now)
+    if retry_at is not None:
+        wake = min(wake, retry_at)
+    if link.collector_queue:
+        wake = min(wake, now + 0.05)
+    return min(wake, scheduler.journal.next_commit_at() or wake)

@@ -30,6 +30,7 @@ from ..settings import Settings
 from ..types import EndpointAddress
 
 __all__ = [
+    "NOBLOCK",
     "DropCounter",
     "RoleContext",
     "StopSignal",
@@ -189,7 +190,7 @@ def _refuse_live_ipc(address: EndpointAddress, role: str) -> None:
 
 
 # Plain ints: pyzmq's enum members cost an enum construction per ``&`` on every read.
-_EVENTS, _POLLIN, _RCVMORE, _NOBLOCK, _SNDMORE = (
+_EVENTS, _POLLIN, _RCVMORE, NOBLOCK, _SNDMORE = (
     int(zmq.EVENTS),
     int(zmq.POLLIN),
     int(zmq.RCVMORE),
@@ -207,7 +208,7 @@ _recv = zmq.backend.Socket.recv
 
 
 def send_frames(
-    sock: zmq.Socket[Any], frames: list[bytes], to: bytes | None = None, flags: int = _NOBLOCK
+    sock: zmq.Socket[Any], frames: list[bytes], to: bytes | None = None, flags: int = NOBLOCK
 ) -> None:
     """Send ``frames`` as one message, without blocking by default (``zmq.Again`` if the
     peer cannot take it now: then nothing was sent). ``to``: a ROUTER's peer, sent first."""
@@ -239,7 +240,7 @@ def recv_frames(
     if not waiting and not readable(sock):
         return None
     try:
-        frame = _recv(sock, _NOBLOCK, False)  # a Frame: it says whether more follow
+        frame = _recv(sock, NOBLOCK, False)  # a Frame: it says whether more follow
     except zmq.Again:
         return None
     frames = [frame.bytes]

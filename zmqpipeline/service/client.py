@@ -43,6 +43,7 @@ from ..errors import (
     ServiceError,
 )
 from ..runtime.runtime import RoleRuntime
+from ..runtime.transport import NOBLOCK
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -59,7 +60,6 @@ logger = logging.getLogger("zmqpipeline.serviceclient")
 
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-_NOBLOCK = int(zmq.NOBLOCK)
 
 #: How long one attempt waits for its reply(ies).
 REQUEST_TIMEOUT_S = 10.0
@@ -218,7 +218,7 @@ class ServiceClient:
     ) -> None:
         limit = self.settings.max_message_bytes
         while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
-            frames = sock.recv_multipart(_NOBLOCK)
+            frames = sock.recv_multipart(NOBLOCK)
             try:
                 msg = protocol.decode(frames, protocol.SERVICE_CLIENT, "at a client", limit)
             except ProtocolError as exc:

@@ -60,6 +60,7 @@ import zmq
 from .. import protocol
 from ..errors import ConfigurationError, ProtocolError
 from ..runtime.runtime import DRAIN, RoleRuntime
+from ..runtime.transport import NOBLOCK
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -72,7 +73,6 @@ logger = logging.getLogger("zmqpipeline.service")
 # Plain ints: pyzmq's flag enums cost more per message than the rest of a send.
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-_NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
@@ -180,7 +180,7 @@ class Service:
             # Asking is cheaper than the exception a recv on an empty socket raises.
             if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                 return
-            frames = sock.recv_multipart(_NOBLOCK)
+            frames = sock.recv_multipart(NOBLOCK)
             try:
                 if channel == FRONTEND:
                     request = protocol.decode(
@@ -210,7 +210,7 @@ class Service:
                     # before any other frame is queued.
                     sock.send(identity, _MORE)
                     sock.send(frames[0], _MORE)
-                    sock.send(frames[1], _NOBLOCK)
+                    sock.send(frames[1], NOBLOCK)
                 except zmq.ZMQError as exc:
                     if channel == FRONTEND:
                         broker.stats["replies undeliverable"] += 1  # the client has gone

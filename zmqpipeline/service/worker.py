@@ -30,7 +30,7 @@ import zmq
 from .. import protocol
 from ..errors import ProtocolError, SerializationError, ZmqPipelineError
 from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user
-from ..runtime.transport import close_sockets
+from ..runtime.transport import NOBLOCK, close_sockets
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from ..utils.messages import MESSAGE_TYPE_DATA
@@ -42,7 +42,6 @@ logger = logging.getLogger("zmqpipeline.serviceworker")
 
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-_NOBLOCK = int(zmq.NOBLOCK)
 
 
 class ServiceWorker(Role):
@@ -144,7 +143,7 @@ class ServiceWorker(Role):
                 poller.register(sock, zmq.POLLIN)
         logger.info("service worker %s: stop requested", self._name)
         try:
-            sock.send_multipart(self._codec.disconnect(), _NOBLOCK)
+            sock.send_multipart(self._codec.disconnect(), NOBLOCK)
         except zmq.ZMQError:
             pass
 
@@ -154,7 +153,7 @@ class ServiceWorker(Role):
         while not rt.stop.is_set:
             if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
                 return False
-            frames = sock.recv_multipart(_NOBLOCK)
+            frames = sock.recv_multipart(NOBLOCK)
             # Read time, not send time: beats queued while handle_message ran count now.
             self._last_heard = time.monotonic()
             try:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import zmq
 
 from ..runtime.runtime import UserCodeError, call_user, user_code_error
-from ..runtime.transport import _NOBLOCK, readable
+from ..runtime.transport import NOBLOCK, readable
 from .worker import Worker
 
 __all__ = ["MultiThreadedWorker", "ThreadPool"]
@@ -47,7 +47,7 @@ class ThreadPool:
         #: The main thread holds a batch and will look at ``_finished`` by its deadline.
         self.watching = False
         # as many as end a batch: the main thread sends them and asks for more then
-        self.wake_at = worker._batch.max_items
+        self.wake_at = worker.batch.max_items
         self._go = threading.Event()
         self._closing = False
         self._address = f"inproc://zmqpipeline-done-{uuid.uuid4().hex}"
@@ -75,7 +75,7 @@ class ThreadPool:
         """What the threads finished since the last call (drains the wake-ups first)."""
         wakeup = self.wakeup
         while readable(wakeup):  # wake-ups: their number means nothing
-            wakeup.recv(_NOBLOCK)
+            wakeup.recv(NOBLOCK)
         self._wake_pending = False  # before draining: a thread finishing now wakes us again
         while self._finished:
             yield self._finished.popleft()
@@ -128,7 +128,7 @@ class ThreadPool:
         # take turns with the GIL): user code is called directly, ``user_code_error``
         # being ``call_user``'s except branch.
         worker, finished, items, clock = self.worker, self._finished, self._items, time.perf_counter
-        handle, batch = worker.handle_thread_execution, worker._batch
+        handle, batch = worker.handle_thread_execution, worker.batch
         failure: tuple[str, list[str]] | None
         while (entry := items.get()) is not None:
             seq, data = entry
@@ -142,7 +142,7 @@ class ThreadPool:
                 result, failure = None, (error.text, error.exc_types)
             if result is not None and type(result) is not dict:
                 try:
-                    worker._check_result(result)
+                    worker.check_result(result)
                 except TypeError as exc:  # the result itself is wrong (not a dict)
                     result, failure = None, (f"TypeError: {exc}", ["TypeError"])
             finished.append((seq, clock() - started, result, failure))
@@ -231,13 +231,13 @@ class MultiThreadedWorker(Worker):
         pool = self._pool
         while True:
             self._take_finished()
-            pool.watching = bool(self._batch)  # we come back by the batch's deadline
+            pool.watching = bool(self.batch)  # we come back by the batch's deadline
             if not pool.has_finished():
                 return  # nothing finished between the take and the flag
 
     def _take_finished(self) -> None:
         logic, now = self._logic, time.perf_counter()
-        batch = self._batch
+        batch = self.batch
         for seq, took, result, failure in self._pool.finished():
             logic.finished(took)
             if failure is None:

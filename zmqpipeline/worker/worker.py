@@ -100,7 +100,7 @@ class Worker(Role):
         self._results: deque[list[bytes]] = deque()  # for the collector, not yet taken
         # Credit is asked for once a batch and must cover two: a batch holds at most half
         # of what the worker may prefetch (a worker of many threads lingers less).
-        self._batch = ResultBatch(
+        self.batch = ResultBatch(
             min(self.settings.result_batch_items, max(1, credit.high // 2)),
             self.settings.result_linger_s,
         )
@@ -160,14 +160,14 @@ class Worker(Role):
             poller.register(self._push, zmq.POLLOUT if self._results else 0)
             pending = bool(logic.to_distributor or self._results)
             timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
-            held = self._batch.wait_s(time.perf_counter())
+            held = self.batch.wait_s(time.perf_counter())
             if held is not None:
                 timeout = min(timeout, int(held * 1000) + 1)
             events = dict(poller.poll(max(1, timeout)))
             now = time.perf_counter()
             self._polled_in = self._dealer in events
             self._on_events(events)
-            if self._batch.items:
+            if self.batch.items:
                 self._flush_results(now)
             if now - last_poll > 2 * liveness:
                 self._last_heard = now  # we were stalled, not the distributor silent
@@ -231,7 +231,7 @@ class Worker(Role):
                 self.metadata = logic.metadata
                 linger = logic.options.get("result_linger_s")
                 if isinstance(linger, (int, float)) and not isinstance(linger, bool):
-                    self._batch.max_linger_s = min(self.settings.result_linger_s, linger)
+                    self.batch.max_linger_s = min(self.settings.result_linger_s, linger)
                 self._welcomed()
             if logic.ended:
                 return
@@ -255,7 +255,7 @@ class Worker(Role):
             pass  # logged; its items will fail and be retried elsewhere if it matters
         self._initialize_threads()
 
-    def _check_result(self, result: Any) -> None:
+    def check_result(self, result: Any) -> None:
         """A TypeError unless ``result`` is a dict or None (that item fails alone)."""
         if result is not None and not isinstance(result, dict):
             raise TypeError(
@@ -267,7 +267,7 @@ class Worker(Role):
         """Hold a result; send the held ones when due, with the credit they free. While
         results are held, credit is asked for only in that beat: one message to each
         peer per batch, not one per item."""
-        logic, batch = self._logic, self._batch
+        logic, batch = self._logic, self.batch
         if batch.items and batch.run != logic.run:
             self._flush_results(now, force=True)  # a new run: the held ones are the old's
         due = batch.add(seq, result, now, logic.run, logic.credit.item_s)  # type: ignore[arg-type]
@@ -291,7 +291,7 @@ class Worker(Role):
                 self._flush_results(now, force=True, eager=False)
 
     def _flush_results(self, now: float, force: bool = False, eager: bool = True) -> None:
-        logic, batch = self._logic, self._batch
+        logic, batch = self._logic, self.batch
         # A slot with nothing to do: hold nothing back (a lone item's round trip is not
         # delayed, and held results never keep the credit a waiting thread needs).
         idle = force or (logic.busy < logic.credit.slots and not logic.queue)
@@ -354,7 +354,7 @@ class Worker(Role):
         """Hand back what was not started (BYE) and try once more to deliver results;
         neither waits: a peer that cannot take them loses nothing (un-ACKed items are
         handed out again)."""
-        if self._batch:
+        if self.batch:
             self._flush_results(time.perf_counter(), force=True)
         self._send_pending()
         try:
@@ -382,7 +382,7 @@ class SingleThreadedWorker(Worker):
         # object touched costs microseconds on a core that has just woken. So user code
         # is called here directly (``user_code_error`` is ``call_user``'s except branch)
         # and a result that does not end a batch is appended in place (else ``_hold``).
-        logic, batch, stop, clock = self._logic, self._batch, self._rt.stop, time.perf_counter
+        logic, batch, stop, clock = self._logic, self.batch, self._rt.stop, time.perf_counter
         queue, handle, credit = logic.queue, self.handle_execution, logic.credit
         last = batch.max_items - 1
         now = clock()
@@ -398,7 +398,7 @@ class SingleThreadedWorker(Worker):
                 return
             if result is not None and type(result) is not dict:
                 try:
-                    self._check_result(result)
+                    self.check_result(result)
                 except TypeError as exc:
                     self._failed(seq, clock() - started, str(exc), ["TypeError"])
                     return
