@@ -15,7 +15,7 @@ from typing import Any
 from ..distributor import Distributor
 from .discovery import Pipeline
 
-__all__ = ["set_process_title"]
+__all__ = ["run_child", "run_distributor", "run_role", "run_worker", "set_process_title"]
 
 _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
@@ -50,7 +50,7 @@ def set_process_title(role: str) -> None:
     optional.setproctitle(f"zmqpipeline {role}")
 
 
-def _child(
+def run_child(
     events: Any,
     role: str,
     target: Any,
@@ -88,20 +88,20 @@ def _child(
     os._exit(code)
 
 
-def _run_worker(cls: type) -> int:
+def run_worker(cls: type) -> int:
     worker = cls()
     worker.run()
     return int(worker.items_processed)
 
 
-def _run_role(cls: type, journal: str | None = None) -> None:
+def run_role(cls: type, journal: str | None = None) -> None:
     role = cls()
     if journal is not None:
         role.journal = journal
     role.run()
 
 
-def _run_distributor(
+def run_distributor(
     pipeline: Pipeline,
     events: Any,
     control: str,

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from ..errors import ConfigurationError
 from ..worker import MultiThreadedWorker
-from .children import _child, _run_distributor, _run_role, _run_worker, set_process_title
+from .children import run_child, run_distributor, run_role, run_worker, set_process_title
 from .discovery import Pipeline
 from .progress import Progress
 from .report import Child, exit_status, how_it_ended, print_report, resumed_line
@@ -133,7 +133,7 @@ class _Run:
     def spawn(self, role: str, target: Any) -> None:
         env = self.server_env if role in ("collector", "distributor") else self.client_env
         process = self.ctx.Process(
-            target=_child, args=(self.events, role, target, env, self.pipes), daemon=False
+            target=run_child, args=(self.events, role, target, env, self.pipes), daemon=False
         )
         process.start()
         assert process.pid is not None
@@ -143,17 +143,17 @@ class _Run:
         pipeline = self.pipeline
         journals = self.journal
         collector_journal = _journal_file(journals, "collector")
-        self.spawn("collector", lambda: _run_role(pipeline.collector, collector_journal))
+        self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal))
         for cls in pipeline.workers:
             for _ in range(workers):
-                self.spawn(f"worker {cls.__name__}", lambda cls=cls: _run_worker(cls))
+                self.spawn(f"worker {cls.__name__}", lambda cls=cls: run_worker(cls))
         meta = pipeline.metadata_worker
         if meta is not None:
-            self.spawn("metadata", lambda: _run_role(meta))
+            self.spawn("metadata", lambda: run_role(meta))
         dist_journal, fresh = _journal_file(journals, "distributor"), self.fresh
         self.spawn(
             "distributor",
-            lambda: _run_distributor(
+            lambda: run_distributor(
                 pipeline, self.events, self.control, dist_journal, fresh, self.push
             ),
         )

@@ -1,5 +1,6 @@
 """``zmqpipeline push ENDPOINT TASK_TYPE [JSON]`` and ``zmqpipeline close ENDPOINT TASK_TYPE``:
-feed an open-ended task of a running pipeline from outside (see :mod:`zmqpipeline.distributor.push`)."""
+feed an open-ended task of a running pipeline from outside (see
+:mod:`zmqpipeline.distributor.push`)."""
 
 from __future__ import annotations
 

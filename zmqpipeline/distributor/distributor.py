@@ -178,7 +178,7 @@ class Distributor:
         self.progress_interval_s = progress_interval_s
         self.report: RunReport | None = None
         self.drops = DropCounter(logger, "distributor")
-        #: Where operators see and steer the run (:mod:`zmqpipeline.distributor.control`), if anywhere.
+        #: Where operators see and steer the run (:mod:`.control`), if anywhere.
         control = control_endpoint or self.settings.control_endpoint
         self.control_endpoint = EndpointAddress(control) if control else None
         #: The journal file (``None``: none; default ``<settings.journal_dir>/distributor.sqlite``):
@@ -187,7 +187,7 @@ class Distributor:
         if journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "distributor.sqlite")
         self.fresh = fresh
-        #: Where items are pushed into open-ended tasks (:mod:`zmqpipeline.distributor.push`), if anywhere.
+        #: Where items are pushed into open-ended tasks (:mod:`.push`), if anywhere.
         push = push_endpoint or self.settings.push_endpoint
         self.push_endpoint = EndpointAddress(push) if push else None
 

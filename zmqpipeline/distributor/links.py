@@ -63,7 +63,7 @@ class Links:
         logger.info("control endpoint: %s", endpoint)
 
     def open_push(self, endpoint: str) -> None:
-        """Take items pushed into open-ended tasks at ``endpoint`` (:mod:`zmqpipeline.distributor.push`)."""
+        """Take items pushed into open-ended tasks at ``endpoint`` (:mod:`.push`)."""
         self.push = self.rt.open(zmq.ROUTER, endpoint, bind=True, admit="clients")
         self.push_logic = PushLogic(self.scheduler)
         self.poller.register(self.push, zmq.POLLIN)

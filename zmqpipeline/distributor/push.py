@@ -6,7 +6,7 @@ binds; under CURVE it admits only keys of the ``clients`` role). A request is on
 (a list of items) or PUSH_CLOSE (no more items), answered at once by one PUSH_REPLY (see
 :mod:`zmqpipeline.protocol`).
 
-:class:`PushLogic` turns a request and the :class:`~zmqpipeline.distributor.scheduler.Scheduler` into
+:class:`PushLogic` turns a request and the :class:`~.scheduler.Scheduler` into
 a reply, with no socket in sight. :class:`Pusher` is the client (also behind
 ``zmqpipeline push ENDPOINT TASK_TYPE JSON`` and ``zmqpipeline close ENDPOINT TASK_TYPE``)::
 

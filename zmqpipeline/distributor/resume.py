@@ -1,6 +1,6 @@
 """Resuming a run from the distributor's journal: which tasks are finished, which items
 are not handed out again, and what the report says of it. Used by the
-:class:`~zmqpipeline.distributor.scheduler.Scheduler`; the journal itself is :mod:`zmqpipeline.journal`.
+:class:`~.scheduler.Scheduler`; the journal itself is :mod:`zmqpipeline.journal.run`.
 """
 
 from __future__ import annotations

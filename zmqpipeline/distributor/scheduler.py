@@ -83,7 +83,7 @@ class Scheduler:
         self.last_tick: float | None = None
         # Every worker seen this run, kept after it leaves (for the report).
         self.worker_log: dict[bytes, dict[str, Any]] = {}
-        # Operator control (commands through zmqpipeline.distributor.control): flags dispatch honours,
+        # Operator control (commands through .control): flags dispatch honours,
         # and what a status snapshot reads besides the counts above.
         self.paused = False
         self.draining = False
@@ -334,7 +334,7 @@ class Scheduler:
                 held = [seq for seq, item in state.in_flight.items() if item.worker is not None]
                 self.liveness.hand_back(state, held, now, avoid=None)
 
-    # -- operator control (see zmqpipeline.distributor.control, which checks the command first) ------
+    # -- operator control (see .control, which checks the command first) --------------
 
     def resume(self, now: float) -> None:
         """Hand out again after a pause; a run whose tasks all finished meanwhile ends."""

@@ -83,7 +83,8 @@ class RunJournal:
 
     def redriven(self, record: Mapping[str, Any], seq: int) -> None:
         """The item of failure ``record`` was handed out again as ``seq`` (a seq of its
-        task's own numbering, which a resumed run must keep: see :mod:`zmqpipeline.distributor.resume`),
+        task's own numbering, which a resumed run must keep: see
+        :mod:`zmqpipeline.distributor.resume`),
         and its task, if finished, reopened."""
 
     def reopened(self, task_type: str) -> None:

@@ -70,9 +70,9 @@ CONTROL        O→D    request_id, command, args      status, pause, ... (a dic
 CONTROL_REPLY  D→O    request_id, ok, body           the new state, the status, or the error
 =============  =====  ====================================================
 
-Streaming stages (see :mod:`zmqpipeline.distributor.stages`): START's ``forward`` lists the task types
-whose results feed a stage, ``quiet`` those whose results the collector does not pass to
-``handle_collection``; for a ``forward`` type, an item's first ACK carries the worker's
+Streaming stages (see :mod:`zmqpipeline.distributor.stages`): START's ``forward`` lists the task
+types whose results feed a stage, ``quiet`` those whose results the collector does not pass
+to ``handle_collection``; for a ``forward`` type, an item's first ACK carries the worker's
 result in its ``results`` column (``None`` on every other ACK, duplicates included).
 
 Pushing items into an open-ended task (``P`` a pusher: ``zmqpipeline push`` or
@@ -95,7 +95,7 @@ the kind's shape allows (a "bomb" of tiny elements is refused at its first heade
 Anything malformed raises :class:`~zmqpipeline.errors.ProtocolError`: callers drop and
 count it. A peer speaking another protocol version is refused the same way.
 
-To add a kind: a record class, a number, a line in ``_SPECS`` (fields' types and limits),
+To add a kind: a record class, a number, a line in ``SPECS`` (fields' types and limits),
 a builder on :class:`Codec`, and a line in the table above.
 """
 

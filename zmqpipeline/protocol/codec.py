@@ -7,8 +7,6 @@ from typing import Any
 from ..errors import MessageTooLarge, SerializationError
 from ..utils.serializer import Packer
 from .wire import (
-    _HEADERS,
-    _SPECS,
     ACK,
     ALIVE,
     BYE,
@@ -21,6 +19,7 @@ from .wire import (
     FAIL,
     FINISHED,
     HANDBACK,
+    HEADERS,
     HEARTBEAT,
     HELLO,
     JOB,
@@ -39,6 +38,7 @@ from .wire import (
     RESET,
     RESULT,
     SKIP,
+    SPECS,
     SREADY,
     START,
     WELCOME,
@@ -60,7 +60,7 @@ def _array_header(n: int) -> bytes:
 
 def _result_message(head: bytes, packed: list[bytes]) -> list[bytes]:
     """RESULT from its packed head and entries (msgpack arrays concatenate)."""
-    return [_HEADERS[RESULT], b"".join([head, _array_header(len(packed)), *packed])]
+    return [HEADERS[RESULT], b"".join([head, _array_header(len(packed)), *packed])]
 
 
 def ack_group(
@@ -104,14 +104,14 @@ class Codec:
 
     def encode(self, kind: int, body: list[Any], context: str = "") -> list[bytes]:
         raw = self._packer.pack(body, context)
-        limit = _SPECS[kind].max_bytes or self.max_bytes
+        limit = SPECS[kind].max_bytes or self.max_bytes
         if len(raw) > limit:
             what = f" for task type {context!r}" if context else ""
             raise MessageTooLarge(
                 f"{KIND_NAMES[kind]} message{what} is {len(raw)} bytes, over the "
                 f"limit of {limit} (max_message_bytes)"
             )
-        return [_HEADERS[kind], raw]
+        return [HEADERS[kind], raw]
 
     # Named builders keep the frame layout in this one module.
     def ready(self, task_type: str, capacity: int, free: int, threads: int = 1) -> list[bytes]:

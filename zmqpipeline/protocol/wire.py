@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import msgpack  # type: ignore[import-untyped]
 
 from ..errors import ProtocolError
-from ..utils.serializer import _ext_hook
+from ..utils.serializer import ext_hook
 from .records import (
     Ack,
     Alive,
@@ -154,7 +154,7 @@ class _Spec(NamedTuple):
 
 _LIST_LIMIT = 1 << 20  # arrays/maps inside user data, and item lists
 
-_SPECS: dict[int, _Spec] = {
+SPECS: dict[int, _Spec] = {
     READY: _Spec(Ready, (str, int, int, int), _CONTROL, 8),
     RECALL: _Spec(Recall, (int,), _CONTROL, 8),
     HANDBACK: _Spec(HandBack, (list,), _CONTROL, 4096),
@@ -196,10 +196,10 @@ _SPECS: dict[int, _Spec] = {
 KIND_NAMES: dict[int, str] = {
     kind: name
     for name, kind in list(globals().items())
-    if name.isupper() and isinstance(kind, int) and kind in _SPECS
+    if name.isupper() and isinstance(kind, int) and kind in SPECS
 }
-_KIND_OF: dict[type[Any], int] = {spec.record: kind for kind, spec in _SPECS.items()}
-_HEADERS: dict[int, bytes] = {kind: bytes((VERSION, kind)) for kind in _SPECS}
+_KIND_OF: dict[type[Any], int] = {spec.record: kind for kind, spec in SPECS.items()}
+HEADERS: dict[int, bytes] = {kind: bytes((VERSION, kind)) for kind in SPECS}
 
 
 def kind_of(record: Any) -> int:
@@ -310,7 +310,7 @@ def _body_check(fields: tuple[Any, ...], nested: Any) -> Callable[[list[Any]], b
 
 
 _CHECKS: dict[int, Callable[[list[Any]], bool]] = {
-    kind: _body_check(spec.fields, _NESTED.get(kind)) for kind, spec in _SPECS.items()
+    kind: _body_check(spec.fields, _NESTED.get(kind)) for kind, spec in SPECS.items()
 }
 
 
@@ -337,7 +337,7 @@ def decode(
             "wrong version",
         )
     kind = header[1]
-    spec = _SPECS.get(kind)
+    spec = SPECS.get(kind)
     if spec is None:
         raise ProtocolError(f"unknown message kind 0x{kind:02x}", frames, "unknown kind")
     name = KIND_NAMES[kind]
@@ -349,7 +349,7 @@ def decode(
     try:
         body = msgpack.unpackb(
             raw,
-            ext_hook=_ext_hook,
+            ext_hook=ext_hook,
             max_array_len=spec.max_len,
             max_map_len=spec.max_len,
             max_ext_len=1024,

@@ -32,7 +32,7 @@ def _default(obj: Any) -> msgpack.ExtType:
     raise TypeError(f"cannot serialize {type(obj).__name__!r}")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
+def ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_DATETIME:
         return _dt.datetime.fromisoformat(data.decode())
     if code == _EXT_DATE:
@@ -111,4 +111,4 @@ def serialize(data: Any, context: str = "") -> bytes:
 
 def deserialize(raw: bytes) -> Any:
     """Decode msgpack bytes made by :func:`serialize`. Raises ``ValueError`` on garbage."""
-    return msgpack.unpackb(raw, raw=False, ext_hook=_ext_hook, strict_map_key=False)
+    return msgpack.unpackb(raw, raw=False, ext_hook=ext_hook, strict_map_key=False)
