@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from ..distributor.control import CONTROL_TIMEOUT_S, Control
 from ..errors import ControlError, UsageError
 from ..security import Security
+from .args import add_command
 
 __all__ = ["add_control_commands", "format_status", "print_ending"]
 
@@ -58,7 +59,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_control_commands(sub: Any) -> None:
     """Add the operator commands to the ``zmqpipeline`` parser's subcommands."""
-    status = sub.add_parser("status", help="show a running pipeline's state")
+    status = add_command(sub, "status", _cmd_status)
     _common(status)
     status.add_argument("--json", action="store_true", help="the snapshot as JSON")
     status.add_argument(
@@ -70,17 +71,13 @@ def add_control_commands(sub: Any) -> None:
         metavar="SECONDS",
         help="refresh every SECONDS (default 1) until the run ends",
     )
-    status.set_defaults(handler=_cmd_status)
     for name, text in _STEER.items():
-        steer = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        steer = add_command(sub, name, _cmd_steer, help=text)
         _common(steer)
-        steer.set_defaults(handler=_cmd_steer, control_command=name)
-    retry = sub.add_parser(
-        "retry", help="hand items that failed for good out again (all, or those named)"
-    )
+        steer.set_defaults(control_command=name)
+    retry = add_command(sub, "retry", _cmd_retry)
     _common(retry)
     retry.add_argument("ids", nargs="*", metavar="ITEM_ID", help="e.g. FIRST/12 (default: all)")
-    retry.set_defaults(handler=_cmd_retry)
 
 
 def client_security(secure: bool, whose: str) -> Security | None:
@@ -114,6 +111,12 @@ def _cmd_steer(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
+    """hand items that failed for good out again (all, or those named)
+
+    Ask the distributor at ENDPOINT to hand out again the items that failed for good (all
+    of them, or the ITEM_IDs given): each goes out under a new id, and a finished task is
+    reopened for it.
+    """
     try:
         body = _control(args).retry_failed(args.ids or None)
     except ControlError as exc:
@@ -125,6 +128,12 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    """show a running pipeline's state
+
+    Ask the distributor at ENDPOINT (its control endpoint) for the run's state: per task
+    what was collected, failed, is in flight and waits, the workers and the recent
+    failures; --watch refreshes it until the run ends.
+    """
     control = _control(args)
     out = sys.stdout
     if args.watch is None:

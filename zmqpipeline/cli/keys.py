@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ..security import (
-    ENV_AUTHORIZED_KEYS,
-    ENV_SECRET_KEY,
-    ENV_SERVER_KEY,
     ROLES,
     default_key_name,
     generate_keys,
@@ -22,16 +19,7 @@ __all__ = ["add_security_commands"]
 
 def add_security_commands(subparsers: Any) -> None:
     """Add the ``keys`` command to the ``zmqpipeline`` parser's subcommands."""
-    keys = add_command(
-        subparsers,
-        "keys",
-        _cmd_keys,
-        help="write a CURVE key pair (NAME.key public, NAME.key_secret secret) for secured tcp",
-        description="Write a CURVE key pair in ZeroMQ's certificate format: DIR/NAME.key "
-        "(public: copy it to the machines that must trust this one) and DIR/NAME.key_secret "
-        f"(mode 0600: it stays here). Roles use them through {ENV_SECRET_KEY}, "
-        f"{ENV_SERVER_KEY} and {ENV_AUTHORIZED_KEYS}; see docs/security.md.",
-    )
+    keys = add_command(subparsers, "keys", _cmd_keys)
     keys.add_argument("directory", metavar="DIR", help="where to write the pair (made 0700 if new)")
     keys.add_argument(
         "--name",
@@ -48,6 +36,13 @@ def add_security_commands(subparsers: Any) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
+    """write a CURVE key pair (NAME.key public, NAME.key_secret secret) for secured tcp
+
+    Write a CURVE key pair in ZeroMQ's certificate format: DIR/NAME.key (public: copy it to
+    the machines that must trust this one) and DIR/NAME.key_secret (mode 0600: it stays
+    here). Roles use them through ZMQPIPELINE_CURVE_SECRET_KEY, ZMQPIPELINE_CURVE_SERVER_KEY
+    and ZMQPIPELINE_CURVE_AUTHORIZED_KEYS; see docs/security.md.
+    """
     public, secret = generate_keys(args.directory, args.name, overwrite=args.force)
     print(f"public key  {public}")
     print(f"secret key  {secret}  (mode 0600: keep it on this machine)")

@@ -113,7 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run(sub: Any) -> None:
-    run = sub.add_parser("run", help="run a whole pipeline from a folder on this machine")
+    run = add_command(sub, "run", _cmd_run)
     run.add_argument(
         "path",
         help="folder holding the tasks, workers, collector (e.g. examples/singlethread); "
@@ -152,19 +152,12 @@ def _add_run(sub: Any) -> None:
 
 
 def _add_list(sub: Any) -> None:
-    lst = add_command(
-        sub,
-        "list",
-        _cmd_list,
-        help="list the roles a folder defines",
-        description="List the Task, worker, Collector and MetaDataWorker classes defined by "
-        "the .py files of PATH, and any module or class that could not be loaded.",
-    )
+    lst = add_command(sub, "list", _cmd_list)
     lst.add_argument("path", metavar="PATH", help="a folder, e.g. examples/singlethread")
 
 
 def _add_distributor(sub: Any) -> None:
-    dist = sub.add_parser("distributor", help="run the distributor for the given tasks")
+    dist = add_command(sub, "distributor", _cmd_distributor)
     dist.add_argument(
         "tasks",
         nargs="+",
@@ -212,6 +205,12 @@ def _journal_arguments(parser: argparse.ArgumentParser, metavar: str, text: str)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """run a whole pipeline from a folder on this machine
+
+    Run every role a folder defines, each in its own process: the collector, the
+    distributor, --workers processes per worker class and the metadata worker if any;
+    print its progress and its report, and exit 0 only if every item was collected.
+    """
     from .local import check_curve_env, run_local
 
     pipeline = load_folder(args.path)
@@ -230,6 +229,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    """list the roles a folder defines
+
+    List the Task, worker, Collector and MetaDataWorker classes defined by the .py files
+    of PATH, and any module or class that could not be loaded.
+    """
     pipeline = load_folder(args.path, tolerant=True)
     print(f"{pipeline.path}:")
     for task in pipeline.tasks:
@@ -276,6 +280,12 @@ def _stage_note(task: type[Task]) -> str:
 
 
 def _cmd_distributor(args: argparse.Namespace) -> int:
+    """run the distributor for the given tasks
+
+    Register the given Task classes (or every Task class of the given modules) and run
+    the distributor until every item is collected or failed for good; exit 0 only if
+    every item was collected.
+    """
     from ..collector import Collector
 
     tasks: list[type[Task]] = []

@@ -26,24 +26,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_push_commands(sub: Any) -> None:
     """Add ``push`` and ``close`` to the ``zmqpipeline`` parser's subcommands."""
-    push = add_command(
-        sub,
-        "push",
-        _cmd_push,
-        help="push items into an open-ended task of a running pipeline",
-        description="Push one item (a JSON object) or, without JSON, one JSON object per "
-        "line of standard input, into an open-ended task; each is acknowledged once the "
-        "distributor has taken it.",
-    )
+    push = add_command(sub, "push", _cmd_push)
     _common(push)
     push.add_argument("json", nargs="?", metavar="JSON", help='one item, e.g. \'{"url": "x"}\'')
     push.add_argument("--close", action="store_true", help="then close the task's stream")
-    close = add_command(
-        sub,
-        "close",
-        _cmd_close,
-        help="close an open-ended task's stream: it finishes once its items are collected",
-    )
+    close = add_command(sub, "close", _cmd_close)
     _common(close)
 
 
@@ -75,6 +62,11 @@ def read_items(source: TextIO) -> Iterator[list[dict[str, Any]]]:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    """push items into an open-ended task of a running pipeline
+
+    Push one item (a JSON object) or, without JSON, one JSON object per line of standard
+    input, into an open-ended task; each is acknowledged once the distributor has taken it.
+    """
     pusher = _pusher(args)
     total = 0
     try:
@@ -94,6 +86,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_close(args: argparse.Namespace) -> int:
+    """close an open-ended task's stream: it finishes once its items are collected"""
     try:
         _pusher(args).close(args.task_type)
     except PushError as exc:

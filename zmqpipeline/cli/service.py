@@ -35,15 +35,7 @@ class _BadInput(Exception):
 
 def add_service_commands(subparsers: Any) -> None:
     """Register ``service``, ``serviceworker`` and ``request`` on ``subparsers``."""
-    svc = add_command(
-        subparsers,
-        "service",
-        cmd_service,
-        help="run a Service: route client requests to service workers",
-        description="Run a Service (the broker). Endpoints come from MODULE (its "
-        "FRONTEND_ENDPOINT and BACKEND_ENDPOINT; a folder means its settings.py) or from "
-        "--frontend/--backend. Ctrl-C or SIGTERM stops it and its workers.",
-    )
+    svc = add_command(subparsers, "service", cmd_service)
     svc.add_argument(
         "module",
         nargs="?",
@@ -61,27 +53,13 @@ def add_service_commands(subparsers: Any) -> None:
         f"(default {WORKER_WAIT_S:g})",
     )
 
-    worker = add_command(
-        subparsers,
-        "serviceworker",
-        cmd_serviceworker,
-        help="run a ServiceWorker",
-        description="Run the ServiceWorker subclass CLASS from MODULE (a module name or a "
-        ".py file) until the service stops or Ctrl-C.",
-    )
+    worker = add_command(subparsers, "serviceworker", cmd_serviceworker)
     worker.add_argument("target", metavar="MODULE:CLASS")
     _add_request_command(subparsers)
 
 
 def _add_request_command(subparsers: Any) -> None:
-    req = add_command(
-        subparsers,
-        "request",
-        cmd_request,
-        help="send one request to a Service and print the reply",
-        description="Send JSON as one request (a JSON list fans out, one request per "
-        "element) to the service at ENDPOINT and print the reply as JSON.",
-    )
+    req = add_command(subparsers, "request", cmd_request)
     req.add_argument("endpoint", metavar="ENDPOINT", help="the service's frontend")
     req.add_argument("task_type", metavar="TASK_TYPE")
     req.add_argument("data", metavar="JSON")
@@ -101,6 +79,13 @@ def _add_request_command(subparsers: Any) -> None:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
+    """run a Service: route client requests to service workers
+
+    Run a Service (the broker). Endpoints come from MODULE (its FRONTEND_ENDPOINT and
+    BACKEND_ENDPOINT; a folder means its settings.py) or from --frontend/--backend. Ctrl-C
+    or SIGTERM stops it and its workers.
+    """
+
     def run() -> int:
         frontend, backend = args.frontend, args.backend
         if args.module is not None:
@@ -125,6 +110,12 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_serviceworker(args: argparse.Namespace) -> int:
+    """run a ServiceWorker
+
+    Run the ServiceWorker subclass CLASS from MODULE (a module name or a .py file) until
+    the service stops or Ctrl-C.
+    """
+
     def run() -> int:
         spec, sep, name = args.target.rpartition(":")
         if not sep or not spec or not name:
@@ -141,6 +132,12 @@ def cmd_serviceworker(args: argparse.Namespace) -> int:
 
 
 def cmd_request(args: argparse.Namespace) -> int:
+    """send one request to a Service and print the reply
+
+    Send JSON as one request (a JSON list fans out, one request per element) to the
+    service at ENDPOINT and print the reply as JSON.
+    """
+
     def run() -> int:
         try:
             data = json.loads(args.data)

@@ -8,21 +8,18 @@ import logging
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
-from .state import TaskState
+from .state import SchedulerPart, TaskState
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    pass
 
 __all__ = ["Acks"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
 
 
-class Acks:
+class Acks(SchedulerPart):
     """The collector's ACKs, every item's path once."""
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.s = scheduler
 
     def on_ack(self, groups: list[list[Any]], now: float) -> None:
         # An ACK comes in groups of one task type and one worker (protocol.ack_group):

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .state import COLLECTOR, Item, TaskState
+from .state import COLLECTOR, Item, SchedulerPart, TaskState
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    pass
 
 __all__ = ["Failure", "Failures", "failure", "made_again_on_resume"]
 
@@ -59,11 +59,8 @@ def made_again_on_resume(record: Failure) -> bool:
     return record["seq"] is None and "/derive(" not in record["item_id"]
 
 
-class Failures:
+class Failures(SchedulerPart):
     """Records every failure for good of one run (see the module's docstring)."""
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.s = scheduler
 
     def record(self, state: TaskState, record: Failure) -> None:
         state.failed.append(record)

@@ -12,10 +12,10 @@ from ..errors import MessageTooLarge, SerializationError
 from ..runtime.runtime import user_code_error
 from ..utils.messages import MESSAGE_TYPE_DATA
 from .resume import TaskResume
-from .state import Item, TaskState, WorkerRecord
+from .state import Item, SchedulerPart, TaskState, WorkerRecord
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    pass
 
 __all__ = ["HandOut"]
 
@@ -25,11 +25,8 @@ _NOTHING = object()  # _call_handle made no item
 _STOP = object()  # _next_retry: hand this worker nothing now
 
 
-class HandOut:
+class HandOut(SchedulerPart):
     """Handing out work: one part of the scheduler, which it holds."""
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.s = scheduler
 
     # -- handing out work ---------------------------------------------------------------
 

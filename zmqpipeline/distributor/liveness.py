@@ -7,21 +7,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .state import COLLECTOR, Item, TaskState, WorkerRecord
+from .state import COLLECTOR, Item, SchedulerPart, TaskState, WorkerRecord
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    pass
 
 __all__ = ["Liveness"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
 
 
-class Liveness:
+class Liveness(SchedulerPart):
     """Liveness, retries and hand-backs of the scheduler's items."""
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.s = scheduler
 
     # -- time ---------------------------------------------------------------------
 

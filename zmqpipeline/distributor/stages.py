@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..runtime.runtime import UserCodeError, call_user
 from ..task import Task
+from .state import SchedulerPart
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -37,12 +38,12 @@ __all__ = ["StageBook"]
 task_logger = logging.getLogger("zmqpipeline.task")
 
 
-class StageBook:
+class StageBook(SchedulerPart):
     """Per stage (or open-ended task): its sources and its backlog of items waiting to be
     handed out; per source: the stages it feeds."""
 
     def __init__(self, scheduler: Scheduler, tasks: list[Task]) -> None:
-        self.s = scheduler
+        super().__init__(scheduler)
         self.bound = scheduler.settings.stage_backlog
         self.sources: dict[str, list[str]] = {
             t.task_type: list(t.sources) for t in tasks if t.sources

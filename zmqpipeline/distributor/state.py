@@ -7,16 +7,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ..runtime.seen import SeenSet
 from ..task import Task
 
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
 __all__ = [
     "COLLECTOR",
     "Item",
     "ItemTimer",
+    "SchedulerPart",
     "SeenSet",
     "TaskState",
     "WorkerRecord",
@@ -28,6 +32,14 @@ __all__ = [
 #: The scheduler's outbox channel of the socket to the collector (worker channels are
 #: task endpoints).
 COLLECTOR = "collector"
+
+
+class SchedulerPart:
+    """One part of the scheduler (hand-out, ACKs, liveness, failures, stages): it holds
+    the :class:`~.scheduler.Scheduler`, whose state it reads and changes, as :attr:`s`."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.s = scheduler
 
 
 @dataclass(eq=False, slots=True)

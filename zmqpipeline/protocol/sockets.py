@@ -5,40 +5,7 @@ before the body is built)."""
 
 from __future__ import annotations
 
-from .wire import (
-    ACK,
-    ALIVE,
-    BYE,
-    CONTROL,
-    CREDIT,
-    DATA,
-    DISCONNECT,
-    END,
-    FAIL,
-    FINISHED,
-    HANDBACK,
-    HEARTBEAT,
-    HELLO,
-    JOB,
-    META,
-    META_OK,
-    PING,
-    PUSH,
-    PUSH_CLOSE,
-    READY,
-    RECALL,
-    REPLY,
-    REQUEST,
-    REQUEST_ERROR,
-    RESET,
-    RESULT,
-    SKIP,
-    SREADY,
-    START,
-    WELCOME,
-    WORKER_ERROR,
-    WORKER_REPLY,
-)
+from . import wire as k  # the kinds
 
 __all__ = [
     "COLLECTOR_FROM_DISTRIBUTOR",
@@ -58,34 +25,36 @@ __all__ = [
 
 # -- the distributor --------------------------------------------------------------------------
 #: A task endpoint (ROUTER): what its workers send.
-DISTRIBUTOR_FROM_WORKER = frozenset({READY, CREDIT, FAIL, HEARTBEAT, BYE, HANDBACK})
+DISTRIBUTOR_FROM_WORKER = frozenset({k.READY, k.CREDIT, k.FAIL, k.HEARTBEAT, k.BYE, k.HANDBACK})
 #: Its DEALER to the collector's ACK endpoint.
-DISTRIBUTOR_FROM_COLLECTOR = frozenset({ACK, FINISHED, HELLO})
+DISTRIBUTOR_FROM_COLLECTOR = frozenset({k.ACK, k.FINISHED, k.HELLO})
 #: The metadata endpoint (ROUTER): the metadata worker's one message.
-DISTRIBUTOR_METADATA = frozenset({META})
+DISTRIBUTOR_METADATA = frozenset({k.META})
 #: The control endpoint (ROUTER): operators' commands.
-DISTRIBUTOR_CONTROL = frozenset({CONTROL})
+DISTRIBUTOR_CONTROL = frozenset({k.CONTROL})
 #: The push endpoint (ROUTER): pushers' items.
-DISTRIBUTOR_PUSH = frozenset({PUSH, PUSH_CLOSE})
+DISTRIBUTOR_PUSH = frozenset({k.PUSH, k.PUSH_CLOSE})
 
 # -- the collector ----------------------------------------------------------------------------
 #: The results endpoint (PULL): workers' results.
-COLLECTOR_RESULTS = frozenset({RESULT})
+COLLECTOR_RESULTS = frozenset({k.RESULT})
 #: The ACK endpoint (ROUTER): its distributor.
-COLLECTOR_FROM_DISTRIBUTOR = frozenset({PING, START, SKIP, END})
+COLLECTOR_FROM_DISTRIBUTOR = frozenset({k.PING, k.START, k.SKIP, k.END})
 
 # -- workers ----------------------------------------------------------------------------------
 #: A worker's DEALER to its task endpoint.
-WORKER_FROM_DISTRIBUTOR = frozenset({WELCOME, DATA, ALIVE, RESET, END, RECALL})
+WORKER_FROM_DISTRIBUTOR = frozenset({k.WELCOME, k.DATA, k.ALIVE, k.RESET, k.END, k.RECALL})
 #: The metadata worker's DEALER.
-METADATA_FROM_DISTRIBUTOR = frozenset({META_OK})
+METADATA_FROM_DISTRIBUTOR = frozenset({k.META_OK})
 
 # -- service mode -----------------------------------------------------------------------------
 #: The service's frontend (ROUTER): clients' requests.
-SERVICE_FROM_CLIENT = frozenset({REQUEST})
+SERVICE_FROM_CLIENT = frozenset({k.REQUEST})
 #: The service's backend (ROUTER): its workers.
-SERVICE_FROM_WORKER = frozenset({SREADY, WORKER_REPLY, WORKER_ERROR, HEARTBEAT, DISCONNECT})
+SERVICE_FROM_WORKER = frozenset(
+    {k.SREADY, k.WORKER_REPLY, k.WORKER_ERROR, k.HEARTBEAT, k.DISCONNECT}
+)
 #: A service worker's DEALER.
-SERVICE_WORKER = frozenset({JOB, ALIVE, RESET, DISCONNECT})
+SERVICE_WORKER = frozenset({k.JOB, k.ALIVE, k.RESET, k.DISCONNECT})
 #: A service client's DEALER.
-SERVICE_CLIENT = frozenset({REPLY, REQUEST_ERROR})
+SERVICE_CLIENT = frozenset({k.REPLY, k.REQUEST_ERROR})
