@@ -6,6 +6,7 @@ task that raised (``handle``, ``initialize``...), a stage's ``derive`` that rais
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .state import COLLECTOR, Item, SchedulerPart, TaskState
@@ -52,7 +53,7 @@ def failure(
     }
 
 
-def made_again_on_resume(record: Failure) -> bool:
+def made_again_on_resume(record: Mapping[str, Any]) -> bool:
     """True for a failure of the task's own code (``handle``...): a resumed task calls it
     again, so the journaled record gives way to what happens then. An item's failure, or
     a ``derive`` that raised on a result collected before the crash, stays reported."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError
 from ..journal.run import JournaledRun
 from ..runtime.seen import SeenSet
+from .failures import made_again_on_resume
 from .state import Item
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ def resume_tasks(states: dict[str, TaskState], journaled: JournaledRun) -> dict[
                 f"(resumable = False) and run {journaled.run} stopped after it had handed "
                 f"out {next_seq} item(s): start a new run (fresh=True, --fresh)"
             )
-        state.failed = [f for f in failed if f["seq"] is not None]  # handle() runs again
+        # handle() runs again: its own failures give way to what happens then
+        state.failed = [f for f in failed if not made_again_on_resume(f)]
         done = journaled.done.get(task_type, SeenSet())
         resumes[task_type] = resume = TaskResume(done, next_seq, redriven=frozenset(redrives))
         for seq, record in redrives.items():  # re-driven, not collected: it goes out again
