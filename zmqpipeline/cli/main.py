@@ -96,6 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
                 "restart are not handled again",
             )
 
+    from .check import add_check_command
     from .control import add_control_commands
     from .keys import add_security_commands
     from .push import add_push_commands
@@ -105,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_security_commands(sub)
     add_control_commands(sub)
     add_push_commands(sub)
+    add_check_command(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
