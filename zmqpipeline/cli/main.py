@@ -101,12 +101,14 @@ def _build_parser() -> argparse.ArgumentParser:
     from .keys import add_security_commands
     from .push import add_push_commands
     from .service import add_service_commands
+    from .slurm import add_slurm_command
 
     add_service_commands(sub)
     add_security_commands(sub)
     add_control_commands(sub)
     add_push_commands(sub)
     add_check_command(sub)
+    add_slurm_command(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
