@@ -11,6 +11,12 @@ Where the roles meet comes from the environment (the same value on every host):
     DEPLOY_HEAD          the head node's address (or a name every host resolves to it);
                          the distributor and the collector bind on it, workers connect
                          to it (default 127.0.0.1)
+    DEPLOY_COLLECTOR     the collector's address, where it is not on the head node
+                         (containers: its service name; default DEPLOY_HEAD)
+    DEPLOY_DISTRIBUTOR_BIND, DEPLOY_COLLECTOR_BIND
+                         set in that role's own environment only: the address it binds
+                         instead (``*``: every interface, as in a container whose
+                         service name is not its own address)
     DEPLOY_TASK_PORT     the distributor's task port (default 5555): workers -> head
     DEPLOY_RESULT_PORT   the collector's result port (default 5556): workers -> head
     DEPLOY_ACK_PORT      the collector's ACK port (default 5557): distributor -> collector
@@ -31,6 +37,10 @@ from collections import Counter
 import zmqpipeline
 
 HEAD = os.environ.get("DEPLOY_HEAD", "127.0.0.1")
+COLLECTOR = os.environ.get("DEPLOY_COLLECTOR", HEAD)
+# A binding role may bind another address than the one the others connect to.
+TASK_HOST = os.environ.get("DEPLOY_DISTRIBUTOR_BIND") or HEAD
+RESULT_HOST = os.environ.get("DEPLOY_COLLECTOR_BIND") or COLLECTOR
 TASK_PORT = int(os.environ.get("DEPLOY_TASK_PORT", "5555"))
 RESULT_PORT = int(os.environ.get("DEPLOY_RESULT_PORT", "5556"))
 ACK_PORT = int(os.environ.get("DEPLOY_ACK_PORT", "5557"))
@@ -38,9 +48,9 @@ ITEMS = int(os.environ.get("DEPLOY_ITEMS", "1000"))
 ITEM_S = float(os.environ.get("DEPLOY_ITEM_S", "0.01"))
 
 SLEEP = zmqpipeline.TaskType.register_type("SLEEP")
-TASK_ENDPOINT = zmqpipeline.EndpointAddress(f"tcp://{HEAD}:{TASK_PORT}")
-RESULT_ENDPOINT = zmqpipeline.EndpointAddress(f"tcp://{HEAD}:{RESULT_PORT}")
-ACK_ENDPOINT = zmqpipeline.EndpointAddress(f"tcp://{HEAD}:{ACK_PORT}")
+TASK_ENDPOINT = zmqpipeline.EndpointAddress(f"tcp://{TASK_HOST}:{TASK_PORT}")
+RESULT_ENDPOINT = zmqpipeline.EndpointAddress(f"tcp://{RESULT_HOST}:{RESULT_PORT}")
+ACK_ENDPOINT = zmqpipeline.EndpointAddress(f"tcp://{RESULT_HOST}:{ACK_PORT}")
 
 
 class SleepItems(zmqpipeline.Task):
