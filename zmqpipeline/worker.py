@@ -22,6 +22,7 @@ import zmq
 
 from . import protocol
 from .errors import ProtocolError
+from .lifetime import Lifetime
 from .metadata import MetaDataWorker
 from .runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from .settings import Settings
@@ -70,6 +71,11 @@ class Worker(Role):
     collector_endpoint: ClassVar[EndpointAddress]
     #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
     prefetch: ClassVar[int | None] = None
+    #: Leave after this many seconds, up to ``lifetime_stagger_s`` earlier; leave after
+    #: ``idle_timeout_s`` without a distributor (see :mod:`zmqpipeline.lifetime`).
+    lifetime_s: float | None = None
+    lifetime_stagger_s: float = 0.0
+    idle_timeout_s: float | None = None
 
     n_slots = 1
 
@@ -139,6 +145,9 @@ class Worker(Role):
     def _loop(self) -> None:
         logic, rt = self._logic, self._rt
         logic.ready()
+        self._lifetime = life = Lifetime.starting(
+            time.perf_counter(), self.lifetime_s, self.lifetime_stagger_s, self.idle_timeout_s
+        )
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(rt.stop.fd, zmq.POLLIN)
@@ -153,7 +162,7 @@ class Worker(Role):
         # items queued it sends the result and the credit and goes on; it reads from the
         # distributor every _BUSY_READ_S while busy, and when idle once the poll says
         # something came (the poll asks anyway: a read before it would ask twice).
-        while not rt.stop.is_set:
+        while not rt.stop.is_set and not life.over(time.perf_counter()):
             if logic.to_distributor or self._results:
                 self._send_pending()
             busy = self._work_available()
@@ -177,7 +186,7 @@ class Worker(Role):
             held = self._batch.wait_s(time.perf_counter())
             if held is not None:
                 timeout = min(timeout, int(held * 1000) + 1)
-            events = dict(poller.poll(max(1, timeout)))
+            events = dict(poller.poll(life.poll_ms(time.perf_counter(), max(1, timeout))))
             now = time.perf_counter()
             self._polled_in = self._dealer in events
             self._on_events(events)
@@ -200,6 +209,11 @@ class Worker(Role):
         logger.info("worker %s: distributor silent, announcing again", self.worker_id.decode())
         self._logic.ready()
         elapsed = waits * self.settings.liveness_s
+        if self._lifetime.idle_too_long(elapsed):
+            logger.warning(
+                "worker %s: no distributor for %.0f s, leaving", self.worker_id.decode(), elapsed
+            )
+            self._lifetime.leave_at = 0.0
         if elapsed >= _WAIT_LOG_S and waits & (waits - 1) == 0:  # 1, 2, 4, 8... periods
             logger.warning(
                 "worker %s: no answer from the distributor at %s for %.0f s (not running, "

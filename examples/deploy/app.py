@@ -24,6 +24,8 @@ Where the roles meet comes from the environment (the same value on every host):
     DEPLOY_ITEM_S        seconds each item sleeps (default 0.01)
     DEPLOY_RECORD        optional: a file where the collector writes one line per
                          handle_collection call (the item's number), for checking runs
+    DEPLOY_EXECUTIONS    optional: a file where each worker writes one line per item it
+                         executes (the item's number)
 
 CURVE keys come from the ZMQPIPELINE_CURVE_* variables (see docs/security.md).
 """
@@ -75,8 +77,14 @@ class Sleeper(zmqpipeline.SingleThreadedWorker):
     endpoint = TASK_ENDPOINT
     collector_endpoint = RESULT_ENDPOINT
 
+    def init_worker(self):
+        path = os.environ.get("DEPLOY_EXECUTIONS")
+        self.executions = open(path, "a", buffering=1) if path else None
+
     def handle_execution(self, data, *args, **kwargs):
         time.sleep(data["sleep"])
+        if self.executions is not None:
+            self.executions.write(f"{data['n']}\n")
         return {"n": data["n"], "host": socket.gethostname(), "pid": os.getpid()}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from .._version import __version__
 from ..distributor import Distributor
 from ..errors import ConfigurationError, MetadataError, UsageError
+from ..lifetime import add_lifetime_arguments
 from ..task import Task
 from .args import add_command
 from .discovery import classes_in, load_class, load_folder, load_module
@@ -88,6 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
         one = _role_parser(sub, role, text, example)
         one.add_argument("target", metavar="MODULE:CLASS", help="see below")
         one.set_defaults(handler=_cmd_role, role=role)
+        if role == "worker":
+            add_lifetime_arguments(one)
         if role == "collector":
             one.add_argument(
                 "--journal",
@@ -329,6 +332,9 @@ def _cmd_role(args: argparse.Namespace) -> int:
     role = cls()
     if getattr(args, "journal", None):
         role.journal = args.journal
+    if args.role == "worker":  # see zmqpipeline.lifetime
+        role.lifetime_s, role.idle_timeout_s = args.lifetime, args.idle_timeout
+        role.lifetime_stagger_s = args.lifetime_stagger
     role.run()
     return 0
 
