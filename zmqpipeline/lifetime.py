@@ -12,11 +12,15 @@ that long (a job that should not wait for ever).
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import re
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Lifetime", "add_lifetime_arguments", "parse_duration"]
+
+logger = logging.getLogger("zmqpipeline.worker")
 
 _UNITS_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -53,6 +57,22 @@ class Lifetime:
             leave_at = now + max(0.0, lifetime_s - random.uniform(0.0, min(stagger_s, lifetime_s)))
         return cls(leave_at, idle_timeout_s or None)
 
+    @classmethod
+    def of(cls, worker: Any, now: float) -> Lifetime:
+        """The lifetime of ``worker`` (its ``lifetime_s``, ``lifetime_stagger_s`` and
+        ``idle_timeout_s``), starting at ``now``."""
+        return cls.starting(
+            now, worker.lifetime_s, worker.lifetime_stagger_s, worker.idle_timeout_s
+        )
+
+    def heard_nothing_for(self, silent_s: float, worker_id: bytes) -> None:
+        """The distributor has been silent for ``silent_s``: at the idle timeout, leave."""
+        if self.idle_timeout_s is not None and silent_s >= self.idle_timeout_s:
+            logger.warning(
+                "worker %s: no distributor for %.0f s, leaving", worker_id.decode(), silent_s
+            )
+            self.leave_at = 0.0
+
     def over(self, now: float) -> bool:
         """True once the worker should leave."""
         return self.leave_at is not None and now >= self.leave_at
@@ -62,10 +82,6 @@ class Lifetime:
         if self.leave_at is None:
             return timeout_ms
         return max(1, min(timeout_ms, int((self.leave_at - now) * 1000) + 1))
-
-    def idle_too_long(self, silent_s: float) -> bool:
-        """True if ``silent_s`` without a distributor reaches the idle timeout."""
-        return self.idle_timeout_s is not None and silent_s >= self.idle_timeout_s
 
 
 def _duration(text: str) -> float:

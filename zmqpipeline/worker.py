@@ -71,8 +71,7 @@ class Worker(Role):
     collector_endpoint: ClassVar[EndpointAddress]
     #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
     prefetch: ClassVar[int | None] = None
-    #: Leave after this many seconds, up to ``lifetime_stagger_s`` earlier; leave after
-    #: ``idle_timeout_s`` without a distributor (see :mod:`zmqpipeline.lifetime`).
+    #: When to leave (seconds; None: never): see :mod:`zmqpipeline.lifetime`.
     lifetime_s: float | None = None
     lifetime_stagger_s: float = 0.0
     idle_timeout_s: float | None = None
@@ -145,9 +144,7 @@ class Worker(Role):
     def _loop(self) -> None:
         logic, rt = self._logic, self._rt
         logic.ready()
-        self._lifetime = life = Lifetime.starting(
-            time.perf_counter(), self.lifetime_s, self.lifetime_stagger_s, self.idle_timeout_s
-        )
+        self._lifetime = life = Lifetime.of(self, time.perf_counter())
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(rt.stop.fd, zmq.POLLIN)
@@ -209,11 +206,7 @@ class Worker(Role):
         logger.info("worker %s: distributor silent, announcing again", self.worker_id.decode())
         self._logic.ready()
         elapsed = waits * self.settings.liveness_s
-        if self._lifetime.idle_too_long(elapsed):
-            logger.warning(
-                "worker %s: no distributor for %.0f s, leaving", self.worker_id.decode(), elapsed
-            )
-            self._lifetime.leave_at = 0.0
+        self._lifetime.heard_nothing_for(elapsed, self.worker_id)
         if elapsed >= _WAIT_LOG_S and waits & (waits - 1) == 0:  # 1, 2, 4, 8... periods
             logger.warning(
                 "worker %s: no answer from the distributor at %s for %.0f s (not running, "
