@@ -16,6 +16,7 @@ from .._version import __version__
 from ..distributor import Distributor
 from ..errors import ConfigurationError, MetadataError, UsageError
 from ..task import Task
+from ..worker.lifetime import add_lifetime_arguments
 from .args import add_command
 from .discovery import classes_in, load_class, load_folder, load_module
 from .report import already_complete_line, print_failures, resumed_line
@@ -88,6 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
         one = _role_parser(sub, role, text, example)
         one.add_argument("target", metavar="MODULE:CLASS", help="see below")
         one.set_defaults(handler=_cmd_role, role=role)
+        if role == "worker":
+            add_lifetime_arguments(one)
         if role == "collector":
             one.add_argument(
                 "--journal",
@@ -96,15 +99,19 @@ def _build_parser() -> argparse.ArgumentParser:
                 "restart are not handled again",
             )
 
+    from .check import add_check_command
     from .control import add_control_commands
     from .keys import add_security_commands
     from .push import add_push_commands
     from .service import add_service_commands
+    from .slurm import add_slurm_command
 
     add_service_commands(sub)
     add_security_commands(sub)
     add_control_commands(sub)
     add_push_commands(sub)
+    add_check_command(sub)
+    add_slurm_command(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
@@ -335,6 +342,9 @@ def _cmd_role(args: argparse.Namespace) -> int:
     role = cls()
     if getattr(args, "journal", None):
         role.journal = args.journal
+    if args.role == "worker":  # see zmqpipeline.worker.lifetime
+        role.lifetime_s, role.idle_timeout_s = args.lifetime, args.idle_timeout
+        role.lifetime_stagger_s = args.lifetime_stagger
     role.run()
     return 0
 

@@ -157,6 +157,10 @@ class Links:
                 msg = protocol.decode(frames[-2:], accept, where, max_bytes)
             except ProtocolError as exc:
                 self.rt.drops.drop(exc.category, f"{exc.reason} {where}")
+                if endpoint is not None and frames and exc.category == "wrong version":
+                    # Answer in our version: the peer (or `zmqpipeline check`) sees why.
+                    reset = (endpoint, frames[0], self.scheduler.codec.reset())
+                    self.scheduler.outbox.append(reset)
                 continue
             if endpoint is not None:
                 self.scheduler.on_worker_message(endpoint, frames[0], msg, now)

@@ -27,6 +27,7 @@ from ..runtime.transport import recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
+from .lifetime import Lifetime
 from .logic import CreditWindow, ResultBatch, WorkerLogic
 
 __all__ = [
@@ -55,6 +56,10 @@ class Worker(Role):
     collector_endpoint: ClassVar[EndpointAddress]
     #: Items held beyond one per thread (``None``: the ``PREFETCH`` default).
     prefetch: ClassVar[int | None] = None
+    #: When to leave (seconds; None: never): see :mod:`zmqpipeline.worker.lifetime`.
+    lifetime_s: float | None = None
+    lifetime_stagger_s: float = 0.0
+    idle_timeout_s: float | None = None
 
     n_slots = 1
 
@@ -124,6 +129,7 @@ class Worker(Role):
     def _loop(self) -> None:
         logic, rt = self._logic, self._rt
         logic.ready()
+        self._lifetime = life = Lifetime.of(self, time.perf_counter())
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(rt.stop.fd, zmq.POLLIN)
@@ -139,7 +145,7 @@ class Worker(Role):
         # items queued it sends the result and the credit and goes on; it reads from the
         # distributor every _BUSY_READ_S while busy, and when idle once the poll says
         # something came (the poll asks anyway: a read before it would ask twice).
-        while not rt.stop.is_set:
+        while not rt.stop.is_set and not life.over(time.perf_counter()):
             if logic.to_distributor or self._results:
                 self._send_pending()
             busy = self._work_available()
@@ -163,7 +169,7 @@ class Worker(Role):
             held = self.batch.wait_s(time.perf_counter())
             if held is not None:
                 timeout = min(timeout, int(held * 1000) + 1)
-            events = dict(poller.poll(max(1, timeout)))
+            events = dict(poller.poll(life.poll_ms(time.perf_counter(), max(1, timeout))))
             now = time.perf_counter()
             self._polled_in = self._dealer in events
             self._on_events(events)
@@ -186,8 +192,9 @@ class Worker(Role):
         and say so at WARNING after a few seconds, then less and less often."""
         logger.info("worker %s: distributor silent, announcing again", self.worker_id.decode())
         self._logic.ready()
+        elapsed = waits * self.settings.liveness_s
+        self._lifetime.heard_nothing_for(elapsed, self.worker_id)
         if self._wait_log.due(now):
-            elapsed = waits * self.settings.liveness_s
             self._wait_log.log(
                 f"worker {self.worker_id.decode()}: no answer from the distributor at "
                 f"{self.endpoint} for {elapsed:.0f} s (not running, unreachable, or refusing "
