@@ -61,6 +61,7 @@ class Collector(Role):
         self._item: tuple[str, int] | None = None
         self.items_collected = 0
         self.duplicates = 0
+        self.forged_results = 0  # results refused: their items were not handed out to them
         self._finished_takes_msgtype = _takes_msgtype(self.handle_finished)
 
     @property
@@ -108,6 +109,7 @@ class Collector(Role):
             try:
                 self._loop(rt, logic, pull, router)
                 self.items_collected, self.duplicates = logic.collected, logic.duplicates
+                self.forged_results = logic.forged
                 self._finish(logic, router)
             finally:
                 if journal is not None:
@@ -153,7 +155,7 @@ class Collector(Role):
                 logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 break
             if router in events:
-                for sender, msg in _read(rt, router, 3, protocol.CONTROL_MAX_BYTES):
+                for sender, msg, _ in _read(rt, router, 3, protocol.CONTROL_MAX_BYTES):
                     logic.on_distributor(sender, msg, now)
             if pull in events:
                 journal, waiting = logic.journal, True
@@ -162,14 +164,14 @@ class Collector(Role):
                     # libzmq call on every round trip's path); what came meanwhile is
                     # read next and ACKed together. (With a journal, the ids are
                     # committed before their ACK: one commit for all.)
-                    for _, msg in _read(rt, pull, 2, max_bytes, limit=1):
-                        logic.on_result(msg)
+                    for _, msg, size in _read(rt, pull, 2, max_bytes, limit=1):
+                        logic.on_result(msg, size)
                         if len(msg.items) == 1:
                             logic.flush()
                             _send_outbox(logic.outbox, router)
                     waiting = False
-                for _, msg in _read(rt, pull, 2, max_bytes, waiting=waiting):
-                    logic.on_result(msg)
+                for _, msg, size in _read(rt, pull, 2, max_bytes, waiting=waiting):
+                    logic.on_result(msg, size)
                 logic.flush()
                 if journal is not None:
                     journal.commit()
@@ -205,10 +207,10 @@ def _read(
     max_bytes: int,
     limit: int = DRAIN,
     waiting: bool = True,
-) -> Iterator[tuple[bytes, Any]]:
+) -> Iterator[tuple[bytes, Any, int]]:
     """Decoded records waiting on ``sock`` (``waiting``: a poll has said one does; at
-    most ``limit``), with their sender (ROUTER) or the first frame (PULL); bad ones are
-    dropped and counted."""
+    most ``limit``), with their sender (ROUTER) or the first frame (PULL) and their body's
+    size; bad ones are dropped and counted."""
     accept = protocol.COLLECTOR_RESULTS if n_frames == 2 else protocol.COLLECTOR_FROM_DISTRIBUTOR
     for i in range(limit):
         try:
@@ -219,7 +221,7 @@ def _read(
         except ProtocolError as exc:
             rt.drops.drop(exc.category, exc.reason)
             continue
-        yield frames[0], msg
+        yield frames[0], msg, len(frames[-1])
 
 
 def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[Any]) -> None:

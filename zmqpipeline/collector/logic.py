@@ -23,6 +23,8 @@ __all__ = ["CollectFn", "CollectorLogic"]
 logger = logging.getLogger("zmqpipeline.collector")
 
 _BUFFER_LIMIT = 100_000  # results held while waiting for the distributor's START
+_BUFFER_BYTES = 32 * 1024 * 1024  # ... and their size on the wire
+_KEYS_KEPT = 4  # token keys of the current run (a restarted distributor makes a new one)
 _UNSENT_LIMIT = 10_000  # ACK messages held for an unreachable distributor
 
 #: ``collect(task_type, seq, result)`` returns the ACK's data or raises UserCodeError.
@@ -61,6 +63,11 @@ class CollectorLogic:
         self.forward: frozenset[str] = frozenset()
         self.quiet: frozenset[str] = frozenset()
         self.early: list[protocol.Result] = []
+        self.early_bytes = 0
+        # The run's token keys (START's; the newest first): a result whose items were not
+        # handed out to its worker is refused (protocol.tokens). None: a START without one.
+        self.tokens: list[protocol.ItemTokens] = []
+        self.forged = 0  # results refused for want of a valid token
         self.groups: list[list[Any]] = []  # ACK groups not yet sent
         self.outbox: deque[tuple[bytes, list[bytes]]] = deque()
         self.end: dict[str, Any] | None = None
@@ -69,10 +76,12 @@ class CollectorLogic:
 
     # -- from workers -------------------------------------------------------------------
 
-    def on_result(self, msg: protocol.Result) -> None:
+    def on_result(self, msg: protocol.Result, nbytes: int = 0) -> None:
+        """A RESULT (``nbytes``: its size on the wire, what an early one costs to hold)."""
         if self.run is None:
-            if len(self.early) < _BUFFER_LIMIT:
+            if len(self.early) < _BUFFER_LIMIT and self.early_bytes + nbytes <= _BUFFER_BYTES:
                 self.early.append(msg)
+                self.early_bytes += nbytes
             else:
                 self.drops.drop("result before the run started, buffer full")
         elif msg.run != self.run:
@@ -86,6 +95,8 @@ class CollectorLogic:
         if seen is None:
             self.drops.drop("unknown task type", repr(task_type))
             return
+        if self.tokens and self._forged(msg):
+            return
         collect, journal = self.collect, self.journal
         forward, quiet = task_type in self.forward, task_type in self.quiet
         # One ACK group per RESULT: a column per field (see protocol.ack_group).
@@ -94,7 +105,8 @@ class CollectorLogic:
         errors: list[str | None] = []
         results: list[dict[str, Any] | None] = []
         firsts: list[bool] = []
-        for seq, result in msg.items:
+        for item in msg.items:
+            seq, result = item[0], item[1]
             ack_data = error = forwarded = None
             first = False  # handled in this ACK (not a duplicate, handle_collection ran)
             if seq in seen:
@@ -122,6 +134,20 @@ class CollectorLogic:
         self.collected += firsts.count(True)
         group = protocol.ack_group(task_type, worker_id, seqs, acks, errors, results, firsts)
         self.groups.append(group)
+
+    def _forged(self, msg: protocol.Result) -> bool:
+        """Refuse (count and log once) a RESULT holding an item that was not handed out
+        to its worker: a forging peer changes no result."""
+        for tokens in self.tokens:
+            if tokens.first_forged(msg.task_type, msg.worker_id, msg.items) < 0:
+                return False
+        self.forged += len(msg.items)
+        self.drops.drop(
+            "forged result",
+            f"{len(msg.items)} result(s) of {msg.task_type} claiming worker "
+            f"{msg.worker_id[:40]!r}, for items not handed out to it (no valid item token)",
+        )
+        return True
 
     def flush(self) -> None:
         """Turn the ACK groups gathered so far into one ACK message."""
@@ -153,6 +179,9 @@ class CollectorLogic:
         elif kind is protocol.Start:
             if msg.run != self.run:
                 self._start(msg)
+            elif msg.key and msg.key not in [tokens.key for tokens in self.tokens]:
+                # Our distributor restarted (same run, new key): items of both are valid.
+                self.tokens = [protocol.ItemTokens(msg.key), *self.tokens][:_KEYS_KEPT]
         elif kind is protocol.Skip:
             if msg.run == self.run and msg.task_type in self.seen:
                 self.seen[msg.task_type].add(msg.seq)
@@ -169,10 +198,11 @@ class CollectorLogic:
         self.metadata = msg.metadata
         self.seen = {tt: SeenSet() for tt in msg.task_types}
         self.forward, self.quiet = frozenset(msg.forward), frozenset(msg.quiet)
+        self.tokens = [protocol.ItemTokens(msg.key)] if msg.key else []
         logger.info("run started: task types %s", ", ".join(self.seen))
         if self.journal is not None and self.journal.follow(msg.run, self.seen):
             logger.warning("resuming: ids handled before the restart will not be handled again")
-        early, self.early = self.early, []
+        early, self.early, self.early_bytes = self.early, [], 0
         for result in early:
             self.on_result(result)
 

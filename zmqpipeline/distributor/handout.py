@@ -125,7 +125,8 @@ class HandOut(SchedulerPart):
             self.s.outbox.append((state.endpoint, busiest.wid, self.s.codec.recall(n)))
 
     def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
-        """Up to ``room`` items for ``worker``, as ``[seq, payload]``: items to retry first,
+        """Up to ``room`` items for ``worker``, as ``[seq, payload, token]`` (the token:
+        :mod:`zmqpipeline.protocol.tokens`): items to retry first,
         then new ones (made in one go: every item's path)."""
         taken: list[Item] = []
         while room > len(taken) and (state.suspect or state.retry):
@@ -149,7 +150,8 @@ class HandOut(SchedulerPart):
         worker.held.update([item.seq for item in taken])
         worker.credit -= len(taken)
         self.s.worker_log[wid]["handed_out"] += len(taken)
-        return [[item.seq, item.payload] for item in taken]
+        tokens = self.s.tokens.tokens(state.task_type, wid, [item.seq for item in taken])
+        return [[item.seq, item.payload, token] for item, token in zip(taken, tokens, strict=True)]
 
     def _send_items(
         self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
@@ -163,9 +165,10 @@ class HandOut(SchedulerPart):
             return
         except (SerializationError, MessageTooLarge):
             pass
-        for seq, payload in items:
+        for entry in items:
+            seq = entry[0]
             try:
-                frames = self.s.codec.data(self.s.run, [[seq, payload]], state.task_type)
+                frames = self.s.codec.data(self.s.run, [entry], state.task_type)
             except (SerializationError, MessageTooLarge) as exc:
                 item = state.in_flight[seq]
                 state.unassign(item)

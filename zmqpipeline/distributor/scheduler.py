@@ -73,6 +73,8 @@ class Scheduler:
         self.workers: dict[bytes, TaskState] = {}  # worker id -> its task
         self.outbox: list[tuple[str, bytes | None, list[bytes]]] = []
         self.codec = protocol.Codec(settings.max_message_bytes)
+        # Each item handed out carries a token the collector checks (a key per run).
+        self.tokens = protocol.ItemTokens(protocol.new_key())
         self.metadata: dict[str, Any] | None = None
         self.done = False
         self.last_finished = ""
@@ -164,7 +166,12 @@ class Scheduler:
     def _send_start(self) -> None:
         assert self.metadata is not None
         start = self.codec.start(
-            self.run, self.metadata, list(self.tasks), self.stages.forward, self.stages.quiet
+            self.run,
+            self.metadata,
+            list(self.tasks),
+            self.stages.forward,
+            self.stages.quiet,
+            self.tokens.key,
         )
         self.outbox.append((COLLECTOR, None, start))
 

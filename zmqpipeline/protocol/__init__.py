@@ -99,13 +99,15 @@ To add a kind: a record class, a number, a line in ``SPECS`` (fields' types and 
 a builder on :class:`Codec`, and a line in the table above.
 """
 
-from . import records, sockets, wire
+from . import bounds, records, sockets, tokens, wire
+from .bounds import check_elements
 from .codec import Codec, ack_group
 from .records import *  # noqa: F403  (every record, named in records.__all__)
 from .sockets import *  # noqa: F403  (the kinds each socket accepts)
+from .tokens import ItemTokens, new_key
 from .wire import *  # noqa: F403  (kinds, limits, decode, named in wire.__all__)
 
-__all__ = ["Codec", "ack_group"]
+__all__ = ["Codec", "ItemTokens", "ack_group", "bounds", "check_elements", "new_key", "tokens"]
 __all__ += records.__all__
 __all__ += sockets.__all__
 __all__ += wire.__all__

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..utils.serializer import Packer
+from .bounds import ElementLimit, TooManyElements, check_elements
 from .wire import (
     ACK,
     ALIVE,
@@ -24,6 +25,7 @@ from .wire import (
     HELLO,
     JOB,
     KIND_NAMES,
+    LIMITS,
     META,
     META_OK,
     PING,
@@ -48,6 +50,9 @@ from .wire import (
 )
 
 __all__ = ["Codec", "ack_group"]
+
+_COUNTED = ElementLimit(1 << 62, 1 << 62)  # counts an entry's elements, refuses nothing
+_ENTRY_SCAN_BYTES = 4096  # a shorter entry counts as its length (each element: 1 byte or more)
 
 
 def _array_header(n: int) -> bytes:
@@ -111,6 +116,15 @@ class Codec:
                 f"{KIND_NAMES[kind]} message{what} is {len(raw)} bytes, over the "
                 f"limit of {limit} (max_message_bytes)"
             )
+        bound = LIMITS.get(kind)
+        if bound is not None and len(raw) > bound.max_elements:
+            try:
+                check_elements(raw, bound)
+            except TooManyElements as exc:
+                what = f" for task type {context!r}" if context else ""
+                raise MessageTooLarge(
+                    f"{KIND_NAMES[kind]} message{what} holds {exc} (protocol.bounds)"
+                ) from None
         return [HEADERS[kind], raw]
 
     # Named builders keep the frame layout in this one module.
@@ -153,68 +167,105 @@ class Codec:
         return self.encode(END, [run, summary])
 
     def result(
-        self, run: int, task_type: str, seq: int, result: dict[str, Any] | None, worker_id: bytes
+        self,
+        run: int,
+        task_type: str,
+        seq: int,
+        result: dict[str, Any] | None,
+        worker_id: bytes,
+        token: bytes | None = None,
     ) -> list[bytes]:
         """One item's result alone; raises what :meth:`results` reports as failed."""
-        messages, failed = self.results(run, task_type, worker_id, [(seq, result)])
+        tokens = None if token is None else {seq: token}
+        messages, failed = self.results(run, task_type, worker_id, [(seq, result)], tokens)
         if failed:
             raise failed[0][1]
         return messages[0]
 
     def results(
-        self, run: int, task_type: str, worker_id: bytes, entries: list[tuple[int, Any]]
+        self,
+        run: int,
+        task_type: str,
+        worker_id: bytes,
+        entries: list[tuple[int, Any]],
+        tokens: dict[int, bytes] | None = None,
     ) -> tuple[list[list[bytes]], list[tuple[int, Exception]]]:
-        """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes``,
-        and the entries that fail alone: a result msgpack cannot carry
-        (:class:`SerializationError`) or one too large for any message
-        (:class:`MessageTooLarge`). Entries are packed here, at the batch's send, not as
-        each item finishes: one warm loop costs less than a cold call per item."""
+        """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes``
+        and the element limit, and the entries that fail alone: a result msgpack cannot
+        carry (:class:`SerializationError`) or one too large for any message
+        (:class:`MessageTooLarge`). Each entry carries its item's token, taken out of
+        ``tokens`` (see :mod:`zmqpipeline.protocol.tokens`; none if it has none). Entries
+        are packed here, at the batch's send, not as each item finishes: one warm loop
+        costs less than a cold call per item."""
         key = (run, task_type, worker_id)  # the same for all of a worker's batches in a run
         if self._head[0] != key:
             self._head = (key, b"\x94" + self._packer.pack([run, task_type, worker_id])[1:])
         head = self._head[1]
         room = self.max_bytes - len(head) - 5  # 5: the longest array header
+        room_elements = LIMITS[RESULT].max_elements - 8  # 8: the head's
         fast = self._packer.fast
+        pop = (tokens or {}).pop
         messages: list[list[bytes]] = []
         failed: list[tuple[int, Exception]] = []
         chunk: list[bytes] = []
-        size = 0
+        size = elements = 0
         for seq, result in entries:
+            token = pop(seq, None)
+            entry = [seq, result] if token is None else [seq, result, token]
             try:
-                packed: bytes = fast([seq, result])
+                packed: bytes = fast(entry)
             except Exception:
-                self._packer.reset()
-                try:  # the result alone, for the error that names what in it failed
-                    self._packer.pack(result, task_type)
-                    packed = self._packer.pack([seq, result], task_type)
-                except Exception as exc:  # whatever it was, that item fails alone
-                    self._packer.reset()
-                    if not isinstance(exc, SerializationError):
-                        exc = SerializationError(
-                            f"cannot serialize the result of item {seq} for task type "
-                            f"{task_type!r}: {type(exc).__name__}: {exc}"
-                        )
-                    failed.append((seq, exc))
+                retried = self._pack_alone(task_type, entry)
+                if isinstance(retried, Exception):
+                    failed.append((seq, retried))
                     continue
-            if len(packed) > room:
-                failed.append(
-                    (
-                        seq,
-                        MessageTooLarge(
-                            f"result of item {seq} of task type {task_type!r} is {len(packed)} "
-                            f"bytes, over the message limit of {self.max_bytes} (max_message_bytes)"
-                        ),
-                    )
-                )
+                packed = retried
+            n = len(packed)  # an upper bound of its elements: each takes a byte at least
+            if n > _ENTRY_SCAN_BYTES:
+                n = check_elements(packed, _COUNTED)
+            error = self._entry_error(task_type, entry, packed, n, room, room_elements)
+            if error is not None:
+                failed.append((seq, error))
                 continue
-            if size + len(packed) > room:
+            if chunk and (size + len(packed) > room or elements + n > room_elements):
                 messages.append(_result_message(head, chunk))
-                chunk, size = [], 0
+                chunk, size, elements = [], 0, 0
             chunk.append(packed)
             size += len(packed)
+            elements += n
         if chunk:
             messages.append(_result_message(head, chunk))
         return messages, failed
+
+    def _pack_alone(self, task_type: str, entry: list[Any]) -> bytes | Exception:
+        """A RESULT entry the fast path would not pack, packed again (what failed named)."""
+        self._packer.reset()
+        try:  # the result alone, for the error that names what in it failed
+            self._packer.pack(entry[1], task_type)
+            return self._packer.pack(entry, task_type)
+        except Exception as exc:  # whatever it was, that item fails alone
+            self._packer.reset()
+            if isinstance(exc, SerializationError):
+                return exc
+            return SerializationError(
+                f"cannot serialize the result of item {entry[0]} for task type "
+                f"{task_type!r}: {type(exc).__name__}: {exc}"
+            )
+
+    def _entry_error(
+        self, task_type: str, entry: list[Any], packed: bytes, n: int, room: int, elements: int
+    ) -> Exception | None:
+        """Why a packed RESULT entry cannot go, if it cannot."""
+        seq = entry[0]
+        what = f"result of item {seq} of task type {task_type!r}"
+        if len(packed) > room:
+            return MessageTooLarge(
+                f"{what} is {len(packed)} bytes, over the message limit of {self.max_bytes} "
+                "(max_message_bytes)"
+            )
+        if n > elements:
+            return MessageTooLarge(f"{what} holds {n} elements, over {elements} (protocol.bounds)")
+        return None
 
     def ping(self, run: int) -> list[bytes]:
         return self.encode(PING, [run])
@@ -229,8 +280,10 @@ class Codec:
         task_types: list[str],
         forward: list[str] | None = None,
         quiet: list[str] | None = None,
+        key: bytes = b"",
     ) -> list[bytes]:
-        return self.encode(START, [run, metadata, task_types, forward or [], quiet or []])
+        body = [run, metadata, task_types, forward or [], quiet or [], key]
+        return self.encode(START, body)
 
     def skip(self, run: int, task_type: str, seq: int) -> list[bytes]:
         return self.encode(SKIP, [run, task_type, seq])

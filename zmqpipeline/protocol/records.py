@@ -66,7 +66,7 @@ class Welcome(NamedTuple):
 
 class Data(NamedTuple):
     run: int
-    items: list[list[Any]]
+    items: list[list[Any]]  # [[seq, payload, token], ...] (the token: protocol.tokens)
 
 
 class Credit(NamedTuple):
@@ -104,7 +104,7 @@ class Result(NamedTuple):
     run: int
     task_type: str
     worker_id: bytes
-    items: list[list[Any]]  # [[seq, result or None], ...]
+    items: list[list[Any]]  # [[seq, result or None, token], ...]
 
 
 class Ping(NamedTuple):
@@ -121,6 +121,7 @@ class Start(NamedTuple):
     task_types: list[str]
     forward: list[str]  # results of these task types ride on their ACK (they feed stages)
     quiet: list[str]  # results of these are ACKed (and forwarded) without handle_collection
+    key: bytes = b""  # the run's item-token key (protocol.tokens); b"": results unchecked
 
 
 class Skip(NamedTuple):

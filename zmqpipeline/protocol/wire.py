@@ -10,6 +10,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from ..errors import ProtocolError
 from ..utils.serializer import ext_hook
+from .bounds import ELEMENT_LIMITS, TooManyElements, check_elements
 from .records import (
     Ack,
     Alive,
@@ -46,6 +47,7 @@ from .records import (
     WorkerError,
     WorkerReply,
 )
+from .tokens import KEY_BYTES
 
 __all__ = [
     "ACK",
@@ -94,8 +96,9 @@ __all__ = [
 #: 3: START's forward/quiet lists, ACK entries' result (streaming stages); 4: ACK entries'
 #: ``first`` (the collector handled the id in this ACK, it is no duplicate's re-ACK);
 #: 5: an ACK's entries in groups (one per RESULT: its task type and worker), a column
-#: per field
-VERSION = 5
+#: per field; 6: DATA and RESULT items carry an item token, START the run's token key
+#: (see :mod:`zmqpipeline.protocol.tokens`)
+VERSION = 6
 
 #: Largest message of a control kind (no user data in it) any role accepts.
 CONTROL_MAX_BYTES = 64 * 1024
@@ -170,7 +173,7 @@ SPECS: dict[int, _Spec] = {
     RESULT: _Spec(Result, (int, str, bytes, list), _USER, _LIST_LIMIT),
     PING: _Spec(Ping, (int,), _CONTROL, 8),
     HELLO: _Spec(Hello, (bytes,), _CONTROL, 8),
-    START: _Spec(Start, (int, dict, list, list, list), _USER, _LIST_LIMIT),
+    START: _Spec(Start, (int, dict, list, list, list, bytes), _USER, _LIST_LIMIT),
     SKIP: _Spec(Skip, (int, str, int), _CONTROL, 8),
     ACK: _Spec(Ack, (int, list), _USER, _LIST_LIMIT),
     FINISHED: _Spec(Finished, (int,), _CONTROL, 8),
@@ -200,6 +203,10 @@ KIND_NAMES: dict[int, str] = {
 }
 _KIND_OF: dict[type[Any], int] = {spec.record: kind for kind, spec in SPECS.items()}
 HEADERS: dict[int, bytes] = {kind: bytes((VERSION, kind)) for kind in SPECS}
+#: Each kind's total element and nesting limit (:mod:`zmqpipeline.protocol.bounds`).
+LIMITS = {
+    kind: ELEMENT_LIMITS[KIND_NAMES[kind]] for kind in SPECS if KIND_NAMES[kind] in ELEMENT_LIMITS
+}
 
 
 def kind_of(record: Any) -> int:
@@ -207,11 +214,13 @@ def kind_of(record: Any) -> int:
     return _KIND_OF[type(record)]
 
 
-def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...]
+def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload, token], ...]
     for item in body[1]:
-        if type(item) is not list or len(item) != 2:
+        if type(item) is not list or not 2 <= len(item) <= 3:
             return False
         if type(item[0]) is not int or type(item[1]) is not dict:
+            return False
+        if len(item) == 3 and type(item[2]) is not bytes:
             return False
     return True
 
@@ -252,11 +261,13 @@ def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, by, seqs, ack data, error
     return True
 
 
-def _results_ok(body: list[Any]) -> bool:  # RESULT: [[seq, result or None], ...]
+def _results_ok(body: list[Any]) -> bool:  # RESULT: [[seq, result or None, token], ...]
     for item in body[3]:
-        if type(item) is not list or len(item) != 2 or type(item[0]) is not int:
+        if type(item) is not list or not 2 <= len(item) <= 3 or type(item[0]) is not int:
             return False
         if item[1] is not None and type(item[1]) is not dict:
+            return False
+        if len(item) == 3 and type(item[2]) is not bytes:
             return False
     return True
 
@@ -270,8 +281,10 @@ def _all_of(index: int, kind: type[Any]) -> Callable[[list[Any]], bool]:
     return check
 
 
-def _start_ok(body: list[Any]) -> bool:  # START: three lists of task names
-    return all(type(name) is str for names in body[2:] for name in names)
+def _start_ok(body: list[Any]) -> bool:  # START: three lists of task names, a key
+    if len(body[5]) not in (0, KEY_BYTES):
+        return False
+    return all(type(name) is str for names in body[2:5] for name in names)
 
 
 #: The lists inside bodies, checked item by item (kinds not named here have none).
@@ -346,6 +359,12 @@ def decode(
     limit = spec.max_bytes or max_bytes
     if len(raw) > limit:
         raise ProtocolError(f"{name} of {len(raw)} bytes, over {limit}", frames, "too large")
+    bound = LIMITS.get(kind)
+    if bound is not None and len(raw) > bound.max_elements:  # else it cannot hold too many
+        try:
+            check_elements(raw, bound)
+        except TooManyElements as exc:
+            raise ProtocolError(f"{name} body: {exc}", frames, "too many elements") from None
     try:
         body = msgpack.unpackb(
             raw,

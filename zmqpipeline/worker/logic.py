@@ -97,6 +97,8 @@ class WorkerLogic:
         self.accepted = False
         self.ended = False
         self.queue: deque[tuple[int, dict[str, Any]]] = deque()
+        #: Each held item's token (DATA's), handed back beside its result (protocol.tokens).
+        self.tokens: dict[int, bytes] = {}
         self.busy = 0
         self.to_distributor: deque[list[bytes]] = deque()
         self.recalled = 0  # items the distributor asked back (RECALL), not yet answered
@@ -119,17 +121,21 @@ class WorkerLogic:
         kind = type(msg)
         if kind is protocol.Data:
             if msg.run == self.run and self.accepted:
-                self.credit.received(len(msg.items))
-                self.queue.extend((seq, payload) for seq, payload in msg.items)
+                items = msg.items
+                self.credit.received(len(items))
+                self.queue.extend((item[0], item[1]) for item in items)
+                self.tokens.update((item[0], item[2]) for item in items if len(item) == 3)
         elif kind is protocol.Welcome:
             if msg.run != self.run:
                 self.queue.clear()  # items of a run that is over
+                self.tokens.clear()
             self.run, self.metadata, self.accepted = msg.run, msg.metadata, True
             self.options = msg.options
             self.to_distributor.append(self.codec.credit(0))  # the handshake's last step
             return True
         elif kind is protocol.Reset:
             self.queue.clear()
+            self.tokens.clear()
             self.accepted = False
             self.ready()
         elif kind is protocol.End:
@@ -145,6 +151,8 @@ class WorkerLogic:
         while len(seqs) < self.recalled and self.queue:
             seqs.append(self.queue.pop()[0])
         self.recalled = 0
+        for seq in seqs:
+            self.tokens.pop(seq, None)
         self.to_distributor.append(self.codec.hand_back(seqs))
 
     def ask_for_more(self, eager: bool = False) -> None:
@@ -158,6 +166,7 @@ class WorkerLogic:
         self.credit.observe(seconds)
 
     def fail(self, seq: int, error: str, exc_types: list[str]) -> None:
+        self.tokens.pop(seq, None)
         self.to_distributor.append(self.codec.fail(seq, error, exc_types))
 
     def hand_back(self, more: list[int]) -> list[bytes]:
