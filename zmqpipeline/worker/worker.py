@@ -194,11 +194,13 @@ class Worker(Role):
         self._logic.ready()
         elapsed = waits * self.settings.liveness_s
         self._lifetime.heard_nothing_for(elapsed, self.worker_id)
+        why = "not running, unreachable, or refusing this worker's CURVE key?"
+        if self._rt.drops.counts["wrong version"]:
+            why = "it answers in another protocol version: another zmqpipeline release"
         if self._wait_log.due(now):
             self._wait_log.log(
                 f"worker {self.worker_id.decode()}: no answer from the distributor at "
-                f"{self.endpoint} for {elapsed:.0f} s (not running, unreachable, or refusing "
-                "this worker's CURVE key?)",
+                f"{self.endpoint} for {elapsed:.0f} s ({why})",
                 now,
                 key="silent",
             )
@@ -233,6 +235,14 @@ class Worker(Role):
                 )
             except ProtocolError as exc:
                 self._rt.drops.drop(exc.category, exc.reason)
+                if exc.category == "wrong version" and self._wait_log.due(self._last_heard):
+                    self._wait_log.log(
+                        f"worker {self.worker_id.decode()}: the distributor at {self.endpoint} "
+                        f"speaks protocol version {exc.frames[0][0]}, this worker "
+                        f"{protocol.VERSION}: run one zmqpipeline release on every machine",
+                        self._last_heard,
+                        key="version",
+                    )
                 continue
             if logic.on_message(msg):
                 self.metadata = logic.metadata
