@@ -22,6 +22,7 @@ __all__ = [
     "curve_client",
     "join_as_worker",
     "logging_to",
+    "vm_rss_mib",
     "nested_bomb",
     "read_text",
     "wait_for_log",
@@ -30,16 +31,21 @@ __all__ = [
 MIB = 1024 * 1024
 
 
-def vm_hwm_mib(pid: int) -> float | None:
+def vm_hwm_mib(pid: int, field: str = "VmHWM") -> float | None:
     """The peak resident memory of process ``pid`` so far (VmHWM), in MiB."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         return None
     return None
+
+
+def vm_rss_mib(pid: int) -> float | None:
+    """The resident memory of process ``pid`` now (VmRSS), in MiB."""
+    return vm_hwm_mib(pid, "VmRSS")
 
 
 class HwmWatch:
@@ -71,7 +77,9 @@ class HwmWatch:
         self._stop.set()
         self._thread.join()
         self.read()
-        print(f"peak RSS (VmHWM, MiB): {', '.join(f'{k} {v:.1f}' for k, v in sorted(self.peak.items()))}")
+        print(
+            f"peak RSS (VmHWM, MiB): {', '.join(f'{k} {v:.1f}' for k, v in sorted(self.peak.items()))}"
+        )
         return self.peak
 
 
@@ -85,7 +93,10 @@ def curve_client(sock: zmq.Socket[Any], secret_file: Any, server_public_file: An
 
 
 def join_as_worker(
-    ctx: zmq.Context[Any], endpoint: str, task_type: str = "FIRST", curve: tuple[Any, Any] | None = None
+    ctx: zmq.Context[Any],
+    endpoint: str,
+    task_type: str = "FIRST",
+    curve: tuple[Any, Any] | None = None,
 ) -> tuple[zmq.Socket[Any], int]:
     """Join the task at ``endpoint`` as a worker that takes nothing (READY without credit)
     and return its socket and the run number WELCOME gave it: what any worker learns."""
@@ -121,14 +132,17 @@ def nested_bomb(fields: list[Any], total_bytes: int = 16 * MIB) -> bytes:
     return bytes((0x90 | (len(fields) + 1),)) + head[1:] + inner
 
 
-def logging_to(path: Any, target: Any) -> Any:
-    """``target`` run (in the child) with zmqpipeline's WARNINGs written to ``path``."""
+def logging_to(path: Any, target: Any, level: int = logging.WARNING) -> Any:
+    """``target`` run (in the child) with zmqpipeline's log from ``level`` up written to
+    ``path``."""
 
     def run() -> Any:
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-        handler.setLevel(logging.WARNING)
-        logging.getLogger("zmqpipeline").addHandler(handler)
+        handler.setLevel(level)
+        package = logging.getLogger("zmqpipeline")
+        package.addHandler(handler)
+        package.setLevel(min(package.getEffectiveLevel(), level))
         return target()
 
     return run
