@@ -22,9 +22,9 @@ __all__ = [
     "curve_client",
     "join_as_worker",
     "logging_to",
-    "vm_rss_mib",
     "nested_bomb",
     "read_text",
+    "vm_rss_mib",
     "wait_for_log",
 ]
 
@@ -77,9 +77,8 @@ class HwmWatch:
         self._stop.set()
         self._thread.join()
         self.read()
-        print(
-            f"peak RSS (VmHWM, MiB): {', '.join(f'{k} {v:.1f}' for k, v in sorted(self.peak.items()))}"
-        )
+        peaks = ", ".join(f"{name} {mib:.1f}" for name, mib in sorted(self.peak.items()))
+        print(f"peak RSS (VmHWM, MiB): {peaks}")
         return self.peak
 
 

@@ -9,7 +9,6 @@ import json
 import logging
 import signal
 import time
-from typing import Any
 
 import pytest
 import zmq
@@ -53,7 +52,8 @@ def _client(front: str, out: str) -> None:
     forged = 0
     with ServiceClient(front, "UPPER", timeout=20) as client:
         for i in range(N):
-            reply = client.request({"text": f"request {i}", "client": 0, "n": i})
+            request = {"text": f"request {i}", "client": 0, "n": i, "sleep": 0.01}
+            reply = client.request(request)
             if reply.get("text") != f"REQUEST {i}":
                 forged += 1
     with open(out, "w") as output:
