@@ -124,8 +124,8 @@ def test_bombs_to_a_service_are_refused_unbuilt(procs, tmp_path):
     procs.start("service", logging_to(log, lambda: Service(front, back).run()))
     procs.start("serviceworker", lambda: worker().run())
     procs.start("attacker-front", lambda: _send(front, [_frames(protocol.REQUEST, [1, "UPPER"])]))
-    bomb = _frames(protocol.WORKER_REPLY, [b"client", 1])
-    procs.start("attacker-back", lambda: _send(back, [bomb]))
+    reply = [b"client", 1]
+    procs.start("attacker-back", lambda: _send(back, [_frames(protocol.WORKER_REPLY, reply)]))
     for name in ("attacker-front", "attacker-back"):
         procs.started[name].join(60)
     refused = wait_for_log(log, [REFUSED], 30)
