@@ -86,18 +86,19 @@ def _forger(endpoints: Any, keys: dict[str, Any] | None, messages: Any) -> None:
         time.sleep(1)  # holds its sockets open until the test kills it
 
 
-def _result(run: int, worker_id: bytes, items: list[list[Any]]) -> list[bytes]:
-    """A RESULT built by hand, as a forger would (no codec: no token to add)."""
-    body = msgpack.packb([run, "FIRST", worker_id, items])
-    return [bytes((protocol.VERSION, protocol.RESULT)), body]
+def _result(run: int, worker_id: bytes, items: list[list[Any]], tokens: bytes = b"") -> list[bytes]:
+    """A RESULT built by hand, as a forger would: with made-up tokens, or none."""
+    fields = [run, "FIRST", worker_id, items] + ([tokens] if tokens else [])
+    return [bytes((protocol.VERSION, protocol.RESULT)), msgpack.packb(fields)]
 
 
 def _forged_results(run: int) -> list[list[bytes]]:
     """Results for items 1000-2999, not handed out yet (the workers are slow), two ways:
     with no token, and with made-up tokens under a made-up worker id."""
     plain = [[seq, {"i": seq + 1, "forged": True}] for seq in range(1000, 2000)]
-    claimed = [[seq, {"i": seq + 1, "forged": True}, b"\0" * 8] for seq in range(2000, 3000)]
-    return [_result(run, b"attacker", plain), _result(run, b"some-worker", claimed)]
+    claimed = [[seq, {"i": seq + 1, "forged": True}] for seq in range(2000, 3000)]
+    made_up = bytes(8 * len(claimed))
+    return [_result(run, b"attacker", plain), _result(run, b"some-worker", claimed, made_up)]
 
 
 def _flood(run: int) -> list[list[bytes]]:

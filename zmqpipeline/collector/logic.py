@@ -105,8 +105,7 @@ class CollectorLogic:
         errors: list[str | None] = []
         results: list[dict[str, Any] | None] = []
         firsts: list[bool] = []
-        for item in msg.items:
-            seq, result = item[0], item[1]
+        for seq, result in msg.items:
             ack_data = error = forwarded = None
             first = False  # handled in this ACK (not a duplicate, handle_collection ran)
             if seq in seen:
@@ -139,7 +138,7 @@ class CollectorLogic:
         """Refuse (count and log once) a RESULT holding an item that was not handed out
         to its worker: a forging peer changes no result."""
         for tokens in self.tokens:
-            if tokens.first_forged(msg.task_type, msg.worker_id, msg.items) < 0:
+            if not tokens.forged(msg.task_type, msg.worker_id, msg.items, msg.tokens):
                 return False
         self.forged += len(msg.items)
         self.drops.drop(

@@ -125,8 +125,7 @@ class HandOut(SchedulerPart):
             self.s.outbox.append((state.endpoint, busiest.wid, self.s.codec.recall(n)))
 
     def _take(self, state: TaskState, worker: WorkerRecord, room: int, now: float) -> list[Any]:
-        """Up to ``room`` items for ``worker``, as ``[seq, payload, token]`` (the token:
-        :mod:`zmqpipeline.protocol.tokens`): items to retry first,
+        """Up to ``room`` items for ``worker``, as ``[seq, payload]``: items to retry first,
         then new ones (made in one go: every item's path)."""
         taken: list[Item] = []
         while room > len(taken) and (state.suspect or state.retry):
@@ -150,25 +149,25 @@ class HandOut(SchedulerPart):
         worker.held.update([item.seq for item in taken])
         worker.credit -= len(taken)
         self.s.worker_log[wid]["handed_out"] += len(taken)
-        tokens = self.s.tokens.tokens(state.task_type, wid, [item.seq for item in taken])
-        return [[item.seq, item.payload, token] for item, token in zip(taken, tokens, strict=True)]
+        return [[item.seq, item.payload] for item in taken]
 
     def _send_items(
         self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
     ) -> None:
-        """Send a batch; if it would not pack, send its items singly and fail those that
-        cannot go at all (a value msgpack cannot carry, or too big): retrying won't help."""
+        """Send a batch, each item with its token (:mod:`zmqpipeline.protocol.tokens`); if
+        it would not pack, send its items singly and fail those that cannot go at all (a
+        value msgpack cannot carry, or too big): retrying won't help."""
+        tokens = self.s.tokens.tokens(state.task_type, worker.wid, [seq for seq, _ in items])
         try:
-            self.s.outbox.append(
-                (state.endpoint, worker.wid, self.s.codec.data(self.s.run, items, state.task_type))
-            )
+            data = self.s.codec.data(self.s.run, items, state.task_type, b"".join(tokens))
+            self.s.outbox.append((state.endpoint, worker.wid, data))
             return
         except (SerializationError, MessageTooLarge):
             pass
-        for entry in items:
+        for entry, token in zip(items, tokens, strict=True):
             seq = entry[0]
             try:
-                frames = self.s.codec.data(self.s.run, [entry], state.task_type)
+                frames = self.s.codec.data(self.s.run, [entry], state.task_type, token)
             except (SerializationError, MessageTooLarge) as exc:
                 item = state.in_flight[seq]
                 state.unassign(item)

@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import MessageTooLarge, SerializationError
 from ..utils.serializer import Packer
 from .bounds import ElementLimit, TooManyElements, check_elements
+from .tokens import TOKEN_BYTES
 from .wire import (
     ACK,
     ALIVE,
@@ -63,9 +64,19 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def _result_message(head: bytes, packed: list[bytes]) -> list[bytes]:
-    """RESULT from its packed head and entries (msgpack arrays concatenate)."""
-    return [HEADERS[RESULT], b"".join([head, _array_header(len(packed)), *packed])]
+def _bin_header(n: int) -> bytes:
+    if n < 1 << 8:
+        return b"\xc4" + bytes((n,))
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def _result_message(head: bytes, packed: list[bytes], tokens: list[bytes]) -> list[bytes]:
+    """RESULT from its packed head, entries and tokens (msgpack arrays concatenate)."""
+    blob = b"".join(tokens)
+    body = b"".join([head, _array_header(len(packed)), *packed, _bin_header(len(blob)), blob])
+    return [HEADERS[RESULT], body]
 
 
 def ack_group(
@@ -142,8 +153,11 @@ class Codec:
     ) -> list[bytes]:
         return self.encode(WELCOME, [run, metadata, options or {}])
 
-    def data(self, run: int, items: list[list[Any]], task_type: str) -> list[bytes]:
-        return self.encode(DATA, [run, items], task_type)
+    def data(
+        self, run: int, items: list[list[Any]], task_type: str, tokens: bytes = b""
+    ) -> list[bytes]:
+        """``tokens``: the items' tokens, 8 bytes each in order (``protocol.tokens``)."""
+        return self.encode(DATA, [run, items, tokens], task_type)
 
     def credit(self, n: int) -> list[bytes]:
         return self.encode(CREDIT, [n])
@@ -194,24 +208,26 @@ class Codec:
         and the element limit, and the entries that fail alone: a result msgpack cannot
         carry (:class:`SerializationError`) or one too large for any message
         (:class:`MessageTooLarge`). Each entry carries its item's token, taken out of
-        ``tokens`` (see :mod:`zmqpipeline.protocol.tokens`; none if it has none). Entries
+        ``tokens`` (:mod:`zmqpipeline.protocol.tokens`): all of a message's or none. Entries
         are packed here, at the batch's send, not as each item finishes: one warm loop
         costs less than a cold call per item."""
         key = (run, task_type, worker_id)  # the same for all of a worker's batches in a run
         if self._head[0] != key:
-            self._head = (key, b"\x94" + self._packer.pack([run, task_type, worker_id])[1:])
+            self._head = (key, b"\x95" + self._packer.pack([run, task_type, worker_id])[1:])
         head = self._head[1]
-        room = self.max_bytes - len(head) - 5  # 5: the longest array header
+        room = self.max_bytes - len(head) - 10  # 10: the longest array and bin headers
         room_elements = LIMITS[RESULT].max_elements - 8  # 8: the head's
         fast = self._packer.fast
         pop = (tokens or {}).pop
+        missing = b"" if tokens is None else bytes(TOKEN_BYTES)  # refused: no token known
         messages: list[list[bytes]] = []
         failed: list[tuple[int, Exception]] = []
         chunk: list[bytes] = []
+        chunk_tokens: list[bytes] = []
         size = elements = 0
         for seq, result in entries:
-            token = pop(seq, None)
-            entry = [seq, result] if token is None else [seq, result, token]
+            token = pop(seq, missing)
+            entry = [seq, result]
             try:
                 packed: bytes = fast(entry)
             except Exception:
@@ -228,13 +244,14 @@ class Codec:
                 failed.append((seq, error))
                 continue
             if chunk and (size + len(packed) > room or elements + n > room_elements):
-                messages.append(_result_message(head, chunk))
-                chunk, size, elements = [], 0, 0
+                messages.append(_result_message(head, chunk, chunk_tokens))
+                chunk, chunk_tokens, size, elements = [], [], 0, 0
             chunk.append(packed)
-            size += len(packed)
+            chunk_tokens.append(token)
+            size += len(packed) + len(token)
             elements += n
         if chunk:
-            messages.append(_result_message(head, chunk))
+            messages.append(_result_message(head, chunk, chunk_tokens))
         return messages, failed
 
     def _pack_alone(self, task_type: str, entry: list[Any]) -> bytes | Exception:

@@ -66,7 +66,8 @@ class Welcome(NamedTuple):
 
 class Data(NamedTuple):
     run: int
-    items: list[list[Any]]  # [[seq, payload, token], ...] (the token: protocol.tokens)
+    items: list[list[Any]]  # [[seq, payload], ...]
+    tokens: bytes = b""  # each item's token, 8 bytes each, in order (protocol.tokens)
 
 
 class Credit(NamedTuple):
@@ -104,7 +105,8 @@ class Result(NamedTuple):
     run: int
     task_type: str
     worker_id: bytes
-    items: list[list[Any]]  # [[seq, result or None, token], ...]
+    items: list[list[Any]]  # [[seq, result or None], ...]
+    tokens: bytes = b""  # each item's token (DATA's), 8 bytes each, in order
 
 
 class Ping(NamedTuple):

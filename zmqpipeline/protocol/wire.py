@@ -47,7 +47,7 @@ from .records import (
     WorkerError,
     WorkerReply,
 )
-from .tokens import KEY_BYTES
+from .tokens import KEY_BYTES, TOKEN_BYTES
 
 __all__ = [
     "ACK",
@@ -162,7 +162,7 @@ SPECS: dict[int, _Spec] = {
     RECALL: _Spec(Recall, (int,), _CONTROL, 8),
     HANDBACK: _Spec(HandBack, (list,), _CONTROL, 4096),
     WELCOME: _Spec(Welcome, (int, dict, dict), _USER, _LIST_LIMIT),
-    DATA: _Spec(Data, (int, list), _USER, _LIST_LIMIT),
+    DATA: _Spec(Data, (int, list, bytes), _USER, _LIST_LIMIT),
     CREDIT: _Spec(Credit, (int,), _CONTROL, 8),
     FAIL: _Spec(Fail, (int, str, list), _CONTROL, 64),
     HEARTBEAT: _Spec(Heartbeat, (bytes,), _CONTROL, 8),
@@ -170,7 +170,7 @@ SPECS: dict[int, _Spec] = {
     RESET: _Spec(Reset, (), _CONTROL, 8),
     BYE: _Spec(Bye, (list,), _CONTROL, 4096),
     END: _Spec(End, (int, dict), _USER, _LIST_LIMIT),
-    RESULT: _Spec(Result, (int, str, bytes, list), _USER, _LIST_LIMIT),
+    RESULT: _Spec(Result, (int, str, bytes, list, bytes), _USER, _LIST_LIMIT),
     PING: _Spec(Ping, (int,), _CONTROL, 8),
     HELLO: _Spec(Hello, (bytes,), _CONTROL, 8),
     START: _Spec(Start, (int, dict, list, list, list, bytes), _USER, _LIST_LIMIT),
@@ -214,15 +214,18 @@ def kind_of(record: Any) -> int:
     return _KIND_OF[type(record)]
 
 
-def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload, token], ...]
+def _tokens_ok(body: list[Any], items: int, tokens: int) -> bool:
+    """The tokens of a DATA or RESULT (if it has them): none, or one per item."""
+    return len(body) <= tokens or len(body[tokens]) in (0, TOKEN_BYTES * len(body[items]))
+
+
+def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...], tokens
     for item in body[1]:
-        if type(item) is not list or not 2 <= len(item) <= 3:
+        if type(item) is not list or len(item) != 2:
             return False
         if type(item[0]) is not int or type(item[1]) is not dict:
             return False
-        if len(item) == 3 and type(item[2]) is not bytes:
-            return False
-    return True
+    return _tokens_ok(body, 1, 2)
 
 
 def _column_ok(column: Any, n: int, kind: type[Any]) -> bool:
@@ -261,15 +264,13 @@ def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, by, seqs, ack data, error
     return True
 
 
-def _results_ok(body: list[Any]) -> bool:  # RESULT: [[seq, result or None, token], ...]
+def _results_ok(body: list[Any]) -> bool:  # RESULT: [[seq, result or None], ...], tokens
     for item in body[3]:
-        if type(item) is not list or not 2 <= len(item) <= 3 or type(item[0]) is not int:
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not int:
             return False
         if item[1] is not None and type(item[1]) is not dict:
             return False
-        if len(item) == 3 and type(item[2]) is not bytes:
-            return False
-    return True
+    return _tokens_ok(body, 3, 4)
 
 
 def _all_of(index: int, kind: type[Any]) -> Callable[[list[Any]], bool]:
@@ -282,7 +283,7 @@ def _all_of(index: int, kind: type[Any]) -> Callable[[list[Any]], bool]:
 
 
 def _start_ok(body: list[Any]) -> bool:  # START: three lists of task names, a key
-    if len(body[5]) not in (0, KEY_BYTES):
+    if len(body) > 5 and len(body[5]) not in (0, KEY_BYTES):
         return False
     return all(type(name) is str for names in body[2:5] for name in names)
 
@@ -300,21 +301,31 @@ _NESTED: dict[int, Callable[[list[Any]], bool]] = {
 }
 
 
-def _body_check(fields: tuple[Any, ...], nested: Any) -> Callable[[list[Any]], bool]:
+#: Kinds whose last field may be left out (the record's default): the item tokens and
+#: the token key, which a message built by hand (tests, tools) may go without.
+_OPTIONAL_LAST = frozenset({DATA, RESULT, START})
+
+
+def _body_check(
+    fields: tuple[Any, ...], nested: Any, optional_last: bool
+) -> Callable[[list[Any]], bool]:
     """A check of a decoded body (a list) against ``fields`` and the ``nested`` check,
     built once per kind: every message pays for its check, so it does no more than it must."""
     n = len(fields)
     # bool is an int to isinstance, but never a count, sequence or run number.
     exact = tuple(i for i, t in enumerate(fields) if t is int)
     loose = tuple((i, t) for i, t in enumerate(fields) if t is not int and t is not _ANY)
+    shorter = n - 1 if optional_last else n
+    loose_short = tuple((i, t) for i, t in loose if i < shorter)
 
     def check(body: list[Any]) -> bool:
-        if len(body) != n:
+        m = len(body)
+        if m != n and m != shorter:
             return False
         for i in exact:
             if type(body[i]) is not int:
                 return False
-        for i, t in loose:
+        for i, t in loose if m == n else loose_short:
             if not isinstance(body[i], t):
                 return False
         return nested is None or nested(body)
@@ -323,7 +334,8 @@ def _body_check(fields: tuple[Any, ...], nested: Any) -> Callable[[list[Any]], b
 
 
 _CHECKS: dict[int, Callable[[list[Any]], bool]] = {
-    kind: _body_check(spec.fields, _NESTED.get(kind)) for kind, spec in SPECS.items()
+    kind: _body_check(spec.fields, _NESTED.get(kind), kind in _OPTIONAL_LAST)
+    for kind, spec in SPECS.items()
 }
 
 

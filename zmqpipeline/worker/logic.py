@@ -121,10 +121,12 @@ class WorkerLogic:
         kind = type(msg)
         if kind is protocol.Data:
             if msg.run == self.run and self.accepted:
-                items = msg.items
-                self.credit.received(len(items))
-                self.queue.extend((item[0], item[1]) for item in items)
-                self.tokens.update((item[0], item[2]) for item in items if len(item) == 3)
+                self.credit.received(len(msg.items))
+                self.queue.extend((seq, payload) for seq, payload in msg.items)
+                if msg.tokens:  # 8 bytes an item, in order (decoding checked the length)
+                    blob = msg.tokens
+                    for i, (seq, _) in enumerate(msg.items):
+                        self.tokens[seq] = blob[8 * i : 8 * i + 8]
         elif kind is protocol.Welcome:
             if msg.run != self.run:
                 self.queue.clear()  # items of a run that is over
