@@ -19,7 +19,7 @@ kind       route  body (record fields)
 =========  =====  ===========================================================
 READY      W→D    task_type, capacity, free, threads join / re-join; credit
 WELCOME    D→W    run, metadata, options             accepted: start working
-DATA       D→W    run, items: [[seq, payload], ...]  one or more items
+DATA       D→W    run, items: [[seq, payload], ...], tokens  items; 8-byte tokens
 CREDIT     W→D    n                                  n more items may be sent
 FAIL       W→D    seq, error, exc_types              user code raised on seq
 HEARTBEAT  W→D    worker_id                          the worker is alive
@@ -29,10 +29,10 @@ BYE        W→D    seqs                               leaving; hands back items
 RECALL     D→W    n                                  hand back up to n unstarted items
 HANDBACK   W→D    seqs                               the items RECALL asked for
 END        D→W,C  run, summary                       the run is over
-RESULT     W→C    run, task_type, worker_id, items: [[seq, result], ...]
+RESULT     W→C    run, task_type, worker_id, items: [[seq, result], ...], tokens
 PING       D→C    run                                the distributor is alive
 HELLO      C→D    collector_id                       answers PING: the collector is up
-START      D→C    run, metadata, task_types, forward, quiet  a run begins
+START      D→C    run, metadata, task_types, forward, quiet, key  a run begins
 SKIP       D→C    run, task_type, seq                seq failed for good
 ACK        C→D    run, groups: [[task_type, worker_id, seqs, ack_data, errors, results,
                   firsts], ...]  (columns: see :func:`ack_group`)
@@ -87,7 +87,10 @@ PUSH_CLOSE  P→D    request_id, task_type           no more items: the task may
 PUSH_REPLY  D→P    request_id, ok, error, accepted accepted: items taken
 ==========  =====  ======================================================
 
-An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run.
+An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run. Each item
+handed out carries a token (:mod:`~zmqpipeline.protocol.tokens`): a RESULT counts only for
+items handed out to the worker it names. Decoding is also bounded in total elements and
+nesting (:mod:`~zmqpipeline.protocol.bounds`).
 
 Decoding is bounded before anything is built: the whole message's size is checked against
 the kind's byte limit, and msgpack refuses any array, map, string or binary longer than
