@@ -338,6 +338,7 @@ class Distributor:
             now = time.monotonic()
             finished_confirmed |= link.read(events, now)
             if rt.stop.fd in events:
+                rt.stop.drain()  # the END grace below waits for the next signal only
                 if scheduler.done or rt.stop.count > 1:
                     break  # a second signal: stop now
                 logger.warning("stop requested: ending the run early")

@@ -295,6 +295,7 @@ class StopSignal:
     def __init__(self) -> None:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
+        os.set_blocking(self._read_fd, False)
         self.is_set = False
         self.signum: int | None = None
         self.count = 0  # signals received: a second one may mean "now"
@@ -316,6 +317,15 @@ class StopSignal:
         self.is_set = True
         try:
             os.write(self._write_fd, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def drain(self) -> None:
+        """Empty :attr:`fd` (the flag stays set): a loop that goes on after a first signal
+        polls it again only for the next one."""
+        try:
+            while os.read(self._read_fd, 64):
+                pass
         except (BlockingIOError, OSError):
             pass
 

@@ -146,6 +146,8 @@ class Worker(Role):
         # distributor every _BUSY_READ_S while busy, and when idle once the poll says
         # something came (the poll asks anyway: a read before it would ask twice).
         while not rt.stop.is_set and not life.over(time.perf_counter()):
+            if logic.ended:
+                return  # END came with a read made between items (see _hold)
             if logic.to_distributor or self._results:
                 self._send_pending()
             busy = self._work_available()
