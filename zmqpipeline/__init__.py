@@ -59,9 +59,6 @@ __all__ = [
     "configureLogging",
 ]
 
-logging.getLogger("zmqpipeline").addHandler(logging.NullHandler())
-
-
 def configureLogging(dict_config: dict[str, Any]) -> None:
     """Configure logging from a :func:`logging.config.dictConfig` dictionary."""
     logging.config.dictConfig(dict_config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from .runtime.checks import check_class_attributes, task_types
+from .runtime.checks import check_class_attributes, check_flag_name, task_types
 from .types import EndpointAddress, TaskType
 
 __all__ = ["Task"]
@@ -67,6 +67,11 @@ class Task:
     #: :class:`~zmqpipeline.Pusher`) instead of :meth:`handle`; the task is complete once
     #: the stream is closed and every pushed item is handed out.
     open_ended: ClassVar[bool] = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self.__dict__ and not hasattr(type(self), name):
+            check_flag_name(type(self), name)  # a new name: is it a typo of is_complete?
+        object.__setattr__(self, name, value)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -337,12 +337,8 @@ class Distributor:
             events = dict(link.poller.poll(timeout))
             now = time.monotonic()
             finished_confirmed |= link.read(events, now)
-            if rt.stop.fd in events:
-                rt.stop.drain()  # the END grace below waits for the next signal only
-                if scheduler.done or rt.stop.count > 1:
-                    break  # a second signal: stop now
-                logger.warning("stop requested: ending the run early")
-                scheduler.finish(aborted=True)
+            if rt.stop.fd in events and _stop_now(rt, scheduler):
+                break
             if now >= next_beat:
                 scheduler.tick(now)
                 scheduler.heartbeats()
@@ -416,6 +412,17 @@ class Distributor:
                 f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
             ],
         )
+
+
+def _stop_now(rt: RoleRuntime, scheduler: Scheduler) -> bool:
+    """A stop signal came: the first ends the run early (with its END grace), a second,
+    or one after the run's end, stops at once."""
+    rt.stop.drain()  # the loop polls it again for the next signal only
+    if scheduler.done or rt.stop.count > 1:
+        return True
+    logger.warning("stop requested: ending the run early")
+    scheduler.finish(aborted=True)
+    return False
 
 
 def _next_wake(scheduler: Scheduler, link: Links, now: float, wake: float) -> float:

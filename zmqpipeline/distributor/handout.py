@@ -248,6 +248,8 @@ class HandOut(SchedulerPart):
             made.append(item)
             if record:
                 self.s.journal.handed_out(state.task_type, seq)
+        if state.size is not None and state.next_seq > state.size:
+            _over_its_size(state)
         return made
 
     def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:
@@ -283,6 +285,19 @@ class HandOut(SchedulerPart):
             state.next_seq += 1  # collected before the crash: made again, not sent
             if task.is_complete:
                 return _NOTHING
+
+
+def _over_its_size(state: TaskState) -> None:
+    """Say once that a task hands out more items than it declares."""
+    if not state.oversize_told:
+        state.oversize_told = True
+        logger.warning(
+            "task %s declares %d item(s) but has handed out %d and has not set is_complete: "
+            "set self.is_complete = True with the last item",
+            state.task_type,
+            state.size,
+            state.next_seq,
+        )
 
 
 def _fair_share(state: TaskState) -> float | None:

@@ -133,6 +133,7 @@ class TaskState:
     handle_errors: int = 0
     rotation: int = 0
     size: int | None = None  # items the task declares (task_size), read when it starts
+    oversize_told: bool = False  # warned that it hands out more than its size
 
     def unassign(self, item: Item) -> None:
         """``item`` is no longer held by its worker (it waits, or is done)."""

@@ -166,12 +166,7 @@ class Worker(Role):
             self._ask_for_more()
             self._send_pending()
             poller.register(self._push, zmq.POLLOUT if self._results else 0)
-            pending = bool(logic.to_distributor or self._results)
-            timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
-            held = self.batch.wait_s(time.perf_counter())
-            if held is not None:
-                timeout = min(timeout, int(held * 1000) + 1)
-            events = dict(poller.poll(life.poll_ms(time.perf_counter(), max(1, timeout))))
+            events = dict(poller.poll(self._poll_ms(last_poll, liveness)))
             now = time.perf_counter()
             self._polled_in = self._dealer in events
             self._on_events(events)
@@ -188,6 +183,16 @@ class Worker(Role):
                 waits = 0
                 self._wait_log.clear(now)
         self._stop_early()
+
+    def _poll_ms(self, last_poll: float, liveness: float) -> int:
+        """How long the idle loop may wait: until a held result is due, the distributor
+        has been silent a liveness period, or the lifetime is over."""
+        pending = bool(self._logic.to_distributor or self._results)
+        timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
+        held = self.batch.wait_s(time.perf_counter())
+        if held is not None:
+            timeout = min(timeout, int(held * 1000) + 1)
+        return self._lifetime.poll_ms(time.perf_counter(), max(1, timeout))
 
     def _distributor_silent(self, waits: int, now: float) -> None:
         """Nothing from the distributor for a liveness period: announce ourselves again,
