@@ -340,4 +340,7 @@ def _another_takes(state: TaskState, worker: WorkerRecord) -> bool:
 
 
 def _any_proven(state: TaskState) -> bool:
-    return any(w.completed and w.credit > 0 for w in state.workers.values())
+    """Some worker of the task has delivered items and is not overdue: items whose workers
+    died or went silent wait for such a one (it may have no credit just now), rather than
+    go to one that has proven nothing, such as the worker they came from."""
+    return any(w.completed and not w.overdue for w in state.workers.values())
