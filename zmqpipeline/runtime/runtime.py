@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import zmq
 
 from .. import protocol
-from ..errors import MessageTooLarge, ProtocolError
+from ..errors import ConfigurationError, MessageTooLarge, ProtocolError
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -155,6 +155,12 @@ class RoleRuntime:
         """A socket bound or connected to ``endpoint``, closed with the runtime. A bound
         one admits (under CURVE) only keys of role ``admit``; ``max_bytes`` caps each
         frame it takes (default: ``max_message_bytes``)."""
+        if endpoint.startswith("inproc://"):
+            raise ConfigurationError(
+                f"{self.name}: {endpoint} cannot work: inproc:// joins the sockets of one "
+                "ZeroMQ context, and every zmqpipeline role has its own, also in one "
+                "process; use ipc:// between the roles of one machine"
+            )
         sock = open_socket(
             self.ctx,
             socket_type,

@@ -285,6 +285,10 @@ def heartbeat(
         sock.close(linger=0)
 
 
+#: Every open stop signal of this process: a signal reaches the roles of every thread.
+_OPEN_SIGNALS: set[StopSignal] = set()
+
+
 class StopSignal:
     """SIGINT/SIGTERM turned into a flag plus a readable fd for the poller.
 
@@ -300,6 +304,7 @@ class StopSignal:
         self.signum: int | None = None
         self.count = 0  # signals received: a second one may mean "now"
         self._previous: dict[int, Any] = {}
+        _OPEN_SIGNALS.add(self)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -309,9 +314,12 @@ class StopSignal:
         return self._read_fd
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-        self.count += 1
-        self.set()
+        # Roles started in other threads of this process installed no handler: they stop
+        # with this one (else the process would wait for them for ever).
+        for stop in list(_OPEN_SIGNALS):
+            stop.signum = signum
+            stop.count += 1
+            stop.set()
 
     def set(self) -> None:
         self.is_set = True
@@ -330,11 +338,17 @@ class StopSignal:
             pass
 
     def close(self) -> None:
+        _OPEN_SIGNALS.discard(self)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
         os.close(self._read_fd)
         os.close(self._write_fd)
+
+
+# A forked child's signals are its own: it must not set the stop signals of its parent's
+# roles (the pipes are shared across the fork).
+os.register_at_fork(after_in_child=_OPEN_SIGNALS.clear)
 
 
 class DropCounter:
