@@ -245,6 +245,7 @@ def run_local(
     journal: str | None = None,
     fresh: bool = False,
     push: str | None = None,
+    dashboard: str | None = None,
 ) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
@@ -252,7 +253,7 @@ def run_local(
     ``ZMQPIPELINE_CURVE_*`` variables are not used). ``journal``: the folder of the crash
     journals; a run they hold that stopped early resumes (``fresh``: start a new one).
     ``push``: where open-ended tasks take pushed items (default: ``push.ipc`` in the
-    private directory, when a task is one)."""
+    private directory, when a task is one). ``dashboard``: serve one at this HOST:PORT."""
     pipeline.check_runnable()
     if journal is not None and not fresh and _already_complete(journal, out):
         return 0
@@ -266,10 +267,15 @@ def run_local(
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     previous_int = signal.getsignal(signal.SIGINT)
     run: _Run | None = None
+    board = None
     interrupted = False
     try:
         env = _secure_env(directory, out) if secure else (None, None)
         control = f"ipc://{directory}/control.ipc"
+        if dashboard is not None:
+            from .dashboard import open_dashboard
+
+            board = open_dashboard(dashboard, control, out)
         run = _Run(pipeline, Progress(out, quiet), out, control)
         run.server_env, run.client_env = env
         run.journal, run.fresh = journal, fresh
@@ -279,10 +285,14 @@ def run_local(
             run.push = push or f"ipc://{directory}/push.ipc"
             print(f"push: {run.push}  (zmqpipeline push|close ENDPOINT TASK_TYPE ...)", file=out)
         run.start(workers)
+        if board is not None:
+            board.start()  # after the fork: the children hold no thread of it
         run.wait()
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        if board is not None:
+            board.close()
         if run is not None:
             run.close()
         shutil.rmtree(directory, ignore_errors=True)

@@ -97,6 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
             )
 
     from .control import add_control_commands
+    from .dashboard import add_dashboard_commands
     from .keys import add_security_commands
     from .push import add_push_commands
     from .service import add_service_commands
@@ -105,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_security_commands(sub)
     add_control_commands(sub)
     add_push_commands(sub)
+    add_dashboard_commands(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
@@ -147,6 +149,14 @@ def _add_run(sub: Any) -> None:
         default=None,
         help="where open-ended tasks take pushed items (default: push.ipc in the run's "
         "private folder, printed at start)",
+    )
+    run.add_argument(
+        "--dashboard",
+        nargs="?",
+        const="127.0.0.1:8787",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve a live dashboard of the run (default 127.0.0.1:8787; see `dashboard`)",
     )
     run.set_defaults(handler=_cmd_run)
 
@@ -226,6 +236,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         journal=args.journal,
         fresh=args.fresh,
         push=args.push,
+        dashboard=args.dashboard,
     )
 
 
