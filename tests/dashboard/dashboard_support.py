@@ -26,6 +26,31 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 END_GRACE_S = "3.0"
 
 
+@pytest.fixture(name="ep")
+def ep_fixture(endpoints: SimpleNamespace, tmp_path: Path) -> SimpleNamespace:
+    """The ``endpoints`` of the shared conftest plus an ipc control endpoint."""
+    endpoints.control = f"ipc://{tmp_path}/control.ipc"
+    return endpoints
+
+
+@pytest.fixture(name="board")
+def board_fixture(ep: SimpleNamespace) -> Iterator[Callable[..., Any]]:
+    """Makes started dashboard servers for ``ep.control``; each is closed at the end."""
+    from zmqpipeline.dashboard import DashboardServer
+
+    started: list[DashboardServer] = []
+
+    def make(**kwargs: Any) -> DashboardServer:
+        server = DashboardServer(ep.control, kwargs.pop("bind", "127.0.0.1:0"), **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.close()
+
+
 def browser_missing() -> str | None:
     """Why no browser test can run here (``None``: they can)."""
     try:
@@ -52,7 +77,9 @@ def open_browser(width: int = 1280, height: int = 800) -> Any:
         "--disable-dev-shm-usage",
         f"--window-size={width},{height}",
         "--proxy-server=direct://",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+        # nothing but loopback resolves: a page that needed the network would show it
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2, "
+        "EXCLUDE localhost",
         "--no-first-run",
         "--disable-background-networking",
         "--disable-component-update",

@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dashboard_support import (
-    browser_fixture,  # noqa: F401  (the fixture `browser`)
+    board_fixture,  # noqa: F401  (fixtures: board, browser, ep)
+    browser_fixture,  # noqa: F401
     browser_missing,
+    ep_fixture,  # noqa: F401
     open_browser,
     page_wait,
     start_pipeline,
@@ -26,33 +27,10 @@ from dashboard_support import (
 from pipelines import load
 
 from zmqpipeline import Control
-from zmqpipeline.dashboard import DashboardServer
 
 pytestmark = pytest.mark.timeout(90)
 
 SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOT_DIR")  # set: keep the screenshots there
-
-
-@pytest.fixture
-def ep(endpoints, tmp_path):
-    endpoints.control = f"ipc://{tmp_path}/control.ipc"
-    return endpoints
-
-
-@pytest.fixture
-def board(ep) -> Iterator[Any]:
-    """Start dashboard servers for ``ep.control``; every one is closed at the end."""
-    started: list[DashboardServer] = []
-
-    def make(**kwargs: Any) -> DashboardServer:
-        server = DashboardServer(ep.control, kwargs.pop("bind", "127.0.0.1:0"), **kwargs)
-        server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.close()
 
 
 def task_text(driver: Any) -> str:

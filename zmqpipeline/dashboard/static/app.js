@@ -12,6 +12,7 @@
   let previous = null; // {t, collected} of the last snapshot with a status
   let status = null; // the latest status seen (kept while disconnected)
   let connected = false;
+  window.zmqpipelineDashboard = { history }; // for the console (and the tests)
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
