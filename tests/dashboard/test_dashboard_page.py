@@ -30,15 +30,27 @@ from zmqpipeline import Control
 
 pytestmark = pytest.mark.timeout(90)
 
-SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOT_DIR")  # set: keep the screenshots there
+# Set: the screenshots are kept there (docs/images/ has the two the docs show)
+SCREENSHOTS = os.environ.get("DASHBOARD_SCREENSHOT_DIR")
+
+
+def shown_collected(driver: Any) -> int:
+    box = driver.find_elements("css selector", ".task[data-task=FIRST]")
+    return int(box[0].get_attribute("data-collected")) if box else -1
 
 
 def task_text(driver: Any) -> str:
     return text_of(driver, ".task[data-task=FIRST]")
 
 
-def keep_screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
+def keep_screenshot(driver: Any, tmp_path: Path, name: str, whole: bool = False) -> Path:
+    """A PNG of the viewport (``whole``: of the whole page, as tall as it is)."""
     path = tmp_path / name
+    if whole:
+        width = driver.execute_script("return window.innerWidth")
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     assert driver.save_screenshot(str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if SCREENSHOTS:
@@ -49,7 +61,7 @@ def keep_screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
 def test_progress_reaches_100_percent_with_the_exact_collected_count(
     procs, ep, board, browser, tmp_path
 ):
-    n = 400
+    n = 600
     start_pipeline(procs, ep, n, workers=2, delay=0.01, fail=frozenset({7}))
     browser.get(board().url)
     page_wait(browser, lambda d: "connected to" in text_of(d, "#conn"), what="connected")
@@ -66,7 +78,13 @@ def test_progress_reaches_100_percent_with_the_exact_collected_count(
         what="the failure",
     )
     page_wait(browser, lambda d: d.find_element("css selector", "#chart canvas"), what="the chart")
-    keep_screenshot(browser, tmp_path, "dashboard.png")
+    page_wait(browser, lambda d: shown_collected(d) >= 0.6 * n, what="60 %")
+    keep_screenshot(browser, tmp_path, "dashboard-progress.png")
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    origin = browser.execute_script("return location.origin")
+    assert resources and all(r.startswith(origin + "/") for r in resources), resources
     page_wait(browser, lambda d: "(100.0 %)" in task_text(d), timeout=60, what="100 %")
     text = task_text(browser)
     codes = procs.join(30)
@@ -87,8 +105,8 @@ def test_progress_reaches_100_percent_with_the_exact_collected_count(
     assert "(100.0 %)" in task_text(browser)  # the last data stays on the page
 
 
-def test_a_sigkilled_worker_is_marked_lost_and_stop_asks_first(procs, ep, board, browser):
-    start_pipeline(procs, ep, 100_000, workers=2, delay=0.01)
+def test_a_sigkilled_worker_is_marked_lost_and_stop_asks_first(procs, ep, board, browser, tmp_path):
+    start_pipeline(procs, ep, 100_000, workers=2, delay=0.01, fail=frozenset({30, 70}))
     control = Control(ep.control)
     wait_status(control, lambda s: len(s["workers"]) == 2 and s["tasks"]["FIRST"]["collected"] > 10)
     browser.get(board().url)
@@ -103,6 +121,15 @@ def test_a_sigkilled_worker_is_marked_lost_and_stop_asks_first(procs, ep, board,
     page_wait(browser, lambda d: "LOST (worker " in text_of(d, row), what="the lost worker")
     assert "(1 alive, 1 lost)" in text_of(browser, "#h-workers")
     assert str(killed) in text_of(browser, row)
+    if SCREENSHOTS:  # for the docs: a chart with some history, the failures, the lost worker
+        page_wait(
+            browser, lambda d: len(d.find_elements("css selector", "#failures tbody tr")) == 2
+        )
+        page_wait(
+            browser,
+            lambda d: d.execute_script("return window.zmqpipelineDashboard.history[0].length") > 12,
+        )
+        keep_screenshot(browser, tmp_path, "dashboard.png", whole=True)
     browser.find_element("id", "stop").click()  # asks first: dismissed, nothing happens
     browser.switch_to.alert.dismiss()
     assert control.status()["state"] == "running"
