@@ -140,6 +140,16 @@ def page_wait(driver: Any, check: Callable[[Any], Any], timeout: float = 20, wha
         raise AssertionError(f"the page did not show {what} within {timeout} s:\n{body}") from None
 
 
+def wait_chart(driver: Any) -> None:
+    """The chart drawn, or, in a checkout without the chart library, the note saying so."""
+    from zmqpipeline.dashboard.server import STATIC_DIR
+
+    if (STATIC_DIR / "vendor" / "uPlot.iife.min.js").exists():
+        page_wait(driver, lambda d: d.find_elements("css selector", "#chart canvas"), what="chart")
+    else:  # python scripts/vendor_uplot.py puts it there (.ci/dashboard.sh runs it)
+        page_wait(driver, lambda d: "Chart unavailable" in text_of(d, "#chart-note"), what="note")
+
+
 def slow_worker(ep: SimpleNamespace, fail: frozenset[int] = frozenset()) -> type:
     """A worker that sleeps ``data['delay']`` per item and raises on the items in ``fail``."""
 

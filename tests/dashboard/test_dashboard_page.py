@@ -22,6 +22,7 @@ from dashboard_support import (
     start_pipeline,
     static_without_chart,
     text_of,
+    wait_chart,
     wait_status,
 )
 from pipelines import load
@@ -77,7 +78,7 @@ def test_progress_reaches_100_percent_with_the_exact_collected_count(
         ),
         what="the failure",
     )
-    page_wait(browser, lambda d: d.find_element("css selector", "#chart canvas"), what="the chart")
+    wait_chart(browser)
     page_wait(browser, lambda d: shown_collected(d) >= 0.6 * n, what="60 %")
     keep_screenshot(browser, tmp_path, "dashboard-progress.png")
     resources = browser.execute_script(

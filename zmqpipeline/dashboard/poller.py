@@ -109,8 +109,8 @@ class StatusPoller:
             self.snapshot, self.payload = snapshot, payload
             self.seq += 1
             self._changed.notify_all()
-        if was_connected != snapshot["connected"]:
-            logger.warning(
+        if was_connected != snapshot["connected"]:  # the page says so; the log only notes it
+            logger.info(
                 "dashboard: the distributor at %s %s",
                 self.endpoint,
                 "answers" if snapshot["connected"] else f"does not answer ({snapshot['error']})",
