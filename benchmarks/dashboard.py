@@ -36,6 +36,9 @@ import _harness as h
 from throughput import build
 
 _FORK = multiprocessing.get_context("fork")
+#: (clients, the distributor's CPU µs per item) of every run: CPU time, unlike items/s,
+#: does not move with the load other processes put on the machine.
+DISTRIBUTOR_CPU_US: list[tuple[int, float]] = []
 
 
 def _serve(endpoint: str, port: int, reads: Any, cpu: Any, stop: Any) -> None:
@@ -110,6 +113,7 @@ def one_run(n_items: int, n_workers: int, clients: int) -> tuple[float, int, int
         os.rmdir(directory)
     if result.collected != n_items or result.failed:
         raise h.BenchmarkError(f"collected {result.collected} of {n_items}")
+    DISTRIBUTOR_CPU_US.append((clients, 1e6 * result.cpu_s["distributor"] / n_items))
     return (
         n_items / result.dispatch_s,
         int(reads.value),
@@ -148,6 +152,17 @@ def main() -> None:
     print(
         f"  {args.clients} pages open      {b:>10,.0f} items/s   runs "
         f"{', '.join(f'{r:,.0f}' for r in watched)}"
+    )
+    for clients, label in ((0, "no dashboard"), (args.clients, f"{args.clients} pages open")):
+        cpu_us = [us for c, us in DISTRIBUTOR_CPU_US if c == clients]
+        print(
+            f"  distributor CPU, {label:<14} {statistics.median(cpu_us):.2f} us/item  "
+            f"runs {', '.join(f'{us:.2f}' for us in cpu_us)}"
+        )
+    total_s = sum(n_items / r for r in watched)
+    print(
+        f"  dashboard's own CPU {100 * (server_cpu + client_cpu) / total_s:.2f} % of one core "
+        f"over the runs with it ({total_s:.1f} s)"
     )
     print(
         f"  ({reads} status reads in all, {events} events delivered to the pages; CPU: "
