@@ -38,8 +38,10 @@ types: install
 package: $(BIN)/python
 	$(BIN)/python -m pip install --quiet build twine
 	rm -rf dist build/wheel-venv
+	$(BIN)/python scripts/vendor_uplot.py  # the dashboard's chart library, pinned (npm pack)
 	$(BIN)/python -m build --outdir dist . > /dev/null
 	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/vendor_uplot.py --check dist
 	$(PYTHON) -m venv build/wheel-venv
 	build/wheel-venv/bin/python -m pip install --quiet dist/*.whl
 	cd build && wheel-venv/bin/zmqpipeline run ../examples/singlethread --workers 2 --quiet

@@ -108,6 +108,7 @@ class _Run:
         self.report: dict[str, Any] | None = None
         self.errors: list[str] = []
         self.journal: str | None = None  # the folder of the crash journals
+        self.board: Any = None  # a DashboardServer (run --dashboard)
         self.fresh = False
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -159,6 +160,8 @@ class _Run:
         )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
         os.close(self.pipes[3])
+        if self.board is not None:
+            self.board.start()  # after the forks: no child holds a thread of it
 
     def wait(self) -> None:
         """Follow the events until every child has exited (or one crashed)."""
@@ -213,6 +216,8 @@ class _Run:
         self.progress.echo(f"Ctrl-C: {text} [{state}]", self.out)
 
     def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
         _stop_all(self.children)
         for reader in self.readers:
             reader.join(_PIPE_DRAIN_S)  # a grandchild may still hold a pipe: do not wait
@@ -245,6 +250,7 @@ def run_local(
     journal: str | None = None,
     fresh: bool = False,
     push: str | None = None,
+    dashboard: str | None = None,
 ) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
@@ -252,7 +258,7 @@ def run_local(
     ``ZMQPIPELINE_CURVE_*`` variables are not used). ``journal``: the folder of the crash
     journals; a run they hold that stopped early resumes (``fresh``: start a new one).
     ``push``: where open-ended tasks take pushed items (default: ``push.ipc`` in the
-    private directory, when a task is one)."""
+    private directory, when a task is one). ``dashboard``: serve one at this HOST:PORT."""
     pipeline.check_runnable()
     if journal is not None and not fresh and _already_complete(journal, out):
         return 0
@@ -271,6 +277,8 @@ def run_local(
         env = _secure_env(directory, out) if secure else (None, None)
         control = f"ipc://{directory}/control.ipc"
         run = _Run(pipeline, Progress(out, quiet), out, control)
+        if dashboard is not None:  # its URL first
+            run.board = _open_dashboard(dashboard, control, out)
         run.server_env, run.client_env = env
         run.journal, run.fresh = journal, fresh
         signal.signal(signal.SIGINT, run.on_sigint)
@@ -319,6 +327,12 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
         print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
         return 130
     return exit_status(report, ok, children)
+
+
+def _open_dashboard(bind: str, control: str, out: TextIO) -> Any:
+    from .dashboard import open_dashboard
+
+    return open_dashboard(bind, control, out)
 
 
 def _journal_file(directory: str | None, role: str) -> str | None:

@@ -101,6 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .check import add_check_command
     from .control import add_control_commands
+    from .dashboard import add_dashboard_commands
     from .keys import add_security_commands
     from .push import add_push_commands
     from .service import add_service_commands
@@ -112,6 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_push_commands(sub)
     add_check_command(sub)
     add_slurm_command(sub)
+    add_dashboard_commands(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
@@ -154,6 +156,14 @@ def _add_run(sub: Any) -> None:
         default=None,
         help="where open-ended tasks take pushed items (default: push.ipc in the run's "
         "private folder, printed at start)",
+    )
+    run.add_argument(
+        "--dashboard",
+        nargs="?",
+        const="127.0.0.1:8787",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve a live dashboard of the run (default 127.0.0.1:8787; see `dashboard`)",
     )
     run.set_defaults(handler=_cmd_run)
 
@@ -232,6 +242,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         journal=args.journal,
         fresh=args.fresh,
         push=args.push,
+        dashboard=args.dashboard,
     )
 
 

@@ -33,6 +33,7 @@ import zmq
 from .. import protocol
 from ..errors import ControlError
 from ..runtime.runtime import RequestClient, RoleRuntime
+from .latency import LatencyHistogram, percentiles_ms
 from .state import task_size
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ CONTROL_TIMEOUT_S = 3.0
 RECENT_FAILURES = 20
 #: Workers a status snapshot describes (the live ones first).
 MAX_WORKERS_SHOWN = 1000
+#: Lost workers (declared dead, or gone) a status snapshot still lists, the latest ones.
+MAX_LOST_SHOWN = 100
 
 COMMANDS = ("status", "pause", "resume", "drain", "stop", "retry_failed")
 
@@ -138,8 +141,23 @@ def _workers(s: Scheduler, now: float) -> list[dict[str, Any]]:
                     "in_flight": len(w.held),
                     "heartbeat_age_s": max(0.0, now - w.last_seen),
                     "share": entry.get("collected", 0) / done[w.task_type],
+                    "lost": None,
                 }
             )
+    lost = [e for wid, e in s.worker_log.items() if e.get("lost") and wid not in s.workers]
+    for entry in lost[-MAX_LOST_SHOWN:]:
+        live.append(
+            {
+                **{k: entry[k] for k in ("id", "host", "pid", "task_type")},
+                "threads": None,
+                "capacity": None,
+                "done": entry["collected"],
+                "in_flight": 0,
+                "heartbeat_age_s": None,
+                "share": entry["collected"] / done.get(entry["task_type"], 1),
+                "lost": entry["lost"],  # why: "worker died", "worker went away", ...
+            }
+        )
     return live[:MAX_WORKERS_SHOWN]
 
 
@@ -172,6 +190,7 @@ class ControlLogic:
         self.started_at = time.time()
         self.commands = 0
         self._extra: dict[str, Any] = {}  # what a command adds to its reply
+        self.latency = LatencyHistogram()  # built as statuses are read
 
     def handle(self, msg: protocol.Control, now: float) -> tuple[bool, dict[str, Any]]:
         """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``."""
@@ -251,6 +270,7 @@ class ControlLogic:
     def status(self, now: float) -> dict[str, Any]:
         """The snapshot ``Control.status()`` returns (documented in the operating guide)."""
         s = self.scheduler
+        self.latency.update(s.latencies, sum(t.collected for t in s.tasks.values()))
         return {
             "run": s.run,
             "state": run_state(s),
@@ -267,6 +287,8 @@ class ControlLogic:
                 "last_hello_age_s": _age(now, s.last_hello_at),
             },
             "failures": _failures(s),
+            "latency_ms": percentiles_ms(s.latencies),  # of the latest items collected
+            "latency": self.latency.snapshot(),
             "dropped": dict(self.drops.counts) if self.drops is not None else {},
         }
 

@@ -105,6 +105,9 @@ class Liveness(SchedulerPart):
         if reason is None:
             logger.info("worker %s left", worker.wid.decode(errors="replace"))
             return
+        entry = s.worker_log.get(worker.wid)
+        if entry is not None:
+            entry["lost"] = reason  # the status lists it as lost, the report says why
         logger.warning(
             "%s: %s (task %s), re-issuing its %d item(s)",
             reason,
