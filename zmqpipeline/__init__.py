@@ -24,6 +24,7 @@ from .errors import (
     ServiceError,
     ZmqPipelineError,
 )
+from .executor import Executor, RemoteError
 from .metadata import MetaDataWorker
 from .pusher import Pusher
 from .security import Security
@@ -41,11 +42,13 @@ __all__ = [
     "Distributor",
     "EndpointAddress",
     "EndpointError",
+    "Executor",
     "MetaDataWorker",
     "MultiThreadedWorker",
     "ProtocolError",
     "PushError",
     "Pusher",
+    "RemoteError",
     "RunReport",
     "Security",
     "SerializationError",

@@ -97,6 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
             )
 
     from .control import add_control_commands
+    from .executor import add_executor_commands
     from .keys import add_security_commands
     from .push import add_push_commands
     from .service import add_service_commands
@@ -105,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_security_commands(sub)
     add_control_commands(sub)
     add_push_commands(sub)
+    add_executor_commands(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
