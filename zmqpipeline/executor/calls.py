@@ -44,10 +44,10 @@ class Calls:
 
     def add(self, call: Call) -> None:
         with self.cond:
-            if self.broken:
-                raise BrokenExecutor(self.broken)
             if self.closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+            if self.broken:
+                raise BrokenExecutor(self.broken)
             self.queue.append(call)
             if len(self.queue) == 1:
                 self.cond.notify_all()

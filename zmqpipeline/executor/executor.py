@@ -59,7 +59,9 @@ class Executor(_FuturesExecutor):
     ``max_attempts`` (default 1: a function may have side effects) and ``retry_for``:
     the retry policy of an exception, as for a :class:`~zmqpipeline.Task`. ``security``:
     CURVE keys for tcp (see docs/security.md). ``control_endpoint``: where
-    ``zmqpipeline status`` sees the run. ``settings``: the run's tunables.
+    ``zmqpipeline status`` sees the run. ``settings``: the run's tunables. ``window``:
+    calls handed to the distributor ahead of the workers (they run and cannot be
+    cancelled; the rest wait here, cancellable); default 512 per worker, at least 1024.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Executor(_FuturesExecutor):
         security: Security | None = None,
         control_endpoint: str | None = None,
         settings: Settings | None = None,
+        window: int | None = None,
     ) -> None:
         workers = os.cpu_count() or 1 if workers is None else workers
         if not isinstance(workers, int) or workers < 0:
@@ -87,7 +90,10 @@ class Executor(_FuturesExecutor):
         work = str(EndpointAddress(endpoint)) if endpoint else f"{ipc}/work"
         results = results_endpoint(work) if endpoint else f"{ipc}/results"
         self._workers = workers
-        window = max(_MIN_WINDOW, _WINDOW_PER_WORKER * max(1, workers) * threads)
+        if window is None:
+            window = max(_MIN_WINDOW, _WINDOW_PER_WORKER * max(1, workers) * threads)
+        elif not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an int >= 1, not {window!r}")
         self._calls = Calls(window=min(window, self._settings.stage_backlog))
         self._buffer = _MAP_BUFFER_PER_WORKER * max(1, workers) * threads
         self._ids = itertools.count()

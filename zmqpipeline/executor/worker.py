@@ -37,6 +37,8 @@ __all__ = [
 EXECUTOR_TASK_TYPE = TaskType.register_type("zmqpipeline.executor")
 _SIMPLE = (int, float, str, bytes, bool, type(None))
 _PARENT_CHECK_S = 0.5
+#: A function whose last call took less than this may run while results are held.
+QUICK_CALL_S = 0.0005
 
 
 def results_endpoint(endpoint: str) -> str:
@@ -84,6 +86,28 @@ def call_item(resolve: Resolver, data: dict[str, Any]) -> dict[str, Any]:
     return {"i": item_id, "r": results}
 
 
+class _SingleExecutorWorker(SingleThreadedWorker):
+    """One call at a time. Results are batched as for any worker, but never held while
+    a call that may be long runs: a call of a function not known to be quick (its last
+    call took under :data:`QUICK_CALL_S`) sends the held results first, so a finished
+    call's future resolves at once, not after the next call."""
+
+    resolve: Resolver
+
+    def init_worker(self) -> None:
+        self._call_s: dict[str, float] = {}
+
+    def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        name = data["f"]
+        if self._batch.items and self._call_s.get(name, 1.0) >= QUICK_CALL_S:
+            # the base worker's own send of held results (see zmqpipeline.worker)
+            self._flush_results(time.perf_counter(), force=True)
+        started = time.perf_counter()
+        outcome = call_item(self.resolve, data)
+        self._call_s[name] = time.perf_counter() - started
+        return outcome
+
+
 def worker_class(
     endpoint: str, results: str | None = None, threads: int = 1, allow: Sequence[str] = ()
 ) -> type[Worker]:
@@ -95,13 +119,7 @@ def worker_class(
         "collector_endpoint": EndpointAddress(results or results_endpoint(endpoint)),
     }
     if threads <= 1:
-
-        def handle_execution(self: Any, data: dict[str, Any], *args: Any, **kw: Any) -> Any:
-            return call_item(resolve, data)
-
-        attrs["handle_execution"] = handle_execution
-        return type("ExecutorWorker", (SingleThreadedWorker,), attrs)
-
+        return type("ExecutorWorker", (_SingleExecutorWorker,), {**attrs, "resolve": resolve})
     def passes(self: Any, data: dict[str, Any], *args: Any, **kw: Any) -> Any:
         return data
 
