@@ -74,3 +74,16 @@ class Holder:
     @classmethod
     def klass(cls, x: int) -> str:
         return f"{cls.__name__}:{x}"
+
+
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+def capture(*args: Any, **kwargs: Any) -> Any:
+    return args, kwargs
+
+
+def sleep_and_raise(seconds: float) -> None:
+    time.sleep(seconds)
+    raise Exception("this is an exception")

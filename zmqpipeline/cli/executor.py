@@ -39,20 +39,30 @@ def add_executor_commands(sub: Any) -> None:
         dest="allow",
         help="run only functions of this module or package (repeatable; default: any)",
     )
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="calls held beyond one per thread (default 32)",
+    )
     parser.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def _cmd_executor_worker(args: argparse.Namespace) -> int:
     from ..errors import UsageError
-    from ..executor.worker import run_worker
+    from ..executor.worker import EXECUTOR_PREFETCH, run_worker
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")
+    if args.prefetch is not None and args.prefetch < 0:
+        raise UsageError(f"--prefetch must be at least 0, not {args.prefetch}")
     run_worker(
         args.endpoint,
         results=args.results,
         threads=args.threads,
         allow=args.allow,
+        prefetch=EXECUTOR_PREFETCH if args.prefetch is None else args.prefetch,
         parent=args.parent,
     )
     return 0

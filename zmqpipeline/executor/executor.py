@@ -33,7 +33,7 @@ from ..types import EndpointAddress
 from .calls import Call, Calls
 from .naming import check_arguments, function_name
 from .roles import collector_class, feed, start_workers, task_class
-from .worker import results_endpoint
+from .worker import EXECUTOR_PREFETCH, results_endpoint
 
 __all__ = ["Executor"]
 
@@ -55,7 +55,9 @@ class Executor(_FuturesExecutor):
     ``workers``: local worker processes to start (default ``os.cpu_count()``; ``0``:
     none, wait for remote ones). ``endpoint``: where workers connect, e.g.
     ``'tcp://*:5600'`` for workers on other machines (results come back on the next
-    port); default a private ipc file. ``threads``: calls each local worker runs at once.
+    port); default a private ipc file. ``threads``: calls each local worker runs at once;
+    ``prefetch``: calls it holds beyond those (they wait behind its running calls: 0 for
+    long calls, more for many quick ones).
     ``max_attempts`` (default 1: a function may have side effects) and ``retry_for``:
     the retry policy of an exception, as for a :class:`~zmqpipeline.Task`. ``security``:
     CURVE keys for tcp (see docs/security.md). ``control_endpoint``: where
@@ -70,6 +72,7 @@ class Executor(_FuturesExecutor):
         endpoint: str | None = None,
         *,
         threads: int = 1,
+        prefetch: int = EXECUTOR_PREFETCH,
         max_attempts: int = 1,
         retry_for: tuple[type[BaseException] | str, ...] | None = None,
         security: Security | None = None,
@@ -126,7 +129,12 @@ class Executor(_FuturesExecutor):
             thread.start()
         local = work.replace("tcp://*:", "tcp://127.0.0.1:").replace("//0.0.0.0:", "//127.0.0.1:")
         self._children: list[subprocess.Popen[bytes]] = start_workers(
-            workers, local, results_endpoint(local) if endpoint else results, threads, self._settings
+            workers,
+            local,
+            results_endpoint(local) if endpoint else results,
+            threads,
+            prefetch,
+            self._settings,
         )
         _live.add(self)
 
@@ -158,8 +166,11 @@ class Executor(_FuturesExecutor):
         endless iterator works; ``chunksize`` calls travel as one item."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
-            raise ValueError("buffersize must be None or an int > 0.")
+        if buffersize is not None:
+            if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or >= 1.")
         name = function_name(fn)
         end = None if timeout is None else time.monotonic() + timeout
         args = zip(*iterables)

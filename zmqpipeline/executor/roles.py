@@ -122,7 +122,7 @@ def _exchange(
 
 
 def start_workers(
-    n: int, endpoint: str, results: str, threads: int, settings: Settings
+    n: int, endpoint: str, results: str, threads: int, prefetch: int, settings: Settings
 ) -> list[subprocess.Popen[bytes]]:
     """``n`` local worker processes (fresh interpreters, ``zmqpipeline executor-worker``),
     which import what this process can: its ``sys.path`` is their ``PYTHONPATH``. They end
@@ -132,7 +132,8 @@ def start_workers(
     env["ZMQPIPELINE_HEARTBEAT_INTERVAL_S"] = repr(settings.heartbeat_interval_s)
     env["ZMQPIPELINE_LIVENESS_MISSES"] = str(settings.liveness_misses)
     command = [sys.executable, "-m", "zmqpipeline", "executor-worker", endpoint]
-    command += ["--results", results, "--threads", str(threads), "--parent", str(os.getpid())]
+    command += ["--results", results, "--threads", str(threads), "--prefetch", str(prefetch)]
+    command += ["--parent", str(os.getpid())]
     return [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL) for _ in range(n)]
 
 

@@ -21,11 +21,12 @@ from typing import Any
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from ..utils.serializer import find_unpackable
-from ..worker import MultiThreadedWorker, SingleThreadedWorker, Worker
+from ..worker import MultiThreadedWorker, Worker
 from .errors import describe
 from .naming import Resolver
 
 __all__ = [
+    "EXECUTOR_PREFETCH",
     "EXECUTOR_TASK_TYPE",
     "call_item",
     "results_endpoint",
@@ -37,8 +38,10 @@ __all__ = [
 EXECUTOR_TASK_TYPE = TaskType.register_type("zmqpipeline.executor")
 _SIMPLE = (int, float, str, bytes, bool, type(None))
 _PARENT_CHECK_S = 0.5
-#: A function whose last call took less than this may run while results are held.
-QUICK_CALL_S = 0.0005
+#: Calls a worker holds beyond one per thread: fixed, not adapted to the last calls'
+#: times (an executor's calls vary; a worker that learnt on quick calls would take a
+#: long run of slow ones from the others). 32 keeps quick calls flowing (benchmarks/).
+EXECUTOR_PREFETCH = 32
 
 
 def results_endpoint(endpoint: str) -> str:
@@ -86,40 +89,24 @@ def call_item(resolve: Resolver, data: dict[str, Any]) -> dict[str, Any]:
     return {"i": item_id, "r": results}
 
 
-class _SingleExecutorWorker(SingleThreadedWorker):
-    """One call at a time. Results are batched as for any worker, but never held while
-    a call that may be long runs: a call of a function not known to be quick (its last
-    call took under :data:`QUICK_CALL_S`) sends the held results first, so a finished
-    call's future resolves at once, not after the next call."""
-
-    resolve: Resolver
-
-    def init_worker(self) -> None:
-        self._call_s: dict[str, float] = {}
-
-    def handle_execution(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        name = data["f"]
-        if self._batch.items and self._call_s.get(name, 1.0) >= QUICK_CALL_S:
-            # the base worker's own send of held results (see zmqpipeline.worker)
-            self._flush_results(time.perf_counter(), force=True)
-        started = time.perf_counter()
-        outcome = call_item(self.resolve, data)
-        self._call_s[name] = time.perf_counter() - started
-        return outcome
-
-
 def worker_class(
-    endpoint: str, results: str | None = None, threads: int = 1, allow: Sequence[str] = ()
+    endpoint: str,
+    results: str | None = None,
+    threads: int = 1,
+    allow: Sequence[str] = (),
+    prefetch: int = EXECUTOR_PREFETCH,
 ) -> type[Worker]:
-    """A worker class for the executor whose calls are handed out at ``endpoint``."""
+    """A worker class for the executor whose calls are handed out at ``endpoint``.
+
+    Calls run on threads (one by default) while the worker's own loop sends each result
+    as it comes, so a finished call's future never waits for the next call to end."""
     resolve = Resolver(allow)
     attrs: dict[str, Any] = {
+        "prefetch": prefetch,
         "task_type": EXECUTOR_TASK_TYPE,
         "endpoint": EndpointAddress(endpoint),
         "collector_endpoint": EndpointAddress(results or results_endpoint(endpoint)),
     }
-    if threads <= 1:
-        return type("ExecutorWorker", (_SingleExecutorWorker,), {**attrs, "resolve": resolve})
     def passes(self: Any, data: dict[str, Any], *args: Any, **kw: Any) -> Any:
         return data
 
@@ -143,6 +130,7 @@ def run_worker(
     results: str | None = None,
     threads: int = 1,
     allow: Sequence[str] = (),
+    prefetch: int = EXECUTOR_PREFETCH,
     parent: int | None = None,
     settings: Settings | None = None,
 ) -> int:
@@ -151,6 +139,6 @@ def run_worker(
         if os.getppid() != parent:
             return 0
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    worker = worker_class(endpoint, results, threads, allow)(settings=settings)
+    worker = worker_class(endpoint, results, threads, allow, prefetch)(settings=settings)
     worker.run()
     return int(worker.items_processed)
