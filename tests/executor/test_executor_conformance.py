@@ -252,4 +252,3 @@ def test_exit_without_shutdown_finishes_the_calls(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "apple"
-

@@ -107,7 +107,9 @@ def test_allow_module_limits_what_a_worker_runs() -> None:
         remote = _remote_worker(f"tcp://127.0.0.1:{port}", "--allow-module", "math")
         try:
             assert ex.submit(math.sqrt, 16).result(timeout=30) == 4.0
-            with pytest.raises(PermissionError, match=r"only functions of math .*not executor_funcs:add"):
+            with pytest.raises(
+                PermissionError, match=r"only functions of math .*not executor_funcs:add"
+            ):
                 ex.submit(f.add, 1, 2).result(timeout=30)
         finally:
             ex.shutdown(wait=True)

@@ -110,7 +110,7 @@ class Calls:
         for record in new:
             data = record.get("data") or {}
             with self.cond:
-                call = self.out.pop(data.get("i"), None)
+                call = self.out.pop(int(data.get("i", -1)), None)
                 self.cond.notify_all()
             if call is None:
                 continue

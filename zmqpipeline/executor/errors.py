@@ -41,7 +41,7 @@ class RemoteTraceback(Exception):
         return "\n\n" + str(self.args[0]) if self.args else ""
 
 
-def describe(exc: BaseException) -> dict[str, str]:
+def describe(exc: BaseException) -> dict[str, Any]:
     """What travels of ``exc``: ``type`` (``module.Qualname``, bare for built-ins),
     ``message``, ``args`` (when they are plain values) and ``traceback``."""
     cls = type(exc)

@@ -49,6 +49,22 @@ _WORKER_EXIT_S = 5.0
 _live: weakref.WeakSet[Executor] = weakref.WeakSet()
 
 
+def _check(
+    workers: Any, endpoint: str | None, max_attempts: Any, window: Any, threads: Any
+) -> None:
+    """Refuse the arguments an executor cannot run with, naming which."""
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an int >= 0, not {workers!r}")
+    if workers == 0 and endpoint is None:
+        raise ValueError("Executor(workers=0) needs an endpoint remote workers connect to")
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an int >= 1, not {max_attempts!r}")
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be an int >= 1, not {window!r}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1, not {threads!r}")
+
+
 class Executor(_FuturesExecutor):
     """Run functions on zmqpipeline workers; results come back to this process.
 
@@ -81,22 +97,14 @@ class Executor(_FuturesExecutor):
         window: int | None = None,
     ) -> None:
         workers = os.cpu_count() or 1 if workers is None else workers
-        if not isinstance(workers, int) or workers < 0:
-            raise ValueError(f"workers must be an int >= 0, not {workers!r}")
-        if workers == 0 and endpoint is None:
-            raise ValueError("Executor(workers=0) needs an endpoint remote workers connect to")
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, not {max_attempts!r}")
+        _check(workers, endpoint, max_attempts, window, threads)
         self._settings = settings or Settings.from_env(security=security)
         self._dir = tempfile.mkdtemp(prefix="zmqp-executor-")
         ipc = f"ipc://{self._dir}"
         work = str(EndpointAddress(endpoint)) if endpoint else f"{ipc}/work"
         results = results_endpoint(work) if endpoint else f"{ipc}/results"
-        self._workers = workers
         if window is None:
             window = max(_MIN_WINDOW, _WINDOW_PER_WORKER * max(1, workers) * threads)
-        elif not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be an int >= 1, not {window!r}")
         self._calls = Calls(window=min(window, self._settings.stage_backlog))
         self._buffer = _MAP_BUFFER_PER_WORKER * max(1, workers) * threads
         self._ids = itertools.count()
@@ -153,7 +161,7 @@ class Executor(_FuturesExecutor):
         self._calls.add(Call(payload, future))
         return future
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., Any],
         *iterables: Iterable[Any],
@@ -173,7 +181,7 @@ class Executor(_FuturesExecutor):
                 raise ValueError("buffersize must be None or >= 1.")
         name = function_name(fn)
         end = None if timeout is None else time.monotonic() + timeout
-        args = zip(*iterables)
+        args = zip(*iterables, strict=False)
         chunks: Iterator[tuple[Any, ...]] = (
             args if chunksize == 1 else iter(lambda: tuple(itertools.islice(args, chunksize)), ())
         )

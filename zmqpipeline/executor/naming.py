@@ -33,9 +33,10 @@ def function_name(fn: Any) -> str:
     except (KeyError, TypeError):
         pass
     name = _name_of(fn)
-    module, _, qualname = name.partition(":")
+    qualname = name.partition(":")[2]
+    module = fn.__module__ if getattr(fn, "__module__", None) == "__main__" else name.split(":")[0]
     try:
-        found = _lookup(sys.modules[module] if module in sys.modules else None, qualname)
+        found = _lookup(sys.modules.get(module), qualname)
     except AttributeError:
         found = None
     if found is None or not _same(found, fn):
@@ -95,7 +96,7 @@ def main_module_name() -> str:
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
         return str(spec.name)
-    path = getattr(main, "__file__", None)
+    path: str | None = getattr(main, "__file__", None)
     if not path:
         raise TypeError(
             "cannot send a function defined in an interactive session: workers import "

@@ -107,6 +107,7 @@ def worker_class(
         "endpoint": EndpointAddress(endpoint),
         "collector_endpoint": EndpointAddress(results or results_endpoint(endpoint)),
     }
+
     def passes(self: Any, data: dict[str, Any], *args: Any, **kw: Any) -> Any:
         return data
 
