@@ -214,14 +214,19 @@ def test_shutdown_without_wait_still_resolves_the_calls() -> None:
 
 
 def test_shutdown_cancel_futures_leaves_no_call_unresolved(tmp_path: Path) -> None:
-    ex = Executor(workers=1, window=2)
-    futures = [ex.submit(f.sleep_then, 0.05, i) for i in range(20)]
-    ex.shutdown(wait=True, cancel_futures=True)
-    cancelled = [fu for fu in futures if fu.cancelled()]
-    finished = [fu for fu in futures if not fu.cancelled()]
-    assert cancelled, "nothing was cancelled"
-    assert all(fu.done() for fu in futures)
-    assert [fu.result() for fu in finished] == [futures.index(fu) for fu in finished]
+    gate = tmp_path / "gate"
+    ex = Executor(workers=1, threads=2, window=2)
+    running = [ex.submit(f.wait_for_file, str(gate)) for _ in range(2)]
+    waiting = [ex.submit(f.add, i, 1) for i in range(10)]
+    deadline = time.monotonic() + 10
+    while not all(fu.running() for fu in running):  # handed out (no event to await)
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    ex.shutdown(wait=False, cancel_futures=True)
+    assert all(fu.cancelled() for fu in waiting)
+    gate.touch()
+    ex.shutdown(wait=True)
+    assert [fu.result() for fu in running] == [str(gate)] * 2
 
 
 def test_negative_workers_are_refused() -> None:
