@@ -23,6 +23,7 @@ from .errors import (
     ServiceError,
     ZmqPipelineError,
 )
+from .executor import Executor, RemoteError
 from .security import Security
 from .service import Service, ServiceClient, ServiceWorker
 from .settings import Settings
@@ -38,11 +39,13 @@ __all__ = [
     "Distributor",
     "EndpointAddress",
     "EndpointError",
+    "Executor",
     "MetaDataWorker",
     "MultiThreadedWorker",
     "ProtocolError",
     "PushError",
     "Pusher",
+    "RemoteError",
     "RunReport",
     "Security",
     "SerializationError",
@@ -58,6 +61,7 @@ __all__ = [
     "__version__",
     "configureLogging",
 ]
+
 
 def configureLogging(dict_config: dict[str, Any]) -> None:
     """Configure logging from a :func:`logging.config.dictConfig` dictionary."""

@@ -102,6 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from .check import add_check_command
     from .control import add_control_commands
     from .dashboard import add_dashboard_commands
+    from .executor import add_executor_commands
     from .keys import add_security_commands
     from .push import add_push_commands
     from .service import add_service_commands
@@ -114,6 +115,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_check_command(sub)
     add_slurm_command(sub)
     add_dashboard_commands(sub)
+    add_executor_commands(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
