@@ -210,6 +210,9 @@ class HandOut(SchedulerPart):
         resume = self.s.resuming.get(state.task_type)
         record = self.s.journal.records
         metadata = self.s.metadata or {}
+        cache = self.s.cache  # the result cache (zmqpipeline.cache): a null object if none
+        caching = state.task_type in cache.task_types
+        cap = self.s.settings.max_in_flight
         made: list[Item] = []
         while len(made) < room and not task.is_complete:
             if blocking and stages.blocked(state.task_type, len(in_flight)):
@@ -245,9 +248,14 @@ class HandOut(SchedulerPart):
             state.next_seq = seq + 1
             # worker, attempts, deaths, sent_at, first_sent_at: handed out now
             item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
-            made.append(item)
             if record:
                 self.s.journal.handed_out(state.task_type, seq)
+            if caching and cache.serve(state, item):  # cache: its result goes, not the item
+                room = min(room, len(made) + cap - len(in_flight))
+                continue
+            made.append(item)
+        if caching:
+            cache.send(state, now)
         return made
 
     def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:

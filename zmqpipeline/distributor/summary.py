@@ -50,6 +50,7 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
                 "retries": s.retries,
                 "size": task_size(s.task),
                 **scheduler.stages.summary(tt),  # a stage's sources, backlog and counts
+                **scheduler.cache.summary(tt),  # cached: collected from the result cache
             }
             for tt, s in tasks.items()
         },
