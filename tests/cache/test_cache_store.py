@@ -107,7 +107,7 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path) -> 
     path = tmp_path / "c.sqlite"
     path.write_bytes(b"this is not a database, it is somebody's notes\n" * 100)
     before = path.read_bytes()
-    with pytest.raises(CacheError, match="c.sqlite is damaged or not a zmqpipeline cache"):
+    with pytest.raises(CacheError, match=r"c\.sqlite is damaged or not a zmqpipeline cache"):
         CacheStore(path, max_bytes=1 << 20)
     assert path.read_bytes() == before
 
@@ -119,7 +119,7 @@ def test_a_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None
     db.execute("INSERT INTO invoices VALUES (1)")
     db.commit()
     db.close()
-    with pytest.raises(CacheError, match="is not a zmqpipeline cache .tables: invoices"):
+    with pytest.raises(CacheError, match=r"is not a zmqpipeline cache \(tables: invoices"):
         CacheStore(path, max_bytes=1 << 20)
     db = sqlite3.connect(path)
     assert db.execute("SELECT COUNT(*) FROM invoices").fetchone() == (1,)
@@ -154,7 +154,7 @@ def test_another_format_is_refused(tmp_path: Path) -> None:
 def test_a_second_user_of_an_open_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
     first = CacheStore(path, max_bytes=1 << 20)
-    with pytest.raises(CacheError, match="c.sqlite is in use by another distributor"):
+    with pytest.raises(CacheError, match=r"c\.sqlite is in use by another distributor"):
         CacheStore(path, max_bytes=1 << 20)
     first.close()
     CacheStore(path, max_bytes=1 << 20).close()  # free again once closed
