@@ -58,7 +58,8 @@ class RunReport:
     per_worker: dict[str, int] = field(default_factory=dict)
     #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed``, ``size``
     #: (declared size or ``None``) and ``not_handed_out`` (``size - handed_out`` when the
-    #: size is known and the task stopped early, else ``0`` or ``None``).
+    #: size is known and the task stopped early, else ``0`` or ``None``); with a result
+    #: cache also ``cached`` (collected from the cache, a part of ``collected``).
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out``,
     #: ``collected`` (its results the collector ACKed, also if it died later).

@@ -144,6 +144,7 @@ class HandOut(SchedulerPart):
                 item.first_sent_at = now
         if room > len(taken):
             taken += self._new_items(state, wid, room - len(taken), now)  # made for wid
+            self.s.cache.send(state, now)  # the results it found in the cache instead
         if not taken:
             return []
         worker.held.update([item.seq for item in taken])
@@ -210,9 +211,8 @@ class HandOut(SchedulerPart):
         resume = self.s.resuming.get(state.task_type)
         record = self.s.journal.records
         metadata = self.s.metadata or {}
-        cache = self.s.cache  # the result cache (zmqpipeline.cache): a null object if none
-        caching = state.task_type in cache.task_types
-        cap = self.s.settings.max_in_flight
+        cache = self.s.cache  # the result cache (zmqpipeline.cache); sent from by _take
+        caching, cap = state.task_type in cache.task_types, self.s.settings.max_in_flight
         made: list[Item] = []
         while len(made) < room and not task.is_complete:
             if blocking and stages.blocked(state.task_type, len(in_flight)):
@@ -254,8 +254,6 @@ class HandOut(SchedulerPart):
                 room = min(room, len(made) + cap - len(in_flight))
                 continue
             made.append(item)
-        if caching:
-            cache.send(state, now)
         return made
 
     def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:
