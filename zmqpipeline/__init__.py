@@ -11,6 +11,7 @@ import logging.config
 from typing import Any
 
 from ._version import __version__
+from .cache import Cache
 from .collector import Collector
 from .distributor import Control, Distributor, Pusher, RunReport
 from .errors import (
@@ -32,6 +33,7 @@ from .types import EndpointAddress, TaskType
 from .worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker
 
 __all__ = [
+    "Cache",
     "Collector",
     "ConfigurationError",
     "Control",

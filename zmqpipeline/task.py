@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .runtime.checks import check_class_attributes, check_flag_name, task_types
 from .types import EndpointAddress, TaskType
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 __all__ = ["Task"]
 
@@ -67,6 +70,13 @@ class Task:
     #: :class:`~zmqpipeline.Pusher`) instead of :meth:`handle`; the task is complete once
     #: the stream is closed and every pushed item is handed out.
     open_ended: ClassVar[bool] = False
+    #: The result cache (:class:`~zmqpipeline.Cache`): an item whose payload and code are
+    #: unchanged since its result was collected is not run again, its stored result is
+    #: collected (see docs/guides/caching.md). ``None``: every item runs.
+    cache: ClassVar[Cache | None] = None
+    #: The version of this task's code in its cache's keys; change it to run every item
+    #: again. ``None``: a hash of the source of this class and of its workers' classes.
+    version: ClassVar[str | None] = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self.__dict__ and not hasattr(type(self), name):

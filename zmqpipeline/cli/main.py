@@ -99,6 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
                 "restart are not handled again",
             )
 
+    from .cache import add_cache_command
     from .check import add_check_command
     from .control import add_control_commands
     from .dashboard import add_dashboard_commands
@@ -116,6 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_slurm_command(sub)
     add_dashboard_commands(sub)
     add_executor_commands(sub)
+    add_cache_command(sub)
     for command in sub.choices.values():  # `run DIR --log-level INFO` works too
         command.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS

@@ -80,7 +80,8 @@ def _print_tasks(out: TextIO, report: dict[str, Any]) -> None:
         print(
             f"  {task_type:<20} {t['collected']:>10} {t['failed']:>7} {shown:>17}"
             + ("" if t.get("size") is None else f"  (of {t['size']})")
-            + _stage_note(t),
+            + _stage_note(t)
+            + (f"  ({t['cached']} from the cache)" if t.get("cached") else ""),
             file=out,
         )
 

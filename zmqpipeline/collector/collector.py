@@ -59,9 +59,16 @@ class Collector(Role):
             self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
         self.metadata: dict[str, Any] = {}
         self._item: tuple[str, int] | None = None
+        self._from_cache = False
         self.items_collected = 0
         self.duplicates = 0
         self._finished_takes_msgtype = _takes_msgtype(self.handle_finished)
+
+    @property
+    def from_cache(self) -> bool:
+        """``True`` while :meth:`handle_collection` handles a result the distributor served
+        from the result cache (:class:`~zmqpipeline.Cache`) instead of a worker's."""
+        return self._from_cache
 
     @property
     def item_id(self) -> str:
@@ -78,7 +85,9 @@ class Collector(Role):
 
         ``data`` is the dict the worker returned (``{}`` if it returned ``None``),
         ``task_type`` the item's task type and ``msgtype`` ``MESSAGE_TYPE_SUCCESS``;
-        ``self.item_id`` names the item (``"TASK_TYPE/seq"``). A returned dict rides on
+        ``self.item_id`` names the item (``"TASK_TYPE/seq"``); ``self.from_cache`` is
+        ``True`` for a result served from the task's :class:`~zmqpipeline.Cache` (the item
+        was not run again; ``msgtype`` is the same). A returned dict rides on
         this item's ACK to the task's ``is_available_for_handling``. An exception is
         logged and the item is handed out again (up to ``MAX_ATTEMPTS``).
         """
@@ -105,6 +114,7 @@ class Collector(Role):
 
                 journal = CollectorJournal(self.journal)
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
+            logic.collect_cached = self._collect_cached
             try:
                 self._loop(rt, logic, pull, router)
                 self.items_collected, self.duplicates = logic.collected, logic.duplicates
@@ -113,6 +123,15 @@ class Collector(Role):
                 if journal is not None:
                     journal.close()
         logger.info("collector finished: %d item(s) collected", self.items_collected)
+
+    def _collect_cached(
+        self, task_type: str, seq: int, result: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        self._from_cache = True
+        try:
+            return self._collect(task_type, seq, result)
+        finally:
+            self._from_cache = False
 
     def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
         # Every item's path: user code is called here directly (``user_code_error`` is
@@ -153,7 +172,9 @@ class Collector(Role):
                 logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 break
             if router in events:
-                for sender, msg in _read(rt, router, 3, protocol.CONTROL_MAX_BYTES):
+                # Its distributor's kinds are small, but for the results it serves from
+                # its cache (RESULT, bounded as from workers).
+                for sender, msg in _read(rt, router, 3, max_bytes):
                     logic.on_distributor(sender, msg, now)
             if pull in events:
                 journal, waiting = logic.journal, True

@@ -48,6 +48,9 @@ class CollectorLogic:
         self.settings = settings
         self.journal = journal  # the ids handled, recorded before their ACK leaves
         self.collect = collect
+        #: What collects the results the distributor served from its cache (default:
+        #: ``collect``; the Collector's tells ``handle_collection`` where they came from).
+        self.collect_cached = collect
         self.drops = drops
         self.codec = protocol.Codec(settings.max_message_bytes)
         self.collector_id = uuid.uuid4().bytes
@@ -80,13 +83,13 @@ class CollectorLogic:
         else:
             self._collect(msg)
 
-    def _collect(self, msg: protocol.Result) -> None:
+    def _collect(self, msg: protocol.Result, cached: bool = False) -> None:
         task_type, worker_id = msg.task_type, msg.worker_id
         seen = self.seen.get(task_type)
         if seen is None:
             self.drops.drop("unknown task type", repr(task_type))
             return
-        collect, journal = self.collect, self.journal
+        collect, journal = self.collect_cached if cached else self.collect, self.journal
         forward, quiet = task_type in self.forward, task_type in self.quiet
         # One ACK group per RESULT: a column per field (see protocol.ack_group).
         seqs: list[int] = []
@@ -160,6 +163,13 @@ class CollectorLogic:
                     self.journal.handled(msg.task_type, msg.seq)
         elif kind is protocol.End and msg.run == self.run:
             self.end = msg.summary
+        elif kind is protocol.Result and msg.run == self.run:
+            # Results the distributor served from its cache (zmqpipeline.cache): collected
+            # and ACKed like a worker's (ids handled are committed before the ACK leaves).
+            self._collect(msg, cached=True)
+            self.flush()
+            if self.journal is not None:
+                self.journal.commit()
 
     def _start(self, msg: protocol.Start) -> None:
         if self.run is not None:

@@ -8,6 +8,7 @@ import logging
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from ..cache.book import CACHE_WORKER
 from .state import SchedulerPart, TaskState
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class Acks(SchedulerPart):
         )
         journal = s.journal if s.journal.records else None
         latencies, fed = s.latencies, task_type in s.stages.fed
+        # The result cache: a miss's result is kept; a hit (from the cache) is counted.
+        cached = executed_by == CACHE_WORKER
+        caching = not cached and task_type in s.cache.task_types
         in_flight, workers = state.in_flight, state.workers
         worker = workers.get(executed_by)
         waits: list[float] = []  # hand-out to ACK, for the task's time limit
@@ -80,10 +84,15 @@ class Acks(SchedulerPart):
             last_data = data
             waits.append(now - item.sent_at)
             latencies.append(now - item.first_sent_at)
-            if result is not None and fed:
-                s.stages.feed(state, seq, result)  # its first ACK: once per item
+            if result is not None:  # its first ACK: once per item
+                if fed:
+                    s.stages.feed(state, seq, result)
+                if caching:
+                    s.cache.store(state, item, result)
         if waits:
             self._collected(state, executed_by, len(waits), last_data)
+            if cached:
+                s.cache.collected(state, len(waits))
             state.timer.observe_all(waits)
         return found
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import zmq
 
 from .. import protocol
+from ..cache.book import open_cache
 from ..errors import ConfigurationError
 from ..journal.run import DistributorJournal, JournaledRun
 from ..runtime.runtime import RoleRuntime, UserCodeError, call_user
@@ -28,7 +29,7 @@ from ..types import EndpointAddress
 from .links import Links
 from .resume import resume_report
 from .scheduler import Scheduler
-from .state import check_dependencies
+from .state import COLLECTOR, check_dependencies
 
 __all__ = ["Distributor", "RunReport"]
 
@@ -57,7 +58,8 @@ class RunReport:
     per_worker: dict[str, int] = field(default_factory=dict)
     #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed``, ``size``
     #: (declared size or ``None``) and ``not_handed_out`` (``size - handed_out`` when the
-    #: size is known and the task stopped early, else ``0`` or ``None``).
+    #: size is known and the task stopped early, else ``0`` or ``None``); with a result
+    #: cache also ``cached`` (collected from the cache, a part of ``collected``).
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out``,
     #: ``collected`` (its results the collector ACKed, also if it died later).
@@ -208,6 +210,12 @@ class Distributor:
             run=journaled.run if journaled is not None else random.getrandbits(62) + 1,
         )
         self._resume_metadata: dict[str, Any] | None = None
+        try:  # the result cache (zmqpipeline.cache): refused before anything is journaled
+            scheduler.cache = open_cache(scheduler, COLLECTOR)
+        except BaseException:
+            if journal is not None:
+                journal.close(complete=False)
+            raise
         if journal is not None:
             scheduler.journal = journal
             if journaled is None:
@@ -219,7 +227,9 @@ class Distributor:
         try:
             self._run(scheduler)
         finally:
-            scheduler.journal.close(complete=all(s.finished for s in scheduler.tasks.values()))
+            complete = all(s.finished for s in scheduler.tasks.values())
+            scheduler.cache.close(complete)
+            scheduler.journal.close(complete=complete)
         ended = time.monotonic()
         first = self._first_item_at or started
         done = self._done_at or ended

@@ -144,6 +144,7 @@ class HandOut(SchedulerPart):
                 item.first_sent_at = now
         if room > len(taken):
             taken += self._new_items(state, wid, room - len(taken), now)  # made for wid
+            self.s.cache.send(state, now)  # the results it found in the cache instead
         if not taken:
             return []
         worker.held.update([item.seq for item in taken])
@@ -210,6 +211,8 @@ class HandOut(SchedulerPart):
         resume = self.s.resuming.get(state.task_type)
         record = self.s.journal.records
         metadata = self.s.metadata or {}
+        cache = self.s.cache  # the result cache (zmqpipeline.cache); sent from by _take
+        caching, cap = state.task_type in cache.task_types, self.s.settings.max_in_flight
         made: list[Item] = []
         while len(made) < room and not task.is_complete:
             if blocking and stages.blocked(state.task_type, len(in_flight)):
@@ -223,34 +226,47 @@ class HandOut(SchedulerPart):
             if not available:
                 state.held_back = True
                 break
-            if from_backlog:
-                payload = self.s.stages.take(state)  # a stage or an open-ended task
-                if payload is None:
-                    break
-            elif resume is None:
-                try:
-                    payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
-                except Exception as exc:
-                    raised = user_code_error(task_logger, "Task.handle", exc)
-                    self.s.failures.task_code_failed(state, raised.text, "handle")
-                    break
-            else:
-                payload = self._call_handle(state, wid, resume)
-                if payload is _NOTHING:
-                    break
-            payload = self._checked(state, payload)
+            payload = self._next_payload(state, wid, resume, from_backlog, metadata)
             if payload is None:
                 break
             seq = state.next_seq
             state.next_seq = seq + 1
             # worker, attempts, deaths, sent_at, first_sent_at: handed out now
             item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
-            made.append(item)
             if record:
                 self.s.journal.handed_out(state.task_type, seq)
+            if caching and cache.serve(state, item):  # cache: its result goes, not the item
+                room = min(room, len(made) + cap - len(in_flight))
+                continue
+            made.append(item)
         if state.size is not None and state.next_seq > state.size:
             _over_its_size(state)
         return made
+
+    def _next_payload(
+        self,
+        state: TaskState,
+        wid: bytes,
+        resume: TaskResume | None,
+        from_backlog: bool,
+        metadata: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """The next item's payload: from the backlog (a stage, an open-ended task), from
+        ``handle`` (a resumed run skips what was collected), or ``None`` (nothing now)."""
+        if from_backlog:
+            return self.s.stages.take(state)
+        if resume is None:
+            try:
+                payload = state.task.handle(metadata, wid, MESSAGE_TYPE_DATA)
+            except Exception as exc:
+                raised = user_code_error(task_logger, "Task.handle", exc)
+                self.s.failures.task_code_failed(state, raised.text, "handle")
+                return None
+        else:
+            payload = self._call_handle(state, wid, resume)
+            if payload is _NOTHING:
+                return None
+        return self._checked(state, payload)
 
     def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:
         """What ``handle`` returned as an item (``None``: not a dict, a failure)."""

@@ -20,6 +20,7 @@ from collections import Counter, deque
 from typing import Any
 
 from .. import protocol
+from ..cache.book import NoCache
 from ..journal.run import JournaledRun, RunJournal
 from ..runtime.runtime import UserCodeError, call_user
 from ..settings import Settings
@@ -98,6 +99,7 @@ class Scheduler:
         # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
         self.journal = RunJournal()
         self.resuming: dict[str, TaskResume] = {}
+        self.cache: NoCache = NoCache()  # the result cache: the distributor opens it
         # The parts, one per concern (see the module's docstring).
         self.stages = StageBook(self, tasks)
         self.handout = HandOut(self)
@@ -163,8 +165,11 @@ class Scheduler:
 
     def _send_start(self) -> None:
         assert self.metadata is not None
+        # The collector forwards the results of stages' sources, and of cached tasks:
+        # the distributor stores those (zmqpipeline.cache).
+        forward = sorted({*self.stages.forward, *self.cache.task_types})
         start = self.codec.start(
-            self.run, self.metadata, list(self.tasks), self.stages.forward, self.stages.quiet
+            self.run, self.metadata, list(self.tasks), forward, self.stages.quiet
         )
         self.outbox.append((COLLECTOR, None, start))
 

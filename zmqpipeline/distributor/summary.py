@@ -37,8 +37,10 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
     made by ``handle``), ``in_flight``, ``collected``, ``failed``, ``retries`` and ``size``
     (the task's declared size, ``None`` if it declares none), and for a stage or an
     open-ended task ``sources``, ``open_ended``, ``backlog`` and the counts of
-    :meth:`~zmqpipeline.distributor.stages.StageBook.summary`; ``workers`` describes every
-    worker seen; ``failed`` lists every item that failed for good, with its data."""
+    :meth:`~zmqpipeline.distributor.stages.StageBook.summary`, and for a task with a result
+    cache ``cached`` (its items collected from the cache: a part of ``collected``);
+    ``workers`` describes every worker seen; ``failed`` lists every item that failed for
+    good, with its data."""
     tasks = scheduler.tasks
     return {
         "tasks": {
@@ -50,6 +52,7 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
                 "retries": s.retries,
                 "size": task_size(s.task),
                 **scheduler.stages.summary(tt),  # a stage's sources, backlog and counts
+                **scheduler.cache.summary(tt),  # cached: collected from the result cache
             }
             for tt, s in tasks.items()
         },
