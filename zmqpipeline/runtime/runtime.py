@@ -21,6 +21,7 @@ from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
 from .checks import check_class_attributes
+from .handshake import HandshakeWatch
 from .transport import (
     DropCounter,
     StopSignal,
@@ -130,6 +131,7 @@ class RoleRuntime:
         self.sockets: list[zmq.Socket[Any]] = []
         self._beat: threading.Thread | None = None
         self._beat_stop = threading.Event()
+        self._handshakes: HandshakeWatch | None = None
 
     def __enter__(self) -> RoleRuntime:
         return self
@@ -171,9 +173,19 @@ class RoleRuntime:
             role=self.name,
             admit=admit,
             max_bytes=max_bytes,
+            watch=self._watch,
         )
         self.sockets.append(sock)
         return sock
+
+    def _watch(self, sock: zmq.Socket[Any], endpoint: str) -> None:
+        """A connecting CURVE socket: say why its handshake fails, if it does."""
+        security = self.settings.security
+        if security is None:
+            return
+        if self._handshakes is None:
+            self._handshakes = HandshakeWatch(self.name, security, self.logger)
+        self._handshakes.watch(sock, endpoint)
 
     def send(
         self, sock: zmq.Socket[Any], frames: list[bytes], timeout_s: float | None = None
@@ -234,6 +246,8 @@ class RoleRuntime:
         self._beat_stop.set()
         if self._beat is not None:
             self._beat.join()
+        if self._handshakes is not None:
+            self._handshakes.close(self.sockets)
         close_sockets(self.sockets)
         self.sockets.clear()
         self.ctx.term()

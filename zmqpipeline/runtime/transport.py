@@ -18,6 +18,7 @@ import socket
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -100,6 +101,7 @@ def open_socket(
     role: str = "",
     admit: str = "workers",
     max_bytes: int | None = None,
+    watch: Callable[[zmq.Socket[Any], str], None] | None = None,
 ) -> zmq.Socket[Any]:
     """Create a socket of ``socket_type`` and bind or connect it to ``endpoint``.
 
@@ -129,6 +131,8 @@ def open_socket(
         if security is not None and address.scheme == "tcp":
             if not bind:
                 security.make_client(sock, address, role or "role")
+                if watch is not None:  # before connecting: the first handshake is the one
+                    watch(sock, address)
             elif isinstance(ctx, RoleContext):
                 security.make_server(sock, address, role or "role", admit)
                 ctx.admit(security)
