@@ -12,7 +12,6 @@ import inspect
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -166,7 +165,7 @@ class Collector(Role):
                         logic.on_result(msg)
                         if len(msg.items) == 1:
                             logic.flush()
-                            _send_outbox(logic.outbox, router)
+                            _send_outbox(logic, router)
                     waiting = False
                 for _, msg in _read(rt, pull, 2, max_bytes, waiting=waiting):
                     logic.on_result(msg)
@@ -174,7 +173,7 @@ class Collector(Role):
                 if journal is not None:
                     journal.commit()
             self.metadata = logic.metadata
-            _send_outbox(logic.outbox, router)
+            _send_outbox(logic, router)
             if wait_log.due(now):
                 key, what = _waiting_for(logic, self.ack_endpoint, now)
                 wait_log.log(what, now, key)
@@ -195,7 +194,7 @@ class Collector(Role):
         deadline = time.monotonic() + self.settings.linger_ms / 1000
         while logic.outbox and time.monotonic() < deadline:
             if router.poll(50, zmq.POLLOUT):
-                _send_outbox(logic.outbox, router)
+                _send_outbox(logic, router)
 
 
 def _read(
@@ -222,10 +221,11 @@ def _read(
         yield frames[0], msg
 
 
-def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[Any]) -> None:
+def _send_outbox(logic: CollectorLogic, router: zmq.Socket[Any]) -> None:
     """Send what the distributor can take now; keep the rest while its queue is full.
     A message for a peer that is not connected is dropped: a distributor that comes back
     hands out again what it never heard of, and we ACK the duplicates."""
+    outbox = logic.outbox
     while outbox:
         identity, frames = outbox[0]
         try:
@@ -235,6 +235,7 @@ def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[An
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
+            logic.acks_lost = True
         outbox.popleft()
 
 

@@ -223,32 +223,40 @@ class HandOut(SchedulerPart):
             if not available:
                 state.held_back = True
                 break
-            if from_backlog:
-                payload = self.s.stages.take(state)  # a stage or an open-ended task
-                if payload is None:
+            if from_backlog:  # a stage or an open-ended task: its items have their seqs
+                taken = stages.take(state)
+                if taken is None:
                     break
-            elif resume is None:
-                try:
-                    payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
-                except Exception as exc:
-                    raised = user_code_error(task_logger, "Task.handle", exc)
-                    self.s.failures.task_code_failed(state, raised.text, "handle")
-                    break
+                seq, payload = taken
             else:
-                payload = self._call_handle(state, wid, resume)
-                if payload is _NOTHING:
+                made_now = self._from_handle(state, wid, resume, metadata)
+                if made_now is None:
                     break
-            payload = self._checked(state, payload)
-            if payload is None:
-                break
-            seq = state.next_seq
-            state.next_seq = seq + 1
+                seq, payload = state.next_seq, made_now
+                state.next_seq = seq + 1
+                if record:
+                    self.s.journal.handed_out(state.task_type, seq)
             # worker, attempts, deaths, sent_at, first_sent_at: handed out now
-            item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
-            made.append(item)
-            if record:
-                self.s.journal.handed_out(state.task_type, seq)
+            made.append(Item(seq, payload, wid, 0, 0, now, now))
+            in_flight[seq] = made[-1]
         return made
+
+    def _from_handle(
+        self, state: TaskState, wid: bytes, resume: TaskResume | None, metadata: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The next item ``handle`` makes (``None``: it raised, made none, or no dict)."""
+        if resume is None:
+            try:
+                payload = state.task.handle(metadata, wid, MESSAGE_TYPE_DATA)
+            except Exception as exc:
+                raised = user_code_error(task_logger, "Task.handle", exc)
+                self.s.failures.task_code_failed(state, raised.text, "handle")
+                return None
+        else:
+            payload = self._call_handle(state, wid, resume)
+            if payload is _NOTHING:
+                return None
+        return self._checked(state, payload)
 
     def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:
         """What ``handle`` returned as an item (``None``: not a dict, a failure)."""

@@ -69,6 +69,8 @@ class PushLogic:
             accepted = self.scheduler.stages.push(msg.task_type, msg.items)
         except ValueError as exc:
             return False, str(exc), 0
+        finally:
+            self.scheduler.journal.sync()  # journaled before the pusher hears "accepted"
         if accepted:
             self.scheduler.dispatch(now)
         return True, "", accepted

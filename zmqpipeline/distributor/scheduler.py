@@ -137,6 +137,7 @@ class Scheduler:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
         handed out again (call before :meth:`start`)."""
         self.resuming = resume_tasks(self.tasks, journaled)
+        self.stages.restore(journaled.backlog, journaled.closed)
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -159,6 +160,9 @@ class Scheduler:
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
+        for state in self.tasks.values():  # a resumed run: sources finished before it
+            if state.finished:
+                self.stages.source_finished(state)
         self.dispatch(now)
 
     def _send_start(self) -> None:

@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS failed (task_type TEXT NOT NULL, record BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS redrives (
     task_type TEXT NOT NULL, seq INTEGER NOT NULL, record BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS backlog (
+    task_type TEXT NOT NULL, seq INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (task_type, seq)
+) WITHOUT ROWID;
 """
 
 
@@ -114,7 +118,7 @@ class Store:
         )
 
     def clear(self) -> None:
-        for table in ("marks", "done", "failed", "redrives"):
+        for table in ("marks", "done", "failed", "redrives", "backlog"):
             self.db.execute(f"DELETE FROM {table}")
         self.db.execute("DELETE FROM info WHERE key NOT IN ('role', 'format')")
 
