@@ -5,13 +5,17 @@ folded into the SQLite file once per read batch."""
 
 from __future__ import annotations
 
+import logging
 import os
 
-from ..errors import ConfigurationError
 from ..runtime.seen import SeenSet
-from .store import Store
+from .store import Store, cannot_use
 
 __all__ = ["CollectorJournal"]
+
+logger = logging.getLogger("zmqpipeline.collector")
+
+_MAX_SEQ = 2**63 - 1  # what SQLite's INTEGER holds
 
 
 class CollectorJournal:
@@ -31,10 +35,11 @@ class CollectorJournal:
             self._log = os.open(self._log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             self._store.close()
-            raise ConfigurationError(f"journal {self._log_path} cannot be used: {exc}") from None
+            raise cannot_use(self._log_path, exc) from None
         self._seen: dict[str, SeenSet] = {}
         self._new: dict[str, list[int]] = {}
         self._prefix: dict[str, bytes] = {}
+        self._types: set[bytes] = set()
 
     def follow(self, run: int, seen: dict[str, SeenSet]) -> int:
         """The START of ``run`` arrived: if the journal follows that run, fill ``seen``
@@ -42,11 +47,11 @@ class CollectorJournal:
         store = self._store
         self._seen, self._new = seen, {tt: [] for tt in seen}
         self._prefix = {tt: tt.encode() + b"\t" for tt in seen}
+        self._types = {tt.encode() for tt in seen}
         if store.info("run") != run:
-            store.db.execute("BEGIN")
-            store.clear()
-            store.set_info("run", run)
-            store.db.execute("COMMIT")
+            with store.transaction():
+                store.clear()
+                store.set_info("run", run)
             os.ftruncate(self._log, 0)
             return 0
         for task_type, (low, _, _, _) in store.marks().items():
@@ -60,19 +65,34 @@ class CollectorJournal:
         return sum(s.low + len(s.above) for s in seen.values())
 
     def _replay(self) -> list[tuple[str, int]]:
-        """The ids in the side file; a last line without its newline is incomplete."""
+        """The ids in the side file; a last line without its newline is incomplete (the
+        kill came mid-write). A damaged line is skipped with a WARNING saying so: the id
+        it held, if any, may be handled again."""
         with open(self._log_path, "rb") as log:
             lines = log.read().split(b"\n")[:-1]
-        out = []
+        out, bad = [], []
         for line in lines:
             task_type, _, seq = line.partition(b"\t")
-            if seq.isdigit():
-                out.append((task_type.decode(errors="replace"), int(seq)))
+            if seq.isdigit() and int(seq) <= _MAX_SEQ and task_type in self._types:
+                out.append((task_type.decode(), int(seq)))
+            else:
+                bad.append(line)
+        if bad:
+            logger.warning(
+                "journal %s: %d damaged line(s) skipped (first: %r): the id(s) they held, "
+                "if any, may be handled again",
+                self._log_path,
+                len(bad),
+                bad[0][:80],
+            )
         return out
 
     def handled(self, task_type: str, seq: int) -> None:
         """``handle_collection`` returned for ``seq`` (or it was skipped): record it now."""
-        os.write(self._log, self._prefix[task_type] + b"%d\n" % seq)
+        try:
+            os.write(self._log, self._prefix[task_type] + b"%d\n" % seq)
+        except OSError as exc:
+            raise cannot_use(self._log_path, exc, "cannot be written") from None
         self._new[task_type].append(seq)
 
     def commit(self) -> None:
@@ -80,13 +100,12 @@ class CollectorJournal:
         dirty = [tt for tt, new in self._new.items() if new]
         if not dirty:
             return
-        db = self._store.db
-        db.execute("BEGIN")
+        with self._store.transaction():
+            for task_type in dirty:
+                seen = self._seen[task_type]
+                self._store.write_done(task_type, seen, self._new[task_type], (0, 0, False))
         for task_type in dirty:
-            seen = self._seen[task_type]
-            self._store.write_done(task_type, seen, self._new[task_type], (0, 0, False))
             self._new[task_type] = []
-        db.execute("COMMIT")
         os.ftruncate(self._log, 0)
 
     def close(self) -> None:

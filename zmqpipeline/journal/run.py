@@ -185,13 +185,11 @@ class DistributorJournal(RunJournal):
 
     def begin(self, run: int, tasks: dict[str, str]) -> None:
         """Forget what the file held and record a new run."""
-        db = self._store.db
-        db.execute("BEGIN")
-        self._store.clear()
-        self._store.set_info("run", run)
-        self._store.set_info("tasks", tasks)
-        self._store.set_info("complete", False)
-        db.execute("COMMIT")
+        with self._store.transaction():
+            self._store.clear()
+            self._store.set_info("run", run)
+            self._store.set_info("tasks", tasks)
+            self._store.set_info("complete", False)
         for task_type in tasks:
             self._track(task_type, SeenSet(), 0, 0)
 
@@ -309,8 +307,7 @@ class DistributorJournal(RunJournal):
     def commit(self, now: float | None = None) -> None:
         """Write every buffered event in one transaction."""
         store = self._store
-        store.db.execute("BEGIN")
-        try:
+        with store.transaction():
             if self._metadata is not None:
                 store.set_info("metadata", self._metadata)
             store.set_info("closed", sorted(self._closed))
@@ -338,10 +335,6 @@ class DistributorJournal(RunJournal):
                 "(SELECT rowid FROM failed WHERE task_type = ? AND record = ? LIMIT 1)",
                 [(record["task_type"], pack(record)) for record in self._unfailed],
             )
-            store.db.execute("COMMIT")
-        except BaseException:
-            store.db.execute("ROLLBACK")
-            raise
         self._made.clear()
         self._dirty.clear()
         self._failed.clear()
@@ -367,7 +360,8 @@ class DistributorJournal(RunJournal):
         try:
             self.commit()
             if complete:
-                self._store.set_info("complete", True)
+                with self._store.transaction():
+                    self._store.set_info("complete", True)
         finally:
             self._store.close()
 
