@@ -143,7 +143,8 @@ class _Run:
         pipeline = self.pipeline
         journals = self.journal
         collector_journal = _journal_file(journals, "collector")
-        self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal))
+        fresh = self.fresh
+        self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal, fresh))
         for cls in pipeline.workers:
             for _ in range(workers):
                 self.spawn(f"worker {cls.__name__}", lambda cls=cls: run_worker(cls))

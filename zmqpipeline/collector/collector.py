@@ -47,7 +47,11 @@ class Collector(Role):
     required = ("endpoint", "ack_endpoint")
 
     def __init__(
-        self, *, settings: Settings | None = None, journal: str | os.PathLike[str] | None = None
+        self,
+        *,
+        settings: Settings | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        fresh: bool = False,
     ) -> None:
         super().__init__(settings=settings)
         #: The journal file (``None``: none; default: a class attribute ``journal``, else
@@ -56,6 +60,9 @@ class Collector(Role):
         self.journal = journal if journal is not None else getattr(type(self), "journal", None)
         if self.journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
+        #: Follow a new run even if the journal holds one that has not ended (else that
+        #: is refused: the distributor's journal was lost or replaced?).
+        self.fresh = fresh
         self.metadata: dict[str, Any] = {}
         self._item: tuple[str, int] | None = None
         self.items_collected = 0
@@ -102,7 +109,7 @@ class Collector(Role):
             if self.journal is not None:
                 from ..journal.collector import CollectorJournal  # it imports this module
 
-                journal = CollectorJournal(self.journal)
+                journal = CollectorJournal(self.journal, fresh=self.fresh)
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
             try:
                 self._loop(rt, logic, pull, router)

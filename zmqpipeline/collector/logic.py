@@ -168,6 +168,8 @@ class CollectorLogic:
                     self.journal.handled(msg.task_type, msg.seq)
         elif kind is protocol.End and msg.run == self.run:
             self.end = msg.summary
+            if self.journal is not None and not msg.summary.get("aborted"):
+                self.journal.ended()  # a new run may start over this journal
 
     def _start(self, msg: protocol.Start) -> None:
         if self.run is not None:

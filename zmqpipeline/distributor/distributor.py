@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import zmq
 
 from .. import protocol
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, JournalError
+from ..journal.fingerprint import changes, fingerprint
 from ..journal.run import DistributorJournal, JournaledRun
 from ..runtime.runtime import RoleRuntime, UserCodeError, call_user
 from ..runtime.transport import DropCounter
@@ -198,12 +199,13 @@ class Distributor:
         started = time.monotonic()
         self._first_item_at: float | None = None  # set by _loop, for the report
         self._done_at: float | None = None
-        journal, journaled = self._open_journal()
+        tasks = [cls() for cls in self.task_classes.values()]
+        journal, journaled = self._open_journal(tasks)
         if journal is not None and journaled is not None and journaled.complete:
             journal.close(complete=True)
             return self._already_complete(journaled)
         scheduler = Scheduler(
-            [cls() for cls in self.task_classes.values()],
+            tasks,
             self.settings,
             run=journaled.run if journaled is not None else random.getrandbits(62) + 1,
         )
@@ -211,7 +213,7 @@ class Distributor:
         if journal is not None:
             scheduler.journal = journal
             if journaled is None:
-                journal.begin(scheduler.run, self._task_names())
+                journal.begin(scheduler.run, self._task_names(), _fingerprints(tasks))
             else:
                 journal.adopt(journaled)
                 scheduler.resume_from(journaled)
@@ -238,9 +240,12 @@ class Distributor:
         logger.info("run finished: %d item(s) collected", self.report.total)
         return self.report
 
-    def _open_journal(self) -> tuple[DistributorJournal | None, JournaledRun | None]:
+    def _open_journal(
+        self, tasks: list[Task]
+    ) -> tuple[DistributorJournal | None, JournaledRun | None]:
         """The journal (``None``: none) and the run it holds to go on with (``None``: a
-        new run). Refuses a journal written for other tasks."""
+        new run). Refuses a journal written for other tasks, or another definition of
+        them (see :mod:`zmqpipeline.journal.fingerprint`)."""
         if self.journal is None:
             return None, None
         journal = DistributorJournal(self.journal)
@@ -250,9 +255,17 @@ class Distributor:
         ours = self._task_names()
         if journaled.tasks != ours:
             journal.close(complete=False)
-            raise ConfigurationError(
+            raise JournalError(
                 f"journal {self.journal} holds run {journaled.run} of tasks {journaled.tasks}, "
                 f"not of {ours}: give another journal, or fresh=True (--fresh) to start anew"
+            )
+        changed = changes(journaled.fingerprint, _fingerprints(tasks))
+        if journaled.fingerprint and changed:
+            journal.close(complete=False)
+            raise JournalError(
+                f"journal {self.journal} holds run {journaled.run}, written for another "
+                f"definition of its tasks ({'; '.join(changed)}): resuming it would "
+                "misreport it; give another journal, or fresh=True (--fresh) to start anew"
             )
         logger.warning("resuming run %d from journal %s", journaled.run, self.journal)
         return journal, journaled
@@ -415,6 +428,10 @@ class Distributor:
                 f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
             ],
         )
+
+
+def _fingerprints(tasks: list[Task]) -> dict[str, Any]:
+    return {task.task_type: fingerprint(task) for task in tasks}
 
 
 def _next_wake(scheduler: Scheduler, link: Links, now: float, wake: float) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ..errors import JournalError
 from ..runtime.seen import SeenSet
 from .store import Store, cannot_use
 
@@ -27,7 +28,9 @@ class CollectorJournal:
     the SQLite file in one transaction and the side file emptied. A restarted collector
     reads both back."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], fresh: bool = False) -> None:
+        #: Follow a new run even if the journal holds one that has not ended.
+        self.fresh = fresh
         self._store = Store(path, "collector")
         self.path = self._store.path
         self._log_path = self.path + "-handled"
@@ -48,7 +51,10 @@ class CollectorJournal:
         self._seen, self._new = seen, {tt: [] for tt in seen}
         self._prefix = {tt: tt.encode() + b"\t" for tt in seen}
         self._types = {tt.encode() for tt in seen}
-        if store.info("run") != run:
+        held = store.info("run")
+        if held != run:
+            if held is not None and not store.info("ended") and not self.fresh:
+                self._refuse(held, run)
             with store.transaction():
                 store.clear()
                 store.set_info("run", run)
@@ -63,6 +69,28 @@ class CollectorJournal:
                 self._new[task_type].append(seq)
         self.commit()
         return sum(s.low + len(s.above) for s in seen.values())
+
+    def _refuse(self, held: int, run: int) -> None:
+        """A START of another run while ours has not ended, ids handled: never start
+        over silently (its distributor's journal was lost, or replaced?)."""
+        store = self._store
+        handled = sum(low for low, _, _, _ in store.marks().values())
+        handled += store.db.execute("SELECT count(*) FROM done").fetchone()[0]
+        if not handled and not os.fstat(self._log).st_size:
+            return  # nothing handled yet: nothing to hand twice
+        raise JournalError(
+            f"journal {self.path} follows run {held}, which has not ended, but the "
+            f"distributor started run {run}: its journal was lost or replaced? Not "
+            "following it (ids handled would be handled again): give the distributor "
+            "its journal back, or start the collector with a fresh journal "
+            "(fresh=True, --fresh) to follow the new run"
+        )
+
+    def ended(self) -> None:
+        """The run ended (not stopped): a new one may start over this journal."""
+        self.commit()
+        with self._store.transaction():
+            self._store.set_info("ended", True)
 
     def _replay(self) -> list[tuple[str, int]]:
         """The ids in the side file; a last line without its newline is incomplete (the

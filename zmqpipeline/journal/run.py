@@ -66,6 +66,9 @@ class JournaledRun:
     backlog: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     #: Open-ended tasks whose stream of pushed items was closed.
     closed: set[str] = field(default_factory=set)
+    #: Per task type, its definition's fingerprint (:mod:`.fingerprint`); ``{}`` in a
+    #: journal written before fingerprints.
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
 
 class RunJournal:
@@ -181,14 +184,18 @@ class DistributorJournal(RunJournal):
             if seq not in journaled.done.get(task_type, ()):
                 journaled.backlog.setdefault(task_type, []).append((seq, unpack(blob)))
         journaled.closed = set(store.info("closed") or ())
+        journaled.fingerprint = store.info("fingerprint") or {}
         return journaled
 
-    def begin(self, run: int, tasks: dict[str, str]) -> None:
-        """Forget what the file held and record a new run."""
+    def begin(
+        self, run: int, tasks: dict[str, str], fingerprint: dict[str, Any] | None = None
+    ) -> None:
+        """Forget what the file held and record a new run (and its tasks' fingerprints)."""
         with self._store.transaction():
             self._store.clear()
             self._store.set_info("run", run)
             self._store.set_info("tasks", tasks)
+            self._store.set_info("fingerprint", fingerprint or {})
             self._store.set_info("complete", False)
         for task_type in tasks:
             self._track(task_type, SeenSet(), 0, 0)
