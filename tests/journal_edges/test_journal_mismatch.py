@@ -66,7 +66,7 @@ def test_a_journal_of_another_task_definition_is_refused_naming_what_changed(
     procs, endpoints, tmp_path
 ):
     ep = endpoints
-    dist_journal, coll_journal, log, _ = _killed_half_way(procs, ep, tmp_path, n=4000)
+    dist_journal, _, _, _ = _killed_half_way(procs, ep, tmp_path, n=4000)
     smaller = make_task(ep.worker, 1000, "FIRST")
     smaller.n_items = 1000  # declared
     with pytest.raises(JournalError) as refused:
