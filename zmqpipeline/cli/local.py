@@ -255,8 +255,10 @@ def run_local(
     ``push``: where open-ended tasks take pushed items (default: ``push.ipc`` in the
     private directory, when a task is one)."""
     pipeline.check_runnable()
-    if journal is not None and not fresh and _already_complete(journal, out):
-        return 0
+    if journal is not None and not fresh:
+        done = _already_complete(journal, out)
+        if done is not None:
+            return done
     if threads is not None:
         for cls in pipeline.workers:
             if issubclass(cls, MultiThreadedWorker):
@@ -326,22 +328,29 @@ def _journal_file(directory: str | None, role: str) -> str | None:
     return None if directory is None else os.path.join(directory, f"{role}.sqlite")
 
 
-def _already_complete(directory: str, out: TextIO) -> bool:
-    """Say so in one line if the distributor's journal in ``directory`` holds a run that
-    has ended."""
-    from ..journal.run import run_is_complete
+def _already_complete(directory: str, out: TextIO) -> int | None:
+    """If the distributor's journal in ``directory`` holds a run that has ended, say so
+    in one line and return the exit status that run had (1 if items of it failed), else
+    ``None``."""
+    from ..journal.run import DistributorJournal, run_is_complete
 
     path = _journal_file(directory, "distributor")
     assert path is not None
     run = run_is_complete(path)
     if run is None:
-        return False
+        return None
+    journal = DistributorJournal(path)
+    try:
+        loaded = journal.load()
+    finally:
+        journal.close(complete=True)
+    failed = len(loaded.failed) if loaded is not None else 0
+    how = f"it ended with {failed} failed item(s)" if failed else "nothing to do"
     print(
-        f"run {run} in journal {directory} is already complete: nothing to do "
-        "(--fresh starts a new run)",
+        f"run {run} in journal {directory} is already complete: {how} (--fresh starts a new run)",
         file=out,
     )
-    return True
+    return 1 if failed else 0
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

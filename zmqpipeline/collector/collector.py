@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import zmq
 
 from .. import protocol
-from ..errors import ProtocolError
+from ..errors import JournalError, ProtocolError
 from ..runtime.runtime import DRAIN, Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from ..runtime.transport import recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
@@ -112,7 +112,17 @@ class Collector(Role):
                 journal = CollectorJournal(self.journal, fresh=self.fresh)
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
             try:
-                self._loop(rt, logic, pull, router)
+                try:
+                    self._loop(rt, logic, pull, router)
+                except JournalError as exc:
+                    if journal is None or journal.broken is None:
+                        raise  # refused (another run, a damaged file): said in one line
+                    logger.error(
+                        "%s: the collector stops (the ids journaled so far are kept: "
+                        "run it again once the journal can be written)",
+                        exc,
+                    )
+                    logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 self.items_collected, self.duplicates = logic.collected, logic.duplicates
                 self._finish(logic, router)
             finally:

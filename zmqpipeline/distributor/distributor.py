@@ -367,6 +367,8 @@ class Distributor:
                 next_progress = now + self.progress_interval_s
             fed_newcomers = scheduler.dispatch(now, newcomers_first=True)
             scheduler.journal.maybe_commit(now)
+            if scheduler.journal.broken is not None and not scheduler.done:
+                _stop_for_journal(scheduler)
             if self._first_item_at is None and any(s.next_seq for s in scheduler.tasks.values()):
                 self._first_item_at = now
         if not finished_confirmed and scheduler.collector_id is not None:
@@ -428,6 +430,17 @@ class Distributor:
                 f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
             ],
         )
+
+
+def _stop_for_journal(scheduler: Scheduler) -> None:
+    """The journal cannot be written: stop the run (END reaches every role), saying so in
+    one line. What it had committed stays: a restart (with space) goes on from there."""
+    logger.error(
+        "%s: stopping the run (what was journaled is kept: run again once it can be "
+        "written, and the run goes on from there)",
+        scheduler.journal.broken,
+    )
+    scheduler.finish(aborted=True)
 
 
 def _fingerprints(tasks: list[Task]) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class CollectorJournal:
         self._new: dict[str, list[int]] = {}
         self._prefix: dict[str, bytes] = {}
         self._types: set[bytes] = set()
+        #: Why the journal could not be written (a full disk...); then it writes no more.
+        self.broken: JournalError | None = None
 
     def follow(self, run: int, seen: dict[str, SeenSet]) -> int:
         """The START of ``run`` arrived: if the journal follows that run, fill ``seen``
@@ -89,8 +91,9 @@ class CollectorJournal:
     def ended(self) -> None:
         """The run ended (not stopped): a new one may start over this journal."""
         self.commit()
-        with self._store.transaction():
-            self._store.set_info("ended", True)
+        if self.broken is None:
+            with self._store.transaction():
+                self._store.set_info("ended", True)
 
     def _replay(self) -> list[tuple[str, int]]:
         """The ids in the side file; a last line without its newline is incomplete (the
@@ -120,18 +123,23 @@ class CollectorJournal:
         try:
             os.write(self._log, self._prefix[task_type] + b"%d\n" % seq)
         except OSError as exc:
-            raise cannot_use(self._log_path, exc, "cannot be written") from None
+            self.broken = cannot_use(self._log_path, exc, "cannot be written")
+            raise self.broken from None
         self._new[task_type].append(seq)
 
     def commit(self) -> None:
         """Fold the ids recorded since the last commit into the SQLite file."""
         dirty = [tt for tt, new in self._new.items() if new]
-        if not dirty:
+        if not dirty or self.broken is not None:
             return
-        with self._store.transaction():
-            for task_type in dirty:
-                seen = self._seen[task_type]
-                self._store.write_done(task_type, seen, self._new[task_type], (0, 0, False))
+        try:
+            with self._store.transaction():
+                for task_type in dirty:
+                    seen = self._seen[task_type]
+                    self._store.write_done(task_type, seen, self._new[task_type], (0, 0, False))
+        except JournalError as exc:
+            self.broken = exc
+            raise
         for task_type in dirty:
             self._new[task_type] = []
         os.ftruncate(self._log, 0)
@@ -142,5 +150,5 @@ class CollectorJournal:
         finally:
             os.close(self._log)
             self._store.close()
-        if os.path.getsize(self._log_path) == 0:
+        if self.broken is None and os.path.getsize(self._log_path) == 0:
             os.unlink(self._log_path)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import JournalError
 from ..runtime.seen import SeenSet
 from .store import Store, pack, unpack
 
@@ -76,6 +77,9 @@ class RunJournal:
 
     #: Whether the hooks record anything: the scheduler skips the per-item ones if not.
     records = False
+    #: Why the journal could not be written (a full disk...): it writes nothing more, and
+    #: the distributor stops the run (``None``: it is fine).
+    broken: JournalError | None = None
 
     def started(self, metadata: dict[str, Any]) -> None:
         """The run's metadata is known."""
@@ -154,6 +158,7 @@ class DistributorJournal(RunJournal):
         self._made: list[tuple[str, int, bytes]] = []  # backlog items, packed
         self._backlogs: set[str] = set()  # task types with backlog rows
         self._closed: set[str] = set()
+        self._closed_changed = False
         self._metadata: dict[str, Any] | None = None
         self._events = 0
         self._urgent = False
@@ -241,7 +246,7 @@ class DistributorJournal(RunJournal):
 
     def closed(self, task_type: str) -> None:
         self._closed.add(task_type)
-        self._urgent = True
+        self._closed_changed = self._urgent = True
 
     def sync(self) -> None:
         if self._pending():
@@ -307,17 +312,38 @@ class DistributorJournal(RunJournal):
             self.commit(now)
 
     def next_commit_at(self) -> float | None:
-        if not self._pending():
+        if not self._pending() or self.broken is not None:
             return None
         return self._last_commit + self.commit_every_s
 
     def commit(self, now: float | None = None) -> None:
-        """Write every buffered event in one transaction."""
+        """Write every buffered event in one transaction. If that fails, :attr:`broken`
+        says why and nothing more is written (what was committed before stays)."""
+        if self.broken is not None:
+            return
+        try:
+            self._commit()
+        except JournalError as exc:
+            self.broken = exc
+            return
+        self._made.clear()
+        self._closed_changed = False
+        self._dirty.clear()
+        self._failed.clear()
+        self._redrives.clear()
+        self._unfailed.clear()
+        self._metadata = None
+        self._events = 0
+        self._urgent = False
+        self._last_commit = time.monotonic() if now is None else now
+
+    def _commit(self) -> None:
         store = self._store
         with store.transaction():
             if self._metadata is not None:
                 store.set_info("metadata", self._metadata)
-            store.set_info("closed", sorted(self._closed))
+            if self._closed_changed:
+                store.set_info("closed", sorted(self._closed))
             store.db.executemany("INSERT OR REPLACE INTO backlog VALUES (?, ?, ?)", self._made)
             for task_type in self._dirty & self._backlogs:  # collected or failed: gone
                 self._drop_backlog(task_type)
@@ -342,15 +368,6 @@ class DistributorJournal(RunJournal):
                 "(SELECT rowid FROM failed WHERE task_type = ? AND record = ? LIMIT 1)",
                 [(record["task_type"], pack(record)) for record in self._unfailed],
             )
-        self._made.clear()
-        self._dirty.clear()
-        self._failed.clear()
-        self._redrives.clear()
-        self._unfailed.clear()
-        self._metadata = None
-        self._events = 0
-        self._urgent = False
-        self._last_commit = time.monotonic() if now is None else now
 
     def _drop_backlog(self, task_type: str) -> None:
         db, done = self._store.db, self._done[task_type]
@@ -366,7 +383,7 @@ class DistributorJournal(RunJournal):
         self._shut = True
         try:
             self.commit()
-            if complete:
+            if complete and self.broken is None:
                 with self._store.transaction():
                     self._store.set_info("complete", True)
         finally:
