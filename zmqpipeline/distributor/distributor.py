@@ -17,7 +17,7 @@ import zmq
 
 from .. import protocol
 from ..errors import ConfigurationError, JournalError
-from ..journal.fingerprint import changes, fingerprint
+from ..journal.fingerprint import changes, fingerprints
 from ..journal.run import DistributorJournal, JournaledRun
 from ..runtime.runtime import RoleRuntime, UserCodeError, call_user
 from ..runtime.transport import DropCounter
@@ -213,7 +213,7 @@ class Distributor:
         if journal is not None:
             scheduler.journal = journal
             if journaled is None:
-                journal.begin(scheduler.run, self._task_names(), _fingerprints(tasks))
+                journal.begin(scheduler.run, self._task_names(), fingerprints(tasks))
             else:
                 journal.adopt(journaled)
                 scheduler.resume_from(journaled)
@@ -259,7 +259,7 @@ class Distributor:
                 f"journal {self.journal} holds run {journaled.run} of tasks {journaled.tasks}, "
                 f"not of {ours}: give another journal, or fresh=True (--fresh) to start anew"
             )
-        changed = changes(journaled.fingerprint, _fingerprints(tasks))
+        changed = changes(journaled.fingerprint, fingerprints(tasks))
         if journaled.fingerprint and changed:
             journal.close(complete=False)
             raise JournalError(
@@ -366,9 +366,7 @@ class Distributor:
                 self._progress(scheduler)
                 next_progress = now + self.progress_interval_s
             fed_newcomers = scheduler.dispatch(now, newcomers_first=True)
-            scheduler.journal.maybe_commit(now)
-            if scheduler.journal.broken is not None and not scheduler.done:
-                _stop_for_journal(scheduler)
+            scheduler.commit_journal(now)
             if self._first_item_at is None and any(s.next_seq for s in scheduler.tasks.values()):
                 self._first_item_at = now
         if not finished_confirmed and scheduler.collector_id is not None:
@@ -430,21 +428,6 @@ class Distributor:
                 f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
             ],
         )
-
-
-def _stop_for_journal(scheduler: Scheduler) -> None:
-    """The journal cannot be written: stop the run (END reaches every role), saying so in
-    one line. What it had committed stays: a restart (with space) goes on from there."""
-    logger.error(
-        "%s: stopping the run (what was journaled is kept: run again once it can be "
-        "written, and the run goes on from there)",
-        scheduler.journal.broken,
-    )
-    scheduler.finish(aborted=True)
-
-
-def _fingerprints(tasks: list[Task]) -> dict[str, Any]:
-    return {task.task_type: fingerprint(task) for task in tasks}
 
 
 def _next_wake(scheduler: Scheduler, link: Links, now: float, wake: float) -> float:

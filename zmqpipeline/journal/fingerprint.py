@@ -13,7 +13,7 @@ from typing import Any
 
 from ..task import Task
 
-__all__ = ["changes", "fingerprint"]
+__all__ = ["changes", "fingerprint", "fingerprints"]
 
 
 def fingerprint(task: Task) -> dict[str, Any]:
@@ -33,6 +33,11 @@ def fingerprint(task: Task) -> dict[str, Any]:
         "dependencies": sorted(str(d) for d in task.dependencies),
         "open_ended": bool(getattr(task, "open_ended", False)),
     }
+
+
+def fingerprints(tasks: list[Task]) -> dict[str, Any]:
+    """``{task_type: fingerprint}`` of a run's tasks."""
+    return {task.task_type: fingerprint(task) for task in tasks}
 
 
 def changes(journaled: dict[str, Any], now: dict[str, Any]) -> list[str]:
