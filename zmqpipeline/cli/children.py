@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..distributor import Distributor
+from ..errors import JournalError
 from .discovery import Pipeline
 
 __all__ = ["run_child", "run_distributor", "run_role", "run_worker", "set_process_title"]
@@ -73,6 +74,10 @@ def run_child(
     try:
         result = target()
         events.put((role, os.getpid(), result))
+    except JournalError as exc:  # says what is wrong and what to do, in one line
+        print(f"{role}: {exc}", file=sys.stderr, flush=True)
+        events.put(("error", os.getpid(), f"{role}: {exc}"))
+        code = 1
     except BaseException:  # report it to the parent, whatever it was
         traceback.print_exc()
         events.put(("error", os.getpid(), f"{role}: {traceback.format_exc(limit=3)}"))
@@ -94,10 +99,11 @@ def run_worker(cls: type) -> int:
     return int(worker.items_processed)
 
 
-def run_role(cls: type, journal: str | None = None) -> None:
+def run_role(cls: type, journal: str | None = None, fresh: bool = False) -> None:
     role = cls()
     if journal is not None:
         role.journal = journal
+        role.fresh = fresh
     role.run()
 
 

@@ -144,7 +144,8 @@ class _Run:
         pipeline = self.pipeline
         journals = self.journal
         collector_journal = _journal_file(journals, "collector")
-        self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal))
+        fresh = self.fresh
+        self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal, fresh))
         for cls in pipeline.workers:
             for _ in range(workers):
                 self.spawn(f"worker {cls.__name__}", lambda cls=cls: run_worker(cls))
@@ -260,12 +261,11 @@ def run_local(
     ``push``: where open-ended tasks take pushed items (default: ``push.ipc`` in the
     private directory, when a task is one). ``dashboard``: serve one at this HOST:PORT."""
     pipeline.check_runnable()
-    if journal is not None and not fresh and _already_complete(journal, out):
-        return 0
-    if threads is not None:
-        for cls in pipeline.workers:
-            if issubclass(cls, MultiThreadedWorker):
-                cls.n_threads = threads
+    if journal is not None and not fresh:
+        done = _already_complete(journal, out)
+        if done is not None:
+            return done
+    _set_threads(pipeline, threads)
     directory = tempfile.mkdtemp(prefix="zmqpipeline-")
     os.chmod(directory, 0o700)
     _rewrite_endpoints(pipeline, directory, tcp=secure)
@@ -300,6 +300,14 @@ def run_local(
         print("interrupted: stopped every process of the pipeline", file=out, flush=True)
         return 130
     return _finish(run, out, secure)
+
+
+def _set_threads(pipeline: Pipeline, threads: int | None) -> None:
+    """``--threads``: every multi-threaded worker class runs that many."""
+    if threads is not None:
+        for cls in pipeline.workers:
+            if issubclass(cls, MultiThreadedWorker):
+                cls.n_threads = threads
 
 
 def _finish(run: _Run, out: TextIO, secure: bool) -> int:
@@ -339,22 +347,29 @@ def _journal_file(directory: str | None, role: str) -> str | None:
     return None if directory is None else os.path.join(directory, f"{role}.sqlite")
 
 
-def _already_complete(directory: str, out: TextIO) -> bool:
-    """Say so in one line if the distributor's journal in ``directory`` holds a run that
-    has ended."""
-    from ..journal.run import run_is_complete
+def _already_complete(directory: str, out: TextIO) -> int | None:
+    """If the distributor's journal in ``directory`` holds a run that has ended, say so
+    in one line and return the exit status that run had (1 if items of it failed), else
+    ``None``."""
+    from ..journal.run import DistributorJournal, run_is_complete
 
     path = _journal_file(directory, "distributor")
     assert path is not None
     run = run_is_complete(path)
     if run is None:
-        return False
+        return None
+    journal = DistributorJournal(path)
+    try:
+        loaded = journal.load()
+    finally:
+        journal.close(complete=True)
+    failed = len(loaded.failed) if loaded is not None else 0
+    how = f"it ended with {failed} failed item(s)" if failed else "nothing to do"
     print(
-        f"run {run} in journal {directory} is already complete: nothing to do "
-        "(--fresh starts a new run)",
+        f"run {run} in journal {directory} is already complete: {how} (--fresh starts a new run)",
         file=out,
     )
-    return True
+    return 1 if failed else 0
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

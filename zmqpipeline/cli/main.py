@@ -341,7 +341,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
     report = dist.run()
     if report.already_complete:
         print(already_complete_line(dist.journal, report))
-        return 0
+        return 1 if report.failed else 0  # as the run did
     if report.resumed:
         print(resumed_line(report.resumed))
     print(

@@ -12,14 +12,13 @@ import inspect
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import zmq
 
 from .. import protocol
-from ..errors import ProtocolError
+from ..errors import JournalError, ProtocolError
 from ..runtime.runtime import DRAIN, Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from ..runtime.transport import recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
@@ -48,7 +47,11 @@ class Collector(Role):
     required = ("endpoint", "ack_endpoint")
 
     def __init__(
-        self, *, settings: Settings | None = None, journal: str | os.PathLike[str] | None = None
+        self,
+        *,
+        settings: Settings | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        fresh: bool = False,
     ) -> None:
         super().__init__(settings=settings)
         #: The journal file (``None``: none; default: a class attribute ``journal``, else
@@ -57,6 +60,9 @@ class Collector(Role):
         self.journal = journal if journal is not None else getattr(type(self), "journal", None)
         if self.journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
+        #: Follow a new run even if the journal holds one that has not ended (else that
+        #: is refused: the distributor's journal was lost or replaced?).
+        self.fresh = fresh
         self.metadata: dict[str, Any] = {}
         self._item: tuple[str, int] | None = None
         self._from_cache = False
@@ -112,11 +118,21 @@ class Collector(Role):
             if self.journal is not None:
                 from ..journal.collector import CollectorJournal  # it imports this module
 
-                journal = CollectorJournal(self.journal)
+                journal = CollectorJournal(self.journal, fresh=self.fresh)
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
             logic.collect_cached = self._collect_cached
             try:
-                self._loop(rt, logic, pull, router)
+                try:
+                    self._loop(rt, logic, pull, router)
+                except JournalError as exc:
+                    if journal is None or journal.broken is None:
+                        raise  # refused (another run, a damaged file): said in one line
+                    logger.error(
+                        "%s: the collector stops (the ids journaled so far are kept: "
+                        "run it again once the journal can be written)",
+                        exc,
+                    )
+                    logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 self.items_collected, self.duplicates = logic.collected, logic.duplicates
                 self._finish(logic, router)
             finally:
@@ -187,7 +203,7 @@ class Collector(Role):
                         logic.on_result(msg)
                         if len(msg.items) == 1:
                             logic.flush()
-                            _send_outbox(logic.outbox, router)
+                            _send_outbox(logic, router)
                     waiting = False
                 for _, msg in _read(rt, pull, 2, max_bytes, waiting=waiting):
                     logic.on_result(msg)
@@ -195,7 +211,7 @@ class Collector(Role):
                 if journal is not None:
                     journal.commit()
             self.metadata = logic.metadata
-            _send_outbox(logic.outbox, router)
+            _send_outbox(logic, router)
             if wait_log.due(now):
                 key, what = _waiting_for(logic, self.ack_endpoint, now)
                 wait_log.log(what, now, key)
@@ -216,7 +232,7 @@ class Collector(Role):
         deadline = time.monotonic() + self.settings.linger_ms / 1000
         while logic.outbox and time.monotonic() < deadline:
             if router.poll(50, zmq.POLLOUT):
-                _send_outbox(logic.outbox, router)
+                _send_outbox(logic, router)
 
 
 def _read(
@@ -243,10 +259,11 @@ def _read(
         yield frames[0], msg
 
 
-def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[Any]) -> None:
+def _send_outbox(logic: CollectorLogic, router: zmq.Socket[Any]) -> None:
     """Send what the distributor can take now; keep the rest while its queue is full.
     A message for a peer that is not connected is dropped: a distributor that comes back
     hands out again what it never heard of, and we ACK the duplicates."""
+    outbox = logic.outbox
     while outbox:
         identity, frames = outbox[0]
         try:
@@ -256,6 +273,7 @@ def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[An
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
+            logic.acks_lost = True
         outbox.popleft()
 
 

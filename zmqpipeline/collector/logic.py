@@ -69,6 +69,9 @@ class CollectorLogic:
         self.end: dict[str, Any] | None = None
         self.collected = 0
         self.duplicates = 0
+        #: An ACK may have been lost (the distributor changed, an ACK was dropped, we
+        #: resumed from a journal): duplicates carry their result again from now on.
+        self.acks_lost = False
 
     # -- from workers -------------------------------------------------------------------
 
@@ -103,8 +106,12 @@ class CollectorLogic:
             if seq in seen:
                 # ACK it again: the first ACK may have been lost (a distributor restarted,
                 # a link was cut); the distributor ignores ACKs of items it does not await.
-                # Never with the result: a stage gets each result once.
+                # With the result (of a task that feeds a stage) once an ACK may have been
+                # lost: the distributor derives from a result when it takes the item off
+                # its in-flight table, once, and may never have seen the first.
                 self.duplicates += 1
+                if self.acks_lost and forward:
+                    forwarded = result or {}
             else:
                 try:
                     if not quiet:
@@ -148,6 +155,7 @@ class CollectorLogic:
                 return
             if self.distributor is not None:
                 logger.warning("the distributor went silent; following a new one")
+                self.acks_lost = True
             self.distributor = sender
             self.outbox.clear()  # ACKs for a distributor that has gone
         self.distributor_seen = now
@@ -163,6 +171,8 @@ class CollectorLogic:
                     self.journal.handled(msg.task_type, msg.seq)
         elif kind is protocol.End and msg.run == self.run:
             self.end = msg.summary
+            if self.journal is not None and not msg.summary.get("aborted"):
+                self.journal.ended()  # a new run may start over this journal
         elif kind is protocol.Result and msg.run == self.run:
             # Results the distributor served from its cache (zmqpipeline.cache): collected
             # and ACKed like a worker's (ids handled are committed before the ACK leaves).
@@ -182,6 +192,7 @@ class CollectorLogic:
         logger.info("run started: task types %s", ", ".join(self.seen))
         if self.journal is not None and self.journal.follow(msg.run, self.seen):
             logger.warning("resuming: ids handled before the restart will not be handled again")
+            self.acks_lost = True
         early, self.early = self.early, []
         for result in early:
             self.on_result(result)
@@ -193,6 +204,7 @@ class CollectorLogic:
             # The distributor re-issues what it never heard of; we re-ACK duplicates.
             self.outbox.popleft()
             self.drops.drop("ACK for an unreachable distributor, queue full")
+            self.acks_lost = True
         self.outbox.append((to, frames))
 
     def finished_message(self) -> None:

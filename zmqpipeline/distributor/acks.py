@@ -84,7 +84,9 @@ class Acks(SchedulerPart):
             last_data = data
             waits.append(now - item.sent_at)
             latencies.append(now - item.first_sent_at)
-            if result is not None:  # its first ACK: once per item
+            if result is not None:
+                # Its ACK here: once per item. (A duplicate's ACK carries the result too:
+                # the first may have been lost with a distributor that crashed.)
                 if fed:
                     s.stages.feed(state, seq, result)
                 if caching:
@@ -112,7 +114,7 @@ class Acks(SchedulerPart):
     ) -> bool:
         """An ACK of an item not in flight that counts all the same (``False``: a stale
         one, a duplicate's re-ACK)."""
-        if self._late_ack(state, seq):
+        if self._late_ack(state, seq, result):
             return True
         # Collected now, not a duplicate's re-ACK: an item we had failed?
         return first and self._collected_after_failing(state, seq, executed_by, result)
@@ -144,14 +146,21 @@ class Acks(SchedulerPart):
                 s.stages.source_finished(state)  # nothing more comes: the stages may complete
         return True
 
-    def _late_ack(self, state: TaskState, seq: Any) -> bool:
+    def _late_ack(self, state: TaskState, seq: Any, result: dict[str, Any] | None) -> bool:
         """A resumed run: an ACK of an item handed out before the crash and not made
-        again yet. Note it as done, so it is skipped when ``handle`` makes it."""
-        resume = self.s.resuming.get(state.task_type)
+        again yet. Note it as done, so it is skipped when ``handle`` makes it; its result
+        feeds the stages (one that comes without would be lost: it is made again)."""
+        s = self.s
+        resume = s.resuming.get(state.task_type)
         if resume is None or not isinstance(seq, int) or seq < state.next_seq:
+            return False
+        fed = state.task_type in s.stages.fed
+        if fed and result is None:
             return False
         if seq not in resume.done:
             resume.done.add(seq)
             state.collected += 1
-            self.s.journal.acked(state.task_type, seq)
+            s.journal.acked(state.task_type, seq)
+            if result is not None:  # fed: it has one
+                s.stages.feed(state, seq, result)
         return True

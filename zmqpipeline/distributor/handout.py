@@ -226,15 +226,21 @@ class HandOut(SchedulerPart):
             if not available:
                 state.held_back = True
                 break
-            payload = self._next_payload(state, wid, resume, from_backlog, metadata)
-            if payload is None:
-                break
-            seq = state.next_seq
-            state.next_seq = seq + 1
+            if from_backlog:  # a stage or an open-ended task: its items have their seqs
+                taken = stages.take(state)
+                if taken is None:
+                    break
+                seq, payload = taken
+            else:
+                made_now = self._from_handle(state, wid, resume, metadata)
+                if made_now is None:
+                    break
+                seq, payload = state.next_seq, made_now
+                state.next_seq = seq + 1
+                if record:
+                    self.s.journal.handed_out(state.task_type, seq)
             # worker, attempts, deaths, sent_at, first_sent_at: handed out now
             item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
-            if record:
-                self.s.journal.handed_out(state.task_type, seq)
             if caching and cache.serve(state, item):  # cache: its result goes, not the item
                 room = min(room, len(made) + cap - len(in_flight))
                 continue
@@ -243,18 +249,10 @@ class HandOut(SchedulerPart):
             _over_its_size(state)
         return made
 
-    def _next_payload(
-        self,
-        state: TaskState,
-        wid: bytes,
-        resume: TaskResume | None,
-        from_backlog: bool,
-        metadata: dict[str, Any],
+    def _from_handle(
+        self, state: TaskState, wid: bytes, resume: TaskResume | None, metadata: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """The next item's payload: from the backlog (a stage, an open-ended task), from
-        ``handle`` (a resumed run skips what was collected), or ``None`` (nothing now)."""
-        if from_backlog:
-            return self.s.stages.take(state)
+        """The next item ``handle`` makes (``None``: it raised, made none, or no dict)."""
         if resume is None:
             try:
                 payload = state.task.handle(metadata, wid, MESSAGE_TYPE_DATA)

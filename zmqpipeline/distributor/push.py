@@ -69,6 +69,10 @@ class PushLogic:
             accepted = self.scheduler.stages.push(msg.task_type, msg.items)
         except ValueError as exc:
             return False, str(exc), 0
+        finally:
+            self.scheduler.journal.sync()  # journaled before the pusher hears "accepted"
+        if self.scheduler.journal.broken is not None:
+            return False, str(self.scheduler.journal.broken), 0  # not journaled: refused
         if accepted:
             self.scheduler.dispatch(now)
         return True, "", accepted

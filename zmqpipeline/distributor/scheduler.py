@@ -135,10 +135,24 @@ class Scheduler:
         """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
         return self.liveness.next_wakeup()
 
+    def commit_journal(self, now: float) -> None:
+        """Commit the journal if due. One that cannot be written (a full disk) stops the
+        run, saying so in one line; what it had committed stays, and a restart (with
+        space) goes on from there."""
+        self.journal.maybe_commit(now)
+        if self.journal.broken is not None and not self.done:
+            logger.error(
+                "%s: stopping the run (what was journaled is kept: run again once it can "
+                "be written, and the run goes on from there)",
+                self.journal.broken,
+            )
+            self.finish(aborted=True)
+
     def resume_from(self, journaled: JournaledRun) -> None:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
         handed out again (call before :meth:`start`)."""
         self.resuming = resume_tasks(self.tasks, journaled)
+        self.stages.restore(journaled.backlog, journaled.closed)
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -161,6 +175,9 @@ class Scheduler:
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
+        for state in self.tasks.values():  # a resumed run: sources finished before it
+            if state.finished:
+                self.stages.source_finished(state)
         self.dispatch(now)
 
     def _send_start(self) -> None:

@@ -45,7 +45,8 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
     return {
         "tasks": {
             tt: {
-                "handed_out": s.next_seq,
+                # a stage's or open-ended task's seqs are given as items are made
+                "handed_out": s.next_seq - scheduler.stages.waiting(tt),
                 "in_flight": len(s.in_flight),
                 "collected": s.collected,
                 "failed": len(s.failed),

@@ -127,19 +127,8 @@ def open_socket(
             # and a worker that reconnects under the same identity takes it over.
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        security = settings.security
-        if security is not None and address.scheme == "tcp":
-            if not bind:
-                security.make_client(sock, address, role or "role")
-                if watch is not None:  # before connecting: the first handshake is the one
-                    watch(sock, address)
-            elif isinstance(ctx, RoleContext):
-                security.make_server(sock, address, role or "role", admit)
-                ctx.admit(security)
-            else:  # a bare zmq.Context could not stop the authenticator before term()
-                raise ConfigurationError(
-                    f"{role or 'role'} binds {address} with CURVE: use transport.new_context()"
-                )
+        if settings.security is not None and address.scheme == "tcp":
+            _secure(ctx, sock, address, settings.security, bind, role or "role", admit, watch)
         if bind:
             _bind(sock, address, role or "role")
         else:
@@ -153,6 +142,28 @@ def open_socket(
         sock.close(linger=0)
         raise
     return sock
+
+
+def _secure(
+    ctx: zmq.Context[Any],
+    sock: zmq.Socket[Any],
+    address: EndpointAddress,
+    security: Security,
+    bind: bool,
+    role: str,
+    admit: str,
+    watch: Callable[[zmq.Socket[Any], str], None] | None,
+) -> None:
+    """Make ``sock`` a CURVE client, or a server admitting role ``admit``."""
+    if not bind:
+        security.make_client(sock, address, role)
+        if watch is not None:  # before connecting: the first handshake is the one to see
+            watch(sock, address)
+    elif isinstance(ctx, RoleContext):
+        security.make_server(sock, address, role, admit)
+        ctx.admit(security)
+    else:  # a bare zmq.Context could not stop the authenticator before term()
+        raise ConfigurationError(f"{role} binds {address} with CURVE: use transport.new_context()")
 
 
 def _bind(sock: zmq.Socket[Any], address: EndpointAddress, role: str) -> None:
