@@ -80,7 +80,7 @@ def nothing_left_behind(tmp_path: Path):
     assert not ipc_files, f"ipc files left behind: {ipc_files}"
 
 
-# -- helpers ----------------------------------------------------------------------------------
+# -- CURVE keys and a control endpoint (security and control tests) ---------------------------
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def operator_keys(keys):
     return keys
 
 
-# -- real processes -------------------------------------------------------------------------
+# -- service endpoints ----------------------------------------------------------------------
 
 
 @pytest.fixture

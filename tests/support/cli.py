@@ -85,9 +85,6 @@ def write_pipeline(
     return folder
 
 
-# -- what a new user trips over (issue 13) --------------------------------------------------
-
-
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, (old, text)

@@ -17,8 +17,6 @@ from support.curve import with_env
 from support.pipelines import make_collector, make_task
 from zmqpipeline import Control, ControlError, Distributor, EndpointAddress, TaskType
 
-# -- real processes -------------------------------------------------------------------------
-
 
 def logging_worker(ep: SimpleNamespace, fail_unless: Path | None = None) -> type:
     """Logs ``time item`` per item it starts; raises on item 3 until ``fail_unless`` exists."""
