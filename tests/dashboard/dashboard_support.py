@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pipelines import make_collector, make_task
+from support.pipelines import make_collector, make_task
 
 import zmqpipeline as zp
 from zmqpipeline import Control, ControlError, Distributor, EndpointAddress, TaskType

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from dashboard_support import board_fixture, ep_fixture  # noqa: F401  (fixtures: board, ep)
-from pipelines import make_task
-from test_scheduler import EP, make, sent, task_class
+from support.pipelines import make_task
+from support.scheduling import EP, make, sent, task_class
 
 from zmqpipeline import Control, Distributor, protocol
 from zmqpipeline.distributor.control import ControlLogic

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from dashboard_support import ep_fixture, start_pipeline  # noqa: F401  (the fixture `ep`)
-from pipelines import load
+from support.pipelines import load
 
 from zmqpipeline.dashboard.metrics import METRICS, exposed_names
 

@@ -25,7 +25,7 @@ from dashboard_support import (
     wait_chart,
     wait_status,
 )
-from pipelines import load
+from support.pipelines import load
 
 from zmqpipeline import Control
 

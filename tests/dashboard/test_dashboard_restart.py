@@ -18,7 +18,7 @@ from dashboard_support import (
     text_of,
     wait_status,
 )
-from pipelines import load
+from support.pipelines import load
 
 from zmqpipeline import Control
 

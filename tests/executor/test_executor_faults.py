@@ -18,7 +18,7 @@ from pathlib import Path
 
 import executor_funcs as f
 import pytest
-from conftest import free_port
+from support.procs import free_port
 
 from zmqpipeline import Executor
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import signal
 
 import pytest
-from conftest import FORK
 from edges_helpers import collector_class, handled, load, run_collector, run_distributor
 from edges_helpers import worker_class as echo_worker
-from pipelines import make_task
+from support.pipelines import make_task
+from support.procs import FORK
 
 from zmqpipeline import Distributor, JournalError
 from zmqpipeline.journal import DistributorJournal

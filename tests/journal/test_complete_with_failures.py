@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from test_cli import ROOT
-from test_cli import zmqpipeline as cli
+from support.cli import zmqpipeline as cli
+from support.paths import ROOT
 
 from zmqpipeline.journal import DistributorJournal
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import FORK
-from pipelines import make_collector, make_task
+from support.pipelines import make_collector, make_task
+from support.procs import FORK
 
 import zmqpipeline
 from zmqpipeline import Control, Distributor, EndpointAddress, Task, TaskType

@@ -4,7 +4,7 @@ task or its collector, naming both classes and the addresses the user wrote."""
 from __future__ import annotations
 
 import pytest
-from test_cli import write_pipeline, zmqpipeline
+from support.cli import write_pipeline, zmqpipeline
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,9 +8,9 @@ import signal
 from types import SimpleNamespace
 
 import pytest
-from conftest import FORK
 from edges_helpers import collector_class, handled, load, run_collector, run_distributor
 from edges_helpers import worker_class as echo_worker
+from support.procs import FORK
 
 from zmqpipeline import EndpointAddress, Pusher, Task, TaskType
 from zmqpipeline.runtime import runtime

@@ -9,10 +9,10 @@ import logging
 import signal
 
 import pytest
-from conftest import FORK
 from edges_helpers import collector_class, handled, load, run_collector, run_distributor
 from edges_helpers import worker_class as echo_worker
-from pipelines import make_task
+from support.pipelines import make_task
+from support.procs import FORK
 
 from zmqpipeline.journal import CollectorJournal
 from zmqpipeline.runtime.seen import SeenSet

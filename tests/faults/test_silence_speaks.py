@@ -11,8 +11,8 @@ import sys
 import textwrap
 import time
 
-import acks
 import pytest
+from support import acks
 
 from zmqpipeline import EndpointAddress, Settings, Task, TaskType, protocol
 from zmqpipeline.distributor.scheduler import Scheduler

@@ -8,7 +8,6 @@ import signal
 from types import SimpleNamespace
 
 import pytest
-from conftest import FORK
 from edges_helpers import (
     collector_class,
     handled,
@@ -17,6 +16,7 @@ from edges_helpers import (
     run_distributor,
     worker_class,
 )
+from support.procs import FORK
 
 from zmqpipeline import EndpointAddress, Task, TaskType
 

@@ -4,9 +4,9 @@ there: a link cut for good costs one time limit, not two or MAX_DEATHS of them."
 
 from __future__ import annotations
 
-from test_scheduler import EP, data_items, make, sent, task_class
+from support import acks
+from support.scheduling import EP, data_items, make, sent, task_class
 
-import acks
 from zmqpipeline import protocol
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from conftest import FORK
+from support.procs import FORK
 
 import zmqpipeline
 from zmqpipeline import Collector, Distributor, EndpointAddress, Task, TaskType
