@@ -13,9 +13,13 @@ from support.procs import free_port
 
 
 def zmqpipeline(
-    *args: str, cwd: Path | None = None, timeout: float = 45, stdin: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 45,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "zmqpipeline", *args],
         input=stdin,

@@ -30,6 +30,8 @@ from .report import Child, exit_status, how_it_ended, print_report, resumed_line
 __all__ = ["check_curve_env", "run_local", "set_process_title"]
 
 _STOP_GRACE_S = 3.0
+#: A worker still running this long after the run's end never heard its END: ended.
+_STRAGGLER_GRACE_S = 10.0
 _PIPE_DRAIN_S = 2.0
 
 
@@ -110,6 +112,8 @@ class _Run:
         self.journal: str | None = None  # the folder of the crash journals
         self.board: Any = None  # a DashboardServer (run --dashboard)
         self.fresh = False
+        self.ended_at = 0.0  # when the distributor and the collector had both exited
+        self.stragglers: dict[int, float] = {}  # workers ended after the run's end: when
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         self.pipes = (out_r, out_w, err_r, err_w)
@@ -176,6 +180,7 @@ class _Run:
                 if self.report is None and _distributor_gone(children):
                     self.errors.append("the distributor exited without a report")
                     return
+                self._end_stragglers()
                 continue
             if kind == "progress":
                 self.progress.show(payload)
@@ -186,6 +191,33 @@ class _Run:
                 self.errors.append(payload)
                 if self.report is None:
                     return  # a role crashed: stop the rest
+
+    def _end_stragglers(self) -> None:
+        """The run has ended (the distributor and the collector exited): a worker still
+        running a grace later never heard the END (stopped, or cut off from the
+        distributor). Say so and end it, SIGTERM first, SIGKILL if that is not enough."""
+        heads = [p for role, p in self.children.values() if role in ("distributor", "collector")]
+        if self.report is None or any(p.exitcode is None for p in heads):
+            return
+        now = time.monotonic()
+        self.ended_at = self.ended_at or now
+        for pid, (role, process) in self.children.items():
+            if process.exitcode is not None or now - self.ended_at < _STRAGGLER_GRACE_S:
+                continue
+            first = pid not in self.stragglers
+            if first:
+                self.stragglers[pid] = now
+                self.progress.echo(
+                    f"warning: {role} (pid {pid}) did not end within {_STRAGGLER_GRACE_S:g} s "
+                    "of the run's end (stopped, or cut off from the distributor?): ending it",
+                    self.out,
+                )
+            elif now - self.stragglers[pid] < _STOP_GRACE_S:
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM if first else signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def on_sigint(self, signum: int, frame: Any) -> None:
         """Ctrl-C: counted here, acted upon by :meth:`wait`; the third ends everything."""
@@ -334,7 +366,9 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
         how = "drained the run" if run.interrupts == 1 else "stopped the run"
         print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
         return 130
-    return exit_status(report, ok, children)
+    # A worker ended by us after the run's end (see _end_stragglers) lost nothing: the
+    # run's outcome is the report's; the report's process list shows how it ended.
+    return exit_status(report, ok, [c for c in children if c.pid not in run.stragglers])
 
 
 def _open_dashboard(bind: str, control: str, out: TextIO) -> Any:

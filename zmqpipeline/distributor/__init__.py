@@ -8,7 +8,7 @@ through :mod:`.control`, pushers through :mod:`.push`.
 
 from .control import Control
 from .distributor import Distributor
-from .report import RunReport
 from .push import Pusher
+from .report import RunReport
 
 __all__ = ["Control", "Distributor", "Pusher", "RunReport"]
