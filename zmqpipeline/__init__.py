@@ -23,6 +23,7 @@ from .errors import (
     ServiceError,
     ZmqPipelineError,
 )
+from .schedule import Backoff, Schedule, ScheduledTask, StopJob, UnsetJob
 from .security import Security
 from .service import Service, ServiceClient, ServiceWorker
 from .settings import Settings
@@ -31,6 +32,7 @@ from .types import EndpointAddress, TaskType
 from .worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker
 
 __all__ = [
+    "Backoff",
     "Collector",
     "ConfigurationError",
     "Control",
@@ -44,6 +46,8 @@ __all__ = [
     "PushError",
     "Pusher",
     "RunReport",
+    "Schedule",
+    "ScheduledTask",
     "Security",
     "SerializationError",
     "Service",
@@ -52,8 +56,10 @@ __all__ = [
     "ServiceWorker",
     "Settings",
     "SingleThreadedWorker",
+    "StopJob",
     "Task",
     "TaskType",
+    "UnsetJob",
     "ZmqPipelineError",
     "__version__",
     "configureLogging",

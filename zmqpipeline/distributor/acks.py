@@ -51,6 +51,7 @@ class Acks(SchedulerPart):
         )
         journal = s.journal if s.journal.records else None
         latencies, fed = s.latencies, task_type in s.stages.fed
+        jobs = task_type in s.recurring.books  # a scheduled task (.recurring)
         in_flight, workers = state.in_flight, state.workers
         worker = workers.get(executed_by)
         waits: list[float] = []  # hand-out to ACK, for the task's time limit
@@ -82,6 +83,8 @@ class Acks(SchedulerPart):
             latencies.append(now - item.first_sent_at)
             if result is not None and fed:
                 s.stages.feed(state, seq, result)  # its first ACK: once per item
+            if jobs:  # the job's outcome rode on the ACK (.recurring)
+                s.recurring.ran(state, item, result, executed_by, now)
         if waits:
             self._collected(state, executed_by, len(waits), last_data)
             state.timer.observe_all(waits)

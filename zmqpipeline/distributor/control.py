@@ -33,6 +33,8 @@ import zmq
 from .. import protocol
 from ..errors import ControlError
 from ..runtime.runtime import RequestClient, RoleRuntime
+from ..schedule.commands import SCHEDULE_COMMANDS
+from ..schedule.commands import answer as schedule_answer
 from .state import task_size
 
 if TYPE_CHECKING:
@@ -177,6 +179,8 @@ class ControlLogic:
         """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``."""
         self.commands += 1
         s = self.scheduler
+        if msg.command in SCHEDULE_COMMANDS:  # recurring jobs: zmqpipeline.schedule.commands
+            return schedule_answer(s.recurring, msg.command, msg.args)
         method = getattr(self, "_" + msg.command, None) if msg.command in COMMANDS else None
         if method is None:
             return self._error(f"unknown command {msg.command!r} (one of {', '.join(COMMANDS)})")
@@ -268,6 +272,8 @@ class ControlLogic:
             },
             "failures": _failures(s),
             "dropped": dict(self.drops.counts) if self.drops is not None else {},
+            # scheduled tasks: their jobs and the next due (zmqpipeline.schedule)
+            **({"schedule": s.recurring.upcoming()} if s.recurring.books else {}),
         }
 
 

@@ -208,6 +208,7 @@ class Distributor:
             run=journaled.run if journaled is not None else random.getrandbits(62) + 1,
         )
         self._resume_metadata: dict[str, Any] | None = None
+        scheduler.recurring.open(self.journal)  # scheduled jobs: kept beside the journal
         if journal is not None:
             scheduler.journal = journal
             if journaled is None:
@@ -219,6 +220,7 @@ class Distributor:
         try:
             self._run(scheduler)
         finally:
+            scheduler.recurring.close()
             scheduler.journal.close(complete=all(s.finished for s in scheduler.tasks.values()))
         ended = time.monotonic()
         first = self._first_item_at or started

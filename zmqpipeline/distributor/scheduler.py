@@ -28,6 +28,7 @@ from .acks import Acks
 from .failures import Failures
 from .handout import HandOut
 from .liveness import Liveness
+from .recurring import Recurring
 from .resume import TaskResume, jump_ahead, resume_tasks
 from .stages import StageBook
 from .state import (
@@ -104,6 +105,9 @@ class Scheduler:
         self.acks = Acks(self)
         self.liveness = Liveness(self)
         self.failures = Failures(self)
+        # Scheduled tasks (zmqpipeline.schedule): their results ride on the ACK too.
+        self.recurring = Recurring(self, tasks)
+        self.stages.forward = sorted({*self.stages.forward, *self.recurring.forward})
 
     @property
     def started(self) -> bool:
@@ -113,6 +117,8 @@ class Scheduler:
 
     def dispatch(self, now: float, newcomers_first: bool = False) -> bool:
         """Hand out what the workers have room for (see :meth:`HandOut.dispatch`)."""
+        if self.recurring.books:  # due jobs into their backlogs first (.recurring)
+            self.recurring.release(now)
         return self.handout.dispatch(now, newcomers_first)
 
     def on_ack(self, groups: list[list[Any]], now: float) -> None:
@@ -122,6 +128,8 @@ class Scheduler:
     def tick(self, now: float) -> None:
         """Judge silent workers and overdue items (see :meth:`Liveness.tick`)."""
         self.liveness.tick(now)
+        if self.recurring.books:  # runs over their job's timeout (.recurring)
+            self.recurring.tick(now)
 
     def heartbeats(self) -> None:
         self.liveness.heartbeats()
@@ -130,8 +138,10 @@ class Scheduler:
         self.liveness.worker_unreachable(wid, now)
 
     def next_wakeup(self, now: float) -> float | None:
-        """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
-        return self.liveness.next_wakeup()
+        """Earliest time a delayed retry (or a scheduled job) is due (``None``: none)."""
+        due = (self.liveness.next_wakeup(), self.recurring.next_wakeup(now))
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
 
     def resume_from(self, journaled: JournaledRun) -> None:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
@@ -156,6 +166,7 @@ class Scheduler:
                     call_user(task_logger, "Task.resume", jump_ahead, state, resume)
                 except UserCodeError as exc:
                     self.failures.task_code_failed(state, exc.text, "resume")
+        self.recurring.start(now)  # scheduled tasks load their jobs (.recurring)
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
@@ -310,6 +321,8 @@ class Scheduler:
         if item is None or item.worker != worker.wid:
             return  # already re-issued or collected
         state.unassign(item)
+        if self.recurring.signalled(state, item, msg, worker.wid, now):
+            return  # StopJob, UnsetJob: the job's outcome, not a failure (.recurring)
         retry_for = state.task.retry_for
         if retry_for is not None:
             names = {n if isinstance(n, str) else n.__name__ for n in retry_for}
