@@ -113,6 +113,7 @@ class JobBook:
         job = self.jobs.get(job_id)
         if job is None:
             job = Job(self.task_type, job_id, rule, {}, start, None, None, "scheduled", now)
+            job.history = deque(maxlen=self.schedule.history)
             self.jobs[job_id] = job
         job.rule, job.start, job.removed, job.last_error = rule, start, False, ""
         if data is not None:
