@@ -96,7 +96,9 @@ def test_rrule_count_and_until_end_the_rule():
     assert times == [T0, T0 + 60, T0 + 120]
     until = parse_rule("FREQ=HOURLY;UNTIL=20231114T233000Z", T0, UTC)  # T0 is 22:13:20Z
     assert until.next(T0) == T0 + 3600 and until.next(T0 + 3600) is None
-    floating = parse_rule("DTSTART:20240101T020000\nRRULE:FREQ=DAILY;UNTIL=20240102T020000", 0, PARIS)
+    floating = parse_rule(
+        "DTSTART:20240101T020000\nRRULE:FREQ=DAILY;UNTIL=20240102T020000", 0, PARIS
+    )
     assert floating.first(0) == at(2024, 1, 1, 2, 0)
     assert floating.next(at(2024, 1, 1, 2, 0)) == at(2024, 1, 2, 2, 0)
     assert floating.next(at(2024, 1, 2, 2, 0)) is None
@@ -270,8 +272,13 @@ def test_a_job_the_code_changed_is_set_again_an_unchanged_one_keeps_its_state(tm
 
 def test_a_jobs_csv_is_read_and_a_bad_line_is_named(tmp_path):
     good = tmp_path / "jobs.csv"
-    good.write_text('job_id,rule\n# a comment\nmail,FREQ=MINUTELY;INTERVAL=5\nlog,NOW,"{""p"": 1}"\n\n')
-    assert read_jobs_csv(good) == {"mail": ("FREQ=MINUTELY;INTERVAL=5", {}), "log": ("NOW", {"p": 1})}
+    good.write_text(
+        'job_id,rule\n# a comment\nmail,FREQ=MINUTELY;INTERVAL=5\nlog,NOW,"{""p"": 1}"\n\n'
+    )
+    assert read_jobs_csv(good) == {
+        "mail": ("FREQ=MINUTELY;INTERVAL=5", {}),
+        "log": ("NOW", {"p": 1}),
+    }
     bad = tmp_path / "bad.csv"
     bad.write_text("a,NOW\nb\n")
     with pytest.raises(ValueError, match="bad.csv, line 2: expected JOB_ID,RULE"):

@@ -180,7 +180,7 @@ class ControlLogic:
         self.commands += 1
         s = self.scheduler
         if msg.command in SCHEDULE_COMMANDS:  # recurring jobs: zmqpipeline.schedule.commands
-            return schedule_answer(s.recurring, msg.command, msg.args)
+            return schedule_answer(s.recurring, msg.command, msg.args, now)
         method = getattr(self, "_" + msg.command, None) if msg.command in COMMANDS else None
         if method is None:
             return self._error(f"unknown command {msg.command!r} (one of {', '.join(COMMANDS)})")

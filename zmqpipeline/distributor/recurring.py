@@ -70,6 +70,7 @@ class Recurring(SchedulerPart):
         self.store: ScheduleStore | None = None
         self._worker_of: dict[tuple[str, int], bytes] = {}  # the last to FAIL each item
         self._timed_out: set[tuple[str, int]] = set()
+        self._now = 0.0  # the latest monotonic time the scheduler gave us
 
     def open(self, journal: str | os.PathLike[str] | None) -> None:
         """Keep the schedule beside the distributor journal ``journal`` (``None``: in
@@ -108,6 +109,7 @@ class Recurring(SchedulerPart):
 
     def release(self, now: float) -> None:
         """Put the jobs due now into their tasks' backlogs (called before each dispatch)."""
+        self._now = now
         wall = None
         for task_type, book in self.books.items():
             when = book.next_due_at()
@@ -132,6 +134,7 @@ class Recurring(SchedulerPart):
 
     def tick(self, now: float) -> None:
         """Runs over their job's timeout fail for good, as ``timed out``."""
+        self._now = now
         for task_type, book in self.books.items():
             state = self.s.tasks[task_type]
             for item in list(state.in_flight.values()):
@@ -196,7 +199,8 @@ class Recurring(SchedulerPart):
         kind = "timed out" if key in self._timed_out else "failed"
         self._timed_out.discard(key)
         by = self._worker_of.pop(key, b"")
-        self._end(book, job, Outcome(kind, error=_last_line(error)), item, by, time.monotonic())
+        now = max(self._now, item.sent_at)  # Failures.item_failed is not given the time
+        self._end(book, job, Outcome(kind, error=_last_line(error)), item, by, now)
 
     def _end(
         self,
@@ -228,9 +232,9 @@ class Recurring(SchedulerPart):
 
     # -- what operators see -------------------------------------------------------------
 
-    def live(self, task_type: str) -> dict[str, dict[str, Any]]:
+    def live(self, task_type: str, now: float) -> dict[str, dict[str, Any]]:
         """The jobs of ``task_type`` handed out now: job -> ``{"worker", "since"}``."""
-        s, wall, mono = self.s, self.clock(), time.monotonic()
+        s, wall, mono = self.s, self.clock(), now
         out: dict[str, dict[str, Any]] = {}
         for item in s.tasks[task_type].in_flight.values():
             job = job_of(item.payload)

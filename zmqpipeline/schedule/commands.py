@@ -49,39 +49,42 @@ class _Refused(Exception):
     """A command's argument is wrong: the error reply's text."""
 
 
-def answer(recurring: Recurring, command: str, args: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-    """``(ok, body)`` for one schedule command (``body["error"]`` when not ok)."""
+def answer(
+    recurring: Recurring, command: str, args: dict[str, Any], now: float
+) -> tuple[bool, dict[str, Any]]:
+    """``(ok, body)`` for one schedule command (``body["error"]`` when not ok); ``now``:
+    the distributor's monotonic time (what runs in flight are timed with)."""
     try:
         book = _book(recurring, args.get("task_type"))
-        now = recurring.clock()
+        wall = recurring.clock()
         if command == "schedule_set":
             job = _job_id(args)
             set_ = book.set(
                 job,
                 _str(args, "rule"),
                 _dict(args.get("data"), "data"),
-                now,
+                wall,
                 after=_number(args, "after"),
                 timeout_s=_number(args, "timeout_s", positive=True),
             )
             return True, {"job": book.describe(set_)}
         if command == "schedule_load":
-            return True, {"set": _load(book, args.get("jobs"), now)}
+            return True, {"set": _load(book, args.get("jobs"), wall)}
         if command == "schedule_unset":
             job = _job_id(args)
-            if not book.unset(job, now):
+            if not book.unset(job, wall):
                 raise _Refused(f"no job {job!r} in task {book.task_type}")
             return True, {"job": book.describe(book.jobs[job])}
         if command == "schedule_list":
             return True, {"jobs": [[j.job, j.rule] for j in _kept(book)]}
         if command == "schedule_statuses":
-            return True, {"statuses": _statuses(recurring, book, _number(args, "before"))}
+            return True, {"statuses": _statuses(recurring, book, _number(args, "before"), now)}
         if command == "schedule_tell":
             job = _job_id(args)
             known = book.jobs.get(job)
             if known is None:
                 raise _Refused(f"no job {job!r} in task {book.task_type}")
-            return True, {"job": book.describe(known, recurring.live(book.task_type).get(job))}
+            return True, {"job": book.describe(known, recurring.live(book.task_type, now).get(job))}
     except _Refused as exc:
         return False, {"error": str(exc)}
     return False, {"error": f"unknown schedule command {command!r}"}
@@ -148,8 +151,10 @@ def _kept(book: JobBook) -> list[Any]:
     return sorted((j for j in book.jobs.values() if not j.removed), key=lambda j: j.job)
 
 
-def _statuses(recurring: Recurring, book: JobBook, before: float | None) -> list[dict[str, Any]]:
-    live = recurring.live(book.task_type)
+def _statuses(
+    recurring: Recurring, book: JobBook, before: float | None, now: float
+) -> list[dict[str, Any]]:
+    live = recurring.live(book.task_type, now)
     out = []
     for job in sorted(book.jobs.values(), key=lambda j: j.job):
         running = live.get(job.job)
