@@ -281,7 +281,7 @@ def test_a_jobs_csv_is_read_and_a_bad_line_is_named(tmp_path):
     }
     bad = tmp_path / "bad.csv"
     bad.write_text("a,NOW\nb\n")
-    with pytest.raises(ValueError, match="bad.csv, line 2: expected JOB_ID,RULE"):
+    with pytest.raises(ValueError, match=r"bad\.csv, line 2: expected JOB_ID,RULE"):
         read_jobs_csv(bad)
 
 

@@ -29,6 +29,7 @@ unset          removed (``UnsetJob``, ``schedule unset``)              never
 from __future__ import annotations
 
 import heapq
+import math
 import logging
 from collections import deque
 from datetime import tzinfo
@@ -109,7 +110,8 @@ class JobBook:
         """Set (or replace) a job's rule; its first run is the rule's first time at or
         after ``after`` (default ``now``). A job running now keeps running: its outcome
         finds the new rule. A bad rule is recorded as such (status ``bad rule``)."""
-        start = now if after is None else after
+        # Whole seconds: an RRULE's first time is its start, which must not have passed.
+        start = math.floor(now if after is None else after)
         job = self.jobs.get(job_id)
         if job is None:
             job = Job(self.task_type, job_id, rule, {}, start, None, None, "scheduled", now)

@@ -53,10 +53,16 @@ class StopJob(ZmqPipelineError):
     """Raised by a worker: its job is never run again (its rule becomes ``STOP``; it
     keeps its statuses and history; ``zmqpipeline schedule set`` can start it again)."""
 
+    #: Logged in one line at INFO, not as an error with its traceback.
+    steers_job = True
+
 
 class UnsetJob(ZmqPipelineError):
     """Raised by a worker: its job is removed from the schedule (``schedule set`` can set
     it again)."""
+
+    #: Logged in one line at INFO, not as an error with its traceback.
+    steers_job = True
 
 
 @dataclass(frozen=True)
