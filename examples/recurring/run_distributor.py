@@ -1,8 +1,9 @@
 import settings
-import zmqpipeline
 import tasks
 
-if __name__ == '__main__':
+import zmqpipeline
+
+if __name__ == "__main__":
     zmqpipeline.Distributor.register_task(tasks.PollTask)
     dist = zmqpipeline.Distributor(
         collector_endpoint=settings.COLLECTOR_ENDPOINT,
@@ -10,4 +11,4 @@ if __name__ == '__main__':
         control_endpoint=settings.CONTROL_ENDPOINT,
     )
     dist.run()
-    print('finished')
+    print("finished")

@@ -1,6 +1,7 @@
 import os
 
 import settings
+
 import zmqpipeline
 
 
@@ -10,16 +11,16 @@ class PollWorker(zmqpipeline.SingleThreadedWorker):
     collector_endpoint = zmqpipeline.EndpointAddress(settings.COLLECTOR_ENDPOINT)
 
     def handle_execution(self, data, *args, **kwargs):
-        path = os.path.join(settings.app_path, data['data']['path'])
+        path = os.path.join(settings.app_path, data["data"]["path"])
         try:
             info = os.stat(path)
         except FileNotFoundError:
-            raise zmqpipeline.StopJob('%s is gone: not polling it again' % path)
-        result = {'job': data['job'], 'size': info.st_size, 'mtime': info.st_mtime}
+            raise zmqpipeline.StopJob("%s is gone: not polling it again" % path)
+        result = {"job": data["job"], "size": info.st_size, "mtime": info.st_mtime}
         if info.st_size == 0:
             return zmqpipeline.Backoff(30, result)  # nothing there yet: look later
         return result
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     PollWorker().run()

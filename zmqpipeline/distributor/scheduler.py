@@ -197,6 +197,8 @@ class Scheduler:
         options = (
             {"result_linger_s": FEEDER_LINGER_S} if self.stages.fed.get(state.task_type) else {}
         )
+        if state.task_type in self.recurring.schedules:  # a job's outcome, at once
+            options = {"result_linger_s": 0.0}
         self.outbox.append(
             (state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata, options))
         )

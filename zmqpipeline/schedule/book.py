@@ -29,8 +29,8 @@ unset          removed (``UnsetJob``, ``schedule unset``)              never
 from __future__ import annotations
 
 import heapq
-import math
 import logging
+import math
 from collections import deque
 from datetime import tzinfo
 from typing import Any
