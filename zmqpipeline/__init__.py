@@ -26,6 +26,7 @@ from .errors import (
     ZmqPipelineError,
 )
 from .executor import Executor, RemoteError
+from .schedule import Backoff, Schedule, ScheduledTask, StopJob, UnsetJob
 from .security import Security
 from .service import Service, ServiceClient, ServiceWorker
 from .settings import Settings
@@ -34,6 +35,7 @@ from .types import EndpointAddress, TaskType
 from .worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker
 
 __all__ = [
+    "Backoff",
     "Cache",
     "Collector",
     "ConfigurationError",
@@ -51,6 +53,8 @@ __all__ = [
     "Pusher",
     "RemoteError",
     "RunReport",
+    "Schedule",
+    "ScheduledTask",
     "Security",
     "SerializationError",
     "Service",
@@ -59,8 +63,10 @@ __all__ = [
     "ServiceWorker",
     "Settings",
     "SingleThreadedWorker",
+    "StopJob",
     "Task",
     "TaskType",
+    "UnsetJob",
     "ZmqPipelineError",
     "__version__",
     "configureLogging",

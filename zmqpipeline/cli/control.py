@@ -268,6 +268,10 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("recent failures:")
         for f in status["failures"]:
             lines.append(f"  {f['item_id']}  ({f['attempts']} attempt(s)) {f['error']}")
+    if status.get("schedule"):  # recurring jobs: the next due (zmqpipeline.cli.schedule)
+        from .schedule import next_due_lines
+
+        lines += next_due_lines(status["schedule"])
     if status["dropped"]:
         dropped = ", ".join(f"{k} x{n}" for k, n in sorted(status["dropped"].items()))
         lines.append(f"dropped messages: {dropped}")

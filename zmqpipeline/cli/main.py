@@ -106,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from .executor import add_executor_commands
     from .keys import add_security_commands
     from .push import add_push_commands
+    from .schedule import add_schedule_command
     from .service import add_service_commands
     from .slurm import add_slurm_command
 
@@ -113,6 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_security_commands(sub)
     add_control_commands(sub)
     add_push_commands(sub)
+    add_schedule_command(sub)  # recurring jobs (zmqpipeline.cli.schedule)
     add_check_command(sub)
     add_slurm_command(sub)
     add_dashboard_commands(sub)

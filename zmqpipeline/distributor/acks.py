@@ -9,7 +9,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from ..cache.book import CACHE_WORKER
-from .state import SchedulerPart, TaskState
+from .state import Item, SchedulerPart, TaskState
 
 if TYPE_CHECKING:
     pass
@@ -55,6 +55,7 @@ class Acks(SchedulerPart):
         # The result cache: a miss's result is kept; a hit (from the cache) is counted.
         cached = executed_by == CACHE_WORKER
         caching = not cached and task_type in s.cache.task_types
+        jobs = task_type in s.recurring.books  # a scheduled task (.recurring)
         in_flight, workers = state.in_flight, state.workers
         worker = workers.get(executed_by)
         waits: list[float] = []  # hand-out to ACK, for the task's time limit
@@ -84,19 +85,37 @@ class Acks(SchedulerPart):
             last_data = data
             waits.append(now - item.sent_at)
             latencies.append(now - item.first_sent_at)
-            if result is not None:
-                # Its ACK here: once per item. (A duplicate's ACK carries the result too:
-                # the first may have been lost with a distributor that crashed.)
-                if fed:
-                    s.stages.feed(state, seq, result)
-                if caching:
-                    s.cache.store(state, item, result)
+            if (result is not None and (fed or caching)) or jobs:
+                self._result(state, item, result, executed_by, now, fed, caching, jobs)
         if waits:
             self._collected(state, executed_by, len(waits), last_data)
             if cached:
                 s.cache.collected(state, len(waits))
             state.timer.observe_all(waits)
         return found
+
+    def _result(
+        self,
+        state: TaskState,
+        item: Item,
+        result: Any,
+        by: bytes,
+        now: float,
+        fed: bool,
+        caching: bool,
+        jobs: bool,
+    ) -> None:
+        """What a collected item's result feeds: the stages, the cache, a job's outcome.
+        Its ACK here: once per item. (A duplicate's ACK carries the result too: the first
+        may have been lost with a distributor that crashed.)"""
+        s = self.s
+        if result is not None:
+            if fed:
+                s.stages.feed(state, item.seq, result)
+            if caching:
+                s.cache.store(state, item, result)
+        if jobs:  # the job's outcome rode on the ACK (.recurring)
+            s.recurring.ran(state, item, result, by, now)
 
     def _collected(self, state: TaskState, by: bytes, n: int, last_data: Any) -> None:
         state.collected += n

@@ -33,6 +33,8 @@ import zmq
 from .. import protocol
 from ..errors import ControlError
 from ..runtime.runtime import RequestClient, RoleRuntime
+from ..schedule.commands import SCHEDULE_COMMANDS
+from ..schedule.commands import answer as schedule_answer
 from .latency import LatencyHistogram, percentiles_ms
 from .state import task_size
 
@@ -196,6 +198,8 @@ class ControlLogic:
         """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``."""
         self.commands += 1
         s = self.scheduler
+        if msg.command in SCHEDULE_COMMANDS:  # recurring jobs: zmqpipeline.schedule.commands
+            return schedule_answer(s.recurring, msg.command, msg.args, now)
         method = getattr(self, "_" + msg.command, None) if msg.command in COMMANDS else None
         if method is None:
             return self._error(f"unknown command {msg.command!r} (one of {', '.join(COMMANDS)})")
@@ -290,6 +294,8 @@ class ControlLogic:
             "latency_ms": percentiles_ms(s.latencies),  # of the latest items collected
             "latency": self.latency.snapshot(),
             "dropped": dict(self.drops.counts) if self.drops is not None else {},
+            # scheduled tasks: their jobs and the next due (zmqpipeline.schedule)
+            **({"schedule": s.recurring.upcoming()} if s.recurring.books else {}),
         }
 
 

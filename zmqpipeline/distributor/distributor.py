@@ -162,6 +162,7 @@ class Distributor:
             if journal is not None:
                 journal.close(complete=False)
             raise
+        scheduler.recurring.open(self.journal)  # scheduled jobs: kept beside the journal
         if journal is not None:
             scheduler.journal = journal
             if journaled is None:
@@ -174,6 +175,7 @@ class Distributor:
             self._run(scheduler)
         finally:
             complete = all(s.finished for s in scheduler.tasks.values())
+            scheduler.recurring.close()
             scheduler.cache.close(complete)
             scheduler.journal.close(complete=complete)
         ended = time.monotonic()

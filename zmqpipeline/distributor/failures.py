@@ -92,6 +92,7 @@ class Failures(SchedulerPart):
             error.strip().splitlines()[-1:],
         )
         s.outbox.append((COLLECTOR, None, s.codec.skip(s.run, state.task_type, item.seq)))
+        s.recurring.failed(state, item, error)  # a scheduled job's run failed (.recurring)
         s.check_finished(state)
 
     def task_code_failed(self, state: TaskState, error: str, where: str) -> None:

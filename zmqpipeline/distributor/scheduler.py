@@ -29,6 +29,7 @@ from .acks import Acks
 from .failures import Failures
 from .handout import HandOut
 from .liveness import Liveness
+from .recurring import Recurring
 from .resume import TaskResume, jump_ahead, resume_tasks
 from .stages import StageBook
 from .state import (
@@ -106,6 +107,9 @@ class Scheduler:
         self.acks = Acks(self)
         self.liveness = Liveness(self)
         self.failures = Failures(self)
+        # Scheduled tasks (zmqpipeline.schedule): their results ride on the ACK too.
+        self.recurring = Recurring(self, tasks)
+        self.stages.forward = sorted({*self.stages.forward, *self.recurring.forward})
 
     @property
     def started(self) -> bool:
@@ -115,6 +119,8 @@ class Scheduler:
 
     def dispatch(self, now: float, newcomers_first: bool = False) -> bool:
         """Hand out what the workers have room for (see :meth:`HandOut.dispatch`)."""
+        if self.recurring.books:  # due jobs into their backlogs first (.recurring)
+            self.recurring.release(now)
         return self.handout.dispatch(now, newcomers_first)
 
     def on_ack(self, groups: list[list[Any]], now: float) -> None:
@@ -124,6 +130,8 @@ class Scheduler:
     def tick(self, now: float) -> None:
         """Judge silent workers and overdue items (see :meth:`Liveness.tick`)."""
         self.liveness.tick(now)
+        if self.recurring.books:  # runs over their job's timeout (.recurring)
+            self.recurring.tick(now)
 
     def heartbeats(self) -> None:
         self.liveness.heartbeats()
@@ -132,8 +140,10 @@ class Scheduler:
         self.liveness.worker_unreachable(wid, now)
 
     def next_wakeup(self, now: float) -> float | None:
-        """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
-        return self.liveness.next_wakeup()
+        """Earliest time a delayed retry (or a scheduled job) is due (``None``: none)."""
+        due = (self.liveness.next_wakeup(), self.recurring.next_wakeup(now))
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
 
     def commit_journal(self, now: float) -> None:
         """Commit the journal if due. One that cannot be written (a full disk) stops the
@@ -172,6 +182,7 @@ class Scheduler:
                     call_user(task_logger, "Task.resume", jump_ahead, state, resume)
                 except UserCodeError as exc:
                     self.failures.task_code_failed(state, exc.text, "resume")
+        self.recurring.start(now)  # scheduled tasks load their jobs (.recurring)
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
@@ -208,6 +219,8 @@ class Scheduler:
         options = (
             {"result_linger_s": FEEDER_LINGER_S} if self.stages.fed.get(state.task_type) else {}
         )
+        if state.task_type in self.recurring.schedules:  # a job's outcome, at once
+            options = {"result_linger_s": 0.0}
         self.outbox.append(
             (state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata, options))
         )
@@ -332,6 +345,8 @@ class Scheduler:
         if item is None or item.worker != worker.wid:
             return  # already re-issued or collected
         state.unassign(item)
+        if self.recurring.signalled(state, item, msg, worker.wid, now):
+            return  # StopJob, UnsetJob: the job's outcome, not a failure (.recurring)
         retry_for = state.task.retry_for
         if retry_for is not None:
             names = {n if isinstance(n, str) else n.__name__ for n in retry_for}

@@ -117,8 +117,10 @@ class StageBook(SchedulerPart):
             state.task.is_complete = True
         return taken
 
-    def _enter(self, state: TaskState, items: list[dict[str, Any]]) -> None:
-        """Give ``items`` their seqs and put them in the backlog (and the journal)."""
+    def enter(self, state: TaskState, items: list[dict[str, Any]], journaled: bool = True) -> None:
+        """Give ``items`` their seqs and put them in the backlog (and the journal, unless
+        another part remakes them after a crash: then only their seqs are journaled, so a
+        resumed run does not reuse them)."""
         backlog, seqs = self.backlog[state.task_type], self.seqs[state.task_type]
         journal = self.s.journal
         for payload in items:
@@ -127,7 +129,10 @@ class StageBook(SchedulerPart):
             backlog.append(payload)
             seqs.append(seq)
             if journal.records:
-                journal.made(state.task_type, seq, payload)
+                if journaled:
+                    journal.made(state.task_type, seq, payload)
+                else:
+                    journal.handed_out(state.task_type, seq)
 
     def restore(self, backlog: dict[str, list[tuple[int, Any]]], closed: set[str]) -> None:
         """A resumed run: the items its journal holds wait again, under their seqs."""
@@ -155,7 +160,7 @@ class StageBook(SchedulerPart):
                 counts["filtered"] += 1
                 continue
             backlog = self.backlog[stage_type]
-            self._enter(stage, items)
+            self.enter(stage, items)
             counts["derived"] += len(items)
             if len(backlog) > counts["backlog_peak"]:
                 counts["backlog_peak"] = len(backlog)
@@ -218,7 +223,7 @@ class StageBook(SchedulerPart):
         backlog = self.backlog[task_type]
         room = max(0, self.bound - len(backlog))
         taken = items[:room]
-        self._enter(self.s.tasks[task_type], taken)
+        self.enter(self.s.tasks[task_type], taken)
         self.counts[task_type]["pushed"] += len(taken)
         return len(taken)
 

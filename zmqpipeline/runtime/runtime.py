@@ -87,6 +87,10 @@ def user_code_error(
     directly, a worker's items, where one frame less per item counts."""
     text = traceback.format_exc()
     name = "/".join(map(str, item)) if isinstance(item, tuple) else item
+    if getattr(exc, "steers_job", False):  # StopJob, UnsetJob: an outcome, not an error
+        text = f"{type(exc).__name__}: {exc}"
+        logger.info("%s raised%s: %s", what, f" on item {name}" if name else "", text)
+        return UserCodeError(exc, text)
     logger.error("%s raised%s:\n%s", what, f" on item {name}" if name else "", text)
     return UserCodeError(exc, text)
 
