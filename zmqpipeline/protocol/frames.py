@@ -3,9 +3,9 @@
 A ``bytes``, ``bytearray`` or ``memoryview`` of at least :data:`FRAME_MIN_BYTES` inside
 an item (DATA) or a result (RESULT), in its dicts and lists (up to :data:`MAX_DEPTH`
 deep), and a NumPy array of that size, is not packed into the body: the body holds a
-small placeholder (msgpack extension :data:`~zmqpipeline.utils.extensions.EXT_FRAME`, the frame's number; for an
-array, extension ``EXT_NDARRAY`` with its dtype, shape and frame number) and the value
-travels as extra frame N after the body, sent without a copy (pyzmq ``copy=False``)::
+small placeholder (msgpack extension ``EXT_FRAME``: the frame's number; for an array,
+extension ``EXT_NDARRAY`` with its dtype, shape and frame number) and the value travels
+as extra frame N after the body, sent without a copy (pyzmq ``copy=False``)::
 
     | VERSION | KIND |  | msgpack body |  | frame 0 |  | frame 1 | ...
 

@@ -327,8 +327,9 @@ def decode(
 ) -> Any:
     """Parse ``[header, body, *frames]`` into its record (extra frames: DATA and RESULT
     only); raise ``ProtocolError`` if malformed, over the size limits (``max_bytes``,
-    frames included, for kinds that carry user data, the kind's own for the others), or if ``accept`` is given and the kind is not one of them (``where``
-    says where it came: "from the distributor", "on the ACK socket"...)."""
+    frames included, for kinds that carry user data, the kind's own for the others), or
+    if ``accept`` is given and the kind is not one of them (``where`` says where it came:
+    "from the distributor", "on the ACK socket"...)."""
     if not 2 <= len(frames) <= 2 + MAX_FRAMES:
         raise ProtocolError(f"expected 2 frames, got {len(frames)}", frames, "frame count")
     header, raw, extra = frames[0], frames[1], frames[2:]
