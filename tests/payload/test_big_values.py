@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from conftest import free_port
@@ -64,7 +64,7 @@ def big_pipeline(ep: SimpleNamespace, n: int, sizes: Callable[[int], int], out: 
     class CheckingCollector(zp.Collector):
         endpoint = zp.EndpointAddress(ep.collector)
         ack_endpoint = zp.EndpointAddress(ep.ack)
-        seen: list[Any] = []
+        seen: ClassVar[list[Any]] = []
 
         def handle_collection(self, data: Any, task_type: Any, msgtype: Any) -> None:
             back = data["back"]

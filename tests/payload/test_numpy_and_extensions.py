@@ -7,7 +7,7 @@ import decimal
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -93,7 +93,7 @@ def test_arrays_round_trip_through_a_pipeline(procs, endpoints: SimpleNamespace,
     class ArrayCollector(zp.Collector):
         endpoint = zp.EndpointAddress(endpoints.collector)
         ack_endpoint = zp.EndpointAddress(endpoints.ack)
-        seen: list[Any] = []
+        seen: ClassVar[list[Any]] = []
 
         def handle_collection(self, data: Any, task_type: Any, msgtype: Any) -> None:
             y = data["y"]
