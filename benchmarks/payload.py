@@ -27,9 +27,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _bare_payload import run_bare  # noqa: E402
+from _bare_payload import run_bare
 
-import zmqpipeline as zp  # noqa: E402
+import zmqpipeline as zp
 
 FORK = multiprocessing.get_context("fork")
 KiB, MiB = 1024, 1024 * 1024
@@ -85,7 +85,7 @@ def run_ours(
         ack_endpoint = zp.EndpointAddress(ep["acks"])
 
         def handle_collection(self, data: Any, task_type: Any, msgtype: Any) -> None:
-            data["blob"]  # noqa: B018
+            data["blob"]
 
     out = FORK.Queue()
 
