@@ -103,7 +103,7 @@ V = protocol.VERSION
     "frames, category",
     [
         ([bytes((V, 0x0A))], "frame count"),
-        ([bytes((V, 0x0A)), b"", b""], "frame count"),
+        ([bytes((V, 0x01)), b"", b""], "frame count"),  # READY: no frames after its body
         ([bytes((V,)), msgpack.packb([])], "bad header"),
         ([b"\x01\x04", msgpack.packb([1])], "wrong version"),  # a peer of release 1
         ([bytes((V, 0x7F)), msgpack.packb([])], "unknown kind"),

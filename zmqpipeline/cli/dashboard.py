@@ -13,8 +13,7 @@ from typing import Any, TextIO
 
 from ..dashboard.access import DEFAULT_BIND, load_token
 from ..dashboard.server import DashboardServer
-from .args import add_command
-from .control import client_security
+from .args import add_command, client_security
 
 __all__ = ["add_dashboard_commands", "open_dashboard"]
 

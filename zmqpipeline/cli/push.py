@@ -12,8 +12,7 @@ from typing import Any, TextIO
 
 from ..distributor.push import PUSH_BATCH_ITEMS, PUSH_TIMEOUT_S, Pusher
 from ..errors import PushError, UsageError
-from .args import add_command
-from .control import client_arguments, client_security
+from .args import add_command, client_arguments, client_security
 
 __all__ = ["add_push_commands", "read_items"]
 

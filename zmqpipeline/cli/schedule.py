@@ -16,8 +16,7 @@ from ..distributor.control import CONTROL_TIMEOUT_S, Control
 from ..errors import ControlError, UsageError
 from ..schedule.rules import BadRule, local_zone, parse_time
 from ..schedule.task import read_jobs_csv
-from .args import add_command
-from .control import client_arguments, client_security
+from .args import add_command, client_arguments, client_security
 
 __all__ = ["add_schedule_command", "format_time", "next_due_lines"]
 

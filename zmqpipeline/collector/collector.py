@@ -19,6 +19,7 @@ import zmq
 
 from .. import protocol
 from ..errors import JournalError, ProtocolError
+from ..protocol.frames import MAX_FRAMES
 from ..runtime.runtime import DRAIN, Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from ..runtime.transport import recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
@@ -249,10 +250,12 @@ def _read(
     accept = protocol.COLLECTOR_RESULTS if n_frames == 2 else protocol.COLLECTOR_FROM_DISTRIBUTOR
     for i in range(limit):
         try:
-            frames = recv_frames(sock, n_frames, waiting=waiting and not i)
+            # A PULL's results may carry big values as frames after the body (not copied).
+            most, body = (n_frames + MAX_FRAMES, 0) if n_frames == 2 else (n_frames, 1)
+            frames = recv_frames(sock, most, waiting and not i, buffers_from=2)
             if frames is None:
                 return
-            msg = protocol.decode(frames[-2:], accept, "at the collector", max_bytes)
+            msg = protocol.decode(frames[body:], accept, "at the collector", max_bytes)
         except ProtocolError as exc:
             rt.drops.drop(exc.category, exc.reason)
             continue

@@ -9,6 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MessageTooLarge, SerializationError
+from ..protocol.frames import frame_bytes
 from ..runtime.runtime import user_code_error
 from ..utils.messages import MESSAGE_TYPE_DATA
 from .resume import TaskResume
@@ -67,8 +68,8 @@ class HandOut(SchedulerPart):
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
-                elif room > 0 and not state.suspect and not state.retry:
-                    break  # nothing more to hand out to anyone
+                elif room > 0 and not (state.suspect or state.retry or state.has_frames):
+                    break  # nothing more to hand out to anyone (not: this one's bytes are full)
             self._rebalance(state)
             self.s.check_finished(state)
         return False
@@ -97,8 +98,8 @@ class HandOut(SchedulerPart):
         that would let it and the least loaded worker finish together. Asked as soon as
         the task is complete, while both are still busy, so no worker idles waiting for
         the answer (a worker reads between items, not during them)."""
-        if not state.task.is_complete or state.retry or state.suspect:
-            return
+        if not state.task.is_complete or state.retry or state.suspect or state.has_frames:
+            return  # (big items: moving one again costs more than the tail it evens out)
         workers = [w for w in state.workers.values() if w.confirmed]
         if len(workers) < 2:
             return
@@ -128,7 +129,10 @@ class HandOut(SchedulerPart):
         """Up to ``room`` items for ``worker``, as ``[seq, payload]``: items to retry first,
         then new ones (made in one go: every item's path)."""
         taken: list[Item] = []
+        budget = self._bytes_room(state, worker) if state.has_frames else None
         while room > len(taken) and (state.suspect or state.retry):
+            if budget is not None and budget <= 0:
+                return self._handed(worker, taken, now)
             item = self._next_retry(state, worker, now)
             if item is _STOP:
                 room = 0  # it handed back the next one: another worker takes it first
@@ -136,15 +140,26 @@ class HandOut(SchedulerPart):
                 break
             else:
                 taken.append(item)
+                if budget is not None:
+                    budget -= item.nbytes
+        if room > len(taken) and (budget is None or budget > 0):
+            made = self._new_items(state, worker.wid, room - len(taken), now, budget)
+            self.s.cache.send(state, now)  # the results it found in the cache instead
+        else:
+            made = []
+        return self._handed(worker, taken, now, made)
+
+    def _handed(
+        self, worker: WorkerRecord, taken: list[Item], now: float, made: list[Item] | None = None
+    ) -> list[Any]:
+        """``taken`` (items going out again) and ``made`` (new ones) handed to ``worker``."""
         wid = worker.wid
         for item in taken:
             item.worker = wid
             item.sent_at = now
             if not item.first_sent_at:  # one a resumed run hands out again (a re-drive)
                 item.first_sent_at = now
-        if room > len(taken):
-            taken += self._new_items(state, wid, room - len(taken), now)  # made for wid
-            self.s.cache.send(state, now)  # the results it found in the cache instead
+        taken += made or []
         if not taken:
             return []
         worker.held.update([item.seq for item in taken])
@@ -157,23 +172,28 @@ class HandOut(SchedulerPart):
     ) -> None:
         """Send a batch; if it would not pack, send its items singly and fail those that
         cannot go at all (a value msgpack cannot carry, or too big): retrying won't help."""
+        codec, run, task_type = self.s.codec, self.s.run, state.task_type
         try:
-            self.s.outbox.append(
-                (state.endpoint, worker.wid, self.s.codec.data(self.s.run, items, state.task_type))
-            )
+            if state.has_frames:  # big values go as frames, an item a message
+                for frames in codec.data_framed(run, items, task_type):
+                    self.s.outbox.append((state.endpoint, worker.wid, frames))
+            else:
+                self.s.outbox.append(
+                    (state.endpoint, worker.wid, codec.data(run, items, task_type))
+                )
             return
         except (SerializationError, MessageTooLarge):
             pass
         for seq, payload in items:
             try:
-                frames = self.s.codec.data(self.s.run, [[seq, payload]], state.task_type)
+                messages = codec.data_framed(run, [[seq, payload]], task_type)
             except (SerializationError, MessageTooLarge) as exc:
                 item = state.in_flight[seq]
                 state.unassign(item)
                 worker.credit += 1
                 self.s.failures.item_failed(state, item, str(exc))
             else:
-                self.s.outbox.append((state.endpoint, worker.wid, frames))
+                self.s.outbox.extend((state.endpoint, worker.wid, m) for m in messages)
 
     def _next_retry(self, state: TaskState, worker: WorkerRecord, now: float) -> Any:
         """The next item to hand out again to ``worker``: ``None`` if none is due (new
@@ -195,7 +215,21 @@ class HandOut(SchedulerPart):
                 return item
         return None
 
-    def _new_items(self, state: TaskState, wid: bytes, room: int, now: float) -> list[Item]:
+    def _bytes_room(self, state: TaskState, worker: WorkerRecord) -> int | None:
+        """Bytes of big values ``worker`` may still be handed (``None``: no bound): its
+        share of ``max_in_flight_bytes`` among the task's workers, within the task's."""
+        limit = self.s.settings.max_in_flight_bytes
+        if not limit:
+            return None
+        in_flight = state.in_flight
+        total = sum(item.nbytes for item in in_flight.values())
+        held = sum(in_flight[seq].nbytes for seq in worker.held if seq in in_flight)
+        workers = sum(1 for w in state.workers.values() if w.confirmed) or 1
+        return min(limit // workers - held, limit - total)
+
+    def _new_items(
+        self, state: TaskState, wid: bytes, room: int, now: float, budget: int | None = None
+    ) -> list[Item]:
         """Up to ``room`` new items from the task, for worker ``wid`` and handed out
         ``now`` (fewer if it is complete, holds back, raises, or a bound is reached).
         Every item's path: user code is called here directly (``user_code_error`` is
@@ -214,7 +248,7 @@ class HandOut(SchedulerPart):
         cache = self.s.cache  # the result cache (zmqpipeline.cache); sent from by _take
         caching, cap = state.task_type in cache.task_types, self.s.settings.max_in_flight
         made: list[Item] = []
-        while len(made) < room and not task.is_complete:
+        while len(made) < room and not task.is_complete and (budget is None or budget > 0):
             if blocking and stages.blocked(state.task_type, len(in_flight)):
                 break  # backpressure: a stage it feeds has a full backlog
             try:
@@ -245,9 +279,22 @@ class HandOut(SchedulerPart):
                 room = min(room, len(made) + cap - len(in_flight))
                 continue
             made.append(item)
+            budget = self._weigh(state, item, wid, budget)
         if state.size is not None and state.next_seq > state.size:
             _over_its_size(state)
         return made
+
+    def _weigh(self, state: TaskState, item: Item, wid: bytes, budget: int | None) -> int | None:
+        """An item with big values weighs against ``max_in_flight_bytes``: what is left."""
+        nbytes = frame_bytes(item.payload)
+        if nbytes:
+            if budget is None:
+                state.has_frames = True
+                budget = self._bytes_room(state, state.workers[wid])
+            if budget is not None:
+                budget -= nbytes
+            item.nbytes = nbytes
+        return budget
 
     def _from_handle(
         self, state: TaskState, wid: bytes, resume: TaskResume | None, metadata: dict[str, Any]

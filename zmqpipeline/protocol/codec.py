@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..utils.serializer import Packer
+from .frames import split_frames
 from .wire import (
     ACK,
     ALIVE,
@@ -131,6 +132,35 @@ class Codec:
     def data(self, run: int, items: list[list[Any]], task_type: str) -> list[bytes]:
         return self.encode(DATA, [run, items], task_type)
 
+    def data_framed(self, run: int, items: list[list[Any]], task_type: str) -> list[list[Any]]:
+        """DATA messages for items that may hold big values (see
+        :mod:`~zmqpipeline.protocol.frames`): each item that has some travels alone, its
+        values as frames after the body; the others together in one message, as
+        :meth:`data` sends them. An item over ``max_message_bytes`` (body and frames) raises
+        :class:`MessageTooLarge` naming its size and the limit."""
+        messages: list[list[Any]] = []
+        plain: list[list[Any]] = []
+        for seq, payload in items:
+            frames: list[Any] = []
+            body = split_frames(payload, frames)
+            if not frames:
+                plain.append([seq, payload])
+                continue
+            message = self.encode(DATA, [run, [[seq, body]]], task_type)
+            self._check_framed(message, frames, f"item {seq} of task type {task_type!r}")
+            messages.append(message + frames)
+        if plain:
+            messages.append(self.data(run, plain, task_type))
+        return messages
+
+    def _check_framed(self, message: list[bytes], frames: list[Any], what: str) -> None:
+        size = len(message[1]) + sum(memoryview(f).nbytes for f in frames)
+        if size > self.max_bytes:
+            raise MessageTooLarge(
+                f"{what} is {size} bytes, over the per-item limit of {self.max_bytes} "
+                "(max_message_bytes)"
+            )
+
     def credit(self, n: int) -> list[bytes]:
         return self.encode(CREDIT, [n])
 
@@ -163,8 +193,9 @@ class Codec:
 
     def results(
         self, run: int, task_type: str, worker_id: bytes, entries: list[tuple[int, Any]]
-    ) -> tuple[list[list[bytes]], list[tuple[int, Exception]]]:
-        """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes``,
+    ) -> tuple[list[list[Any]], list[tuple[int, Exception]]]:
+        """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes``
+        (a result holding big values alone, they as frames after the body),
         and the entries that fail alone: a result msgpack cannot carry
         (:class:`SerializationError`) or one too large for any message
         (:class:`MessageTooLarge`). Entries are packed here, at the batch's send, not as
@@ -175,37 +206,34 @@ class Codec:
         head = self._head[1]
         room = self.max_bytes - len(head) - 5  # 5: the longest array header
         fast = self._packer.fast
-        messages: list[list[bytes]] = []
+        messages: list[list[Any]] = []
         failed: list[tuple[int, Exception]] = []
         chunk: list[bytes] = []
         size = 0
         for seq, result in entries:
-            try:
-                packed: bytes = fast([seq, result])
-            except Exception:
-                self._packer.reset()
-                try:  # the result alone, for the error that names what in it failed
-                    self._packer.pack(result, task_type)
-                    packed = self._packer.pack([seq, result], task_type)
-                except Exception as exc:  # whatever it was, that item fails alone
-                    self._packer.reset()
-                    if not isinstance(exc, SerializationError):
-                        exc = SerializationError(
-                            f"cannot serialize the result of item {seq} for task type "
-                            f"{task_type!r}: {type(exc).__name__}: {exc}"
-                        )
-                    failed.append((seq, exc))
-                    continue
-            if len(packed) > room:
-                failed.append(
-                    (
-                        seq,
-                        MessageTooLarge(
-                            f"result of item {seq} of task type {task_type!r} is {len(packed)} "
-                            f"bytes, over the message limit of {self.max_bytes} (max_message_bytes)"
-                        ),
+            frames: list[Any] = []
+            body = split_frames(result, frames) if result else result
+            if frames:  # big values: this result travels alone, they as frames
+                try:
+                    one = self._packer.pack([seq, body], task_type)
+                    message: list[Any] = _result_message(head, [one])
+                    self._check_framed(
+                        message, frames, f"result of item {seq} of task type {task_type!r}"
                     )
+                except (SerializationError, MessageTooLarge) as exc:
+                    failed.append((seq, exc))
+                else:
+                    messages.append(message + frames)
+                continue
+            packed = self._pack_result(seq, result, task_type, fast, failed)
+            if packed is None:
+                continue
+            if len(packed) > room:
+                too_big = (
+                    f"result of item {seq} of task type {task_type!r} is {len(packed)} "
+                    f"bytes, over the message limit of {self.max_bytes} (max_message_bytes)"
                 )
+                failed.append((seq, MessageTooLarge(too_big)))
                 continue
             if size + len(packed) > room:
                 messages.append(_result_message(head, chunk))
@@ -215,6 +243,34 @@ class Codec:
         if chunk:
             messages.append(_result_message(head, chunk))
         return messages, failed
+
+    def _pack_result(
+        self,
+        seq: int,
+        result: Any,
+        task_type: str,
+        fast: Any,
+        failed: list[tuple[int, Exception]],
+    ) -> bytes | None:
+        """``[seq, result]`` packed, or ``None`` with the reason in ``failed``."""
+        try:
+            packed: bytes = fast([seq, result])
+            return packed
+        except Exception:
+            self._packer.reset()
+        try:  # the result alone, for the error that names what in it failed
+            self._packer.pack(result, task_type)
+            packed = self._packer.pack([seq, result], task_type)
+            return packed
+        except Exception as exc:  # whatever it was, that item fails alone
+            self._packer.reset()
+            if not isinstance(exc, SerializationError):
+                exc = SerializationError(
+                    f"cannot serialize the result of item {seq} for task type "
+                    f"{task_type!r}: {type(exc).__name__}: {exc}"
+                )
+            failed.append((seq, exc))
+            return None
 
     def ping(self, run: int) -> list[bytes]:
         return self.encode(PING, [run])

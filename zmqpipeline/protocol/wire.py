@@ -10,6 +10,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from ..errors import ProtocolError
 from ..utils.serializer import ext_hook
+from .frames import MAX_FRAMES, frames_hook
 from .records import (
     Ack,
     Alive,
@@ -61,6 +62,7 @@ __all__ = [
     "ERROR_MAX_CHARS",
     "FAIL",
     "FINISHED",
+    "FRAMED_KINDS",
     "HANDBACK",
     "HEARTBEAT",
     "HELLO",
@@ -200,6 +202,9 @@ KIND_NAMES: dict[int, str] = {
 }
 _KIND_OF: dict[type[Any], int] = {spec.record: kind for kind, spec in SPECS.items()}
 HEADERS: dict[int, bytes] = {kind: bytes((VERSION, kind)) for kind in SPECS}
+#: The kinds whose big values may travel as extra frames after the body (see
+#: :mod:`zmqpipeline.protocol.frames`); every other kind is exactly two frames.
+FRAMED_KINDS = frozenset({DATA, RESULT})
 
 
 def kind_of(record: Any) -> int:
@@ -320,13 +325,14 @@ def decode(
     where: str = "",
     max_bytes: int = 1 << 62,
 ) -> Any:
-    """Parse ``[header, body]`` into its record; raise ``ProtocolError`` if malformed,
-    over the size limits (``max_bytes`` for kinds that carry user data, the kind's own
-    for the others), or if ``accept`` is given and the kind is not one of them (``where``
-    says where it came: "from the distributor", "on the ACK socket"...)."""
-    if len(frames) != 2:
+    """Parse ``[header, body, *frames]`` into its record (extra frames: DATA and RESULT
+    only); raise ``ProtocolError`` if malformed, over the size limits (``max_bytes``,
+    frames included, for kinds that carry user data, the kind's own for the others), or
+    if ``accept`` is given and the kind is not one of them (``where`` says where it came:
+    "from the distributor", "on the ACK socket"...)."""
+    if not 2 <= len(frames) <= 2 + MAX_FRAMES:
         raise ProtocolError(f"expected 2 frames, got {len(frames)}", frames, "frame count")
-    header, raw = frames
+    header, raw, extra = frames[0], frames[1], frames[2:]
     if len(header) != 2:
         raise ProtocolError(f"header must be 2 bytes, got {len(header)}", frames, "bad header")
     if header[0] != VERSION:
@@ -344,12 +350,17 @@ def decode(
     if accept is not None and kind not in accept:
         raise ProtocolError(f"{name} is not expected {where}".rstrip(), frames, "wrong direction")
     limit = spec.max_bytes or max_bytes
-    if len(raw) > limit:
-        raise ProtocolError(f"{name} of {len(raw)} bytes, over {limit}", frames, "too large")
+    size = len(raw)
+    if extra:  # big values as frames: DATA and RESULT only, all of them within the limit
+        if kind not in FRAMED_KINDS:
+            raise ProtocolError(f"{name} with {len(extra)} extra frame(s)", frames, "frame count")
+        size += sum(memoryview(frame).nbytes for frame in extra)
+    if size > limit:
+        raise ProtocolError(f"{name} of {size} bytes, over {limit}", frames, "too large")
     try:
         body = msgpack.unpackb(
             raw,
-            ext_hook=ext_hook,
+            ext_hook=frames_hook(extra) if extra else ext_hook,
             max_array_len=spec.max_len,
             max_map_len=spec.max_len,
             max_ext_len=1024,

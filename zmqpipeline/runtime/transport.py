@@ -218,7 +218,7 @@ _EVENTS, _POLLIN, _RCVMORE, NOBLOCK, _SNDMORE = (
 # per frame, and asking RCVMORE after each frame read builds an enum too: about 6 us for
 # one two-frame message sent and read (warm; several times that on a core that has just
 # woken), against 1.7 us for the same libzmq calls made here (timeit, inproc).
-_send = zmq.backend.Socket.send
+_send: Any = zmq.backend.Socket.send  # (data, flags, copy): copy=False for big values
 _recv = zmq.backend.Socket.recv
 
 
@@ -232,8 +232,8 @@ def send_frames(
         _send(sock, to, more)
     last = len(frames) - 1
     for i in range(last):
-        _send(sock, frames[i], more)
-    _send(sock, frames[last], flags)
+        _send(sock, frames[i], more, i < 2)  # big values after the body: without a copy
+    _send(sock, frames[last], flags, last < 2)
 
 
 def readable(sock: zmq.Socket[Any]) -> bool:
@@ -243,12 +243,14 @@ def readable(sock: zmq.Socket[Any]) -> bool:
 
 
 def recv_frames(
-    sock: zmq.Socket[Any], max_frames: int, waiting: bool = False
+    sock: zmq.Socket[Any], max_frames: int, waiting: bool = False, buffers_from: int = 1 << 30
 ) -> list[bytes] | None:
     """Receive one message without blocking (``None`` if there is none). A message of
     more than ``max_frames`` frames is read to its end without keeping it, and refused
     with a ``ProtocolError``: no peer can make a role hold a message of many parts.
-    ``waiting``: a poll has just said a message waits, so it is read without asking."""
+    ``waiting``: a poll has just said a message waits, so it is read without asking.
+    Frames from number ``buffers_from`` on (big values after a body) are not copied: they
+    come as ``memoryview`` s of the received frames."""
     # Asking first is cheaper than the zmq.Again a read of nothing raises: a raised
     # exception costs a role tens of microseconds each time its loop drains a socket.
     # (The question is a system call too: not asked again when a poll has answered it.)
@@ -258,11 +260,11 @@ def recv_frames(
         frame = _recv(sock, NOBLOCK, False)  # a Frame: it says whether more follow
     except zmq.Again:
         return None
-    frames = [frame.bytes]
+    frames: list[Any] = [frame.bytes]
     while frame.more:
         frame = _recv(sock, 0, False)
         if len(frames) < max_frames:
-            frames.append(frame.bytes)
+            frames.append(frame.bytes if len(frames) < buffers_from else frame.buffer)
             continue
         while frame.more:  # counted, not kept
             frame = _recv(sock, 0, False)

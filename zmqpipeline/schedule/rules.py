@@ -123,7 +123,7 @@ class Rule:
         return None  # NOW, AT: once; STOP
 
     def _occurrence(self, after: float, inclusive: bool) -> float | None:
-        start = self.rrule._dtstart
+        start, _ = _start_and_until(self.rrule)
         when = datetime.fromtimestamp(after, start.tzinfo)
         found = self.rrule.after(when, inc=inclusive)
         if found is None or found.year - when.year > _HORIZON_YEARS:
@@ -168,14 +168,19 @@ def _rrule(text: str, start: float, tz: tzinfo) -> Any:
         body = "RRULE:" + text
     try:
         rule = rrulestr(body, dtstart=dtstart, forceset=False)
-        if not hasattr(rule, "replace") or not hasattr(rule, "_dtstart"):
+        if not hasattr(rule, "replace"):
             raise ValueError("one rule expected (no RDATE or EXDATE)")
-        if rule._dtstart.tzinfo is None:  # a DTSTART without a zone: the schedule's
-            until = rule._until
+        begins, until = _start_and_until(rule)
+        if begins.tzinfo is None:  # a DTSTART without a zone: the schedule's
             rule = rule.replace(
-                dtstart=rule._dtstart.replace(tzinfo=tz),
+                dtstart=begins.replace(tzinfo=tz),
                 until=None if until is None else until.replace(tzinfo=tz),
             )
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise BadRule(f"bad RRULE {text[:80]!r}: {exc}") from None
     return rule
+
+
+def _start_and_until(rule: Any) -> tuple[datetime, datetime | None]:
+    """A dateutil rule's DTSTART and UNTIL, which it offers no public way to read."""
+    return rule._dtstart, rule._until  # third-party: dateutil keeps them private

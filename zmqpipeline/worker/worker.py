@@ -22,6 +22,7 @@ import zmq
 
 from .. import protocol
 from ..errors import ProtocolError
+from ..protocol.frames import MAX_FRAMES
 from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from ..runtime.transport import recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
@@ -230,7 +231,7 @@ class Worker(Role):
         while True:
             first, waiting = waiting, False
             try:
-                frames = recv_frames(self._dealer, 2, first)
+                frames = recv_frames(self._dealer, 2 + MAX_FRAMES, first, buffers_from=2)
                 if frames is None:
                     self._polled_in = False
                     return
