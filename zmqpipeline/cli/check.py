@@ -247,17 +247,7 @@ def _protocol_step(sock: Any, deadline: float, version: int) -> str:
 
 def add_check_command(subparsers: Any) -> None:
     """Add ``check`` to the ``zmqpipeline`` parser's subcommands."""
-    check = add_command(
-        subparsers,
-        "check",
-        _cmd_check,
-        help="say whether this host's workers can work with an endpoint, or why not",
-        description="Check ENDPOINT from this host as its workers would use it: reachable "
-        "(else: no route, refused, silent), its ZeroMQ handshake and this host's CURVE key "
-        "(key refused), and our protocol version (wrong version). CURVE keys come from the "
-        f"{ENV_SECRET_KEY} and {ENV_SERVER_KEY} variables, as for a worker, or the options. "
-        "Exit status 0 if all is well, 1 if not.",
-    )
+    check = add_command(subparsers, "check", _cmd_check)
     check.add_argument("endpoint", metavar="ENDPOINT", help="e.g. tcp://node01:5555")
     check.add_argument(
         "-t",
@@ -280,6 +270,14 @@ def add_check_command(subparsers: Any) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """say whether this host's workers can work with an endpoint, or why not
+
+    Check ENDPOINT from this host as its workers would use it: reachable (else: no
+    route, refused, silent), its ZeroMQ handshake and this host's CURVE key (key
+    refused), and our protocol version (wrong version). CURVE keys come from the
+    ZMQPIPELINE_CURVE_SECRET_KEY and ZMQPIPELINE_CURVE_SERVER_KEY variables, as for a
+    worker, or the options. Exit status 0 if all is well, 1 if not.
+    """
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     env = dict(os.environ)

@@ -49,22 +49,9 @@ def _common(parser: argparse.ArgumentParser, default_bind: str) -> None:
 
 def add_dashboard_commands(sub: Any) -> None:
     """Add ``dashboard`` and ``metrics`` to the ``zmqpipeline`` parser's subcommands."""
-    board = add_command(
-        sub,
-        "dashboard",
-        _cmd_dashboard,
-        help="serve a live page (and /metrics) for a running pipeline",
-        description="Serve a live dashboard of the run whose distributor answers at "
-        "CONTROL_ENDPOINT: progress, throughput, latency, workers, failures, and buttons "
-        "to pause, resume, drain or stop it; also /metrics for Prometheus.",
-    )
+    board = add_command(sub, "dashboard", _cmd_dashboard)
     _common(board, DEFAULT_BIND)
-    metrics = add_command(
-        sub,
-        "metrics",
-        _cmd_metrics,
-        help="serve /metrics (Prometheus) for a running pipeline, with no page",
-    )
+    metrics = add_command(sub, "metrics", _cmd_metrics)
     _common(metrics, "127.0.0.1:9808")
 
 
@@ -98,10 +85,17 @@ def _serve(server: DashboardServer, out: TextIO) -> int:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
+    """serve a live page (and /metrics) for a running pipeline
+
+    Serve a live dashboard of the run whose distributor answers at CONTROL_ENDPOINT:
+    progress, throughput, latency, workers, failures, and buttons to pause, resume,
+    drain or stop it; also /metrics for Prometheus.
+    """
     return _serve(_server(args, page=True), sys.stdout)
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
+    """serve /metrics (Prometheus) for a running pipeline, with no page"""
     return _serve(_server(args, page=False), sys.stdout)
 
 

@@ -13,15 +13,7 @@ __all__ = ["add_executor_commands"]
 
 def add_executor_commands(sub: Any) -> None:
     """Add ``executor-worker`` to the ``zmqpipeline`` parser's subcommands."""
-    parser = add_command(
-        sub,
-        "executor-worker",
-        _cmd_executor_worker,
-        help="run a worker for a zmqpipeline.Executor (it calls the functions it is sent)",
-        description="Connect to the executor at ENDPOINT (results go to the next tcp port) "
-        "and call the functions it sends, by their import name, until it shuts down. "
-        "Functions must be importable here (PYTHONPATH); --allow-module limits which.",
-    )
+    parser = add_command(sub, "executor-worker", _cmd_executor_worker)
     parser.add_argument("endpoint", metavar="ENDPOINT", help="the executor's endpoint")
     parser.add_argument(
         "--results",
@@ -50,6 +42,12 @@ def add_executor_commands(sub: Any) -> None:
 
 
 def _cmd_executor_worker(args: argparse.Namespace) -> int:
+    """run a worker for a zmqpipeline.Executor (it calls the functions it is sent)
+
+    Connect to the executor at ENDPOINT (results go to the next tcp port) and call the
+    functions it sends, by their import name, until it shuts down. Functions must be
+    importable here (PYTHONPATH); --allow-module limits which.
+    """
     from ..errors import UsageError
     from ..executor.worker import EXECUTOR_PREFETCH, run_worker
 

@@ -90,24 +90,16 @@ def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
     kind = type(obj)
     if depth > MAX_DEPTH:
         return obj
-    if kind is dict:
+    if kind is dict or kind is list or kind is tuple:
+        # A container is copied only if something in it became a placeholder.
         out: Any = None
-        for key, value in obj.items():
+        for key, value in obj.items() if kind is dict else enumerate(obj):
             new = split_frames(value, frames, depth + 1) if _may_hold(value) else value
             if new is not value:
                 if out is None:
-                    out = dict(obj)
+                    out = dict(obj) if kind is dict else list(obj)
                 out[key] = new
         return obj if out is None else out
-    if kind is list or kind is tuple:
-        items = None
-        for i, value in enumerate(obj):
-            new = split_frames(value, frames, depth + 1) if _may_hold(value) else value
-            if new is not value:
-                if items is None:
-                    items = list(obj)
-                items[i] = new
-        return obj if items is None else items
     if len(frames) >= MAX_FRAMES:
         return obj
     if kind in _BLOBS:
