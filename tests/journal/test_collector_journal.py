@@ -68,8 +68,10 @@ def test_restarted_collector_does_not_handle_an_id_twice(tmp_path):
     assert handled == [7]
     logic.journal.close()
 
-    logic, handled = _logic(CollectorJournal(path))
-    _start(logic, 6)  # another run: a clean slate
+    # Another run over a journal whose run 5 never ended: refused unless fresh (a lost
+    # distributor journal must not make the collector forget the ids it handled).
+    logic, handled = _logic(CollectorJournal(path, fresh=True))
+    _start(logic, 6)  # another run, asked for: a clean slate
     logic.on_result(protocol.Result(6, "T", b"w", [[1, {}]]))
     assert handled == [1]
     logic.journal.close()
