@@ -33,7 +33,7 @@ import zmq
 from .. import protocol
 from ..errors import ControlError
 from ..runtime.runtime import RequestClient, RoleRuntime
-from .state import task_size
+from .accounting import task_counts
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -82,9 +82,11 @@ def _task_state(s: Scheduler, task_type: str) -> str:
 
 
 def _rate(s: Scheduler, task_type: str, now: float) -> float | None:
-    """Items/s over the last samples (one per heartbeat, up to 10 s); None before 1 s."""
+    """Items/s over the last samples (one per heartbeat, up to 10 s); ``None`` before 1 s
+    and while paused (nothing is handed out: no rate, no ETA). A resume starts the
+    window again, so the pause does not drag the rate down after it."""
     samples = s.rates[task_type]
-    if not samples:
+    if not samples or s.paused:
         return None
     t0, c0 = samples[0]
     if now - t0 < 1.0:
@@ -95,27 +97,23 @@ def _rate(s: Scheduler, task_type: str, now: float) -> float | None:
 def _tasks(s: Scheduler, now: float) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tt, state in s.tasks.items():
-        size = task_size(state.task)
+        counts = task_counts(s, tt)
         rate = _rate(s, tt, now)
-        left = None if size is None else max(0, size - state.collected - len(state.failed))
+        left = None
+        if counts.not_handed_out is not None:
+            left = counts.not_handed_out + counts.in_flight
         eta = None
-        if left is not None and rate:
-            eta = left / rate
-        elif left == 0:
+        if left == 0:
             eta = 0.0
+        elif left is not None and rate:
+            eta = left / rate
         out[tt] = {
             "state": _task_state(s, tt),
-            "handed_out": state.next_seq - s.redriven[tt],
-            "in_flight": len(state.in_flight),
-            "collected": state.collected,
-            "failed": len(state.failed),
+            **counts.as_dict(),
             "retries": state.retries,
-            "size": size,
             "rate": rate,
             "eta_s": eta,
-            **s.stages.summary(
-                tt
-            ),  # a stage's sources and backlog (zmqpipeline.distributor.stages)
+            **s.stages.summary(tt),  # a stage's sources and backlog (.stages)
         }
     return out
 
@@ -210,6 +208,8 @@ class ControlLogic:
     def _resume(self, args: dict[str, Any], now: float) -> str:
         if not self.scheduler.paused:
             return f"the run is {run_state(self.scheduler)}, not paused: nothing to resume"
+        for samples in self.scheduler.rates.values():
+            samples.clear()  # the rate starts again: the pause is not in its window
         self.scheduler.resume(now)
         return ""
 

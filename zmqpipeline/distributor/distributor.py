@@ -53,13 +53,16 @@ class RunReport:
     elapsed_s: float = 0.0
     #: Hand-out to ACK, percentiles ``p50``, ``p90``, ``p99`` of the last 10,000 items.
     latency_ms: dict[str, float] = field(default_factory=dict)
-    #: Items handed out, per worker id.
+    #: Items handed out and not handed back unstarted (RECALL), per worker id: what each
+    #: worker took on (an item handed back and given to another counts for that one).
     per_worker: dict[str, int] = field(default_factory=dict)
-    #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed``, ``size``
-    #: (declared size or ``None``) and ``not_handed_out`` (``size - handed_out`` when the
-    #: size is known and the task stopped early, else ``0`` or ``None``).
+    #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed`` (items),
+    #: ``errors`` (the task's own code raised), ``size`` (declared size or ``None``) and
+    #: ``not_handed_out``; collected + failed + in_flight + not_handed_out = size, however
+    #: the run ended (see :mod:`zmqpipeline.distributor.accounting`).
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out``,
+    #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out`` (items
+    #: sent to it), ``handed_back`` (of those, given back unstarted for another worker),
     #: ``collected`` (its results the collector ACKed, also if it died later).
     workers: list[dict[str, Any]] = field(default_factory=list)
     #: Bad messages dropped, per reason.
@@ -96,12 +99,6 @@ def _check_task_class(task_class: type[Task]) -> None:
     for name in ("task_type", "endpoint"):
         if getattr(task_class, name, None) is None:
             raise TypeError(f"{task_class.__name__} has no {name}")
-
-
-def _with_unsent(counts: dict[str, Any]) -> dict[str, Any]:
-    size = counts.get("size")
-    unsent = None if size is None else max(0, size - counts["handed_out"])
-    return {**counts, "not_handed_out": unsent}
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -393,7 +390,7 @@ class Distributor:
                 "p90": _percentile(samples, 0.90) * 1000,
                 "p99": _percentile(samples, 0.99) * 1000,
             }
-        tasks = {tt: _with_unsent(t) for tt, t in summary["tasks"].items()}
+        tasks = {tt: dict(t) for tt, t in summary["tasks"].items()}
         for tt, state in scheduler.tasks.items():  # drained: stopped early by an operator
             if state.finished and not state.task.is_complete:
                 tasks[tt]["state"] = "drained"
@@ -405,7 +402,9 @@ class Distributor:
             aborted=summary["aborted"],
             latency_ms=latency,
             per_worker={
-                w["id"]: w["handed_out"] for w in scheduler.worker_log.values() if w["handed_out"]
+                w["id"]: w["handed_out"] - w["handed_back"]
+                for w in scheduler.worker_log.values()
+                if w["handed_out"] > w["handed_back"]
             },
             tasks=tasks,
             workers=summary["workers"],

@@ -88,13 +88,18 @@ class Liveness(SchedulerPart):
     def hand_back(self, state: TaskState, seqs: list[int], now: float, avoid: bytes | None) -> None:
         """``seqs`` go out again first (a worker handed them back, or is leaving); with
         ``avoid``, preferably not to that worker."""
+        given = 0
         for seq in seqs:
             item = state.in_flight.get(seq)
             if item is not None and (avoid is None or item.worker == avoid):
                 state.unassign(item)
                 if avoid is not None:
                     item.avoid = avoid
+                    given += 1
                 state.retry.appendleft((now, seq))
+        log = self.s.worker_log.get(avoid) if given else None
+        if log is not None:  # unstarted: handed out to it, executed by another
+            log["handed_back"] += given
 
     def remove_worker(
         self, state: TaskState, worker: WorkerRecord, reason: str | None, now: float

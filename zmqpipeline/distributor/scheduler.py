@@ -98,6 +98,7 @@ class Scheduler:
         # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
         self.journal = RunJournal()
         self.resuming: dict[str, TaskResume] = {}
+        self.collected_before: dict[str, int] = {}  # resumed: collected by earlier parts
         # The parts, one per concern (see the module's docstring).
         self.stages = StageBook(self, tasks)
         self.handout = HandOut(self)
@@ -137,6 +138,7 @@ class Scheduler:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
         handed out again (call before :meth:`start`)."""
         self.resuming = resume_tasks(self.tasks, journaled)
+        self.collected_before = {tt: s.collected for tt, s in self.tasks.items()}
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -159,6 +161,8 @@ class Scheduler:
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
+        if all(s.finished for s in self.tasks.values()):
+            self.finish(aborted=False)  # resumed after its last task finished: it ends
         self.dispatch(now)
 
     def _send_start(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .state import task_size
+from .accounting import task_counts
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -27,28 +27,26 @@ def worker_entry(wid: bytes, task_type: str) -> dict[str, Any]:
         "host": host,
         "pid": int(pid) if pid.isdigit() else None,
         "task_type": task_type,
-        "handed_out": 0,
+        "handed_out": 0,  # items sent to it, handed back ones included
+        "handed_back": 0,  # of those, given back unstarted (RECALL) for another worker
         "collected": 0,
     }
 
 
 def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
-    """Counts of the run so far: ``tasks`` maps each task type to ``handed_out`` (items
-    made by ``handle``), ``in_flight``, ``collected``, ``failed``, ``retries`` and ``size``
-    (the task's declared size, ``None`` if it declares none), and for a stage or an
-    open-ended task ``sources``, ``open_ended``, ``backlog`` and the counts of
-    :meth:`~zmqpipeline.distributor.stages.StageBook.summary`; ``workers`` describes every
-    worker seen; ``failed`` lists every item that failed for good, with its data."""
+    """Counts of the run so far: ``tasks`` maps each task type to the counts of
+    :func:`~zmqpipeline.distributor.accounting.task_counts` (``handed_out``,
+    ``in_flight``, ``collected``, ``failed``, ``errors``, ``not_handed_out``, ``size``:
+    collected + failed + in flight + not handed out = size), its ``retries``, and for a
+    stage or an open-ended task ``sources``, ``open_ended``, ``backlog`` and the counts
+    of :meth:`~zmqpipeline.distributor.stages.StageBook.summary`; ``workers`` describes
+    every worker seen; ``failed`` lists every failure for good, with its data."""
     tasks = scheduler.tasks
     return {
         "tasks": {
             tt: {
-                "handed_out": s.next_seq,
-                "in_flight": len(s.in_flight),
-                "collected": s.collected,
-                "failed": len(s.failed),
+                **task_counts(scheduler, tt).as_dict(),
                 "retries": s.retries,
-                "size": task_size(s.task),
                 **scheduler.stages.summary(tt),  # a stage's sources, backlog and counts
             }
             for tt, s in tasks.items()
