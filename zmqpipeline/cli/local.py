@@ -177,7 +177,8 @@ class _Run:
                 self.progress.show(payload)
             elif kind == "distributor":
                 self.report = payload
-                self.progress.show(payload["tasks"])
+                # its clock stops where the report's wall time does
+                self.progress.show(payload["tasks"], elapsed=payload["wall_time_s"])
             elif kind == "error":
                 self.errors.append(payload)
                 if self.report is None:
@@ -315,7 +316,11 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
             file=out,
         )
     if run.interrupts:
-        how = "drained the run" if run.interrupts == 1 else "stopped the run"
+        # How it ended, as the report says: a drain may have ended the run before a
+        # second Ctrl-C's stop reached it.
+        how = {"drained": "drained the run", "completed": "the run completed first"}.get(
+            report.get("ended_by", ""), "stopped the run"
+        )
         print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
         return 130
     return exit_status(report, ok, children)

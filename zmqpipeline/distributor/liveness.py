@@ -75,8 +75,14 @@ class Liveness(SchedulerPart):
     def worker_unreachable(self, wid: bytes, now: float) -> None:
         """A send to ``wid`` failed: its connection is gone."""
         state = self.s.workers.get(wid)
-        if state is not None and not self.s.done:
-            self.remove_worker(state, state.workers[wid], reason="worker went away", now=now)
+        if state is None or self.s.done:
+            return
+        worker = state.workers[wid]
+        if not worker.held:  # it left holding nothing (after its last item): no news
+            logger.info("worker %s has gone (it held no item)", wid.decode(errors="replace"))
+            self.remove_worker(state, worker, reason=None, now=now)
+            return
+        self.remove_worker(state, worker, reason="worker went away", now=now)
 
     def next_wakeup(self) -> float | None:
         """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
