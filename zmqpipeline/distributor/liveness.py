@@ -79,8 +79,7 @@ class Liveness(SchedulerPart):
             return
         worker = state.workers[wid]
         if not worker.held:  # it left holding nothing (after its last item): no news
-            logger.info("worker %s has gone (it held no item)", wid.decode(errors="replace"))
-            self.remove_worker(state, worker, reason=None, now=now)
+            self.remove_worker(state, worker, reason=None, now=now)  # logs "left"
             return
         self.remove_worker(state, worker, reason="worker went away", now=now)
 
