@@ -25,7 +25,7 @@ from ..runtime.runtime import UserCodeError, call_user
 from ..settings import Settings
 from ..task import Task
 from .acks import Acks
-from .failures import Failures
+from .failures import NOT_RETRYABLE, Failures
 from .handout import HandOut
 from .liveness import Liveness
 from .resume import TaskResume, jump_ahead, resume_tasks
@@ -314,6 +314,9 @@ class Scheduler:
         if item is None or item.worker != worker.wid:
             return  # already re-issued or collected
         state.unassign(item)
+        if NOT_RETRYABLE.intersection(msg.exc_types):  # no retry can mend it
+            self.failures.item_failed(state, item, msg.error)
+            return
         retry_for = state.task.retry_for
         if retry_for is not None:
             names = {n if isinstance(n, str) else n.__name__ for n in retry_for}
