@@ -82,9 +82,13 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_list(sub)
     _add_distributor(sub)
     for role, text, example in (
-        ("collector", "run a Collector", "examples/singlethread/collector.py:MyCollector"),
+        (
+            "collector",
+            "run a Collector",
+            "examples/singlethread/collector.py:StopWatchCollector",
+        ),
         ("worker", "run a worker", "examples/singlethread/worker.py:MyWorker"),
-        ("metadata", "run a MetaDataWorker", "meta_worker:MyMetaData"),
+        ("metadata", "run a MetaDataWorker", "examples/metadata/meta_worker.py:MyMetaData"),
     ):
         one = _role_parser(sub, role, text, example)
         one.add_argument("target", metavar="MODULE:CLASS", help="see below")

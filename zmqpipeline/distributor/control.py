@@ -171,10 +171,17 @@ class ControlLogic:
         self.commands = 0
         self._extra: dict[str, Any] = {}  # what a command adds to its reply
 
-    def handle(self, msg: protocol.Control, now: float) -> tuple[bool, dict[str, Any]]:
-        """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``."""
+    def handle(
+        self, msg: protocol.Control, now: float, sender: str = ""
+    ) -> tuple[bool, dict[str, Any]]:
+        """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``.
+        ``sender`` says who sent it (:mod:`.operators`): each command is logged with it,
+        a command that steers the run at WARNING, a status at DEBUG."""
         self.commands += 1
         s = self.scheduler
+        if sender:
+            level = logging.DEBUG if msg.command == "status" else logging.WARNING
+            logger.log(level, "operator command %s from %s", msg.command, sender)
         method = getattr(self, "_" + msg.command, None) if msg.command in COMMANDS else None
         if method is None:
             return self._error(f"unknown command {msg.command!r} (one of {', '.join(COMMANDS)})")
