@@ -107,6 +107,8 @@ class _Run:
         self.client_env: dict[str, str] | None = None
         self.report: dict[str, Any] | None = None
         self.errors: list[str] = []
+        self.refused: list[str] = []  # one-line errors of roles set up wrongly
+        self.addresses: dict[str, str] = {}  # private address -> the user's
         self.journal: str | None = None  # the folder of the crash journals
         self.fresh = False
         out_r, out_w = os.pipe()
@@ -179,8 +181,10 @@ class _Run:
                 self.report = payload
                 # its clock stops where the report's wall time does
                 self.progress.show(payload["tasks"], elapsed=payload["wall_time_s"])
-            elif kind == "error":
+            elif kind in ("error", "refused"):
                 self.errors.append(payload)
+                if kind == "refused":  # set up wrongly (e.g. its address is in use)
+                    self.refused.append(payload)
                 if self.report is None:
                     return  # a role crashed: stop the rest
 
@@ -263,7 +267,7 @@ def run_local(
                 cls.n_threads = threads
     directory = tempfile.mkdtemp(prefix="zmqpipeline-")
     os.chmod(directory, 0o700)
-    _rewrite_endpoints(pipeline, directory, tcp=secure)
+    mapping = _rewrite_endpoints(pipeline, directory, tcp=secure)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     previous_int = signal.getsignal(signal.SIGINT)
     run: _Run | None = None
@@ -273,6 +277,7 @@ def run_local(
         control = f"ipc://{directory}/control.ipc"
         run = _Run(pipeline, Progress(out, quiet), out, control)
         run.server_env, run.client_env = env
+        run.addresses = {private: user for user, private in mapping.items()}
         run.journal, run.fresh = journal, fresh
         signal.signal(signal.SIGINT, run.on_sigint)
         print(f"control: {control}  (zmqpipeline status|pause|drain|stop ...)", file=out)
@@ -296,6 +301,10 @@ def run_local(
 
 
 def _finish(run: _Run, out: TextIO, secure: bool) -> int:
+    if run.refused and run.report is None:  # one line each, in the user's addresses
+        for message in run.refused:
+            print(f"zmqpipeline: error: {_users_terms(message, run)}", file=sys.stderr)
+        return 2
     for message in run.errors:
         print(f"error in {message}", file=out)
     children = run.child_list()
@@ -324,6 +333,14 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
         print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
         return 130
     return exit_status(report, ok, children)
+
+
+def _users_terms(message: str, run: _Run) -> str:
+    """``message`` with each private address ``run`` gave a role put back as the user
+    wrote it (``ipc://<run dir>/0.ipc`` -> ``tcp://host:5558 (run here as ...)``)."""
+    for private, user in run.addresses.items():
+        message = message.replace(private, f"{user} (run here as {private})")
+    return message
 
 
 def _journal_file(directory: str | None, role: str) -> str | None:
