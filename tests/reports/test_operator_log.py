@@ -139,7 +139,8 @@ def test_a_plain_tcp_control_endpoint_is_a_warning_and_each_command_names_its_se
     ), err
     for command in ("pause", "stop"):
         assert re.search(
-            rf"WARNING operator command {command} from peer [0-9a-f]+ at 127\.0\.0\.1\n", err
+            rf"WARNING operator command {command} from peer [0-9a-f]+ at 127\.0\.0\.1: the run is",
+            err,
         ), err
 
 
@@ -149,6 +150,6 @@ def test_under_curve_each_command_names_the_operators_key(tmp_path):
     for command in ("pause", "stop"):
         assert re.search(
             rf"operator command {command} from peer [0-9a-f]+ at 127\.0\.0\.1, "
-            r"CURVE key operators/ana\n",
+            r"CURVE key operators/ana: the run is",
             err,
         ), err

@@ -175,13 +175,25 @@ class ControlLogic:
         self, msg: protocol.Control, now: float, sender: str = ""
     ) -> tuple[bool, dict[str, Any]]:
         """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``.
-        ``sender`` says who sent it (:mod:`.operators`): each command is logged with it,
-        a command that steers the run at WARNING, a status at DEBUG."""
+        Each command is logged with ``sender`` (who sent it, see :mod:`.operators`): one
+        that steers the run at WARNING, a refused one at INFO, a status at DEBUG."""
         self.commands += 1
+        ok, body = self._handle(msg, now)
+        who = f" from {sender}" if sender else ""
+        if not ok:
+            logger.info("operator command %s%s refused: %s", msg.command, who, body["error"])
+        elif msg.command == "status":
+            logger.debug("operator command status%s", who)
+        else:
+            retried = len(body.get("retried", ()))
+            what = f"{retried} item(s) go out again, " if msg.command == "retry_failed" else ""
+            logger.warning(
+                "operator command %s%s: %sthe run is %s", msg.command, who, what, body["state"]
+            )
+        return ok, body
+
+    def _handle(self, msg: protocol.Control, now: float) -> tuple[bool, dict[str, Any]]:
         s = self.scheduler
-        if sender:
-            level = logging.DEBUG if msg.command == "status" else logging.WARNING
-            logger.log(level, "operator command %s from %s", msg.command, sender)
         method = getattr(self, "_" + msg.command, None) if msg.command in COMMANDS else None
         if method is None:
             return self._error(f"unknown command {msg.command!r} (one of {', '.join(COMMANDS)})")
@@ -193,8 +205,6 @@ class ControlLogic:
             return self._error(reason)
         if msg.command == "status":
             return True, self.status(now)
-        if msg.command != "retry_failed":
-            logger.warning("operator command %s: the run is %s", msg.command, run_state(s))
         return True, {"state": run_state(s), **self._extra}
 
     def _error(self, reason: str) -> tuple[bool, dict[str, Any]]:
@@ -250,7 +260,6 @@ class ControlLogic:
         for state, entry in entries:
             seq = s.redrive(state, entry, now)
             retried.append({"item_id": entry["item_id"], "new_item_id": f"{state.task_type}/{seq}"})
-        logger.warning("operator command retry_failed: %d item(s) go out again", len(retried))
         s.dispatch(now)
         self._extra = {"retried": retried}
         return ""

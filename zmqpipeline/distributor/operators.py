@@ -97,7 +97,10 @@ def _read(sock: zmq.Socket[Any]) -> tuple[list[bytes], zmq.Frame] | None:
 def _sender(identity: bytes, frame: zmq.Frame, names: dict[str, str]) -> Sender:
     who = f"peer {identity.hex()}"
     address = _property(frame, "Peer-Address")
-    if address:
+    parts = (address or "").split(":")
+    if len(parts) == 4 and parts[0] == "localhost":  # ipc: the peer's credentials
+        who += f" (uid {parts[1]}, pid {parts[3]})"
+    elif address:
         who += f" at {address}"
     user = _property(frame, "User-Id")
     if user:
@@ -122,7 +125,9 @@ def serve_control(
             frames, last = read
             if len(frames) != 3:
                 raise ProtocolError("expected 3 frames", frames, "frame count")
-            msg = protocol.decode(frames[1:], protocol.DISTRIBUTOR_CONTROL, "at the control endpoint")
+            msg = protocol.decode(
+                frames[1:], protocol.DISTRIBUTOR_CONTROL, "at the control endpoint"
+            )
         except ProtocolError as exc:
             rt.drops.drop(f"control: {exc.category}", f"{exc.reason} on control")
             continue
