@@ -62,7 +62,7 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
 
 def end_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
     """What END carries to the collector's ``handle_finished``: the counts without the
-    items' data, at most :data:`END_FAILURES` failures, each error's last line only, so
+    items' data, how the run ended (``ended_by``), at most :data:`END_FAILURES` failures, each error's last line only, so
     END stays small however the run went."""
     tasks = scheduler.tasks
     failed = [
@@ -75,6 +75,8 @@ def end_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
         "failed": failed[:END_FAILURES],
         "retries": sum(s.retries for s in tasks.values()),
         "aborted": aborted,
+        # completed, drained (an operator's drain: items left unsent) or stopped
+        "ended_by": scheduler.ended_by or ("stopped" if aborted else "completed"),
         "task_type": scheduler.last_finished,
     }
 
