@@ -11,7 +11,7 @@ import gc
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, event, given, settings
@@ -65,7 +65,7 @@ def _next(n: int) -> type[Task]:
     class Next(Task):
         task_type = TaskType("R_NEXT")
         endpoint = EndpointAddress(EP_B)
-        dependencies = [TaskType("R_SRC")]
+        dependencies: ClassVar[list[TaskType]] = [TaskType("R_SRC")]
         n_items = n
 
         def __init__(self) -> None:
@@ -86,7 +86,7 @@ class Stage(Task):
 
     task_type = TaskType("R_STAGE")
     endpoint = EndpointAddress(EP_B)
-    sources = [TaskType("R_SRC")]
+    sources: ClassVar[list[TaskType]] = [TaskType("R_SRC")]
 
     def derive(self, result: dict[str, Any], source_id: str) -> dict[str, Any] | None:
         return None if result["n"] % 3 == 0 else {"from": source_id}
@@ -145,9 +145,7 @@ class Run:
         if first:
             self.collected.add((task_type, seq))
         result = {"n": seq + 1} if task_type == "R_SRC" else None
-        group = protocol.ack_group(
-            task_type, wid, [seq], [None], [error], [result], [first]
-        )
+        group = protocol.ack_group(task_type, wid, [seq], [None], [error], [result], [first])
         self.s.on_ack([group], self.now)
 
     def fail(self, wid: bytes, k: int) -> None:
@@ -301,9 +299,7 @@ def begin(s: Scheduler, workers: dict[bytes, tuple[str, str]]) -> Run:
     return run
 
 
-SLOW = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SLOW

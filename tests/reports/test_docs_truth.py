@@ -158,9 +158,7 @@ def _tutorial_collector() -> type:
         ({"aborted": False, "ended_by": "completed"}, False),
     ],
 )
-def test_the_tutorials_collector_keeps_its_output_when_the_run_ends_early(
-    tmp_path, summary, kept
-):
+def test_the_tutorials_collector_keeps_its_output_when_the_run_ends_early(tmp_path, summary, kept):
     """A collector stopped early overwrote a good top-20 file with an empty one."""
     cls = _tutorial_collector()
     good = tmp_path / "top20.json"

@@ -88,9 +88,7 @@ def _steer(tmp_path: Path, secure: bool) -> tuple[str, str]:
     stderr and the control endpoint."""
     app = _pipeline(tmp_path / "app")
     control = f"tcp://127.0.0.1:{free_port()}"
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith("ZMQPIPELINE_CURVE_")
-    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ZMQPIPELINE_CURVE_")}
     base["PYTHONPATH"] = str(SOURCE)
     server_env, client_env, security = (base, base, None)
     if secure:
@@ -98,9 +96,9 @@ def _steer(tmp_path: Path, secure: bool) -> tuple[str, str]:
         server_env, client_env = {**base, **server}, {**base, **client}
     cmd = [sys.executable, "-m", "zmqpipeline"]
     roles = [
-        (cmd + ["collector", f"{app}:SteerCollector"], server_env),
-        (cmd + ["worker", f"{app}:SteerWorker"], client_env),
-        (cmd + ["distributor", str(app), "--control", control], server_env),
+        ([*cmd, "collector", f"{app}:SteerCollector"], server_env),
+        ([*cmd, "worker", f"{app}:SteerWorker"], client_env),
+        ([*cmd, "distributor", str(app), "--control", control], server_env),
     ]
     processes = [
         subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import zmqpipeline
-from zmqpipeline import PushError, Pusher, Settings
+from zmqpipeline import Pusher, PushError, Settings
 
 pytestmark = pytest.mark.timeout(60)
 

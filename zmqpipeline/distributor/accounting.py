@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .state import task_size
 
 if TYPE_CHECKING:
+    from ..runtime.seen import SeenSet
     from .scheduler import Scheduler
     from .state import TaskState
 
@@ -92,7 +93,7 @@ def task_counts(s: Scheduler, task_type: str) -> TaskCounts:
     )
 
 
-def _pending(state: TaskState, done: Any, redriven: frozenset[int], limit: int) -> int:
+def _pending(state: TaskState, done: SeenSet, redriven: frozenset[int], limit: int) -> int:
     """Seqs in ``[next_seq, limit)`` neither done nor re-driven (those are in flight as
     they are): handed out before the crash, ``handle`` has not made them again yet."""
     low = state.next_seq

@@ -102,7 +102,7 @@ class Liveness(SchedulerPart):
                     item.avoid = avoid
                     given += 1
                 state.retry.appendleft((now, seq))
-        log = self.s.worker_log.get(avoid) if given else None
+        log = self.s.worker_log.get(avoid) if given and avoid is not None else None
         if log is not None:  # unstarted: handed out to it, executed by another
             log["handed_back"] += given
 

@@ -62,8 +62,8 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
 
 def end_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
     """What END carries to the collector's ``handle_finished``: the counts without the
-    items' data, how the run ended (``ended_by``), at most :data:`END_FAILURES` failures, each error's last line only, so
-    END stays small however the run went."""
+    items' data, how the run ended (``ended_by``), at most :data:`END_FAILURES`
+    failures, each error's last line only, so END stays small however the run went."""
     tasks = scheduler.tasks
     failed = [
         {**{k: v for k, v in f.items() if k != "data"}, "error": _last_line(f["error"])}
