@@ -141,6 +141,8 @@ class Acks(SchedulerPart):
         resume = self.s.resuming.get(state.task_type)
         if resume is None or not isinstance(seq, int) or seq < state.next_seq:
             return False
+        if seq in resume.redriven:  # a re-drive: in flight as it is, its ACK counted there
+            return False
         if seq not in resume.done:
             resume.done.add(seq)
             state.collected += 1

@@ -90,7 +90,9 @@ class Scheduler:
         self.ended_by = ""  # "completed", "drained" or "stopped", once done
         self.last_ack_at: float | None = None
         self.last_hello_at: float | None = None
-        self.redriven: Counter[str] = Counter()  # failed items handed out again, per task
+        # Failed items handed out again, per task (a resumed task's re-drives under the
+        # seqs its first part handed out are in its TaskResume's redriven instead).
+        self.redriven: Counter[str] = Counter()
         samples = int(_RATE_WINDOW_S / settings.heartbeat_interval_s) + 2
         self.rates: dict[str, deque[tuple[float, int]]] = {  # (time, collected), per tick
             tt: deque(maxlen=samples) for tt in self.tasks
@@ -139,6 +141,9 @@ class Scheduler:
         handed out again (call before :meth:`start`)."""
         self.resuming = resume_tasks(self.tasks, journaled)
         self.collected_before = {tt: s.collected for tt, s in self.tasks.items()}
+        for record, _ in journaled.redrives:  # a finished task's re-drives: counted here
+            if record["task_type"] in self.tasks and record["task_type"] not in self.resuming:
+                self.redriven[record["task_type"]] += 1
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -371,10 +376,19 @@ class Scheduler:
         re-driven; returns its new seq. A new seq, because the collector has counted the
         old one as skipped (see docs/guides/operating.md). A finished task is reopened."""
         state.failed.remove(entry)
-        item = Item(state.next_seq, entry["data"], first_sent_at=now)
-        state.next_seq += 1
+        resume = self.resuming.get(state.task_type)
+        if resume is not None and state.next_seq < resume.limit:
+            # Resumed, and handle() has yet to make again seqs handed out before the
+            # crash: take the first seq above them all, which handle() will skip.
+            seq = resume.limit
+            resume.limit = seq + 1
+            resume.redriven = resume.redriven | {seq}  # counted there, not in .redriven
+        else:
+            seq = state.next_seq
+            state.next_seq += 1
+            self.redriven[state.task_type] += 1
+        item = Item(seq, entry["data"], first_sent_at=now)
         self.journal.redriven(entry, item.seq)
-        self.redriven[state.task_type] += 1
         state.in_flight[item.seq] = item
         state.retry.append((now, item.seq))
         if state.finished:
