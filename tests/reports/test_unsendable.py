@@ -68,7 +68,8 @@ def test_a_value_msgpack_cannot_carry_fails_its_item_at_once_in_plain_words(tmp_
     assert len(failed) == 2, out
     item, result_line = failed
     assert item.startswith(
-        "FAILED ODD/2 (not retried): SerializationError: item ODD/2 cannot be sent: "
+        "FAILED ODD/2 (not retried): SerializationError: item ODD/2 of task type 'ODD' cannot "
+        "be sent: "
         "the value at ['tags'] is set, which msgpack cannot carry"
     ), item
     assert result_line.startswith(

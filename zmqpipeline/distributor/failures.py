@@ -38,16 +38,19 @@ def unsendable(task_type: str, seq: int, payload: Any, exc: Exception) -> str:
     it and the value's type (not the message's frame layout)."""
     name = type(exc).__name__
     if isinstance(exc, MessageTooLarge):
-        return f"{name}: item {task_type}/{seq} is too large to send: {exc}"
+        return (
+            f"{name}: item {task_type}/{seq} of task type {task_type!r} is too large to send: {exc}"
+        )
     try:
         found = find_unpackable(payload)
     except RecursionError:
         found = None
     if found is None:
-        return f"{name}: item {task_type}/{seq} cannot be sent: {exc}"
+        return f"{name}: item {task_type}/{seq} of task type {task_type!r} cannot be sent: {exc}"
     path, kind = found
     return (
-        f"{name}: item {task_type}/{seq} cannot be sent: the value at {path} is {kind}, "
+        f"{name}: item {task_type}/{seq} of task type {task_type!r} cannot be sent: "
+        f"the value at {path} is {kind}, "
         "which msgpack cannot carry (dict, list, str, bytes, int, float, bool, None, "
         "datetime, date, timedelta)"
     )
