@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from typing import Any, TextIO
 
 from ..errors import ConfigurationError
 from ..worker import MultiThreadedWorker
+from .addresses import rewrite_endpoints
 from .children import run_child, run_distributor, run_role, run_worker, set_process_title
 from .discovery import Pipeline
 from .progress import Progress
@@ -49,46 +49,6 @@ def check_curve_env() -> None:
         ) from None
 
 
-def _rewrite_endpoints(pipeline: Pipeline, directory: str, tcp: bool = False) -> dict[str, str]:
-    """Point every role at ipc files in ``directory`` (same original address, same file),
-    or with ``tcp`` at free ports on 127.0.0.1."""
-    mapping: dict[str, str] = {}
-
-    def private(address: str) -> str:
-        if address not in mapping:
-            mapping[address] = (
-                f"tcp://127.0.0.1:{_free_port()}"
-                if tcp
-                else f"ipc://{directory}/{len(mapping)}.ipc"
-            )
-        return mapping[address]
-
-    for cls in [
-        *pipeline.tasks,
-        *pipeline.workers,
-        *pipeline.collectors,
-        *pipeline.metadata_workers,
-    ]:
-        for attr in ("endpoint", "collector_endpoint", "ack_endpoint"):
-            if attr in _own_or_inherited(cls):
-                setattr(cls, attr, private(getattr(cls, attr)))
-    return mapping
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _own_or_inherited(cls: type) -> set[str]:
-    return {
-        attr
-        for attr in ("endpoint", "collector_endpoint", "ack_endpoint")
-        if getattr(cls, attr, None) is not None
-    }
-
-
 class _Run:
     """The parent's side of one local run: its children, their output, the events."""
 
@@ -109,6 +69,8 @@ class _Run:
         self.client_env: dict[str, str] | None = None
         self.report: dict[str, Any] | None = None
         self.errors: list[str] = []
+        self.refused: list[str] = []  # one-line errors of roles set up wrongly
+        self.addresses: dict[str, str] = {}  # private address -> the user's
         self.journal: str | None = None  # the folder of the crash journals
         self.board: Any = None  # a DashboardServer (run --dashboard)
         self.fresh = False
@@ -186,9 +148,12 @@ class _Run:
                 self.progress.show(payload)
             elif kind == "distributor":
                 self.report = payload
-                self.progress.show(payload["tasks"])
-            elif kind == "error":
+                # its clock stops where the report's wall time does
+                self.progress.show(payload["tasks"], elapsed=payload["wall_time_s"])
+            elif kind in ("error", "refused"):
                 self.errors.append(payload)
+                if kind == "refused":  # set up wrongly (e.g. its address is in use)
+                    self.refused.append(payload)
                 if self.report is None:
                     return  # a role crashed: stop the rest
 
@@ -300,7 +265,7 @@ def run_local(
     _set_threads(pipeline, threads)
     directory = tempfile.mkdtemp(prefix="zmqpipeline-")
     os.chmod(directory, 0o700)
-    _rewrite_endpoints(pipeline, directory, tcp=secure)
+    mapping = rewrite_endpoints(pipeline, directory, tcp=secure)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     previous_int = signal.getsignal(signal.SIGINT)
     run: _Run | None = None
@@ -312,6 +277,7 @@ def run_local(
         if dashboard is not None:  # its URL first
             run.board = _open_dashboard(dashboard, control, out)
         run.server_env, run.client_env = env
+        run.addresses = {private: user for user, private in mapping.items()}
         run.journal, run.fresh = journal, fresh
         signal.signal(signal.SIGINT, run.on_sigint)
         print(f"control: {control}  (zmqpipeline status|pause|drain|stop ...)", file=out)
@@ -343,6 +309,10 @@ def _set_threads(pipeline: Pipeline, threads: int | None) -> None:
 
 
 def _finish(run: _Run, out: TextIO, secure: bool) -> int:
+    if run.refused and run.report is None:  # one line each, in the user's addresses
+        for message in run.refused:
+            print(f"zmqpipeline: error: {_users_terms(message, run)}", file=sys.stderr)
+        return 2
     for message in run.errors:
         print(f"error in {message}", file=out)
     children = run.child_list()
@@ -363,7 +333,11 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
             file=out,
         )
     if run.interrupts:
-        how = "drained the run" if run.interrupts == 1 else "stopped the run"
+        # How it ended, as the report says: a drain may have ended the run before a
+        # second Ctrl-C's stop reached it.
+        how = {"drained": "drained the run", "completed": "the run completed first"}.get(
+            report.get("ended_by", ""), "stopped the run"
+        )
         print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
         return 130
     # A worker ended by us after the run's end (see _end_stragglers) lost nothing: the
@@ -375,6 +349,14 @@ def _open_dashboard(bind: str, control: str, out: TextIO) -> Any:
     from .dashboard import open_dashboard
 
     return open_dashboard(bind, control, out)
+
+
+def _users_terms(message: str, run: _Run) -> str:
+    """``message`` with each private address ``run`` gave a role put back as the user
+    wrote it (``ipc://<run dir>/0.ipc`` -> ``tcp://host:5558 (run here as ...)``)."""
+    for private, user in run.addresses.items():
+        message = message.replace(private, f"{user} (run here as {private})")
+    return message
 
 
 def _journal_file(directory: str | None, role: str) -> str | None:

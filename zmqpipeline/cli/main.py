@@ -81,23 +81,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_list(sub)
     _add_distributor(sub)
-    for role, text, example in (
-        ("collector", "run a Collector", "examples/singlethread/collector.py:MyCollector"),
-        ("worker", "run a worker", "examples/singlethread/worker.py:MyWorker"),
-        ("metadata", "run a MetaDataWorker", "meta_worker:MyMetaData"),
-    ):
-        one = _role_parser(sub, role, text, example)
-        one.add_argument("target", metavar="MODULE:CLASS", help="see below")
-        one.set_defaults(handler=_cmd_role, role=role)
-        if role == "worker":
-            add_lifetime_arguments(one)
-        if role == "collector":
-            one.add_argument(
-                "--journal",
-                metavar="FILE",
-                help="the collector's crash journal (SQLite): ids it handled before a "
-                "restart are not handled again",
-            )
+    _add_roles(sub)
 
     from .cache import add_cache_command
     from .check import add_check_command
@@ -125,6 +109,31 @@ def _build_parser() -> argparse.ArgumentParser:
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
         )
     return parser
+
+
+def _add_roles(sub: Any) -> None:
+    """``collector``, ``worker`` and ``metadata``: one role class by MODULE:CLASS."""
+    for role, text, example in (
+        (
+            "collector",
+            "run a Collector",
+            "examples/singlethread/collector.py:StopWatchCollector",
+        ),
+        ("worker", "run a worker", "examples/singlethread/worker.py:MyWorker"),
+        ("metadata", "run a MetaDataWorker", "examples/metadata/meta_worker.py:MyMetaData"),
+    ):
+        one = _role_parser(sub, role, text, example)
+        one.add_argument("target", metavar="MODULE:CLASS", help="see below")
+        one.set_defaults(handler=_cmd_role, role=role)
+        if role == "worker":
+            add_lifetime_arguments(one)
+        if role == "collector":
+            one.add_argument(
+                "--journal",
+                metavar="FILE",
+                help="the collector's crash journal (SQLite): ids it handled before a "
+                "restart are not handled again",
+            )
 
 
 def _add_run(sub: Any) -> None:

@@ -42,6 +42,8 @@ def _item(text: str, where: str) -> dict[str, Any]:
         item = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where}: not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{where}: nested too deeply to read as JSON") from None
     if not isinstance(item, dict):
         raise UsageError(f"{where}: an item must be a JSON object, not {type(item).__name__}")
     return item

@@ -101,8 +101,11 @@ class Collector(Role):
         raise NotImplementedError(f"{type(self).__name__} must implement handle_collection()")
 
     def handle_finished(self, data: dict[str, Any], task_type: str) -> None:
-        """Called once when the run ends; ``data`` summarises it (``collected``, ``failed``,
-        ``retries``, ``aborted``). The older form with a trailing ``msgtype`` works too."""
+        """Called once when the run ends, *also when it was stopped or drained early*;
+        ``data`` summarises it (``collected``, ``failed``, ``retries``, ``aborted``, and
+        ``ended_by``: ``completed``, ``drained`` or ``stopped``). Look at it before
+        replacing an earlier run's output (see the tutorial). The older form with a
+        trailing ``msgtype`` works too."""
 
     def get_ack_data(self) -> dict[str, Any] | None:
         """A dict attached to every ACK (``None``: nothing)."""

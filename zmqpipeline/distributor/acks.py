@@ -173,6 +173,8 @@ class Acks(SchedulerPart):
         resume = s.resuming.get(state.task_type)
         if resume is None or not isinstance(seq, int) or seq < state.next_seq:
             return False
+        if seq in resume.redriven:  # a re-drive: in flight as it is, its ACK counted there
+            return False
         fed = state.task_type in s.stages.fed
         if fed and result is None:
             return False

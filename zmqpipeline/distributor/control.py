@@ -35,8 +35,8 @@ from ..errors import ControlError
 from ..runtime.runtime import RequestClient, RoleRuntime
 from ..schedule.commands import SCHEDULE_COMMANDS
 from ..schedule.commands import answer as schedule_answer
+from .accounting import task_counts
 from .latency import LatencyHistogram, percentiles_ms
-from .state import task_size
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -87,9 +87,11 @@ def _task_state(s: Scheduler, task_type: str) -> str:
 
 
 def _rate(s: Scheduler, task_type: str, now: float) -> float | None:
-    """Items/s over the last samples (one per heartbeat, up to 10 s); None before 1 s."""
+    """Items/s over the last samples (one per heartbeat, up to 10 s); ``None`` before 1 s
+    and while paused (nothing is handed out: no rate, no ETA). A resume starts the
+    window again, so the pause does not drag the rate down after it."""
     samples = s.rates[task_type]
-    if not samples:
+    if not samples or s.paused:
         return None
     t0, c0 = samples[0]
     if now - t0 < 1.0:
@@ -100,27 +102,23 @@ def _rate(s: Scheduler, task_type: str, now: float) -> float | None:
 def _tasks(s: Scheduler, now: float) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tt, state in s.tasks.items():
-        size = task_size(state.task)
+        counts = task_counts(s, tt)
         rate = _rate(s, tt, now)
-        left = None if size is None else max(0, size - state.collected - len(state.failed))
+        left = None
+        if counts.not_handed_out is not None:
+            left = counts.not_handed_out + counts.in_flight
         eta = None
-        if left is not None and rate:
-            eta = left / rate
-        elif left == 0:
+        if left == 0:
             eta = 0.0
+        elif left is not None and rate:
+            eta = left / rate
         out[tt] = {
             "state": _task_state(s, tt),
-            "handed_out": state.next_seq - s.redriven[tt],
-            "in_flight": len(state.in_flight),
-            "collected": state.collected,
-            "failed": len(state.failed),
+            **counts.as_dict(),
             "retries": state.retries,
-            "size": size,
             "rate": rate,
             "eta_s": eta,
-            **s.stages.summary(
-                tt
-            ),  # a stage's sources and backlog (zmqpipeline.distributor.stages)
+            **s.stages.summary(tt),  # a stage's sources and backlog (.stages)
         }
     return out
 
@@ -194,9 +192,28 @@ class ControlLogic:
         self._extra: dict[str, Any] = {}  # what a command adds to its reply
         self.latency = LatencyHistogram()  # built as statuses are read
 
-    def handle(self, msg: protocol.Control, now: float) -> tuple[bool, dict[str, Any]]:
-        """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``."""
+    def handle(
+        self, msg: protocol.Control, now: float, sender: str = ""
+    ) -> tuple[bool, dict[str, Any]]:
+        """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``.
+        Each command is logged with ``sender`` (who sent it, see :mod:`.operators`): one
+        that steers the run at WARNING, a refused one at INFO, a status at DEBUG."""
         self.commands += 1
+        ok, body = self._handle(msg, now)
+        who = f" from {sender}" if sender else ""
+        if not ok:
+            logger.info("operator command %s%s refused: %s", msg.command, who, body["error"])
+        elif msg.command == "status":
+            logger.debug("operator command status%s", who)
+        else:
+            retried = len(body.get("retried", ()))
+            what = f"{retried} item(s) go out again, " if msg.command == "retry_failed" else ""
+            logger.warning(
+                "operator command %s%s: %sthe run is %s", msg.command, who, what, body["state"]
+            )
+        return ok, body
+
+    def _handle(self, msg: protocol.Control, now: float) -> tuple[bool, dict[str, Any]]:
         s = self.scheduler
         if msg.command in SCHEDULE_COMMANDS:  # recurring jobs: zmqpipeline.schedule.commands
             return schedule_answer(s.recurring, msg.command, msg.args, now)
@@ -211,8 +228,6 @@ class ControlLogic:
             return self._error(reason)
         if msg.command == "status":
             return True, self.status(now)
-        if msg.command != "retry_failed":
-            logger.warning("operator command %s: the run is %s", msg.command, run_state(s))
         return True, {"state": run_state(s), **self._extra}
 
     def _error(self, reason: str) -> tuple[bool, dict[str, Any]]:
@@ -233,6 +248,8 @@ class ControlLogic:
     def _resume(self, args: dict[str, Any], now: float) -> str:
         if not self.scheduler.paused:
             return f"the run is {run_state(self.scheduler)}, not paused: nothing to resume"
+        for samples in self.scheduler.rates.values():
+            samples.clear()  # the rate starts again: the pause is not in its window
         self.scheduler.resume(now)
         return ""
 
@@ -266,7 +283,6 @@ class ControlLogic:
         for state, entry in entries:
             seq = s.redrive(state, entry, now)
             retried.append({"item_id": entry["item_id"], "new_item_id": f"{state.task_type}/{seq}"})
-        logger.warning("operator command retry_failed: %d item(s) go out again", len(retried))
         s.dispatch(now)
         self._extra = {"retried": retried}
         return ""

@@ -45,12 +45,6 @@ def _check_task_class(task_class: type[Task]) -> None:
             raise TypeError(f"{task_class.__name__} has no {name}")
 
 
-def _with_unsent(counts: dict[str, Any]) -> dict[str, Any]:
-    size = counts.get("size")
-    unsent = None if size is None else max(0, size - counts["handed_out"])
-    return {**counts, "not_handed_out": unsent}
-
-
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -359,7 +353,7 @@ class Distributor:
                 "p90": _percentile(samples, 0.90) * 1000,
                 "p99": _percentile(samples, 0.99) * 1000,
             }
-        tasks = {tt: _with_unsent(t) for tt, t in summary["tasks"].items()}
+        tasks = {tt: dict(t) for tt, t in summary["tasks"].items()}
         for tt, state in scheduler.tasks.items():  # drained: stopped early by an operator
             if state.finished and not state.task.is_complete:
                 tasks[tt]["state"] = "drained"
@@ -371,7 +365,9 @@ class Distributor:
             aborted=summary["aborted"],
             latency_ms=latency,
             per_worker={
-                w["id"]: w["handed_out"] for w in scheduler.worker_log.values() if w["handed_out"]
+                w["id"]: w["handed_out"] - w["handed_back"]
+                for w in scheduler.worker_log.values()
+                if w["handed_out"] > w["handed_back"]
             },
             tasks=tasks,
             workers=summary["workers"],

@@ -12,6 +12,7 @@ from ..errors import MessageTooLarge, SerializationError
 from ..protocol.frames import frame_bytes
 from ..runtime.runtime import user_code_error
 from ..utils.messages import MESSAGE_TYPE_DATA
+from .failures import unsendable
 from .resume import TaskResume
 from .state import Item, SchedulerPart, TaskState, WorkerRecord
 
@@ -191,7 +192,8 @@ class HandOut(SchedulerPart):
                 item = state.in_flight[seq]
                 state.unassign(item)
                 worker.credit += 1
-                self.s.failures.item_failed(state, item, str(exc))
+                error = unsendable(state.task_type, seq, payload, exc)
+                self.s.failures.item_failed(state, item, error)
             else:
                 self.s.outbox.extend((state.endpoint, worker.wid, m) for m in messages)
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from .. import protocol
-from ..errors import PushError
+from ..errors import MessageTooLarge, PushError
 from ..runtime.runtime import RequestClient, RoleRuntime
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class Pusher(RequestClient):
         deadline = time.monotonic() + self.timeout
         while sent < len(batch):
             request_id = uuid.uuid4().int >> 66
-            frames = self._codec.push(request_id, task_type, batch[sent:])
+            frames = self._encode(request_id, task_type, batch, sent)
             accepted = self._call(rt, sock, request_id, frames).accepted
             sent += accepted
             if accepted:
@@ -156,6 +156,23 @@ class Pusher(RequestClient):
                 time.sleep(wait)  # backpressure: the distributor has no room yet
                 wait = min(wait * 2, _FULL_WAIT_S[1])
         return sent
+
+    def _encode(
+        self, request_id: int, task_type: str, batch: list[dict[str, Any]], sent: int
+    ) -> list[bytes]:
+        """The PUSH of ``batch[sent:]``, or of as many of them as fit in one message; an
+        item that fits in none is a :class:`PushError` naming it."""
+        end = len(batch)
+        while True:
+            try:
+                return self._codec.push(request_id, task_type, batch[sent:end])
+            except MessageTooLarge as exc:
+                if end - sent == 1:
+                    raise PushError(
+                        f"task {task_type}: item {sent + 1} of the batch is too large to "
+                        f"push: {exc}"
+                    ) from None
+                end = sent + (end - sent) // 2
 
     def _call(
         self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int, frames: list[bytes]

@@ -26,14 +26,17 @@ class RunReport:
     elapsed_s: float = 0.0
     #: Hand-out to ACK, percentiles ``p50``, ``p90``, ``p99`` of the last 10,000 items.
     latency_ms: dict[str, float] = field(default_factory=dict)
-    #: Items handed out, per worker id.
+    #: Items handed out and not handed back unstarted (RECALL), per worker id: what each
+    #: worker took on (an item handed back and given to another counts for that one).
     per_worker: dict[str, int] = field(default_factory=dict)
-    #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed``, ``size``
-    #: (declared size or ``None``) and ``not_handed_out`` (``size - handed_out`` when the
-    #: size is known and the task stopped early, else ``0`` or ``None``); with a result
-    #: cache also ``cached`` (collected from the cache, a part of ``collected``).
+    #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed`` (items),
+    #: ``errors`` (the task's own code raised), ``size`` (declared size or ``None``) and
+    #: ``not_handed_out``; collected + failed + in_flight + not_handed_out = size, however
+    #: the run ended (see :mod:`zmqpipeline.distributor.accounting`); with a result cache
+    #: also ``cached`` (collected from the cache, a part of ``collected``).
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out``,
+    #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out`` (items
+    #: sent to it), ``handed_back`` (of those, given back unstarted for another worker),
     #: ``collected`` (its results the collector ACKed, also if it died later).
     workers: list[dict[str, Any]] = field(default_factory=list)
     #: Bad messages dropped, per reason.

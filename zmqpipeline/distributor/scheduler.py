@@ -26,7 +26,7 @@ from ..runtime.runtime import UserCodeError, call_user
 from ..settings import Settings
 from ..task import Task
 from .acks import Acks
-from .failures import Failures
+from .failures import NOT_RETRYABLE, Failures
 from .handout import HandOut
 from .liveness import Liveness
 from .recurring import Recurring
@@ -92,7 +92,9 @@ class Scheduler:
         self.ended_by = ""  # "completed", "drained" or "stopped", once done
         self.last_ack_at: float | None = None
         self.last_hello_at: float | None = None
-        self.redriven: Counter[str] = Counter()  # failed items handed out again, per task
+        # Failed items handed out again, per task (a resumed task's re-drives under the
+        # seqs its first part handed out are in its TaskResume's redriven instead).
+        self.redriven: Counter[str] = Counter()
         samples = int(_RATE_WINDOW_S / settings.heartbeat_interval_s) + 2
         self.rates: dict[str, deque[tuple[float, int]]] = {  # (time, collected), per tick
             tt: deque(maxlen=samples) for tt in self.tasks
@@ -101,6 +103,7 @@ class Scheduler:
         self.journal = RunJournal()
         self.resuming: dict[str, TaskResume] = {}
         self.cache: NoCache = NoCache()  # the result cache: the distributor opens it
+        self.collected_before: dict[str, int] = {}  # resumed: collected by earlier parts
         # The parts, one per concern (see the module's docstring).
         self.stages = StageBook(self, tasks)
         self.handout = HandOut(self)
@@ -163,6 +166,10 @@ class Scheduler:
         handed out again (call before :meth:`start`)."""
         self.resuming = resume_tasks(self.tasks, journaled)
         self.stages.restore(journaled.backlog, journaled.closed)
+        self.collected_before = {tt: s.collected for tt, s in self.tasks.items()}
+        for record, _ in journaled.redrives:  # a finished task's re-drives: counted here
+            if record["task_type"] in self.tasks and record["task_type"] not in self.resuming:
+                self.redriven[record["task_type"]] += 1
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -189,6 +196,8 @@ class Scheduler:
         for state in self.tasks.values():  # a resumed run: sources finished before it
             if state.finished:
                 self.stages.source_finished(state)
+        if all(s.finished for s in self.tasks.values()):
+            self.finish(aborted=False)  # resumed after its last task finished: it ends
         self.dispatch(now)
 
     def _send_start(self) -> None:
@@ -347,6 +356,9 @@ class Scheduler:
         state.unassign(item)
         if self.recurring.signalled(state, item, msg, worker.wid, now):
             return  # StopJob, UnsetJob: the job's outcome, not a failure (.recurring)
+        if NOT_RETRYABLE.intersection(msg.exc_types):  # no retry can mend it
+            self.failures.item_failed(state, item, msg.error)
+            return
         retry_for = state.task.retry_for
         if retry_for is not None:
             names = {n if isinstance(n, str) else n.__name__ for n in retry_for}
@@ -401,10 +413,19 @@ class Scheduler:
         re-driven; returns its new seq. A new seq, because the collector has counted the
         old one as skipped (see docs/guides/operating.md). A finished task is reopened."""
         state.failed.remove(entry)
-        item = Item(state.next_seq, entry["data"], first_sent_at=now)
-        state.next_seq += 1
+        resume = self.resuming.get(state.task_type)
+        if resume is not None and state.next_seq < resume.limit:
+            # Resumed, and handle() has yet to make again seqs handed out before the
+            # crash: take the first seq above them all, which handle() will skip.
+            seq = resume.limit
+            resume.limit = seq + 1
+            resume.redriven = resume.redriven | {seq}  # counted there, not in .redriven
+        else:
+            seq = state.next_seq
+            state.next_seq += 1
+            self.redriven[state.task_type] += 1
+        item = Item(seq, entry["data"], first_sent_at=now)
         self.journal.redriven(entry, item.seq)
-        self.redriven[state.task_type] += 1
         state.in_flight[item.seq] = item
         state.retry.append((now, item.seq))
         if state.finished:

@@ -318,7 +318,7 @@ class Worker(Role):
         self.items_processed += len(entries) - len(failed)
         for seq, exc in failed:  # a result that cannot travel: that item fails alone
             self.items_failed += 1
-            logic.fail(seq, str(exc), [type(exc).__name__])
+            logic.fail(seq, f"{type(exc).__name__}: {exc}", [type(exc).__name__])
         for frames in messages:
             if self._results:
                 self._results.append(frames)
