@@ -132,6 +132,7 @@ class Executor(_FuturesExecutor):
             threads,
             prefetch,
             self._settings,
+            self._dir,
         )
         _live.add(self)
 
