@@ -125,3 +125,8 @@ def without_wraps(fn: Any) -> Any:
 #: A module-level name bound to a function whose own name leads elsewhere.
 decorated = without_wraps(_undecorated)
 rebound = add
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()

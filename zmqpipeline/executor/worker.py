@@ -134,12 +134,19 @@ def run_worker(
     prefetch: int = EXECUTOR_PREFETCH,
     parent: int | None = None,
     settings: Settings | None = None,
+    lifetime_s: float | None = None,
+    lifetime_stagger_s: float = 0.0,
+    idle_timeout_s: float | None = None,
 ) -> int:
-    """Run one executor worker until its executor ends; returns the calls it ran."""
+    """Run one executor worker until its executor ends, or its lifetime or idle timeout
+    does (see :mod:`zmqpipeline.worker.lifetime`: it hands back the calls it has not
+    started, which go to other workers); returns the calls it ran."""
     if parent is not None:
         if os.getppid() != parent:
             return 0
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     worker = worker_class(endpoint, results, threads, allow, prefetch)(settings=settings)
+    worker.lifetime_s, worker.idle_timeout_s = lifetime_s, idle_timeout_s
+    worker.lifetime_stagger_s = lifetime_stagger_s
     worker.run()
     return int(worker.items_processed)
