@@ -24,13 +24,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TextIO
 
 from ..distributor import Distributor
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
 from .calls import Call, Calls
+from .mapping import MapProgress, size_of
 from .naming import check_arguments, function_name
 from .roles import collector_class, feed, start_workers, task_class
 from .worker import EXECUTOR_PREFETCH, results_endpoint
@@ -174,10 +175,13 @@ class Executor(_FuturesExecutor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: bool | TextIO = False,
     ) -> Iterator[Any]:
         """``fn`` over the items of ``iterables`` (in step), results in order. The input is
         read ahead by at most ``buffersize`` calls (default: a bound per worker), so an
-        endless iterator works; ``chunksize`` calls travel as one item."""
+        endless iterator works; ``chunksize`` calls travel as one item. ``progress``:
+        draw the map's progress on stderr (or on the stream given), as ``zmqpipeline
+        run`` does: a bar with an ETA when the inputs have a ``len()``."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         if buffersize is not None:
@@ -187,15 +191,21 @@ class Executor(_FuturesExecutor):
                 raise ValueError("buffersize must be None or >= 1.")
         name = function_name(fn)
         end = None if timeout is None else time.monotonic() + timeout
+        shown = None
+        if progress:
+            stream = None if progress is True else progress
+            shown = MapProgress(name, size_of(iterables), stream)
         args = zip(*iterables, strict=False)
         chunks: Iterator[tuple[Any, ...]] = (
             args if chunksize == 1 else iter(lambda: tuple(itertools.islice(args, chunksize)), ())
         )
         ahead = buffersize or max(1, self._buffer // chunksize)
         pending: deque[Future[Any]] = deque()
+        submitted = 0
         for chunk in itertools.islice(chunks, ahead):  # submitted now, as Executor.map does
             pending.append(self._submit_map(name, chunk, chunksize))
-        return self._results(name, chunks, pending, chunksize, end)
+            submitted += len(chunk) if chunksize > 1 else 1
+        return self._results(name, chunks, pending, chunksize, end, (shown, submitted))
 
     def _submit_map(self, name: str, chunk: tuple[Any, ...], chunksize: int) -> Future[Any]:
         future: Future[Any] = Future()
@@ -218,24 +228,41 @@ class Executor(_FuturesExecutor):
         pending: deque[Future[Any]],
         chunksize: int,
         end: float | None,
+        counts: tuple[MapProgress | None, int],
     ) -> Iterator[Any]:
+        shown, submitted = counts
+        done = 0
         try:
             while pending:
                 future = pending.popleft()
                 left = None if end is None else end - time.monotonic()
-                result = future.result(left)
+                try:
+                    result = future.result(left)
+                except Exception as exc:
+                    if shown is not None and not isinstance(exc, TimeoutError):
+                        shown.update(submitted, done, 1)
+                    raise
                 for chunk in itertools.islice(chunks, 1):
                     pending.append(self._submit_map(name, chunk, chunksize))
+                    submitted += len(chunk) if chunksize > 1 else 1
                 if chunksize == 1:
+                    done += 1
+                    if shown is not None:
+                        shown.update(submitted, done)
                     yield result
                     continue
                 values, error = result
+                done += len(values)
+                if shown is not None:
+                    shown.update(submitted, done, error is not None)
                 yield from values
                 if error is not None:
                     raise error
         finally:
             for future in pending:
                 future.cancel()
+            if shown is not None:
+                shown.close()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more calls; ``cancel_futures`` cancels those not handed out yet. ``wait``:
