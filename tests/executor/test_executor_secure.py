@@ -127,7 +127,8 @@ def test_a_secured_executors_local_workers_connect_over_tcp_with_its_key(keys: P
 def test_zmqpipeline_status_sees_an_executor(tmp_path: Path) -> None:
     control = f"ipc://{tmp_path}/control"
     with Executor(workers=1, control_endpoint=control) as ex:
-        assert list(ex.map(f.square, range(30))) == [i * i for i in range(30)]
+        futures = [ex.submit(f.square, i) for i in range(30)]  # an item each
+        assert [fu.result(timeout=30) for fu in futures] == [i * i for i in range(30)]
         status = zmqpipeline("status", control, "--json")
         table = zmqpipeline("status", control)
     assert status.returncode == 0, status.stderr

@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
@@ -31,7 +30,7 @@ from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
 from .calls import Call, Calls
-from .mapping import MapProgress, size_of
+from .mapping import FIRST_ITEMS_PER_THREAD, MapFeed, MapProgress, map_results, size_of
 from .naming import check_arguments, function_name
 from .roles import collector_class, feed, start_workers, task_class
 from .worker import EXECUTOR_PREFETCH, results_endpoint
@@ -108,6 +107,7 @@ class Executor(_FuturesExecutor):
             window = max(_MIN_WINDOW, _WINDOW_PER_WORKER * max(1, workers) * threads)
         self._calls = Calls(window=min(window, self._settings.stage_backlog))
         self._buffer = _MAP_BUFFER_PER_WORKER * max(1, workers) * threads
+        self._workers, self._threads_per_worker = workers, threads
         self._ids = itertools.count()
         self._retry = max_attempts > 1
         self._shutdown_lock = threading.Lock()
@@ -195,74 +195,37 @@ class Executor(_FuturesExecutor):
         if progress:
             stream = None if progress is True else progress
             shown = MapProgress(name, size_of(iterables), stream)
-        args = zip(*iterables, strict=False)
-        chunks: Iterator[tuple[Any, ...]] = (
-            args if chunksize == 1 else iter(lambda: tuple(itertools.islice(args, chunksize)), ())
+        threads = max(1, self._workers) * self._threads_per_worker
+        if buffersize is not None:  # counted in calls (in chunks with a chunksize)
+            calls, items = buffersize * chunksize, buffersize
+        else:  # enough chunks for every worker thread, whatever their size
+            calls = max(self._buffer, FIRST_ITEMS_PER_THREAD * threads * chunksize)
+            items = max(1, calls // chunksize)
+        feed = MapFeed(
+            zip(*iterables, strict=False),
+            lambda batch, single: self._submit_map(name, batch, single),
+            chunksize,
+            chunksize == 1 and not self._retry,
+            calls,
+            items,
+            threads,
         )
-        ahead = buffersize or max(1, self._buffer // chunksize)
-        pending: deque[Future[Any]] = deque()
-        submitted = 0
-        for chunk in itertools.islice(chunks, ahead):  # submitted now, as Executor.map does
-            pending.append(self._submit_map(name, chunk, chunksize))
-            submitted += len(chunk) if chunksize > 1 else 1
-        return self._results(name, chunks, pending, chunksize, end, (shown, submitted))
+        feed.fill(first=True)  # submitted now, as Executor.map does
+        return map_results(feed, end, shown)
 
-    def _submit_map(self, name: str, chunk: tuple[Any, ...], chunksize: int) -> Future[Any]:
+    def _submit_map(self, name: str, batch: tuple[Any, ...], single: bool) -> Future[Any]:
         future: Future[Any] = Future()
-        if chunksize == 1:
-            check_arguments(name, chunk, {})
-            payload: dict[str, Any] = {"i": next(self._ids), "f": name, "a": chunk, "k": {}}
+        if single:
+            check_arguments(name, batch, {})
+            payload: dict[str, Any] = {"i": next(self._ids), "f": name, "a": batch, "k": {}}
         else:
-            for one in chunk:
+            for one in batch:
                 check_arguments(name, one, {})
-            payload = {"i": next(self._ids), "f": name, "c": chunk}
+            payload = {"i": next(self._ids), "f": name, "c": batch}
         if self._retry:
             payload["t"] = 1
-        self._calls.add(Call(payload, future, chunk=chunksize > 1))
+        self._calls.add(Call(payload, future, chunk=not single))
         return future
-
-    def _results(
-        self,
-        name: str,
-        chunks: Iterator[tuple[Any, ...]],
-        pending: deque[Future[Any]],
-        chunksize: int,
-        end: float | None,
-        counts: tuple[MapProgress | None, int],
-    ) -> Iterator[Any]:
-        shown, submitted = counts
-        done = 0
-        try:
-            while pending:
-                future = pending.popleft()
-                left = None if end is None else end - time.monotonic()
-                try:
-                    result = future.result(left)
-                except Exception as exc:
-                    if shown is not None and not isinstance(exc, TimeoutError):
-                        shown.update(submitted, done, 1)
-                    raise
-                for chunk in itertools.islice(chunks, 1):
-                    pending.append(self._submit_map(name, chunk, chunksize))
-                    submitted += len(chunk) if chunksize > 1 else 1
-                if chunksize == 1:
-                    done += 1
-                    if shown is not None:
-                        shown.update(submitted, done)
-                    yield result
-                    continue
-                values, error = result
-                done += len(values)
-                if shown is not None:
-                    shown.update(submitted, done, error is not None)
-                yield from values
-                if error is not None:
-                    raise error
-        finally:
-            for future in pending:
-                future.cancel()
-            if shown is not None:
-                shown.close()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more calls; ``cancel_futures`` cancels those not handed out yet. ``wait``:

@@ -4,7 +4,8 @@ another machine; the :class:`~zmqpipeline.Executor` starts its local ones the sa
 (``python -m zmqpipeline executor-worker``), a fresh interpreter each (no fork).
 
 An item is ``{'i': id, 'f': 'module:qualname', 'a': args, 'k': kwargs}`` (or ``'c'``, a
-chunk of argument lists for ``map``); its result ``{'i': id, 'r': value}`` or, when the
+chunk of argument lists for ``map``); its result ``{'i': id, 'r': value}`` (a chunk's:
+``'r'`` a list and ``'d'`` the seconds its calls took) or, when the
 function raised, ``{'i': id, 'x': description}`` (see :mod:`.errors`): an exception is
 an outcome delivered to the caller, not a failure retried, unless the item says ``'t'``
 (the executor's ``max_attempts`` > 1: then it raises, and the run's retry policy applies).
@@ -81,12 +82,13 @@ def call_item(resolve: Resolver, data: dict[str, Any]) -> dict[str, Any]:
                 raise
             return {"i": item_id, "x": describe(exc)}
     results: list[Any] = []
+    started = time.perf_counter()
     try:
         for args in chunk:
             results.append(_checked(fn(*args)))
     except Exception as exc:
         return {"i": item_id, "r": results, "x": describe(exc)}
-    return {"i": item_id, "r": results}
+    return {"i": item_id, "r": results, "d": time.perf_counter() - started}
 
 
 def worker_class(
