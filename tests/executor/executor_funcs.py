@@ -87,3 +87,46 @@ def capture(*args: Any, **kwargs: Any) -> Any:
 def sleep_and_raise(seconds: float) -> None:
     time.sleep(seconds)
     raise Exception("this is an exception")
+
+
+def flaky(path: str, fails: int, kind: str = "ConnectionError") -> int:
+    """Count this attempt in the file at ``path``; raise ``kind`` for the first ``fails``
+    attempts, then return the number of attempts."""
+    with open(path, "a") as out:
+        out.write("x")
+    with open(path) as counted:
+        attempts = len(counted.read())
+    if attempts <= fails:
+        raise {"ConnectionError": ConnectionError, "ValueError": ValueError}[kind](
+            f"attempt {attempts}"
+        )
+    return attempts
+
+
+class CallMe:
+    """A callable object: it has no import name of its own."""
+
+    def __call__(self) -> int:
+        return 1
+
+
+def _undecorated(x: int) -> int:
+    return x
+
+
+def without_wraps(fn: Any) -> Any:
+    def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    wrapper.__qualname__ = fn.__qualname__  # half of functools.wraps: the name, not the link
+    return wrapper
+
+
+#: A module-level name bound to a function whose own name leads elsewhere.
+decorated = without_wraps(_undecorated)
+rebound = add
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()

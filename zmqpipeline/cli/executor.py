@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..worker.lifetime import add_lifetime_arguments
 from .args import add_command
 
 __all__ = ["add_executor_commands"]
@@ -38,6 +39,7 @@ def add_executor_commands(sub: Any) -> None:
         metavar="N",
         help="calls held beyond one per thread (default 32)",
     )
+    add_lifetime_arguments(parser)
     parser.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -62,5 +64,8 @@ def _cmd_executor_worker(args: argparse.Namespace) -> int:
         allow=args.allow,
         prefetch=EXECUTOR_PREFETCH if args.prefetch is None else args.prefetch,
         parent=args.parent,
+        lifetime_s=args.lifetime,
+        lifetime_stagger_s=args.lifetime_stagger,
+        idle_timeout_s=args.idle_timeout,
     )
     return 0

@@ -97,7 +97,10 @@ class Calls:
                 self.cond.notify_all()
         future, error = call.future, outcome.get("x")
         if call.chunk:
-            future.set_result((outcome.get("r") or [], None if error is None else rebuild(error)))
+            values = outcome.get("r") or []
+            future.set_result(
+                (values, None if error is None else rebuild(error), outcome.get("d", 0.0))
+            )
         elif error is not None:
             future.set_exception(rebuild(error))
         else:
@@ -116,7 +119,7 @@ class Calls:
                 continue
             exc = from_failure_text(str(record.get("error", "")))
             if call.chunk:
-                call.future.set_result(([], exc))
+                call.future.set_result(([], exc, 0.0))
             else:
                 call.future.set_exception(exc)
 

@@ -20,17 +20,17 @@ import tempfile
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TextIO
 
 from ..distributor import Distributor
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
 from .calls import Call, Calls
+from .mapping import FIRST_ITEMS_PER_THREAD, MapFeed, MapProgress, map_results, size_of
 from .naming import check_arguments, function_name
 from .roles import collector_class, feed, start_workers, task_class
 from .worker import EXECUTOR_PREFETCH, results_endpoint
@@ -107,6 +107,7 @@ class Executor(_FuturesExecutor):
             window = max(_MIN_WINDOW, _WINDOW_PER_WORKER * max(1, workers) * threads)
         self._calls = Calls(window=min(window, self._settings.stage_backlog))
         self._buffer = _MAP_BUFFER_PER_WORKER * max(1, workers) * threads
+        self._workers, self._threads_per_worker = workers, threads
         self._ids = itertools.count()
         self._retry = max_attempts > 1
         self._shutdown_lock = threading.Lock()
@@ -132,6 +133,7 @@ class Executor(_FuturesExecutor):
             threads,
             prefetch,
             self._settings,
+            self._dir,
         )
         _live.add(self)
 
@@ -173,10 +175,13 @@ class Executor(_FuturesExecutor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: bool | TextIO = False,
     ) -> Iterator[Any]:
         """``fn`` over the items of ``iterables`` (in step), results in order. The input is
         read ahead by at most ``buffersize`` calls (default: a bound per worker), so an
-        endless iterator works; ``chunksize`` calls travel as one item."""
+        endless iterator works; ``chunksize`` calls travel as one item. ``progress``:
+        draw the map's progress on stderr (or on the stream given), as ``zmqpipeline
+        run`` does: a bar with an ETA when the inputs have a ``len()``."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         if buffersize is not None:
@@ -186,55 +191,41 @@ class Executor(_FuturesExecutor):
                 raise ValueError("buffersize must be None or >= 1.")
         name = function_name(fn)
         end = None if timeout is None else time.monotonic() + timeout
-        args = zip(*iterables, strict=False)
-        chunks: Iterator[tuple[Any, ...]] = (
-            args if chunksize == 1 else iter(lambda: tuple(itertools.islice(args, chunksize)), ())
+        shown = None
+        if progress:
+            stream = None if progress is True else progress
+            shown = MapProgress(name, size_of(iterables), stream)
+        threads = max(1, self._workers) * self._threads_per_worker
+        if buffersize is not None:  # counted in calls (in chunks with a chunksize)
+            calls, items = buffersize * chunksize, buffersize
+        else:  # enough chunks for every worker thread, whatever their size
+            calls = max(self._buffer, FIRST_ITEMS_PER_THREAD * threads * chunksize)
+            items = max(1, calls // chunksize)
+        feed = MapFeed(
+            zip(*iterables, strict=False),
+            lambda batch, single: self._submit_map(name, batch, single),
+            chunksize,
+            chunksize == 1 and not self._retry,
+            calls,
+            items,
+            threads,
         )
-        ahead = buffersize or max(1, self._buffer // chunksize)
-        pending: deque[Future[Any]] = deque()
-        for chunk in itertools.islice(chunks, ahead):  # submitted now, as Executor.map does
-            pending.append(self._submit_map(name, chunk, chunksize))
-        return self._results(name, chunks, pending, chunksize, end)
+        feed.fill(first=True)  # submitted now, as Executor.map does
+        return map_results(feed, end, shown)
 
-    def _submit_map(self, name: str, chunk: tuple[Any, ...], chunksize: int) -> Future[Any]:
+    def _submit_map(self, name: str, batch: tuple[Any, ...], single: bool) -> Future[Any]:
         future: Future[Any] = Future()
-        if chunksize == 1:
-            check_arguments(name, chunk, {})
-            payload: dict[str, Any] = {"i": next(self._ids), "f": name, "a": chunk, "k": {}}
+        if single:
+            check_arguments(name, batch, {})
+            payload: dict[str, Any] = {"i": next(self._ids), "f": name, "a": batch, "k": {}}
         else:
-            for one in chunk:
+            for one in batch:
                 check_arguments(name, one, {})
-            payload = {"i": next(self._ids), "f": name, "c": chunk}
+            payload = {"i": next(self._ids), "f": name, "c": batch}
         if self._retry:
             payload["t"] = 1
-        self._calls.add(Call(payload, future, chunk=chunksize > 1))
+        self._calls.add(Call(payload, future, chunk=not single))
         return future
-
-    def _results(
-        self,
-        name: str,
-        chunks: Iterator[tuple[Any, ...]],
-        pending: deque[Future[Any]],
-        chunksize: int,
-        end: float | None,
-    ) -> Iterator[Any]:
-        try:
-            while pending:
-                future = pending.popleft()
-                left = None if end is None else end - time.monotonic()
-                result = future.result(left)
-                for chunk in itertools.islice(chunks, 1):
-                    pending.append(self._submit_map(name, chunk, chunksize))
-                if chunksize == 1:
-                    yield result
-                    continue
-                values, error = result
-                yield from values
-                if error is not None:
-                    raise error
-        finally:
-            for future in pending:
-                future.cancel()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more calls; ``cancel_futures`` cancels those not handed out yet. ``wait``:

@@ -18,6 +18,7 @@ from .. import protocol
 from ..collector import Collector
 from ..distributor.push import PUSH_BATCH_ITEMS
 from ..runtime.runtime import RoleRuntime
+from ..security import ENV_AUTHORIZED_KEYS, ENV_SECRET_KEY, ENV_SERVER_KEY, Security
 from ..settings import Settings
 from ..task import Task
 from ..types import EndpointAddress
@@ -122,19 +123,47 @@ def _exchange(
 
 
 def start_workers(
-    n: int, endpoint: str, results: str, threads: int, prefetch: int, settings: Settings
+    n: int,
+    endpoint: str,
+    results: str,
+    threads: int,
+    prefetch: int,
+    settings: Settings,
+    key_dir: str,
 ) -> list[subprocess.Popen[bytes]]:
     """``n`` local worker processes (fresh interpreters, ``zmqpipeline executor-worker``),
     which import what this process can: its ``sys.path`` is their ``PYTHONPATH``. They end
-    with the executor's run, or when this process dies."""
+    with the executor's run, or when this process dies. With CURVE they hold the
+    executor's own key pair (its sockets admit it; see :mod:`zmqpipeline.security`)."""
+    if n == 0:
+        return []
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(_path_entries(sys.path))
     env["ZMQPIPELINE_HEARTBEAT_INTERVAL_S"] = repr(settings.heartbeat_interval_s)
     env["ZMQPIPELINE_LIVENESS_MISSES"] = str(settings.liveness_misses)
+    env.update(_curve_env(settings.security, key_dir))
     command = [sys.executable, "-m", "zmqpipeline", "executor-worker", endpoint]
     command += ["--results", results, "--threads", str(threads), "--prefetch", str(prefetch)]
     command += ["--parent", str(os.getpid())]
     return [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL) for _ in range(n)]
+
+
+def _curve_env(security: Security | None, key_dir: str) -> dict[str, str]:
+    """The ``ZMQPIPELINE_CURVE_*`` variables of a local worker: none without CURVE, else
+    the executor's key pair and its public key as the server's (written to ``key_dir``
+    when its :class:`~zmqpipeline.Security` names no server key file)."""
+    if security is None:
+        return {env: "" for env in (ENV_SECRET_KEY, ENV_SERVER_KEY, ENV_AUTHORIZED_KEYS)}
+    server = security.server_public_key_file
+    if server is None or security.server_key != security.public_key:
+        server = os.path.join(key_dir, "executor.key")
+        with open(server, "w", encoding="ascii") as out:
+            out.write(f'metadata\ncurve\n    public-key = "{security.public_key.decode()}"\n')
+    return {
+        ENV_SECRET_KEY: os.fspath(security.secret_key_file),
+        ENV_SERVER_KEY: os.fspath(server),
+        ENV_AUTHORIZED_KEYS: "",
+    }
 
 
 def _path_entries(path: Sequence[str]) -> list[str]:

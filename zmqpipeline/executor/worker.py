@@ -4,7 +4,8 @@ another machine; the :class:`~zmqpipeline.Executor` starts its local ones the sa
 (``python -m zmqpipeline executor-worker``), a fresh interpreter each (no fork).
 
 An item is ``{'i': id, 'f': 'module:qualname', 'a': args, 'k': kwargs}`` (or ``'c'``, a
-chunk of argument lists for ``map``); its result ``{'i': id, 'r': value}`` or, when the
+chunk of argument lists for ``map``); its result ``{'i': id, 'r': value}`` (a chunk's:
+``'r'`` a list and ``'d'`` the seconds its calls took) or, when the
 function raised, ``{'i': id, 'x': description}`` (see :mod:`.errors`): an exception is
 an outcome delivered to the caller, not a failure retried, unless the item says ``'t'``
 (the executor's ``max_attempts`` > 1: then it raises, and the run's retry policy applies).
@@ -81,12 +82,13 @@ def call_item(resolve: Resolver, data: dict[str, Any]) -> dict[str, Any]:
                 raise
             return {"i": item_id, "x": describe(exc)}
     results: list[Any] = []
+    started = time.perf_counter()
     try:
         for args in chunk:
             results.append(_checked(fn(*args)))
     except Exception as exc:
         return {"i": item_id, "r": results, "x": describe(exc)}
-    return {"i": item_id, "r": results}
+    return {"i": item_id, "r": results, "d": time.perf_counter() - started}
 
 
 def worker_class(
@@ -134,12 +136,19 @@ def run_worker(
     prefetch: int = EXECUTOR_PREFETCH,
     parent: int | None = None,
     settings: Settings | None = None,
+    lifetime_s: float | None = None,
+    lifetime_stagger_s: float = 0.0,
+    idle_timeout_s: float | None = None,
 ) -> int:
-    """Run one executor worker until its executor ends; returns the calls it ran."""
+    """Run one executor worker until its executor ends, or its lifetime or idle timeout
+    does (see :mod:`zmqpipeline.worker.lifetime`: it hands back the calls it has not
+    started, which go to other workers); returns the calls it ran."""
     if parent is not None:
         if os.getppid() != parent:
             return 0
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     worker = worker_class(endpoint, results, threads, allow, prefetch)(settings=settings)
+    worker.lifetime_s, worker.idle_timeout_s = lifetime_s, idle_timeout_s
+    worker.lifetime_stagger_s = lifetime_stagger_s
     worker.run()
     return int(worker.items_processed)

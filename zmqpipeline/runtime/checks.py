@@ -59,6 +59,7 @@ _ROLES: dict[str, _Role] = {
             "collect_results",
             "open_ended",
             "handle",
+            "items",
             "initialize",
             "is_available_for_handling",
             "is_complete",
