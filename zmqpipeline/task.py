@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .runtime.checks import check_class_attributes, check_flag_name, task_types
+from .runtime.checks import check_class_attributes, task_types
 from .runtime.items import install as install_items
 from .runtime.items import install_size
 from .types import EndpointAddress, TaskType
@@ -82,11 +82,6 @@ class Task:
     #: The version of this task's code in its cache's keys; change it to run every item
     #: again. ``None``: a hash of the source of this class and of its workers' classes.
     version: ClassVar[str | None] = None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.__dict__ and not hasattr(type(self), name):
-            check_flag_name(type(self), name)  # a new name: is it a typo of is_complete?
-        object.__setattr__(self, name, value)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

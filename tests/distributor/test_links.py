@@ -89,7 +89,12 @@ def test_garbage_on_the_push_endpoint_is_dropped_and_a_real_push_still_answered(
         while not got_reply:
             assert sock.poll(5000), "nothing arrived at the push endpoint"
             serve_requests(
-                rt, sock, protocol.DISTRIBUTOR_PUSH, "push", lambda m: logic.answer(m, 0.1), 1 << 20
+                rt,
+                sock,
+                protocol.DISTRIBUTOR_PUSH,
+                "push",
+                lambda m, peer, frame: logic.answer(m, 0.1),
+                1 << 20,
             )
             got_reply = stranger.poll(100) != 0
         reply = protocol.decode(stranger.recv_multipart())

@@ -131,6 +131,15 @@ class Run:
         self.held[wid] = []
         self.send(wid, protocol.Ready(self.workers[wid][0], 3, 3, 1))
 
+    def replacement(self, wid: bytes) -> bytes:
+        """A dead worker's place taken by a new process (a new id: what the dead one held
+        is the distributor's to re-issue, as with a real worker)."""
+        new = wid + b"+"
+        if new not in self.workers:
+            self.workers[new] = self.workers[wid]
+            self.join(new)
+        return new
+
     def hand_back(self, wid: bytes, n: int) -> None:
         mine = self.held.get(wid, [])
         back, self.held[wid] = mine[:n], mine[n:]
@@ -262,9 +271,11 @@ def finish(run: Run, expected: dict[str, int | None], when: str, resumed: bool =
     for _ in range(400):
         if s.done:
             break
-        for wid in sorted(run.workers):
+        for wid in sorted(run.workers):  # (a snapshot: replacements join the next round)
             if wid in run.gone:
-                run.join(wid)
+                if wid + b"+" in run.workers:
+                    continue  # replaced already
+                wid = run.replacement(wid)
             run.send(wid, protocol.Credit(3))
             s.dispatch(run.now)
             run.pump()

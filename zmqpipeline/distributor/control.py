@@ -209,7 +209,11 @@ class ControlLogic:
             retried = len(body.get("retried", ()))
             what = f"{retried} item(s) go out again, " if msg.command == "retry_failed" else ""
             logger.warning(
-                "operator command %s%s: %sthe run is %s", msg.command, who, what, body["state"]
+                "operator command %s%s: %sthe run is %s",
+                msg.command,
+                who,
+                what,
+                body.get("state", run_state(self.scheduler)),
             )
         return ok, body
 

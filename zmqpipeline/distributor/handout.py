@@ -9,7 +9,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MessageTooLarge, SerializationError
-from ..protocol.frames import frame_bytes
+from ..protocol.frames import FRAME_MIN_BYTES, frame_bytes
+from ..runtime.checks import check_flag_name
 from ..runtime.runtime import user_code_error
 from ..utils.messages import MESSAGE_TYPE_DATA
 from .failures import unsendable
@@ -24,6 +25,8 @@ __all__ = ["HandOut"]
 logger = logging.getLogger("zmqpipeline.distributor")
 task_logger = logging.getLogger("zmqpipeline.task")
 _NOTHING = object()  # _call_handle made no item
+#: The items of a task weighed for big values before only a big batch makes it weigh again.
+_WEIGH_FIRST = 64
 _STOP = object()  # _next_retry: hand this worker nothing now
 
 
@@ -179,9 +182,10 @@ class HandOut(SchedulerPart):
                 for frames in codec.data_framed(run, items, task_type):
                     self.s.outbox.append((state.endpoint, worker.wid, frames))
             else:
-                self.s.outbox.append(
-                    (state.endpoint, worker.wid, codec.data(run, items, task_type))
-                )
+                frames = codec.data(run, items, task_type)
+                if len(frames[1]) >= FRAME_MIN_BYTES:  # big values: weigh and frame from now
+                    state.has_frames = True
+                self.s.outbox.append((state.endpoint, worker.wid, frames))
             return
         except (SerializationError, MessageTooLarge):
             pass
@@ -232,32 +236,29 @@ class HandOut(SchedulerPart):
     def _new_items(
         self, state: TaskState, wid: bytes, room: int, now: float, budget: int | None = None
     ) -> list[Item]:
-        """Up to ``room`` new items from the task, for worker ``wid`` and handed out
-        ``now`` (fewer if it is complete, holds back, raises, or a bound is reached).
-        Every item's path: user code is called here directly (``user_code_error`` is
-        ``call_user``'s except branch), and what holds for the whole batch is asked once."""
+        """Up to ``room`` new items for worker ``wid``, handed out ``now`` (fewer: complete,
+        held back, raised, a bound). Every item's path: what holds for a batch asked once."""
         task = state.task
         if task.is_complete or state.held_back or self.s.draining:
             return []
         in_flight = state.in_flight
         room = min(room, self.s.settings.max_in_flight - len(in_flight))
-        stages = self.s.stages
-        blocking = bool(stages.fed) and state.task_type in stages.fed
-        from_backlog = bool(stages.backlog) and stages.feeds_from_backlog(state.task_type)
-        resume = self.s.resuming.get(state.task_type)
-        record = self.s.journal.records
+        stages, task_type, cap = self.s.stages, state.task_type, self.s.settings.max_in_flight
+        blocking = bool(stages.fed) and task_type in stages.fed
+        from_backlog = bool(stages.backlog) and stages.feeds_from_backlog(task_type)
+        resume, record = self.s.resuming.get(task_type), self.s.journal.records
         metadata = self.s.metadata or {}
         cache = self.s.cache  # the result cache (zmqpipeline.cache); sent from by _take
-        caching, cap = state.task_type in cache.task_types, self.s.settings.max_in_flight
+        caching = task_type in cache.task_types
         made: list[Item] = []
+        payload: dict[str, Any] | None
         while len(made) < room and not task.is_complete and (budget is None or budget > 0):
             if blocking and stages.blocked(state.task_type, len(in_flight)):
                 break  # backpressure: a stage it feeds has a full backlog
             try:
                 available = task.is_available_for_handling(state.last_ack_data)
             except Exception as exc:
-                raised = user_code_error(task_logger, "Task.is_available_for_handling", exc)
-                self.s.failures.task_code_failed(state, raised.text, "is_available_for_handling")
+                self._raised(state, exc, "is_available_for_handling")
                 break
             if not available:
                 state.held_back = True
@@ -268,10 +269,19 @@ class HandOut(SchedulerPart):
                     break
                 seq, payload = taken
             else:
-                made_now = self._from_handle(state, wid, resume, metadata)
-                if made_now is None:
+                if resume is None:  # every item's path: handle() called here directly
+                    try:
+                        payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
+                    except Exception as exc:
+                        self._raised(state, exc, "handle")
+                        break
+                    if type(payload) is not dict:
+                        payload = self._checked(state, payload)  # None: not an item
+                else:
+                    payload = self._from_resume(state, wid, resume)
+                if payload is None:
                     break
-                seq, payload = state.next_seq, made_now
+                seq = state.next_seq  # (a backlog's items have theirs)
                 state.next_seq = seq + 1
                 if record:
                     self.s.journal.handed_out(state.task_type, seq)
@@ -281,13 +291,37 @@ class HandOut(SchedulerPart):
                 room = min(room, len(made) + cap - len(in_flight))
                 continue
             made.append(item)
-            budget = self._weigh(state, item, wid, budget)
-        if state.size is not None and state.next_seq > state.size:
-            _over_its_size(state)
+            if payload and (state.has_frames or state.weighed < _WEIGH_FIRST):
+                budget = self._weigh(state, item, wid, budget)
+        self._after_batch(state)
         return made
 
+    def _after_batch(self, state: TaskState) -> None:
+        """What is asked once a batch: more items than the task declares? A new attribute
+        of the task (a typo of a flag)?"""
+        if state.size is not None and state.next_seq > state.size:
+            _over_its_size(state)
+        if len(state.task.__dict__) != state.task_names:
+            self._check_flags(state)
+
+    def _check_flags(self, state: TaskState) -> None:
+        """A new attribute of the task that is a typo of a flag the distributor reads
+        (``self.is_completed = True``) fails the task, naming the flag: it would otherwise
+        hand out items for ever. Asked once per batch, when the task gained a name."""
+        task = state.task
+        state.task_names = len(task.__dict__)
+        for name in list(task.__dict__):
+            try:
+                check_flag_name(type(task), name)
+            except AttributeError as exc:
+                self.s.failures.task_code_failed(state, f"AttributeError: {exc}", "handle")
+                return
+
     def _weigh(self, state: TaskState, item: Item, wid: bytes, budget: int | None) -> int | None:
-        """An item with big values weighs against ``max_in_flight_bytes``: what is left."""
+        """An item with big values weighs against ``max_in_flight_bytes``: what is left.
+        A task's first items are weighed, then only once it has had big values (a batch
+        whose body is big says so too: see _send_items); small items cost no walk."""
+        state.weighed += 1
         nbytes = frame_bytes(item.payload)
         if nbytes:
             if budget is None:
@@ -298,22 +332,16 @@ class HandOut(SchedulerPart):
             item.nbytes = nbytes
         return budget
 
-    def _from_handle(
-        self, state: TaskState, wid: bytes, resume: TaskResume | None, metadata: dict[str, Any]
+    def _raised(self, state: TaskState, exc: Exception, where: str) -> None:
+        raised = user_code_error(task_logger, f"Task.{where}", exc)
+        self.s.failures.task_code_failed(state, raised.text, where)
+
+    def _from_resume(
+        self, state: TaskState, wid: bytes, resume: TaskResume
     ) -> dict[str, Any] | None:
-        """The next item ``handle`` makes (``None``: it raised, made none, or no dict)."""
-        if resume is None:
-            try:
-                payload = state.task.handle(metadata, wid, MESSAGE_TYPE_DATA)
-            except Exception as exc:
-                raised = user_code_error(task_logger, "Task.handle", exc)
-                self.s.failures.task_code_failed(state, raised.text, "handle")
-                return None
-        else:
-            payload = self._call_handle(state, wid, resume)
-            if payload is _NOTHING:
-                return None
-        return self._checked(state, payload)
+        """A resumed task's next item (``None``: it raised, made none, or no dict)."""
+        payload = self._call_handle(state, wid, resume)
+        return None if payload is _NOTHING else self._checked(state, payload)
 
     def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:
         """What ``handle`` returned as an item (``None``: not a dict, a failure)."""
@@ -403,7 +431,8 @@ def _another_takes(state: TaskState, worker: WorkerRecord) -> bool:
 
 
 def _any_proven(state: TaskState) -> bool:
-    """Some worker of the task has delivered items and is not overdue: items whose workers
-    died or went silent wait for such a one (it may have no credit just now), rather than
-    go to one that has proven nothing, such as the worker they came from."""
-    return any(w.completed and not w.overdue for w in state.workers.values())
+    """Some worker of the task has delivered items (since its last overdue item, which
+    resets the count): items whose workers died or went silent wait for such a one (it
+    may have no credit just now), rather than go to one that has proven nothing, such as
+    the worker they came from."""
+    return any(w.completed for w in state.workers.values())

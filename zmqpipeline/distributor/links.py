@@ -15,7 +15,7 @@ from ..runtime.runtime import DRAIN, RoleRuntime, serve_requests
 from ..runtime.transport import recv_frames, send_frames
 from ..types import EndpointAddress
 from .control import ControlLogic
-from .operators import key_names, open_control_warning, serve_control
+from .operators import key_names, open_control_warning, sender_of
 from .push import PushLogic
 from .scheduler import COLLECTOR, Scheduler
 
@@ -120,11 +120,15 @@ class Links:
         if self.meta is not None and self.meta in events:
             self._drain(self.meta, 3, "at the metadata endpoint", None, now)
         if self.control is not None and self.control in events:
-            serve_control(
+            names = self.operator_names
+            serve_requests(
                 self.rt,
                 self.control,
-                self.operator_names,
-                lambda msg, sender: self._answer_control(msg, now, sender),
+                protocol.DISTRIBUTOR_CONTROL,
+                "control",
+                lambda msg, peer, frame: self._answer_control(
+                    msg, now, sender_of(peer, frame, names)
+                ),
             )
         if self.push is not None and self.push in events:
             logic = self.push_logic
@@ -134,7 +138,7 @@ class Links:
                 self.push,
                 protocol.DISTRIBUTOR_PUSH,
                 "push",
-                lambda msg: logic.answer(msg, now),
+                lambda msg, peer, frame: logic.answer(msg, now),
                 self.rt.settings.max_message_bytes,
             )
         return finished

@@ -10,20 +10,14 @@ answers is logged with its sender, so a run stopped by someone else can be trace
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import zmq
 
-from .. import protocol
-from ..errors import MessageTooLarge, ProtocolError
-from ..runtime.runtime import DRAIN, RoleRuntime
-from ..runtime.transport import send_frames
 from ..security import PUBLIC_KEY_SUFFIX, Security
 from ..types import EndpointAddress
 
-__all__ = ["Sender", "key_names", "open_control_warning", "serve_control"]
+__all__ = ["Sender", "key_names", "open_control_warning", "sender_of"]
 
 logger = logging.getLogger("zmqpipeline.control")
 
@@ -75,26 +69,8 @@ def _property(frame: zmq.Frame, name: str) -> str | None:
     return str(value) if value else None
 
 
-def _read(sock: zmq.Socket[Any]) -> tuple[list[bytes], zmq.Frame] | None:
-    """One request of at most 3 frames, and its last frame (which carries the peer's
-    metadata); ``None`` if none waits. A longer one is read to its end and refused."""
-    try:
-        frame = sock.recv(zmq.NOBLOCK, copy=False)
-    except zmq.Again:
-        return None
-    frames = [frame.bytes]
-    while frame.more:
-        frame = sock.recv(0, copy=False)
-        if len(frames) < 3:
-            frames.append(frame.bytes)
-            continue
-        while frame.more:
-            frame = sock.recv(0, copy=False)
-        raise ProtocolError("message of more than 3 frames", [], "frame count")
-    return frames, frame
-
-
-def _sender(identity: bytes, frame: zmq.Frame, names: dict[str, str]) -> Sender:
+def sender_of(identity: bytes, frame: zmq.Frame, names: dict[str, str]) -> Sender:
+    """Who sent a request: its routing id, and its address or CURVE key's name."""
     who = f"peer {identity.hex()}"
     address = _property(frame, "Peer-Address")
     parts = (address or "").split(":")
@@ -106,32 +82,3 @@ def _sender(identity: bytes, frame: zmq.Frame, names: dict[str, str]) -> Sender:
     if user:
         who += f", CURVE key {names.get(user, user)}"
     return who
-
-
-def serve_control(
-    rt: RoleRuntime,
-    sock: zmq.Socket[Any],
-    names: dict[str, str],
-    answer: Callable[[Any, Sender], list[bytes]],
-) -> None:
-    """Answer every command waiting at the control endpoint with ``answer(record,
-    sender)``: as :func:`~zmqpipeline.runtime.runtime.serve_requests` does, and with
-    who sent it. Garbage is dropped and counted; a reply that cannot leave is forgotten."""
-    for _ in range(DRAIN):
-        try:
-            read = _read(sock)
-            if read is None:
-                return
-            frames, last = read
-            if len(frames) != 3:
-                raise ProtocolError("expected 3 frames", frames, "frame count")
-            msg = protocol.decode(
-                frames[1:], protocol.DISTRIBUTOR_CONTROL, "at the control endpoint"
-            )
-        except ProtocolError as exc:
-            rt.drops.drop(f"control: {exc.category}", f"{exc.reason} on control")
-            continue
-        try:
-            send_frames(sock, answer(msg, _sender(frames[0], last, names)), to=frames[0])
-        except (zmq.ZMQError, MessageTooLarge):
-            pass  # the peer has gone, or the reply is too big: it asks again

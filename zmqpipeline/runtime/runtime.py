@@ -29,7 +29,7 @@ from .transport import (
     heartbeat,
     new_context,
     open_socket,
-    recv_frames,
+    recv_request,
     send_frames,
 )
 
@@ -268,17 +268,20 @@ def serve_requests(
     sock: zmq.Socket[Any],
     accept: frozenset[int],
     name: str,
-    answer: Callable[[Any], list[bytes]],
+    answer: Callable[[Any, bytes, zmq.Frame], list[bytes]],
     max_bytes: int = 1 << 62,
 ) -> None:
     """Answer every request waiting on a ROUTER (the control and the push endpoints): each
-    at once, with the frames ``answer(record)`` builds; garbage is dropped and counted
-    (``<name>: ...``), and a reply that cannot leave is forgotten (the peer asks again)."""
+    at once, with the frames ``answer(record, identity, last frame)`` builds (the last frame
+    carries the peer's metadata: who sent it). Garbage is dropped and counted
+    (``<name>: ...``); a request whose answer raises is logged and goes unanswered (the
+    role goes on); a reply that cannot leave is forgotten (the peer asks again)."""
     for _ in range(DRAIN):
         try:
-            frames = recv_frames(sock, 3)
-            if frames is None:
+            read = recv_request(sock)
+            if read is None:
                 return
+            frames, last = read
             if len(frames) != 3:
                 raise ProtocolError("expected 3 frames", frames, "frame count")
             msg = protocol.decode(frames[1:], accept, f"at the {name} endpoint", max_bytes)
@@ -286,7 +289,12 @@ def serve_requests(
             rt.drops.drop(f"{name}: {exc.category}", f"{exc.reason} on {name}")
             continue
         try:
-            send_frames(sock, answer(msg), to=frames[0])
+            reply = answer(msg, frames[0], last)
+        except Exception:  # one bad request never ends the role
+            rt.logger.exception("%s: answering a %s request failed", rt.name, name)
+            continue
+        try:
+            send_frames(sock, reply, to=frames[0])
         except (zmq.ZMQError, MessageTooLarge):
             pass  # the peer has gone, or the reply is too big: it asks again
 

@@ -40,6 +40,7 @@ __all__ = [
     "new_context",
     "open_socket",
     "recv_frames",
+    "recv_request",
     "send_frames",
 ]
 
@@ -164,6 +165,25 @@ def _secure(
         ctx.admit(security)
     else:  # a bare zmq.Context could not stop the authenticator before term()
         raise ConfigurationError(f"{role} binds {address} with CURVE: use transport.new_context()")
+
+
+def recv_request(sock: zmq.Socket[Any]) -> tuple[list[bytes], zmq.Frame] | None:
+    """One request of at most 3 frames, and its last frame (which carries the peer's
+    metadata); ``None`` if none waits. A longer one is read to its end and refused."""
+    try:
+        frame = sock.recv(zmq.NOBLOCK, copy=False)
+    except zmq.Again:
+        return None
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(0, copy=False)
+        if len(frames) < 3:
+            frames.append(frame.bytes)
+            continue
+        while frame.more:
+            frame = sock.recv(0, copy=False)
+        raise ProtocolError("message of more than 3 frames", [], "frame count")
+    return frames, frame
 
 
 def _bind(sock: zmq.Socket[Any], address: EndpointAddress, role: str) -> None:
