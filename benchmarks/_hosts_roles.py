@@ -145,7 +145,8 @@ async def _relay(routes: dict[int, tuple[str, int]], delay: float) -> None:
         async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 up_reader, up_writer = await asyncio.open_connection(target_host, target_port)
-            except OSError:
+            except OSError as error:  # the run has ended: the collector is gone
+                print(f"relay: {target_host}:{target_port}: {error.strerror}", file=sys.stderr)
                 writer.close()
                 return
             await asyncio.gather(_pipe(reader, up_writer, delay), _pipe(up_reader, writer, delay))

@@ -31,6 +31,7 @@ of every host, so the figures are a floor of what separate machines would give.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +117,38 @@ def _start_relay(host: Any, target: str, config: Path) -> None:
         raise SystemExit(f"the relay (pid {relay.pid}) did not start")
 
 
+class CpuSampler:
+    """Samples the machine's /proc/stat (busy and total jiffies) every 0.25 s on a thread."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            with open("/proc/stat") as stat:
+                fields = [int(x) for x in stat.readline().split()[1:]]
+            idle = fields[3] + fields[4]  # idle + iowait
+            self.samples.append((time.monotonic(), sum(fields) - idle, sum(fields)))
+            if self._stop.wait(0.25):
+                return
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy(self, start: float, end: float) -> float:
+        """Share of every core busy between ``start`` and ``end`` (nearest samples inside)."""
+        inside = [s for s in self.samples if start <= s[0] <= end] or self.samples
+        (_, busy0, total0), (_, busy1, total1) = inside[0], inside[-1]
+        return (busy1 - busy0) / max(1, total1 - total0)
+
+
 def run_scenario(scenario: Scenario, directory: Path) -> dict[str, Any]:
     """One run of ``scenario`` on a fresh bed; the collector's rows and the distributor's stamps."""
     server_env, client_env = local_key_env(directory / "keys")
@@ -152,13 +186,14 @@ def run_scenario(scenario: Scenario, directory: Path) -> dict[str, Any]:
             }
             for _ in range(scenario.workers):
                 _start(host, "worker", config, env)
-        _wait(distributor, "the distributor", RUN_TIMEOUT_S)
+        with CpuSampler() as sampler:
+            _wait(distributor, "the distributor", RUN_TIMEOUT_S)
         _wait(collector, "the collector", 30)
         results = json.loads((directory / "results.json").read_text())
         report = json.loads((directory / "report.json").read_text())
     finally:
         bed.close()
-    return {"launched_s": launched, **results, **report}
+    return {"launched_s": launched, "sampler": sampler, **results, **report}
 
 
 def analyse(scenario: Scenario, run: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +215,11 @@ def analyse(scenario: Scenario, run: dict[str, Any]) -> dict[str, Any]:
     for host, *_ in steady:
         per_host[host] += 1 / window
     last_end = max(row[3] for row in rows)
+    by_pid: dict[int, list[tuple[float, float]]] = {}
+    for _host, pid, started, ended in sorted(steady, key=lambda row: row[2]):
+        by_pid.setdefault(pid, []).append((started, ended))
+    gaps = [b[0] - a[1] for runs in by_pid.values() for a, b in itertools.pairwise(runs)]
+    oversleep = sum(e - s for s, e in (row[2:4] for row in steady)) / len(steady) - scenario.delay
     ideal = expected / scenario.delay
     cpu = run["last_cpu_s"] - run["first_cpu_s"]
     return {
@@ -192,6 +232,9 @@ def analyse(scenario: Scenario, run: dict[str, Any]) -> dict[str, Any]:
         "ideal_per_s": ideal,
         "per_host_per_s": per_host,
         "distributor_cpu": cpu / (run["last_s"] - run["first_s"]),
+        "machine_busy": run["sampler"].busy(all_working, window_end),
+        "oversleep_ms": oversleep * 1000,
+        "gap_ms": sum(gaps) / max(1, len(gaps)) * 1000,
     }
 
 
@@ -222,6 +265,11 @@ def report_scale(scenario: Scenario) -> dict[str, Any]:
         f"{f['whole_per_s'] / f['ideal_per_s'] * 100:.1f} %"
     )
     print(f"  distributor CPU while handing out: {f['distributor_cpu'] * 100:.0f} % of a core")
+    print(
+        f"  steady: machine {f['machine_busy'] * 100:.0f} % busy (every core); a worker's item "
+        f"took {f['oversleep_ms']:.2f} ms more than its sleep, and it waited "
+        f"{f['gap_ms']:.2f} ms between items"
+    )
     verdict = "met" if f["steady_per_s"] >= 0.9 * f["ideal_per_s"] else "MISSED"
     print(f"  target >= 90 % of ideal (steady): {verdict}", flush=True)
     return f
