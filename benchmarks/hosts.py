@@ -342,7 +342,11 @@ def main() -> None:
         f"Python {platform.python_version()}, {os.cpu_count()} CPU(s), {platform.machine()}"
     )
     scale, far, alone, beside = scenarios(args.quick)
-    figures = {"scale": report_scale(scale), "far": report_far(far, alone, beside)}
+    try:
+        figures = {"scale": report_scale(scale), "far": report_far(far, alone, beside)}
+    except KeyboardInterrupt:  # the bed of the run under way is already gone (finally)
+        print("interrupted: its namespaces and processes are gone", file=sys.stderr)
+        raise SystemExit(130) from None
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
 
