@@ -53,6 +53,9 @@ _LATENCY_SAMPLES = 10_000
 #: The result linger of the workers of a task that feeds a stage: each result is the
 #: next stage's input, so it goes on almost at once (the batch still forms by count).
 FEEDER_LINGER_S = 0.02
+#: A worker's FAIL for a result that cannot travel (msgpack cannot carry it, a dict key
+#: the receiver refuses, over the size limit): fails at once, as trying again cannot help.
+_CANNOT_TRAVEL = frozenset({"SerializationError", "MessageTooLarge"})
 _RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 
@@ -347,6 +350,10 @@ class Scheduler:
         state.unassign(item)
         if self.recurring.signalled(state, item, msg, worker.wid, now):
             return  # StopJob, UnsetJob: the job's outcome, not a failure (.recurring)
+        if _CANNOT_TRAVEL.intersection(msg.exc_types[:1]):  # the worker's own verdict
+            item.attempts += 1  # not retried: it would never travel
+            self.failures.item_failed(state, item, msg.error)
+            return
         retry_for = state.task.retry_for
         if retry_for is not None:
             names = {n if isinstance(n, str) else n.__name__ for n in retry_for}
