@@ -88,6 +88,19 @@ class CollectorJournal:
             "(fresh=True, --fresh) to follow the new run"
         )
 
+    def complete_run(self) -> int | None:
+        """The run this journal follows if it ended and the distributor's journal beside
+        it (``distributor.sqlite`` in the same folder, as ``journal_dir`` places them)
+        holds it as complete: that distributor ends at once, so there is nothing to wait
+        for. ``None`` otherwise (a new run may start over an ended journal)."""
+        held = self._store.info("run")
+        if held is None or self.fresh or not self._store.info("ended"):
+            return None
+        from .run import run_is_complete  # a collector without journals never needs it
+
+        beside = os.path.join(os.path.dirname(self.path), "distributor.sqlite")
+        return int(held) if run_is_complete(beside) == held else None
+
     def ended(self) -> None:
         """The run ended (not stopped): a new one may start over this journal."""
         self.commit()
