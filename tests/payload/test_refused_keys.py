@@ -33,3 +33,23 @@ def test_a_result_with_a_non_string_key_fails_its_item_at_once(tmp_path, value, 
     assert named in result.stdout, out
     assert "COLLECTED [1, 2, 3, 5, 6, 7, 8, 9, 10]" in result.stdout, out
     assert took < 15, f"the run took {took:.1f} s"
+
+
+def test_an_item_with_a_non_string_key_fails_at_once_on_the_distributor(tmp_path):
+    """The worker would refuse the DATA message (it decodes string keys only): the
+    distributor fails the item before it goes, naming the key, and the run goes on."""
+    folder = write_pipeline(tmp_path / "keys", n_items=10)
+    edit(
+        folder / "tasks.py",
+        "return {'i': self.n}",
+        "return {'i': self.n, 'counts': {1: 'x'}} if self.n == 4 else {'i': self.n}",
+    )
+    started = time.monotonic()
+    result = zmqpipeline("run", str(folder), timeout=30)
+    took = time.monotonic() - started
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "FAILED CLI_JOB/3" in result.stdout, out
+    assert "item 3 of task type 'CLI_JOB' holds a dict key of type int (1) at ['counts']" in out
+    assert "COLLECTED [1, 2, 3, 5, 6, 7, 8, 9, 10]" in result.stdout, out
+    assert took < 15, f"the run took {took:.1f} s"

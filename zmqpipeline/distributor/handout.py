@@ -286,7 +286,11 @@ class HandOut(SchedulerPart):
 
     def _weigh(self, state: TaskState, item: Item, wid: bytes, budget: int | None) -> int | None:
         """An item with big values weighs against ``max_in_flight_bytes``: what is left."""
-        nbytes = frame_bytes(item.payload)
+        try:
+            nbytes = frame_bytes(item.payload)
+        except SerializationError:  # a key no worker decodes: the item-by-item path
+            state.has_frames = True  # fails it alone, at once (see _send_items)
+            return budget
         if nbytes:
             if budget is None:
                 state.has_frames = True

@@ -142,7 +142,13 @@ class Codec:
         plain: list[list[Any]] = []
         for seq, payload in items:
             frames: list[Any] = []
-            body = split_frames(payload, frames)
+            try:
+                body = split_frames(payload, frames)
+            except SerializationError as exc:  # a key the receiver would refuse
+                found = wrong_key(payload, ()) or exc
+                raise SerializationError(
+                    f"item {seq} of task type {task_type!r} holds {found}"
+                ) from None
             if not frames:
                 plain.append([seq, payload])
                 continue

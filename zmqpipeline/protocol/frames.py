@@ -50,8 +50,6 @@ MAX_DEPTH = 32
 
 _BLOBS = (bytes, bytearray, memoryview)
 _INDEX = struct.Struct(">I")
-#: The dict keys a receiver decodes (msgpack's ``strict_map_key``): others are refused.
-_KEY_TYPES = frozenset({str, bytes})
 
 
 def _nbytes(value: Any) -> int:
@@ -61,29 +59,38 @@ def _nbytes(value: Any) -> int:
 def frame_bytes(obj: Any, depth: int = 0) -> int:
     """The bytes of the big values in ``obj`` (those :func:`split_frames` would take out):
     what an item or a result weighs against ``max_in_flight_bytes``. Walks dicts, lists
-    and tuples; costs a fraction of a microsecond for a small item."""
+    and tuples; costs a fraction of a microsecond for a small item. A dict key that is
+    neither ``str`` nor ``bytes`` (the receiver refuses it) raises
+    :class:`SerializationError`, as :func:`split_frames` does."""
     kind = type(obj)
     if depth > MAX_DEPTH:
         return 0
     if kind is dict:
-        values: Any = obj.values()
-    elif kind is list or kind is tuple:
-        values = obj
-    elif kind in _BLOBS:
+        total = 0
+        for key, value in obj.items():
+            if type(key) is not str and type(key) is not bytes:  # no receiver decodes it
+                raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
+            kind = type(value)
+            if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
+                total += frame_bytes(value, depth + 1)
+            elif kind.__module__ == "numpy":
+                total += frame_bytes(value, depth + 1)
+        return total
+    if kind is list or kind is tuple:
+        total = 0
+        for value in obj:
+            kind = type(value)
+            if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
+                total += frame_bytes(value, depth + 1)
+            elif kind.__module__ == "numpy":
+                total += frame_bytes(value, depth + 1)
+        return total
+    if kind in _BLOBS:
         n = _nbytes(obj)
         return n if n >= FRAME_MIN_BYTES else 0
-    elif kind.__module__ == "numpy" and hasattr(obj, "nbytes"):
+    if kind.__module__ == "numpy" and hasattr(obj, "nbytes"):
         return int(obj.nbytes) if obj.nbytes >= FRAME_MIN_BYTES else 0
-    else:
-        return 0
-    total = 0
-    for value in values:
-        kind = type(value)
-        if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
-            total += frame_bytes(value, depth + 1)
-        elif kind.__module__ == "numpy":
-            total += frame_bytes(value, depth + 1)
-    return total
+    return 0
 
 
 def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
@@ -96,9 +103,9 @@ def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
     if kind is dict or kind is list or kind is tuple:
         # A container is copied only if something in it became a placeholder.
         out: Any = None
-        if kind is dict and not _KEY_TYPES.issuperset(map(type, obj)):  # in C: ~0.1 us
-            raise SerializationError(wrong_key(obj, ()) or "a dict key the receiver refuses")
         for key, value in obj.items() if kind is dict else enumerate(obj):
+            if kind is dict and type(key) is not str and type(key) is not bytes:
+                raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
             new = split_frames(value, frames, depth + 1) if _may_hold(value) else value
             if new is not value:
                 if out is None:
