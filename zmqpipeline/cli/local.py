@@ -379,7 +379,7 @@ def _already_complete(directory: str, out: TextIO) -> int | None:
         loaded = journal.load()
     finally:
         journal.close(complete=True)
-    failed = len(loaded.failed) if loaded is not None else 0
+    failed = len(loaded.standing) if loaded is not None else 0
     how = f"it ended with {failed} failed item(s)" if failed else "nothing to do"
     print(
         f"run {run} in journal {directory} is already complete: {how} (--fresh starts a new run)",

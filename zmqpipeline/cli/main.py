@@ -234,6 +234,30 @@ def _journal_arguments(parser: argparse.ArgumentParser, metavar: str, text: str)
         action="store_true",
         help="start a new run even if the journal holds one (it is forgotten)",
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="hand out again just the items that failed for good in the journal's run "
+        "(finished or not); exit 0 only once they are collected",
+    )
+
+
+def _retry_failed(args: argparse.Namespace, path: str | None) -> None:
+    """``--retry-failed``: re-drive the failures the journal at ``path`` holds, say so."""
+    if not args.retry_failed:
+        return
+    if path is None or args.fresh:
+        raise UsageError("--retry-failed needs --journal, and not --fresh")
+    from ..journal.redrive import redrive_failed
+
+    redriven = redrive_failed(path)
+    shown = ", ".join(f"{old} as {new}" for old, new in redriven[:10])
+    more = f" and {len(redriven) - 10} more" if len(redriven) > 10 else ""
+    print(
+        f"retry-failed: {len(redriven)} failed item(s) go out again{': ' if shown else ''}"
+        f"{shown}{more}",
+        flush=True,
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -248,6 +272,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_folder(args.path)
     if not args.secure:
         check_curve_env()
+    journal = args.journal and os.path.join(args.journal, "distributor.sqlite")
+    _retry_failed(args, journal)
     return run_local(
         pipeline,
         args.workers,
@@ -338,6 +364,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
             raise UsageError("give --collector and --ack, or a module defining the Collector")
         collector_ep = collector_ep or collectors[0].endpoint
         ack_ep = ack_ep or collectors[0].ack_endpoint
+    _retry_failed(args, args.journal)
     dist = Distributor(
         collector_ep,
         ack_ep,

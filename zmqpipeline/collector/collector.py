@@ -29,7 +29,7 @@ from ..utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
 from .logic import CollectorLogic
 
 if TYPE_CHECKING:
-    pass
+    from ..journal.collector import CollectorJournal
 
 __all__ = ["Collector"]
 
@@ -123,6 +123,8 @@ class Collector(Role):
                 from ..journal.collector import CollectorJournal  # it imports this module
 
                 journal = CollectorJournal(self.journal, fresh=self.fresh)
+                if _nothing_to_collect(journal):
+                    return
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
             logic.collect_cached = self._collect_cached
             try:
@@ -294,6 +296,22 @@ def _waiting_for(logic: CollectorLogic, ack_endpoint: str, now: float) -> tuple[
             "waiting for it"
         )
     return "", None
+
+
+def _nothing_to_collect(journal: CollectorJournal) -> bool:
+    """The run the journal follows is complete (see ``CollectorJournal.complete_run``):
+    say so and close it; its distributor ends at once, so waiting would be for ever."""
+    run = journal.complete_run()
+    if run is None:
+        return False
+    logger.warning(
+        "run %d in journal %s is already complete: nothing to collect, the collector ends "
+        "(fresh=True, or --fresh, follows a new run)",
+        run,
+        journal.path,
+    )
+    journal.close()
+    return True
 
 
 def _takes_msgtype(method: Any) -> bool:

@@ -232,7 +232,7 @@ class Distributor:
         )
         self.report = RunReport(
             collected=dict(journaled.collected),
-            failed=list(journaled.failed),
+            failed=journaled.standing,
             retries=0,
             wall_time_s=0.0,
             aborted=False,

@@ -320,9 +320,14 @@ class HandOut(SchedulerPart):
     def _weigh(self, state: TaskState, item: Item, wid: bytes, budget: int | None) -> int | None:
         """An item with big values weighs against ``max_in_flight_bytes``: what is left.
         A task's first items are weighed, then only once it has had big values (a batch
-        whose body is big says so too: see _send_items); small items cost no walk."""
+        whose body is big says so too: see _send_items); small items cost no walk. The
+        walk also finds a dict key no worker decodes: the item-by-item path fails it."""
         state.weighed += 1
-        nbytes = frame_bytes(item.payload)
+        try:
+            nbytes = frame_bytes(item.payload)
+        except SerializationError:  # a key no worker decodes: the item-by-item path
+            state.has_frames = True  # fails it alone, at once (see _send_items)
+            return budget
         if nbytes:
             if budget is None:
                 state.has_frames = True

@@ -53,6 +53,7 @@ _LATENCY_SAMPLES = 10_000
 #: The result linger of the workers of a task that feeds a stage: each result is the
 #: next stage's input, so it goes on almost at once (the batch still forms by count).
 FEEDER_LINGER_S = 0.02
+#: A worker's FAIL for a result that cannot travel (msgpack cannot carry it, a dict key
 _RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 
@@ -357,6 +358,7 @@ class Scheduler:
         if self.recurring.signalled(state, item, msg, worker.wid, now):
             return  # StopJob, UnsetJob: the job's outcome, not a failure (.recurring)
         if NOT_RETRYABLE.intersection(msg.exc_types):  # no retry can mend it
+            item.attempts += 1  # the one it had
             self.failures.item_failed(state, item, msg.error)
             return
         retry_for = state.task.retry_for

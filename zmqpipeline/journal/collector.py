@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+from urllib.parse import quote
 
 from ..errors import JournalError
 from ..runtime.seen import SeenSet
-from .store import Store, cannot_use
+from .store import Store, cannot_use, unpack
 
 __all__ = ["CollectorJournal"]
 
@@ -88,6 +90,17 @@ class CollectorJournal:
             "(fresh=True, --fresh) to follow the new run"
         )
 
+    def complete_run(self) -> int | None:
+        """The run this journal follows if it ended and the distributor's journal beside
+        it (``distributor.sqlite`` in the same folder, as ``journal_dir`` places them)
+        holds it as complete: that distributor ends at once, so there is nothing to wait
+        for. ``None`` otherwise (a new run may start over an ended journal)."""
+        held = self._store.info("run")
+        if held is None or self.fresh or not self._store.info("ended"):
+            return None
+        beside = os.path.join(os.path.dirname(self.path), "distributor.sqlite")
+        return int(held) if _complete_run_at(beside) == held else None
+
     def ended(self) -> None:
         """The run ended (not stopped): a new one may start over this journal."""
         self.commit()
@@ -152,3 +165,21 @@ class CollectorJournal:
             self._store.close()
         if self.broken is None and os.path.getsize(self._log_path) == 0:
             os.unlink(self._log_path)
+
+
+def _complete_run_at(path: str) -> int | None:
+    """The run the distributor journal at ``path`` holds as complete, read without a lock
+    (SQLite's ``immutable``), so never in the way of a distributor opening it: a file
+    being written may read stale or fail, and then a run is not complete (``None``)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = dict(db.execute("SELECT key, value FROM info WHERE key IN ('run', 'complete')"))
+        finally:
+            db.close()
+        complete, run = unpack(rows["complete"]), unpack(rows["run"])
+    except (sqlite3.Error, KeyError, ValueError):
+        return None
+    return run if complete is True and type(run) is int else None

@@ -71,6 +71,12 @@ class JournaledRun:
     #: journal written before fingerprints.
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def standing(self) -> list[dict[str, Any]]:
+        """The failures not re-driven since (``retry_failed``, ``--retry-failed``)."""
+        gone = {f["item_id"] for f, _ in self.redrives}
+        return [f for f in self.failed if f["item_id"] not in gone]
+
 
 class RunJournal:
     """What the scheduler tells its journal. This base records nothing (no journal)."""
@@ -376,6 +382,13 @@ class DistributorJournal(RunJournal):
             "DELETE FROM backlog WHERE task_type = ? AND seq = ?",
             [(task_type, seq) for seq in self._new[task_type] if seq >= done.low],
         )
+
+    def reopen(self) -> None:
+        """The run held is no longer complete (its failures go out again, see
+        :func:`zmqpipeline.journal.redrive.redrive_failed`): a restart resumes it."""
+        self.commit()
+        with self._store.transaction():
+            self._store.set_info("complete", False)
 
     def close(self, complete: bool) -> None:
         if self._shut:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..utils.serializer import Packer
-from .frames import split_frames
+from .frames import split_frames, wrong_key
 from .wire import (
     ACK,
     ALIVE,
@@ -142,7 +142,13 @@ class Codec:
         plain: list[list[Any]] = []
         for seq, payload in items:
             frames: list[Any] = []
-            body = split_frames(payload, frames)
+            try:
+                body = split_frames(payload, frames)
+            except SerializationError as exc:  # a key the receiver would refuse
+                found = wrong_key(payload, ()) or exc
+                raise SerializationError(
+                    f"item {seq} of task type {task_type!r} holds {found}"
+                ) from None
             if not frames:
                 plain.append([seq, payload])
                 continue
@@ -212,7 +218,12 @@ class Codec:
         size = 0
         for seq, result in entries:
             frames: list[Any] = []
-            body = split_frames(result, frames) if result else result
+            try:
+                body = split_frames(result, frames) if result else result
+            except SerializationError as exc:  # a key the receiver would refuse
+                what = f"the result of item {seq} of task type {task_type!r} holds"
+                failed.append((seq, SerializationError(f"{what} {wrong_key(result, ()) or exc}")))
+                continue
             if frames:  # big values: this result travels alone, they as frames
                 try:
                     one = self._packer.pack([seq, body], task_type)

@@ -38,6 +38,7 @@ __all__ = [
     "frame_bytes",
     "frames_hook",
     "split_frames",
+    "wrong_key",
 ]
 
 #: A bytes-like value or array of at least this many bytes travels as a frame of its own.
@@ -58,29 +59,38 @@ def _nbytes(value: Any) -> int:
 def frame_bytes(obj: Any, depth: int = 0) -> int:
     """The bytes of the big values in ``obj`` (those :func:`split_frames` would take out):
     what an item or a result weighs against ``max_in_flight_bytes``. Walks dicts, lists
-    and tuples; costs a fraction of a microsecond for a small item."""
+    and tuples; costs a fraction of a microsecond for a small item. A dict key that is
+    neither ``str`` nor ``bytes`` (the receiver refuses it) raises
+    :class:`SerializationError`, as :func:`split_frames` does."""
     kind = type(obj)
     if depth > MAX_DEPTH:
         return 0
     if kind is dict:
-        values: Any = obj.values()
-    elif kind is list or kind is tuple:
-        values = obj
-    elif kind in _BLOBS:
+        total = 0
+        for key, value in obj.items():
+            if type(key) is not str and type(key) is not bytes:  # no receiver decodes it
+                raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
+            kind = type(value)
+            if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
+                total += frame_bytes(value, depth + 1)
+            elif kind.__module__ == "numpy":
+                total += frame_bytes(value, depth + 1)
+        return total
+    if kind is list or kind is tuple:
+        total = 0
+        for value in obj:
+            kind = type(value)
+            if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
+                total += frame_bytes(value, depth + 1)
+            elif kind.__module__ == "numpy":
+                total += frame_bytes(value, depth + 1)
+        return total
+    if kind in _BLOBS:
         n = _nbytes(obj)
         return n if n >= FRAME_MIN_BYTES else 0
-    elif kind.__module__ == "numpy" and hasattr(obj, "nbytes"):
+    if kind.__module__ == "numpy" and hasattr(obj, "nbytes"):
         return int(obj.nbytes) if obj.nbytes >= FRAME_MIN_BYTES else 0
-    else:
-        return 0
-    total = 0
-    for value in values:
-        kind = type(value)
-        if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
-            total += frame_bytes(value, depth + 1)
-        elif kind.__module__ == "numpy":
-            total += frame_bytes(value, depth + 1)
-    return total
+    return 0
 
 
 def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
@@ -94,6 +104,8 @@ def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
         # A container is copied only if something in it became a placeholder.
         out: Any = None
         for key, value in obj.items() if kind is dict else enumerate(obj):
+            if kind is dict and type(key) is not str and type(key) is not bytes:
+                raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
             new = split_frames(value, frames, depth + 1) if _may_hold(value) else value
             if new is not value:
                 if out is None:
@@ -115,6 +127,30 @@ def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
     dtype, shape, array = parts
     frames.append(memoryview(array).cast("B"))
     return msgpack.ExtType(EXT_NDARRAY, msgpack.packb([dtype, shape, len(frames) - 1]))
+
+
+def wrong_key(obj: Any, path: tuple[Any, ...]) -> str | None:
+    """Where in ``obj`` the first dict key that is neither ``str`` nor ``bytes`` is, and
+    its type (``None``: there is none): the receiving side decodes maps with string keys
+    only, so a result holding one cannot be delivered. Walked only once a key was found."""
+    kind = type(obj)
+    if kind is dict:
+        for key, value in obj.items():
+            if type(key) is not str and type(key) is not bytes:
+                where = "".join(f"[{k!r}]" for k in path) or "the top level"
+                return (
+                    f"a dict key of type {type(key).__name__} ({key!r:.60}) at {where}: "
+                    "dict keys must be str or bytes to travel"
+                )
+            found = wrong_key(value, (*path, key))
+            if found:
+                return found
+    elif kind is list or kind is tuple:
+        for index, value in enumerate(obj):
+            found = wrong_key(value, (*path, index))
+            if found:
+                return found
+    return None
 
 
 def _may_hold(value: Any) -> bool:
