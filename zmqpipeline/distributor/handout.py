@@ -236,8 +236,7 @@ class HandOut(SchedulerPart):
     def _new_items(
         self, state: TaskState, wid: bytes, room: int, now: float, budget: int | None = None
     ) -> list[Item]:
-        """Up to ``room`` new items for worker ``wid``, handed out ``now`` (fewer: complete,
-        held back, raised, a bound). Every item's path: what holds for a batch asked once."""
+        """Up to ``room`` new items for ``wid``, handed out ``now``; every item's path."""
         task = state.task
         if task.is_complete or state.held_back or self.s.draining:
             return []
@@ -248,8 +247,7 @@ class HandOut(SchedulerPart):
         from_backlog = bool(stages.backlog) and stages.feeds_from_backlog(task_type)
         resume, record = self.s.resuming.get(task_type), self.s.journal.records
         metadata = self.s.metadata or {}
-        cache = self.s.cache  # the result cache (zmqpipeline.cache); sent from by _take
-        caching = task_type in cache.task_types
+        caching = task_type in self.s.cache.task_types  # the result cache: _take sends
         made: list[Item] = []
         payload: dict[str, Any] | None
         while len(made) < room and not task.is_complete and (budget is None or budget > 0):
@@ -287,7 +285,7 @@ class HandOut(SchedulerPart):
                     self.s.journal.handed_out(state.task_type, seq)
             # worker, attempts, deaths, sent_at, first_sent_at: handed out now
             item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
-            if caching and cache.serve(state, item):  # cache: its result goes, not the item
+            if caching and self.s.cache.serve(state, item):  # cache: its result goes, not the item
                 room = min(room, len(made) + cap - len(in_flight))
                 continue
             made.append(item)

@@ -53,7 +53,6 @@ _LATENCY_SAMPLES = 10_000
 #: The result linger of the workers of a task that feeds a stage: each result is the
 #: next stage's input, so it goes on almost at once (the batch still forms by count).
 FEEDER_LINGER_S = 0.02
-#: A worker's FAIL for a result that cannot travel (msgpack cannot carry it, a dict key
 _RATE_WINDOW_S = 10.0  # status shows items/s over this long
 
 
