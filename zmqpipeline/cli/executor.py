@@ -12,33 +12,36 @@ from .args import add_command
 __all__ = ["add_executor_commands"]
 
 
+#: ``executor-worker``'s arguments (besides the lifetime ones).
+_ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("endpoint",), {"metavar": "ENDPOINT", "help": "the executor's endpoint"}),
+    (
+        ("--results",),
+        {"metavar": "ENDPOINT", "help": "where results go (default: the next tcp port)"},
+    ),
+    (("--threads",), {"type": int, "default": 1, "metavar": "N", "help": "calls run at once"}),
+    (
+        ("--allow-module",),
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "PKG",
+            "dest": "allow",
+            "help": "run only functions of this module or package (repeatable; default: any)",
+        },
+    ),
+    (
+        ("--prefetch",),
+        {"type": int, "metavar": "N", "help": "calls held beyond one per thread (default 32)"},
+    ),
+)
+
+
 def add_executor_commands(sub: Any) -> None:
     """Add ``executor-worker`` to the ``zmqpipeline`` parser's subcommands."""
     parser = add_command(sub, "executor-worker", _cmd_executor_worker)
-    parser.add_argument("endpoint", metavar="ENDPOINT", help="the executor's endpoint")
-    parser.add_argument(
-        "--results",
-        metavar="ENDPOINT",
-        help="where results go (default: the next tcp port of ENDPOINT)",
-    )
-    parser.add_argument(
-        "--threads", type=int, default=1, metavar="N", help="calls run at once (threads)"
-    )
-    parser.add_argument(
-        "--allow-module",
-        action="append",
-        default=[],
-        metavar="PKG",
-        dest="allow",
-        help="run only functions of this module or package (repeatable; default: any)",
-    )
-    parser.add_argument(
-        "--prefetch",
-        type=int,
-        default=None,
-        metavar="N",
-        help="calls held beyond one per thread (default 32)",
-    )
+    for flags, options in _ARGUMENTS:
+        parser.add_argument(*flags, **options)
     add_lifetime_arguments(parser)
     parser.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
 

@@ -66,25 +66,12 @@ def frame_bytes(obj: Any, depth: int = 0) -> int:
     if depth > MAX_DEPTH:
         return 0
     if kind is dict:
-        total = 0
-        for key, value in obj.items():
+        for key in obj:
             if type(key) is not str and type(key) is not bytes:  # no receiver decodes it
                 raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
-            kind = type(value)
-            if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
-                total += frame_bytes(value, depth + 1)
-            elif kind.__module__ == "numpy":
-                total += frame_bytes(value, depth + 1)
-        return total
+        return sum(frame_bytes(v, depth + 1) for v in obj.values() if _may_hold(v))
     if kind is list or kind is tuple:
-        total = 0
-        for value in obj:
-            kind = type(value)
-            if kind in _BLOBS or kind is dict or kind is list or kind is tuple:
-                total += frame_bytes(value, depth + 1)
-            elif kind.__module__ == "numpy":
-                total += frame_bytes(value, depth + 1)
-        return total
+        return sum(frame_bytes(v, depth + 1) for v in obj if _may_hold(v))
     if kind in _BLOBS:
         n = _nbytes(obj)
         return n if n >= FRAME_MIN_BYTES else 0
