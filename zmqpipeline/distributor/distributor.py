@@ -307,7 +307,7 @@ class Distributor:
                 scheduler.heartbeats()
                 next_beat = now + interval
             if now >= waiting.next_at:
-                what = self._waiting_for(scheduler)
+                what = self._waiting_for(scheduler, now)
                 waiting.log(None if what is None else "distributor: " + what, now)
             if now >= next_progress:
                 self._progress(scheduler)
@@ -330,12 +330,19 @@ class Distributor:
         except UserCodeError:
             self.on_progress = None  # logged once; the run goes on without it
 
-    def _waiting_for(self, scheduler: Scheduler) -> str | None:
+    def _waiting_for(self, scheduler: Scheduler, now: float) -> str | None:
         """What the run is waiting for, in words (``None``: it is not waiting)."""
         if not scheduler.started:
             return f"waiting for metadata from a MetaDataWorker at {self.metadata_endpoint}"
         if scheduler.collector_id is None:
             return f"waiting for the collector at {self.collector_ack_endpoint} to answer"
+        heard = scheduler.last_hello_at
+        if heard is not None and now - heard > self.settings.liveness_s and not scheduler.done:
+            return (
+                f"the collector at {self.collector_ack_endpoint} has not answered for over "
+                f"{self.settings.liveness_s:g} s (the link cut? the collector gone?); "
+                "waiting for it"
+            )
         for state in scheduler.tasks.values():
             if state.active and not state.workers:
                 return (

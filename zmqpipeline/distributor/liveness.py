@@ -47,6 +47,7 @@ class Liveness(SchedulerPart):
 
     def _expire_items(self, state: TaskState, now: float, stalled: float) -> None:
         limit = state.task.item_time_limit_s or state.timer.limit_s
+        expired: list[int] = []
         for item in list(state.in_flight.values()):
             if stalled > 0:
                 item.sent_at += stalled
@@ -59,7 +60,17 @@ class Liveness(SchedulerPart):
                     worker.completed = 0
                     worker.overdue = True
                 state.unassign(item)
+                expired.append(item.seq)
                 self.retry(state, item, f"no ACK within {limit:.1f} s", now, user_error=False)
+        if expired:
+            logger.warning(
+                "task %s: %d item(s) got no ACK within their time limit of %.1f s (their "
+                "results do not reach the collector?); handing them out again: %s",
+                state.task_type,
+                len(expired),
+                limit,
+                ", ".join(map(str, expired[:10])) + (" ..." if len(expired) > 10 else ""),
+            )
 
     def heartbeats(self) -> None:
         """Tell every worker we are alive, and PING the collector (it answers HELLO)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import protocol
@@ -39,6 +39,7 @@ class PendingRequest:
     queued_at: float
     attempts: int = 0  # times handed to a worker
     worker: bytes | None = None  # None while queued
+    routed: list[bytes] = field(default_factory=list)  # every worker it was handed to
 
 
 @dataclass(eq=False, slots=True)
@@ -170,9 +171,19 @@ class Broker:
         now: float,
     ) -> None:
         key = (msg.client, msg.request_id)
-        request = self.requests.pop(key, None)
+        request = self.requests.get(key)
+        held = worker.request if worker is not None else None
+        if request is None or wid not in request.routed:
+            # Only a worker the request was routed to may answer it: any other (a rogue
+            # answering others' requests) reaches no client.
+            if held is None or held.key != key:
+                self._not_routed(wid, worker, request, now)
+                return
+            request = None  # its late answer to a request answered already: it is free
         if request is None:
-            self.stats["untracked replies"] += 1
+            self._free(wid, worker, key)
+            return
+        del self.requests[key]
         if isinstance(msg, protocol.WorkerReply):
             self.stats["replies"] += 1
             try:
@@ -186,11 +197,30 @@ class Broker:
         if worker is None:
             self._reset(wid, now)  # a worker we lost track of: let it announce itself again
             return
-        held = worker.request
-        if held is not None and held.key == key:
+        self._free(wid, worker, key)
+
+    def _free(self, wid: bytes, worker: WorkerRecord | None, key: _Key) -> None:
+        """``worker`` answered ``key``: if that is what it holds, it is free again."""
+        held = worker.request if worker is not None else None
+        if worker is not None and held is not None and held.key == key:
             worker.request = None
             self.idle.setdefault(worker.task_type, OrderedDict())[wid] = None
             self._dispatch(worker.task_type)
+
+    def _not_routed(
+        self, wid: bytes, worker: WorkerRecord | None, request: PendingRequest | None, now: float
+    ) -> None:
+        """A reply from ``wid`` to a request never routed to it: dropped, counted, logged
+        once."""
+        self.stats["replies not routed to their sender"] += 1
+        if self.stats["replies not routed to their sender"] == 1:
+            logger.warning(
+                "dropped a reply from worker %s to a request %s; further ones are only counted",
+                _name(wid),
+                "that is not pending" if request is None else "never routed to it",
+            )
+        if worker is None:
+            self._reset(wid, now)
 
     def worker_unreachable(self, wid: bytes, now: float) -> None:
         """A send to ``wid`` failed: its connection is gone."""
@@ -236,6 +266,7 @@ class Broker:
             wid, _ = idle.popitem(last=False)
             worker = self.workers[wid]
             request.worker = wid
+            request.routed.append(wid)
             request.attempts += 1
             worker.request = request
             self.outbox.append((BACKEND, wid, request.frames))

@@ -8,12 +8,19 @@ the sockets and run user code. Unit tests drive it directly.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections import deque
 from typing import Any
 
 from .. import protocol
 
-__all__ = ["CreditWindow", "WorkerLogic"]
+__all__ = [
+    "CreditWindow",
+    "WorkerLogic",
+    "worker_id",
+]
 
 
 class CreditWindow:
@@ -235,3 +242,8 @@ class ResultBatch:
     def take(self) -> list[tuple[int, Any]]:
         items, self.items = self.items, []
         return items
+
+
+def worker_id() -> bytes:
+    """``host:pid:random``: readable in logs, unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()

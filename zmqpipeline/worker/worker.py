@@ -11,10 +11,7 @@ blocks: what a peer cannot take yet waits in a queue, and a stop request always 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections import deque
 from typing import Any, ClassVar
 
@@ -29,7 +26,7 @@ from ..runtime.waitlog import WaitLog
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from .lifetime import Lifetime
-from .logic import CreditWindow, ResultBatch, WorkerLogic
+from .logic import CreditWindow, ResultBatch, WorkerLogic, worker_id
 
 __all__ = [
     "SingleThreadedWorker",
@@ -40,10 +37,6 @@ logger = logging.getLogger("zmqpipeline.worker")
 
 #: While a worker has items queued, how often it still reads what the distributor sent.
 _BUSY_READ_S = 0.05
-
-
-def _worker_id() -> bytes:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
 
 
 class Worker(Role):
@@ -71,7 +64,7 @@ class Worker(Role):
         self.metadata: dict[str, Any] = {}
         self.items_processed = 0
         self.items_failed = 0
-        self.worker_id = _worker_id()
+        self.worker_id = worker_id()
 
     # -- user hooks ---------------------------------------------------------------------
 
@@ -202,11 +195,13 @@ class Worker(Role):
         self._logic.ready()
         elapsed = waits * self.settings.liveness_s
         self._lifetime.heard_nothing_for(elapsed, self.worker_id)
+        why = "not running, unreachable, or refusing this worker's CURVE key?"
+        if self._rt.drops.counts["wrong version"]:
+            why = "it answers in another protocol version: another zmqpipeline release"
         if self._wait_log.due(now):
             self._wait_log.log(
                 f"worker {self.worker_id.decode()}: no answer from the distributor at "
-                f"{self.endpoint} for {elapsed:.0f} s (not running, unreachable, or refusing "
-                "this worker's CURVE key?)",
+                f"{self.endpoint} for {elapsed:.0f} s ({why})",
                 now,
                 key="silent",
             )
@@ -241,6 +236,14 @@ class Worker(Role):
                 )
             except ProtocolError as exc:
                 self._rt.drops.drop(exc.category, exc.reason)
+                if exc.category == "wrong version" and self._wait_log.due(self._last_heard):
+                    self._wait_log.log(
+                        f"worker {self.worker_id.decode()}: the distributor at {self.endpoint} "
+                        f"speaks protocol version {exc.frames[0][0]}, this worker "
+                        f"{protocol.VERSION}: run one zmqpipeline release on every machine",
+                        self._last_heard,
+                        key="version",
+                    )
                 continue
             if logic.on_message(msg):
                 self.metadata = logic.metadata
