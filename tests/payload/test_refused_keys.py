@@ -15,6 +15,8 @@ from support.cli import edit, write_pipeline, zmqpipeline
     [
         ("{'counts': {1: 'x'}}", "a dict key of type int (1) at ['counts']"),
         ("{'pairs': [{(1, 2): 'x'}]}", "a dict key of type tuple ((1, 2)) at ['pairs'][0]"),
+        # a list no receiver decodes (2 000 000 ints, ~10 MB: under the message limit)
+        ("{'v': list(range(2_000_000))}", "a list of 2000000 elements: over the limit of"),
     ],
 )
 def test_a_result_with_a_non_string_key_fails_its_item_at_once(tmp_path, value, named):

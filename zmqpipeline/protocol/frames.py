@@ -80,6 +80,11 @@ def frame_bytes(obj: Any, depth: int = 0) -> int:
     return 0
 
 
+#: The most elements a list, tuple or dict inside an item or a result may hold: what
+#: every receiver decodes (protocol.wire's per-container limit).
+MAX_CONTAINER_ITEMS = 1 << 20
+
+
 def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
     """``obj`` with its big values replaced by placeholders, which are appended to
     ``frames`` (numbered from its length on entry); ``obj`` itself when it has none (it
@@ -88,6 +93,11 @@ def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         return obj
     if kind is dict or kind is list or kind is tuple:
+        if len(obj) > MAX_CONTAINER_ITEMS:  # no receiver decodes it (wire's limit)
+            raise SerializationError(
+                f"a {kind.__name__} of {len(obj)} elements: over the limit of "
+                f"{MAX_CONTAINER_ITEMS} elements per list or dict that travel"
+            )
         # A container is copied only if something in it became a placeholder.
         out: Any = None
         for key, value in obj.items() if kind is dict else enumerate(obj):

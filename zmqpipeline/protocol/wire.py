@@ -10,7 +10,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from ..errors import ProtocolError
 from ..utils.serializer import ext_hook
-from .frames import MAX_FRAMES, frames_hook
+from .frames import MAX_CONTAINER_ITEMS, MAX_FRAMES, frames_hook
 from .records import (
     Ack,
     Alive,
@@ -154,7 +154,7 @@ class _Spec(NamedTuple):
     max_len: int  # longest array or map anywhere in the body
 
 
-_LIST_LIMIT = 1 << 20  # arrays/maps inside user data, and item lists
+_LIST_LIMIT = MAX_CONTAINER_ITEMS  # arrays/maps inside user data, and item lists
 
 SPECS: dict[int, _Spec] = {
     READY: _Spec(Ready, (str, int, int, int), _CONTROL, 8),
