@@ -25,8 +25,6 @@ __all__ = ["HandOut"]
 logger = logging.getLogger("zmqpipeline.distributor")
 task_logger = logging.getLogger("zmqpipeline.task")
 _NOTHING = object()  # _call_handle made no item
-#: The items of a task weighed for big values before only a big batch makes it weigh again.
-_WEIGH_FIRST = 64
 _STOP = object()  # _next_retry: hand this worker nothing now
 
 
@@ -289,7 +287,7 @@ class HandOut(SchedulerPart):
                 room = min(room, len(made) + cap - len(in_flight))
                 continue
             made.append(item)
-            if payload and (state.has_frames or state.weighed < _WEIGH_FIRST):
+            if payload:  # its big values, and a key no worker decodes (an empty one: none)
                 budget = self._weigh(state, item, wid, budget)
         self._after_batch(state)
         return made
@@ -317,10 +315,8 @@ class HandOut(SchedulerPart):
 
     def _weigh(self, state: TaskState, item: Item, wid: bytes, budget: int | None) -> int | None:
         """An item with big values weighs against ``max_in_flight_bytes``: what is left.
-        A task's first items are weighed, then only once it has had big values (a batch
-        whose body is big says so too: see _send_items); small items cost no walk. The
-        walk also finds a dict key no worker decodes: the item-by-item path fails it."""
-        state.weighed += 1
+        The walk also finds a dict key no worker decodes, or a list too long for one: the
+        item-by-item path fails that item at once."""
         try:
             nbytes = frame_bytes(item.payload)
         except SerializationError:  # a key no worker decodes: the item-by-item path

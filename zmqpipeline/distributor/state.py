@@ -124,7 +124,6 @@ class TaskState:
     next_seq: int = 0
     in_flight: dict[int, Item] = field(default_factory=dict)  # handed out, not yet ACKed
     task_names: int = -1  # attributes of the task instance when last looked at (handout)
-    weighed: int = 0  # items weighed for big values (the first ones, see handout)
     has_frames: bool = False  # an item had big values: count bytes in flight from now on
     retry: deque[tuple[float, int]] = field(default_factory=deque)  # (ready_at, seq)
     suspect: deque[int] = field(default_factory=deque)  # seqs whose workers died

@@ -56,6 +56,11 @@ def _nbytes(value: Any) -> int:
     return value.nbytes if type(value) is memoryview else len(value)
 
 
+#: The most elements a list, tuple or dict inside an item or a result may hold: what
+#: every receiver decodes (protocol.wire's per-container limit).
+MAX_CONTAINER_ITEMS = 1 << 20
+
+
 def frame_bytes(obj: Any, depth: int = 0) -> int:
     """The bytes of the big values in ``obj`` (those :func:`split_frames` would take out):
     what an item or a result weighs against ``max_in_flight_bytes``. Walks dicts, lists
@@ -65,6 +70,11 @@ def frame_bytes(obj: Any, depth: int = 0) -> int:
     kind = type(obj)
     if depth > MAX_DEPTH:
         return 0
+    if (kind is dict or kind is list or kind is tuple) and len(obj) > MAX_CONTAINER_ITEMS:
+        raise SerializationError(
+            f"a {kind.__name__} of {len(obj)} elements: over the limit of "
+            f"{MAX_CONTAINER_ITEMS} elements per list or dict that travel"
+        )
     if kind is dict:
         for key in obj:
             if type(key) is not str and type(key) is not bytes:  # no receiver decodes it
@@ -78,11 +88,6 @@ def frame_bytes(obj: Any, depth: int = 0) -> int:
     if kind.__module__ == "numpy" and hasattr(obj, "nbytes"):
         return int(obj.nbytes) if obj.nbytes >= FRAME_MIN_BYTES else 0
     return 0
-
-
-#: The most elements a list, tuple or dict inside an item or a result may hold: what
-#: every receiver decodes (protocol.wire's per-container limit).
-MAX_CONTAINER_ITEMS = 1 << 20
 
 
 def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
