@@ -10,10 +10,9 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from support.journals import query_rows
+from support.journals import collector_class, query_rows
 from support.pipelines import make_task
 from support.procs import FORK
 
@@ -50,31 +49,7 @@ def _worker_class(ep: SimpleNamespace, log_dir: Path, task_type: str = "FIRST", 
     return LoggingWorker
 
 
-def _collector_class(ep: SimpleNamespace, log: Path, marks: dict[int, Any], stall_at: int = 0):
-    """Records every id it handles (``task_type i`` lines, flushed). At each count in
-    ``marks`` it sets that event; at ``stall_at`` it sets it and then waits, before that
-    item's side effect, for the SIGKILL the test sends."""
-
-    class JournaledCollector(Collector):
-        count = 0
-
-        def handle_collection(self, data, task_type, msgtype):
-            type(self).count += 1
-            count = type(self).count
-            if count in marks:
-                marks[count].set()
-                if count == stall_at:
-                    FORK.Event().wait(120)  # stopped here until killed
-            with open(log, "a") as out:
-                out.write(f"{task_type} {data['i']}\n")
-
-        def handle_finished(self, data, task_type):
-            with open(ep.results, "w") as out:
-                json.dump(data, out)
-
-    JournaledCollector.endpoint = EndpointAddress(ep.collector)
-    JournaledCollector.ack_endpoint = EndpointAddress(ep.ack)
-    return JournaledCollector
+_collector_class = collector_class
 
 
 def _run_collector(cls, journal):
