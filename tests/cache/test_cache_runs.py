@@ -131,7 +131,7 @@ def test_a_corrupt_cache_file_is_refused_and_nothing_runs(tmp_path: Path) -> Non
     (cache / FILE_NAME).write_bytes(garbage)
     pipe = CachePipeline(tmp_path, cache, INPUTS)
     done = pipe.run()
-    assert done.returncode == 1
+    assert done.returncode == 2  # a role that cannot start: one line, exit 2 (docs/cli.md)
     output = done.stdout + done.stderr
     assert f"cache file {cache / FILE_NAME} is damaged or not a zmqpipeline cache" in output
     assert pipe.executed() == []
@@ -150,7 +150,7 @@ def test_a_second_distributor_on_the_same_cache_is_refused(tmp_path: Path) -> No
             assert time.monotonic() < deadline, "the first run never started an item"
             time.sleep(0.05)
         refused = other.run()
-        assert refused.returncode == 1
+        assert refused.returncode == 2  # its distributor cannot start: exit 2
         output = refused.stdout + refused.stderr
         assert f"cache file {cache / FILE_NAME} is in use by another distributor" in output
         assert other.executed() == []

@@ -196,7 +196,7 @@ def _handshake(monitor: Any, security: Security | None, deadline: float, tcp: bo
         left = deadline - time.monotonic()
         if left <= 0 or not monitor.poll(max(1, int(left * 1000))):
             if closed:  # and no event said why: the peer closed in the handshake
-                raise _Found(*closed_in_handshake(curve))
+                raise _Found(*closed_in_handshake(curve, tcp))
             raise _Found(
                 "silent",
                 "connected, but no ZeroMQ handshake came: not a ZeroMQ socket, a stopped "
@@ -213,8 +213,10 @@ def _handshake(monitor: Any, security: Security | None, deadline: float, tcp: bo
             continue
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             return
-        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # the peer closed (value: errno)
-            raise _Found(*closed_in_handshake(curve))
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # the peer closed (value: errno):
+            closed = True  # the event saying why (a mechanism mismatch...) may follow
+            deadline = min(deadline, time.monotonic() + _WHY_CLOSED_S)
+            continue
         raise _Found(*handshake_failure(kind, value, security))
 
 

@@ -37,8 +37,17 @@ def public_file(security: Security) -> str:
     return str(security.secret_key_file).removesuffix(SECRET_KEY_SUFFIX) + PUBLIC_KEY_SUFFIX
 
 
-def closed_in_handshake(curve: bool) -> tuple[str, str]:
-    """``(cause, explanation)`` when the peer closed the connection in the handshake."""
+def closed_in_handshake(curve: bool, tcp: bool = True) -> tuple[str, str]:
+    """``(cause, explanation)`` when the peer closed the connection in the handshake (and
+    no event said why: which side libzmq tells first is a race)."""
+    if not curve and tcp:  # over tcp, the usual reason: the endpoint wants CURVE
+        return (
+            "key refused",
+            "the endpoint closes the connection during the ZeroMQ handshake: most likely "
+            f"the endpoint wants CURVE and this host has no key ({ENV_SECRET_KEY}, ...); "
+            "else its socket takes no worker (a collector's endpoint? check it with "
+            "--collector)",
+        )
     if curve:
         return (
             "key refused",
