@@ -27,7 +27,7 @@ test: install-test
 ## (3.10, 3.12, 3.13, found under pyenv; each in its own .venv-3.X)
 OTHER_PYTHONS ?= 3.10 3.12 3.13
 CORE_TESTS = tests/test_layout.py tests/test_types.py tests/protocol tests/distributor \
-	tests/collector tests/worker tests/runtime tests/journal tests/pipeline
+	tests/collector tests/worker tests/runtime tests/pipeline/test_pipeline.py
 test-versions:
 	@set -e; for v in $(OTHER_PYTHONS); do \
 	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -1); \
