@@ -21,7 +21,7 @@ from .. import protocol
 from ..errors import JournalError, ProtocolError
 from ..protocol.frames import MAX_FRAMES
 from ..runtime.runtime import DRAIN, Role, RoleRuntime, UserCodeError, call_user, user_code_error
-from ..runtime.transport import recv_frames, send_frames
+from ..runtime.transport import StopSignal, recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -107,15 +107,24 @@ class Collector(Role):
         replacing an earlier run's output (see the tutorial). The older form with a
         trailing ``msgtype`` works too."""
 
+    _stop_signal: StopSignal | None = None  # while run() runs: stop() sets it
+
     def get_ack_data(self) -> dict[str, Any] | None:
         """A dict attached to every ACK (``None``: nothing)."""
         return None
 
     # -- the loop -------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """End :meth:`run` from another thread, as SIGTERM would (an in-process run whose
+        distributor has gone, such as an executor's)."""
+        if self._stop_signal is not None:
+            self._stop_signal.set()
+
     def run(self) -> None:
         """Collect until the distributor ends the run (or SIGINT/SIGTERM), then return."""
         with RoleRuntime("collector", self.settings, logger) as rt:
+            self._stop_signal = rt.stop
             pull = rt.open(zmq.PULL, self.endpoint, bind=True)
             router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True, admit="distributor")
             journal = None

@@ -357,7 +357,6 @@ class Scheduler:
         if self.recurring.signalled(state, item, msg, worker.wid, now):
             return  # StopJob, UnsetJob: the job's outcome, not a failure (.recurring)
         if NOT_RETRYABLE.intersection(msg.exc_types):  # no retry can mend it
-            item.attempts += 1  # the one it had
             self.failures.item_failed(state, item, msg.error)
             return
         retry_for = state.task.retry_for

@@ -124,7 +124,8 @@ class Executor(_FuturesExecutor):
             control_endpoint=control_endpoint,
             push_endpoint=push,
         )
-        self._threads = self._start_threads(collector.run, push)
+        self._collector, self._collector_ended = collector, threading.Event()
+        self._threads = self._start_threads(self._collect, push)
         local = work.replace("tcp://*:", "tcp://127.0.0.1:").replace("//0.0.0.0:", "//127.0.0.1:")
         self._children: list[subprocess.Popen[bytes]] = start_workers(
             workers,
@@ -136,6 +137,12 @@ class Executor(_FuturesExecutor):
             self._dir,
         )
         _live.add(self)
+
+    def _collect(self) -> None:
+        try:
+            self._collector.run()
+        finally:
+            self._collector_ended.set()
 
     def _start_threads(self, collect: Any, push: str) -> list[threading.Thread]:
         """The collector, the distributor and the feeder, on daemon threads of the caller."""
@@ -257,6 +264,10 @@ class Executor(_FuturesExecutor):
             logger.exception("the executor's distributor failed")
             self._calls.break_all(f"the executor's distributor failed: {exc!r}")
         finally:
+            # A run that ended before the collector followed it (no call at all): the
+            # collector heard no START, and would wait for a distributor for ever.
+            if not self._collector_ended.wait(self._settings.end_timeout_s):
+                self._collector.stop()
             self._calls.break_all("the executor has shut down")  # only what is unresolved
             self._end_children()
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -66,6 +67,10 @@ def collector_class(endpoint: str, ack_endpoint: str, calls: Calls) -> type[Coll
     return type("ExecutorCollector", (Collector,), attrs)
 
 
+#: How often the feeder, waiting for the distributor's reply, looks whether it failed.
+_REPLY_SLICE_S = 0.2
+
+
 def feed(calls: Calls, push_endpoint: str, settings: Settings) -> None:
     """The feeder thread: push calls into the distributor as the window has room, then
     close the stream once the executor is shut down and every call is pushed."""
@@ -112,9 +117,15 @@ def _exchange(
     rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int, frames: list[bytes], calls: Calls
 ) -> protocol.PushReply | None:
     sock.send_multipart(frames)
-    reply: protocol.PushReply | None = rt.await_reply(
-        sock, protocol.PUSH_REPLY, request_id, PUSH_REPLY_TIMEOUT_S, "from the executor's run"
-    )
+    reply: protocol.PushReply | None = None
+    deadline = time.monotonic() + PUSH_REPLY_TIMEOUT_S
+    # In slices: a distributor that failed breaks every call, and nothing answers then.
+    while reply is None and not calls.broken and time.monotonic() < deadline:
+        reply = rt.await_reply(
+            sock, protocol.PUSH_REPLY, request_id, _REPLY_SLICE_S, "from the executor's run"
+        )
+        if rt.stop.is_set:
+            break
     if reply is None or not reply.ok:
         why = "no reply" if reply is None else reply.error
         calls.break_all(f"the executor's distributor did not take its calls: {why}")
