@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_support import board_fixture, ep_fixture  # noqa: F401  (fixtures: board, ep)
+from support.control import wait_for
 from support.pipelines import make_task
 from support.scheduling import EP, make, sent, task_class
 
@@ -84,7 +85,9 @@ def lone_distributor(procs, ep) -> Control:
         "distributor",
         lambda: Distributor(ep.collector, ep.ack, tasks=[task], control_endpoint=ep.control).run(),
     )
-    return Control(ep.control)
+    control = Control(ep.control)
+    wait_for(control, lambda status: True)  # its control endpoint is bound (under load: later)
+    return control
 
 
 def read_events(url: str, until: float, counts: list[int]) -> None:
