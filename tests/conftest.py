@@ -1,71 +1,30 @@
-"""Shared fixtures: real processes (ended by PID), private endpoints, and a check after
-every test that no process, thread or ipc file was left behind."""
+"""Shared fixtures: real processes (ended by PID), private endpoints, CURVE keys, and a
+check after every test that no process, thread or ipc file was left behind."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
-import socket
+import shutil
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from support.procs import Processes, free_port
 
 from zmqpipeline import Distributor
+from zmqpipeline.security import (
+    ENV_AUTHORIZED_KEYS,
+    ENV_SECRET_KEY,
+    ENV_SERVER_KEY,
+    Security,
+    generate_keys,
+)
 
 # Fast liveness for every test (0.2 s x 5 misses = 1 s), unless the caller chose otherwise.
 os.environ.setdefault("ZMQPIPELINE_HEARTBEAT_INTERVAL_S", "0.2")
 os.environ.setdefault("ZMQPIPELINE_LIVENESS_MISSES", "5")
-
-FORK = multiprocessing.get_context("fork")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Processes:
-    """Starts callables as forked processes and guarantees they end (by PID)."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, Any] = {}
-
-    def start(self, name: str, target: Callable[[], Any]) -> Any:
-        process = FORK.Process(target=_child, args=(target,), name=name)
-        process.start()
-        self.started[name] = process
-        return process
-
-    def join(self, timeout: float = 30.0) -> dict[str, int | None]:
-        """Wait for every process; return name -> exit code (None if still running)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        for process in self.started.values():
-            process.join(max(0.0, deadline - time.monotonic()))
-        return {name: p.exitcode for name, p in self.started.items()}
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        os.kill(self.started[name].pid, sig)
-
-    def cleanup(self) -> None:
-        for process in self.started.values():
-            if process.exitcode is None and process.pid is not None:
-                try:
-                    os.kill(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            process.join(5)
-
-
-def _child(target: Callable[[], Any]) -> None:
-    target()
 
 
 @pytest.fixture
@@ -115,7 +74,80 @@ def nothing_left_behind(tmp_path: Path):
         child.kill()
         child.join(5)
     assert not leftovers, f"processes left running: {leftovers}"
-    stray = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+    stray = [
+        t
+        for t in threading.enumerate()
+        if t not in threads_before and t.is_alive() and not _pyzmq_gc(t)
+    ]
     assert not stray, f"threads left running: {stray}"
     ipc_files = list(tmp_path.rglob("*.ipc"))
     assert not ipc_files, f"ipc files left behind: {ipc_files}"
+
+
+# -- CURVE keys and a control endpoint (security and control tests) ---------------------------
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> SimpleNamespace:
+    """A server pair, three authorised clients, one rogue pair not in ``authorized/``."""
+    folder = tmp_path / "keys"
+    server_public, server_secret = generate_keys(folder, "server")
+    authorized = folder / "authorized"
+    authorized.mkdir()
+    for name in ("worker1", "worker2", "meta"):
+        public, _ = generate_keys(folder, name)
+        shutil.copy(public, authorized)
+    generate_keys(folder, "rogue")
+
+    def env(name: str) -> dict[str, str]:
+        return {
+            ENV_SECRET_KEY: str(folder / f"{name}.key_secret"),
+            ENV_SERVER_KEY: str(server_public),
+            ENV_AUTHORIZED_KEYS: str(authorized),
+        }
+
+    def security(name: str) -> Security:
+        return Security(folder / f"{name}.key_secret", server_public, authorized)
+
+    return SimpleNamespace(
+        dir=folder,
+        authorized=authorized,
+        server_public=server_public,
+        server_secret=server_secret,
+        env=env,
+        security=security,
+    )
+
+
+@pytest.fixture
+def ep(endpoints, tmp_path):
+    kind = endpoints.kind
+    endpoints.control = (
+        f"tcp://127.0.0.1:{free_port()}" if kind == "tcp" else f"ipc://{tmp_path}/control.ipc"
+    )
+    endpoints.log = tmp_path / "items.log"
+    return endpoints
+
+
+@pytest.fixture
+def operator_keys(keys):
+    """The ``keys`` plus one operator pair in ``authorized/operators/``."""
+    (keys.authorized / "operators").mkdir()
+    public, _ = generate_keys(keys.dir, "operator")
+    shutil.copy(public, keys.authorized / "operators")
+    return keys
+
+
+# -- service endpoints ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> SimpleNamespace:
+    """Service endpoints: ipc files in the test's tmp_path."""
+    return SimpleNamespace(front=f"ipc://{tmp_path}/front.ipc", back=f"ipc://{tmp_path}/back.ipc")
+
+
+def _pyzmq_gc(thread: threading.Thread) -> bool:
+    """pyzmq's garbage-collector thread: started by the first zero-copy send of the
+    process (big values go as frames), it lives as long as the process, by design."""
+    return type(thread).__name__ == "GarbageCollectorThread"

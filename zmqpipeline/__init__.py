@@ -11,18 +11,22 @@ import logging.config
 from typing import Any
 
 from ._version import __version__
+from .cache import Cache
 from .collector import Collector
 from .distributor import Control, Distributor, Pusher, RunReport
 from .errors import (
     ConfigurationError,
     ControlError,
     EndpointError,
+    JournalError,
     ProtocolError,
     PushError,
     SerializationError,
     ServiceError,
     ZmqPipelineError,
 )
+from .executor import Executor, RemoteError
+from .schedule import Backoff, Schedule, ScheduledTask, StopJob, UnsetJob
 from .security import Security
 from .service import Service, ServiceClient, ServiceWorker
 from .settings import Settings
@@ -31,6 +35,8 @@ from .types import EndpointAddress, TaskType
 from .worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker
 
 __all__ = [
+    "Backoff",
+    "Cache",
     "Collector",
     "ConfigurationError",
     "Control",
@@ -38,12 +44,17 @@ __all__ = [
     "Distributor",
     "EndpointAddress",
     "EndpointError",
+    "Executor",
+    "JournalError",
     "MetaDataWorker",
     "MultiThreadedWorker",
     "ProtocolError",
     "PushError",
     "Pusher",
+    "RemoteError",
     "RunReport",
+    "Schedule",
+    "ScheduledTask",
     "Security",
     "SerializationError",
     "Service",
@@ -52,14 +63,14 @@ __all__ = [
     "ServiceWorker",
     "Settings",
     "SingleThreadedWorker",
+    "StopJob",
     "Task",
     "TaskType",
+    "UnsetJob",
     "ZmqPipelineError",
     "__version__",
     "configureLogging",
 ]
-
-logging.getLogger("zmqpipeline").addHandler(logging.NullHandler())
 
 
 def configureLogging(dict_config: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ __all__ = [
     "ConfigurationError",
     "ControlError",
     "EndpointError",
+    "JournalError",
     "MessageTooLarge",
     "MetadataError",
     "ProtocolError",
@@ -25,6 +26,12 @@ class ZmqPipelineError(Exception):
 
 class ConfigurationError(ZmqPipelineError, ValueError):
     """A role, task or option was set up wrongly (cycle, missing endpoint, ...)."""
+
+
+class JournalError(ConfigurationError):
+    """A journal cannot be used: it cannot be written (a full disk, a read-only folder),
+    it is damaged or foreign, or it holds a run of another task definition. The message
+    names the file and the cause."""
 
 
 class EndpointError(ConfigurationError, AttributeError):

@@ -310,15 +310,29 @@ class KeyPolicy:
             return True
         if key not in self._refused:
             self._refused.add(key)
-            where = ", ".join(str(s.authorized_keys_dir) for s in self._securities)
             logger.warning(
-                "refused a CURVE client whose public key %s is not authorised as %s (not "
-                "in %s); further attempts with this key are refused silently",
+                "refused a CURVE client whose public key %s is not authorised as %s: %s; "
+                "further attempts with this key are refused silently",
                 key.decode("ascii", "replace"),
                 role,
-                where,
+                self._where_it_belongs(key, role),
             )
         return False
+
+    def _where_it_belongs(self, key: bytes, role: str) -> str:
+        """Where a key of ``role`` must be, and where this one is if it is elsewhere (a
+        distributor's key put in ``authorized/`` rather than ``authorized/distributor/``)."""
+        dirs = [Path(str(s.authorized_keys_dir)) for s in self._securities]
+        home = (
+            " or ".join(str(d if role in _FLAT_ROLES else d / role) for d in dirs)
+            or "(no authorised keys directory)"
+        )
+        found = sorted(
+            {r for sec in self._securities for r, keys in sec.roles.items() if key in keys}
+        )
+        if found:
+            return f"it is admitted as {', '.join(found)} only; a {role} key belongs in {home}"
+        return f"it is in none of the authorised directories; a {role} key belongs in {home}"
 
 
 def start_authenticator(ctx: zmq.Context[Any]) -> tuple[ThreadAuthenticator, KeyPolicy]:

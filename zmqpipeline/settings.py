@@ -27,6 +27,7 @@ __all__ = [
     "MAX_CREDIT",
     "MAX_DEATHS",
     "MAX_IN_FLIGHT",
+    "MAX_IN_FLIGHT_BYTES",
     "MAX_MESSAGE_BYTES",
     "MAX_PREFETCH",
     "PREFETCH",
@@ -71,6 +72,12 @@ RESULT_LINGER_S = 0.1
 RESULT_BATCH_ITEMS = 128
 #: Items of one task handed out but not yet ACKed, at most (bounds distributor memory).
 MAX_IN_FLIGHT = 10_000
+#: Bytes of one task's big values (those travelling as frames, see
+#: :mod:`zmqpipeline.protocol.frames`) handed out and not yet ACKed, at most; each of its
+#: N workers holds at most 1/N of it (one item at least). Bounds the distributor's and
+#: every worker's memory in bytes as ``MAX_IN_FLIGHT`` and credit bound it in items.
+#: 0: no bound in bytes.
+MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024
 #: Items one worker may hold at once, whatever it asks for (threads + prefetch fit well
 #: under it); a new worker starts at ``INITIAL_WINDOW`` and earns one more per item it
 #: completes, so a peer that asks for much and does nothing holds little.
@@ -111,6 +118,7 @@ class Settings:
     max_prefetch: int = MAX_PREFETCH
     prefetch_window_s: float = PREFETCH_WINDOW_S
     max_in_flight: int = MAX_IN_FLIGHT
+    max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES
     result_linger_s: float = RESULT_LINGER_S
     result_batch_items: int = RESULT_BATCH_ITEMS
     max_credit: int = MAX_CREDIT
@@ -184,6 +192,7 @@ class Settings:
             "max_prefetch",
             "prefetch_window_s",
             "max_in_flight",
+            "max_in_flight_bytes",
             "result_linger_s",
             "result_batch_items",
         ):

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .runtime.checks import check_class_attributes, task_types
+from .runtime.items import install as install_items
+from .runtime.items import install_size
 from .types import EndpointAddress, TaskType
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 __all__ = ["Task"]
 
@@ -19,6 +25,8 @@ class Task:
     Set ``task_type``, ``endpoint`` (where this task's workers connect) and
     ``dependencies`` (task types that must be fully collected first). Implement
     :meth:`handle`; set ``self.is_complete = True`` in the call that hands out the last item.
+    Or implement :meth:`items` instead: return (or yield) every item, and the task is
+    complete after the last one.
 
     Optionally declare how many items the task hands out, with a class or instance
     attribute ``n_items`` or a ``__len__`` method: ``zmqpipeline run`` then shows a real
@@ -67,9 +75,18 @@ class Task:
     #: :class:`~zmqpipeline.Pusher`) instead of :meth:`handle`; the task is complete once
     #: the stream is closed and every pushed item is handed out.
     open_ended: ClassVar[bool] = False
+    #: The result cache (:class:`~zmqpipeline.Cache`): an item whose payload and code are
+    #: unchanged since its result was collected is not run again, its stored result is
+    #: collected (see docs/guides/caching.md). ``None``: every item runs.
+    cache: ClassVar[Cache | None] = None
+    #: The version of this task's code in its cache's keys; change it to run every item
+    #: again. ``None``: a hash of the source of this class and of its workers' classes.
+    version: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "items" in cls.__dict__:
+            install_items(cls)
         check_class_attributes(cls, cls.__name__)
         if "dependencies" in cls.__dict__:
             cls.dependencies = task_types(cls, "dependencies", cls.__dict__["dependencies"])
@@ -81,6 +98,8 @@ class Task:
         limit = cls.__dict__.get("item_time_limit_s")
         if limit is not None and (not isinstance(limit, (int, float)) or limit <= 0):
             raise TypeError(f"{cls.__name__}.item_time_limit_s must be a positive number")
+        if "items" in cls.__dict__:
+            install_size(cls)
 
     def __init__(self) -> None:
         #: Set to ``True`` in the :meth:`handle` call that hands out the last item.
@@ -106,6 +125,15 @@ class Task:
         failure of that result; the stage goes on with the next.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement derive()")
+
+    def items(self) -> Iterable[dict[str, Any] | None]:
+        """Define instead of :meth:`handle`: the task's items, an iterable (a list: its
+        ``len()`` is the task's size) or a generator, each a dict (or ``None``: the
+        worker gets ``{}``). Called once, when the first item is wanted (after
+        :meth:`initialize`); one element is read ahead, so the task is complete with the
+        last. A resumed run calls it again and skips the items collected: give the same
+        items in the same order each time (or set ``resumable = False``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement handle() or items()")
 
     def handle(self, data: dict[str, Any], address: bytes, msgtype: str) -> dict[str, Any] | None:
         """Return the next item for the worker at ``address``.

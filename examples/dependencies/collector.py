@@ -22,6 +22,9 @@ class MyCollector(zmqpipeline.Collector):
         self.last_seen[task_type] = now
 
     def handle_finished(self, data, task_type):
+        if data['aborted'] or data.get('ended_by', 'completed') != 'completed':
+            print('the run ended early (%s): these numbers are partial'
+                  % data.get('ended_by', 'stopped'))
         for tt in sorted(self.counts, key=self.first_seen.get):
             print('%s: collected %d items in %.1f milliseconds' % (
                 tt, self.counts[tt], (self.last_seen[tt] - self.first_seen[tt]) * 1000))

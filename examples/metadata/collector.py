@@ -10,6 +10,9 @@ class MyCollector(zmqpipeline.Collector):
         pass
 
     def handle_finished(self, data, task_type):
+        if data['aborted'] or data.get('ended_by', 'completed') != 'completed':
+            print('the run ended early (%s): these numbers are partial'
+                  % data.get('ended_by', 'stopped'))
         # the distributor forwards the metadata to the collector too
         print('MyCollector: metadata is %s' % self.metadata)
 

@@ -23,6 +23,9 @@ class StopWatchCollector(zmqpipeline.Collector):
         self.n_collected += 1
 
     def handle_finished(self, data, task_type, msgtype):
+        if data['aborted'] or data.get('ended_by', 'completed') != 'completed':
+            print('the run ended early (%s): these numbers are partial'
+                  % data.get('ended_by', 'stopped'))
         self.end_time = time.time()
         print('collection took %.1f milliseconds' % self.total_msec())
         print('collected %d items' % self.n_collected)

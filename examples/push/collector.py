@@ -16,6 +16,9 @@ class SumCollector(zmqpipeline.Collector):
         self.total += data['square']
 
     def handle_finished(self, data, task_type):
+        if data['aborted'] or data.get('ended_by', 'completed') != 'completed':
+            print('the run ended early (%s): these numbers are partial'
+                  % data.get('ended_by', 'stopped'))
         print('%d pushed numbers squared, sum of squares %d' % (self.count, self.total))
 
 

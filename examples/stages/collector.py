@@ -23,6 +23,9 @@ class StageCollector(zmqpipeline.Collector):
         self.last[task_type] = now
 
     def handle_finished(self, data, task_type):
+        if data['aborted'] or data.get('ended_by', 'completed') != 'completed':
+            print('the run ended early (%s): these numbers are partial'
+                  % data.get('ended_by', 'stopped'))
         start = min(self.first.values()) if self.first else 0
         for tt in sorted(self.counts, key=self.first.get):
             print('%-6s %4d results, from %.2f s to %.2f s' % (

@@ -35,3 +35,15 @@ class ParseWorker(zmqpipeline.SingleThreadedWorker):
         for _ in range(2000):  # some CPU work
             digest = hashlib.sha256(digest).digest()
         return {'url': data['url'], 'link': data['link'], 'digest': digest.hex()[:8]}
+
+
+WORKERS = {cls.__name__: cls for cls in (UrlWorker, FetchWorker, ParseWorker)}
+
+if __name__ == '__main__':
+    # One file, three workers: say which one to run (`zmqpipeline run examples/stages`
+    # runs them all, with the collector and the distributor).
+    import sys
+    if len(sys.argv) != 2 or sys.argv[1] not in WORKERS:
+        sys.exit('usage: python workers.py %s  (one worker per process; or: '
+                 'zmqpipeline worker workers.py:FetchWorker)' % '|'.join(WORKERS))
+    WORKERS[sys.argv[1]]().run()

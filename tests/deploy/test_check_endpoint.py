@@ -19,7 +19,7 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 import zmq
 from deploy_support import APP, Keys, Roles, app_env, free_ports, make_keys, wait_listening
-from netbed import netbed  # noqa: F401  (the fixture)
+from support.netbed import netbed  # noqa: F401  (the fixture)
 
 from zmqpipeline import Security
 from zmqpipeline.cli.check import check_endpoint

@@ -7,7 +7,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_command"]
+from ..errors import UsageError
+from ..security import Security
+
+__all__ = ["add_command", "client_arguments", "client_security", "positive_float"]
 
 
 def add_command(
@@ -35,3 +38,42 @@ def add_command(
     )
     parser.set_defaults(handler=handler)
     return parser
+
+
+def client_arguments(
+    parser: argparse.ArgumentParser, timeout_s: float, waits_for: str, whose: str
+) -> None:
+    """``--timeout`` and ``--secure``, as every client command takes them."""
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=timeout_s,
+        help=f"seconds to wait for {waits_for} (default {timeout_s:g})",
+    )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help=f"require CURVE (a tcp endpoint): the ZMQPIPELINE_CURVE_* variables name {whose} "
+        "key pair and the server's public key",
+    )
+
+
+def client_security(secure: bool, whose: str) -> Security | None:
+    """The CURVE keys of a client command (``--secure`` insists on them)."""
+    security = Security.from_env()
+    if secure and security is None:
+        raise UsageError(
+            "--secure needs the ZMQPIPELINE_CURVE_SECRET_KEY and ZMQPIPELINE_CURVE_SERVER_KEY "
+            f"variables ({whose} key pair, the server's public key)"
+        )
+    return security
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value

@@ -37,12 +37,11 @@ from zmq.utils.monitor import recv_monitor_message
 from .._version import __version__
 from ..errors import UsageError
 from ..protocol import HEARTBEAT, KIND_NAMES, VERSION
+from ..runtime.handshake import HANDSHAKE_END, closed_in_handshake, handshake_failure
 from ..security import (
     ENV_AUTHORIZED_KEYS,
     ENV_SECRET_KEY,
     ENV_SERVER_KEY,
-    PUBLIC_KEY_SUFFIX,
-    SECRET_KEY_SUFFIX,
     Security,
 )
 from ..types import EndpointAddress
@@ -56,15 +55,9 @@ CAUSES = ("ok", "no route", "refused", "silent", "wrong version", "key refused")
 _NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN}
 _DEFAULT_TIMEOUT_S = 3.0
 #: After the peer closed the connection, how long to wait for the event saying why.
-_WHY_CLOSED_S = 0.3
+_WHY_CLOSED_S = 1.0
 #: Our socket's identity: no worker's (theirs are host:pid:random).
 _IDENTITY = f"zmqpipeline-check:{socket.gethostname()}:{os.getpid()}".encode()
-_HANDSHAKE_END = (
-    zmq.EVENT_HANDSHAKE_SUCCEEDED,
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH,
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
-)
 
 
 @dataclass(frozen=True)
@@ -203,7 +196,7 @@ def _handshake(monitor: Any, security: Security | None, deadline: float, tcp: bo
         left = deadline - time.monotonic()
         if left <= 0 or not monitor.poll(max(1, int(left * 1000))):
             if closed:  # and no event said why: the peer closed in the handshake
-                raise _closed_in_handshake(curve)
+                raise _Found(*closed_in_handshake(curve, tcp))
             raise _Found(
                 "silent",
                 "connected, but no ZeroMQ handshake came: not a ZeroMQ socket, a stopped "
@@ -216,60 +209,15 @@ def _handshake(monitor: Any, security: Security | None, deadline: float, tcp: bo
             # just after this one
             closed = True
             deadline = min(deadline, time.monotonic() + _WHY_CLOSED_S)
-        if kind not in _HANDSHAKE_END:
+        if kind not in HANDSHAKE_END:
             continue
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             return
-        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # the peer closed (value: errno)
-            raise _closed_in_handshake(curve)
-        raise _handshake_failure(kind, value, security)
-
-
-def _closed_in_handshake(curve: bool) -> _Found:
-    if curve:
-        return _Found(
-            "key refused",
-            "the endpoint closes the connection during the CURVE handshake: the server key "
-            f"({ENV_SERVER_KEY}) is not that server's public key, or the endpoint's socket "
-            "takes no worker (a collector's endpoint? check it with --collector)",
-        )
-    return _Found(
-        "wrong version",
-        "the endpoint closes the connection during the ZeroMQ handshake: its socket takes "
-        "no worker (a collector's endpoint? check it with --collector), or it is not "
-        "a zmqpipeline role",
-    )
-
-
-def _handshake_failure(kind: int, value: int, security: Security | None) -> _Found:
-    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        assert security is not None  # only CURVE authenticates
-        return _Found(
-            "key refused",
-            f"the endpoint refused this host's CURVE key {security.public_key.decode()} (ZAP "
-            f"status {value}): copy {_public_file(security)} into the server's "
-            "authorised keys directory (folder workers/) and restart it",
-        )
-    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-        if security is None:
-            why = f"the endpoint wants CURVE and this host has no key ({ENV_SECRET_KEY}, ...)"
-        else:
-            why = "this host uses CURVE and the endpoint does not (plain tcp there)"
-        return _Found("key refused", f"security differs: {why}")
-    if value == zmq.PROTOCOL_ERROR_ZMTP_INVALID_METADATA:
-        return _Found(
-            "wrong version",
-            "the endpoint's ZeroMQ socket takes no worker (socket types do not match): a "
-            "collector's endpoint (check it with --collector), or not a zmqpipeline role",
-        )
-    if value in (zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC, zmq.PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE):
-        return _Found("key refused", f"the CURVE handshake failed: wrong {ENV_SERVER_KEY}?")
-    return _Found("wrong version", f"the ZeroMQ handshake failed (protocol error 0x{value:x})")
-
-
-def _public_file(security: Security) -> str:
-    secret = str(security.secret_key_file)
-    return secret.removesuffix(SECRET_KEY_SUFFIX) + PUBLIC_KEY_SUFFIX
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # the peer closed (value: errno):
+            closed = True  # the event saying why (a mechanism mismatch...) may follow
+            deadline = min(deadline, time.monotonic() + _WHY_CLOSED_S)
+            continue
+        raise _Found(*handshake_failure(kind, value, security))
 
 
 def _protocol_step(sock: Any, deadline: float, version: int) -> str:
@@ -301,17 +249,7 @@ def _protocol_step(sock: Any, deadline: float, version: int) -> str:
 
 def add_check_command(subparsers: Any) -> None:
     """Add ``check`` to the ``zmqpipeline`` parser's subcommands."""
-    check = add_command(
-        subparsers,
-        "check",
-        _cmd_check,
-        help="say whether this host's workers can work with an endpoint, or why not",
-        description="Check ENDPOINT from this host as its workers would use it: reachable "
-        "(else: no route, refused, silent), its ZeroMQ handshake and this host's CURVE key "
-        "(key refused), and our protocol version (wrong version). CURVE keys come from the "
-        f"{ENV_SECRET_KEY} and {ENV_SERVER_KEY} variables, as for a worker, or the options. "
-        "Exit status 0 if all is well, 1 if not.",
-    )
+    check = add_command(subparsers, "check", _cmd_check)
     check.add_argument("endpoint", metavar="ENDPOINT", help="e.g. tcp://node01:5555")
     check.add_argument(
         "-t",
@@ -334,6 +272,14 @@ def add_check_command(subparsers: Any) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """say whether this host's workers can work with an endpoint, or why not
+
+    Check ENDPOINT from this host as its workers would use it: reachable (else: no
+    route, refused, silent), its ZeroMQ handshake and this host's CURVE key (key
+    refused), and our protocol version (wrong version). CURVE keys come from the
+    ZMQPIPELINE_CURVE_SECRET_KEY and ZMQPIPELINE_CURVE_SERVER_KEY variables, as for a
+    worker, or the options. Exit status 0 if all is well, 1 if not.
+    """
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     env = dict(os.environ)

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..distributor import Distributor
+from ..errors import ConfigurationError, JournalError
 from .discovery import Pipeline
 
 __all__ = ["run_child", "run_distributor", "run_role", "run_worker", "set_process_title"]
@@ -59,6 +60,9 @@ def run_child(
 ) -> None:
     code = 0
     parent = os.getppid()
+    # The parent's SIGTERM handler ends the parent's wait; ours is the role's own (its
+    # runtime's, while it runs), else the default: no KeyboardInterrupt at the exit.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setpgid(0, 0)  # the terminal's Ctrl-C is for the parent, which steers the run
     set_process_title(role)
     _end_with_parent()
@@ -73,6 +77,14 @@ def run_child(
     try:
         result = target()
         events.put((role, os.getpid(), result))
+    except JournalError as exc:  # says what is wrong and what to do, in one line
+        print(f"{role}: {exc}", file=sys.stderr, flush=True)
+        events.put(("error", os.getpid(), f"{role}: {exc}"))
+        code = 1
+    except ConfigurationError as exc:  # one line: the parent names the user's addresses
+        text = str(exc) if str(exc).startswith(role) else f"{role}: {exc}"
+        events.put(("refused", os.getpid(), text))
+        code = 2
     except BaseException:  # report it to the parent, whatever it was
         traceback.print_exc()
         events.put(("error", os.getpid(), f"{role}: {traceback.format_exc(limit=3)}"))
@@ -94,10 +106,11 @@ def run_worker(cls: type) -> int:
     return int(worker.items_processed)
 
 
-def run_role(cls: type, journal: str | None = None) -> None:
+def run_role(cls: type, journal: str | None = None, fresh: bool = False) -> None:
     role = cls()
     if journal is not None:
         role.journal = journal
+        role.fresh = fresh
     role.run()
 
 

@@ -10,9 +10,8 @@ import time
 from typing import Any, TextIO
 
 from ..distributor.control import CONTROL_TIMEOUT_S, Control
-from ..errors import ControlError, UsageError
-from ..security import Security
-from .args import add_command
+from ..errors import ControlError
+from .args import add_command, client_arguments, client_security, positive_float
 
 __all__ = ["add_control_commands", "format_status", "print_ending"]
 
@@ -22,34 +21,6 @@ _STEER = {
     "drain": "hand out nothing new, end the run once the items in flight are collected",
     "stop": "end the run now; items in flight are abandoned (the report lists them)",
 }
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
-
-
-def client_arguments(
-    parser: argparse.ArgumentParser, timeout_s: float, waits_for: str, whose: str
-) -> None:
-    """``--timeout`` and ``--secure``, as every client command takes them."""
-    parser.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=timeout_s,
-        help=f"seconds to wait for {waits_for} (default {timeout_s:g})",
-    )
-    parser.add_argument(
-        "--secure",
-        action="store_true",
-        help=f"require CURVE (a tcp endpoint): the ZMQPIPELINE_CURVE_* variables name {whose} "
-        "key pair and the server's public key",
-    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +36,7 @@ def add_control_commands(sub: Any) -> None:
     status.add_argument(
         "--watch",
         nargs="?",
-        type=_positive_float,
+        type=positive_float,
         const=1.0,
         default=None,
         metavar="SECONDS",
@@ -78,17 +49,6 @@ def add_control_commands(sub: Any) -> None:
     retry = add_command(sub, "retry", _cmd_retry)
     _common(retry)
     retry.add_argument("ids", nargs="*", metavar="ITEM_ID", help="e.g. FIRST/12 (default: all)")
-
-
-def client_security(secure: bool, whose: str) -> Security | None:
-    """The CURVE keys of a client command (``--secure`` insists on them)."""
-    security = Security.from_env()
-    if secure and security is None:
-        raise UsageError(
-            "--secure needs the ZMQPIPELINE_CURVE_SECRET_KEY and ZMQPIPELINE_CURVE_SERVER_KEY "
-            f"variables ({whose} key pair, the server's public key)"
-        )
-    return security
 
 
 def _control(args: argparse.Namespace) -> Control:
@@ -268,6 +228,10 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("recent failures:")
         for f in status["failures"]:
             lines.append(f"  {f['item_id']}  ({f['attempts']} attempt(s)) {f['error']}")
+    if status.get("schedule"):  # recurring jobs: the next due (zmqpipeline.cli.schedule)
+        from .schedule import next_due_lines
+
+        lines += next_due_lines(status["schedule"])
     if status["dropped"]:
         dropped = ", ".join(f"{k} x{n}" for k, n in sorted(status["dropped"].items()))
         lines.append(f"dropped messages: {dropped}")

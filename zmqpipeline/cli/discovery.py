@@ -74,6 +74,27 @@ class Pipeline:
         missing = [t.task_type for t in self.tasks if t.task_type not in served]
         if missing:
             raise UsageError(f"{self.path}: no worker class for task type(s) {', '.join(missing)}")
+        self._check_endpoints()
+
+    def _check_endpoints(self) -> None:
+        """Each worker connects where its task is served, and to the collector: refused
+        before anything starts, naming both classes and addresses (a worker pointed
+        elsewhere would wait for ever)."""
+        served = {t.task_type: t for t in self.tasks}
+        collector = self.collector
+        for worker in self.workers:
+            task = served.get(worker.task_type)
+            if task is not None and worker.endpoint != task.endpoint:
+                raise UsageError(
+                    f"{self.path}: {worker.__name__}.endpoint is {worker.endpoint} but its "
+                    f"task {task.__name__} ({task.task_type}) is served at {task.endpoint}"
+                )
+            if worker.collector_endpoint != collector.endpoint:
+                raise UsageError(
+                    f"{self.path}: {worker.__name__}.collector_endpoint is "
+                    f"{worker.collector_endpoint} but {collector.__name__}.endpoint is "
+                    f"{collector.endpoint}"
+                )
 
 
 class _RunAtImport(UsageError):

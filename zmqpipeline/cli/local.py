@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from typing import Any, TextIO
 
 from ..errors import ConfigurationError
 from ..worker import MultiThreadedWorker
+from .addresses import rewrite_endpoints
 from .children import run_child, run_distributor, run_role, run_worker, set_process_title
 from .discovery import Pipeline
 from .progress import Progress
@@ -30,6 +30,8 @@ from .report import Child, exit_status, how_it_ended, print_report, resumed_line
 __all__ = ["check_curve_env", "run_local", "set_process_title"]
 
 _STOP_GRACE_S = 3.0
+#: A worker still running this long after the run's end never heard its END: ended.
+_STRAGGLER_GRACE_S = 10.0
 _PIPE_DRAIN_S = 2.0
 
 
@@ -45,46 +47,6 @@ def check_curve_env() -> None:
             f"the ZMQPIPELINE_CURVE_* variables are set but unusable: {exc} "
             "(unset them, fix them, or use `run --secure`, which makes its own keys)"
         ) from None
-
-
-def _rewrite_endpoints(pipeline: Pipeline, directory: str, tcp: bool = False) -> dict[str, str]:
-    """Point every role at ipc files in ``directory`` (same original address, same file),
-    or with ``tcp`` at free ports on 127.0.0.1."""
-    mapping: dict[str, str] = {}
-
-    def private(address: str) -> str:
-        if address not in mapping:
-            mapping[address] = (
-                f"tcp://127.0.0.1:{_free_port()}"
-                if tcp
-                else f"ipc://{directory}/{len(mapping)}.ipc"
-            )
-        return mapping[address]
-
-    for cls in [
-        *pipeline.tasks,
-        *pipeline.workers,
-        *pipeline.collectors,
-        *pipeline.metadata_workers,
-    ]:
-        for attr in ("endpoint", "collector_endpoint", "ack_endpoint"):
-            if attr in _own_or_inherited(cls):
-                setattr(cls, attr, private(getattr(cls, attr)))
-    return mapping
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _own_or_inherited(cls: type) -> set[str]:
-    return {
-        attr
-        for attr in ("endpoint", "collector_endpoint", "ack_endpoint")
-        if getattr(cls, attr, None) is not None
-    }
 
 
 class _Run:
@@ -107,8 +69,13 @@ class _Run:
         self.client_env: dict[str, str] | None = None
         self.report: dict[str, Any] | None = None
         self.errors: list[str] = []
+        self.refused: list[str] = []  # one-line errors of roles set up wrongly
+        self.addresses: dict[str, str] = {}  # private address -> the user's
         self.journal: str | None = None  # the folder of the crash journals
+        self.board: Any = None  # a DashboardServer (run --dashboard)
         self.fresh = False
+        self.ended_at = 0.0  # when the distributor and the collector had both exited
+        self.stragglers: dict[int, float] = {}  # workers ended after the run's end: when
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         self.pipes = (out_r, out_w, err_r, err_w)
@@ -143,7 +110,8 @@ class _Run:
         pipeline = self.pipeline
         journals = self.journal
         collector_journal = _journal_file(journals, "collector")
-        self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal))
+        fresh = self.fresh
+        self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal, fresh))
         for cls in pipeline.workers:
             for _ in range(workers):
                 self.spawn(f"worker {cls.__name__}", lambda cls=cls: run_worker(cls))
@@ -159,6 +127,8 @@ class _Run:
         )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
         os.close(self.pipes[3])
+        if self.board is not None:
+            self.board.start()  # after the forks: no child holds a thread of it
 
     def wait(self) -> None:
         """Follow the events until every child has exited (or one crashed)."""
@@ -172,16 +142,47 @@ class _Run:
                 if self.report is None and _distributor_gone(children):
                     self.errors.append("the distributor exited without a report")
                     return
+                self._end_stragglers()
                 continue
             if kind == "progress":
                 self.progress.show(payload)
             elif kind == "distributor":
                 self.report = payload
-                self.progress.show(payload["tasks"])
-            elif kind == "error":
+                # its clock stops where the report's wall time does
+                self.progress.show(payload["tasks"], elapsed=payload["wall_time_s"])
+            elif kind in ("error", "refused"):
                 self.errors.append(payload)
+                if kind == "refused":  # set up wrongly (e.g. its address is in use)
+                    self.refused.append(payload)
                 if self.report is None:
                     return  # a role crashed: stop the rest
+
+    def _end_stragglers(self) -> None:
+        """The run has ended (the distributor and the collector exited): a worker still
+        running a grace later never heard the END (stopped, or cut off from the
+        distributor). Say so and end it, SIGTERM first, SIGKILL if that is not enough."""
+        heads = [p for role, p in self.children.values() if role in ("distributor", "collector")]
+        if self.report is None or any(p.exitcode is None for p in heads):
+            return
+        now = time.monotonic()
+        self.ended_at = self.ended_at or now
+        for pid, (role, process) in self.children.items():
+            if process.exitcode is not None or now - self.ended_at < _STRAGGLER_GRACE_S:
+                continue
+            first = pid not in self.stragglers
+            if first:
+                self.stragglers[pid] = now
+                self.progress.echo(
+                    f"warning: {role} (pid {pid}) did not end within {_STRAGGLER_GRACE_S:g} s "
+                    "of the run's end (stopped, or cut off from the distributor?): ending it",
+                    self.out,
+                )
+            elif now - self.stragglers[pid] < _STOP_GRACE_S:
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM if first else signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def on_sigint(self, signum: int, frame: Any) -> None:
         """Ctrl-C: counted here, acted upon by :meth:`wait`; the third ends everything."""
@@ -213,6 +214,8 @@ class _Run:
         self.progress.echo(f"Ctrl-C: {text} [{state}]", self.out)
 
     def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
         _stop_all(self.children)
         for reader in self.readers:
             reader.join(_PIPE_DRAIN_S)  # a grandchild may still hold a pipe: do not wait
@@ -245,6 +248,7 @@ def run_local(
     journal: str | None = None,
     fresh: bool = False,
     push: str | None = None,
+    dashboard: str | None = None,
 ) -> int:
     """Run ``pipeline`` with ``workers`` processes per worker class; return the exit status.
 
@@ -252,17 +256,16 @@ def run_local(
     ``ZMQPIPELINE_CURVE_*`` variables are not used). ``journal``: the folder of the crash
     journals; a run they hold that stopped early resumes (``fresh``: start a new one).
     ``push``: where open-ended tasks take pushed items (default: ``push.ipc`` in the
-    private directory, when a task is one)."""
+    private directory, when a task is one). ``dashboard``: serve one at this HOST:PORT."""
     pipeline.check_runnable()
-    if journal is not None and not fresh and _already_complete(journal, out):
-        return 0
-    if threads is not None:
-        for cls in pipeline.workers:
-            if issubclass(cls, MultiThreadedWorker):
-                cls.n_threads = threads
+    if journal is not None and not fresh:
+        done = _already_complete(journal, out)
+        if done is not None:
+            return done
+    _set_threads(pipeline, threads)
     directory = tempfile.mkdtemp(prefix="zmqpipeline-")
     os.chmod(directory, 0o700)
-    _rewrite_endpoints(pipeline, directory, tcp=secure)
+    mapping = rewrite_endpoints(pipeline, directory, tcp=secure)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     previous_int = signal.getsignal(signal.SIGINT)
     run: _Run | None = None
@@ -271,7 +274,10 @@ def run_local(
         env = _secure_env(directory, out) if secure else (None, None)
         control = f"ipc://{directory}/control.ipc"
         run = _Run(pipeline, Progress(out, quiet), out, control)
+        if dashboard is not None:  # its URL first
+            run.board = _open_dashboard(dashboard, control, out)
         run.server_env, run.client_env = env
+        run.addresses = {private: user for user, private in mapping.items()}
         run.journal, run.fresh = journal, fresh
         signal.signal(signal.SIGINT, run.on_sigint)
         print(f"control: {control}  (zmqpipeline status|pause|drain|stop ...)", file=out)
@@ -294,7 +300,19 @@ def run_local(
     return _finish(run, out, secure)
 
 
+def _set_threads(pipeline: Pipeline, threads: int | None) -> None:
+    """``--threads``: every multi-threaded worker class runs that many."""
+    if threads is not None:
+        for cls in pipeline.workers:
+            if issubclass(cls, MultiThreadedWorker):
+                cls.n_threads = threads
+
+
 def _finish(run: _Run, out: TextIO, secure: bool) -> int:
+    if run.refused and run.report is None:  # one line each, in the user's addresses
+        for message in run.refused:
+            print(f"zmqpipeline: error: {_users_terms(message, run)}", file=sys.stderr)
+        return 2
     for message in run.errors:
         print(f"error in {message}", file=out)
     children = run.child_list()
@@ -315,32 +333,59 @@ def _finish(run: _Run, out: TextIO, secure: bool) -> int:
             file=out,
         )
     if run.interrupts:
-        how = "drained the run" if run.interrupts == 1 else "stopped the run"
+        # How it ended, as the report says: a drain may have ended the run before a
+        # second Ctrl-C's stop reached it.
+        how = {"drained": "drained the run", "completed": "the run completed first"}.get(
+            report.get("ended_by", ""), "stopped the run"
+        )
         print(f"interrupted: {how} (Ctrl-C)", file=out, flush=True)
         return 130
-    return exit_status(report, ok, children)
+    # A worker ended by us after the run's end (see _end_stragglers) lost nothing: the
+    # run's outcome is the report's; the report's process list shows how it ended.
+    return exit_status(report, ok, [c for c in children if c.pid not in run.stragglers])
+
+
+def _open_dashboard(bind: str, control: str, out: TextIO) -> Any:
+    from .dashboard import open_dashboard
+
+    return open_dashboard(bind, control, out)
+
+
+def _users_terms(message: str, run: _Run) -> str:
+    """``message`` with each private address ``run`` gave a role put back as the user
+    wrote it (``ipc://<run dir>/0.ipc`` -> ``tcp://host:5558 (run here as ...)``)."""
+    for private, user in run.addresses.items():
+        message = message.replace(private, f"{user} (run here as {private})")
+    return message
 
 
 def _journal_file(directory: str | None, role: str) -> str | None:
     return None if directory is None else os.path.join(directory, f"{role}.sqlite")
 
 
-def _already_complete(directory: str, out: TextIO) -> bool:
-    """Say so in one line if the distributor's journal in ``directory`` holds a run that
-    has ended."""
-    from ..journal.run import run_is_complete
+def _already_complete(directory: str, out: TextIO) -> int | None:
+    """If the distributor's journal in ``directory`` holds a run that has ended, say so
+    in one line and return the exit status that run had (1 if items of it failed), else
+    ``None``."""
+    from ..journal.run import DistributorJournal, run_is_complete
 
     path = _journal_file(directory, "distributor")
     assert path is not None
     run = run_is_complete(path)
     if run is None:
-        return False
+        return None
+    journal = DistributorJournal(path)
+    try:
+        loaded = journal.load()
+    finally:
+        journal.close(complete=True)
+    failed = len(loaded.standing) if loaded is not None else 0
+    how = f"it ended with {failed} failed item(s)" if failed else "nothing to do"
     print(
-        f"run {run} in journal {directory} is already complete: nothing to do "
-        "(--fresh starts a new run)",
+        f"run {run} in journal {directory} is already complete: {how} (--fresh starts a new run)",
         file=out,
     )
-    return True
+    return 1 if failed else 0
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -81,10 +81,46 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_list(sub)
     _add_distributor(sub)
+    _add_roles(sub)
+
+    from .cache import add_cache_command
+    from .check import add_check_command
+    from .control import add_control_commands
+    from .dashboard import add_dashboard_commands
+    from .executor import add_executor_commands
+    from .keys import add_security_commands
+    from .push import add_push_commands
+    from .schedule import add_schedule_command
+    from .service import add_service_commands
+    from .slurm import add_slurm_command
+
+    add_service_commands(sub)
+    add_security_commands(sub)
+    add_control_commands(sub)
+    add_push_commands(sub)
+    add_schedule_command(sub)  # recurring jobs (zmqpipeline.cli.schedule)
+    add_check_command(sub)
+    add_slurm_command(sub)
+    add_dashboard_commands(sub)
+    add_executor_commands(sub)
+    add_cache_command(sub)
+    for command in sub.choices.values():  # `run DIR --log-level INFO` works too
+        command.add_argument(
+            "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
+        )
+    return parser
+
+
+def _add_roles(sub: Any) -> None:
+    """``collector``, ``worker`` and ``metadata``: one role class by MODULE:CLASS."""
     for role, text, example in (
-        ("collector", "run a Collector", "examples/singlethread/collector.py:MyCollector"),
+        (
+            "collector",
+            "run a Collector",
+            "examples/singlethread/collector.py:StopWatchCollector",
+        ),
         ("worker", "run a worker", "examples/singlethread/worker.py:MyWorker"),
-        ("metadata", "run a MetaDataWorker", "meta_worker:MyMetaData"),
+        ("metadata", "run a MetaDataWorker", "examples/metadata/meta_worker.py:MyMetaData"),
     ):
         one = _role_parser(sub, role, text, example)
         one.add_argument("target", metavar="MODULE:CLASS", help="see below")
@@ -98,25 +134,6 @@ def _build_parser() -> argparse.ArgumentParser:
                 help="the collector's crash journal (SQLite): ids it handled before a "
                 "restart are not handled again",
             )
-
-    from .check import add_check_command
-    from .control import add_control_commands
-    from .keys import add_security_commands
-    from .push import add_push_commands
-    from .service import add_service_commands
-    from .slurm import add_slurm_command
-
-    add_service_commands(sub)
-    add_security_commands(sub)
-    add_control_commands(sub)
-    add_push_commands(sub)
-    add_check_command(sub)
-    add_slurm_command(sub)
-    for command in sub.choices.values():  # `run DIR --log-level INFO` works too
-        command.add_argument(
-            "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
-        )
-    return parser
 
 
 def _add_run(sub: Any) -> None:
@@ -154,6 +171,14 @@ def _add_run(sub: Any) -> None:
         default=None,
         help="where open-ended tasks take pushed items (default: push.ipc in the run's "
         "private folder, printed at start)",
+    )
+    run.add_argument(
+        "--dashboard",
+        nargs="?",
+        const="127.0.0.1:8787",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve a live dashboard of the run (default 127.0.0.1:8787; see `dashboard`)",
     )
     run.set_defaults(handler=_cmd_run)
 
@@ -209,6 +234,30 @@ def _journal_arguments(parser: argparse.ArgumentParser, metavar: str, text: str)
         action="store_true",
         help="start a new run even if the journal holds one (it is forgotten)",
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="hand out again just the items that failed for good in the journal's run "
+        "(finished or not); exit 0 only once they are collected",
+    )
+
+
+def _retry_failed(args: argparse.Namespace, path: str | None) -> None:
+    """``--retry-failed``: re-drive the failures the journal at ``path`` holds, say so."""
+    if not args.retry_failed:
+        return
+    if path is None or args.fresh:
+        raise UsageError("--retry-failed needs --journal, and not --fresh")
+    from ..journal.redrive import redrive_failed
+
+    redriven = redrive_failed(path)
+    shown = ", ".join(f"{old} as {new}" for old, new in redriven[:10])
+    more = f" and {len(redriven) - 10} more" if len(redriven) > 10 else ""
+    print(
+        f"retry-failed: {len(redriven)} failed item(s) go out again{': ' if shown else ''}"
+        f"{shown}{more}",
+        flush=True,
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -223,6 +272,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_folder(args.path)
     if not args.secure:
         check_curve_env()
+    journal = args.journal and os.path.join(args.journal, "distributor.sqlite")
+    _retry_failed(args, journal)
     return run_local(
         pipeline,
         args.workers,
@@ -232,6 +283,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         journal=args.journal,
         fresh=args.fresh,
         push=args.push,
+        dashboard=args.dashboard,
     )
 
 
@@ -312,6 +364,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
             raise UsageError("give --collector and --ack, or a module defining the Collector")
         collector_ep = collector_ep or collectors[0].endpoint
         ack_ep = ack_ep or collectors[0].ack_endpoint
+    _retry_failed(args, args.journal)
     dist = Distributor(
         collector_ep,
         ack_ep,
@@ -326,7 +379,7 @@ def _cmd_distributor(args: argparse.Namespace) -> int:
     report = dist.run()
     if report.already_complete:
         print(already_complete_line(dist.journal, report))
-        return 0
+        return 1 if report.failed else 0  # as the run did
     if report.resumed:
         print(resumed_line(report.resumed))
     print(

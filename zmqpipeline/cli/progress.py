@@ -38,7 +38,9 @@ def _totals(tasks: dict[str, dict[str, Any]]) -> tuple[int, int, int, int | None
 def progress_line(tasks: dict[str, dict[str, Any]], elapsed: float, tick: int = 0) -> str:
     """One status line for ``summary['tasks']`` after ``elapsed`` seconds of work."""
     collected, failed, in_flight, size = _totals(tasks)
-    rate = collected / elapsed if elapsed >= _MIN_RATE_S else 0.0  # too soon: no rate yet
+    # This run's items only: a resumed run's earlier part is not in its rate.
+    before = sum(t.get("collected_before", 0) for t in tasks.values())
+    rate = (collected - before) / elapsed if elapsed >= _MIN_RATE_S else 0.0  # too soon
     counts = f"{collected:,} collected"
     if failed:
         counts += f", {failed:,} failed"
@@ -91,15 +93,19 @@ class Progress:
             except ImportError:
                 pass
 
-    def show(self, tasks: dict[str, dict[str, Any]]) -> None:
-        """Draw the counts of ``summary['tasks']``."""
+    def show(self, tasks: dict[str, dict[str, Any]], elapsed: float | None = None) -> None:
+        """Draw the counts of ``summary['tasks']``; ``elapsed``: the run's own clock (the
+        report's wall time, for the last line), else the time since the first item."""
         if self.quiet:
             return
         if self.started is None:
-            if not any(t["handed_out"] for t in tasks.values()):
+            if not any(t["handed_out"] for t in tasks.values()) and elapsed is None:
                 return
             self.started = time.monotonic() - self.interval_s / 2
-        elapsed = time.monotonic() - self.started
+        if elapsed is None:
+            elapsed = time.monotonic() - self.started
+        else:
+            self.last_plain = 0.0  # the last line is always written
         self.ticks += 1
         with self.lock:
             if self._tqdm_class is not None:

@@ -12,8 +12,7 @@ from typing import Any, TextIO
 
 from ..distributor.push import PUSH_BATCH_ITEMS, PUSH_TIMEOUT_S, Pusher
 from ..errors import PushError, UsageError
-from .args import add_command
-from .control import client_arguments, client_security
+from .args import add_command, client_arguments, client_security
 
 __all__ = ["add_push_commands", "read_items"]
 
@@ -43,6 +42,8 @@ def _item(text: str, where: str) -> dict[str, Any]:
         item = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where}: not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{where}: nested too deeply to read as JSON") from None
     if not isinstance(item, dict):
         raise UsageError(f"{where}: an item must be a JSON object, not {type(item).__name__}")
     return item

@@ -13,6 +13,7 @@ __all__ = [
     "Child",
     "already_complete_line",
     "exit_status",
+    "failure_line",
     "how_it_ended",
     "print_failures",
     "print_report",
@@ -66,8 +67,11 @@ def _last_line(error: str) -> str:
 
 
 def _print_tasks(out: TextIO, report: dict[str, Any]) -> None:
+    """Per task: collected + failed + in flight (abandoned by a stop) + never handed out
+    = its size (see :mod:`zmqpipeline.distributor.accounting`)."""
     print(
-        f"  {'task type':<20} {'collected':>10} {'failed':>7} {'never handed out':>17}",
+        f"  {'task type':<20} {'collected':>10} {'failed':>7} {'in flight':>10} "
+        f"{'never handed out':>17}",
         file=out,
     )
     tasks = report.get("tasks") or {
@@ -77,10 +81,14 @@ def _print_tasks(out: TextIO, report: dict[str, Any]) -> None:
     for task_type, t in tasks.items():
         unsent = t.get("not_handed_out")
         shown = "-" if unsent is None else str(unsent)  # "-": the task declares no size
+        errors = t.get("errors", 0)
         print(
-            f"  {task_type:<20} {t['collected']:>10} {t['failed']:>7} {shown:>17}"
+            f"  {task_type:<20} {t['collected']:>10} {t['failed']:>7} "
+            f"{t.get('in_flight', 0):>10} {shown:>17}"
             + ("" if t.get("size") is None else f"  (of {t['size']})")
-            + _stage_note(t),
+            + (f"  (+{errors} error(s) of the task's own code)" if errors else "")
+            + _stage_note(t)
+            + (f"  ({t['cached']} from the cache)" if t.get("cached") else ""),
             file=out,
         )
 
@@ -97,15 +105,14 @@ def _stage_note(t: dict[str, Any]) -> str:
         )
     if t.get("open_ended"):
         parts.append(f"open-ended: {t.get('pushed', 0)} pushed")
-    if t["backlog"]:
-        parts.append(f"{t['backlog']} never handed out")
-    return "  (" + "; ".join(parts) + ")"
+    return "  (" + "; ".join(parts) + ")" if parts else ""
 
 
 def _print_processes(out: TextIO, report: dict[str, Any], children: list[Child]) -> None:
-    """Every process, matched by pid with the workers the distributor saw."""
+    """Every process, matched by pid with the workers the distributor saw. A worker's
+    share is of what this run collected (a resumed run's earlier part is not in it)."""
     seen = {w["pid"]: w for w in report.get("workers", []) if w.get("pid") is not None}
-    total = sum(report["collected"].values())
+    total = sum(w["collected"] for w in report.get("workers", []))
     print("  processes:", file=out)
     for child in sorted(children, key=lambda c: (c.role != "distributor", c.role, c.pid)):
         line = f"    {child.role:<28} pid {child.pid:<7}"
@@ -115,30 +122,48 @@ def _print_processes(out: TextIO, report: dict[str, Any], children: list[Child])
                 line += " never joined the run"
             else:
                 share = 100.0 * worker["collected"] / total if total else 0.0
+                back = worker.get("handed_back", 0)
                 line += (
                     f" host {worker['host']}  collected {worker['collected']} "
                     f"({share:.0f}%) of {worker['handed_out']} handed out"
+                    + (f", {back} handed back for another worker" if back else "")
                 )
         print(f"{line}  {how_it_ended(child.exitcode)}", file=out)
 
 
-def print_failures(out: TextIO, report: dict[str, Any]) -> None:
-    """One line per entry of ``report['failed']``."""
-    for failure in report["failed"]:
-        last = _last_line(failure["error"])
-        if failure.get("seq") is None:  # the task's own code raised
-            where, _, call = str(failure.get("item_id", "")).rpartition("/")[2].partition("#")
-            print(
-                f"  FAILED {failure['task_type']}: Task.{where or 'handle'}() raised on call "
-                f"{call or '?'}: {last}",
-                file=out,
-            )
-            continue
-        print(
-            f"  FAILED {failure.get('item_id', failure['task_type'])} after "
-            f"{failure['attempts']} attempt(s): {last}; data {_short(failure.get('data'))}",
-            file=out,
+def failure_line(failure: dict[str, Any]) -> str:
+    """One failure for good in words. Its item id says what failed: ``TASK/12`` (an
+    item), ``TASK/handle#3`` (the task's ``handle`` raised on its 3rd call),
+    ``TASK/derive(SRC/5)`` (a stage's ``derive`` raised on the result of ``SRC/5``)."""
+    last = _last_line(failure["error"])
+    task_type = failure["task_type"]
+    item_id = str(failure.get("item_id", ""))
+    if failure.get("seq") is not None:
+        return (
+            f"FAILED {item_id or task_type}{_tries(failure)}: {last}; "
+            f"data {_short(failure.get('data'))}"
         )
+    rest = item_id[len(task_type) + 1 :] if item_id.startswith(task_type + "/") else item_id
+    if rest.startswith("derive(") and rest.endswith(")"):
+        return f"FAILED {task_type}: Task.derive() raised on the result of {rest[7:-1]}: {last}"
+    where, _, call = rest.partition("#")
+    return f"FAILED {task_type}: Task.{where or 'handle'}() raised on call {call or '?'}: {last}"
+
+
+def _tries(failure: dict[str, Any]) -> str:
+    attempts, deaths = failure.get("attempts", 0), failure.get("deaths", 0)
+    parts = []
+    if attempts:
+        parts.append(f"{attempts} attempt(s)")
+    if deaths:
+        parts.append(f"{deaths} lost worker(s) or time limit(s)")
+    return f" after {' and '.join(parts)}" if parts else " (not retried)"
+
+
+def print_failures(out: TextIO, report: dict[str, Any]) -> None:
+    """One line per entry of ``report['failed']`` (see :func:`failure_line`)."""
+    for failure in report["failed"]:
+        print(f"  {failure_line(failure)}", file=out)
 
 
 def print_report(
@@ -149,10 +174,15 @@ def print_report(
     print(f"zmqpipeline run {path}", file=out)
     _print_tasks(out, report)
     seconds = report["wall_time_s"]
-    rate = total / seconds if seconds > 0 else 0.0
+    before = sum(t.get("collected_before", 0) for t in (report.get("tasks") or {}).values())
+    rate = (total - before) / seconds if seconds > 0 else 0.0  # this run's items only
     print(
-        f"  wall time {seconds:.2f} s, {rate:,.1f} items/s, retries {report['retries']}", file=out
+        f"  wall time {seconds:.2f} s (first item handed out to last collected), "
+        f"{rate:,.1f} items/s, retries {report['retries']}",
+        file=out,
     )
+    if before:
+        print(f"  resumed: {before} item(s) collected before, not in the rate", file=out)
     latency = report.get("latency_ms") or {}
     if latency:
         print(

@@ -164,21 +164,19 @@ def slurm_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def add_slurm_command(subparsers: Any) -> None:
     """Add ``slurm env`` to the ``zmqpipeline`` parser's subcommands."""
-    slurm = add_command(
-        subparsers,
-        "slurm",
-        _cmd_slurm,
-        help="inside a Slurm job: the head node, its address, tasks per node, ports",
-        description="Inside a Slurm job, print `export` lines for the job script to eval: "
-        "ZMQPIPELINE_SLURM_HEAD (the first node), ZMQPIPELINE_SLURM_HEAD_ADDRESS (its "
-        "address towards the other nodes), ZMQPIPELINE_SLURM_NODES, "
-        "ZMQPIPELINE_SLURM_TASKS_PER_NODE and ZMQPIPELINE_SLURM_PORT_BASE (three ports "
-        'from the job id). Example: eval "$(zmqpipeline slurm env)".',
-    )
+    slurm = add_command(subparsers, "slurm", _cmd_slurm)
     slurm.add_argument("what", choices=["env"], help="what to print")
 
 
 def _cmd_slurm(args: argparse.Namespace) -> int:
+    """inside a Slurm job: the head node, its address, tasks per node, ports
+
+    Inside a Slurm job, print `export` lines for the job script to eval:
+    ZMQPIPELINE_SLURM_HEAD (the first node), ZMQPIPELINE_SLURM_HEAD_ADDRESS (its address
+    towards the other nodes), ZMQPIPELINE_SLURM_NODES, ZMQPIPELINE_SLURM_TASKS_PER_NODE and
+    ZMQPIPELINE_SLURM_PORT_BASE (three ports from the job id). Example:
+    eval "$(zmqpipeline slurm env)".
+    """
     for name, value in slurm_env(os.environ).items():
         print(f"export {name}={shlex.quote(value)}")
     sys.stdout.flush()

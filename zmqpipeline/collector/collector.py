@@ -12,16 +12,16 @@ import inspect
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import zmq
 
 from .. import protocol
-from ..errors import ProtocolError
+from ..errors import JournalError, ProtocolError
+from ..protocol.frames import MAX_FRAMES
 from ..runtime.runtime import DRAIN, Role, RoleRuntime, UserCodeError, call_user, user_code_error
-from ..runtime.transport import recv_frames, send_frames
+from ..runtime.transport import StopSignal, recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -29,7 +29,7 @@ from ..utils.messages import MESSAGE_TYPE_END, MESSAGE_TYPE_SUCCESS
 from .logic import CollectorLogic
 
 if TYPE_CHECKING:
-    pass
+    from ..journal.collector import CollectorJournal
 
 __all__ = ["Collector"]
 
@@ -48,7 +48,11 @@ class Collector(Role):
     required = ("endpoint", "ack_endpoint")
 
     def __init__(
-        self, *, settings: Settings | None = None, journal: str | os.PathLike[str] | None = None
+        self,
+        *,
+        settings: Settings | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        fresh: bool = False,
     ) -> None:
         super().__init__(settings=settings)
         #: The journal file (``None``: none; default: a class attribute ``journal``, else
@@ -57,12 +61,22 @@ class Collector(Role):
         self.journal = journal if journal is not None else getattr(type(self), "journal", None)
         if self.journal is None and self.settings.journal_dir:
             self.journal = os.path.join(self.settings.journal_dir, "collector.sqlite")
+        #: Follow a new run even if the journal holds one that has not ended (else that
+        #: is refused: the distributor's journal was lost or replaced?).
+        self.fresh = fresh
         self.metadata: dict[str, Any] = {}
         self._item: tuple[str, int] | None = None
+        self._from_cache = False
         self.items_collected = 0
         self.duplicates = 0
         self.forged_results = 0  # results refused: their items were not handed out to them
         self._finished_takes_msgtype = _takes_msgtype(self.handle_finished)
+
+    @property
+    def from_cache(self) -> bool:
+        """``True`` while :meth:`handle_collection` handles a result the distributor served
+        from the result cache (:class:`~zmqpipeline.Cache`) instead of a worker's."""
+        return self._from_cache
 
     @property
     def item_id(self) -> str:
@@ -79,15 +93,22 @@ class Collector(Role):
 
         ``data`` is the dict the worker returned (``{}`` if it returned ``None``),
         ``task_type`` the item's task type and ``msgtype`` ``MESSAGE_TYPE_SUCCESS``;
-        ``self.item_id`` names the item (``"TASK_TYPE/seq"``). A returned dict rides on
+        ``self.item_id`` names the item (``"TASK_TYPE/seq"``); ``self.from_cache`` is
+        ``True`` for a result served from the task's :class:`~zmqpipeline.Cache` (the item
+        was not run again; ``msgtype`` is the same). A returned dict rides on
         this item's ACK to the task's ``is_available_for_handling``. An exception is
         logged and the item is handed out again (up to ``MAX_ATTEMPTS``).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement handle_collection()")
 
     def handle_finished(self, data: dict[str, Any], task_type: str) -> None:
-        """Called once when the run ends; ``data`` summarises it (``collected``, ``failed``,
-        ``retries``, ``aborted``). The older form with a trailing ``msgtype`` works too."""
+        """Called once when the run ends, *also when it was stopped or drained early*;
+        ``data`` summarises it (``collected``, ``failed``, ``retries``, ``aborted``, and
+        ``ended_by``: ``completed``, ``drained`` or ``stopped``). Look at it before
+        replacing an earlier run's output (see the tutorial). The older form with a
+        trailing ``msgtype`` works too."""
+
+    _stop_signal: StopSignal | None = None  # while run() runs: stop() sets it
 
     def get_ack_data(self) -> dict[str, Any] | None:
         """A dict attached to every ACK (``None``: nothing)."""
@@ -95,19 +116,39 @@ class Collector(Role):
 
     # -- the loop -------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """End :meth:`run` from another thread, as SIGTERM would (an in-process run whose
+        distributor has gone, such as an executor's)."""
+        if self._stop_signal is not None:
+            self._stop_signal.set()
+
     def run(self) -> None:
         """Collect until the distributor ends the run (or SIGINT/SIGTERM), then return."""
         with RoleRuntime("collector", self.settings, logger) as rt:
+            self._stop_signal = rt.stop
             pull = rt.open(zmq.PULL, self.endpoint, bind=True)
             router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True, admit="distributor")
             journal = None
             if self.journal is not None:
                 from ..journal.collector import CollectorJournal  # it imports this module
 
-                journal = CollectorJournal(self.journal)
+                journal = CollectorJournal(self.journal, fresh=self.fresh)
+                if _nothing_to_collect(journal):
+                    return
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
+            logic.collect_cached = self._collect_cached
             try:
-                self._loop(rt, logic, pull, router)
+                try:
+                    self._loop(rt, logic, pull, router)
+                except JournalError as exc:
+                    if journal is None or journal.broken is None:
+                        raise  # refused (another run, a damaged file): said in one line
+                    logger.error(
+                        "%s: the collector stops (the ids journaled so far are kept: "
+                        "run it again once the journal can be written)",
+                        exc,
+                    )
+                    logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 self.items_collected, self.duplicates = logic.collected, logic.duplicates
                 self.forged_results = logic.forged
                 self._finish(logic, router)
@@ -115,6 +156,15 @@ class Collector(Role):
                 if journal is not None:
                     journal.close()
         logger.info("collector finished: %d item(s) collected", self.items_collected)
+
+    def _collect_cached(
+        self, task_type: str, seq: int, result: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        self._from_cache = True
+        try:
+            return self._collect(task_type, seq, result)
+        finally:
+            self._from_cache = False
 
     def _collect(self, task_type: str, seq: int, result: dict[str, Any]) -> dict[str, Any] | None:
         # Every item's path: user code is called here directly (``user_code_error`` is
@@ -155,7 +205,9 @@ class Collector(Role):
                 logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 break
             if router in events:
-                for sender, msg, _ in _read(rt, router, 3, protocol.CONTROL_MAX_BYTES):
+                # Its distributor's kinds are small, but for the results it serves from
+                # its cache (RESULT, bounded as from workers).
+                for sender, msg, _ in _read(rt, router, 3, max_bytes):
                     logic.on_distributor(sender, msg, now)
             if pull in events:
                 journal, waiting = logic.journal, True
@@ -168,7 +220,7 @@ class Collector(Role):
                         logic.on_result(msg, size)
                         if len(msg.items) == 1:
                             logic.flush()
-                            _send_outbox(logic.outbox, router)
+                            _send_outbox(logic, router)
                     waiting = False
                 for _, msg, size in _read(rt, pull, 2, max_bytes, waiting=waiting):
                     logic.on_result(msg, size)
@@ -176,7 +228,7 @@ class Collector(Role):
                 if journal is not None:
                     journal.commit()
             self.metadata = logic.metadata
-            _send_outbox(logic.outbox, router)
+            _send_outbox(logic, router)
             if wait_log.due(now):
                 key, what = _waiting_for(logic, self.ack_endpoint, now)
                 wait_log.log(what, now, key)
@@ -197,7 +249,7 @@ class Collector(Role):
         deadline = time.monotonic() + self.settings.linger_ms / 1000
         while logic.outbox and time.monotonic() < deadline:
             if router.poll(50, zmq.POLLOUT):
-                _send_outbox(logic.outbox, router)
+                _send_outbox(logic, router)
 
 
 def _read(
@@ -209,25 +261,28 @@ def _read(
     waiting: bool = True,
 ) -> Iterator[tuple[bytes, Any, int]]:
     """Decoded records waiting on ``sock`` (``waiting``: a poll has said one does; at
-    most ``limit``), with their sender (ROUTER) or the first frame (PULL) and their body's
-    size; bad ones are dropped and counted."""
+    most ``limit``), with their sender (ROUTER) or the first frame (PULL) and their size
+    (body and big values' frames); bad ones are dropped and counted."""
     accept = protocol.COLLECTOR_RESULTS if n_frames == 2 else protocol.COLLECTOR_FROM_DISTRIBUTOR
     for i in range(limit):
         try:
-            frames = recv_frames(sock, n_frames, waiting=waiting and not i)
+            # A PULL's results may carry big values as frames after the body (not copied).
+            most, body = (n_frames + MAX_FRAMES, 0) if n_frames == 2 else (n_frames, 1)
+            frames = recv_frames(sock, most, waiting and not i, buffers_from=2)
             if frames is None:
                 return
-            msg = protocol.decode(frames[-2:], accept, "at the collector", max_bytes)
+            msg = protocol.decode(frames[body:], accept, "at the collector", max_bytes)
         except ProtocolError as exc:
             rt.drops.drop(exc.category, exc.reason)
             continue
-        yield frames[0], msg, len(frames[-1])
+        yield frames[0], msg, sum(memoryview(f).nbytes for f in frames[body + 1 :])
 
 
-def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[Any]) -> None:
+def _send_outbox(logic: CollectorLogic, router: zmq.Socket[Any]) -> None:
     """Send what the distributor can take now; keep the rest while its queue is full.
     A message for a peer that is not connected is dropped: a distributor that comes back
     hands out again what it never heard of, and we ACK the duplicates."""
+    outbox = logic.outbox
     while outbox:
         identity, frames = outbox[0]
         try:
@@ -237,6 +292,7 @@ def _send_outbox(outbox: deque[tuple[bytes, list[bytes]]], router: zmq.Socket[An
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
+            logic.acks_lost = True
         outbox.popleft()
 
 
@@ -251,6 +307,22 @@ def _waiting_for(logic: CollectorLogic, ack_endpoint: str, now: float) -> tuple[
             "waiting for it"
         )
     return "", None
+
+
+def _nothing_to_collect(journal: CollectorJournal) -> bool:
+    """The run the journal follows is complete (see ``CollectorJournal.complete_run``):
+    say so and close it; its distributor ends at once, so waiting would be for ever."""
+    run = journal.complete_run()
+    if run is None:
+        return False
+    logger.warning(
+        "run %d in journal %s is already complete: nothing to collect, the collector ends "
+        "(fresh=True, or --fresh, follows a new run)",
+        run,
+        journal.path,
+    )
+    journal.close()
+    return True
 
 
 def _takes_msgtype(method: Any) -> bool:

@@ -50,6 +50,9 @@ class CollectorLogic:
         self.settings = settings
         self.journal = journal  # the ids handled, recorded before their ACK leaves
         self.collect = collect
+        #: What collects the results the distributor served from its cache (default:
+        #: ``collect``; the Collector's tells ``handle_collection`` where they came from).
+        self.collect_cached = collect
         self.drops = drops
         self.codec = protocol.Codec(settings.max_message_bytes)
         self.collector_id = uuid.uuid4().bytes
@@ -73,6 +76,9 @@ class CollectorLogic:
         self.end: dict[str, Any] | None = None
         self.collected = 0
         self.duplicates = 0
+        #: An ACK may have been lost (the distributor changed, an ACK was dropped, we
+        #: resumed from a journal): duplicates carry their result again from now on.
+        self.acks_lost = False
 
     # -- from workers -------------------------------------------------------------------
 
@@ -89,15 +95,15 @@ class CollectorLogic:
         else:
             self._collect(msg)
 
-    def _collect(self, msg: protocol.Result) -> None:
+    def _collect(self, msg: protocol.Result, cached: bool = False) -> None:
         task_type, worker_id = msg.task_type, msg.worker_id
         seen = self.seen.get(task_type)
         if seen is None:
             self.drops.drop("unknown task type", repr(task_type))
             return
-        if self.tokens and self._forged(msg):
+        if self.tokens and not cached and self._forged(msg):
             return
-        collect, journal = self.collect, self.journal
+        collect, journal = self.collect_cached if cached else self.collect, self.journal
         forward, quiet = task_type in self.forward, task_type in self.quiet
         # One ACK group per RESULT: a column per field (see protocol.ack_group).
         seqs: list[int] = []
@@ -111,8 +117,12 @@ class CollectorLogic:
             if seq in seen:
                 # ACK it again: the first ACK may have been lost (a distributor restarted,
                 # a link was cut); the distributor ignores ACKs of items it does not await.
-                # Never with the result: a stage gets each result once.
+                # With the result (of a task that feeds a stage) once an ACK may have been
+                # lost: the distributor derives from a result when it takes the item off
+                # its in-flight table, once, and may never have seen the first.
                 self.duplicates += 1
+                if self.acks_lost and forward:
+                    forwarded = result or {}
             else:
                 try:
                     if not quiet:
@@ -137,14 +147,24 @@ class CollectorLogic:
     def _forged(self, msg: protocol.Result) -> bool:
         """Refuse (count and log once) a RESULT holding an item that was not handed out
         to its worker: a forging peer changes no result."""
-        for tokens in self.tokens:
-            if not tokens.forged(msg.task_type, msg.worker_id, msg.items, msg.tokens):
+        task_type, worker_id = msg.task_type, msg.worker_id
+        spans = []
+        for token in protocol.tokens.split(msg.tokens):
+            for tokens in self.tokens:  # the run's keys, the newest first
+                span = tokens.span(task_type, worker_id, token)
+                if span is not None:
+                    spans.append(span)
+                    break
+            else:
+                break  # not made by our distributor
+        else:
+            if spans and protocol.tokens.covered([item[0] for item in msg.items], spans):
                 return False
         self.forged += len(msg.items)
         self.drops.drop(
             "forged result",
-            f"{len(msg.items)} result(s) of {msg.task_type} claiming worker "
-            f"{msg.worker_id[:40]!r}, for items not handed out to it (no valid item token)",
+            f"{len(msg.items)} result(s) of {task_type} claiming worker "
+            f"{worker_id[:40]!r}, for items not handed out to it (no valid item token)",
         )
         return True
 
@@ -170,6 +190,7 @@ class CollectorLogic:
                 return
             if self.distributor is not None:
                 logger.warning("the distributor went silent; following a new one")
+                self.acks_lost = True
             self.distributor = sender
             self.outbox.clear()  # ACKs for a distributor that has gone
         self.distributor_seen = now
@@ -188,6 +209,15 @@ class CollectorLogic:
                     self.journal.handled(msg.task_type, msg.seq)
         elif kind is protocol.End and msg.run == self.run:
             self.end = msg.summary
+            if self.journal is not None and not msg.summary.get("aborted"):
+                self.journal.ended()  # a new run may start over this journal
+        elif kind is protocol.Result and msg.run == self.run:
+            # Results the distributor served from its cache (zmqpipeline.cache): collected
+            # and ACKed like a worker's (ids handled are committed before the ACK leaves).
+            self._collect(msg, cached=True)
+            self.flush()
+            if self.journal is not None:
+                self.journal.commit()
 
     def _start(self, msg: protocol.Start) -> None:
         if self.run is not None:
@@ -201,6 +231,7 @@ class CollectorLogic:
         logger.info("run started: task types %s", ", ".join(self.seen))
         if self.journal is not None and self.journal.follow(msg.run, self.seen):
             logger.warning("resuming: ids handled before the restart will not be handled again")
+            self.acks_lost = True
         early, self.early, self.early_bytes = self.early, [], 0
         for result in early:
             self.on_result(result)
@@ -212,6 +243,7 @@ class CollectorLogic:
             # The distributor re-issues what it never heard of; we re-ACK duplicates.
             self.outbox.popleft()
             self.drops.drop("ACK for an unreachable distributor, queue full")
+            self.acks_lost = True
         self.outbox.append((to, frames))
 
     def finished_message(self) -> None:

@@ -7,7 +7,8 @@ through :mod:`.control`, pushers through :mod:`.push`.
 """
 
 from .control import Control
-from .distributor import Distributor, RunReport
+from .distributor import Distributor
 from .push import Pusher
+from .report import RunReport
 
 __all__ = ["Control", "Distributor", "Pusher", "RunReport"]

@@ -8,7 +8,8 @@ import logging
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
-from .state import SchedulerPart, TaskState
+from ..cache.book import CACHE_WORKER
+from .state import Item, SchedulerPart, TaskState
 
 if TYPE_CHECKING:
     pass
@@ -51,6 +52,10 @@ class Acks(SchedulerPart):
         )
         journal = s.journal if s.journal.records else None
         latencies, fed = s.latencies, task_type in s.stages.fed
+        # The result cache: a miss's result is kept; a hit (from the cache) is counted.
+        cached = executed_by == CACHE_WORKER
+        caching = not cached and task_type in s.cache.task_types
+        jobs = task_type in s.recurring.books  # a scheduled task (.recurring)
         in_flight, workers = state.in_flight, state.workers
         worker = workers.get(executed_by)
         waits: list[float] = []  # hand-out to ACK, for the task's time limit
@@ -80,12 +85,37 @@ class Acks(SchedulerPart):
             last_data = data
             waits.append(now - item.sent_at)
             latencies.append(now - item.first_sent_at)
-            if result is not None and fed:
-                s.stages.feed(state, seq, result)  # its first ACK: once per item
+            if (result is not None and (fed or caching)) or jobs:
+                self._result(state, item, result, executed_by, now, fed, caching, jobs)
         if waits:
             self._collected(state, executed_by, len(waits), last_data)
+            if cached:
+                s.cache.collected(state, len(waits))
             state.timer.observe_all(waits)
         return found
+
+    def _result(
+        self,
+        state: TaskState,
+        item: Item,
+        result: Any,
+        by: bytes,
+        now: float,
+        fed: bool,
+        caching: bool,
+        jobs: bool,
+    ) -> None:
+        """What a collected item's result feeds: the stages, the cache, a job's outcome.
+        Its ACK here: once per item. (A duplicate's ACK carries the result too: the first
+        may have been lost with a distributor that crashed.)"""
+        s = self.s
+        if result is not None:
+            if fed:
+                s.stages.feed(state, item.seq, result)
+            if caching:
+                s.cache.store(state, item, result)
+        if jobs:  # the job's outcome rode on the ACK (.recurring)
+            s.recurring.ran(state, item, result, by, now)
 
     def _collected(self, state: TaskState, by: bytes, n: int, last_data: Any) -> None:
         state.collected += n
@@ -103,7 +133,7 @@ class Acks(SchedulerPart):
     ) -> bool:
         """An ACK of an item not in flight that counts all the same (``False``: a stale
         one, a duplicate's re-ACK)."""
-        if self._late_ack(state, seq):
+        if self._late_ack(state, seq, result):
             return True
         # Collected now, not a duplicate's re-ACK: an item we had failed?
         return first and self._collected_after_failing(state, seq, executed_by, result)
@@ -135,14 +165,23 @@ class Acks(SchedulerPart):
                 s.stages.source_finished(state)  # nothing more comes: the stages may complete
         return True
 
-    def _late_ack(self, state: TaskState, seq: Any) -> bool:
+    def _late_ack(self, state: TaskState, seq: Any, result: dict[str, Any] | None) -> bool:
         """A resumed run: an ACK of an item handed out before the crash and not made
-        again yet. Note it as done, so it is skipped when ``handle`` makes it."""
-        resume = self.s.resuming.get(state.task_type)
+        again yet. Note it as done, so it is skipped when ``handle`` makes it; its result
+        feeds the stages (one that comes without would be lost: it is made again)."""
+        s = self.s
+        resume = s.resuming.get(state.task_type)
         if resume is None or not isinstance(seq, int) or seq < state.next_seq:
+            return False
+        if seq in resume.redriven:  # a re-drive: in flight as it is, its ACK counted there
+            return False
+        fed = state.task_type in s.stages.fed
+        if fed and result is None:
             return False
         if seq not in resume.done:
             resume.done.add(seq)
             state.collected += 1
-            self.s.journal.acked(state.task_type, seq)
+            s.journal.acked(state.task_type, seq)
+            if result is not None:  # fed: it has one
+                s.stages.feed(state, seq, result)
         return True

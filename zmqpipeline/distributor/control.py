@@ -33,7 +33,10 @@ import zmq
 from .. import protocol
 from ..errors import ControlError
 from ..runtime.runtime import RequestClient, RoleRuntime
-from .state import task_size
+from ..schedule.commands import SCHEDULE_COMMANDS
+from ..schedule.commands import answer as schedule_answer
+from .accounting import task_counts
+from .latency import LatencyHistogram, percentiles_ms
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -48,6 +51,8 @@ CONTROL_TIMEOUT_S = 3.0
 RECENT_FAILURES = 20
 #: Workers a status snapshot describes (the live ones first).
 MAX_WORKERS_SHOWN = 1000
+#: Lost workers (declared dead, or gone) a status snapshot still lists, the latest ones.
+MAX_LOST_SHOWN = 100
 
 COMMANDS = ("status", "pause", "resume", "drain", "stop", "retry_failed")
 
@@ -82,9 +87,11 @@ def _task_state(s: Scheduler, task_type: str) -> str:
 
 
 def _rate(s: Scheduler, task_type: str, now: float) -> float | None:
-    """Items/s over the last samples (one per heartbeat, up to 10 s); None before 1 s."""
+    """Items/s over the last samples (one per heartbeat, up to 10 s); ``None`` before 1 s
+    and while paused (nothing is handed out: no rate, no ETA). A resume starts the
+    window again, so the pause does not drag the rate down after it."""
     samples = s.rates[task_type]
-    if not samples:
+    if not samples or s.paused:
         return None
     t0, c0 = samples[0]
     if now - t0 < 1.0:
@@ -95,27 +102,23 @@ def _rate(s: Scheduler, task_type: str, now: float) -> float | None:
 def _tasks(s: Scheduler, now: float) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tt, state in s.tasks.items():
-        size = task_size(state.task)
+        counts = task_counts(s, tt)
         rate = _rate(s, tt, now)
-        left = None if size is None else max(0, size - state.collected - len(state.failed))
+        left = None
+        if counts.not_handed_out is not None:
+            left = counts.not_handed_out + counts.in_flight
         eta = None
-        if left is not None and rate:
-            eta = left / rate
-        elif left == 0:
+        if left == 0:
             eta = 0.0
+        elif left is not None and rate:
+            eta = left / rate
         out[tt] = {
             "state": _task_state(s, tt),
-            "handed_out": state.next_seq - s.redriven[tt],
-            "in_flight": len(state.in_flight),
-            "collected": state.collected,
-            "failed": len(state.failed),
+            **counts.as_dict(),
             "retries": state.retries,
-            "size": size,
             "rate": rate,
             "eta_s": eta,
-            **s.stages.summary(
-                tt
-            ),  # a stage's sources and backlog (zmqpipeline.distributor.stages)
+            **s.stages.summary(tt),  # a stage's sources and backlog (.stages)
         }
     return out
 
@@ -138,8 +141,23 @@ def _workers(s: Scheduler, now: float) -> list[dict[str, Any]]:
                     "in_flight": len(w.held),
                     "heartbeat_age_s": max(0.0, now - w.last_seen),
                     "share": entry.get("collected", 0) / done[w.task_type],
+                    "lost": None,
                 }
             )
+    lost = [e for wid, e in s.worker_log.items() if e.get("lost") and wid not in s.workers]
+    for entry in lost[-MAX_LOST_SHOWN:]:
+        live.append(
+            {
+                **{k: entry[k] for k in ("id", "host", "pid", "task_type")},
+                "threads": None,
+                "capacity": None,
+                "done": entry["collected"],
+                "in_flight": 0,
+                "heartbeat_age_s": None,
+                "share": entry["collected"] / done.get(entry["task_type"], 1),
+                "lost": entry["lost"],  # why: "worker died", "worker went away", ...
+            }
+        )
     return live[:MAX_WORKERS_SHOWN]
 
 
@@ -172,11 +190,37 @@ class ControlLogic:
         self.started_at = time.time()
         self.commands = 0
         self._extra: dict[str, Any] = {}  # what a command adds to its reply
+        self.latency = LatencyHistogram()  # built as statuses are read
 
-    def handle(self, msg: protocol.Control, now: float) -> tuple[bool, dict[str, Any]]:
-        """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``."""
+    def handle(
+        self, msg: protocol.Control, now: float, sender: str = ""
+    ) -> tuple[bool, dict[str, Any]]:
+        """``(ok, body)`` for one command; an error is ``(False, {"error", "state"})``.
+        Each command is logged with ``sender`` (who sent it, see :mod:`.operators`): one
+        that steers the run at WARNING, a refused one at INFO, a status at DEBUG."""
         self.commands += 1
+        ok, body = self._handle(msg, now)
+        who = f" from {sender}" if sender else ""
+        if not ok:
+            logger.info("operator command %s%s refused: %s", msg.command, who, body["error"])
+        elif msg.command == "status":
+            logger.debug("operator command status%s", who)
+        else:
+            retried = len(body.get("retried", ()))
+            what = f"{retried} item(s) go out again, " if msg.command == "retry_failed" else ""
+            logger.warning(
+                "operator command %s%s: %sthe run is %s",
+                msg.command,
+                who,
+                what,
+                body.get("state", run_state(self.scheduler)),
+            )
+        return ok, body
+
+    def _handle(self, msg: protocol.Control, now: float) -> tuple[bool, dict[str, Any]]:
         s = self.scheduler
+        if msg.command in SCHEDULE_COMMANDS:  # recurring jobs: zmqpipeline.schedule.commands
+            return schedule_answer(s.recurring, msg.command, msg.args, now)
         method = getattr(self, "_" + msg.command, None) if msg.command in COMMANDS else None
         if method is None:
             return self._error(f"unknown command {msg.command!r} (one of {', '.join(COMMANDS)})")
@@ -188,8 +232,6 @@ class ControlLogic:
             return self._error(reason)
         if msg.command == "status":
             return True, self.status(now)
-        if msg.command != "retry_failed":
-            logger.warning("operator command %s: the run is %s", msg.command, run_state(s))
         return True, {"state": run_state(s), **self._extra}
 
     def _error(self, reason: str) -> tuple[bool, dict[str, Any]]:
@@ -210,6 +252,8 @@ class ControlLogic:
     def _resume(self, args: dict[str, Any], now: float) -> str:
         if not self.scheduler.paused:
             return f"the run is {run_state(self.scheduler)}, not paused: nothing to resume"
+        for samples in self.scheduler.rates.values():
+            samples.clear()  # the rate starts again: the pause is not in its window
         self.scheduler.resume(now)
         return ""
 
@@ -243,7 +287,6 @@ class ControlLogic:
         for state, entry in entries:
             seq = s.redrive(state, entry, now)
             retried.append({"item_id": entry["item_id"], "new_item_id": f"{state.task_type}/{seq}"})
-        logger.warning("operator command retry_failed: %d item(s) go out again", len(retried))
         s.dispatch(now)
         self._extra = {"retried": retried}
         return ""
@@ -251,6 +294,7 @@ class ControlLogic:
     def status(self, now: float) -> dict[str, Any]:
         """The snapshot ``Control.status()`` returns (documented in the operating guide)."""
         s = self.scheduler
+        self.latency.update(s.latencies, sum(t.collected for t in s.tasks.values()))
         return {
             "run": s.run,
             "state": run_state(s),
@@ -267,7 +311,11 @@ class ControlLogic:
                 "last_hello_age_s": _age(now, s.last_hello_at),
             },
             "failures": _failures(s),
+            "latency_ms": percentiles_ms(s.latencies),  # of the latest items collected
+            "latency": self.latency.snapshot(),
             "dropped": dict(self.drops.counts) if self.drops is not None else {},
+            # scheduled tasks: their jobs and the next due (zmqpipeline.schedule)
+            **({"schedule": s.recurring.upcoming()} if s.recurring.books else {}),
         }
 
 

@@ -10,13 +10,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import zmq
 
 from .. import protocol
-from ..errors import ConfigurationError
+from ..cache.book import open_cache
+from ..errors import ConfigurationError, JournalError
+from ..journal.fingerprint import changes, fingerprints
 from ..journal.run import DistributorJournal, JournaledRun
 from ..runtime.runtime import RoleRuntime, UserCodeError, call_user
 from ..runtime.transport import DropCounter
@@ -26,68 +27,14 @@ from ..settings import Settings
 from ..task import Task
 from ..types import EndpointAddress
 from .links import Links
+from .report import RunReport
 from .resume import resume_report
 from .scheduler import Scheduler
-from .state import check_dependencies
+from .state import COLLECTOR, check_dependencies
 
 __all__ = ["Distributor", "RunReport"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
-
-
-@dataclass
-class RunReport:
-    """What :meth:`Distributor.run` returns: counts, failures and timings of one run."""
-
-    #: Items collected, per task type.
-    collected: dict[str, int]
-    #: Items that failed for good: ``{'task_type', 'seq', 'attempts', 'error'}`` each
-    #: (``seq`` is ``None`` when the task's ``handle()`` itself kept raising).
-    failed: list[dict[str, Any]]
-    #: Items handed out again (user code raised, a worker died, a time limit passed).
-    retries: int
-    #: From the first item handed out to the last ACK (or the stop).
-    wall_time_s: float
-    aborted: bool
-    #: The whole of ``run()``: waiting for workers and metadata, and the shutdown too.
-    elapsed_s: float = 0.0
-    #: Hand-out to ACK, percentiles ``p50``, ``p90``, ``p99`` of the last 10,000 items.
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    #: Items handed out, per worker id.
-    per_worker: dict[str, int] = field(default_factory=dict)
-    #: Per task type: ``handed_out``, ``in_flight``, ``collected``, ``failed``, ``size``
-    #: (declared size or ``None``) and ``not_handed_out`` (``size - handed_out`` when the
-    #: size is known and the task stopped early, else ``0`` or ``None``).
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Every worker seen: ``id``, ``host``, ``pid``, ``task_type``, ``handed_out``,
-    #: ``collected`` (its results the collector ACKed, also if it died later).
-    workers: list[dict[str, Any]] = field(default_factory=list)
-    #: Bad messages dropped, per reason.
-    dropped: dict[str, int] = field(default_factory=dict)
-    #: How the run ended: ``completed``, ``drained`` (an operator's drain: nothing new was
-    #: handed out after it) or ``stopped`` (a stop command or signal).
-    ended_by: str = "completed"
-    #: Items in flight when the run was stopped, abandoned (``TASK/SEQ`` each).
-    abandoned: list[str] = field(default_factory=list)
-    #: A run resumed from a journal: ``run`` (its id), ``tasks_already_finished``, and per
-    #: task type ``skipped`` (items collected before the crash, not handed out again) and
-    #: ``re_handed_out`` (items in flight at the crash, handed out again). ``{}`` otherwise.
-    resumed: dict[str, Any] = field(default_factory=dict)
-    #: The journal held a run that had ended: nothing was done (``fresh=True`` starts anew).
-    already_complete: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True only when every item of every task was collected: the run was not stopped
-        early, nothing failed (``Task.handle`` included) and nothing was left unsent."""
-        unsent = any(t.get("not_handed_out") for t in self.tasks.values())
-        drained = any(t.get("state") == "drained" for t in self.tasks.values())
-        return not self.aborted and not self.failed and not unsent and not drained
-
-    @property
-    def total(self) -> int:
-        """Items collected, all task types together."""
-        return sum(self.collected.values())
 
 
 def _check_task_class(task_class: type[Task]) -> None:
@@ -96,12 +43,6 @@ def _check_task_class(task_class: type[Task]) -> None:
     for name in ("task_type", "endpoint"):
         if getattr(task_class, name, None) is None:
             raise TypeError(f"{task_class.__name__} has no {name}")
-
-
-def _with_unsent(counts: dict[str, Any]) -> dict[str, Any]:
-    size = counts.get("size")
-    unsent = None if size is None else max(0, size - counts["handed_out"])
-    return {**counts, "not_handed_out": unsent}
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -198,20 +139,28 @@ class Distributor:
         started = time.monotonic()
         self._first_item_at: float | None = None  # set by _loop, for the report
         self._done_at: float | None = None
-        journal, journaled = self._open_journal()
+        tasks = [cls() for cls in self.task_classes.values()]
+        journal, journaled = self._open_journal(tasks)
         if journal is not None and journaled is not None and journaled.complete:
             journal.close(complete=True)
             return self._already_complete(journaled)
         scheduler = Scheduler(
-            [cls() for cls in self.task_classes.values()],
+            tasks,
             self.settings,
             run=journaled.run if journaled is not None else random.getrandbits(62) + 1,
         )
         self._resume_metadata: dict[str, Any] | None = None
+        try:  # the result cache (zmqpipeline.cache): refused before anything is journaled
+            scheduler.cache = open_cache(scheduler, COLLECTOR)
+        except BaseException:
+            if journal is not None:
+                journal.close(complete=False)
+            raise
+        scheduler.recurring.open(self.journal)  # scheduled jobs: kept beside the journal
         if journal is not None:
             scheduler.journal = journal
             if journaled is None:
-                journal.begin(scheduler.run, self._task_names())
+                journal.begin(scheduler.run, self._task_names(), fingerprints(tasks))
             else:
                 journal.adopt(journaled)
                 scheduler.resume_from(journaled)
@@ -219,7 +168,10 @@ class Distributor:
         try:
             self._run(scheduler)
         finally:
-            scheduler.journal.close(complete=all(s.finished for s in scheduler.tasks.values()))
+            complete = all(s.finished for s in scheduler.tasks.values())
+            scheduler.recurring.close()
+            scheduler.cache.close(complete)
+            scheduler.journal.close(complete=complete)
         ended = time.monotonic()
         first = self._first_item_at or started
         done = self._done_at or ended
@@ -238,9 +190,12 @@ class Distributor:
         logger.info("run finished: %d item(s) collected", self.report.total)
         return self.report
 
-    def _open_journal(self) -> tuple[DistributorJournal | None, JournaledRun | None]:
+    def _open_journal(
+        self, tasks: list[Task]
+    ) -> tuple[DistributorJournal | None, JournaledRun | None]:
         """The journal (``None``: none) and the run it holds to go on with (``None``: a
-        new run). Refuses a journal written for other tasks."""
+        new run). Refuses a journal written for other tasks, or another definition of
+        them (see :mod:`zmqpipeline.journal.fingerprint`)."""
         if self.journal is None:
             return None, None
         journal = DistributorJournal(self.journal)
@@ -250,9 +205,17 @@ class Distributor:
         ours = self._task_names()
         if journaled.tasks != ours:
             journal.close(complete=False)
-            raise ConfigurationError(
+            raise JournalError(
                 f"journal {self.journal} holds run {journaled.run} of tasks {journaled.tasks}, "
                 f"not of {ours}: give another journal, or fresh=True (--fresh) to start anew"
+            )
+        changed = changes(journaled.fingerprint, fingerprints(tasks))
+        if journaled.fingerprint and changed:
+            journal.close(complete=False)
+            raise JournalError(
+                f"journal {self.journal} holds run {journaled.run}, written for another "
+                f"definition of its tasks ({'; '.join(changed)}): resuming it would "
+                "misreport it; give another journal, or fresh=True (--fresh) to start anew"
             )
         logger.warning("resuming run %d from journal %s", journaled.run, self.journal)
         return journal, journaled
@@ -269,7 +232,7 @@ class Distributor:
         )
         self.report = RunReport(
             collected=dict(journaled.collected),
-            failed=list(journaled.failed),
+            failed=journaled.standing,
             retries=0,
             wall_time_s=0.0,
             aborted=False,
@@ -337,11 +300,8 @@ class Distributor:
             events = dict(link.poller.poll(timeout))
             now = time.monotonic()
             finished_confirmed |= link.read(events, now)
-            if rt.stop.fd in events:
-                if scheduler.done or rt.stop.count > 1:
-                    break  # a second signal: stop now
-                logger.warning("stop requested: ending the run early")
-                scheduler.finish(aborted=True)
+            if rt.stop.fd in events and _stop_now(rt, scheduler):
+                break
             if now >= next_beat:
                 scheduler.tick(now)
                 scheduler.heartbeats()
@@ -353,7 +313,7 @@ class Distributor:
                 self._progress(scheduler)
                 next_progress = now + self.progress_interval_s
             fed_newcomers = scheduler.dispatch(now, newcomers_first=True)
-            scheduler.journal.maybe_commit(now)
+            scheduler.commit_journal(now)
             if self._first_item_at is None and any(s.next_seq for s in scheduler.tasks.values()):
                 self._first_item_at = now
         if not finished_confirmed and scheduler.collector_id is not None:
@@ -400,7 +360,7 @@ class Distributor:
                 "p90": _percentile(samples, 0.90) * 1000,
                 "p99": _percentile(samples, 0.99) * 1000,
             }
-        tasks = {tt: _with_unsent(t) for tt, t in summary["tasks"].items()}
+        tasks = {tt: dict(t) for tt, t in summary["tasks"].items()}
         for tt, state in scheduler.tasks.items():  # drained: stopped early by an operator
             if state.finished and not state.task.is_complete:
                 tasks[tt]["state"] = "drained"
@@ -412,7 +372,9 @@ class Distributor:
             aborted=summary["aborted"],
             latency_ms=latency,
             per_worker={
-                w["id"]: w["handed_out"] for w in scheduler.worker_log.values() if w["handed_out"]
+                w["id"]: w["handed_out"] - w["handed_back"]
+                for w in scheduler.worker_log.values()
+                if w["handed_out"] > w["handed_back"]
             },
             tasks=tasks,
             workers=summary["workers"],
@@ -422,6 +384,17 @@ class Distributor:
                 f"{tt}/{seq}" for tt, s in scheduler.tasks.items() for seq in sorted(s.in_flight)
             ],
         )
+
+
+def _stop_now(rt: RoleRuntime, scheduler: Scheduler) -> bool:
+    """A stop signal came: the first ends the run early (with its END grace), a second,
+    or one after the run's end, stops at once."""
+    rt.stop.drain()  # the loop polls it again for the next signal only
+    if scheduler.done or rt.stop.count > 1:
+        return True
+    logger.warning("stop requested: ending the run early")
+    scheduler.finish(aborted=True)
+    return False
 
 
 def _next_wake(scheduler: Scheduler, link: Links, now: float, wake: float) -> float:

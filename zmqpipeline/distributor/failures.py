@@ -9,14 +9,51 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ..errors import MessageTooLarge
+from ..utils.serializer import find_unpackable
 from .state import COLLECTOR, Item, SchedulerPart, TaskState
 
 if TYPE_CHECKING:
     pass
 
-__all__ = ["Failure", "Failures", "failure", "made_again_on_resume"]
+__all__ = [
+    "NOT_RETRYABLE",
+    "Failure",
+    "Failures",
+    "failure",
+    "made_again_on_resume",
+    "unsendable",
+]
 
 logger = logging.getLogger("zmqpipeline.distributor")
+
+
+#: Errors no retry can mend (a worker names them in its FAIL): a value msgpack cannot
+#: carry, a message over ``max_message_bytes``. Their item fails at once.
+NOT_RETRYABLE = frozenset({"SerializationError", "MessageTooLarge"})
+
+
+def unsendable(task_type: str, seq: int, payload: Any, exc: Exception) -> str:
+    """Why item ``TASK/seq`` cannot be sent, in the item's own terms: the key path inside
+    it and the value's type (not the message's frame layout)."""
+    name = type(exc).__name__
+    if isinstance(exc, MessageTooLarge):
+        return (
+            f"{name}: item {task_type}/{seq} of task type {task_type!r} is too large to send: {exc}"
+        )
+    try:
+        found = find_unpackable(payload)
+    except RecursionError:
+        found = None
+    if found is None:
+        return f"{name}: item {task_type}/{seq} of task type {task_type!r} cannot be sent: {exc}"
+    path, kind = found
+    return (
+        f"{name}: item {task_type}/{seq} of task type {task_type!r} cannot be sent: "
+        f"the value at {path} is {kind}, "
+        "which msgpack cannot carry (dict, list, str, bytes, int, float, bool, None, "
+        "datetime, date, timedelta)"
+    )
 
 
 class Failure(TypedDict):
@@ -89,9 +126,10 @@ class Failures(SchedulerPart):
             item_id,
             item.attempts,
             item.deaths,
-            error.strip().splitlines()[-1:],
+            (error.strip().splitlines() or [""])[-1],
         )
         s.outbox.append((COLLECTOR, None, s.codec.skip(s.run, state.task_type, item.seq)))
+        s.recurring.failed(state, item, error)  # a scheduled job's run failed (.recurring)
         s.check_finished(state)
 
     def task_code_failed(self, state: TaskState, error: str, where: str) -> None:

@@ -4,13 +4,17 @@ tail, new items from tasks (stages, resumed runs). One part of the
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MessageTooLarge, SerializationError
+from ..protocol.frames import FRAME_MIN_BYTES, frame_bytes
+from ..runtime.checks import check_flag_name
 from ..runtime.runtime import user_code_error
 from ..utils.messages import MESSAGE_TYPE_DATA
+from .failures import unsendable
 from .resume import TaskResume
 from .state import Item, SchedulerPart, TaskState, WorkerRecord
 
@@ -67,8 +71,8 @@ class HandOut(SchedulerPart):
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
-                elif room > 0 and not state.suspect and not state.retry:
-                    break  # nothing more to hand out to anyone
+                elif room > 0 and not (state.suspect or state.retry or state.has_frames):
+                    break  # nothing more to hand out to anyone (not: this one's bytes are full)
             self._rebalance(state)
             self.s.check_finished(state)
         return False
@@ -97,8 +101,8 @@ class HandOut(SchedulerPart):
         that would let it and the least loaded worker finish together. Asked as soon as
         the task is complete, while both are still busy, so no worker idles waiting for
         the answer (a worker reads between items, not during them)."""
-        if not state.task.is_complete or state.retry or state.suspect:
-            return
+        if not state.task.is_complete or state.retry or state.suspect or state.has_frames:
+            return  # (big items: moving one again costs more than the tail it evens out)
         workers = [w for w in state.workers.values() if w.confirmed]
         if len(workers) < 2:
             return
@@ -128,7 +132,10 @@ class HandOut(SchedulerPart):
         """Up to ``room`` items for ``worker``, as ``[seq, payload]``: items to retry first,
         then new ones (made in one go: every item's path)."""
         taken: list[Item] = []
+        budget = self._bytes_room(state, worker) if state.has_frames else None
         while room > len(taken) and (state.suspect or state.retry):
+            if budget is not None and budget <= 0:
+                return self._handed(worker, taken, now)
             item = self._next_retry(state, worker, now)
             if item is _STOP:
                 room = 0  # it handed back the next one: another worker takes it first
@@ -136,14 +143,26 @@ class HandOut(SchedulerPart):
                 break
             else:
                 taken.append(item)
+                if budget is not None:
+                    budget -= item.nbytes
+        if room > len(taken) and (budget is None or budget > 0):
+            made = self._new_items(state, worker.wid, room - len(taken), now, budget)
+            self.s.cache.send(state, now)  # the results it found in the cache instead
+        else:
+            made = []
+        return self._handed(worker, taken, now, made)
+
+    def _handed(
+        self, worker: WorkerRecord, taken: list[Item], now: float, made: list[Item] | None = None
+    ) -> list[Any]:
+        """``taken`` (items going out again) and ``made`` (new ones) handed to ``worker``."""
         wid = worker.wid
         for item in taken:
             item.worker = wid
             item.sent_at = now
             if not item.first_sent_at:  # one a resumed run hands out again (a re-drive)
                 item.first_sent_at = now
-        if room > len(taken):
-            taken += self._new_items(state, wid, room - len(taken), now)  # made for wid
+        taken += made or []
         if not taken:
             return []
         worker.held.update([item.seq for item in taken])
@@ -157,24 +176,32 @@ class HandOut(SchedulerPart):
         """Send a batch, each item with its token (:mod:`zmqpipeline.protocol.tokens`); if
         it would not pack, send its items singly and fail those that cannot go at all (a
         value msgpack cannot carry, or too big): retrying won't help."""
-        tokens = self.s.tokens.tokens(state.task_type, worker.wid, [seq for seq, _ in items])
+        codec, run, task_type = self.s.codec, self.s.run, state.task_type
+        tokens = functools.partial(self.s.tokens.tokens, task_type, worker.wid)
         try:
-            data = self.s.codec.data(self.s.run, items, state.task_type, b"".join(tokens))
-            self.s.outbox.append((state.endpoint, worker.wid, data))
+            if state.has_frames:  # big values go as frames, an item a message
+                for frames in codec.data_framed(run, items, task_type, tokens):
+                    self.s.outbox.append((state.endpoint, worker.wid, frames))
+            else:
+                blob = b"".join(tokens([seq for seq, _ in items]))
+                frames = codec.data(run, items, task_type, blob)
+                if len(frames[1]) >= FRAME_MIN_BYTES:  # big values: weigh and frame from now
+                    state.has_frames = True
+                self.s.outbox.append((state.endpoint, worker.wid, frames))
             return
         except (SerializationError, MessageTooLarge):
             pass
-        for entry, token in zip(items, tokens, strict=True):
-            seq = entry[0]
+        for seq, payload in items:
             try:
-                frames = self.s.codec.data(self.s.run, [entry], state.task_type, token)
+                messages = codec.data_framed(run, [[seq, payload]], task_type, tokens)
             except (SerializationError, MessageTooLarge) as exc:
                 item = state.in_flight[seq]
                 state.unassign(item)
                 worker.credit += 1
-                self.s.failures.item_failed(state, item, str(exc))
+                error = unsendable(state.task_type, seq, payload, exc)
+                self.s.failures.item_failed(state, item, error)
             else:
-                self.s.outbox.append((state.endpoint, worker.wid, frames))
+                self.s.outbox.extend((state.endpoint, worker.wid, m) for m in messages)
 
     def _next_retry(self, state: TaskState, worker: WorkerRecord, now: float) -> Any:
         """The next item to hand out again to ``worker``: ``None`` if none is due (new
@@ -196,61 +223,128 @@ class HandOut(SchedulerPart):
                 return item
         return None
 
-    def _new_items(self, state: TaskState, wid: bytes, room: int, now: float) -> list[Item]:
-        """Up to ``room`` new items from the task, for worker ``wid`` and handed out
-        ``now`` (fewer if it is complete, holds back, raises, or a bound is reached).
-        Every item's path: user code is called here directly (``user_code_error`` is
-        ``call_user``'s except branch), and what holds for the whole batch is asked once."""
+    def _bytes_room(self, state: TaskState, worker: WorkerRecord) -> int | None:
+        """Bytes of big values ``worker`` may still be handed (``None``: no bound): its
+        share of ``max_in_flight_bytes`` among the task's workers, within the task's."""
+        limit = self.s.settings.max_in_flight_bytes
+        if not limit:
+            return None
+        in_flight = state.in_flight
+        total = sum(item.nbytes for item in in_flight.values())
+        held = sum(in_flight[seq].nbytes for seq in worker.held if seq in in_flight)
+        workers = sum(1 for w in state.workers.values() if w.confirmed) or 1
+        return min(limit // workers - held, limit - total)
+
+    def _new_items(
+        self, state: TaskState, wid: bytes, room: int, now: float, budget: int | None = None
+    ) -> list[Item]:
+        """Up to ``room`` new items for ``wid``, handed out ``now``; every item's path."""
         task = state.task
         if task.is_complete or state.held_back or self.s.draining:
             return []
         in_flight = state.in_flight
         room = min(room, self.s.settings.max_in_flight - len(in_flight))
-        stages = self.s.stages
-        blocking = bool(stages.fed) and state.task_type in stages.fed
-        from_backlog = bool(stages.backlog) and stages.feeds_from_backlog(state.task_type)
-        resume = self.s.resuming.get(state.task_type)
-        record = self.s.journal.records
+        stages, task_type, cap = self.s.stages, state.task_type, self.s.settings.max_in_flight
+        blocking = bool(stages.fed) and task_type in stages.fed
+        from_backlog = bool(stages.backlog) and stages.feeds_from_backlog(task_type)
+        resume, record = self.s.resuming.get(task_type), self.s.journal.records
         metadata = self.s.metadata or {}
+        caching = task_type in self.s.cache.task_types  # the result cache: _take sends
         made: list[Item] = []
-        while len(made) < room and not task.is_complete:
+        payload: dict[str, Any] | None
+        while len(made) < room and not task.is_complete and (budget is None or budget > 0):
             if blocking and stages.blocked(state.task_type, len(in_flight)):
                 break  # backpressure: a stage it feeds has a full backlog
             try:
                 available = task.is_available_for_handling(state.last_ack_data)
             except Exception as exc:
-                raised = user_code_error(task_logger, "Task.is_available_for_handling", exc)
-                self.s.failures.task_code_failed(state, raised.text, "is_available_for_handling")
+                self._raised(state, exc, "is_available_for_handling")
                 break
             if not available:
                 state.held_back = True
                 break
-            if from_backlog:
-                payload = self.s.stages.take(state)  # a stage or an open-ended task
+            if from_backlog:  # a stage or an open-ended task: its items have their seqs
+                taken = stages.take(state)
+                if taken is None:
+                    break
+                seq, payload = taken
+            else:
+                if resume is None:  # every item's path: handle() called here directly
+                    try:
+                        payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
+                    except Exception as exc:
+                        self._raised(state, exc, "handle")
+                        break
+                    if type(payload) is not dict:
+                        payload = self._checked(state, payload)  # None: not an item
+                else:
+                    payload = self._from_resume(state, wid, resume)
                 if payload is None:
                     break
-            elif resume is None:
-                try:
-                    payload = task.handle(metadata, wid, MESSAGE_TYPE_DATA)
-                except Exception as exc:
-                    raised = user_code_error(task_logger, "Task.handle", exc)
-                    self.s.failures.task_code_failed(state, raised.text, "handle")
-                    break
-            else:
-                payload = self._call_handle(state, wid, resume)
-                if payload is _NOTHING:
-                    break
-            payload = self._checked(state, payload)
-            if payload is None:
-                break
-            seq = state.next_seq
-            state.next_seq = seq + 1
+                seq = state.next_seq  # (a backlog's items have theirs)
+                state.next_seq = seq + 1
+                if record:
+                    self.s.journal.handed_out(state.task_type, seq)
             # worker, attempts, deaths, sent_at, first_sent_at: handed out now
             item = in_flight[seq] = Item(seq, payload, wid, 0, 0, now, now)
+            if caching and self.s.cache.serve(state, item):  # cache: its result goes, not the item
+                room = min(room, len(made) + cap - len(in_flight))
+                continue
             made.append(item)
-            if record:
-                self.s.journal.handed_out(state.task_type, seq)
+            if payload:  # its big values, and a key no worker decodes (an empty one: none)
+                budget = self._weigh(state, item, wid, budget)
+        self._after_batch(state)
         return made
+
+    def _after_batch(self, state: TaskState) -> None:
+        """What is asked once a batch: more items than the task declares? A new attribute
+        of the task (a typo of a flag)?"""
+        if state.size is not None and state.next_seq > state.size:
+            _over_its_size(state)
+        if len(state.task.__dict__) != state.task_names:
+            self._check_flags(state)
+
+    def _check_flags(self, state: TaskState) -> None:
+        """A new attribute of the task that is a typo of a flag the distributor reads
+        (``self.is_completed = True``) fails the task, naming the flag: it would otherwise
+        hand out items for ever. Asked once per batch, when the task gained a name."""
+        task = state.task
+        state.task_names = len(task.__dict__)
+        for name in list(task.__dict__):
+            try:
+                check_flag_name(type(task), name)
+            except AttributeError as exc:
+                self.s.failures.task_code_failed(state, f"AttributeError: {exc}", "handle")
+                return
+
+    def _weigh(self, state: TaskState, item: Item, wid: bytes, budget: int | None) -> int | None:
+        """An item with big values weighs against ``max_in_flight_bytes``: what is left.
+        The walk also finds a dict key no worker decodes, or a list too long for one: the
+        item-by-item path fails that item at once."""
+        try:
+            nbytes = frame_bytes(item.payload)
+        except SerializationError:  # a key no worker decodes: the item-by-item path
+            state.has_frames = True  # fails it alone, at once (see _send_items)
+            return budget
+        if nbytes:
+            if budget is None:
+                state.has_frames = True
+                budget = self._bytes_room(state, state.workers[wid])
+            if budget is not None:
+                budget -= nbytes
+            item.nbytes = nbytes
+        return budget
+
+    def _raised(self, state: TaskState, exc: Exception, where: str) -> None:
+        raised = user_code_error(task_logger, f"Task.{where}", exc)
+        self.s.failures.task_code_failed(state, raised.text, where)
+
+    def _from_resume(
+        self, state: TaskState, wid: bytes, resume: TaskResume
+    ) -> dict[str, Any] | None:
+        """A resumed task's next item (``None``: it raised, made none, or no dict)."""
+        payload = self._call_handle(state, wid, resume)
+        return None if payload is _NOTHING else self._checked(state, payload)
 
     def _checked(self, state: TaskState, payload: Any) -> dict[str, Any] | None:
         """What ``handle`` returned as an item (``None``: not a dict, a failure)."""
@@ -285,6 +379,19 @@ class HandOut(SchedulerPart):
             state.next_seq += 1  # collected before the crash: made again, not sent
             if task.is_complete:
                 return _NOTHING
+
+
+def _over_its_size(state: TaskState) -> None:
+    """Say once that a task hands out more items than it declares."""
+    if not state.oversize_told:
+        state.oversize_told = True
+        logger.warning(
+            "task %s declares %d item(s) but has handed out %d and has not set is_complete: "
+            "set self.is_complete = True with the last item",
+            state.task_type,
+            state.size,
+            state.next_seq,
+        )
 
 
 def _fair_share(state: TaskState) -> float | None:
@@ -327,4 +434,8 @@ def _another_takes(state: TaskState, worker: WorkerRecord) -> bool:
 
 
 def _any_proven(state: TaskState) -> bool:
-    return any(w.completed and w.credit > 0 for w in state.workers.values())
+    """Some worker of the task has delivered items (since its last overdue item, which
+    resets the count): items whose workers died or went silent wait for such a one (it
+    may have no credit just now), rather than go to one that has proven nothing, such as
+    the worker they came from."""
+    return any(w.completed for w in state.workers.values())

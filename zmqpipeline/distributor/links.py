@@ -13,7 +13,9 @@ from .. import protocol
 from ..errors import ProtocolError
 from ..runtime.runtime import DRAIN, RoleRuntime, serve_requests
 from ..runtime.transport import recv_frames, send_frames
+from ..types import EndpointAddress
 from .control import ControlLogic
+from .operators import key_names, open_control_warning, sender_of
 from .push import PushLogic
 from .scheduler import COLLECTOR, Scheduler
 
@@ -52,6 +54,7 @@ class Links:
         self.control_logic: ControlLogic | None = None
         self.push: zmq.Socket[Any] | None = None
         self.push_logic: PushLogic | None = None
+        self.operator_names: dict[str, str] = {}  # CURVE keys' names (.operators)
 
     def open_control(self, endpoint: str) -> None:
         """Answer operators at ``endpoint`` (see :mod:`zmqpipeline.distributor.control`)."""
@@ -61,6 +64,11 @@ class Links:
         self.control_logic = ControlLogic(self.scheduler, endpoint, self.rt.drops)
         self.poller.register(self.control, zmq.POLLIN)
         logger.info("control endpoint: %s", endpoint)
+        security = self.rt.settings.security
+        self.operator_names = key_names(security)
+        warning = open_control_warning(EndpointAddress(endpoint), security)
+        if warning:
+            logger.warning("%s", warning)
 
     def open_push(self, endpoint: str) -> None:
         """Take items pushed into open-ended tasks at ``endpoint`` (:mod:`.push`)."""
@@ -112,12 +120,15 @@ class Links:
         if self.meta is not None and self.meta in events:
             self._drain(self.meta, 3, "at the metadata endpoint", None, now)
         if self.control is not None and self.control in events:
+            names = self.operator_names
             serve_requests(
                 self.rt,
                 self.control,
                 protocol.DISTRIBUTOR_CONTROL,
                 "control",
-                lambda msg: self._answer_control(msg, now),
+                lambda msg, peer, frame: self._answer_control(
+                    msg, now, sender_of(peer, frame, names)
+                ),
             )
         if self.push is not None and self.push in events:
             logic = self.push_logic
@@ -127,14 +138,14 @@ class Links:
                 self.push,
                 protocol.DISTRIBUTOR_PUSH,
                 "push",
-                lambda msg: logic.answer(msg, now),
+                lambda msg, peer, frame: logic.answer(msg, now),
                 self.rt.settings.max_message_bytes,
             )
         return finished
 
-    def _answer_control(self, msg: protocol.Control, now: float) -> list[bytes]:
+    def _answer_control(self, msg: protocol.Control, now: float, sender: str) -> list[bytes]:
         assert self.control_logic is not None
-        ok, body = self.control_logic.handle(msg, now)
+        ok, body = self.control_logic.handle(msg, now, sender)
         return self.scheduler.codec.control_reply(msg.request_id, ok, body)
 
     def _drain(

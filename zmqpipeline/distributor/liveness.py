@@ -86,8 +86,13 @@ class Liveness(SchedulerPart):
     def worker_unreachable(self, wid: bytes, now: float) -> None:
         """A send to ``wid`` failed: its connection is gone."""
         state = self.s.workers.get(wid)
-        if state is not None and not self.s.done:
-            self.remove_worker(state, state.workers[wid], reason="worker went away", now=now)
+        if state is None or self.s.done:
+            return
+        worker = state.workers[wid]
+        if not worker.held:  # it left holding nothing (after its last item): no news
+            self.remove_worker(state, worker, reason=None, now=now)  # logs "left"
+            return
+        self.remove_worker(state, worker, reason="worker went away", now=now)
 
     def next_wakeup(self) -> float | None:
         """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
@@ -99,13 +104,18 @@ class Liveness(SchedulerPart):
     def hand_back(self, state: TaskState, seqs: list[int], now: float, avoid: bytes | None) -> None:
         """``seqs`` go out again first (a worker handed them back, or is leaving); with
         ``avoid``, preferably not to that worker."""
+        given = 0
         for seq in seqs:
             item = state.in_flight.get(seq)
             if item is not None and (avoid is None or item.worker == avoid):
                 state.unassign(item)
                 if avoid is not None:
                     item.avoid = avoid
+                    given += 1
                 state.retry.appendleft((now, seq))
+        log = self.s.worker_log.get(avoid) if given and avoid is not None else None
+        if log is not None:  # unstarted: handed out to it, executed by another
+            log["handed_back"] += given
 
     def remove_worker(
         self, state: TaskState, worker: WorkerRecord, reason: str | None, now: float
@@ -116,6 +126,9 @@ class Liveness(SchedulerPart):
         if reason is None:
             logger.info("worker %s left", worker.wid.decode(errors="replace"))
             return
+        entry = s.worker_log.get(worker.wid)
+        if entry is not None:
+            entry["lost"] = reason  # the status lists it as lost, the report says why
         logger.warning(
             "%s: %s (task %s), re-issuing its %d item(s)",
             reason,

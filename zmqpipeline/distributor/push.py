@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from .. import protocol
-from ..errors import PushError
+from ..errors import MessageTooLarge, PushError
 from ..runtime.runtime import RequestClient, RoleRuntime
 
 if TYPE_CHECKING:
@@ -69,6 +69,10 @@ class PushLogic:
             accepted = self.scheduler.stages.push(msg.task_type, msg.items)
         except ValueError as exc:
             return False, str(exc), 0
+        finally:
+            self.scheduler.journal.sync()  # journaled before the pusher hears "accepted"
+        if self.scheduler.journal.broken is not None:
+            return False, str(self.scheduler.journal.broken), 0  # not journaled: refused
         if accepted:
             self.scheduler.dispatch(now)
         return True, "", accepted
@@ -138,7 +142,7 @@ class Pusher(RequestClient):
         deadline = time.monotonic() + self.timeout
         while sent < len(batch):
             request_id = uuid.uuid4().int >> 66
-            frames = self._codec.push(request_id, task_type, batch[sent:])
+            frames = self._encode(request_id, task_type, batch, sent)
             accepted = self._call(rt, sock, request_id, frames).accepted
             sent += accepted
             if accepted:
@@ -152,6 +156,23 @@ class Pusher(RequestClient):
                 time.sleep(wait)  # backpressure: the distributor has no room yet
                 wait = min(wait * 2, _FULL_WAIT_S[1])
         return sent
+
+    def _encode(
+        self, request_id: int, task_type: str, batch: list[dict[str, Any]], sent: int
+    ) -> list[bytes]:
+        """The PUSH of ``batch[sent:]``, or of as many of them as fit in one message; an
+        item that fits in none is a :class:`PushError` naming it."""
+        end = len(batch)
+        while True:
+            try:
+                return self._codec.push(request_id, task_type, batch[sent:end])
+            except MessageTooLarge as exc:
+                if end - sent == 1:
+                    raise PushError(
+                        f"task {task_type}: item {sent + 1} of the batch is too large to "
+                        f"push: {exc}"
+                    ) from None
+                end = sent + (end - sent) // 2
 
     def _call(
         self, rt: RoleRuntime, sock: zmq.Socket[Any], request_id: int, frames: list[bytes]

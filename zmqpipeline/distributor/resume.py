@@ -73,6 +73,10 @@ def resume_tasks(states: dict[str, TaskState], journaled: JournaledRun) -> dict[
             )
         # handle() runs again: its own failures give way to what happens then
         state.failed = [f for f in failed if not made_again_on_resume(f)]
+        if state.task.sources or state.task.open_ended:
+            # its items got their seqs as they were made (the journal holds those not
+            # collected yet: see StageBook.restore): new ones go on from there
+            state.next_seq = next_seq
         done = journaled.done.get(task_type, SeenSet())
         resumes[task_type] = resume = TaskResume(done, next_seq, redriven=frozenset(redrives))
         for seq, record in redrives.items():  # re-driven, not collected: it goes out again

@@ -20,14 +20,16 @@ from collections import Counter, deque
 from typing import Any
 
 from .. import protocol
+from ..cache.book import NoCache
 from ..journal.run import JournaledRun, RunJournal
 from ..runtime.runtime import UserCodeError, call_user
 from ..settings import Settings
 from ..task import Task
 from .acks import Acks
-from .failures import Failures
+from .failures import NOT_RETRYABLE, Failures
 from .handout import HandOut
 from .liveness import Liveness
+from .recurring import Recurring
 from .resume import TaskResume, jump_ahead, resume_tasks
 from .stages import StageBook
 from .state import (
@@ -92,7 +94,9 @@ class Scheduler:
         self.ended_by = ""  # "completed", "drained" or "stopped", once done
         self.last_ack_at: float | None = None
         self.last_hello_at: float | None = None
-        self.redriven: Counter[str] = Counter()  # failed items handed out again, per task
+        # Failed items handed out again, per task (a resumed task's re-drives under the
+        # seqs its first part handed out are in its TaskResume's redriven instead).
+        self.redriven: Counter[str] = Counter()
         samples = int(_RATE_WINDOW_S / settings.heartbeat_interval_s) + 2
         self.rates: dict[str, deque[tuple[float, int]]] = {  # (time, collected), per tick
             tt: deque(maxlen=samples) for tt in self.tasks
@@ -100,12 +104,17 @@ class Scheduler:
         # Crash recovery (zmqpipeline.journal): what to record, and what a resumed run skips.
         self.journal = RunJournal()
         self.resuming: dict[str, TaskResume] = {}
+        self.cache: NoCache = NoCache()  # the result cache: the distributor opens it
+        self.collected_before: dict[str, int] = {}  # resumed: collected by earlier parts
         # The parts, one per concern (see the module's docstring).
         self.stages = StageBook(self, tasks)
         self.handout = HandOut(self)
         self.acks = Acks(self)
         self.liveness = Liveness(self)
         self.failures = Failures(self)
+        # Scheduled tasks (zmqpipeline.schedule): their results ride on the ACK too.
+        self.recurring = Recurring(self, tasks)
+        self.stages.forward = sorted({*self.stages.forward, *self.recurring.forward})
 
     @property
     def started(self) -> bool:
@@ -115,6 +124,8 @@ class Scheduler:
 
     def dispatch(self, now: float, newcomers_first: bool = False) -> bool:
         """Hand out what the workers have room for (see :meth:`HandOut.dispatch`)."""
+        if self.recurring.books:  # due jobs into their backlogs first (.recurring)
+            self.recurring.release(now)
         return self.handout.dispatch(now, newcomers_first)
 
     def on_ack(self, groups: list[list[Any]], now: float) -> None:
@@ -124,6 +135,8 @@ class Scheduler:
     def tick(self, now: float) -> None:
         """Judge silent workers and overdue items (see :meth:`Liveness.tick`)."""
         self.liveness.tick(now)
+        if self.recurring.books:  # runs over their job's timeout (.recurring)
+            self.recurring.tick(now)
 
     def heartbeats(self) -> None:
         self.liveness.heartbeats()
@@ -132,13 +145,33 @@ class Scheduler:
         self.liveness.worker_unreachable(wid, now)
 
     def next_wakeup(self, now: float) -> float | None:
-        """Earliest time a delayed retry becomes ready (``None`` if none is waiting)."""
-        return self.liveness.next_wakeup()
+        """Earliest time a delayed retry (or a scheduled job) is due (``None``: none)."""
+        due = (self.liveness.next_wakeup(), self.recurring.next_wakeup(now))
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
+
+    def commit_journal(self, now: float) -> None:
+        """Commit the journal if due. One that cannot be written (a full disk) stops the
+        run, saying so in one line; what it had committed stays, and a restart (with
+        space) goes on from there."""
+        self.journal.maybe_commit(now)
+        if self.journal.broken is not None and not self.done:
+            logger.error(
+                "%s: stopping the run (what was journaled is kept: run again once it can "
+                "be written, and the run goes on from there)",
+                self.journal.broken,
+            )
+            self.finish(aborted=True)
 
     def resume_from(self, journaled: JournaledRun) -> None:
         """Continue the journaled run: finished tasks stay finished, ACKed items are not
         handed out again (call before :meth:`start`)."""
         self.resuming = resume_tasks(self.tasks, journaled)
+        self.stages.restore(journaled.backlog, journaled.closed)
+        self.collected_before = {tt: s.collected for tt, s in self.tasks.items()}
+        for record, _ in journaled.redrives:  # a finished task's re-drives: counted here
+            if record["task_type"] in self.tasks and record["task_type"] not in self.resuming:
+                self.redriven[record["task_type"]] += 1
 
     # -- run life cycle ---------------------------------------------------------------
 
@@ -158,20 +191,24 @@ class Scheduler:
                     call_user(task_logger, "Task.resume", jump_ahead, state, resume)
                 except UserCodeError as exc:
                     self.failures.task_code_failed(state, exc.text, "resume")
+        self.recurring.start(now)  # scheduled tasks load their jobs (.recurring)
         if self.collector_id is not None:
             self._send_start()
         self._activate_ready_tasks()
+        for state in self.tasks.values():  # a resumed run: sources finished before it
+            if state.finished:
+                self.stages.source_finished(state)
+        if all(s.finished for s in self.tasks.values()):
+            self.finish(aborted=False)  # resumed after its last task finished: it ends
         self.dispatch(now)
 
     def _send_start(self) -> None:
         assert self.metadata is not None
+        # The collector forwards the results of stages' sources, and of cached tasks:
+        # the distributor stores those (zmqpipeline.cache).
+        forward = sorted({*self.stages.forward, *self.cache.task_types})
         start = self.codec.start(
-            self.run,
-            self.metadata,
-            list(self.tasks),
-            self.stages.forward,
-            self.stages.quiet,
-            self.tokens.key,
+            self.run, self.metadata, list(self.tasks), forward, self.stages.quiet, self.tokens.key
         )
         self.outbox.append((COLLECTOR, None, start))
 
@@ -193,6 +230,8 @@ class Scheduler:
         options = (
             {"result_linger_s": FEEDER_LINGER_S} if self.stages.fed.get(state.task_type) else {}
         )
+        if state.task_type in self.recurring.schedules:  # a job's outcome, at once
+            options = {"result_linger_s": 0.0}
         self.outbox.append(
             (state.endpoint, worker.wid, self.codec.welcome(self.run, self.metadata, options))
         )
@@ -317,6 +356,11 @@ class Scheduler:
         if item is None or item.worker != worker.wid:
             return  # already re-issued or collected
         state.unassign(item)
+        if self.recurring.signalled(state, item, msg, worker.wid, now):
+            return  # StopJob, UnsetJob: the job's outcome, not a failure (.recurring)
+        if NOT_RETRYABLE.intersection(msg.exc_types):  # no retry can mend it
+            self.failures.item_failed(state, item, msg.error)
+            return
         retry_for = state.task.retry_for
         if retry_for is not None:
             names = {n if isinstance(n, str) else n.__name__ for n in retry_for}
@@ -371,10 +415,19 @@ class Scheduler:
         re-driven; returns its new seq. A new seq, because the collector has counted the
         old one as skipped (see docs/guides/operating.md). A finished task is reopened."""
         state.failed.remove(entry)
-        item = Item(state.next_seq, entry["data"], first_sent_at=now)
-        state.next_seq += 1
+        resume = self.resuming.get(state.task_type)
+        if resume is not None and state.next_seq < resume.limit:
+            # Resumed, and handle() has yet to make again seqs handed out before the
+            # crash: take the first seq above them all, which handle() will skip.
+            seq = resume.limit
+            resume.limit = seq + 1
+            resume.redriven = resume.redriven | {seq}  # counted there, not in .redriven
+        else:
+            seq = state.next_seq
+            state.next_seq += 1
+            self.redriven[state.task_type] += 1
+        item = Item(seq, entry["data"], first_sent_at=now)
         self.journal.redriven(entry, item.seq)
-        self.redriven[state.task_type] += 1
         state.in_flight[item.seq] = item
         state.retry.append((now, item.seq))
         if state.finished:

@@ -49,9 +49,13 @@ class StageBook(SchedulerPart):
             t.task_type: list(t.sources) for t in tasks if t.sources
         }
         self.open_ended = {t.task_type for t in tasks if t.open_ended}
+        #: Per stage or open-ended task: the items waiting ...
         self.backlog: dict[str, deque[dict[str, Any]]] = {
             tt: deque() for tt in [*self.sources, *sorted(self.open_ended)]
         }
+        #: ... and their seqs, given as each is derived or pushed (and journaled with
+        #: it), so a resumed run hands it out under the same seq and never reuses one.
+        self.seqs: dict[str, deque[int]] = {tt: deque() for tt in self.backlog}
         self.fed: dict[str, list[str]] = {}  # source -> the stages it feeds
         for stage, sources in self.sources.items():
             for source in sources:
@@ -101,17 +105,47 @@ class StageBook(SchedulerPart):
 
     # -- what the scheduler calls --------------------------------------------------------
 
-    def take(self, state: TaskState) -> dict[str, Any] | None:
-        """The stage's next item from its backlog (``None``: nothing waits). The call that
-        takes the last one of a stage whose sources are finished completes it, as
+    def take(self, state: TaskState) -> tuple[int, dict[str, Any]] | None:
+        """The stage's next ``(seq, item)`` from its backlog (``None``: nothing waits). The
+        call that takes the last one of a stage whose sources are finished completes it, as
         ``handle`` sets ``is_complete`` in the call that hands out the last item."""
         backlog = self.backlog[state.task_type]
         if not backlog:
             return None
-        payload = backlog.popleft()
+        taken = self.seqs[state.task_type].popleft(), backlog.popleft()
         if not backlog and self.ready_to_complete(state.task_type):
             state.task.is_complete = True
-        return payload
+        return taken
+
+    def enter(self, state: TaskState, items: list[dict[str, Any]], journaled: bool = True) -> None:
+        """Give ``items`` their seqs and put them in the backlog (and the journal, unless
+        another part remakes them after a crash: then only their seqs are journaled, so a
+        resumed run does not reuse them)."""
+        backlog, seqs = self.backlog[state.task_type], self.seqs[state.task_type]
+        journal = self.s.journal
+        for payload in items:
+            seq = state.next_seq
+            state.next_seq = seq + 1
+            backlog.append(payload)
+            seqs.append(seq)
+            if journal.records:
+                if journaled:
+                    journal.made(state.task_type, seq, payload)
+                else:
+                    journal.handed_out(state.task_type, seq)
+
+    def restore(self, backlog: dict[str, list[tuple[int, Any]]], closed: set[str]) -> None:
+        """A resumed run: the items its journal holds wait again, under their seqs."""
+        for task_type, items in backlog.items():
+            if task_type in self.backlog:
+                self.seqs[task_type].extend(seq for seq, _ in items)
+                self.backlog[task_type].extend(payload for _, payload in items)
+        self.closed.update(closed & self.open_ended)
+
+    def waiting(self, task_type: str) -> int:
+        """Items of ``task_type`` made (derived, pushed) and not yet handed out."""
+        backlog = self.backlog.get(task_type)
+        return 0 if backlog is None else len(backlog)
 
     def feed(self, source: TaskState, seq: int, result: dict[str, Any]) -> None:
         """A result of ``source`` was collected (its first ACK carried it): each stage it
@@ -126,7 +160,7 @@ class StageBook(SchedulerPart):
                 counts["filtered"] += 1
                 continue
             backlog = self.backlog[stage_type]
-            backlog.extend(items)
+            self.enter(stage, items)
             counts["derived"] += len(items)
             if len(backlog) > counts["backlog_peak"]:
                 counts["backlog_peak"] = len(backlog)
@@ -189,7 +223,7 @@ class StageBook(SchedulerPart):
         backlog = self.backlog[task_type]
         room = max(0, self.bound - len(backlog))
         taken = items[:room]
-        backlog.extend(taken)
+        self.enter(self.s.tasks[task_type], taken)
         self.counts[task_type]["pushed"] += len(taken)
         return len(taken)
 
@@ -197,6 +231,7 @@ class StageBook(SchedulerPart):
         """No more items will be pushed into ``task_type``: it completes once drained."""
         self._check_pushable(task_type)
         self.closed.add(task_type)
+        self.s.journal.closed(task_type)
         self._maybe_complete(task_type)
 
     def _check_pushable(self, task_type: str) -> None:

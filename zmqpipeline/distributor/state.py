@@ -80,6 +80,7 @@ class Item:
     sent_at: float = 0.0
     first_sent_at: float = 0.0
     avoid: bytes | None = None  # handed back by this worker: give it to another
+    nbytes: int = 0  # its big values (frames): what it weighs against max_in_flight_bytes
 
 
 class ItemTimer:
@@ -122,6 +123,8 @@ class TaskState:
     finished: bool = False
     next_seq: int = 0
     in_flight: dict[int, Item] = field(default_factory=dict)  # handed out, not yet ACKed
+    task_names: int = -1  # attributes of the task instance when last looked at (handout)
+    has_frames: bool = False  # an item had big values: count bytes in flight from now on
     retry: deque[tuple[float, int]] = field(default_factory=deque)  # (ready_at, seq)
     suspect: deque[int] = field(default_factory=deque)  # seqs whose workers died
     workers: dict[bytes, WorkerRecord] = field(default_factory=dict)
@@ -133,6 +136,7 @@ class TaskState:
     handle_errors: int = 0
     rotation: int = 0
     size: int | None = None  # items the task declares (task_size), read when it starts
+    oversize_told: bool = False  # warned that it hands out more than its size
 
     def unassign(self, item: Item) -> None:
         """``item`` is no longer held by its worker (it waits, or is done)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .state import task_size
+from .accounting import task_counts
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -27,29 +27,30 @@ def worker_entry(wid: bytes, task_type: str) -> dict[str, Any]:
         "host": host,
         "pid": int(pid) if pid.isdigit() else None,
         "task_type": task_type,
-        "handed_out": 0,
+        "handed_out": 0,  # items sent to it, handed back ones included
+        "handed_back": 0,  # of those, given back unstarted (RECALL) for another worker
         "collected": 0,
     }
 
 
 def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
-    """Counts of the run so far: ``tasks`` maps each task type to ``handed_out`` (items
-    made by ``handle``), ``in_flight``, ``collected``, ``failed``, ``retries`` and ``size``
-    (the task's declared size, ``None`` if it declares none), and for a stage or an
-    open-ended task ``sources``, ``open_ended``, ``backlog`` and the counts of
-    :meth:`~zmqpipeline.distributor.stages.StageBook.summary`; ``workers`` describes every
-    worker seen; ``failed`` lists every item that failed for good, with its data."""
+    """Counts of the run so far: ``tasks`` maps each task type to the counts of
+    :func:`~zmqpipeline.distributor.accounting.task_counts` (``handed_out``,
+    ``in_flight``, ``collected``, ``failed``, ``errors``, ``not_handed_out``, ``size``:
+    collected + failed + in flight + not handed out = size), its ``retries``, and for a
+    stage or an open-ended task ``sources``, ``open_ended``, ``backlog`` and the counts
+    of :meth:`~zmqpipeline.distributor.stages.StageBook.summary`; ``workers`` describes
+    every worker seen; ``failed`` lists every failure for good, with its data. A task with a
+    result cache also has ``cached`` (its items collected from the cache: a part of
+    ``collected``)."""
     tasks = scheduler.tasks
     return {
         "tasks": {
             tt: {
-                "handed_out": s.next_seq,
-                "in_flight": len(s.in_flight),
-                "collected": s.collected,
-                "failed": len(s.failed),
+                **task_counts(scheduler, tt).as_dict(),
                 "retries": s.retries,
-                "size": task_size(s.task),
                 **scheduler.stages.summary(tt),  # a stage's sources, backlog and counts
+                **scheduler.cache.summary(tt),  # cached: collected from the result cache
             }
             for tt, s in tasks.items()
         },
@@ -64,8 +65,8 @@ def run_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
 
 def end_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
     """What END carries to the collector's ``handle_finished``: the counts without the
-    items' data, at most :data:`END_FAILURES` failures, each error's last line only, so
-    END stays small however the run went."""
+    items' data, how the run ended (``ended_by``), at most :data:`END_FAILURES`
+    failures, each error's last line only, so END stays small however the run went."""
     tasks = scheduler.tasks
     failed = [
         {**{k: v for k, v in f.items() if k != "data"}, "error": _last_line(f["error"])}
@@ -77,6 +78,8 @@ def end_summary(scheduler: Scheduler, aborted: bool) -> dict[str, Any]:
         "failed": failed[:END_FAILURES],
         "retries": sum(s.retries for s in tasks.values()),
         "aborted": aborted,
+        # completed, drained (an operator's drain: items left unsent) or stopped
+        "ended_by": scheduler.ended_by or ("stopped" if aborted else "completed"),
         "task_type": scheduler.last_finished,
     }
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import JournalError
 from ..runtime.seen import SeenSet
 from .store import Store, pack, unpack
 
@@ -61,6 +62,20 @@ class JournaledRun:
     #: Items that failed for good and were handed out again (``retry_failed``): their
     #: failure record and the seq they went out under, in order.
     redrives: list[tuple[dict[str, Any], int]] = field(default_factory=list)
+    #: Per stage or open-ended task: the items derived or pushed and not yet collected
+    #: or failed, ``(seq, payload)`` in seq order (handed out before the crash or not).
+    backlog: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    #: Open-ended tasks whose stream of pushed items was closed.
+    closed: set[str] = field(default_factory=set)
+    #: Per task type, its definition's fingerprint (:mod:`.fingerprint`); ``{}`` in a
+    #: journal written before fingerprints.
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def standing(self) -> list[dict[str, Any]]:
+        """The failures not re-driven since (``retry_failed``, ``--retry-failed``)."""
+        gone = {f["item_id"] for f, _ in self.redrives}
+        return [f for f in self.failed if f["item_id"] not in gone]
 
 
 class RunJournal:
@@ -68,12 +83,25 @@ class RunJournal:
 
     #: Whether the hooks record anything: the scheduler skips the per-item ones if not.
     records = False
+    #: Why the journal could not be written (a full disk...): it writes nothing more, and
+    #: the distributor stops the run (``None``: it is fine).
+    broken: JournalError | None = None
 
     def started(self, metadata: dict[str, Any]) -> None:
         """The run's metadata is known."""
 
     def handed_out(self, task_type: str, seq: int) -> None:
         """``seq`` was made by ``Task.handle`` and handed out."""
+
+    def made(self, task_type: str, seq: int, payload: dict[str, Any]) -> None:
+        """A stage derived (or a pusher pushed) item ``seq`` into its task's backlog: it
+        is recorded with its payload, so a restart hands it out under the same seq."""
+
+    def closed(self, task_type: str) -> None:
+        """The stream of pushed items of ``task_type`` was closed."""
+
+    def sync(self) -> None:
+        """Commit now (before telling a pusher its items are accepted)."""
 
     def acked(self, task_type: str, seq: int) -> None:
         """The collector ACKed ``seq``."""
@@ -133,11 +161,15 @@ class DistributorJournal(RunJournal):
         self._failed: list[Mapping[str, Any]] = []
         self._redrives: list[tuple[Mapping[str, Any], int]] = []
         self._unfailed: list[Mapping[str, Any]] = []  # committed failures to take back
+        self._made: list[tuple[str, int, bytes]] = []  # backlog items, packed
+        self._backlogs: set[str] = set()  # task types with backlog rows
+        self._closed: set[str] = set()
+        self._closed_changed = False
         self._metadata: dict[str, Any] | None = None
         self._events = 0
         self._urgent = False
         self._last_commit = time.monotonic()
-        self._closed = False
+        self._shut = False
 
     def load(self) -> JournaledRun | None:
         """The run this journal holds (``None``: it holds none)."""
@@ -158,17 +190,24 @@ class DistributorJournal(RunJournal):
         journaled.failed = [unpack(blob) for (blob,) in rows]
         rows = store.db.execute("SELECT record, seq FROM redrives ORDER BY rowid")
         journaled.redrives = [(unpack(blob), seq) for blob, seq in rows]
+        rows = store.db.execute("SELECT task_type, seq, payload FROM backlog ORDER BY 1, 2")
+        for task_type, seq, blob in rows:
+            if seq not in journaled.done.get(task_type, ()):
+                journaled.backlog.setdefault(task_type, []).append((seq, unpack(blob)))
+        journaled.closed = set(store.info("closed") or ())
+        journaled.fingerprint = store.info("fingerprint") or {}
         return journaled
 
-    def begin(self, run: int, tasks: dict[str, str]) -> None:
-        """Forget what the file held and record a new run."""
-        db = self._store.db
-        db.execute("BEGIN")
-        self._store.clear()
-        self._store.set_info("run", run)
-        self._store.set_info("tasks", tasks)
-        self._store.set_info("complete", False)
-        db.execute("COMMIT")
+    def begin(
+        self, run: int, tasks: dict[str, str], fingerprint: dict[str, Any] | None = None
+    ) -> None:
+        """Forget what the file held and record a new run (and its tasks' fingerprints)."""
+        with self._store.transaction():
+            self._store.clear()
+            self._store.set_info("run", run)
+            self._store.set_info("tasks", tasks)
+            self._store.set_info("fingerprint", fingerprint or {})
+            self._store.set_info("complete", False)
         for task_type in tasks:
             self._track(task_type, SeenSet(), 0, 0)
 
@@ -185,6 +224,8 @@ class DistributorJournal(RunJournal):
                 journaled.collected.get(task_type, 0),
             )
         self._finished = set(journaled.finished)
+        self._backlogs = set(journaled.backlog)
+        self._closed = set(journaled.closed)
 
     def _track(self, task_type: str, done: SeenSet, next_seq: int, collected: int) -> None:
         self._done[task_type] = done
@@ -201,6 +242,21 @@ class DistributorJournal(RunJournal):
     def handed_out(self, task_type: str, seq: int) -> None:
         self._next_seq[task_type] = seq + 1
         self._dirty.add(task_type)
+
+    def made(self, task_type: str, seq: int, payload: dict[str, Any]) -> None:
+        self._made.append((task_type, seq, pack(payload)))
+        self._backlogs.add(task_type)
+        self._next_seq[task_type] = max(self._next_seq[task_type], seq + 1)
+        self._dirty.add(task_type)
+        self._events += 1
+
+    def closed(self, task_type: str) -> None:
+        self._closed.add(task_type)
+        self._closed_changed = self._urgent = True
+
+    def sync(self) -> None:
+        if self._pending():
+            self.commit()
 
     def acked(self, task_type: str, seq: int) -> None:
         self._done[task_type].add(seq)
@@ -247,8 +303,12 @@ class DistributorJournal(RunJournal):
 
     # -- commits -------------------------------------------------------------------------
 
+    def _pending(self) -> bool:
+        buffered = self._dirty or self._failed or self._redrives or self._urgent
+        return bool(buffered) or self._metadata is not None
+
     def maybe_commit(self, now: float) -> None:
-        if not (self._dirty or self._failed or self._redrives or self._metadata is not None):
+        if not self._pending():
             return
         if (
             self._urgent
@@ -258,17 +318,41 @@ class DistributorJournal(RunJournal):
             self.commit(now)
 
     def next_commit_at(self) -> float | None:
-        if not (self._dirty or self._failed or self._redrives or self._metadata is not None):
+        if not self._pending() or self.broken is not None:
             return None
         return self._last_commit + self.commit_every_s
 
     def commit(self, now: float | None = None) -> None:
-        """Write every buffered event in one transaction."""
-        store = self._store
-        store.db.execute("BEGIN")
+        """Write every buffered event in one transaction. If that fails, :attr:`broken`
+        says why and nothing more is written (what was committed before stays)."""
+        if self.broken is not None:
+            return
         try:
+            self._commit()
+        except JournalError as exc:
+            self.broken = exc
+            return
+        self._made.clear()
+        self._closed_changed = False
+        self._dirty.clear()
+        self._failed.clear()
+        self._redrives.clear()
+        self._unfailed.clear()
+        self._metadata = None
+        self._events = 0
+        self._urgent = False
+        self._last_commit = time.monotonic() if now is None else now
+
+    def _commit(self) -> None:
+        store = self._store
+        with store.transaction():
             if self._metadata is not None:
                 store.set_info("metadata", self._metadata)
+            if self._closed_changed:
+                store.set_info("closed", sorted(self._closed))
+            store.db.executemany("INSERT OR REPLACE INTO backlog VALUES (?, ?, ?)", self._made)
+            for task_type in self._dirty & self._backlogs:  # collected or failed: gone
+                self._drop_backlog(task_type)
             for task_type in self._dirty:
                 counts = (
                     self._next_seq[task_type],
@@ -290,27 +374,31 @@ class DistributorJournal(RunJournal):
                 "(SELECT rowid FROM failed WHERE task_type = ? AND record = ? LIMIT 1)",
                 [(record["task_type"], pack(record)) for record in self._unfailed],
             )
-            store.db.execute("COMMIT")
-        except BaseException:
-            store.db.execute("ROLLBACK")
-            raise
-        self._dirty.clear()
-        self._failed.clear()
-        self._redrives.clear()
-        self._unfailed.clear()
-        self._metadata = None
-        self._events = 0
-        self._urgent = False
-        self._last_commit = time.monotonic() if now is None else now
+
+    def _drop_backlog(self, task_type: str) -> None:
+        db, done = self._store.db, self._done[task_type]
+        db.execute("DELETE FROM backlog WHERE task_type = ? AND seq < ?", (task_type, done.low))
+        db.executemany(
+            "DELETE FROM backlog WHERE task_type = ? AND seq = ?",
+            [(task_type, seq) for seq in self._new[task_type] if seq >= done.low],
+        )
+
+    def reopen(self) -> None:
+        """The run held is no longer complete (its failures go out again, see
+        :func:`zmqpipeline.journal.redrive.redrive_failed`): a restart resumes it."""
+        self.commit()
+        with self._store.transaction():
+            self._store.set_info("complete", False)
 
     def close(self, complete: bool) -> None:
-        if self._closed:
+        if self._shut:
             return
-        self._closed = True
+        self._shut = True
         try:
             self.commit()
-            if complete:
-                self._store.set_info("complete", True)
+            if complete and self.broken is None:
+                with self._store.transaction():
+                    self._store.set_info("complete", True)
         finally:
             self._store.close()
 

@@ -3,17 +3,19 @@ watermark tables both roles' journals keep."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from ..errors import ConfigurationError
+from ..errors import JournalError
 from ..runtime.seen import SeenSet
 
-__all__ = ["FORMAT", "Store", "pack", "unpack"]
+__all__ = ["FORMAT", "Store", "cannot_use", "pack", "unpack"]
 
 #: Version of the file layout below.
 FORMAT = 1
@@ -34,6 +36,10 @@ CREATE TABLE IF NOT EXISTS failed (task_type TEXT NOT NULL, record BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS redrives (
     task_type TEXT NOT NULL, seq INTEGER NOT NULL, record BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS backlog (
+    task_type TEXT NOT NULL, seq INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (task_type, seq)
+) WITHOUT ROWID;
 """
 
 
@@ -43,6 +49,31 @@ def pack(value: Any) -> bytes:
 
 def unpack(blob: bytes) -> Any:
     return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+def cannot_use(path: str, exc: BaseException, doing: str = "cannot be used") -> JournalError:
+    """The error for a journal file that failed, saying why in words: full, read-only,
+    no permission, locked by another process, damaged."""
+    text = str(exc)
+    folder = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        text = "database or disk is full"
+    elif (isinstance(exc, OSError) and exc.errno == errno.EROFS) or _read_only(folder):
+        text = f"{text} (read-only file system at {folder})"
+    elif isinstance(exc, PermissionError) or not os.access(folder, os.W_OK | os.X_OK):
+        text = f"{text} (permission denied: folder {folder} is not writable by us)"
+    elif "locked" in text:
+        text = f"{text} (is another process using it?)"
+    elif "not a database" in text or "malformed" in text:
+        text = f"{text} (damaged, or not a journal: move it away, or give another file)"
+    return JournalError(f"journal {path} {doing}: {text}")
+
+
+def _read_only(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 class Store:
@@ -64,20 +95,44 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
             found = self.info("role")
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(
-                f"journal {self.path} cannot be used (is another process using it?): {exc}"
-            ) from None
-        if found is None:
-            self.set_info("role", role)
-            self.set_info("format", FORMAT)
-        elif found != role or self.info("format") != FORMAT:
+            if found is None:
+                with self.transaction():
+                    self.set_info("role", role)
+                    self.set_info("format", FORMAT)
+        except (OSError, sqlite3.Error, JournalError) as exc:
+            if hasattr(self, "db"):
+                self.db.close()
+            if isinstance(exc, JournalError):
+                raise
+            raise cannot_use(self.path, exc) from None
+        if found is not None and (found != role or self.info("format") != FORMAT):
             found_format = self.info("format")
             self.db.close()
-            raise ConfigurationError(
+            raise JournalError(
                 f"journal {self.path} is a {found} journal (format {found_format}), "
                 f"not a {role} journal of format {FORMAT}"
             )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction; a failure rolls it back (if SQLite has not already: after a
+        failed COMMIT it has) and raises a :class:`JournalError` naming the file and why."""
+        db = self.db
+        try:
+            db.execute("BEGIN")
+            yield
+            db.execute("COMMIT")
+        except (OSError, sqlite3.Error) as exc:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the first error says what went wrong
+            raise cannot_use(self.path, exc, "cannot be written") from None
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def info(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
@@ -114,7 +169,7 @@ class Store:
         )
 
     def clear(self) -> None:
-        for table in ("marks", "done", "failed", "redrives"):
+        for table in ("marks", "done", "failed", "redrives", "backlog"):
             self.db.execute(f"DELETE FROM {table}")
         self.db.execute("DELETE FROM info WHERE key NOT IN ('role', 'format')")
 

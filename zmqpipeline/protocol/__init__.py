@@ -1,11 +1,13 @@
 """The wire protocol: every frame any role sends or receives is built and parsed here.
 
-Every message is exactly two frames (a ROUTER adds the peer's identity in front)::
+Every message is two frames (a ROUTER adds the peer's identity in front); DATA and RESULT
+may carry up to 16 more, each a big value of an item or a result whose place in the body
+holds a placeholder (see :mod:`zmqpipeline.protocol.frames`)::
 
     +---------+------+   +--------------------------+
     | VERSION | KIND |   | msgpack body (a list)    |
     +---------+------+   +--------------------------+
-      1 byte   1 byte      one shape per KIND, below
+      1 byte   1 byte      one shape per KIND, below    [ frame 0 ] [ frame 1 ] ...
 
 Each kind travels one way (or, for END, from one sender to two roles) with one body shape,
 and decodes to one immutable record with named fields (the class named in the table).

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..utils.serializer import Packer
 from .bounds import ElementLimit, TooManyElements, check_elements
-from .tokens import TOKEN_BYTES
+from .frames import split_frames, wrong_key
 from .wire import (
     ACK,
     ALIVE,
@@ -72,7 +73,7 @@ def _bin_header(n: int) -> bytes:
     return b"\xc6" + n.to_bytes(4, "big")
 
 
-def _result_message(head: bytes, packed: list[bytes], tokens: list[bytes]) -> list[bytes]:
+def _result_message(head: bytes, packed: list[bytes], tokens: Iterable[bytes]) -> list[bytes]:
     """RESULT from its packed head, entries and tokens (msgpack arrays concatenate)."""
     blob = b"".join(tokens)
     body = b"".join([head, _array_header(len(packed)), *packed, _bin_header(len(blob)), blob])
@@ -156,8 +157,51 @@ class Codec:
     def data(
         self, run: int, items: list[list[Any]], task_type: str, tokens: bytes = b""
     ) -> list[bytes]:
-        """``tokens``: the items' tokens, 8 bytes each in order (``protocol.tokens``)."""
+        """``tokens``: the tokens covering the items (:mod:`~zmqpipeline.protocol.tokens`)."""
         return self.encode(DATA, [run, items, tokens], task_type)
+
+    def data_framed(
+        self,
+        run: int,
+        items: list[list[Any]],
+        task_type: str,
+        tokens: Callable[[list[int]], list[bytes]],
+    ) -> list[list[Any]]:
+        """DATA messages for items that may hold big values (see
+        :mod:`~zmqpipeline.protocol.frames`): each item that has some travels alone, its
+        values as frames after the body; the others together in one message, as
+        :meth:`data` sends them (``tokens(seqs)``: the tokens covering ``seqs``). An item over
+        ``max_message_bytes`` (body and frames) raises :class:`MessageTooLarge` naming its
+        size and the limit."""
+        messages: list[list[Any]] = []
+        plain: list[list[Any]] = []
+        for seq, payload in items:
+            frames: list[Any] = []
+            try:
+                body = split_frames(payload, frames)
+            except SerializationError as exc:  # a key the receiver would refuse
+                found = wrong_key(payload, ()) or exc
+                raise SerializationError(
+                    f"item {seq} of task type {task_type!r} holds {found}"
+                ) from None
+            if not frames:
+                plain.append([seq, payload])
+                continue
+            message = self.encode(DATA, [run, [[seq, body]], b"".join(tokens([seq]))], task_type)
+            self._check_framed(message, frames, f"item {seq} of task type {task_type!r}")
+            messages.append(message + frames)
+        if plain:
+            blob = b"".join(tokens([seq for seq, _ in plain]))
+            messages.append(self.data(run, plain, task_type, blob))
+        return messages
+
+    def _check_framed(self, message: list[bytes], frames: list[Any], what: str) -> None:
+        size = len(message[1]) + sum(memoryview(f).nbytes for f in frames)
+        if size > self.max_bytes:
+            raise MessageTooLarge(
+                f"{what} is {size} bytes, over the per-item limit of {self.max_bytes} "
+                "(max_message_bytes)"
+            )
 
     def credit(self, n: int) -> list[bytes]:
         return self.encode(CREDIT, [n])
@@ -203,14 +247,13 @@ class Codec:
         worker_id: bytes,
         entries: list[tuple[int, Any]],
         tokens: dict[int, bytes] | None = None,
-    ) -> tuple[list[list[bytes]], list[tuple[int, Exception]]]:
+    ) -> tuple[list[list[Any]], list[tuple[int, Exception]]]:
         """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes``
-        and the element limit, and the entries that fail alone: a result msgpack cannot
-        carry (:class:`SerializationError`) or one too large for any message
-        (:class:`MessageTooLarge`). Each entry carries its item's token, taken out of
-        ``tokens`` (:mod:`zmqpipeline.protocol.tokens`): all of a message's or none. Entries
-        are packed here, at the batch's send, not as each item finishes: one warm loop
-        costs less than a cold call per item."""
+        and the element limit (a result holding big values alone, they as frames), and
+        the entries that fail alone (:class:`SerializationError`, :class:`MessageTooLarge`).
+        Each message carries the tokens covering its entries, taken out of ``tokens``
+        (:mod:`~zmqpipeline.protocol.tokens`). Entries are packed here, at the batch's
+        send: one warm loop costs less than a cold call per item."""
         key = (run, task_type, worker_id)  # the same for all of a worker's batches in a run
         if self._head[0] != key:
             self._head = (key, b"\x95" + self._packer.pack([run, task_type, worker_id])[1:])
@@ -219,42 +262,67 @@ class Codec:
         room_elements = LIMITS[RESULT].max_elements - 8  # 8: the head's
         fast = self._packer.fast
         pop = (tokens or {}).pop
-        missing = b"" if tokens is None else bytes(TOKEN_BYTES)  # refused: no token known
-        messages: list[list[bytes]] = []
+        messages: list[list[Any]] = []
         failed: list[tuple[int, Exception]] = []
         chunk: list[bytes] = []
-        chunk_tokens: list[bytes] = []
+        chunk_tokens: dict[bytes, None] = {}  # the tokens covering the chunk's entries
         size = elements = 0
         for seq, result in entries:
-            token = pop(seq, missing)
+            token = pop(seq, b"")  # none known: the collector refuses the message
+            frames: list[Any] = []
+            try:
+                body = split_frames(result, frames) if result else result
+            except SerializationError as exc:  # a key the receiver would refuse
+                what = f"the result of item {seq} of task type {task_type!r} holds"
+                failed.append((seq, SerializationError(f"{what} {wrong_key(result, ()) or exc}")))
+                continue
+            if frames:  # big values: this result travels alone, they as frames
+                self._framed_result(head, seq, body, token, task_type, frames, messages, failed)
+                continue
             entry = [seq, result]
             try:
                 packed: bytes = fast(entry)
             except Exception:
-                retried = self._pack_alone(task_type, entry)
-                if isinstance(retried, Exception):
-                    failed.append((seq, retried))
-                    continue
-                packed = retried
-            n = len(packed)  # an upper bound of its elements: each takes a byte at least
-            if n > _ENTRY_SCAN_BYTES:
-                n = check_elements(packed, _COUNTED)
-            error = self._entry_error(task_type, entry, packed, n, room, room_elements)
-            if error is not None:
-                failed.append((seq, error))
+                packed = self._pack_alone(task_type, entry)
+            n = self._entry_elements(task_type, entry, packed, room, room_elements)
+            if isinstance(n, Exception):
+                failed.append((seq, n))
                 continue
             if chunk and (size + len(packed) > room or elements + n > room_elements):
                 messages.append(_result_message(head, chunk, chunk_tokens))
-                chunk, chunk_tokens, size, elements = [], [], 0, 0
+                chunk, chunk_tokens, size, elements = [], {}, 0, 0
             chunk.append(packed)
-            chunk_tokens.append(token)
-            size += len(packed) + len(token)
+            if token not in chunk_tokens:
+                chunk_tokens[token] = None
+                size += len(token)
+            size += len(packed)
             elements += n
         if chunk:
             messages.append(_result_message(head, chunk, chunk_tokens))
         return messages, failed
 
-    def _pack_alone(self, task_type: str, entry: list[Any]) -> bytes | Exception:
+    def _framed_result(
+        self,
+        head: bytes,
+        seq: int,
+        body: Any,
+        token: bytes,
+        task_type: str,
+        frames: list[Any],
+        messages: list[list[Any]],
+        failed: list[tuple[int, Exception]],
+    ) -> None:
+        """A result holding big values: one RESULT of its own, they as frames after it."""
+        try:
+            one = self._packer.pack([seq, body], task_type)
+            message: list[Any] = _result_message(head, [one], [token])
+            self._check_framed(message, frames, f"result of item {seq} of task type {task_type!r}")
+        except (SerializationError, MessageTooLarge) as exc:
+            failed.append((seq, exc))
+        else:
+            messages.append(message + frames)
+
+    def _pack_alone(self, task_type: str, entry: list[Any]) -> Any:
         """A RESULT entry the fast path would not pack, packed again (what failed named)."""
         self._packer.reset()
         try:  # the result alone, for the error that names what in it failed
@@ -269,10 +337,16 @@ class Codec:
                 f"{task_type!r}: {type(exc).__name__}: {exc}"
             )
 
-    def _entry_error(
-        self, task_type: str, entry: list[Any], packed: bytes, n: int, room: int, elements: int
-    ) -> Exception | None:
-        """Why a packed RESULT entry cannot go, if it cannot."""
+    def _entry_elements(
+        self, task_type: str, entry: list[Any], packed: Any, room: int, elements: int
+    ) -> int | Exception:
+        """A packed RESULT entry's elements (an upper bound), or why it cannot go: it
+        would not pack (``packed`` is the exception), or it is too big."""
+        if isinstance(packed, Exception):
+            return packed
+        n = len(packed)  # an upper bound of its elements: each takes a byte at least
+        if n > _ENTRY_SCAN_BYTES:
+            n = check_elements(packed, _COUNTED)
         seq = entry[0]
         what = f"result of item {seq} of task type {task_type!r}"
         if len(packed) > room:
@@ -282,7 +356,7 @@ class Codec:
             )
         if n > elements:
             return MessageTooLarge(f"{what} holds {n} elements, over {elements} (protocol.bounds)")
-        return None
+        return n
 
     def ping(self, run: int) -> list[bytes]:
         return self.encode(PING, [run])

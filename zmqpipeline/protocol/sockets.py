@@ -38,8 +38,8 @@ DISTRIBUTOR_PUSH = frozenset({k.PUSH, k.PUSH_CLOSE})
 # -- the collector ----------------------------------------------------------------------------
 #: The results endpoint (PULL): workers' results.
 COLLECTOR_RESULTS = frozenset({k.RESULT})
-#: The ACK endpoint (ROUTER): its distributor.
-COLLECTOR_FROM_DISTRIBUTOR = frozenset({k.PING, k.START, k.SKIP, k.END})
+#: The ACK endpoint (ROUTER): its distributor (RESULT: results it served from its cache).
+COLLECTOR_FROM_DISTRIBUTOR = frozenset({k.PING, k.START, k.SKIP, k.END, k.RESULT})
 
 # -- workers ----------------------------------------------------------------------------------
 #: A worker's DEALER to its task endpoint.

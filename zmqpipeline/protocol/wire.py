@@ -11,6 +11,7 @@ import msgpack  # type: ignore[import-untyped]
 from ..errors import ProtocolError
 from ..utils.serializer import ext_hook
 from .bounds import ELEMENT_LIMITS, TooManyElements, check_elements
+from .frames import MAX_CONTAINER_ITEMS, MAX_FRAMES, frames_hook
 from .records import (
     Ack,
     Alive,
@@ -47,7 +48,7 @@ from .records import (
     WorkerError,
     WorkerReply,
 )
-from .tokens import KEY_BYTES, TOKEN_BYTES
+from .tokens import KEY_BYTES, TOKEN_BYTES, seqs_of, split
 
 __all__ = [
     "ACK",
@@ -63,6 +64,7 @@ __all__ = [
     "ERROR_MAX_CHARS",
     "FAIL",
     "FINISHED",
+    "FRAMED_KINDS",
     "HANDBACK",
     "HEARTBEAT",
     "HELLO",
@@ -155,7 +157,7 @@ class _Spec(NamedTuple):
     max_len: int  # longest array or map anywhere in the body
 
 
-_LIST_LIMIT = 1 << 20  # arrays/maps inside user data, and item lists
+_LIST_LIMIT = MAX_CONTAINER_ITEMS  # arrays/maps inside user data, and item lists
 
 SPECS: dict[int, _Spec] = {
     READY: _Spec(Ready, (str, int, int, int), _CONTROL, 8),
@@ -207,6 +209,9 @@ HEADERS: dict[int, bytes] = {kind: bytes((VERSION, kind)) for kind in SPECS}
 LIMITS = {
     kind: ELEMENT_LIMITS[KIND_NAMES[kind]] for kind in SPECS if KIND_NAMES[kind] in ELEMENT_LIMITS
 }
+#: The kinds whose big values may travel as extra frames after the body (see
+#: :mod:`zmqpipeline.protocol.frames`); every other kind is exactly two frames.
+FRAMED_KINDS = frozenset({DATA, RESULT})
 
 
 def kind_of(record: Any) -> int:
@@ -215,8 +220,14 @@ def kind_of(record: Any) -> int:
 
 
 def _tokens_ok(body: list[Any], items: int, tokens: int) -> bool:
-    """The tokens of a DATA or RESULT (if it has them): none, or one per item."""
-    return len(body) <= tokens or len(body[tokens]) in (0, TOKEN_BYTES * len(body[items]))
+    """The tokens of a DATA or RESULT (if it has them): whole tokens, no more than items;
+    a DATA's cover exactly as many seqs as it has items."""
+    if len(body) <= tokens:
+        return True
+    blob, n = body[tokens], len(body[items])
+    if len(blob) % TOKEN_BYTES or len(blob) > TOKEN_BYTES * n:
+        return False
+    return tokens != 2 or not blob or sum(len(seqs_of(t)) for t in split(blob)) == n
 
 
 def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...], tokens
@@ -345,13 +356,14 @@ def decode(
     where: str = "",
     max_bytes: int = 1 << 62,
 ) -> Any:
-    """Parse ``[header, body]`` into its record; raise ``ProtocolError`` if malformed,
-    over the size limits (``max_bytes`` for kinds that carry user data, the kind's own
-    for the others), or if ``accept`` is given and the kind is not one of them (``where``
-    says where it came: "from the distributor", "on the ACK socket"...)."""
-    if len(frames) != 2:
+    """Parse ``[header, body, *frames]`` into its record (extra frames: DATA and RESULT
+    only); raise ``ProtocolError`` if malformed, over the size limits (``max_bytes``,
+    frames included, for kinds that carry user data, the kind's own for the others), or
+    if ``accept`` is given and the kind is not one of them (``where`` says where it came:
+    "from the distributor", "on the ACK socket"...)."""
+    if not 2 <= len(frames) <= 2 + MAX_FRAMES:
         raise ProtocolError(f"expected 2 frames, got {len(frames)}", frames, "frame count")
-    header, raw = frames
+    header, raw, extra = frames[0], frames[1], frames[2:]
     if len(header) != 2:
         raise ProtocolError(f"header must be 2 bytes, got {len(header)}", frames, "bad header")
     if header[0] != VERSION:
@@ -369,8 +381,13 @@ def decode(
     if accept is not None and kind not in accept:
         raise ProtocolError(f"{name} is not expected {where}".rstrip(), frames, "wrong direction")
     limit = spec.max_bytes or max_bytes
-    if len(raw) > limit:
-        raise ProtocolError(f"{name} of {len(raw)} bytes, over {limit}", frames, "too large")
+    size = len(raw)
+    if extra:  # big values as frames: DATA and RESULT only, all of them within the limit
+        if kind not in FRAMED_KINDS:
+            raise ProtocolError(f"{name} with {len(extra)} extra frame(s)", frames, "frame count")
+        size += sum(memoryview(frame).nbytes for frame in extra)
+    if size > limit:
+        raise ProtocolError(f"{name} of {size} bytes, over {limit}", frames, "too large")
     bound = LIMITS.get(kind)
     if bound is not None and len(raw) > bound.max_elements:  # else it cannot hold too many
         try:
@@ -380,7 +397,7 @@ def decode(
     try:
         body = msgpack.unpackb(
             raw,
-            ext_hook=ext_hook,
+            ext_hook=frames_hook(extra) if extra else ext_hook,
             max_array_len=spec.max_len,
             max_map_len=spec.max_len,
             max_ext_len=1024,

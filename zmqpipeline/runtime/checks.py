@@ -9,7 +9,7 @@ from typing import Any
 
 from ..types import EndpointAddress, TaskType
 
-__all__ = ["check_class_attributes", "task_types"]
+__all__ = ["check_class_attributes", "check_flag_name", "task_types"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ _ROLES: dict[str, _Role] = {
             "collect_results",
             "open_ended",
             "handle",
+            "items",
             "initialize",
             "is_available_for_handling",
             "is_complete",
@@ -185,3 +186,20 @@ def task_types(cls: type, name: str, value: Any, single_ok: bool = False) -> lis
             raise TypeError(f"{cls.__name__}.{name} holds {item!r}, not a TaskType")
         coerced.append(item if isinstance(item, TaskType) else TaskType(item))
     return coerced
+
+
+#: The flags the library reads from a role's instance at run time.
+_FLAGS = ("is_complete",)
+_FLAG_CUTOFF = 0.85
+
+
+def check_flag_name(cls: type, name: str) -> None:
+    """An ``AttributeError`` if ``name``, a new attribute set on an instance of ``cls``,
+    is a typo of a flag the library reads (``self.is_completed = True`` would otherwise
+    hand out items for ever)."""
+    close = difflib.get_close_matches(name, _FLAGS, n=1, cutoff=_FLAG_CUTOFF)
+    if close and close[0] != name:
+        raise AttributeError(
+            f"{cls.__name__}.{name}: no such flag; did you mean {close[0]}? "
+            f"(the distributor reads self.{close[0]})"
+        )

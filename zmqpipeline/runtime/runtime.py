@@ -16,11 +16,12 @@ from typing import Any, ClassVar, TypeVar
 import zmq
 
 from .. import protocol
-from ..errors import MessageTooLarge, ProtocolError
+from ..errors import ConfigurationError, MessageTooLarge, ProtocolError
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
 from .checks import check_class_attributes
+from .handshake import HandshakeWatch
 from .transport import (
     DropCounter,
     StopSignal,
@@ -28,7 +29,7 @@ from .transport import (
     heartbeat,
     new_context,
     open_socket,
-    recv_frames,
+    recv_request,
     send_frames,
 )
 
@@ -86,6 +87,10 @@ def user_code_error(
     directly, a worker's items, where one frame less per item counts."""
     text = traceback.format_exc()
     name = "/".join(map(str, item)) if isinstance(item, tuple) else item
+    if getattr(exc, "steers_job", False):  # StopJob, UnsetJob: an outcome, not an error
+        text = f"{type(exc).__name__}: {exc}"
+        logger.info("%s raised%s: %s", what, f" on item {name}" if name else "", text)
+        return UserCodeError(exc, text)
     logger.error("%s raised%s:\n%s", what, f" on item {name}" if name else "", text)
     return UserCodeError(exc, text)
 
@@ -130,6 +135,7 @@ class RoleRuntime:
         self.sockets: list[zmq.Socket[Any]] = []
         self._beat: threading.Thread | None = None
         self._beat_stop = threading.Event()
+        self._handshakes: HandshakeWatch | None = None
 
     def __enter__(self) -> RoleRuntime:
         return self
@@ -155,6 +161,12 @@ class RoleRuntime:
         """A socket bound or connected to ``endpoint``, closed with the runtime. A bound
         one admits (under CURVE) only keys of role ``admit``; ``max_bytes`` caps each
         frame it takes (default: ``max_message_bytes``)."""
+        if endpoint.startswith("inproc://"):
+            raise ConfigurationError(
+                f"{self.name}: {endpoint} cannot work: inproc:// joins the sockets of one "
+                "ZeroMQ context, and every zmqpipeline role has its own, also in one "
+                "process; use ipc:// between the roles of one machine"
+            )
         sock = open_socket(
             self.ctx,
             socket_type,
@@ -165,9 +177,19 @@ class RoleRuntime:
             role=self.name,
             admit=admit,
             max_bytes=max_bytes,
+            watch=self._watch,
         )
         self.sockets.append(sock)
         return sock
+
+    def _watch(self, sock: zmq.Socket[Any], endpoint: str) -> None:
+        """A connecting CURVE socket: say why its handshake fails, if it does."""
+        security = self.settings.security
+        if security is None:
+            return
+        if self._handshakes is None:
+            self._handshakes = HandshakeWatch(self.name, security, self.logger)
+        self._handshakes.watch(sock, endpoint)
 
     def send(
         self, sock: zmq.Socket[Any], frames: list[bytes], timeout_s: float | None = None
@@ -228,6 +250,8 @@ class RoleRuntime:
         self._beat_stop.set()
         if self._beat is not None:
             self._beat.join()
+        if self._handshakes is not None:
+            self._handshakes.close(self.sockets)
         close_sockets(self.sockets)
         self.sockets.clear()
         self.ctx.term()
@@ -244,17 +268,20 @@ def serve_requests(
     sock: zmq.Socket[Any],
     accept: frozenset[int],
     name: str,
-    answer: Callable[[Any], list[bytes]],
+    answer: Callable[[Any, bytes, zmq.Frame], list[bytes]],
     max_bytes: int = 1 << 62,
 ) -> None:
     """Answer every request waiting on a ROUTER (the control and the push endpoints): each
-    at once, with the frames ``answer(record)`` builds; garbage is dropped and counted
-    (``<name>: ...``), and a reply that cannot leave is forgotten (the peer asks again)."""
+    at once, with the frames ``answer(record, identity, last frame)`` builds (the last frame
+    carries the peer's metadata: who sent it). Garbage is dropped and counted
+    (``<name>: ...``); a request whose answer raises is logged and goes unanswered (the
+    role goes on); a reply that cannot leave is forgotten (the peer asks again)."""
     for _ in range(DRAIN):
         try:
-            frames = recv_frames(sock, 3)
-            if frames is None:
+            read = recv_request(sock)
+            if read is None:
                 return
+            frames, last = read
             if len(frames) != 3:
                 raise ProtocolError("expected 3 frames", frames, "frame count")
             msg = protocol.decode(frames[1:], accept, f"at the {name} endpoint", max_bytes)
@@ -262,7 +289,12 @@ def serve_requests(
             rt.drops.drop(f"{name}: {exc.category}", f"{exc.reason} on {name}")
             continue
         try:
-            send_frames(sock, answer(msg), to=frames[0])
+            reply = answer(msg, frames[0], last)
+        except Exception:  # one bad request never ends the role
+            rt.logger.exception("%s: answering a %s request failed", rt.name, name)
+            continue
+        try:
+            send_frames(sock, reply, to=frames[0])
         except (zmq.ZMQError, MessageTooLarge):
             pass  # the peer has gone, or the reply is too big: it asks again
 

@@ -18,6 +18,7 @@ import socket
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "new_context",
     "open_socket",
     "recv_frames",
+    "recv_request",
     "send_frames",
 ]
 
@@ -100,6 +102,7 @@ def open_socket(
     role: str = "",
     admit: str = "workers",
     max_bytes: int | None = None,
+    watch: Callable[[zmq.Socket[Any], str], None] | None = None,
 ) -> zmq.Socket[Any]:
     """Create a socket of ``socket_type`` and bind or connect it to ``endpoint``.
 
@@ -125,17 +128,8 @@ def open_socket(
             # and a worker that reconnects under the same identity takes it over.
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        security = settings.security
-        if security is not None and address.scheme == "tcp":
-            if not bind:
-                security.make_client(sock, address, role or "role")
-            elif isinstance(ctx, RoleContext):
-                security.make_server(sock, address, role or "role", admit)
-                ctx.admit(security)
-            else:  # a bare zmq.Context could not stop the authenticator before term()
-                raise ConfigurationError(
-                    f"{role or 'role'} binds {address} with CURVE: use transport.new_context()"
-                )
+        if settings.security is not None and address.scheme == "tcp":
+            _secure(ctx, sock, address, settings.security, bind, role or "role", admit, watch)
         if bind:
             _bind(sock, address, role or "role")
         else:
@@ -149,6 +143,47 @@ def open_socket(
         sock.close(linger=0)
         raise
     return sock
+
+
+def _secure(
+    ctx: zmq.Context[Any],
+    sock: zmq.Socket[Any],
+    address: EndpointAddress,
+    security: Security,
+    bind: bool,
+    role: str,
+    admit: str,
+    watch: Callable[[zmq.Socket[Any], str], None] | None,
+) -> None:
+    """Make ``sock`` a CURVE client, or a server admitting role ``admit``."""
+    if not bind:
+        security.make_client(sock, address, role)
+        if watch is not None:  # before connecting: the first handshake is the one to see
+            watch(sock, address)
+    elif isinstance(ctx, RoleContext):
+        security.make_server(sock, address, role, admit)
+        ctx.admit(security)
+    else:  # a bare zmq.Context could not stop the authenticator before term()
+        raise ConfigurationError(f"{role} binds {address} with CURVE: use transport.new_context()")
+
+
+def recv_request(sock: zmq.Socket[Any]) -> tuple[list[bytes], zmq.Frame] | None:
+    """One request of at most 3 frames, and its last frame (which carries the peer's
+    metadata); ``None`` if none waits. A longer one is read to its end and refused."""
+    try:
+        frame = sock.recv(zmq.NOBLOCK, copy=False)
+    except zmq.Again:
+        return None
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(0, copy=False)
+        if len(frames) < 3:
+            frames.append(frame.bytes)
+            continue
+        while frame.more:
+            frame = sock.recv(0, copy=False)
+        raise ProtocolError("message of more than 3 frames", [], "frame count")
+    return frames, frame
 
 
 def _bind(sock: zmq.Socket[Any], address: EndpointAddress, role: str) -> None:
@@ -203,7 +238,7 @@ _EVENTS, _POLLIN, _RCVMORE, NOBLOCK, _SNDMORE = (
 # per frame, and asking RCVMORE after each frame read builds an enum too: about 6 us for
 # one two-frame message sent and read (warm; several times that on a core that has just
 # woken), against 1.7 us for the same libzmq calls made here (timeit, inproc).
-_send = zmq.backend.Socket.send
+_send: Any = zmq.backend.Socket.send  # (data, flags, copy): copy=False for big values
 _recv = zmq.backend.Socket.recv
 
 
@@ -217,8 +252,8 @@ def send_frames(
         _send(sock, to, more)
     last = len(frames) - 1
     for i in range(last):
-        _send(sock, frames[i], more)
-    _send(sock, frames[last], flags)
+        _send(sock, frames[i], more, i < 2)  # big values after the body: without a copy
+    _send(sock, frames[last], flags, last < 2)
 
 
 def readable(sock: zmq.Socket[Any]) -> bool:
@@ -228,12 +263,14 @@ def readable(sock: zmq.Socket[Any]) -> bool:
 
 
 def recv_frames(
-    sock: zmq.Socket[Any], max_frames: int, waiting: bool = False
+    sock: zmq.Socket[Any], max_frames: int, waiting: bool = False, buffers_from: int = 1 << 30
 ) -> list[bytes] | None:
     """Receive one message without blocking (``None`` if there is none). A message of
     more than ``max_frames`` frames is read to its end without keeping it, and refused
     with a ``ProtocolError``: no peer can make a role hold a message of many parts.
-    ``waiting``: a poll has just said a message waits, so it is read without asking."""
+    ``waiting``: a poll has just said a message waits, so it is read without asking.
+    Frames from number ``buffers_from`` on (big values after a body) are not copied: they
+    come as ``memoryview`` s of the received frames."""
     # Asking first is cheaper than the zmq.Again a read of nothing raises: a raised
     # exception costs a role tens of microseconds each time its loop drains a socket.
     # (The question is a system call too: not asked again when a poll has answered it.)
@@ -243,11 +280,11 @@ def recv_frames(
         frame = _recv(sock, NOBLOCK, False)  # a Frame: it says whether more follow
     except zmq.Again:
         return None
-    frames = [frame.bytes]
+    frames: list[Any] = [frame.bytes]
     while frame.more:
         frame = _recv(sock, 0, False)
         if len(frames) < max_frames:
-            frames.append(frame.bytes)
+            frames.append(frame.bytes if len(frames) < buffers_from else frame.buffer)
             continue
         while frame.more:  # counted, not kept
             frame = _recv(sock, 0, False)
@@ -285,6 +322,10 @@ def heartbeat(
         sock.close(linger=0)
 
 
+#: Every open stop signal of this process: a signal reaches the roles of every thread.
+_OPEN_SIGNALS: set[StopSignal] = set()
+
+
 class StopSignal:
     """SIGINT/SIGTERM turned into a flag plus a readable fd for the poller.
 
@@ -295,10 +336,12 @@ class StopSignal:
     def __init__(self) -> None:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
+        os.set_blocking(self._read_fd, False)
         self.is_set = False
         self.signum: int | None = None
         self.count = 0  # signals received: a second one may mean "now"
         self._previous: dict[int, Any] = {}
+        _OPEN_SIGNALS.add(self)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -308,9 +351,12 @@ class StopSignal:
         return self._read_fd
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-        self.count += 1
-        self.set()
+        # Roles started in other threads of this process installed no handler: they stop
+        # with this one (else the process would wait for them for ever).
+        for stop in list(_OPEN_SIGNALS):
+            stop.signum = signum
+            stop.count += 1
+            stop.set()
 
     def set(self) -> None:
         self.is_set = True
@@ -319,12 +365,27 @@ class StopSignal:
         except (BlockingIOError, OSError):
             pass
 
+    def drain(self) -> None:
+        """Empty :attr:`fd` (the flag stays set): a loop that goes on after a first signal
+        polls it again only for the next one."""
+        try:
+            while os.read(self._read_fd, 64):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
     def close(self) -> None:
+        _OPEN_SIGNALS.discard(self)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
         os.close(self._read_fd)
         os.close(self._write_fd)
+
+
+# A forked child's signals are its own: it must not set the stop signals of its parent's
+# roles (the pipes are shared across the fork).
+os.register_at_fork(after_in_child=_OPEN_SIGNALS.clear)
 
 
 class DropCounter:

@@ -12,6 +12,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from ..errors import SerializationError
+from .extensions import decode_extension, encode_extension
 
 __all__ = ["Packer", "deserialize", "find_unpackable", "serialize"]
 
@@ -29,6 +30,9 @@ def _default(obj: Any) -> msgpack.ExtType:
     if isinstance(obj, _dt.timedelta):
         packed = msgpack.packb([obj.days, obj.seconds, obj.microseconds])
         return msgpack.ExtType(_EXT_TIMEDELTA, packed)
+    ext = encode_extension(obj)  # a declared type, or a NumPy array
+    if ext is not None:
+        return ext
     raise TypeError(f"cannot serialize {type(obj).__name__!r}")
 
 
@@ -40,7 +44,7 @@ def ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_TIMEDELTA:
         days, seconds, micros = msgpack.unpackb(data)
         return _dt.timedelta(days=days, seconds=seconds, microseconds=micros)
-    return msgpack.ExtType(code, data)
+    return decode_extension(code, data)
 
 
 def find_unpackable(obj: Any, path: str = "") -> tuple[str, str] | None:
@@ -90,6 +94,8 @@ class Packer:
 
 
 def _explain(obj: Any, context: str, exc: Exception) -> SerializationError:
+    if isinstance(exc, SerializationError):  # an extension's own error says it best
+        return exc
     try:
         found = find_unpackable(obj)
     except RecursionError:  # nested deeper than Python recurses: say what msgpack said

@@ -8,12 +8,19 @@ the sockets and run user code. Unit tests drive it directly.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections import deque
 from typing import Any
 
 from .. import protocol
 
-__all__ = ["CreditWindow", "WorkerLogic"]
+__all__ = [
+    "CreditWindow",
+    "WorkerLogic",
+    "worker_id",
+]
 
 
 class CreditWindow:
@@ -97,7 +104,8 @@ class WorkerLogic:
         self.accepted = False
         self.ended = False
         self.queue: deque[tuple[int, dict[str, Any]]] = deque()
-        #: Each held item's token (DATA's), handed back beside its result (protocol.tokens).
+        #: Each held item's token (DATA's: one per run of seqs), handed back beside its
+        #: result (protocol.tokens).
         self.tokens: dict[int, bytes] = {}
         self.busy = 0
         self.to_distributor: deque[list[bytes]] = deque()
@@ -123,10 +131,9 @@ class WorkerLogic:
             if msg.run == self.run and self.accepted:
                 self.credit.received(len(msg.items))
                 self.queue.extend((seq, payload) for seq, payload in msg.items)
-                if msg.tokens:  # 8 bytes an item, in order (decoding checked the length)
-                    blob = msg.tokens
-                    for i, (seq, _) in enumerate(msg.items):
-                        self.tokens[seq] = blob[8 * i : 8 * i + 8]
+                tokens = protocol.tokens
+                for token in tokens.split(msg.tokens):  # they cover the items (decoding checked)
+                    self.tokens.update(dict.fromkeys(tokens.seqs_of(token), token))
         elif kind is protocol.Welcome:
             if msg.run != self.run:
                 self.queue.clear()  # items of a run that is over
@@ -246,3 +253,8 @@ class ResultBatch:
     def take(self) -> list[tuple[int, Any]]:
         items, self.items = self.items, []
         return items
+
+
+def worker_id() -> bytes:
+    """``host:pid:random``: readable in logs, unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()

@@ -11,10 +11,7 @@ blocks: what a peer cannot take yet waits in a queue, and a stop request always 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections import deque
 from typing import Any, ClassVar
 
@@ -22,13 +19,14 @@ import zmq
 
 from .. import protocol
 from ..errors import ProtocolError
+from ..protocol.frames import MAX_FRAMES
 from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
 from ..runtime.transport import recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from .lifetime import Lifetime
-from .logic import CreditWindow, ResultBatch, WorkerLogic
+from .logic import CreditWindow, ResultBatch, WorkerLogic, worker_id
 
 __all__ = [
     "SingleThreadedWorker",
@@ -39,10 +37,6 @@ logger = logging.getLogger("zmqpipeline.worker")
 
 #: While a worker has items queued, how often it still reads what the distributor sent.
 _BUSY_READ_S = 0.05
-
-
-def _worker_id() -> bytes:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
 
 
 class Worker(Role):
@@ -70,7 +64,7 @@ class Worker(Role):
         self.metadata: dict[str, Any] = {}
         self.items_processed = 0
         self.items_failed = 0
-        self.worker_id = _worker_id()
+        self.worker_id = worker_id()
 
     # -- user hooks ---------------------------------------------------------------------
 
@@ -146,6 +140,8 @@ class Worker(Role):
         # distributor every _BUSY_READ_S while busy, and when idle once the poll says
         # something came (the poll asks anyway: a read before it would ask twice).
         while not rt.stop.is_set and not life.over(time.perf_counter()):
+            if logic.ended:
+                return  # END came with a read made between items (see _hold)
             if logic.to_distributor or self._results:
                 self._send_pending()
             busy = self._work_available()
@@ -164,12 +160,7 @@ class Worker(Role):
             self._ask_for_more()
             self._send_pending()
             poller.register(self._push, zmq.POLLOUT if self._results else 0)
-            pending = bool(logic.to_distributor or self._results)
-            timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
-            held = self.batch.wait_s(time.perf_counter())
-            if held is not None:
-                timeout = min(timeout, int(held * 1000) + 1)
-            events = dict(poller.poll(life.poll_ms(time.perf_counter(), max(1, timeout))))
+            events = dict(poller.poll(self._poll_ms(last_poll, liveness)))
             now = time.perf_counter()
             self._polled_in = self._dealer in events
             self._on_events(events)
@@ -186,6 +177,16 @@ class Worker(Role):
                 waits = 0
                 self._wait_log.clear(now)
         self._stop_early()
+
+    def _poll_ms(self, last_poll: float, liveness: float) -> int:
+        """How long the idle loop may wait: until a held result is due, the distributor
+        has been silent a liveness period, or the lifetime is over."""
+        pending = bool(self._logic.to_distributor or self._results)
+        timeout = 100 if pending else int((self._last_heard + liveness - last_poll) * 1000)
+        held = self.batch.wait_s(time.perf_counter())
+        if held is not None:
+            timeout = min(timeout, int(held * 1000) + 1)
+        return self._lifetime.poll_ms(time.perf_counter(), max(1, timeout))
 
     def _distributor_silent(self, waits: int, now: float) -> None:
         """Nothing from the distributor for a liveness period: announce ourselves again,
@@ -225,7 +226,7 @@ class Worker(Role):
         while True:
             first, waiting = waiting, False
             try:
-                frames = recv_frames(self._dealer, 2, first)
+                frames = recv_frames(self._dealer, 2 + MAX_FRAMES, first, buffers_from=2)
                 if frames is None:
                     self._polled_in = False
                     return
@@ -322,7 +323,7 @@ class Worker(Role):
         self.items_processed += len(entries) - len(failed)
         for seq, exc in failed:  # a result that cannot travel: that item fails alone
             self.items_failed += 1
-            logic.fail(seq, str(exc), [type(exc).__name__])
+            logic.fail(seq, f"{type(exc).__name__}: {exc}", [type(exc).__name__])
         for frames in messages:
             if self._results:
                 self._results.append(frames)

@@ -1,0 +1,192 @@
+"""``Executor.map``: how it cuts its input into items (:class:`MapFeed`: chunks, or
+adaptive batches of quick calls), reads their results in order (:func:`map_results`),
+and, with ``progress=True``, draws its calls with the progress code of ``zmqpipeline
+run`` (:class:`zmqpipeline.cli.progress.Progress`: a bar with an ETA when the inputs
+have a ``len()``, else a spinner with counts and rate; ``tqdm`` when it is installed and
+the output a terminal, a line every few seconds when it is not)."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+__all__ = ["BATCH_TARGET_S", "MapFeed", "MapProgress", "map_results", "size_of"]
+
+#: How often the bar is redrawn at most (a map may resolve 100 000 calls a second).
+REDRAW_S = 0.1
+
+
+def size_of(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """The calls ``map`` makes over ``iterables`` (the shortest), if each has a ``len()``."""
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+class MapProgress:
+    """Counts one map's calls (submitted, resolved, failed) and shows them as a task
+    named after the function."""
+
+    def __init__(self, name: str, size: int | None, stream: TextIO | None = None) -> None:
+        from ..cli.progress import Progress  # the command line's code, only when asked
+
+        self.progress = Progress(stream or sys.stderr, quiet=False, interval_s=REDRAW_S)
+        self.name = name
+        self.size = size
+        self.submitted = self.done = self.failed = 0
+        self.drawn_at = 0.0
+
+    def update(self, submitted: int, done: int, failed: int = 0) -> None:
+        """The map's counts now; redrawn at most every :data:`REDRAW_S`."""
+        self.submitted, self.done, self.failed = submitted, done, failed
+        now = time.monotonic()
+        if now - self.drawn_at >= REDRAW_S:
+            self.drawn_at = now
+            self.draw()
+
+    def draw(self) -> None:
+        self.progress.show(
+            {
+                self.name: {
+                    "collected": self.done,
+                    "failed": self.failed,
+                    "in_flight": self.submitted - self.done - self.failed,
+                    "handed_out": self.submitted,
+                    "size": self.size,
+                }
+            }
+        )
+
+    def close(self) -> None:
+        """The last counts, then the bar is removed."""
+        self.draw()
+        self.progress.clear()
+
+
+#: Work an adaptive batch of ``map`` calls aims at on its worker: quick calls travel many
+#: to an item (the caller's cost per item is what limits them), calls of a few
+#: milliseconds or more one to an item (no worker holds another's share).
+BATCH_TARGET_S = 0.002
+#: Items a map hands out at first, per worker thread, before its calls' time is known.
+FIRST_ITEMS_PER_THREAD = 4
+#: Weight of the latest batch in the estimate of a call's time.
+_EWMA = 0.3
+
+Submit = Callable[[tuple[Any, ...], bool], "Future[Any]"]
+
+
+@dataclass
+class MapFeed:
+    """How ``map`` cuts its input into items and keeps a bounded window of them out.
+
+    ``chunksize`` > 1: items of that many calls. ``adaptive`` (``chunksize`` 1 without
+    retries): items of as many calls as take about :data:`BATCH_TARGET_S` on a worker,
+    from the time the worker reports for the last batches; one call an item until it is
+    known. Otherwise one call an item. The window: at most ``ahead_calls`` calls and
+    ``ahead_items`` items submitted and not yet read."""
+
+    args: Iterator[tuple[Any, ...]]
+    submit: Submit
+    chunksize: int
+    adaptive: bool
+    ahead_calls: int
+    ahead_items: int
+    threads: int
+    pending: deque[tuple[Future[Any], int]] = field(default_factory=deque)
+    calls_ahead: int = 0
+    submitted: int = 0
+    exhausted: bool = False
+    call_s: float | None = None
+
+    def size(self) -> int:
+        """Calls in the next item."""
+        if not self.adaptive:
+            return self.chunksize
+        if self.call_s is None:
+            return 1
+        k = int(BATCH_TARGET_S / max(self.call_s, 1e-9))
+        spread = self.ahead_calls // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
+        return max(1, min(k, spread, self.ahead_calls - self.calls_ahead))
+
+    def items_ahead(self, first: bool) -> int:
+        """Items out at once: the window (adaptive batches: a first few, until their
+        calls' time is known)."""
+        if self.adaptive and first:
+            return FIRST_ITEMS_PER_THREAD * self.threads
+        return self.ahead_items
+
+    def fill(self, first: bool = False) -> None:
+        """Submit items until the window is full (``first``: the opening few)."""
+        items = self.items_ahead(first)
+        while not self.exhausted and self.calls_ahead < self.ahead_calls:
+            if len(self.pending) >= items:
+                return
+            single = self.chunksize == 1 and not self.adaptive
+            if single:
+                batch = next(self.args, None)
+                if batch is None:
+                    self.exhausted = True
+                    return
+                n = 1
+            else:
+                batch = tuple(itertools.islice(self.args, self.size()))
+                n = len(batch)
+                if not n:
+                    self.exhausted = True
+                    return
+            self.pending.append((self.submit(batch, single), n))
+            self.calls_ahead += n
+            self.submitted += n
+
+    def learn(self, values: list[Any], spent: float) -> None:
+        """A batch came back: ``spent`` seconds of its worker's time for ``values``."""
+        if values and spent > 0:
+            per_call = spent / len(values)
+            last = self.call_s
+            self.call_s = per_call if last is None else last + _EWMA * (per_call - last)
+
+
+def map_results(feed: MapFeed, end: float | None, shown: MapProgress | None) -> Iterator[Any]:
+    """The results of ``feed``'s calls, in order, refilling its window as they are read;
+    what is still waiting is cancelled when the iterator is closed."""
+    done = 0
+    pending = feed.pending
+    try:
+        while pending:
+            future, n = pending.popleft()
+            feed.calls_ahead -= n
+            left = None if end is None else end - time.monotonic()
+            try:
+                result = future.result(left)
+            except Exception as exc:
+                if shown is not None and not isinstance(exc, TimeoutError):
+                    shown.update(feed.submitted, done, 1)
+                raise
+            if feed.chunksize == 1 and not feed.adaptive:
+                feed.fill()
+                done += 1
+                if shown is not None:
+                    shown.update(feed.submitted, done)
+                yield result
+                continue
+            values, error, spent = result
+            feed.learn(values, spent)
+            feed.fill()
+            done += len(values)
+            if shown is not None:
+                shown.update(feed.submitted, done, error is not None)
+            yield from values
+            if error is not None:
+                raise error
+    finally:
+        for future, _ in pending:
+            future.cancel()
+        if shown is not None:
+            shown.close()
