@@ -97,7 +97,7 @@ def _forged_results(run: int) -> list[list[bytes]]:
     with no token, and with made-up tokens under a made-up worker id."""
     plain = [[seq, {"i": seq + 1, "forged": True}] for seq in range(1000, 2000)]
     claimed = [[seq, {"i": seq + 1, "forged": True}] for seq in range(2000, 3000)]
-    made_up = bytes(8 * len(claimed))
+    made_up = bytes(protocol.tokens.TOKEN_BYTES * 10)  # ten made-up tokens
     return [_result(run, b"attacker", plain), _result(run, b"some-worker", claimed, made_up)]
 
 
