@@ -21,7 +21,7 @@ kind       route  body (record fields)
 =========  =====  ===========================================================
 READY      W→D    task_type, capacity, free, threads join / re-join; credit
 WELCOME    D→W    run, metadata, options             accepted: start working
-DATA       D→W    run, items: [[seq, payload], ...], tokens  items; 8-byte tokens
+DATA       D→W    run, items: [[seq, payload], ...], tokens  items; tokens of their seqs
 CREDIT     W→D    n                                  n more items may be sent
 FAIL       W→D    seq, error, exc_types              user code raised on seq
 HEARTBEAT  W→D    worker_id                          the worker is alive

@@ -67,7 +67,7 @@ class Welcome(NamedTuple):
 class Data(NamedTuple):
     run: int
     items: list[list[Any]]  # [[seq, payload], ...]
-    tokens: bytes = b""  # each item's token, 8 bytes each, in order (protocol.tokens)
+    tokens: bytes = b""  # the tokens covering the items' seqs (protocol.tokens)
 
 
 class Credit(NamedTuple):
@@ -106,7 +106,7 @@ class Result(NamedTuple):
     task_type: str
     worker_id: bytes
     items: list[list[Any]]  # [[seq, result or None], ...]
-    tokens: bytes = b""  # each item's token (DATA's), 8 bytes each, in order
+    tokens: bytes = b""  # the tokens (DATA's) covering the results' seqs
 
 
 class Ping(NamedTuple):

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ItemTokens",
     "covered",
     "new_key",
+    "runs",
     "seqs_of",
     "split",
     "token_runs",
@@ -40,6 +42,7 @@ __all__ = [
 KEY_BYTES = 16
 _RUN = struct.Struct("<qI")  # a token's first seq and number of seqs
 _MAC_BYTES = 8
+_RUNS = struct.Struct("<qI8x")  # a token's run, its hash skipped
 #: Bytes of a token: first seq, length, keyed hash.
 TOKEN_BYTES = _RUN.size + _MAC_BYTES
 _SEQ_RANGE = (-(1 << 63), 1 << 63)
@@ -139,6 +142,12 @@ class ItemTokens:
                 self._checked.clear()
             self._checked[key] = span
         return span
+
+
+def runs(blob: bytes) -> Iterator[tuple[int, int]]:
+    """The ``(first, n)`` runs the tokens of ``blob`` say they cover, checked or not (its
+    length a multiple of :data:`TOKEN_BYTES`)."""
+    return _RUNS.iter_unpack(blob)
 
 
 def split(blob: bytes) -> list[bytes]:

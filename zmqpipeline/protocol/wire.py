@@ -48,7 +48,7 @@ from .records import (
     WorkerError,
     WorkerReply,
 )
-from .tokens import KEY_BYTES, TOKEN_BYTES, seqs_of, split
+from .tokens import KEY_BYTES, TOKEN_BYTES, runs
 
 __all__ = [
     "ACK",
@@ -227,7 +227,7 @@ def _tokens_ok(body: list[Any], items: int, tokens: int) -> bool:
     blob, n = body[tokens], len(body[items])
     if len(blob) % TOKEN_BYTES or len(blob) > TOKEN_BYTES * n:
         return False
-    return tokens != 2 or not blob or sum(len(seqs_of(t)) for t in split(blob)) == n
+    return tokens != 2 or not blob or sum(count for _, count in runs(blob)) == n
 
 
 def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...], tokens
