@@ -16,7 +16,12 @@ def test_start_tells_the_collector_and_welcomes_waiting_workers():
     assert sent(s) == []  # nothing before the run starts (metadata may be pending)
     s.start({"m": "x"}, 0.0)
     out = sent(s)
-    assert out[0] == (COLLECTOR, None, protocol.START, [42, {"m": "x"}, ["S_A"], [], []])
+    assert out[0] == (
+        COLLECTOR,
+        None,
+        protocol.START,
+        [42, {"m": "x"}, ["S_A"], [], [], s.tokens.key],
+    )
     assert out[1] == (EP, b"w1", protocol.WELCOME, [42, {"m": "x"}, {}])
     assert data_items(out) == [0, 1]  # credit 2: two items in one message
     assert len([m for m in out if m[2] == protocol.DATA]) == 1
@@ -31,7 +36,12 @@ def test_nothing_is_handed_out_before_a_collector_is_up():
     s.on_collector_hello(b"collector", 0.1)
     s.dispatch(0.1)
     out = sent(s)
-    assert (COLLECTOR, None, protocol.START, [42, {}, ["S_A"], [], []]) in out  # START again
+    assert (
+        COLLECTOR,
+        None,
+        protocol.START,
+        [42, {}, ["S_A"], [], [], s.tokens.key],
+    ) in out  # START again
     assert data_items(out) == [0, 1]
 
 

@@ -4,6 +4,7 @@ tail, new items from tasks (stages, resumed runs). One part of the
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import TYPE_CHECKING, Any
@@ -172,15 +173,18 @@ class HandOut(SchedulerPart):
     def _send_items(
         self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
     ) -> None:
-        """Send a batch; if it would not pack, send its items singly and fail those that
-        cannot go at all (a value msgpack cannot carry, or too big): retrying won't help."""
+        """Send a batch, each item with its token (:mod:`zmqpipeline.protocol.tokens`); if
+        it would not pack, send its items singly and fail those that cannot go at all (a
+        value msgpack cannot carry, or too big): retrying won't help."""
         codec, run, task_type = self.s.codec, self.s.run, state.task_type
+        tokens = functools.partial(self.s.tokens.tokens, task_type, worker.wid)
         try:
             if state.has_frames:  # big values go as frames, an item a message
-                for frames in codec.data_framed(run, items, task_type):
+                for frames in codec.data_framed(run, items, task_type, tokens):
                     self.s.outbox.append((state.endpoint, worker.wid, frames))
             else:
-                frames = codec.data(run, items, task_type)
+                blob = b"".join(tokens([seq for seq, _ in items]))
+                frames = codec.data(run, items, task_type, blob)
                 if len(frames[1]) >= FRAME_MIN_BYTES:  # big values: weigh and frame from now
                     state.has_frames = True
                 self.s.outbox.append((state.endpoint, worker.wid, frames))
@@ -189,7 +193,7 @@ class HandOut(SchedulerPart):
             pass
         for seq, payload in items:
             try:
-                messages = codec.data_framed(run, [[seq, payload]], task_type)
+                messages = codec.data_framed(run, [[seq, payload]], task_type, tokens)
             except (SerializationError, MessageTooLarge) as exc:
                 item = state.in_flight[seq]
                 state.unassign(item)

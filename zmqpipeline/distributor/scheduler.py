@@ -75,6 +75,8 @@ class Scheduler:
         self.workers: dict[bytes, TaskState] = {}  # worker id -> its task
         self.outbox: list[tuple[str, bytes | None, list[bytes]]] = []
         self.codec = protocol.Codec(settings.max_message_bytes)
+        # Each item handed out carries a token the collector checks (a key per run).
+        self.tokens = protocol.ItemTokens(protocol.new_key())
         self.metadata: dict[str, Any] | None = None
         self.done = False
         self.last_finished = ""
@@ -206,7 +208,7 @@ class Scheduler:
         # the distributor stores those (zmqpipeline.cache).
         forward = sorted({*self.stages.forward, *self.cache.task_types})
         start = self.codec.start(
-            self.run, self.metadata, list(self.tasks), forward, self.stages.quiet
+            self.run, self.metadata, list(self.tasks), forward, self.stages.quiet, self.tokens.key
         )
         self.outbox.append((COLLECTOR, None, start))
 
