@@ -141,6 +141,20 @@ def test_due_jobs_come_earliest_first_and_a_job_is_never_due_while_it_runs():
     assert due_ids(b, T0 + 31) == ["a"]
 
 
+def test_a_job_set_between_seconds_is_never_due_in_the_past():
+    """An RRULE counts from a whole second: the next one, not the last (which would make
+    its first run late at birth); a keyword rule is due at the very time it was set."""
+    b = book()
+    b.set("every2", "FREQ=SECONDLY;INTERVAL=2", None, T0 + 0.6)
+    b.set("now", "NOW", None, T0 + 0.6)
+    b.set("later", "FREQ=SECONDLY;INTERVAL=2", None, T0 + 0.6, after=T0 + 5.2)
+    assert [b.jobs[j].next_run for j in ("every2", "now", "later")] == [T0 + 1, T0 + 0.6, T0 + 6]
+    assert due_ids(b, T0 + 0.9) == ["now"]
+    assert due_ids(b, T0 + 1) == ["every2"]
+    run(b, "every2", "ok", T0 + 1.1)
+    assert b.jobs["every2"].next_run == T0 + 3  # on its grid from that whole second
+
+
 def test_backoff_waits_at_least_that_long_then_follows_the_rule():
     b = book()
     b.set("c", "CONTINUE", None, T0)

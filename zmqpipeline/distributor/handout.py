@@ -62,11 +62,14 @@ class HandOut(SchedulerPart):
                 # the results it is holding to send with others).
                 workers.sort(key=lambda w: (w.capacity - w.credit) / w.threads)
             share = _fair_share(state)
+            spread = self._spread(state)
             for worker in workers:
                 held = len(worker.held)
                 room = min(worker.credit, worker.window(initial) - held)
                 if share is not None:  # near the end of a task of known size
                     room = min(room, _share_of(worker, share) - held)
+                if spread is not None:  # a burst (jobs due at once) split evenly
+                    room = min(room, math.ceil(spread * worker.threads))
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
@@ -75,6 +78,19 @@ class HandOut(SchedulerPart):
             self._rebalance(state)
             self.s.check_finished(state)
         return False
+
+    def _spread(self, state: TaskState) -> float | None:
+        """A backlog task's (a stage's, an open-ended task's) items waiting to go out per
+        thread of its workers, those with no credit now too: each worker's share of a
+        burst, or the first to have credit takes all its window holds (20 jobs due at
+        once, run one after another while the others idle). ``None``: a task whose
+        ``handle`` makes its items, or one with no burst waiting."""
+        backlog = self.s.stages.backlog.get(state.task_type)
+        if backlog is None:
+            return None
+        waiting = len(backlog) + len(state.retry) + len(state.suspect)
+        threads = sum(w.threads for w in state.workers.values() if w.confirmed)
+        return waiting / threads if waiting and threads else None
 
     def _feed_newcomers(self, now: float, initial: int) -> bool:
         """Each worker that has had no item yet gets one per thread. (Later on a worker

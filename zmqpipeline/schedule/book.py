@@ -110,8 +110,10 @@ class JobBook:
         """Set (or replace) a job's rule; its first run is the rule's first time at or
         after ``after`` (default ``now``). A job running now keeps running: its outcome
         finds the new rule. A bad rule is recorded as such (status ``bad rule``)."""
-        # Whole seconds: an RRULE's first time is its start, which must not have passed.
-        start = math.floor(now if after is None else after)
+        exact = now if after is None else after
+        # An RRULE counts from a whole second (dateutil drops fractions): the next one, so
+        # that its first time has not passed already (a job is never late at its birth).
+        start = math.ceil(exact)
         job = self.jobs.get(job_id)
         if job is None:
             job = Job(self.task_type, job_id, rule, {}, start, None, None, "scheduled", now)
@@ -124,7 +126,7 @@ class JobBook:
             job.timeout_s = timeout_s
         job.next_run = None
         if self._parse(job, now) is not None and not job.running:
-            self._schedule_first(job, start, now)
+            self._schedule_first(job, exact, now)
         elif job.running:
             self._status(job, "running", now)
         self.store.save(job)
