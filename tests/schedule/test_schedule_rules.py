@@ -308,3 +308,36 @@ def test_schedule_arguments_are_checked():
         Schedule(timeout_s=0)
     with pytest.raises(ValueError, match="unknown time zone"):
         zone("Mars/Olympus")
+
+
+def test_the_listing_shows_running_jobs_then_the_next_due_then_the_rest():
+    """What the status lists per task (the dashboard's table), at most ``limit`` jobs."""
+    b = book()
+    b.set("soon", "FREQ=SECONDLY;INTERVAL=5", None, T0, after=T0 + 5)
+    b.set("late", "FREQ=SECONDLY;INTERVAL=5", None, T0, after=T0 + 50)
+    b.set("run", "CONTINUE", None, T0)
+    b.set("fail", "CONTINUE", None, T0)
+    b.set("bad", "SOMETIMES", None, T0)
+    b.set("gone", "CONTINUE", None, T0)
+    b.unset("gone", T0)
+    assert due_ids(b, T0 + 1) == ["run", "fail"]
+    run(b, "fail", "failed", T0 + 2, error="OSError: full")
+    listed = b.listing(10, {"run": {"worker": "w7", "since": T0 + 1.5}})
+    assert [j["job"] for j in listed] == ["run", "soon", "late", "fail", "bad"]
+    assert listed[0] == {
+        "job": "run",
+        "rule": "CONTINUE",
+        "status": "running",
+        "status_at": T0 + 1.5,
+        "next_run": None,
+        "last_error": None,
+        "running_on": "w7",
+    }
+    assert (listed[1]["next_run"], listed[3]["status"], listed[3]["last_error"]) == (
+        T0 + 5,
+        "failed",
+        "OSError: full",
+    )
+    assert listed[4]["status"] == "bad rule" and "unknown rule" in listed[4]["last_error"]
+    assert [j["job"] for j in b.listing(2, {})] == ["run", "soon"]  # queued: no worker yet
+    assert b.listing(2, {})[0]["status"] == "queued"

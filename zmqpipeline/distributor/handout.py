@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..protocol.frames import FRAME_MIN_BYTES, frame_bytes
@@ -16,9 +16,6 @@ from ..utils.messages import MESSAGE_TYPE_DATA
 from .failures import unsendable
 from .resume import TaskResume
 from .state import Item, SchedulerPart, TaskState, WorkerRecord
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["HandOut"]
 
@@ -80,11 +77,9 @@ class HandOut(SchedulerPart):
         return False
 
     def _spread(self, state: TaskState) -> float | None:
-        """A backlog task's (a stage's, an open-ended task's) items waiting to go out per
-        thread of its workers, those with no credit now too: each worker's share of a
-        burst, or the first to have credit takes all its window holds (20 jobs due at
-        once, run one after another while the others idle). ``None``: a task whose
-        ``handle`` makes its items, or one with no burst waiting."""
+        """Items of a stage or open-ended task waiting, per thread of all its workers (a
+        burst's share each: else the first with credit takes it all, 20 jobs due at once
+        run one by one). ``None``: ``handle`` makes its items, or none wait."""
         backlog = self.s.stages.backlog.get(state.task_type)
         if backlog is None:
             return None

@@ -280,6 +280,35 @@ class JobBook:
             ],
         }
 
+    def listing(self, limit: int, live: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """At most ``limit`` jobs as the dashboard lists them: those running first, then
+        the next due, then the others, latest status first (``live``: what
+        :meth:`describe` takes, per job running now)."""
+
+        def order(job: Job) -> tuple[int, float, str]:
+            if job.running:
+                return 0, -job.status_at, job.job
+            if job.next_run is not None:
+                return 1, job.next_run, job.job
+            return 2, -job.status_at, job.job
+
+        kept = (j for j in self.jobs.values() if not j.removed)
+        out = []
+        for job in heapq.nsmallest(limit, kept, key=order):
+            running = live.get(job.job) if job.running else None
+            out.append(
+                {
+                    "job": job.job,
+                    "rule": job.rule,
+                    "status": "running" if running else job.status,
+                    "status_at": running["since"] if running else job.status_at,
+                    "next_run": job.next_run,
+                    "last_error": job.last_error or None,
+                    "running_on": running["worker"] if running else None,
+                }
+            )
+        return out
+
     def upcoming(self, limit: int) -> list[tuple[float, str]]:
         """The next ``limit`` due times, earliest first, as ``(time, job)``."""
         valid = [
