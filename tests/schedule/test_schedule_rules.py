@@ -341,3 +341,61 @@ def test_the_listing_shows_running_jobs_then_the_next_due_then_the_rest():
     assert listed[4]["status"] == "bad rule" and "unknown rule" in listed[4]["last_error"]
     assert [j["job"] for j in b.listing(2, {})] == ["run", "soon"]  # queued: no worker yet
     assert b.listing(2, {})[0]["status"] == "queued"
+
+
+# -- cron rules (cronsim) -----------------------------------------------------------------
+
+
+def test_cron_rules_in_their_three_spellings_run_on_cron_times():
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    start = T0 + 10  # 22:13:30Z
+    for text in ("CRON:*/15 * * * *", "*/15 * * * *", "cron: */15  *  * * *"):
+        rule = parse_rule(text, start, UTC)
+        assert rule.kind == "CRON" and rule.text == text.strip()
+        assert rule.first(start) == at(2023, 11, 14, 22, 15, tz=UTC)
+        assert rule.next(at(2023, 11, 14, 22, 15, tz=UTC)) == at(2023, 11, 14, 22, 30, tz=UTC)
+    assert parse_rule("*/15 * * * *", 0, UTC).first(at(2023, 11, 14, 22, 15, tz=UTC)) == at(
+        2023, 11, 14, 22, 15, tz=UTC
+    )  # at or after: a time itself is due
+    daily = parse_rule("@daily", T0, UTC)
+    assert daily.first(T0) == at(2023, 11, 15, tz=UTC)
+    either = parse_rule("0 9 13 * FRI", T0, UTC)  # the 13th, or a Friday: cron's "or"
+    first = either.first(T0)
+    assert local(first, UTC).date().isoformat() == "2023-11-17"  # a Friday before the 13th
+    assert local(either.next(at(2023, 12, 12, tz=UTC)), UTC).day == 13  # a Wednesday
+
+
+def test_a_cron_time_the_clocks_skip_runs_after_the_gap_and_one_that_comes_twice_once():
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    spring = parse_rule("30 2 * * *", 0, PARIS)
+    first = spring.first(at(2024, 3, 30, 12, 0))
+    assert local(first) == datetime(2024, 3, 31, 3, 0, tzinfo=PARIS)  # no 02:30 that day
+    assert local(spring.next(first)) == datetime(2024, 4, 1, 2, 30, tzinfo=PARIS)
+    autumn = parse_rule("30 2 * * *", 0, PARIS)
+    once = autumn.first(at(2024, 10, 26, 12, 0))
+    assert local(once).hour == 2 and local(autumn.next(once)).day == 28  # not an hour later
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("61 * * * *", "bad cron rule '61 * * * *': Bad minute"),
+        ("0 0 31 2 *", "Bad day-of-month"),  # no February 31st: refused, not run never
+        ("CRON:0 0 * *", "Wrong number of fields"),
+        ("@fortnightly", "unknown rule"),
+    ],
+)
+def test_a_bad_cron_rule_is_refused_naming_why(text, says):
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    with pytest.raises(BadRule, match=says.replace("*", r"\*")):
+        parse_rule(text, T0, UTC)
+
+
+def test_a_cron_job_in_the_book_is_due_on_its_times():
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    b = book()
+    b.set("nightly", "0 2 * * *", None, T0)  # T0 is 22:13:20Z
+    assert b.jobs["nightly"].next_run == at(2023, 11, 15, 2, 0, tz=UTC)
+    assert due_ids(b, at(2023, 11, 15, 2, 0, tz=UTC)) == ["nightly"]
+    run(b, "nightly", "ok", at(2023, 11, 15, 2, 5, tz=UTC))
+    assert b.jobs["nightly"].next_run == at(2023, 11, 16, 2, 0, tz=UTC)
