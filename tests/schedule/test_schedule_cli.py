@@ -56,7 +56,8 @@ def test_the_example_polls_on_its_rules_and_the_schedule_cli_sees_and_changes_it
         assert ["extra", "NOW"] in [
             line.split(",", 1) for line in cli("schedule", "list", endpoint).stdout.splitlines()
         ]
-        assert "schedule POLL:" in cli("status", endpoint).stdout
+        shown = cli("status", endpoint).stdout  # the next due jobs, each with its time
+        assert "schedule POLL:" in shown and "; next: " in shown and " in " in shown, shown
         missing = cli("schedule", "tell", endpoint, "nope")
         assert missing.returncode == 1 and "no job 'nope'" in missing.stderr
         out, err = run.communicate(timeout=60)
