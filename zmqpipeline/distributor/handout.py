@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..protocol.frames import FRAME_MIN_BYTES, frame_bytes
@@ -17,9 +17,6 @@ from ..utils.messages import MESSAGE_TYPE_DATA
 from .failures import unsendable
 from .resume import TaskResume
 from .state import Item, SchedulerPart, TaskState, WorkerRecord
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["HandOut"]
 
@@ -63,11 +60,14 @@ class HandOut(SchedulerPart):
                 # the results it is holding to send with others).
                 workers.sort(key=lambda w: (w.capacity - w.credit) / w.threads)
             share = _fair_share(state)
+            spread = self._spread(state)
             for worker in workers:
                 held = len(worker.held)
                 room = min(worker.credit, worker.window(initial) - held)
                 if share is not None:  # near the end of a task of known size
                     room = min(room, _share_of(worker, share) - held)
+                if spread is not None:  # a burst (jobs due at once) split evenly
+                    room = min(room, math.ceil(spread * worker.threads))
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
@@ -76,6 +76,17 @@ class HandOut(SchedulerPart):
             self._rebalance(state)
             self.s.check_finished(state)
         return False
+
+    def _spread(self, state: TaskState) -> float | None:
+        """Items of a stage or open-ended task waiting, per thread of all its workers (a
+        burst's share each: else the first with credit takes it all, 20 jobs due at once
+        run one by one). ``None``: ``handle`` makes its items, or none wait."""
+        backlog = self.s.stages.backlog.get(state.task_type)
+        if backlog is None:
+            return None
+        waiting = len(backlog) + len(state.retry) + len(state.suspect)
+        threads = sum(w.threads for w in state.workers.values() if w.confirmed)
+        return waiting / threads if waiting and threads else None
 
     def _feed_newcomers(self, now: float, initial: int) -> bool:
         """Each worker that has had no item yet gets one per thread. (Later on a worker
