@@ -1,6 +1,5 @@
 """How the distributor hands out work, apart from its sockets: credit, windows, the fair
-tail, new items from tasks (stages, resumed runs). One part of the
-:class:`~zmqpipeline.distributor.scheduler.Scheduler`, which it holds."""
+tail, new items from tasks (stages, resumed runs). A part of the ``Scheduler``."""
 
 from __future__ import annotations
 
@@ -184,9 +183,8 @@ class HandOut(SchedulerPart):
     def _send_items(
         self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
     ) -> None:
-        """Send a batch, each item with its token (:mod:`zmqpipeline.protocol.tokens`); if
-        it would not pack, send its items singly and fail those that cannot go at all (a
-        value msgpack cannot carry, or too big): retrying won't help."""
+        """Send a batch with its tokens (:mod:`~zmqpipeline.protocol.tokens`); if it would
+        not pack, send its items singly and fail those that cannot go at all."""
         codec, run, task_type = self.s.codec, self.s.run, state.task_type
         tokens = functools.partial(self.s.tokens.tokens, task_type, worker.wid)
         try:
