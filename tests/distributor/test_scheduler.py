@@ -189,3 +189,19 @@ def test_item_msgpack_cannot_carry_fails_at_once_naming_type_and_key():
     assert "task type 'S_A'" in failure["error"] and "['bad']" in failure["error"]
     ack(s, "S_A", [0, 2], 0.1)
     assert s.done
+
+
+def test_every_worker_told_the_end_is_known_so_a_run_of_known_workers_needs_no_grace():
+    """``told_end`` counts the workers sent END: at the end, and each that joins after it
+    (``zmqpipeline run`` ends once all the workers it started are in it)."""
+    s = make(task_class("S_A", 2))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
+    sent(s)
+    ack(s, "S_A", [0, 1], 0.1)
+    assert s.done and s.told_end == {b"w1"}
+    ends = [wid for _, wid, kind, _ in sent(s) if kind == protocol.END]
+    assert ends == [None, b"w1"]  # the collector first, then the worker
+    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2, 1), 0.2)  # late
+    assert s.told_end == {b"w1", b"w2"}
+    assert [wid for _, wid, kind, _ in sent(s) if kind == protocol.END] == [b"w2"]
