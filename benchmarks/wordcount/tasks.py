@@ -9,7 +9,7 @@ import zmqpipeline
 class CountTask(zmqpipeline.Task):
     task_type = zmqpipeline.TaskType("COUNT")
     endpoint = zmqpipeline.EndpointAddress("ipc://count.ipc")
-    dependencies = []
+    dependencies = ()
 
     def items(self):
         return [{"path": path} for path in counting.files(settings.ROOT)]
