@@ -29,8 +29,16 @@ from ..distributor import Distributor
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
+from .batch import pack_arguments
 from .calls import Call, Calls
-from .mapping import FIRST_ITEMS_PER_THREAD, MapFeed, MapProgress, map_results, size_of
+from .mapping import (
+    FIRST_ITEMS_PER_THREAD,
+    MapFeed,
+    MapProgress,
+    argument_columns,
+    map_results,
+    size_of,
+)
 from .naming import check_arguments, function_name
 from .roles import collector_class, feed, start_workers, task_class
 from .worker import EXECUTOR_PREFETCH, results_endpoint
@@ -44,7 +52,7 @@ logger = logging.getLogger("zmqpipeline.executor")
 _WINDOW_PER_WORKER = 512
 _MIN_WINDOW = 1024
 #: ``map``'s results waiting to be read, at most, when ``buffersize`` is not given.
-_MAP_BUFFER_PER_WORKER = 1024
+_MAP_BUFFER_PER_WORKER = 4096
 _WORKER_EXIT_S = 5.0
 _live: weakref.WeakSet[Executor] = weakref.WeakSet()
 
@@ -209,8 +217,8 @@ class Executor(_FuturesExecutor):
             calls = max(self._buffer, FIRST_ITEMS_PER_THREAD * threads * chunksize)
             items = max(1, calls // chunksize)
         feed = MapFeed(
-            zip(*iterables, strict=False),
-            lambda batch, single: self._submit_map(name, batch, single),
+            argument_columns(iterables),
+            lambda columns, single: self._submit_map(name, columns, single),
             chunksize,
             chunksize == 1 and not self._retry,
             calls,
@@ -220,15 +228,14 @@ class Executor(_FuturesExecutor):
         feed.fill(first=True)  # submitted now, as Executor.map does
         return map_results(feed, end, shown)
 
-    def _submit_map(self, name: str, batch: tuple[Any, ...], single: bool) -> Future[Any]:
+    def _submit_map(self, name: str, columns: list[list[Any]], single: bool) -> Future[Any]:
         future: Future[Any] = Future()
         if single:
-            check_arguments(name, batch, {})
-            payload: dict[str, Any] = {"i": next(self._ids), "f": name, "a": batch, "k": {}}
+            args = [column[0] for column in columns]
+            check_arguments(name, args, {})
+            payload: dict[str, Any] = {"i": next(self._ids), "f": name, "a": args, "k": {}}
         else:
-            for one in batch:
-                check_arguments(name, one, {})
-            payload = {"i": next(self._ids), "f": name, "c": batch}
+            payload = {"i": next(self._ids), "f": name, "b": pack_arguments(name, columns)}
         if self._retry:
             payload["t"] = 1
         self._calls.add(Call(payload, future, chunk=not single))

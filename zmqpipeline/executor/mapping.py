@@ -16,7 +16,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["BATCH_TARGET_S", "MapFeed", "MapProgress", "map_results", "size_of"]
+from .batch import unpack
+
+__all__ = [
+    "BATCH_TARGET_S",
+    "MapFeed",
+    "MapProgress",
+    "argument_columns",
+    "map_results",
+    "size_of",
+]
 
 #: How often the bar is redrawn at most (a map may resolve 100 000 calls a second).
 REDRAW_S = 0.1
@@ -79,7 +88,29 @@ FIRST_ITEMS_PER_THREAD = 4
 #: Weight of the latest batch in the estimate of a call's time.
 _EWMA = 0.3
 
-Submit = Callable[[tuple[Any, ...], bool], "Future[Any]"]
+#: ``submit(columns, single)``: one item of the calls whose arguments are ``columns``
+#: (one list per argument position, a value per call); ``single``: one call, sent alone.
+Submit = Callable[[list[list[Any]], bool], "Future[Any]"]
+
+
+def argument_columns(iterables: tuple[Iterable[Any], ...]) -> Callable[[int], list[list[Any]]]:
+    """``take(n)``: the arguments of the next ``n`` calls (at most) over ``iterables``,
+    in step, as columns (one list per iterable; ``[]`` once the shortest is exhausted). One
+    iterable, the common case, is cut without a tuple per call."""
+    if len(iterables) == 1:
+        values = iter(iterables[0])
+
+        def take_one(n: int) -> list[list[Any]]:
+            column = list(itertools.islice(values, n))
+            return [column] if column else []
+
+        return take_one
+    rows = zip(*iterables, strict=False)
+
+    def take(n: int) -> list[list[Any]]:
+        return [list(column) for column in zip(*itertools.islice(rows, n), strict=True)]
+
+    return take
 
 
 @dataclass
@@ -90,9 +121,10 @@ class MapFeed:
     retries): items of as many calls as take about :data:`BATCH_TARGET_S` on a worker,
     from the time the worker reports for the last batches; one call an item until it is
     known. Otherwise one call an item. The window: at most ``ahead_calls`` calls and
-    ``ahead_items`` items submitted and not yet read."""
+    ``ahead_items`` items submitted and not yet read. ``take``: the input, cut by
+    :func:`argument_columns`."""
 
-    args: Iterator[tuple[Any, ...]]
+    take: Callable[[int], list[list[Any]]]
     submit: Submit
     chunksize: int
     adaptive: bool
@@ -129,19 +161,13 @@ class MapFeed:
             if len(self.pending) >= items:
                 return
             single = self.chunksize == 1 and not self.adaptive
-            if single:
-                batch = next(self.args, None)
-                if batch is None:
-                    self.exhausted = True
-                    return
-                n = 1
-            else:
-                batch = tuple(itertools.islice(self.args, self.size()))
-                n = len(batch)
-                if not n:
-                    self.exhausted = True
-                    return
-            self.pending.append((self.submit(batch, single), n))
+            columns = self.take(1 if single else self.size())
+            if not columns:
+                self.exhausted = True
+                return
+            n = len(columns[0])
+            future = self.submit(columns, single)
+            self.pending.append((future, n))
             self.calls_ahead += n
             self.submitted += n
 
@@ -176,7 +202,8 @@ def map_results(feed: MapFeed, end: float | None, shown: MapProgress | None) -> 
                     shown.update(feed.submitted, done)
                 yield result
                 continue
-            values, error, spent = result
+            packed, error, spent = result
+            values = unpack(packed) if packed else []
             feed.learn(values, spent)
             feed.fill()
             done += len(values)

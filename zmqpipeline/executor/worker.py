@@ -3,9 +3,10 @@ item names and calls it. ``zmqpipeline executor-worker tcp://HOST:5600`` runs on
 another machine; the :class:`~zmqpipeline.Executor` starts its local ones the same way
 (``python -m zmqpipeline executor-worker``), a fresh interpreter each (no fork).
 
-An item is ``{'i': id, 'f': 'module:qualname', 'a': args, 'k': kwargs}`` (or ``'c'``, a
-chunk of argument lists for ``map``); its result ``{'i': id, 'r': value}`` (a chunk's:
-``'r'`` a list and ``'d'`` the seconds its calls took) or, when the
+An item is ``{'i': id, 'f': 'module:qualname', 'a': args, 'k': kwargs}`` (or ``'b'``, a
+batch of ``map``'s calls: their argument lists packed as one value, see :mod:`.batch`);
+its result ``{'i': id, 'r': value}`` (a batch's: ``'r'`` its results packed and ``'d'``
+the seconds its calls took) or, when the
 function raised, ``{'i': id, 'x': description}`` (see :mod:`.errors`): an exception is
 an outcome delivered to the caller, not a failure retried, unless the item says ``'t'``
 (the executor's ``max_attempts`` > 1: then it raises, and the run's retry policy applies).
@@ -23,6 +24,7 @@ from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from ..utils.serializer import find_unpackable
 from ..worker import MultiThreadedWorker, Worker
+from .batch import run_batch
 from .errors import describe
 from .naming import Resolver
 
@@ -73,22 +75,14 @@ def call_item(resolve: Resolver, data: dict[str, Any]) -> dict[str, Any]:
         fn = resolve(data["f"])
     except Exception as exc:
         return {"i": item_id, "x": describe(exc)}
-    chunk = data.get("c")
-    if chunk is None:
-        try:
-            return {"i": item_id, "r": _checked(fn(*data["a"], **data["k"]))}
-        except Exception as exc:
-            if data.get("t"):
-                raise
-            return {"i": item_id, "x": describe(exc)}
-    results: list[Any] = []
-    started = time.perf_counter()
+    if "b" in data:
+        return run_batch(fn, data)
     try:
-        for args in chunk:
-            results.append(_checked(fn(*args)))
+        return {"i": item_id, "r": _checked(fn(*data["a"], **data["k"]))}
     except Exception as exc:
-        return {"i": item_id, "r": results, "x": describe(exc)}
-    return {"i": item_id, "r": results, "d": time.perf_counter() - started}
+        if data.get("t"):
+            raise
+        return {"i": item_id, "x": describe(exc)}
 
 
 def worker_class(
