@@ -61,7 +61,7 @@ class HandOut(SchedulerPart):
                 # as the worker last said (what it asked for; what it holds would count
                 # the results it is holding to send with others).
                 workers.sort(key=lambda w: (w.capacity - w.credit) / w.threads)
-            share = _fair_share(state)
+            share = _fair_share(state, self.s.stages.waiting(state.task_type))
             for worker in workers:
                 held = len(worker.held)
                 room = min(worker.credit, worker.window(initial) - held)
@@ -390,13 +390,15 @@ def _over_its_size(state: TaskState) -> None:
         )
 
 
-def _fair_share(state: TaskState) -> float | None:
+def _fair_share(state: TaskState, waiting: int | None = None) -> float | None:
     """Items per thread each worker may hold for all to finish together: what the task
     has left to make plus what every worker holds, over all their threads (``None`` if
     the task does not declare its size). It binds only near the end, where a worker
     asking first would otherwise take what the others will lack, and the fair tail
-    would have to move it back."""
-    if state.size is None:
+    would have to move it back. An open-ended task has its ``waiting`` backlog left to
+    make (when given): a burst pushed in is shared, not all taken by the first worker
+    with credit (an executor's long calls: no fair tail moves them back)."""
+    if state.size is None and (waiting is None or not state.task.open_ended):
         return None
     held = threads = 0
     for worker in state.workers.values():
@@ -405,7 +407,8 @@ def _fair_share(state: TaskState) -> float | None:
             threads += worker.threads
     if not threads:
         return None
-    return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
+    left = max(0, state.size - state.next_seq) if state.size is not None else waiting or 0
+    return (left + len(state.retry) + held) / threads
 
 
 def _share_of(worker: WorkerRecord, share: float) -> int:

@@ -41,7 +41,7 @@ from .mapping import (
 )
 from .naming import check_arguments, function_name
 from .roles import collector_class, feed, start_workers, task_class
-from .worker import EXECUTOR_PREFETCH, results_endpoint
+from .worker import results_endpoint
 
 __all__ = ["Executor"]
 
@@ -58,7 +58,12 @@ _live: weakref.WeakSet[Executor] = weakref.WeakSet()
 
 
 def _check(
-    workers: Any, endpoint: str | None, max_attempts: Any, window: Any, threads: Any
+    workers: Any,
+    endpoint: str | None,
+    max_attempts: Any,
+    window: Any,
+    threads: Any,
+    prefetch: Any = None,
 ) -> None:
     """Refuse the arguments an executor cannot run with, naming which."""
     if not isinstance(workers, int) or workers < 0:
@@ -71,6 +76,8 @@ def _check(
         raise ValueError(f"window must be an int >= 1, not {window!r}")
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an int >= 1, not {threads!r}")
+    if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
+        raise ValueError(f"prefetch must be None or an int >= 0, not {prefetch!r}")
 
 
 class Executor(_FuturesExecutor):
@@ -80,8 +87,9 @@ class Executor(_FuturesExecutor):
     none, wait for remote ones). ``endpoint``: where workers connect, e.g.
     ``'tcp://*:5600'`` for workers on other machines (results come back on the next
     port); default a private ipc file. ``threads``: calls each local worker runs at once;
-    ``prefetch``: calls it holds beyond those (they wait behind its running calls: 0 for
-    long calls, more for many quick ones).
+    ``prefetch``: calls it holds beyond those, waiting behind its running calls
+    (default: what its threads finish in about 20 ms at the time its last calls took,
+    1 to 32; a number fixes it).
     ``max_attempts`` (default 1: a function may have side effects) and ``retry_for``:
     the retry policy of an exception, as for a :class:`~zmqpipeline.Task`. ``security``:
     CURVE keys for tcp (see docs/security.md). ``control_endpoint``: where
@@ -96,7 +104,7 @@ class Executor(_FuturesExecutor):
         endpoint: str | None = None,
         *,
         threads: int = 1,
-        prefetch: int = EXECUTOR_PREFETCH,
+        prefetch: int | None = None,
         max_attempts: int = 1,
         retry_for: tuple[type[BaseException] | str, ...] | None = None,
         security: Security | None = None,
@@ -105,7 +113,7 @@ class Executor(_FuturesExecutor):
         window: int | None = None,
     ) -> None:
         workers = os.cpu_count() or 1 if workers is None else workers
-        _check(workers, endpoint, max_attempts, window, threads)
+        _check(workers, endpoint, max_attempts, window, threads, prefetch)
         self._settings = settings or Settings.from_env(security=security)
         self._dir = tempfile.mkdtemp(prefix="zmqp-executor-")
         ipc = f"ipc://{self._dir}"
@@ -206,10 +214,10 @@ class Executor(_FuturesExecutor):
                 raise ValueError("buffersize must be None or >= 1.")
         name = function_name(fn)
         end = None if timeout is None else time.monotonic() + timeout
-        shown = None
+        shown, total = None, size_of(iterables)
         if progress:
             stream = None if progress is True else progress
-            shown = MapProgress(name, size_of(iterables), stream)
+            shown = MapProgress(name, total, stream)
         threads = max(1, self._workers) * self._threads_per_worker
         if buffersize is not None:  # counted in calls (in chunks with a chunksize)
             calls, items = buffersize * chunksize, buffersize
@@ -224,6 +232,7 @@ class Executor(_FuturesExecutor):
             calls,
             items,
             threads,
+            total=total,
         )
         feed.fill(first=True)  # submitted now, as Executor.map does
         return map_results(feed, end, shown)

@@ -20,6 +20,7 @@ from .batch import unpack
 
 __all__ = [
     "BATCH_TARGET_S",
+    "TAIL_PARTS",
     "MapFeed",
     "MapProgress",
     "argument_columns",
@@ -80,9 +81,14 @@ class MapProgress:
 
 
 #: Work an adaptive batch of ``map`` calls aims at on its worker: quick calls travel many
-#: to an item (the caller's cost per item is what limits them), calls of a few
-#: milliseconds or more one to an item (no worker holds another's share).
-BATCH_TARGET_S = 0.002
+#: to an item (the caller's cost per item is what limits them), 10 ms calls a few to an
+#: item (a worker's cost per item, some 0.1 ms, is then under 1 % of its work), calls of
+#: 50 ms or more one to an item.
+BATCH_TARGET_S = 0.05
+#: When the map's size is known, its last calls go in smaller batches (guided
+#: scheduling): at most what is left over this many items per worker thread, so the
+#: workers end together rather than one finishing a big batch while the others idle.
+TAIL_PARTS = 4
 #: Items a map hands out at first, per worker thread, before its calls' time is known.
 FIRST_ITEMS_PER_THREAD = 4
 #: Weight of the latest batch in the estimate of a call's time.
@@ -120,7 +126,8 @@ class MapFeed:
     ``chunksize`` > 1: items of that many calls. ``adaptive`` (``chunksize`` 1 without
     retries): items of as many calls as take about :data:`BATCH_TARGET_S` on a worker,
     from the time the worker reports for the last batches; one call an item until it is
-    known. Otherwise one call an item. The window: at most ``ahead_calls`` calls and
+    known, and smaller ones at the end when ``total`` is known (:data:`TAIL_PARTS`).
+    Otherwise one call an item. The window: at most ``ahead_calls`` calls and
     ``ahead_items`` items submitted and not yet read. ``take``: the input, cut by
     :func:`argument_columns`."""
 
@@ -136,6 +143,7 @@ class MapFeed:
     submitted: int = 0
     exhausted: bool = False
     call_s: float | None = None
+    total: int | None = None  # the map's calls, when its inputs have a len()
 
     def size(self) -> int:
         """Calls in the next item."""
@@ -145,7 +153,10 @@ class MapFeed:
             return 1
         k = int(BATCH_TARGET_S / max(self.call_s, 1e-9))
         spread = self.ahead_calls // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
-        return max(1, min(k, spread, self.ahead_calls - self.calls_ahead))
+        k = min(k, spread, self.ahead_calls - self.calls_ahead)
+        if self.total is not None:  # the tail in smaller items (see TAIL_PARTS)
+            k = min(k, -(-(self.total - self.submitted) // (TAIL_PARTS * self.threads)))
+        return max(1, k)
 
     def items_ahead(self, first: bool) -> int:
         """Items out at once: the window (adaptive batches: a first few, until their
