@@ -88,7 +88,7 @@ def test_long_calls_are_spread_over_both_workers_after_quick_ones(ex: Executor) 
     _even([fu.result(timeout=30) for fu in [ex.submit(f.pid_after, 0.02) for _ in range(40)]])
 
 
-def _cut(total: int | None, call_s: float, threads: int = 2, n: int = 1000) -> list[int]:
+def _cut(total: int | None, call_s: float | None, n: int = 1000, chunksize: int = 1) -> list[int]:
     """The batch sizes an adaptive map cuts ``n`` calls of ``call_s`` into (the first
     8192, its window, when no result is read). The feed's
     own logic, driven directly: its ``submit`` records each batch instead of sending it
@@ -99,7 +99,7 @@ def _cut(total: int | None, call_s: float, threads: int = 2, n: int = 1000) -> l
         sizes.append(len(columns[0]))
         return Future()
 
-    feed = MapFeed(argument_columns((range(n),)), submit, 1, True, 8192, 8192, threads)
+    feed = MapFeed(argument_columns((range(n),)), submit, chunksize, True, 8192, 8192, 2)
     feed.total, feed.call_s = total, call_s
     feed.fill()
     assert sum(sizes) == min(n, 8192)
@@ -117,3 +117,10 @@ def test_adaptive_batches_aim_at_a_time_and_shrink_at_the_tail() -> None:
     assert set(_cut(None, 0.01)) == {per_item}  # no len(): no tail to shrink
     assert _cut(1000, 1.0) == [1] * 1000  # long calls: one an item
     assert max(_cut(100_000, 1e-7, n=100_000)) == 8192 // 8  # quick ones: the window's part
+
+
+def test_a_chunksize_is_the_least_a_batch_holds() -> None:
+    assert set(_cut(1000, None, chunksize=10)) == {10}  # the time not known yet
+    assert set(_cut(1000, 1.0, chunksize=10)) == {10}  # long calls: as asked, to the end
+    quick = _cut(100_000, 1e-7, n=100_000, chunksize=10)
+    assert min(quick) >= 10 and max(quick) == 8192 // 8  # quick calls: more to an item

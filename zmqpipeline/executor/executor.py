@@ -202,7 +202,9 @@ class Executor(_FuturesExecutor):
     ) -> Iterator[Any]:
         """``fn`` over the items of ``iterables`` (in step), results in order. The input is
         read ahead by at most ``buffersize`` calls (default: a bound per worker), so an
-        endless iterator works; ``chunksize`` calls travel as one item. ``progress``:
+        endless iterator works. Calls travel many to an item: as many as take about
+        50 ms on a worker, once their time is known, and never fewer than ``chunksize``
+        (with retries, ``chunksize`` exactly). ``progress``:
         draw the map's progress on stderr (or on the stream given), as ``zmqpipeline
         run`` does: a bar with an ETA when the inputs have a ``len()``."""
         if chunksize < 1:
@@ -228,7 +230,7 @@ class Executor(_FuturesExecutor):
             argument_columns(iterables),
             lambda columns, single: self._submit_map(name, columns, single),
             chunksize,
-            chunksize == 1 and not self._retry,
+            not self._retry,
             calls,
             items,
             threads,

@@ -123,11 +123,12 @@ def argument_columns(iterables: tuple[Iterable[Any], ...]) -> Callable[[int], li
 class MapFeed:
     """How ``map`` cuts its input into items and keeps a bounded window of them out.
 
-    ``chunksize`` > 1: items of that many calls. ``adaptive`` (``chunksize`` 1 without
-    retries): items of as many calls as take about :data:`BATCH_TARGET_S` on a worker,
-    from the time the worker reports for the last batches; one call an item until it is
-    known, and smaller ones at the end when ``total`` is known (:data:`TAIL_PARTS`).
-    Otherwise one call an item. The window: at most ``ahead_calls`` calls and
+    ``adaptive`` (without retries): items of as many calls as take about
+    :data:`BATCH_TARGET_S` on a worker, from the time the worker reports for the last
+    batches, and smaller ones at the end when ``total`` is known (:data:`TAIL_PARTS`);
+    never fewer than ``chunksize``, and ``chunksize`` until the time is known.
+    Otherwise items of ``chunksize`` calls (one: sent alone). The window: at most
+    ``ahead_calls`` calls and
     ``ahead_items`` items submitted and not yet read. ``take``: the input, cut by
     :func:`argument_columns`."""
 
@@ -147,16 +148,14 @@ class MapFeed:
 
     def size(self) -> int:
         """Calls in the next item."""
-        if not self.adaptive:
+        if not self.adaptive or self.call_s is None:
             return self.chunksize
-        if self.call_s is None:
-            return 1
         k = int(BATCH_TARGET_S / max(self.call_s, 1e-9))
         spread = self.ahead_calls // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
         k = min(k, spread, self.ahead_calls - self.calls_ahead)
         if self.total is not None:  # the tail in smaller items (see TAIL_PARTS)
             k = min(k, -(-(self.total - self.submitted) // (TAIL_PARTS * self.threads)))
-        return max(1, k)
+        return max(self.chunksize, k)
 
     def items_ahead(self, first: bool) -> int:
         """Items out at once: the window (adaptive batches: a first few, until their
