@@ -14,12 +14,13 @@ loop read in order).
 
 The no-op rows of ours and of ``ProcessPoolExecutor`` at its chunksizes 100 and 1000
 run ``--repeat`` times, alternately, and print their median: the ratio of ours to its
-best chunksize is read from the same run. The 10 ms rows run once each; the sequential
-loop is sampled before and after them (the machine's load moves it) and their mean
-is the baseline.
+best chunksize is read from the same run. The 10 ms rows run ``--repeat-slow`` rounds
+(every row once a round) and print their median; the sequential loop is sampled before,
+between and after the rounds (the machine's load moves it), their mean the baseline.
 
     python benchmarks/executor.py            # both workloads
     python benchmarks/executor.py --quick    # 10 000 and 200 calls, 100 sampled
+    python benchmarks/executor.py --repeat-slow 3   # the figures in RESULTS.md
 
 loky is measured when installed (``pip install -e '.[bench]'``).
 """
@@ -183,37 +184,45 @@ def _sequential(sample: int, n: int) -> float:
     return (time.perf_counter() - started) / sample * n
 
 
-def ten_ms(pools: Pools, n: int, sample: int) -> None:
-    before = _sequential(sample, n)
+def ten_ms(pools: Pools, n: int, sample: int, repeat: int) -> None:
     rows = {
         **pools.ours_rows(sleep_10ms, n, [10, 50]),
         **pools.ppe_rows(sleep_10ms, n, [1, 10, 50]),
     }
     rows.update(pools.other_rows(sleep_10ms, n))
-    times = {name: _timed(run, n) for name, run in rows.items()}
-    times["Executor.map, fresh executor (start-up counted)"] = fresh_ours(sleep_10ms, n)
-    after = _sequential(sample, n)
-    ideal = (before + after) / 2 / WORKERS
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    fresh = "Executor.map, fresh executor (start-up counted)"
+    times[fresh] = []
+    sequential = [_sequential(sample, n)]
+    for _ in range(repeat):  # every row once a round; the baseline sampled between rounds
+        for name, run in rows.items():
+            times[name].append(_timed(run, n))
+        times[fresh].append(fresh_ours(sleep_10ms, n))
+        sequential.append(_sequential(sample, n))
+    ideal = statistics.mean(sequential) / WORKERS
     print(
-        f"\n{n} calls of 10 ms; sequential loop {before:.3f} s before and {after:.3f} s "
-        f"after (from {sample} calls each),\n  their mean divided by {WORKERS} workers: "
+        f"\n{n} calls of 10 ms (median of {repeat}); sequential loop "
+        f"{', '.join(f'{s:.3f}' for s in sequential)} s (from {sample} calls each, before, "
+        f"between and after the rounds),\n  their mean divided by {WORKERS} workers: "
         f"{ideal:.3f} s"
     )
     for name, seconds in times.items():
-        print(f"  {name:52s} {seconds:7.3f} s  {100 * (seconds / ideal - 1):+6.2f} % over")
+        median = statistics.median(seconds)
+        print(f"  {name:52s} {median:7.3f} s  {100 * (median / ideal - 1):+6.2f} % over")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 000 and 200 calls")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the no-op rows (3)")
+    parser.add_argument("--repeat-slow", type=int, default=1, help="rounds of the 10 ms rows (1)")
     args = parser.parse_args()
     n_noop, n_sleep, sample = (10_000, 200, 100) if args.quick else (100_000, 1_000, 200)
     print(f"{os.cpu_count()} cores, {WORKERS} workers, Python {sys.version.split()[0]}")
     pools = Pools()
     try:
         no_ops(pools, n_noop, args.repeat)
-        ten_ms(pools, n_sleep, sample)
+        ten_ms(pools, n_sleep, sample, args.repeat_slow)
     finally:
         pools.close()
 

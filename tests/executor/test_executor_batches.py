@@ -17,7 +17,13 @@ import executor_funcs as f
 import pytest
 
 from zmqpipeline import Executor
-from zmqpipeline.executor.mapping import BATCH_TARGET_S, TAIL_PARTS, MapFeed, argument_columns
+from zmqpipeline.executor.mapping import (
+    BATCH_TARGET_S,
+    ITEMS_OUT_PER_THREAD,
+    TAIL_PARTS,
+    MapFeed,
+    argument_columns,
+)
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +98,20 @@ def _cut(total: int | None, call_s: float | None, n: int = 1000, chunksize: int 
     """The batch sizes an adaptive map cuts ``n`` calls of ``call_s`` into (the first
     8192, its window, when no result is read). The feed's
     own logic, driven directly: its ``submit`` records each batch instead of sending it
-    (cutting needs no socket), and the calls' time is set as the workers would report."""
+    and resolves it at once (cutting needs no socket), and the calls' time is set as the
+    workers would report."""
     sizes: list[int] = []
 
     def submit(columns: list[list[Any]], single: bool) -> Future[Any]:
         sizes.append(len(columns[0]))
-        return Future()
+        done: Future[Any] = Future()
+        done.set_result((b"", None, 0.0))  # resolved, not read: only the window binds
+        return done
 
     feed = MapFeed(argument_columns((range(n),)), submit, chunksize, True, 8192, 8192, 2)
     feed.total, feed.call_s = total, call_s
-    feed.fill()
+    while not feed.exhausted and feed.calls_ahead < 8192:
+        feed.fill()  # (long items: a few out at a time, and these resolve at once)
     assert sum(sizes) == min(n, 8192)
     return sizes
 
@@ -124,3 +134,25 @@ def test_a_chunksize_is_the_least_a_batch_holds() -> None:
     assert set(_cut(1000, 1.0, chunksize=10)) == {10}  # long calls: as asked, to the end
     quick = _cut(100_000, 1e-7, n=100_000, chunksize=10)
     assert min(quick) >= 10 and max(quick) == 8192 // 8  # quick calls: more to an item
+
+
+def test_long_items_wait_here_a_few_out_per_worker_thread() -> None:
+    # Same direct drive: items of 50 ms, 2 worker threads. Out at once: what keeps each
+    # thread busy for OUT_S, 3 at least; one more goes out as soon as any one resolves
+    # (not only the oldest), while done-but-unread ones do not count.
+    out: list[Future[Any]] = []
+
+    def submit(columns: list[list[Any]], single: bool) -> Future[Any]:
+        out.append(Future())
+        return out[-1]
+
+    feed = MapFeed(argument_columns((range(1000),)), submit, 1, True, 8192, 8192, 2)
+    feed.call_s = 0.01
+    feed.fill()
+    assert len(out) == 2 * ITEMS_OUT_PER_THREAD and feed.throttled
+    out[3].set_result((b"", None, 0.05))  # a later one resolves first
+    feed.fill()
+    assert len(out) == 2 * ITEMS_OUT_PER_THREAD + 1 and feed.throttled
+    feed.call_s = 1e-7  # quick calls: the window, not the out limit, bounds them
+    feed.fill()
+    assert not feed.throttled and feed.exhausted and feed.calls_ahead == 1000

@@ -7,7 +7,9 @@ the output a terminal, a line every few seconds when it is not)."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import itertools
+import math
 import sys
 import time
 from collections import deque
@@ -20,6 +22,8 @@ from .batch import unpack
 
 __all__ = [
     "BATCH_TARGET_S",
+    "ITEMS_OUT_PER_THREAD",
+    "OUT_S",
     "TAIL_PARTS",
     "MapFeed",
     "MapProgress",
@@ -89,6 +93,10 @@ BATCH_TARGET_S = 0.05
 #: scheduling): at most what is left over this many items per worker thread, so the
 #: workers end together rather than one finishing a big batch while the others idle.
 TAIL_PARTS = 4
+#: Items of a map out at once, once its calls' time is known (see MapFeed.out_limit):
+#: what keeps each worker thread busy this long, and this many per thread at least.
+OUT_S = 0.1
+ITEMS_OUT_PER_THREAD = 3
 #: Items a map hands out at first, per worker thread, before its calls' time is known.
 FIRST_ITEMS_PER_THREAD = 4
 #: Weight of the latest batch in the estimate of a call's time.
@@ -145,6 +153,7 @@ class MapFeed:
     exhausted: bool = False
     call_s: float | None = None
     total: int | None = None  # the map's calls, when its inputs have a len()
+    throttled: bool = False  # the last fill stopped at the out limit, not the window
 
     def size(self) -> int:
         """Calls in the next item."""
@@ -164,12 +173,34 @@ class MapFeed:
             return FIRST_ITEMS_PER_THREAD * self.threads
         return self.ahead_items
 
+    def out_limit(self) -> int | None:
+        """Items out (submitted, not resolved) at most, once the calls' time is known:
+        what keeps every worker thread busy for :data:`OUT_S`, and
+        :data:`ITEMS_OUT_PER_THREAD` at least. The rest waits here, so long items wait in
+        the distributor to go to whichever worker frees first, not queued at one worker
+        (``None``: no limit but the window)."""
+        if not self.adaptive or self.call_s is None:
+            return None
+        item_s = max(self.call_s * self.size(), 1e-9)
+        return self.threads * max(ITEMS_OUT_PER_THREAD, math.ceil(OUT_S / item_s))
+
     def fill(self, first: bool = False) -> None:
-        """Submit items until the window is full (``first``: the opening few)."""
+        """Submit items until the window is full (``first``: the opening few) or, for
+        long items, enough are out (:meth:`out_limit`: then :attr:`throttled`)."""
         items = self.items_ahead(first)
+        limit = self.out_limit()
+        out = None
+        self.throttled = False
         while not self.exhausted and self.calls_ahead < self.ahead_calls:
             if len(self.pending) >= items:
                 return
+            if limit is not None and len(self.pending) >= limit:
+                if out is None:
+                    out = sum(1 for future, _ in self.pending if not future.done())
+                if out >= limit:
+                    self.throttled = True
+                    return
+                out += 1
             single = self.chunksize == 1 and not self.adaptive
             columns = self.take(1 if single else self.size())
             if not columns:
@@ -196,9 +227,17 @@ def map_results(feed: MapFeed, end: float | None, shown: MapProgress | None) -> 
     pending = feed.pending
     try:
         while pending:
-            future, n = pending.popleft()
-            feed.calls_ahead -= n
+            future, n = pending[0]
             left = None if end is None else end - time.monotonic()
+            if feed.throttled and not future.done() and (left is None or left > 0):
+                # Long items, a few out: refill as any of them resolves, not only the
+                # oldest (a long first call would leave the other workers dry).
+                others = [later for later, _ in itertools.islice(pending, 1, None)]
+                cf.wait([future, *others], left, cf.FIRST_COMPLETED)
+                feed.fill()
+                continue
+            pending.popleft()
+            feed.calls_ahead -= n
             try:
                 result = future.result(left)
             except Exception as exc:
