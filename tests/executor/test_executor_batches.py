@@ -156,3 +156,13 @@ def test_long_items_wait_here_a_few_out_per_worker_thread() -> None:
     feed.call_s = 1e-7  # quick calls: the window, not the out limit, bounds them
     feed.fill()
     assert not feed.throttled and feed.exhausted and feed.calls_ahead == 1000
+
+
+def test_waiting_on_long_calls_keeps_the_caller_idle(ex: Executor) -> None:
+    # map waits on any of its few items out (not only the oldest, here the longest, while
+    # the later ones finish on the other worker): it sleeps on them, it does not spin. The
+    # caller's CPU time (all its threads) stays far under the wall time.
+    wall, cpu = time.perf_counter(), time.process_time()
+    assert len(list(ex.map(f.pid_after, [0.02] * 8 + [1.0] + [0.02] * 40))) == 49
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert wall >= 1.0 and cpu < 0.25 * wall, f"{cpu:.3f} s of CPU in {wall:.3f} s"

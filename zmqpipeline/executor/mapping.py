@@ -136,8 +136,8 @@ class MapFeed:
     batches, and smaller ones at the end when ``total`` is known (:data:`TAIL_PARTS`);
     never fewer than ``chunksize``, and ``chunksize`` until the time is known.
     Otherwise items of ``chunksize`` calls (one: sent alone). The window: at most
-    ``ahead_calls`` calls and
-    ``ahead_items`` items submitted and not yet read. ``take``: the input, cut by
+    ``ahead_calls`` calls and ``ahead_items`` items submitted and not yet read; and, for
+    long items, a few out at once (:meth:`out_limit`). ``take``: the input, cut by
     :func:`argument_columns`."""
 
     take: Callable[[int], list[list[Any]]]
@@ -232,8 +232,8 @@ def map_results(feed: MapFeed, end: float | None, shown: MapProgress | None) -> 
             if feed.throttled and not future.done() and (left is None or left > 0):
                 # Long items, a few out: refill as any of them resolves, not only the
                 # oldest (a long first call would leave the other workers dry).
-                others = [later for later, _ in itertools.islice(pending, 1, None)]
-                cf.wait([future, *others], left, cf.FIRST_COMPLETED)
+                out = [later for later, _ in pending if not later.done()]  # the oldest too
+                cf.wait(out, left, cf.FIRST_COMPLETED)
                 feed.fill()
                 continue
             pending.popleft()
