@@ -20,6 +20,7 @@ from zmqpipeline import Executor
 from zmqpipeline.executor.mapping import (
     BATCH_TARGET_S,
     ITEMS_OUT_PER_THREAD,
+    TAIL_MIN_S,
     TAIL_PARTS,
     MapFeed,
     argument_columns,
@@ -127,6 +128,9 @@ def test_adaptive_batches_aim_at_a_time_and_shrink_at_the_tail() -> None:
     assert set(_cut(None, 0.01)) == {per_item}  # no len(): no tail to shrink
     assert _cut(1000, 1.0) == [1] * 1000  # long calls: one an item
     assert max(_cut(100_000, 1e-7, n=100_000)) == 8192 // 8  # quick ones: the window's part
+    assert set(_cut(8192, 1e-7, n=8192)) == {1024}  # and no smaller tail: it would cost more
+    one_ms = _cut(1000, 0.001)  # 1 ms calls: items of 5 ms at least (but the very last)
+    assert min(one_ms[:-1]) == int(TAIL_MIN_S / 0.001) and one_ms[-1] <= 5
 
 
 def test_a_chunksize_is_the_least_a_batch_holds() -> None:
@@ -137,7 +141,7 @@ def test_a_chunksize_is_the_least_a_batch_holds() -> None:
 
 
 def test_long_items_wait_here_a_few_out_per_worker_thread() -> None:
-    # Same direct drive: items of 50 ms, 2 worker threads. Out at once: what keeps each
+    # Same direct drive: items of 0.1 s, 2 worker threads. Out at once: what keeps each
     # thread busy for OUT_S, 3 at least; one more goes out as soon as any one resolves
     # (not only the oldest), while done-but-unread ones do not count.
     out: list[Future[Any]] = []

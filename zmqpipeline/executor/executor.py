@@ -203,7 +203,7 @@ class Executor(_FuturesExecutor):
         """``fn`` over the items of ``iterables`` (in step), results in order. The input is
         read ahead by at most ``buffersize`` calls (default: a bound per worker), so an
         endless iterator works. Calls travel many to an item: as many as take about
-        50 ms on a worker, once their time is known, and never fewer than ``chunksize``
+        0.1 s on a worker, once their time is known, and never fewer than ``chunksize``
         (with retries, ``chunksize`` exactly). ``progress``:
         draw the map's progress on stderr (or on the stream given), as ``zmqpipeline
         run`` does: a bar with an ETA when the inputs have a ``len()``."""

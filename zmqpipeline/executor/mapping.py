@@ -24,6 +24,7 @@ __all__ = [
     "BATCH_TARGET_S",
     "ITEMS_OUT_PER_THREAD",
     "OUT_S",
+    "TAIL_MIN_S",
     "TAIL_PARTS",
     "MapFeed",
     "MapProgress",
@@ -85,14 +86,18 @@ class MapProgress:
 
 
 #: Work an adaptive batch of ``map`` calls aims at on its worker: quick calls travel many
-#: to an item (the caller's cost per item is what limits them), 10 ms calls a few to an
-#: item (a worker's cost per item, some 0.1 ms, is then under 1 % of its work), calls of
-#: 50 ms or more one to an item.
-BATCH_TARGET_S = 0.05
+#: to an item (the caller's cost per item is what limits them), 10 ms calls ten to an
+#: item (a worker's cost per item, some 0.1 ms, is then well under 1 % of its work),
+#: calls of 0.1 s or more one to an item. The tail and the out limit keep such items
+#: from making the workers end apart.
+BATCH_TARGET_S = 0.1
 #: When the map's size is known, its last calls go in smaller batches (guided
 #: scheduling): at most what is left over this many items per worker thread, so the
 #: workers end together rather than one finishing a big batch while the others idle.
 TAIL_PARTS = 4
+#: ... but none of less work than this: smaller, they would cost more (a message each)
+#: than the workers' uneven end they save.
+TAIL_MIN_S = 0.005
 #: Items of a map out at once, once its calls' time is known (see MapFeed.out_limit):
 #: what keeps each worker thread busy this long, and this many per thread at least.
 OUT_S = 0.1
@@ -163,7 +168,8 @@ class MapFeed:
         spread = self.ahead_calls // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
         k = min(k, spread, self.ahead_calls - self.calls_ahead)
         if self.total is not None:  # the tail in smaller items (see TAIL_PARTS)
-            k = min(k, -(-(self.total - self.submitted) // (TAIL_PARTS * self.threads)))
+            tail = -(-(self.total - self.submitted) // (TAIL_PARTS * self.threads))
+            k = min(k, max(tail, int(TAIL_MIN_S / max(self.call_s, 1e-9))))
         return max(self.chunksize, k)
 
     def items_ahead(self, first: bool) -> int:
