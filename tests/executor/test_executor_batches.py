@@ -20,6 +20,7 @@ from zmqpipeline import Executor
 from zmqpipeline.executor.mapping import (
     BATCH_TARGET_S,
     ITEMS_OUT_PER_THREAD,
+    MAP_BYTES_AHEAD,
     TAIL_MIN_S,
     TAIL_PARTS,
     MapFeed,
@@ -170,3 +171,19 @@ def test_waiting_on_long_calls_keeps_the_caller_idle(ex: Executor) -> None:
     assert len(list(ex.map(f.pid_after, [0.02] * 8 + [1.0] + [0.02] * 40))) == 49
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert wall >= 1.0 and cpu < 0.25 * wall, f"{cpu:.3f} s of CPU in {wall:.3f} s"
+
+
+def test_big_results_are_fewer_calls_ahead() -> None:
+    # Same direct drive: once results are known to be 1 MiB a call, a map keeps 64 MiB of
+    # them ahead (unread), not its window of calls; small ones, the window.
+    def submit(columns: list[list[Any]], single: bool) -> Future[Any]:
+        return Future()
+
+    feed = MapFeed(argument_columns((range(10**6),)), submit, 1, True, 32768, 32768, 2)
+    feed.bytes_ahead, feed.call_s = MAP_BYTES_AHEAD, 1e-7
+    feed.learn([None] * 10, 1e-6, 10 << 20)
+    feed.fill()
+    assert feed.calls_ahead == MAP_BYTES_AHEAD >> 20 == 64
+    feed.call_bytes = 8.0
+    feed.fill()
+    assert feed.calls_ahead == 32768

@@ -33,6 +33,7 @@ from .batch import pack_arguments
 from .calls import Call, Calls
 from .mapping import (
     FIRST_ITEMS_PER_THREAD,
+    MAP_BYTES_AHEAD,
     MapFeed,
     MapProgress,
     argument_columns,
@@ -51,8 +52,9 @@ logger = logging.getLogger("zmqpipeline.executor")
 #: ``_MIN_WINDOW``): enough that no worker waits, few enough that ``cancel()`` works.
 _WINDOW_PER_WORKER = 512
 _MIN_WINDOW = 1024
-#: ``map``'s results waiting to be read, at most, when ``buffersize`` is not given.
-_MAP_BUFFER_PER_WORKER = 4096
+#: ``map``'s calls submitted and not yet read, at most, when ``buffersize`` is not given
+#: (and results of 64 MiB: see ``mapping.MAP_BYTES_AHEAD``).
+_MAP_BUFFER_PER_WORKER = 16384
 _WORKER_EXIT_S = 5.0
 _live: weakref.WeakSet[Executor] = weakref.WeakSet()
 
@@ -235,6 +237,7 @@ class Executor(_FuturesExecutor):
             items,
             threads,
             total=total,
+            bytes_ahead=MAP_BYTES_AHEAD if buffersize is None else None,
         )
         feed.fill(first=True)  # submitted now, as Executor.map does
         return map_results(feed, end, shown)

@@ -23,6 +23,7 @@ from .batch import unpack
 __all__ = [
     "BATCH_TARGET_S",
     "ITEMS_OUT_PER_THREAD",
+    "MAP_BYTES_AHEAD",
     "OUT_S",
     "TAIL_MIN_S",
     "TAIL_PARTS",
@@ -102,6 +103,9 @@ TAIL_MIN_S = 0.005
 #: what keeps each worker thread busy this long, and this many per thread at least.
 OUT_S = 0.1
 ITEMS_OUT_PER_THREAD = 3
+#: Results of a map submitted and not yet read, at most, without a ``buffersize``: big
+#: results are fewer calls ahead (the calls' count bounds small ones).
+MAP_BYTES_AHEAD = 64 << 20
 #: Items a map hands out at first, per worker thread, before its calls' time is known.
 FIRST_ITEMS_PER_THREAD = 4
 #: Weight of the latest batch in the estimate of a call's time.
@@ -141,7 +145,8 @@ class MapFeed:
     batches, and smaller ones at the end when ``total`` is known (:data:`TAIL_PARTS`);
     never fewer than ``chunksize``, and ``chunksize`` until the time is known.
     Otherwise items of ``chunksize`` calls (one: sent alone). The window: at most
-    ``ahead_calls`` calls and ``ahead_items`` items submitted and not yet read; and, for
+    ``ahead_calls`` calls (fewer for big results: :meth:`window_calls`) and
+    ``ahead_items`` items submitted and not yet read; and, for
     long items, a few out at once (:meth:`out_limit`). ``take``: the input, cut by
     :func:`argument_columns`."""
 
@@ -159,14 +164,17 @@ class MapFeed:
     call_s: float | None = None
     total: int | None = None  # the map's calls, when its inputs have a len()
     throttled: bool = False  # the last fill stopped at the out limit, not the window
+    bytes_ahead: int | None = None  # results not yet read, at most (see window_calls)
+    call_bytes: float | None = None  # a call's packed result, on average
 
     def size(self) -> int:
         """Calls in the next item."""
         if not self.adaptive or self.call_s is None:
             return self.chunksize
         k = int(BATCH_TARGET_S / max(self.call_s, 1e-9))
-        spread = self.ahead_calls // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
-        k = min(k, spread, self.ahead_calls - self.calls_ahead)
+        window = self.window_calls()
+        spread = window // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
+        k = min(k, spread, window - self.calls_ahead)
         if self.total is not None:  # the tail in smaller items (see TAIL_PARTS)
             tail = -(-(self.total - self.submitted) // (TAIL_PARTS * self.threads))
             k = min(k, max(tail, int(TAIL_MIN_S / max(self.call_s, 1e-9))))
@@ -197,7 +205,8 @@ class MapFeed:
         limit = self.out_limit()
         out = None
         self.throttled = False
-        while not self.exhausted and self.calls_ahead < self.ahead_calls:
+        window = self.window_calls()
+        while not self.exhausted and self.calls_ahead < window:
             if len(self.pending) >= items:
                 return
             if limit is not None and len(self.pending) >= limit:
@@ -218,8 +227,21 @@ class MapFeed:
             self.calls_ahead += n
             self.submitted += n
 
-    def learn(self, values: list[Any], spent: float) -> None:
-        """A batch came back: ``spent`` seconds of its worker's time for ``values``."""
+    def window_calls(self) -> int:
+        """Calls submitted and not yet read at most: ``ahead_calls``, and, with
+        ``bytes_ahead``, as many as hold that much of results at their size so far (a
+        few per worker thread at least)."""
+        if self.bytes_ahead is None or not self.call_bytes:
+            return self.ahead_calls
+        fit = int(self.bytes_ahead / self.call_bytes)
+        return min(self.ahead_calls, max(FIRST_ITEMS_PER_THREAD * self.threads, fit))
+
+    def learn(self, values: list[Any], spent: float, nbytes: int = 0) -> None:
+        """A batch came back: ``spent`` seconds of its worker's time and ``nbytes`` of
+        packed results for ``values``."""
+        if values and nbytes:
+            size, last = nbytes / len(values), self.call_bytes
+            self.call_bytes = size if last is None else last + _EWMA * (size - last)
         if values and spent > 0:
             per_call = spent / len(values)
             last = self.call_s
@@ -259,7 +281,7 @@ def map_results(feed: MapFeed, end: float | None, shown: MapProgress | None) -> 
                 continue
             packed, error, spent = result
             values = unpack(packed) if packed else []
-            feed.learn(values, spent)
+            feed.learn(values, spent, len(packed))
             feed.fill()
             done += len(values)
             if shown is not None:
