@@ -101,6 +101,7 @@ LINGER_MS = 1000
 END_TIMEOUT_S = 5.0
 #: After the end, how long the distributor still answers a worker that only now connects
 #: (a worker started first retries its connection every 100 ms) with END, so it exits too.
+#: ``zmqpipeline run`` keeps none once every worker it started was told the end.
 END_GRACE_S = 0.3
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from support.scheduling import EP, SETTINGS, ack, data_items, make, sent, task_class
+from support.stages import join, open_class
 
 from zmqpipeline import Settings, protocol
 from zmqpipeline.distributor.scheduler import Scheduler
@@ -199,3 +200,25 @@ def test_items_handed_back_go_back_to_their_worker_when_no_other_has_room_for_th
 def test_a_task_of_unknown_size_is_handed_out_as_credit_allows():
     _, out = _ten_each_then_a_asks_for_30(task_class("S_A", 60))
     assert len(data_items(out, b"a")) == 30
+
+
+def test_a_burst_of_an_open_ended_task_is_split_among_all_its_workers():
+    """20 items arriving at once (jobs due together) go 7, 7, 6, not all to the first
+    worker with room; a worker with no credit now keeps its share waiting for it."""
+    s = make(open_class("ST_P"))
+    s.start({}, 0.0)
+    for wid in (b"a", b"b", b"c"):
+        join(s, EP, wid, "ST_P", capacity=50)
+    sent(s)
+    s.stages.enter(s.tasks["ST_P"], [{"i": i} for i in range(20)])
+    s.dispatch(0.1)
+    out = sent(s, 0.1)
+    assert sorted(len(data_items(out, w)) for w in (b"a", b"b", b"c")) == [6, 7, 7]
+    s.stages.enter(s.tasks["ST_P"], [{"i": i} for i in range(20, 23)])
+    s.workers[b"c"].workers[b"c"].credit = 0  # c asks for nothing now
+    s.dispatch(0.2)
+    out = sent(s, 0.2)
+    assert [len(data_items(out, w)) for w in (b"a", b"b", b"c")] == [1, 1, 0]
+    assert len(s.stages.backlog["ST_P"]) == 1  # c's share: another dispatch hands it out
+    s.dispatch(0.3)
+    assert len(data_items(sent(s, 0.3))) == 1

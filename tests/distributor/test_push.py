@@ -43,24 +43,3 @@ def test_push_to_nothing_and_bad_input_are_clear_errors(tmp_path):
         "push", f"ipc://{tmp_path}/none.ipc", "PUSHED", stdin='{"i": 1}\n[1]\n', cwd=ROOT
     )
     assert bad.returncode == 2 and "line 2: an item must be a JSON object" in bad.stderr
-
-
-def test_a_burst_pushed_into_an_open_ended_task_is_shared_by_the_workers_with_room():
-    # Both have credit for all of it: the first one asked no longer takes the lot (an
-    # executor's long calls would wait behind each other while the other worker idles).
-    s = make(open_class("ST_P"))
-    s.start({}, 0.0)
-    join(s, EP, b"a", "ST_P", capacity=32)
-    join(s, EP, b"b", "ST_P", capacity=32)
-    sent(s)
-    logic = PushLogic(s)
-    assert logic.handle(protocol.Push(1, "ST_P", [{"i": i} for i in range(8)]), 0.1)[2] == 8
-    s.dispatch(0.1)
-    out = sent(s, 0.1)
-    assert sorted(data_items(out)) == list(range(8))
-    assert len(data_items(out, b"a")) == len(data_items(out, b"b")) == 4
-    # one more: the one holding fewer gets it, and what they hold stays even
-    ack(s, "ST_P", data_items(out, b"a")[:2], 0.2, by=b"a")
-    assert logic.handle(protocol.Push(2, "ST_P", [{"i": 8}, {"i": 9}]), 0.2)[2] == 2
-    s.dispatch(0.2)
-    assert data_items(sent(s, 0.2), b"a") == [8, 9]

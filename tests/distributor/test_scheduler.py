@@ -16,7 +16,12 @@ def test_start_tells_the_collector_and_welcomes_waiting_workers():
     assert sent(s) == []  # nothing before the run starts (metadata may be pending)
     s.start({"m": "x"}, 0.0)
     out = sent(s)
-    assert out[0] == (COLLECTOR, None, protocol.START, [42, {"m": "x"}, ["S_A"], [], []])
+    assert out[0] == (
+        COLLECTOR,
+        None,
+        protocol.START,
+        [42, {"m": "x"}, ["S_A"], [], [], s.tokens.key],
+    )
     assert out[1] == (EP, b"w1", protocol.WELCOME, [42, {"m": "x"}, {}])
     assert data_items(out) == [0, 1]  # credit 2: two items in one message
     assert len([m for m in out if m[2] == protocol.DATA]) == 1
@@ -31,7 +36,12 @@ def test_nothing_is_handed_out_before_a_collector_is_up():
     s.on_collector_hello(b"collector", 0.1)
     s.dispatch(0.1)
     out = sent(s)
-    assert (COLLECTOR, None, protocol.START, [42, {}, ["S_A"], [], []]) in out  # START again
+    assert (
+        COLLECTOR,
+        None,
+        protocol.START,
+        [42, {}, ["S_A"], [], [], s.tokens.key],
+    ) in out  # START again
     assert data_items(out) == [0, 1]
 
 
@@ -179,3 +189,19 @@ def test_item_msgpack_cannot_carry_fails_at_once_naming_type_and_key():
     assert "task type 'S_A'" in failure["error"] and "['bad']" in failure["error"]
     ack(s, "S_A", [0, 2], 0.1)
     assert s.done
+
+
+def test_every_worker_told_the_end_is_known_so_a_run_of_known_workers_needs_no_grace():
+    """``told_end`` counts the workers sent END: at the end, and each that joins after it
+    (``zmqpipeline run`` ends once all the workers it started are in it)."""
+    s = make(task_class("S_A", 2))
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 2, 2, 1), 0.0)
+    sent(s)
+    ack(s, "S_A", [0, 1], 0.1)
+    assert s.done and s.told_end == {b"w1"}
+    ends = [wid for _, wid, kind, _ in sent(s) if kind == protocol.END]
+    assert ends == [None, b"w1"]  # the collector first, then the worker
+    s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2, 1), 0.2)  # late
+    assert s.told_end == {b"w1", b"w2"}
+    assert [wid for _, wid, kind, _ in sent(s) if kind == protocol.END] == [b"w2"]

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,10 @@ def test_the_example_polls_on_its_rules_and_the_schedule_cli_sees_and_changes_it
         assert ["extra", "NOW"] in [
             line.split(",", 1) for line in cli("schedule", "list", endpoint).stdout.splitlines()
         ]
-        assert "schedule POLL:" in cli("status", endpoint).stdout
+        later = ["later", "NOW", "--after", str(time.time() + 3), "--data", '{"path": "tasks.py"}']
+        assert cli("schedule", "set", endpoint, *later).returncode == 0
+        shown = cli("status", endpoint).stdout  # the next due jobs, each with its time
+        assert "schedule POLL:" in shown and "; next: " in shown and "later in " in shown, shown
         missing = cli("schedule", "tell", endpoint, "nope")
         assert missing.returncode == 1 and "no job 'nope'" in missing.stderr
         out, err = run.communicate(timeout=60)
@@ -66,5 +70,6 @@ def test_the_example_polls_on_its_rules_and_the_schedule_cli_sees_and_changes_it
             run.communicate()
     assert run.returncode == 0, out[-2000:] + err[-2000:]
     assert "settings: polled 3 times" in out and "extra: polled 1 times" in out
+    assert "later: polled 1 times" in out
     assert "missing:" not in out  # StopJob at its first run: no result collected
     assert "OK:" in out

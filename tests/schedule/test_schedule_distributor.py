@@ -154,6 +154,22 @@ def test_a_run_over_its_timeout_is_timed_out():
     assert skips == [out["slow"]]  # a late result is a duplicate: it changes nothing
 
 
+def test_a_jobs_own_timeout_overrides_the_schedules():
+    s, clock = start({"slow": "CONTINUE"}, timeout_s=60.0)
+    logic = ControlLogic(s, "ipc://c.ipc")
+    ok, body = logic.handle(
+        protocol.Control(1, "schedule_set", {"job": "brief", "rule": "NOW", "timeout_s": 2}), 0.0
+    )
+    assert ok and body["job"]["timeout_s"] == 2.0
+    assert sorted(step(s, clock, 0.0).values()) == ["brief", "slow"]
+    for t in (1.0, 2.1):
+        s.on_worker_message(EP, b"w1", protocol.Heartbeat(b"w1"), t)
+        clock.t = T0 + t
+        s.tick(t)
+    assert (status(s, "brief"), status(s, "slow")) == ("timed out", "queued")
+    assert "no outcome in 2 s" in s.recurring.books["SCHED"].jobs["brief"].last_error
+
+
 def test_a_worker_killed_mid_job_runs_it_again_once():
     s, clock = start({"j": "FREQ=SECONDLY;INTERVAL=2"})
     (seq,) = step(s, clock, 0.0)

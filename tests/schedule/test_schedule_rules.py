@@ -141,6 +141,20 @@ def test_due_jobs_come_earliest_first_and_a_job_is_never_due_while_it_runs():
     assert due_ids(b, T0 + 31) == ["a"]
 
 
+def test_a_job_set_between_seconds_is_never_due_in_the_past():
+    """An RRULE counts from a whole second: the next one, not the last (which would make
+    its first run late at birth); a keyword rule is due at the very time it was set."""
+    b = book()
+    b.set("every2", "FREQ=SECONDLY;INTERVAL=2", None, T0 + 0.6)
+    b.set("now", "NOW", None, T0 + 0.6)
+    b.set("later", "FREQ=SECONDLY;INTERVAL=2", None, T0 + 0.6, after=T0 + 5.2)
+    assert [b.jobs[j].next_run for j in ("every2", "now", "later")] == [T0 + 1, T0 + 0.6, T0 + 6]
+    assert due_ids(b, T0 + 0.9) == ["now"]
+    assert due_ids(b, T0 + 1) == ["every2"]
+    run(b, "every2", "ok", T0 + 1.1)
+    assert b.jobs["every2"].next_run == T0 + 3  # on its grid from that whole second
+
+
 def test_backoff_waits_at_least_that_long_then_follows_the_rule():
     b = book()
     b.set("c", "CONTINUE", None, T0)
@@ -294,3 +308,94 @@ def test_schedule_arguments_are_checked():
         Schedule(timeout_s=0)
     with pytest.raises(ValueError, match="unknown time zone"):
         zone("Mars/Olympus")
+
+
+def test_the_listing_shows_running_jobs_then_the_next_due_then_the_rest():
+    """What the status lists per task (the dashboard's table), at most ``limit`` jobs."""
+    b = book()
+    b.set("soon", "FREQ=SECONDLY;INTERVAL=5", None, T0, after=T0 + 5)
+    b.set("late", "FREQ=SECONDLY;INTERVAL=5", None, T0, after=T0 + 50)
+    b.set("run", "CONTINUE", None, T0)
+    b.set("fail", "CONTINUE", None, T0)
+    b.set("bad", "SOMETIMES", None, T0)
+    b.set("gone", "CONTINUE", None, T0)
+    b.unset("gone", T0)
+    assert due_ids(b, T0 + 1) == ["run", "fail"]
+    run(b, "fail", "failed", T0 + 2, error="OSError: full")
+    listed = b.listing(10, {"run": {"worker": "w7", "since": T0 + 1.5}})
+    assert [j["job"] for j in listed] == ["run", "soon", "late", "fail", "bad"]
+    assert listed[0] == {
+        "job": "run",
+        "rule": "CONTINUE",
+        "status": "running",
+        "status_at": T0 + 1.5,
+        "next_run": None,
+        "last_error": None,
+        "running_on": "w7",
+    }
+    assert (listed[1]["next_run"], listed[3]["status"], listed[3]["last_error"]) == (
+        T0 + 5,
+        "failed",
+        "OSError: full",
+    )
+    assert listed[4]["status"] == "bad rule" and "unknown rule" in listed[4]["last_error"]
+    assert [j["job"] for j in b.listing(2, {})] == ["run", "soon"]  # queued: no worker yet
+    assert b.listing(2, {})[0]["status"] == "queued"
+
+
+# -- cron rules (cronsim) -----------------------------------------------------------------
+
+
+def test_cron_rules_in_their_three_spellings_run_on_cron_times():
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    start = T0 + 10  # 22:13:30Z
+    for text in ("CRON:*/15 * * * *", "*/15 * * * *", "cron: */15  *  * * *"):
+        rule = parse_rule(text, start, UTC)
+        assert rule.kind == "CRON" and rule.text == text.strip()
+        assert rule.first(start) == at(2023, 11, 14, 22, 15, tz=UTC)
+        assert rule.next(at(2023, 11, 14, 22, 15, tz=UTC)) == at(2023, 11, 14, 22, 30, tz=UTC)
+    assert parse_rule("*/15 * * * *", 0, UTC).first(at(2023, 11, 14, 22, 15, tz=UTC)) == at(
+        2023, 11, 14, 22, 15, tz=UTC
+    )  # at or after: a time itself is due
+    daily = parse_rule("@daily", T0, UTC)
+    assert daily.first(T0) == at(2023, 11, 15, tz=UTC)
+    either = parse_rule("0 9 13 * FRI", T0, UTC)  # the 13th, or a Friday: cron's "or"
+    first = either.first(T0)
+    assert local(first, UTC).date().isoformat() == "2023-11-17"  # a Friday before the 13th
+    assert local(either.next(at(2023, 12, 12, tz=UTC)), UTC).day == 13  # a Wednesday
+
+
+def test_a_cron_time_the_clocks_skip_runs_after_the_gap_and_one_that_comes_twice_once():
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    spring = parse_rule("30 2 * * *", 0, PARIS)
+    first = spring.first(at(2024, 3, 30, 12, 0))
+    assert local(first) == datetime(2024, 3, 31, 3, 0, tzinfo=PARIS)  # no 02:30 that day
+    assert local(spring.next(first)) == datetime(2024, 4, 1, 2, 30, tzinfo=PARIS)
+    autumn = parse_rule("30 2 * * *", 0, PARIS)
+    once = autumn.first(at(2024, 10, 26, 12, 0))
+    assert local(once).hour == 2 and local(autumn.next(once)).day == 28  # not an hour later
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("61 * * * *", "bad cron rule '61 * * * *': Bad minute"),
+        ("0 0 31 2 *", "Bad day-of-month"),  # no February 31st: refused, not run never
+        ("CRON:0 0 * *", "Wrong number of fields"),
+        ("@fortnightly", "unknown rule"),
+    ],
+)
+def test_a_bad_cron_rule_is_refused_naming_why(text, says):
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    with pytest.raises(BadRule, match=says.replace("*", r"\*")):
+        parse_rule(text, T0, UTC)
+
+
+def test_a_cron_job_in_the_book_is_due_on_its_times():
+    pytest.importorskip("cronsim", reason="cron rules need cronsim (pip install '.[schedule]')")
+    b = book()
+    b.set("nightly", "0 2 * * *", None, T0)  # T0 is 22:13:20Z
+    assert b.jobs["nightly"].next_run == at(2023, 11, 15, 2, 0, tz=UTC)
+    assert due_ids(b, at(2023, 11, 15, 2, 0, tz=UTC)) == ["nightly"]
+    run(b, "nightly", "ok", at(2023, 11, 15, 2, 5, tz=UTC))
+    assert b.jobs["nightly"].next_run == at(2023, 11, 16, 2, 0, tz=UTC)

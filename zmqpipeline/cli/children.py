@@ -121,7 +121,9 @@ def run_distributor(
     journal: str | None = None,
     fresh: bool = False,
     push: str | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
+    """The distributor of ``zmqpipeline run`` (``workers`` processes per worker class)."""
     collector = pipeline.collector
     meta = pipeline.metadata_worker
     dist = Distributor(
@@ -137,6 +139,8 @@ def run_distributor(
         fresh=fresh,
         push_endpoint=push,
     )
+    # Every worker of the run is ours: once each was told the end, none is late.
+    dist.expected_workers = workers * len(pipeline.workers)
     report = dist.run()
     return {**asdict(report), "ok": report.ok}
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from multiprocessing import connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TextIO
 
@@ -122,7 +123,7 @@ class _Run:
         self.spawn(
             "distributor",
             lambda: run_distributor(
-                pipeline, self.events, self.control, dist_journal, fresh, self.push
+                pipeline, self.events, self.control, dist_journal, fresh, self.push, workers
             ),
         )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
@@ -137,7 +138,13 @@ class _Run:
             if self.interrupts > self.steered:
                 self._steer()
             try:
-                kind, _pid, payload = events.get(timeout=0.2)
+                if self.report is None:
+                    kind, _pid, payload = events.get(timeout=0.2)
+                else:  # the run is over: wake as each child exits, not a poll later
+                    alive = [p.sentinel for _, p in children.values() if p.exitcode is None]
+                    if alive:
+                        connection.wait(alive, timeout=0.2)
+                    kind, _pid, payload = events.get_nowait()
             except Exception:  # queue.Empty
                 if self.report is None and _distributor_gone(children):
                     self.errors.append("the distributor exited without a report")

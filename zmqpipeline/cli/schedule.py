@@ -52,7 +52,9 @@ def add_schedule_command(sub: Any) -> None:
     set_ = add_command(inner, "set", _cmd_set)
     _common(set_)
     set_.add_argument("job", metavar="JOB_ID")
-    set_.add_argument("rule", metavar="RULE", help="NOW, AT:ISO-8601, CONTINUE, STOP or an RRULE")
+    set_.add_argument(
+        "rule", metavar="RULE", help="NOW, AT:ISO-8601, CONTINUE, STOP, an RRULE or a cron rule"
+    )
     set_.add_argument("--data", metavar="JSON", help="the job's own data, a JSON object")
     set_.add_argument(
         "--after", metavar="TIME", type=_time, help="count the rule from TIME (ISO 8601)"

@@ -69,6 +69,7 @@ class Collector(Role):
         self._from_cache = False
         self.items_collected = 0
         self.duplicates = 0
+        self.forged_results = 0  # results refused: their items were not handed out to them
         self._finished_takes_msgtype = _takes_msgtype(self.handle_finished)
 
     @property
@@ -149,6 +150,7 @@ class Collector(Role):
                     )
                     logic.end = {"collected": {}, "failed": [], "retries": 0, "aborted": True}
                 self.items_collected, self.duplicates = logic.collected, logic.duplicates
+                self.forged_results = logic.forged
                 self._finish(logic, router)
             finally:
                 if journal is not None:
@@ -205,7 +207,7 @@ class Collector(Role):
             if router in events:
                 # Its distributor's kinds are small, but for the results it serves from
                 # its cache (RESULT, bounded as from workers).
-                for sender, msg in _read(rt, router, 3, max_bytes):
+                for sender, msg, _ in _read(rt, router, 3, max_bytes):
                     logic.on_distributor(sender, msg, now)
             if pull in events:
                 journal, waiting = logic.journal, True
@@ -214,14 +216,14 @@ class Collector(Role):
                     # libzmq call on every round trip's path); what came meanwhile is
                     # read next and ACKed together. (With a journal, the ids are
                     # committed before their ACK: one commit for all.)
-                    for _, msg in _read(rt, pull, 2, max_bytes, limit=1):
-                        logic.on_result(msg)
+                    for _, msg, size in _read(rt, pull, 2, max_bytes, limit=1):
+                        logic.on_result(msg, size)
                         if len(msg.items) == 1:
                             logic.flush()
                             _send_outbox(logic, router)
                     waiting = False
-                for _, msg in _read(rt, pull, 2, max_bytes, waiting=waiting):
-                    logic.on_result(msg)
+                for _, msg, size in _read(rt, pull, 2, max_bytes, waiting=waiting):
+                    logic.on_result(msg, size)
                 logic.flush()
                 if journal is not None:
                     journal.commit()
@@ -257,10 +259,10 @@ def _read(
     max_bytes: int,
     limit: int = DRAIN,
     waiting: bool = True,
-) -> Iterator[tuple[bytes, Any]]:
+) -> Iterator[tuple[bytes, Any, int]]:
     """Decoded records waiting on ``sock`` (``waiting``: a poll has said one does; at
-    most ``limit``), with their sender (ROUTER) or the first frame (PULL); bad ones are
-    dropped and counted."""
+    most ``limit``), with their sender (ROUTER) or the first frame (PULL) and their size
+    (body and big values' frames); bad ones are dropped and counted."""
     accept = protocol.COLLECTOR_RESULTS if n_frames == 2 else protocol.COLLECTOR_FROM_DISTRIBUTOR
     for i in range(limit):
         try:
@@ -273,7 +275,7 @@ def _read(
         except ProtocolError as exc:
             rt.drops.drop(exc.category, exc.reason)
             continue
-        yield frames[0], msg
+        yield frames[0], msg, sum(memoryview(f).nbytes for f in frames[body + 1 :])
 
 
 def _send_outbox(logic: CollectorLogic, router: zmq.Socket[Any]) -> None:

@@ -23,6 +23,8 @@ __all__ = ["CollectFn", "CollectorLogic"]
 logger = logging.getLogger("zmqpipeline.collector")
 
 _BUFFER_LIMIT = 100_000  # results held while waiting for the distributor's START
+_BUFFER_BYTES = 32 * 1024 * 1024  # ... and their size on the wire
+_KEYS_KEPT = 4  # token keys of the current run (a restarted distributor makes a new one)
 _UNSENT_LIMIT = 10_000  # ACK messages held for an unreachable distributor
 
 #: ``collect(task_type, seq, result)`` returns the ACK's data or raises UserCodeError.
@@ -64,6 +66,11 @@ class CollectorLogic:
         self.forward: frozenset[str] = frozenset()
         self.quiet: frozenset[str] = frozenset()
         self.early: list[protocol.Result] = []
+        self.early_bytes = 0
+        # The run's token keys (START's; the newest first): a result whose items were not
+        # handed out to its worker is refused (protocol.tokens). None: a START without one.
+        self.tokens: list[protocol.ItemTokens] = []
+        self.forged = 0  # results refused for want of a valid token
         self.groups: list[list[Any]] = []  # ACK groups not yet sent
         self.outbox: deque[tuple[bytes, list[bytes]]] = deque()
         self.end: dict[str, Any] | None = None
@@ -75,10 +82,12 @@ class CollectorLogic:
 
     # -- from workers -------------------------------------------------------------------
 
-    def on_result(self, msg: protocol.Result) -> None:
+    def on_result(self, msg: protocol.Result, nbytes: int = 0) -> None:
+        """A RESULT (``nbytes``: its size on the wire, what an early one costs to hold)."""
         if self.run is None:
-            if len(self.early) < _BUFFER_LIMIT:
+            if len(self.early) < _BUFFER_LIMIT and self.early_bytes + nbytes <= _BUFFER_BYTES:
                 self.early.append(msg)
+                self.early_bytes += nbytes
             else:
                 self.drops.drop("result before the run started, buffer full")
         elif msg.run != self.run:
@@ -91,6 +100,8 @@ class CollectorLogic:
         seen = self.seen.get(task_type)
         if seen is None:
             self.drops.drop("unknown task type", repr(task_type))
+            return
+        if self.tokens and not cached and self._forged(msg):
             return
         collect, journal = self.collect_cached if cached else self.collect, self.journal
         forward, quiet = task_type in self.forward, task_type in self.quiet
@@ -133,6 +144,30 @@ class CollectorLogic:
         group = protocol.ack_group(task_type, worker_id, seqs, acks, errors, results, firsts)
         self.groups.append(group)
 
+    def _forged(self, msg: protocol.Result) -> bool:
+        """Refuse (count and log once) a RESULT holding an item that was not handed out
+        to its worker: a forging peer changes no result."""
+        task_type, worker_id = msg.task_type, msg.worker_id
+        spans = []
+        for token in protocol.tokens.split(msg.tokens):
+            for tokens in self.tokens:  # the run's keys, the newest first
+                span = tokens.span(task_type, worker_id, token)
+                if span is not None:
+                    spans.append(span)
+                    break
+            else:
+                break  # not made by our distributor
+        else:
+            if spans and protocol.tokens.covered([item[0] for item in msg.items], spans):
+                return False
+        self.forged += len(msg.items)
+        self.drops.drop(
+            "forged result",
+            f"{len(msg.items)} result(s) of {task_type} claiming worker "
+            f"{worker_id[:40]!r}, for items not handed out to it (no valid item token)",
+        )
+        return True
+
     def flush(self) -> None:
         """Turn the ACK groups gathered so far into one ACK message."""
         if self.groups and self.run is not None and self.distributor is not None:
@@ -164,6 +199,9 @@ class CollectorLogic:
         elif kind is protocol.Start:
             if msg.run != self.run:
                 self._start(msg)
+            elif msg.key and msg.key not in [tokens.key for tokens in self.tokens]:
+                # Our distributor restarted (same run, new key): items of both are valid.
+                self.tokens = [protocol.ItemTokens(msg.key), *self.tokens][:_KEYS_KEPT]
         elif kind is protocol.Skip:
             if msg.run == self.run and msg.task_type in self.seen:
                 self.seen[msg.task_type].add(msg.seq)
@@ -189,11 +227,12 @@ class CollectorLogic:
         self.metadata = msg.metadata
         self.seen = {tt: SeenSet() for tt in msg.task_types}
         self.forward, self.quiet = frozenset(msg.forward), frozenset(msg.quiet)
+        self.tokens = [protocol.ItemTokens(msg.key)] if msg.key else []
         logger.info("run started: task types %s", ", ".join(self.seen))
         if self.journal is not None and self.journal.follow(msg.run, self.seen):
             logger.warning("resuming: ids handled before the restart will not be handled again")
             self.acks_lost = True
-        early, self.early = self.early, []
+        early, self.early, self.early_bytes = self.early, [], 0
         for result in early:
             self.on_result(result)
 

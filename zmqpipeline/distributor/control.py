@@ -315,7 +315,7 @@ class ControlLogic:
             "latency": self.latency.snapshot(),
             "dropped": dict(self.drops.counts) if self.drops is not None else {},
             # scheduled tasks: their jobs and the next due (zmqpipeline.schedule)
-            **({"schedule": s.recurring.upcoming()} if s.recurring.books else {}),
+            **({"schedule": s.recurring.upcoming(now)} if s.recurring.books else {}),
         }
 
 

@@ -131,6 +131,9 @@ class Distributor:
         #: Where items are pushed into open-ended tasks (:mod:`.push`), if anywhere.
         push = push_endpoint or self.settings.push_endpoint
         self.push_endpoint = EndpointAddress(push) if push else None
+        #: Workers the caller started itself (``zmqpipeline run``): once that many were
+        #: told the end, no grace is kept for a late one (``settings.end_grace_s``).
+        self.expected_workers: int | None = None
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -288,7 +291,10 @@ class Distributor:
                     wait = self.settings.end_timeout_s if scheduler.collector_id else 0.0
                     end_deadline = now + wait
                     grace_end = now + self.settings.end_grace_s
-                if (finished_confirmed and now >= grace_end) or now >= end_deadline:
+                everyone = self.expected_workers is not None and (
+                    len(scheduler.told_end) >= self.expected_workers
+                )
+                if (finished_confirmed and (everyone or now >= grace_end)) or now >= end_deadline:
                     break
             wake = min(next_beat, next_progress, waiting.next_at)
             if end_deadline is not None:

@@ -1,12 +1,12 @@
 """How the distributor hands out work, apart from its sockets: credit, windows, the fair
-tail, new items from tasks (stages, resumed runs). One part of the
-:class:`~zmqpipeline.distributor.scheduler.Scheduler`, which it holds."""
+tail, new items from tasks (stages, resumed runs). A part of the ``Scheduler``."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..protocol.frames import FRAME_MIN_BYTES, frame_bytes
@@ -16,9 +16,6 @@ from ..utils.messages import MESSAGE_TYPE_DATA
 from .failures import unsendable
 from .resume import TaskResume
 from .state import Item, SchedulerPart, TaskState, WorkerRecord
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["HandOut"]
 
@@ -61,12 +58,15 @@ class HandOut(SchedulerPart):
                 # as the worker last said (what it asked for; what it holds would count
                 # the results it is holding to send with others).
                 workers.sort(key=lambda w: (w.capacity - w.credit) / w.threads)
-            share = _fair_share(state, self.s.stages.waiting(state.task_type))
+            share = _fair_share(state)
+            spread = self._spread(state)
             for worker in workers:
                 held = len(worker.held)
                 room = min(worker.credit, worker.window(initial) - held)
                 if share is not None:  # near the end of a task of known size
                     room = min(room, _share_of(worker, share) - held)
+                if spread is not None:  # a burst (jobs due at once) split evenly
+                    room = min(room, math.ceil(spread * worker.threads))
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
@@ -75,6 +75,17 @@ class HandOut(SchedulerPart):
             self._rebalance(state)
             self.s.check_finished(state)
         return False
+
+    def _spread(self, state: TaskState) -> float | None:
+        """Items of a stage or open-ended task waiting, per thread of all its workers (a
+        burst's share each: else the first with credit takes it all, 20 jobs due at once
+        run one by one). ``None``: ``handle`` makes its items, or none wait."""
+        backlog = self.s.stages.backlog.get(state.task_type)
+        if backlog is None:
+            return None
+        waiting = len(backlog) + len(state.retry) + len(state.suspect)
+        threads = sum(w.threads for w in state.workers.values() if w.confirmed)
+        return waiting / threads if waiting and threads else None
 
     def _feed_newcomers(self, now: float, initial: int) -> bool:
         """Each worker that has had no item yet gets one per thread. (Later on a worker
@@ -172,15 +183,17 @@ class HandOut(SchedulerPart):
     def _send_items(
         self, state: TaskState, worker: WorkerRecord, items: list[list[Any]], now: float
     ) -> None:
-        """Send a batch; if it would not pack, send its items singly and fail those that
-        cannot go at all (a value msgpack cannot carry, or too big): retrying won't help."""
+        """Send a batch with its tokens (:mod:`~zmqpipeline.protocol.tokens`); if it would
+        not pack, send its items singly and fail those that cannot go at all."""
         codec, run, task_type = self.s.codec, self.s.run, state.task_type
+        tokens = functools.partial(self.s.tokens.tokens, task_type, worker.wid)
         try:
             if state.has_frames:  # big values go as frames, an item a message
-                for frames in codec.data_framed(run, items, task_type):
+                for frames in codec.data_framed(run, items, task_type, tokens):
                     self.s.outbox.append((state.endpoint, worker.wid, frames))
             else:
-                frames = codec.data(run, items, task_type)
+                blob = b"".join(tokens([seq for seq, _ in items]))
+                frames = codec.data(run, items, task_type, blob)
                 if len(frames[1]) >= FRAME_MIN_BYTES:  # big values: weigh and frame from now
                     state.has_frames = True
                 self.s.outbox.append((state.endpoint, worker.wid, frames))
@@ -189,7 +202,7 @@ class HandOut(SchedulerPart):
             pass
         for seq, payload in items:
             try:
-                messages = codec.data_framed(run, [[seq, payload]], task_type)
+                messages = codec.data_framed(run, [[seq, payload]], task_type, tokens)
             except (SerializationError, MessageTooLarge) as exc:
                 item = state.in_flight[seq]
                 state.unassign(item)
@@ -390,15 +403,13 @@ def _over_its_size(state: TaskState) -> None:
         )
 
 
-def _fair_share(state: TaskState, waiting: int | None = None) -> float | None:
+def _fair_share(state: TaskState) -> float | None:
     """Items per thread each worker may hold for all to finish together: what the task
     has left to make plus what every worker holds, over all their threads (``None`` if
     the task does not declare its size). It binds only near the end, where a worker
     asking first would otherwise take what the others will lack, and the fair tail
-    would have to move it back. An open-ended task has its ``waiting`` backlog left to
-    make (when given): a burst pushed in is shared, not all taken by the first worker
-    with credit (an executor's long calls: no fair tail moves them back)."""
-    if state.size is None and (waiting is None or not state.task.open_ended):
+    would have to move it back."""
+    if state.size is None:
         return None
     held = threads = 0
     for worker in state.workers.values():
@@ -407,8 +418,7 @@ def _fair_share(state: TaskState, waiting: int | None = None) -> float | None:
             threads += worker.threads
     if not threads:
         return None
-    left = max(0, state.size - state.next_seq) if state.size is not None else waiting or 0
-    return (left + len(state.retry) + held) / threads
+    return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
 
 
 def _share_of(worker: WorkerRecord, share: float) -> int:

@@ -37,9 +37,11 @@ if TYPE_CHECKING:
     from ..task import Task
     from .scheduler import Scheduler
 
-__all__ = ["Recurring", "job_of"]
+__all__ = ["LISTED_JOBS", "Recurring", "job_of"]
 
 logger = logging.getLogger("zmqpipeline.schedule")
+#: The jobs the status lists per scheduled task (the dashboard's table), of any number.
+LISTED_JOBS = 100
 _UNKNOWN = "outcome not known: its result had been collected before the distributor restarted"
 
 
@@ -246,13 +248,16 @@ class Recurring(SchedulerPart):
                 out[job] = {"worker": worker, "since": wall - (mono - item.sent_at)}
         return out
 
-    def upcoming(self, limit: int = 10) -> dict[str, Any]:
-        """Per scheduled task: its jobs, those running, and the next ``limit`` due."""
+    def upcoming(self, now: float, limit: int = 10) -> dict[str, Any]:
+        """Per scheduled task (``now``: the scheduler's time): its jobs, those running,
+        the next ``limit`` due, and the first :data:`LISTED_JOBS` as the dashboard lists
+        them (:meth:`~zmqpipeline.schedule.book.JobBook.listing`)."""
         return {
             task_type: {
                 "jobs": sum(1 for j in book.jobs.values() if not j.removed),
                 "running": sum(1 for j in book.jobs.values() if j.running),
                 "next": [{"job": job, "at": when} for when, job in book.upcoming(limit)],
+                "list": book.listing(LISTED_JOBS, self.live(task_type, now)),
             }
             for task_type, book in self.books.items()
         }

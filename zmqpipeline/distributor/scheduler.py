@@ -73,8 +73,11 @@ class Scheduler:
             for task in tasks
         }
         self.workers: dict[bytes, TaskState] = {}  # worker id -> its task
+        self.told_end: set[bytes] = set()  # the workers sent END
         self.outbox: list[tuple[str, bytes | None, list[bytes]]] = []
         self.codec = protocol.Codec(settings.max_message_bytes)
+        # Each item handed out carries a token the collector checks (a key per run).
+        self.tokens = protocol.ItemTokens(protocol.new_key())
         self.metadata: dict[str, Any] | None = None
         self.done = False
         self.last_finished = ""
@@ -206,7 +209,7 @@ class Scheduler:
         # the distributor stores those (zmqpipeline.cache).
         forward = sorted({*self.stages.forward, *self.cache.task_types})
         start = self.codec.start(
-            self.run, self.metadata, list(self.tasks), forward, self.stages.quiet
+            self.run, self.metadata, list(self.tasks), forward, self.stages.quiet, self.tokens.key
         )
         self.outbox.append((COLLECTOR, None, start))
 
@@ -268,6 +271,7 @@ class Scheduler:
         for state in self.tasks.values():
             for wid in state.workers:
                 self.outbox.append((state.endpoint, wid, end))
+                self.told_end.add(wid)
 
     def summary(self, aborted: bool) -> dict[str, Any]:
         """The run's counts so far (see :func:`zmqpipeline.distributor.summary.run_summary`)."""
@@ -344,6 +348,7 @@ class Scheduler:
         worker.threads = max(1, msg.threads)
         if self.done or state.finished:
             self.outbox.append((endpoint, wid, self.codec.end(self.run, end_summary(self, False))))
+            self.told_end.add(wid)
         elif state.active and self.started:
             self._accept(state, worker)
 

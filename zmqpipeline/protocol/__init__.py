@@ -21,7 +21,7 @@ kind       route  body (record fields)
 =========  =====  ===========================================================
 READY      W→D    task_type, capacity, free, threads join / re-join; credit
 WELCOME    D→W    run, metadata, options             accepted: start working
-DATA       D→W    run, items: [[seq, payload], ...]  one or more items
+DATA       D→W    run, items: [[seq, payload], ...], tokens  items; tokens of their seqs
 CREDIT     W→D    n                                  n more items may be sent
 FAIL       W→D    seq, error, exc_types              user code raised on seq
 HEARTBEAT  W→D    worker_id                          the worker is alive
@@ -31,10 +31,10 @@ BYE        W→D    seqs                               leaving; hands back items
 RECALL     D→W    n                                  hand back up to n unstarted items
 HANDBACK   W→D    seqs                               the items RECALL asked for
 END        D→W,C  run, summary                       the run is over
-RESULT     W→C    run, task_type, worker_id, items: [[seq, result], ...]
+RESULT     W→C    run, task_type, worker_id, items: [[seq, result], ...], tokens
 PING       D→C    run                                the distributor is alive
 HELLO      C→D    collector_id                       answers PING: the collector is up
-START      D→C    run, metadata, task_types, forward, quiet  a run begins
+START      D→C    run, metadata, task_types, forward, quiet, key  a run begins
 SKIP       D→C    run, task_type, seq                seq failed for good
 ACK        C→D    run, groups: [[task_type, worker_id, seqs, ack_data, errors, results,
                   firsts], ...]  (columns: see :func:`ack_group`)
@@ -89,7 +89,10 @@ PUSH_CLOSE  P→D    request_id, task_type           no more items: the task may
 PUSH_REPLY  D→P    request_id, ok, error, accepted accepted: items taken
 ==========  =====  ======================================================
 
-An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run.
+An item's id is ``(task_type, seq)``; ``seq`` counts from 0 per task type and run. Each item
+handed out carries a token (:mod:`~zmqpipeline.protocol.tokens`): a RESULT counts only for
+items handed out to the worker it names. Decoding is also bounded in total elements and
+nesting (:mod:`~zmqpipeline.protocol.bounds`).
 
 Decoding is bounded before anything is built: the whole message's size is checked against
 the kind's byte limit, and msgpack refuses any array, map, string or binary longer than
@@ -101,13 +104,15 @@ To add a kind: a record class, a number, a line in ``SPECS`` (fields' types and 
 a builder on :class:`Codec`, and a line in the table above.
 """
 
-from . import records, sockets, wire
+from . import bounds, records, sockets, tokens, wire
+from .bounds import check_elements
 from .codec import Codec, ack_group
 from .records import *  # noqa: F403  (every record, named in records.__all__)
 from .sockets import *  # noqa: F403  (the kinds each socket accepts)
+from .tokens import ItemTokens, new_key
 from .wire import *  # noqa: F403  (kinds, limits, decode, named in wire.__all__)
 
-__all__ = ["Codec", "ack_group"]
+__all__ = ["Codec", "ItemTokens", "ack_group", "bounds", "check_elements", "new_key", "tokens"]
 __all__ += records.__all__
 __all__ += sockets.__all__
 __all__ += wire.__all__

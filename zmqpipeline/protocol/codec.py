@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import MessageTooLarge, SerializationError
 from ..utils.serializer import Packer
+from .bounds import ElementLimit, TooManyElements, check_elements
 from .frames import split_frames, wrong_key
 from .wire import (
     ACK,
@@ -25,6 +27,7 @@ from .wire import (
     HELLO,
     JOB,
     KIND_NAMES,
+    LIMITS,
     META,
     META_OK,
     PING,
@@ -50,6 +53,9 @@ from .wire import (
 
 __all__ = ["Codec", "ack_group"]
 
+_COUNTED = ElementLimit(1 << 62, 1 << 62)  # counts an entry's elements, refuses nothing
+_ENTRY_SCAN_BYTES = 4096  # a shorter entry counts as its length (each element: 1 byte or more)
+
 
 def _array_header(n: int) -> bytes:
     if n < 16:
@@ -59,9 +65,19 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def _result_message(head: bytes, packed: list[bytes]) -> list[bytes]:
-    """RESULT from its packed head and entries (msgpack arrays concatenate)."""
-    return [HEADERS[RESULT], b"".join([head, _array_header(len(packed)), *packed])]
+def _bin_header(n: int) -> bytes:
+    if n < 1 << 8:
+        return b"\xc4" + bytes((n,))
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def _result_message(head: bytes, packed: list[bytes], tokens: Iterable[bytes]) -> list[bytes]:
+    """RESULT from its packed head, entries and tokens (msgpack arrays concatenate)."""
+    blob = b"".join(tokens)
+    body = b"".join([head, _array_header(len(packed)), *packed, _bin_header(len(blob)), blob])
+    return [HEADERS[RESULT], body]
 
 
 def ack_group(
@@ -112,6 +128,15 @@ class Codec:
                 f"{KIND_NAMES[kind]} message{what} is {len(raw)} bytes, over the "
                 f"limit of {limit} (max_message_bytes)"
             )
+        bound = LIMITS.get(kind)
+        if bound is not None and len(raw) > bound.max_elements:
+            try:
+                check_elements(raw, bound)
+            except TooManyElements as exc:
+                what = f" for task type {context!r}" if context else ""
+                raise MessageTooLarge(
+                    f"{KIND_NAMES[kind]} message{what} holds {exc} (protocol.bounds)"
+                ) from None
         return [HEADERS[kind], raw]
 
     # Named builders keep the frame layout in this one module.
@@ -129,15 +154,25 @@ class Codec:
     ) -> list[bytes]:
         return self.encode(WELCOME, [run, metadata, options or {}])
 
-    def data(self, run: int, items: list[list[Any]], task_type: str) -> list[bytes]:
-        return self.encode(DATA, [run, items], task_type)
+    def data(
+        self, run: int, items: list[list[Any]], task_type: str, tokens: bytes = b""
+    ) -> list[bytes]:
+        """``tokens``: the tokens covering the items (:mod:`~zmqpipeline.protocol.tokens`)."""
+        return self.encode(DATA, [run, items, tokens], task_type)
 
-    def data_framed(self, run: int, items: list[list[Any]], task_type: str) -> list[list[Any]]:
+    def data_framed(
+        self,
+        run: int,
+        items: list[list[Any]],
+        task_type: str,
+        tokens: Callable[[list[int]], list[bytes]],
+    ) -> list[list[Any]]:
         """DATA messages for items that may hold big values (see
         :mod:`~zmqpipeline.protocol.frames`): each item that has some travels alone, its
         values as frames after the body; the others together in one message, as
-        :meth:`data` sends them. An item over ``max_message_bytes`` (body and frames) raises
-        :class:`MessageTooLarge` naming its size and the limit."""
+        :meth:`data` sends them (``tokens(seqs)``: the tokens covering ``seqs``). An item over
+        ``max_message_bytes`` (body and frames) raises :class:`MessageTooLarge` naming its
+        size and the limit."""
         messages: list[list[Any]] = []
         plain: list[list[Any]] = []
         for seq, payload in items:
@@ -152,11 +187,12 @@ class Codec:
             if not frames:
                 plain.append([seq, payload])
                 continue
-            message = self.encode(DATA, [run, [[seq, body]]], task_type)
+            message = self.encode(DATA, [run, [[seq, body]], b"".join(tokens([seq]))], task_type)
             self._check_framed(message, frames, f"item {seq} of task type {task_type!r}")
             messages.append(message + frames)
         if plain:
-            messages.append(self.data(run, plain, task_type))
+            blob = b"".join(tokens([seq for seq, _ in plain]))
+            messages.append(self.data(run, plain, task_type, blob))
         return messages
 
     def _check_framed(self, message: list[bytes], frames: list[Any], what: str) -> None:
@@ -189,34 +225,50 @@ class Codec:
         return self.encode(END, [run, summary])
 
     def result(
-        self, run: int, task_type: str, seq: int, result: dict[str, Any] | None, worker_id: bytes
+        self,
+        run: int,
+        task_type: str,
+        seq: int,
+        result: dict[str, Any] | None,
+        worker_id: bytes,
+        token: bytes | None = None,
     ) -> list[bytes]:
         """One item's result alone; raises what :meth:`results` reports as failed."""
-        messages, failed = self.results(run, task_type, worker_id, [(seq, result)])
+        tokens = None if token is None else {seq: token}
+        messages, failed = self.results(run, task_type, worker_id, [(seq, result)], tokens)
         if failed:
             raise failed[0][1]
         return messages[0]
 
     def results(
-        self, run: int, task_type: str, worker_id: bytes, entries: list[tuple[int, Any]]
+        self,
+        run: int,
+        task_type: str,
+        worker_id: bytes,
+        entries: list[tuple[int, Any]],
+        tokens: dict[int, bytes] | None = None,
     ) -> tuple[list[list[Any]], list[tuple[int, Exception]]]:
         """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes``
-        (a result holding big values alone, they as frames after the body),
-        and the entries that fail alone: a result msgpack cannot carry
-        (:class:`SerializationError`) or one too large for any message
-        (:class:`MessageTooLarge`). Entries are packed here, at the batch's send, not as
-        each item finishes: one warm loop costs less than a cold call per item."""
+        and the element limit (a result holding big values alone, they as frames), and
+        the entries that fail alone (:class:`SerializationError`, :class:`MessageTooLarge`).
+        Each message carries the tokens covering its entries, taken out of ``tokens``
+        (:mod:`~zmqpipeline.protocol.tokens`). Entries are packed here, at the batch's
+        send: one warm loop costs less than a cold call per item."""
         key = (run, task_type, worker_id)  # the same for all of a worker's batches in a run
         if self._head[0] != key:
-            self._head = (key, b"\x94" + self._packer.pack([run, task_type, worker_id])[1:])
+            self._head = (key, b"\x95" + self._packer.pack([run, task_type, worker_id])[1:])
         head = self._head[1]
-        room = self.max_bytes - len(head) - 5  # 5: the longest array header
+        room = self.max_bytes - len(head) - 10  # 10: the longest array and bin headers
+        room_elements = LIMITS[RESULT].max_elements - 8  # 8: the head's
         fast = self._packer.fast
+        pop = (tokens or {}).pop
         messages: list[list[Any]] = []
         failed: list[tuple[int, Exception]] = []
         chunk: list[bytes] = []
-        size = 0
+        chunk_tokens: dict[bytes, None] = {}  # the tokens covering the chunk's entries
+        size = elements = 0
         for seq, result in entries:
+            token = pop(seq, b"")  # none known: the collector refuses the message
             frames: list[Any] = []
             try:
                 body = split_frames(result, frames) if result else result
@@ -225,63 +277,86 @@ class Codec:
                 failed.append((seq, SerializationError(f"{what} {wrong_key(result, ()) or exc}")))
                 continue
             if frames:  # big values: this result travels alone, they as frames
-                try:
-                    one = self._packer.pack([seq, body], task_type)
-                    message: list[Any] = _result_message(head, [one])
-                    self._check_framed(
-                        message, frames, f"result of item {seq} of task type {task_type!r}"
-                    )
-                except (SerializationError, MessageTooLarge) as exc:
-                    failed.append((seq, exc))
-                else:
-                    messages.append(message + frames)
+                self._framed_result(head, seq, body, token, task_type, frames, messages, failed)
                 continue
-            packed = self._pack_result(seq, result, task_type, fast, failed)
-            if packed is None:
+            entry = [seq, result]
+            try:
+                packed: bytes = fast(entry)
+            except Exception:
+                packed = self._pack_alone(task_type, entry)
+            n = self._entry_elements(task_type, entry, packed, room, room_elements)
+            if isinstance(n, Exception):
+                failed.append((seq, n))
                 continue
-            if len(packed) > room:
-                too_big = (
-                    f"result of item {seq} of task type {task_type!r} is {len(packed)} "
-                    f"bytes, over the message limit of {self.max_bytes} (max_message_bytes)"
-                )
-                failed.append((seq, MessageTooLarge(too_big)))
-                continue
-            if size + len(packed) > room:
-                messages.append(_result_message(head, chunk))
-                chunk, size = [], 0
+            if chunk and (size + len(packed) > room or elements + n > room_elements):
+                messages.append(_result_message(head, chunk, chunk_tokens))
+                chunk, chunk_tokens, size, elements = [], {}, 0, 0
             chunk.append(packed)
+            if token not in chunk_tokens:
+                chunk_tokens[token] = None
+                size += len(token)
             size += len(packed)
+            elements += n
         if chunk:
-            messages.append(_result_message(head, chunk))
+            messages.append(_result_message(head, chunk, chunk_tokens))
         return messages, failed
 
-    def _pack_result(
+    def _framed_result(
         self,
+        head: bytes,
         seq: int,
-        result: Any,
+        body: Any,
+        token: bytes,
         task_type: str,
-        fast: Any,
+        frames: list[Any],
+        messages: list[list[Any]],
         failed: list[tuple[int, Exception]],
-    ) -> bytes | None:
-        """``[seq, result]`` packed, or ``None`` with the reason in ``failed``."""
+    ) -> None:
+        """A result holding big values: one RESULT of its own, they as frames after it."""
         try:
-            packed: bytes = fast([seq, result])
-            return packed
-        except Exception:
-            self._packer.reset()
+            one = self._packer.pack([seq, body], task_type)
+            message: list[Any] = _result_message(head, [one], [token])
+            self._check_framed(message, frames, f"result of item {seq} of task type {task_type!r}")
+        except (SerializationError, MessageTooLarge) as exc:
+            failed.append((seq, exc))
+        else:
+            messages.append(message + frames)
+
+    def _pack_alone(self, task_type: str, entry: list[Any]) -> Any:
+        """A RESULT entry the fast path would not pack, packed again (what failed named)."""
+        self._packer.reset()
         try:  # the result alone, for the error that names what in it failed
-            self._packer.pack(result, task_type)
-            packed = self._packer.pack([seq, result], task_type)
-            return packed
+            self._packer.pack(entry[1], task_type)
+            return self._packer.pack(entry, task_type)
         except Exception as exc:  # whatever it was, that item fails alone
             self._packer.reset()
-            if not isinstance(exc, SerializationError):
-                exc = SerializationError(
-                    f"cannot serialize the result of item {seq} for task type "
-                    f"{task_type!r}: {type(exc).__name__}: {exc}"
-                )
-            failed.append((seq, exc))
-            return None
+            if isinstance(exc, SerializationError):
+                return exc
+            return SerializationError(
+                f"cannot serialize the result of item {entry[0]} for task type "
+                f"{task_type!r}: {type(exc).__name__}: {exc}"
+            )
+
+    def _entry_elements(
+        self, task_type: str, entry: list[Any], packed: Any, room: int, elements: int
+    ) -> int | Exception:
+        """A packed RESULT entry's elements (an upper bound), or why it cannot go: it
+        would not pack (``packed`` is the exception), or it is too big."""
+        if isinstance(packed, Exception):
+            return packed
+        n = len(packed)  # an upper bound of its elements: each takes a byte at least
+        if n > _ENTRY_SCAN_BYTES:
+            n = check_elements(packed, _COUNTED)
+        seq = entry[0]
+        what = f"result of item {seq} of task type {task_type!r}"
+        if len(packed) > room:
+            return MessageTooLarge(
+                f"{what} is {len(packed)} bytes, over the message limit of {self.max_bytes} "
+                "(max_message_bytes)"
+            )
+        if n > elements:
+            return MessageTooLarge(f"{what} holds {n} elements, over {elements} (protocol.bounds)")
+        return n
 
     def ping(self, run: int) -> list[bytes]:
         return self.encode(PING, [run])
@@ -296,8 +371,10 @@ class Codec:
         task_types: list[str],
         forward: list[str] | None = None,
         quiet: list[str] | None = None,
+        key: bytes = b"",
     ) -> list[bytes]:
-        return self.encode(START, [run, metadata, task_types, forward or [], quiet or []])
+        body = [run, metadata, task_types, forward or [], quiet or [], key]
+        return self.encode(START, body)
 
     def skip(self, run: int, task_type: str, seq: int) -> list[bytes]:
         return self.encode(SKIP, [run, task_type, seq])

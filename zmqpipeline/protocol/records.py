@@ -66,7 +66,8 @@ class Welcome(NamedTuple):
 
 class Data(NamedTuple):
     run: int
-    items: list[list[Any]]
+    items: list[list[Any]]  # [[seq, payload], ...]
+    tokens: bytes = b""  # the tokens covering the items' seqs (protocol.tokens)
 
 
 class Credit(NamedTuple):
@@ -105,6 +106,7 @@ class Result(NamedTuple):
     task_type: str
     worker_id: bytes
     items: list[list[Any]]  # [[seq, result or None], ...]
+    tokens: bytes = b""  # the tokens (DATA's) covering the results' seqs
 
 
 class Ping(NamedTuple):
@@ -121,6 +123,7 @@ class Start(NamedTuple):
     task_types: list[str]
     forward: list[str]  # results of these task types ride on their ACK (they feed stages)
     quiet: list[str]  # results of these are ACKed (and forwarded) without handle_collection
+    key: bytes = b""  # the run's item-token key (protocol.tokens); b"": results unchecked
 
 
 class Skip(NamedTuple):

@@ -10,6 +10,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from ..errors import ProtocolError
 from ..utils.serializer import ext_hook
+from .bounds import ELEMENT_LIMITS, TooManyElements, check_elements
 from .frames import MAX_CONTAINER_ITEMS, MAX_FRAMES, frames_hook
 from .records import (
     Ack,
@@ -47,6 +48,7 @@ from .records import (
     WorkerError,
     WorkerReply,
 )
+from .tokens import KEY_BYTES, TOKEN_BYTES, runs
 
 __all__ = [
     "ACK",
@@ -96,8 +98,9 @@ __all__ = [
 #: 3: START's forward/quiet lists, ACK entries' result (streaming stages); 4: ACK entries'
 #: ``first`` (the collector handled the id in this ACK, it is no duplicate's re-ACK);
 #: 5: an ACK's entries in groups (one per RESULT: its task type and worker), a column
-#: per field
-VERSION = 5
+#: per field; 6: DATA and RESULT items carry an item token, START the run's token key
+#: (see :mod:`zmqpipeline.protocol.tokens`)
+VERSION = 6
 
 #: Largest message of a control kind (no user data in it) any role accepts.
 CONTROL_MAX_BYTES = 64 * 1024
@@ -161,7 +164,7 @@ SPECS: dict[int, _Spec] = {
     RECALL: _Spec(Recall, (int,), _CONTROL, 8),
     HANDBACK: _Spec(HandBack, (list,), _CONTROL, 4096),
     WELCOME: _Spec(Welcome, (int, dict, dict), _USER, _LIST_LIMIT),
-    DATA: _Spec(Data, (int, list), _USER, _LIST_LIMIT),
+    DATA: _Spec(Data, (int, list, bytes), _USER, _LIST_LIMIT),
     CREDIT: _Spec(Credit, (int,), _CONTROL, 8),
     FAIL: _Spec(Fail, (int, str, list), _CONTROL, 64),
     HEARTBEAT: _Spec(Heartbeat, (bytes,), _CONTROL, 8),
@@ -169,10 +172,10 @@ SPECS: dict[int, _Spec] = {
     RESET: _Spec(Reset, (), _CONTROL, 8),
     BYE: _Spec(Bye, (list,), _CONTROL, 4096),
     END: _Spec(End, (int, dict), _USER, _LIST_LIMIT),
-    RESULT: _Spec(Result, (int, str, bytes, list), _USER, _LIST_LIMIT),
+    RESULT: _Spec(Result, (int, str, bytes, list, bytes), _USER, _LIST_LIMIT),
     PING: _Spec(Ping, (int,), _CONTROL, 8),
     HELLO: _Spec(Hello, (bytes,), _CONTROL, 8),
-    START: _Spec(Start, (int, dict, list, list, list), _USER, _LIST_LIMIT),
+    START: _Spec(Start, (int, dict, list, list, list, bytes), _USER, _LIST_LIMIT),
     SKIP: _Spec(Skip, (int, str, int), _CONTROL, 8),
     ACK: _Spec(Ack, (int, list), _USER, _LIST_LIMIT),
     FINISHED: _Spec(Finished, (int,), _CONTROL, 8),
@@ -202,6 +205,10 @@ KIND_NAMES: dict[int, str] = {
 }
 _KIND_OF: dict[type[Any], int] = {spec.record: kind for kind, spec in SPECS.items()}
 HEADERS: dict[int, bytes] = {kind: bytes((VERSION, kind)) for kind in SPECS}
+#: Each kind's total element and nesting limit (:mod:`zmqpipeline.protocol.bounds`).
+LIMITS = {
+    kind: ELEMENT_LIMITS[KIND_NAMES[kind]] for kind in SPECS if KIND_NAMES[kind] in ELEMENT_LIMITS
+}
 #: The kinds whose big values may travel as extra frames after the body (see
 #: :mod:`zmqpipeline.protocol.frames`); every other kind is exactly two frames.
 FRAMED_KINDS = frozenset({DATA, RESULT})
@@ -212,13 +219,24 @@ def kind_of(record: Any) -> int:
     return _KIND_OF[type(record)]
 
 
-def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...]
+def _tokens_ok(body: list[Any], items: int, tokens: int) -> bool:
+    """The tokens of a DATA or RESULT (if it has them): whole tokens, no more than items;
+    a DATA's cover exactly as many seqs as it has items."""
+    if len(body) <= tokens:
+        return True
+    blob, n = body[tokens], len(body[items])
+    if len(blob) % TOKEN_BYTES or len(blob) > TOKEN_BYTES * n:
+        return False
+    return tokens != 2 or not blob or sum(count for _, count in runs(blob)) == n
+
+
+def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...], tokens
     for item in body[1]:
         if type(item) is not list or len(item) != 2:
             return False
         if type(item[0]) is not int or type(item[1]) is not dict:
             return False
-    return True
+    return _tokens_ok(body, 1, 2)
 
 
 def _column_ok(column: Any, n: int, kind: type[Any]) -> bool:
@@ -257,13 +275,13 @@ def _acks_ok(body: list[Any]) -> bool:  # ACK: [[type, by, seqs, ack data, error
     return True
 
 
-def _results_ok(body: list[Any]) -> bool:  # RESULT: [[seq, result or None], ...]
+def _results_ok(body: list[Any]) -> bool:  # RESULT: [[seq, result or None], ...], tokens
     for item in body[3]:
         if type(item) is not list or len(item) != 2 or type(item[0]) is not int:
             return False
         if item[1] is not None and type(item[1]) is not dict:
             return False
-    return True
+    return _tokens_ok(body, 3, 4)
 
 
 def _all_of(index: int, kind: type[Any]) -> Callable[[list[Any]], bool]:
@@ -275,8 +293,10 @@ def _all_of(index: int, kind: type[Any]) -> Callable[[list[Any]], bool]:
     return check
 
 
-def _start_ok(body: list[Any]) -> bool:  # START: three lists of task names
-    return all(type(name) is str for names in body[2:] for name in names)
+def _start_ok(body: list[Any]) -> bool:  # START: three lists of task names, a key
+    if len(body) > 5 and len(body[5]) not in (0, KEY_BYTES):
+        return False
+    return all(type(name) is str for names in body[2:5] for name in names)
 
 
 #: The lists inside bodies, checked item by item (kinds not named here have none).
@@ -292,21 +312,31 @@ _NESTED: dict[int, Callable[[list[Any]], bool]] = {
 }
 
 
-def _body_check(fields: tuple[Any, ...], nested: Any) -> Callable[[list[Any]], bool]:
+#: Kinds whose last field may be left out (the record's default): the item tokens and
+#: the token key, which a message built by hand (tests, tools) may go without.
+_OPTIONAL_LAST = frozenset({DATA, RESULT, START})
+
+
+def _body_check(
+    fields: tuple[Any, ...], nested: Any, optional_last: bool
+) -> Callable[[list[Any]], bool]:
     """A check of a decoded body (a list) against ``fields`` and the ``nested`` check,
     built once per kind: every message pays for its check, so it does no more than it must."""
     n = len(fields)
     # bool is an int to isinstance, but never a count, sequence or run number.
     exact = tuple(i for i, t in enumerate(fields) if t is int)
     loose = tuple((i, t) for i, t in enumerate(fields) if t is not int and t is not _ANY)
+    shorter = n - 1 if optional_last else n
+    loose_short = tuple((i, t) for i, t in loose if i < shorter)
 
     def check(body: list[Any]) -> bool:
-        if len(body) != n:
+        m = len(body)
+        if m != n and m != shorter:
             return False
         for i in exact:
             if type(body[i]) is not int:
                 return False
-        for i, t in loose:
+        for i, t in loose if m == n else loose_short:
             if not isinstance(body[i], t):
                 return False
         return nested is None or nested(body)
@@ -315,7 +345,8 @@ def _body_check(fields: tuple[Any, ...], nested: Any) -> Callable[[list[Any]], b
 
 
 _CHECKS: dict[int, Callable[[list[Any]], bool]] = {
-    kind: _body_check(spec.fields, _NESTED.get(kind)) for kind, spec in SPECS.items()
+    kind: _body_check(spec.fields, _NESTED.get(kind), kind in _OPTIONAL_LAST)
+    for kind, spec in SPECS.items()
 }
 
 
@@ -357,6 +388,12 @@ def decode(
         size += sum(memoryview(frame).nbytes for frame in extra)
     if size > limit:
         raise ProtocolError(f"{name} of {size} bytes, over {limit}", frames, "too large")
+    bound = LIMITS.get(kind)
+    if bound is not None and len(raw) > bound.max_elements:  # else it cannot hold too many
+        try:
+            check_elements(raw, bound)
+        except TooManyElements as exc:
+            raise ProtocolError(f"{name} body: {exc}", frames, "too many elements") from None
     try:
         body = msgpack.unpackb(
             raw,

@@ -110,8 +110,10 @@ class JobBook:
         """Set (or replace) a job's rule; its first run is the rule's first time at or
         after ``after`` (default ``now``). A job running now keeps running: its outcome
         finds the new rule. A bad rule is recorded as such (status ``bad rule``)."""
-        # Whole seconds: an RRULE's first time is its start, which must not have passed.
-        start = math.floor(now if after is None else after)
+        exact = now if after is None else after
+        # An RRULE counts from a whole second (dateutil drops fractions): the next one, so
+        # that its first time has not passed already (a job is never late at its birth).
+        start = math.ceil(exact)
         job = self.jobs.get(job_id)
         if job is None:
             job = Job(self.task_type, job_id, rule, {}, start, None, None, "scheduled", now)
@@ -124,7 +126,7 @@ class JobBook:
             job.timeout_s = timeout_s
         job.next_run = None
         if self._parse(job, now) is not None and not job.running:
-            self._schedule_first(job, start, now)
+            self._schedule_first(job, exact, now)
         elif job.running:
             self._status(job, "running", now)
         self.store.save(job)
@@ -277,6 +279,35 @@ class JobBook:
                 for r in job.history
             ],
         }
+
+    def listing(self, limit: int, live: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """At most ``limit`` jobs as the dashboard lists them: those running first, then
+        the next due, then the others, latest status first (``live``: what
+        :meth:`describe` takes, per job running now)."""
+
+        def order(job: Job) -> tuple[int, float, str]:
+            if job.running:
+                return 0, -job.status_at, job.job
+            if job.next_run is not None:
+                return 1, job.next_run, job.job
+            return 2, -job.status_at, job.job
+
+        kept = (j for j in self.jobs.values() if not j.removed)
+        out = []
+        for job in heapq.nsmallest(limit, kept, key=order):
+            running = live.get(job.job) if job.running else None
+            out.append(
+                {
+                    "job": job.job,
+                    "rule": job.rule,
+                    "status": "running" if running else job.status,
+                    "status_at": running["since"] if running else job.status_at,
+                    "next_run": job.next_run,
+                    "last_error": job.last_error or None,
+                    "running_on": running["worker"] if running else None,
+                }
+            )
+        return out
 
     def upcoming(self, limit: int) -> list[tuple[float, str]]:
         """The next ``limit`` due times, earliest first, as ``(time, job)``."""

@@ -9,6 +9,8 @@ Rules (as redbike's, with iCal ``RRULE`` through the optional ``python-dateutil`
   once, at that time (at once if it has passed).
 - ``CONTINUE``: again as soon as the previous run has ended.
 - ``STOP``: not any more (the job keeps its statuses).
+- ``CRON:30 2 * * *`` (or the five fields alone, or ``@daily``...), through the optional
+  ``cronsim``: see :mod:`.cron`.
 - ``RRULE:FREQ=DAILY;BYHOUR=2;BYMINUTE=0;BYSECOND=0`` (or the same without ``RRULE:``,
   or ``DTSTART:...`` and ``RRULE:...`` lines): at each of its times. Without a
   ``DTSTART`` the rule counts from the time the job was set (``--after``), so
@@ -27,6 +29,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
+
+from .cron import cron_expression, cron_next, looks_like_cron
 
 __all__ = ["BadRule", "Rule", "local_zone", "parse_rule", "parse_time", "zone"]
 
@@ -90,12 +94,15 @@ class Rule:
 
     #: The rule as given (what ``schedule list`` shows).
     text: str
-    #: ``NOW``, ``AT``, ``CONTINUE``, ``STOP`` or ``RRULE``.
+    #: ``NOW``, ``AT``, ``CONTINUE``, ``STOP``, ``RRULE`` or ``CRON``.
     kind: str
     #: ``AT``: its time.
     at: float | None = None
     #: ``RRULE``: dateutil's rule, counting from the job's start.
     rrule: Any = None
+    #: ``CRON``: its five fields, read in ``tz`` (see :mod:`.cron`).
+    cron: str | None = None
+    tz: tzinfo | None = None
 
     @property
     def once(self) -> bool:
@@ -111,6 +118,9 @@ class Rule:
             return max(self.at, after)
         if self.kind == "RRULE":
             return self._occurrence(after, inclusive=True)
+        if self.kind == "CRON":
+            assert self.cron is not None and self.tz is not None
+            return cron_next(self.cron, after, self.tz, inclusive=True)
         return after  # NOW, CONTINUE
 
     def next(self, ended: float) -> float | None:
@@ -120,6 +130,9 @@ class Rule:
             return ended
         if self.kind == "RRULE":
             return self._occurrence(ended, inclusive=False)
+        if self.kind == "CRON":
+            assert self.cron is not None and self.tz is not None
+            return cron_next(self.cron, ended, self.tz, inclusive=False)
         return None  # NOW, AT: once; STOP
 
     def _occurrence(self, after: float, inclusive: bool) -> float | None:
@@ -149,9 +162,14 @@ def parse_rule(text: str, start: float, tz: tzinfo) -> Rule:
         return Rule(stripped, "AT", at=parse_time(stripped[3:], tz))
     if "FREQ=" in upper:
         return Rule(stripped, "RRULE", rrule=_rrule(stripped, start, tz))
+    if looks_like_cron(stripped):
+        try:
+            return Rule(stripped, "CRON", cron=cron_expression(stripped, tz), tz=tz)
+        except ValueError as exc:
+            raise BadRule(str(exc)) from None
     raise BadRule(
         f"unknown rule {stripped[:80]!r}: one of NOW, AT:ISO-8601, CONTINUE, STOP, "
-        "or an iCal RRULE such as FREQ=MINUTELY;INTERVAL=5"
+        "an iCal RRULE such as FREQ=MINUTELY;INTERVAL=5, or cron's 5 fields (*/5 * * * *)"
     )
 
 

@@ -104,6 +104,9 @@ class WorkerLogic:
         self.accepted = False
         self.ended = False
         self.queue: deque[tuple[int, dict[str, Any]]] = deque()
+        #: Each held item's token (DATA's: one per run of seqs), handed back beside its
+        #: result (protocol.tokens).
+        self.tokens: dict[int, bytes] = {}
         self.busy = 0
         self.to_distributor: deque[list[bytes]] = deque()
         self.recalled = 0  # items the distributor asked back (RECALL), not yet answered
@@ -128,15 +131,20 @@ class WorkerLogic:
             if msg.run == self.run and self.accepted:
                 self.credit.received(len(msg.items))
                 self.queue.extend((seq, payload) for seq, payload in msg.items)
+                tokens = protocol.tokens
+                for token in tokens.split(msg.tokens):  # they cover the items (decoding checked)
+                    self.tokens.update(dict.fromkeys(tokens.seqs_of(token), token))
         elif kind is protocol.Welcome:
             if msg.run != self.run:
                 self.queue.clear()  # items of a run that is over
+                self.tokens.clear()
             self.run, self.metadata, self.accepted = msg.run, msg.metadata, True
             self.options = msg.options
             self.to_distributor.append(self.codec.credit(0))  # the handshake's last step
             return True
         elif kind is protocol.Reset:
             self.queue.clear()
+            self.tokens.clear()
             self.accepted = False
             self.ready()
         elif kind is protocol.End:
@@ -152,6 +160,8 @@ class WorkerLogic:
         while len(seqs) < self.recalled and self.queue:
             seqs.append(self.queue.pop()[0])
         self.recalled = 0
+        for seq in seqs:
+            self.tokens.pop(seq, None)
         self.to_distributor.append(self.codec.hand_back(seqs))
 
     def ask_for_more(self, eager: bool = False) -> None:
@@ -165,6 +175,7 @@ class WorkerLogic:
         self.credit.observe(seconds)
 
     def fail(self, seq: int, error: str, exc_types: list[str]) -> None:
+        self.tokens.pop(seq, None)
         self.to_distributor.append(self.codec.fail(seq, error, exc_types))
 
     def hand_back(self, more: list[int]) -> list[bytes]:

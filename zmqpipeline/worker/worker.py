@@ -317,7 +317,9 @@ class Worker(Role):
             return
         assert batch.run is not None
         entries = batch.take()
-        messages, failed = self._codec.results(batch.run, self.task_type, self.worker_id, entries)
+        messages, failed = self._codec.results(
+            batch.run, self.task_type, self.worker_id, entries, logic.tokens
+        )
         self.items_processed += len(entries) - len(failed)
         for seq, exc in failed:  # a result that cannot travel: that item fails alone
             self.items_failed += 1

@@ -92,6 +92,33 @@
     }
   }
 
+  const clock = (t) => (t === null || t === undefined ? "-" : new Date(t * 1000).toLocaleString());
+
+  // Scheduled tasks' jobs (zmqpipeline.schedule): the status lists up to 100 per task,
+  // running first, then the next due, then the others (latest status first).
+  function drawJobs(schedule, now) {
+    $("jobs-section").hidden = !schedule;
+    if (!schedule) return;
+    const body = $("jobs").tBodies[0];
+    body.replaceChildren();
+    let total = 0, shown = 0;
+    for (const [task, s] of Object.entries(schedule)) {
+      total += s.jobs;
+      for (const j of s.list || []) {
+        shown += 1;
+        const row = el("tr", { "data-job": j.job, "data-task": task, "data-status": j.status });
+        const next = j.next_run === null ? "-" :
+          `${clock(j.next_run)} (${j.next_run > now ? "in " + duration(j.next_run - now) : "due"})`;
+        const status = j.running_on ? `${j.status} on ${j.running_on}` : j.status;
+        row.append(el("td", {}, j.job), el("td", {}, task), el("td", { class: "rule" }, j.rule));
+        row.append(el("td", {}, next), el("td", { class: "status" }, status));
+        row.append(el("td", {}, clock(j.status_at)), el("td", { class: "error" }, j.last_error || ""));
+        body.append(row);
+      }
+    }
+    $("job-count").textContent = shown < total ? `(${shown} of ${total})` : `(${total})`;
+  }
+
   function drawFailures(failures) {
     const body = $("failures").tBodies[0];
     body.replaceChildren();
@@ -158,6 +185,7 @@
       `p50 ${lat.p50.toFixed(1)} ms \u00b7 p90 ${lat.p90.toFixed(1)} ms \u00b7 ` +
       `p99 ${lat.p99.toFixed(1)} ms \u00b7 max ${lat.max.toFixed(1)} ms (latest items)`;
     drawWorkers(status.workers);
+    drawJobs(status.schedule, snap.polled_at);
     drawFailures(status.failures);
     const c = status.collector;
     $("collector").textContent = `collector: ${c.connected ? "connected" : "NOT connected"}, ` +

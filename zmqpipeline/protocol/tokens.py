@@ -1,0 +1,161 @@
+"""Item tokens: proof, in a RESULT, that the distributor handed those items to that worker.
+
+The results endpoint is a PULL socket: it cannot tell who sent a message, and every
+worker learns the run number. So the distributor makes a secret key for each run
+(:func:`new_key`) and gives it to the collector in START, on the channel between those two
+alone. A token vouches for a run of consecutive seqs handed out together: it is a record
+of :data:`TOKEN_BYTES` bytes, the run's first seq and length and a keyed BLAKE2b of them
+with the task type and the worker's id (8 bytes). DATA carries the tokens of its items
+(one for a batch of fresh items, which are consecutive; one per run of a batch of
+re-issued ones); the worker hands back, beside the results of a RESULT, the tokens that
+cover them, and the collector checks them with the same key: a result for an item not
+handed out, or handed out to another worker, is covered by no valid token and refused.
+
+The collector keeps no list of what was handed out to whom (a token it checked is
+remembered, a bounded number of them), and no side sends a message more than before:
+the cost is a keyed hash per batch, not per item, and a range check per result.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import hmac
+import os
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = [
+    "KEY_BYTES",
+    "TOKEN_BYTES",
+    "ItemTokens",
+    "covered",
+    "new_key",
+    "runs",
+    "seqs_of",
+    "split",
+    "token_runs",
+]
+
+#: Bytes of a run's key (START carries it).
+KEY_BYTES = 16
+_RUN = struct.Struct("<qI")  # a token's first seq and number of seqs
+_MAC_BYTES = 8
+_RUNS = struct.Struct("<qI8x")  # a token's run, its hash skipped
+#: Bytes of a token: first seq, length, keyed hash.
+TOKEN_BYTES = _RUN.size + _MAC_BYTES
+_SEQ_RANGE = (-(1 << 63), 1 << 63)
+_KEPT = 4096  # tokens remembered as checked, and (task type, worker) hash set-ups kept
+
+
+def new_key() -> bytes:
+    """A fresh random key for one run's tokens."""
+    return os.urandom(KEY_BYTES)
+
+
+def token_runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """``seqs`` (distinct, as a batch's are) as runs of consecutive seqs: ``(first, n)``.
+    A batch of fresh items is one run: found without a loop."""
+    if not seqs:
+        return []
+    low, high = min(seqs), max(seqs)
+    if high - low + 1 == len(seqs):
+        return [(low, len(seqs))]
+    runs: list[tuple[int, int]] = []
+    ordered = sorted(seqs)
+    first = last = ordered[0]
+    for seq in ordered[1:]:
+        if seq != last + 1:
+            runs.append((first, last - first + 1))
+            first = seq
+        last = seq
+    runs.append((first, last - first + 1))
+    return runs
+
+
+def covered(seqs: list[int], spans: list[tuple[int, int]]) -> bool:
+    """Whether every seq of ``seqs`` lies in one of ``spans`` (``(first, end)``, end
+    excluded). One span: a min and a max; more: a bisection per span, not a loop per seq."""
+    if not seqs:
+        return True
+    if len(spans) == 1:
+        first, end = spans[0]
+        return first <= min(seqs) and max(seqs) < end
+    ordered = sorted(seqs)
+    inside, reach = 0, _SEQ_RANGE[0]
+    for first, end in sorted(spans):
+        first = max(first, reach)  # overlapping spans count their seqs once
+        if first < end:
+            inside += bisect.bisect_left(ordered, end) - bisect.bisect_left(ordered, first)
+            reach = end
+    return inside == len(ordered)
+
+
+class ItemTokens:
+    """Makes (distributor) and checks (collector) the tokens of one run's key."""
+
+    __slots__ = ("_bases", "_checked", "key")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._bases: dict[tuple[str, bytes], Any] = {}
+        self._checked: dict[tuple[str, bytes, bytes], tuple[int, int]] = {}
+
+    def _mac(self, task_type: str, worker_id: bytes, run: bytes) -> bytes:
+        base = self._bases.get((task_type, worker_id))
+        if base is None:
+            base = hashlib.blake2b(key=self.key, digest_size=_MAC_BYTES)
+            name = task_type.encode()
+            base.update(len(name).to_bytes(4, "little") + name + worker_id)
+            if len(self._bases) >= _KEPT:
+                self._bases.clear()  # a peer inventing worker ids costs a rebuild, no memory
+            self._bases[(task_type, worker_id)] = base
+        h = base.copy()
+        h.update(run)
+        digest: bytes = h.digest()
+        return digest
+
+    def tokens(self, task_type: str, worker_id: bytes, seqs: list[int]) -> list[bytes]:
+        """The tokens of ``seqs`` (distinct), all handed to ``worker_id``: one per run of
+        consecutive seqs."""
+        out = []
+        for first, n in token_runs(seqs):
+            run = _RUN.pack(first, n)
+            out.append(run + self._mac(task_type, worker_id, run))
+        return out
+
+    def span(self, task_type: str, worker_id: bytes, token: bytes) -> tuple[int, int] | None:
+        """The seqs ``token`` vouches for, ``(first, end)``, if this key made it for
+        ``worker_id``; else ``None``."""
+        key = (task_type, worker_id, token)
+        span = self._checked.get(key)
+        if span is None:
+            if len(token) != TOKEN_BYTES:
+                return None
+            run = token[: _RUN.size]
+            if not hmac.compare_digest(self._mac(task_type, worker_id, run), token[_RUN.size :]):
+                return None
+            first, n = _RUN.unpack(run)
+            span = (first, first + n)
+            if len(self._checked) >= _KEPT:
+                self._checked.clear()
+            self._checked[key] = span
+        return span
+
+
+def runs(blob: bytes) -> Iterator[tuple[int, int]]:
+    """The ``(first, n)`` runs the tokens of ``blob`` say they cover, checked or not (its
+    length a multiple of :data:`TOKEN_BYTES`)."""
+    return _RUNS.iter_unpack(blob)
+
+
+def split(blob: bytes) -> list[bytes]:
+    """A DATA's or RESULT's tokens, one by one (the blob's length was checked)."""
+    return [blob[i : i + TOKEN_BYTES] for i in range(0, len(blob), TOKEN_BYTES)]
+
+
+def seqs_of(token: bytes) -> range:
+    """The seqs a token says it covers (checked or not: the worker trusts its DATA)."""
+    first, n = _RUN.unpack_from(token)
+    return range(first, first + n)
