@@ -189,13 +189,22 @@ def test_big_results_are_fewer_calls_ahead() -> None:
     assert feed.calls_ahead == 32768
 
 
-def test_an_executor_worker_holds_results_briefly() -> None:
+def test_an_executor_worker_holds_results_briefly_and_calls_by_their_time() -> None:
     # What executor workers run with, whatever the environment says: results held 2 ms
-    # at most (each resolves a future); a shorter linger asked for is kept.
+    # at most (each resolves a future), credit between 1 and 32 calls beyond one per
+    # thread for 20 ms of calls; a shorter linger asked for is kept.
     from dataclasses import replace
 
     from zmqpipeline import Settings
-    from zmqpipeline.executor.worker import EXECUTOR_LINGER_S, executor_settings
+    from zmqpipeline.executor.worker import (
+        EXECUTOR_LINGER_S,
+        EXECUTOR_PREFETCH,
+        EXECUTOR_QUEUE_S,
+        executor_settings,
+    )
 
-    assert executor_settings(Settings()).result_linger_s == EXECUTOR_LINGER_S == 0.002
+    mine = executor_settings(replace(Settings(), prefetch=100, max_prefetch=1000))
+    assert mine.result_linger_s == EXECUTOR_LINGER_S == 0.002
+    assert (mine.prefetch, mine.max_prefetch) == (1, EXECUTOR_PREFETCH)
+    assert mine.prefetch_window_s == EXECUTOR_QUEUE_S
     assert executor_settings(replace(Settings(), result_linger_s=0.0)).result_linger_s == 0.0

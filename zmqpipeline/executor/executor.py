@@ -42,7 +42,7 @@ from .mapping import (
 )
 from .naming import check_arguments, function_name
 from .roles import collector_class, feed, start_workers, task_class
-from .worker import EXECUTOR_PREFETCH, results_endpoint
+from .worker import results_endpoint
 
 __all__ = ["Executor"]
 
@@ -65,7 +65,7 @@ def _check(
     max_attempts: Any,
     window: Any,
     threads: Any,
-    prefetch: Any = EXECUTOR_PREFETCH,
+    prefetch: Any = None,
 ) -> None:
     """Refuse the arguments an executor cannot run with, naming which."""
     if not isinstance(workers, int) or workers < 0:
@@ -78,8 +78,8 @@ def _check(
         raise ValueError(f"window must be an int >= 1, not {window!r}")
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an int >= 1, not {threads!r}")
-    if not isinstance(prefetch, int) or prefetch < 0:
-        raise ValueError(f"prefetch must be an int >= 0, not {prefetch!r}")
+    if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
+        raise ValueError(f"prefetch must be None or an int >= 0, not {prefetch!r}")
 
 
 class Executor(_FuturesExecutor):
@@ -89,9 +89,9 @@ class Executor(_FuturesExecutor):
     none, wait for remote ones). ``endpoint``: where workers connect, e.g.
     ``'tcp://*:5600'`` for workers on other machines (results come back on the next
     port); default a private ipc file. ``threads``: calls each local worker runs at once;
-    ``prefetch``: calls it holds beyond those (they wait behind its running calls:
-    0 for long ``submit`` calls, more for many quick ones; ``map`` keeps its long ones few
-    out at once).
+    ``prefetch``: calls it holds beyond those, waiting behind its running calls
+    (default: what its threads finish in about 20 ms at the time its last calls took,
+    1 to 32; a number fixes it).
     ``max_attempts`` (default 1: a function may have side effects) and ``retry_for``:
     the retry policy of an exception, as for a :class:`~zmqpipeline.Task`. ``security``:
     CURVE keys for tcp (see docs/security.md). ``control_endpoint``: where
@@ -106,7 +106,7 @@ class Executor(_FuturesExecutor):
         endpoint: str | None = None,
         *,
         threads: int = 1,
-        prefetch: int = EXECUTOR_PREFETCH,
+        prefetch: int | None = None,
         max_attempts: int = 1,
         retry_for: tuple[type[BaseException] | str, ...] | None = None,
         security: Security | None = None,

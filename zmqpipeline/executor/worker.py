@@ -32,6 +32,7 @@ from .naming import Resolver
 __all__ = [
     "EXECUTOR_LINGER_S",
     "EXECUTOR_PREFETCH",
+    "EXECUTOR_QUEUE_S",
     "EXECUTOR_TASK_TYPE",
     "call_item",
     "executor_settings",
@@ -44,11 +45,13 @@ __all__ = [
 EXECUTOR_TASK_TYPE = TaskType.register_type("zmqpipeline.executor")
 _SIMPLE = (int, float, str, bytes, bool, type(None))
 _PARENT_CHECK_S = 0.5
-#: Calls a worker holds beyond one per thread: fixed, not adapted to the last calls'
-#: times (credit the distributor holds for a worker cannot be taken back: one that asked
-#: for much on quick calls would look least loaded and take long ones from the others).
-#: 32 keeps quick calls flowing (benchmarks/); ``map`` keeps long ones few out at once.
+#: Calls a worker holds beyond one per thread, at most (quick calls: enough to keep them
+#: flowing, benchmarks/). By default a worker holds what its threads finish in about
+#: :data:`EXECUTOR_QUEUE_S` at the time its last calls took, and one call per thread at
+#: least (no thread waits on a round trip): long calls are not queued behind one another
+#: on one worker while another has none (``prefetch=N`` fixes it at ``N`` instead).
 EXECUTOR_PREFETCH = 32
+EXECUTOR_QUEUE_S = 0.02
 #: The longest an executor worker holds a result to send it with others (a pipeline's
 #: workers hold theirs up to ``Settings.result_linger_s``): a future, a ``map`` window
 #: and ``as_completed`` wait on each one. Quick calls still go many to a message (a
@@ -99,12 +102,14 @@ def worker_class(
     results: str | None = None,
     threads: int = 1,
     allow: Sequence[str] = (),
-    prefetch: int = EXECUTOR_PREFETCH,
+    prefetch: int | None = None,
 ) -> type[Worker]:
     """A worker class for the executor whose calls are handed out at ``endpoint``.
 
     Calls run on threads (one by default) while the worker's own loop sends each result
-    as it comes, so a finished call's future never waits for the next call to end."""
+    as it comes, so a finished call's future never waits for the next call to end.
+    ``prefetch``: calls held beyond one per thread (``None``: by their time, see
+    :data:`EXECUTOR_PREFETCH`; :func:`executor_settings` sets the bounds)."""
     resolve = Resolver(allow)
     attrs: dict[str, Any] = {
         "prefetch": prefetch,
@@ -125,9 +130,14 @@ def worker_class(
 
 def executor_settings(settings: Settings) -> Settings:
     """An executor worker's tunables: results held at most :data:`EXECUTOR_LINGER_S`
-    (a future waits on each)."""
+    (a future waits on each), credit for :data:`EXECUTOR_QUEUE_S` of calls, between one
+    and :data:`EXECUTOR_PREFETCH` beyond one per thread."""
     return dataclasses.replace(
-        settings, result_linger_s=min(settings.result_linger_s, EXECUTOR_LINGER_S)
+        settings,
+        result_linger_s=min(settings.result_linger_s, EXECUTOR_LINGER_S),
+        prefetch=1,
+        max_prefetch=EXECUTOR_PREFETCH,
+        prefetch_window_s=EXECUTOR_QUEUE_S,
     )
 
 
@@ -144,7 +154,7 @@ def run_worker(
     results: str | None = None,
     threads: int = 1,
     allow: Sequence[str] = (),
-    prefetch: int = EXECUTOR_PREFETCH,
+    prefetch: int | None = None,
     parent: int | None = None,
     settings: Settings | None = None,
     lifetime_s: float | None = None,
