@@ -130,3 +130,12 @@ rebound = add
 def pid_after(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def same(x: Any) -> Any:
+    return x
+
+
+def object_at(x: int, bad: int) -> Any:
+    """``x``, but an object msgpack cannot carry for ``bad``."""
+    return object() if x == bad else x

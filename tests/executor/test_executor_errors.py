@@ -89,6 +89,7 @@ def test_a_module_without_the_function_on_the_worker_names_both(
         ({"workers": 1, "window": 0}, "window must be an int >= 1, not 0"),
         ({"workers": 1, "threads": 0}, "threads must be an int >= 1, not 0"),
         ({"workers": "2"}, "workers must be an int >= 0, not '2'"),
+        ({"workers": 1, "prefetch": -1}, "prefetch must be None or an int >= 0, not -1"),
     ],
 )
 def test_bad_executor_arguments_are_named(kwargs: dict[str, object], cause: str) -> None:

@@ -54,10 +54,10 @@ class HandOut(SchedulerPart):
             workers = workers[start:] + workers[:start]
             if state.task.sources or state.task.open_ended:
                 # Items come a few at a time (a source's results, pushes): the least
-                # loaded worker first, or one queues them while another starves. Loaded
-                # as the worker last said (what it asked for; what it holds would count
-                # the results it is holding to send with others).
-                workers.sort(key=lambda w: (w.capacity - w.credit) / w.threads)
+                # loaded worker first, or one queues them while another starves. Loaded:
+                # the less of what it holds (results it holds back count) and of what it
+                # asked for (credit asked for long ago counts, if it has asked less since).
+                workers.sort(key=lambda w: min(len(w.held), w.capacity - w.credit) / w.threads)
             share = _fair_share(state)
             spread = self._spread(state)
             for worker in workers:

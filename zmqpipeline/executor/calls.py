@@ -96,10 +96,10 @@ class Calls:
             if len(self.out) == self.window - 1:
                 self.cond.notify_all()
         future, error = call.future, outcome.get("x")
-        if call.chunk:
-            values = outcome.get("r") or []
+        if call.chunk:  # the packed results, read by map in the thread that reads them
+            packed = outcome.get("r") or b""
             future.set_result(
-                (values, None if error is None else rebuild(error), outcome.get("d", 0.0))
+                (packed, None if error is None else rebuild(error), outcome.get("d", 0.0))
             )
         elif error is not None:
             future.set_exception(rebuild(error))
@@ -119,7 +119,7 @@ class Calls:
                 continue
             exc = from_failure_text(str(record.get("error", "")))
             if call.chunk:
-                call.future.set_result(([], exc, 0.0))
+                call.future.set_result((b"", exc, 0.0))
             else:
                 call.future.set_exception(exc)
 

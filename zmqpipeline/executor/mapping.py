@@ -7,7 +7,9 @@ the output a terminal, a line every few seconds when it is not)."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import itertools
+import math
 import sys
 import time
 from collections import deque
@@ -16,7 +18,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["BATCH_TARGET_S", "MapFeed", "MapProgress", "map_results", "size_of"]
+from .batch import unpack
+
+__all__ = [
+    "BATCH_TARGET_S",
+    "ITEMS_OUT_PER_THREAD",
+    "MAP_BYTES_AHEAD",
+    "OUT_S",
+    "TAIL_MIN_S",
+    "TAIL_PARTS",
+    "MapFeed",
+    "MapProgress",
+    "argument_columns",
+    "map_results",
+    "size_of",
+]
 
 #: How often the bar is redrawn at most (a map may resolve 100 000 calls a second).
 REDRAW_S = 0.1
@@ -71,28 +87,70 @@ class MapProgress:
 
 
 #: Work an adaptive batch of ``map`` calls aims at on its worker: quick calls travel many
-#: to an item (the caller's cost per item is what limits them), calls of a few
-#: milliseconds or more one to an item (no worker holds another's share).
-BATCH_TARGET_S = 0.002
+#: to an item (the caller's cost per item is what limits them), 10 ms calls ten to an
+#: item (a worker's cost per item, some 0.1 ms, is then well under 1 % of its work),
+#: calls of 0.1 s or more one to an item. The tail and the out limit keep such items
+#: from making the workers end apart.
+BATCH_TARGET_S = 0.1
+#: When the map's size is known, its last calls go in smaller batches (guided
+#: scheduling): at most what is left over this many items per worker thread, so the
+#: workers end together rather than one finishing a big batch while the others idle.
+TAIL_PARTS = 4
+#: ... but none of less work than this: smaller, they would cost more (a message each)
+#: than the workers' uneven end they save.
+TAIL_MIN_S = 0.005
+#: Items of a map out at once, once its calls' time is known (see MapFeed.out_limit):
+#: what keeps each worker thread busy this long, and this many per thread at least.
+OUT_S = 0.1
+ITEMS_OUT_PER_THREAD = 3
+#: Results of a map submitted and not yet read, at most, without a ``buffersize``: big
+#: results are fewer calls ahead (the calls' count bounds small ones).
+MAP_BYTES_AHEAD = 64 << 20
 #: Items a map hands out at first, per worker thread, before its calls' time is known.
 FIRST_ITEMS_PER_THREAD = 4
 #: Weight of the latest batch in the estimate of a call's time.
 _EWMA = 0.3
 
-Submit = Callable[[tuple[Any, ...], bool], "Future[Any]"]
+#: ``submit(columns, single)``: one item of the calls whose arguments are ``columns``
+#: (one list per argument position, a value per call); ``single``: one call, sent alone.
+Submit = Callable[[list[list[Any]], bool], "Future[Any]"]
+
+
+def argument_columns(iterables: tuple[Iterable[Any], ...]) -> Callable[[int], list[list[Any]]]:
+    """``take(n)``: the arguments of the next ``n`` calls (at most) over ``iterables``,
+    in step, as columns (one list per iterable; ``[]`` once the shortest is exhausted). One
+    iterable, the common case, is cut without a tuple per call."""
+    if len(iterables) == 1:
+        values = iter(iterables[0])
+
+        def take_one(n: int) -> list[list[Any]]:
+            column = list(itertools.islice(values, n))
+            return [column] if column else []
+
+        return take_one
+    rows = zip(*iterables, strict=False)
+
+    def take(n: int) -> list[list[Any]]:
+        return [list(column) for column in zip(*itertools.islice(rows, n), strict=True)]
+
+    return take
 
 
 @dataclass
 class MapFeed:
     """How ``map`` cuts its input into items and keeps a bounded window of them out.
 
-    ``chunksize`` > 1: items of that many calls. ``adaptive`` (``chunksize`` 1 without
-    retries): items of as many calls as take about :data:`BATCH_TARGET_S` on a worker,
-    from the time the worker reports for the last batches; one call an item until it is
-    known. Otherwise one call an item. The window: at most ``ahead_calls`` calls and
-    ``ahead_items`` items submitted and not yet read."""
+    ``adaptive`` (without retries): items of as many calls as take about
+    :data:`BATCH_TARGET_S` on a worker, from the time the worker reports for the last
+    batches, and smaller ones at the end when ``total`` is known (:data:`TAIL_PARTS`);
+    never fewer than ``chunksize``, and ``chunksize`` until the time is known.
+    Otherwise items of ``chunksize`` calls (one: sent alone). The window: at most
+    ``ahead_calls`` calls (fewer for big results: :meth:`window_calls`) and
+    ``ahead_items`` items submitted and not yet read; and, for
+    long items, a few out at once (:meth:`out_limit`). ``take``: the input, cut by
+    :func:`argument_columns`."""
 
-    args: Iterator[tuple[Any, ...]]
+    take: Callable[[int], list[list[Any]]]
     submit: Submit
     chunksize: int
     adaptive: bool
@@ -104,16 +162,23 @@ class MapFeed:
     submitted: int = 0
     exhausted: bool = False
     call_s: float | None = None
+    total: int | None = None  # the map's calls, when its inputs have a len()
+    throttled: bool = False  # the last fill stopped at the out limit, not the window
+    bytes_ahead: int | None = None  # results not yet read, at most (see window_calls)
+    call_bytes: float | None = None  # a call's packed result, on average
 
     def size(self) -> int:
         """Calls in the next item."""
-        if not self.adaptive:
+        if not self.adaptive or self.call_s is None:
             return self.chunksize
-        if self.call_s is None:
-            return 1
         k = int(BATCH_TARGET_S / max(self.call_s, 1e-9))
-        spread = self.ahead_calls // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
-        return max(1, min(k, spread, self.ahead_calls - self.calls_ahead))
+        window = self.window_calls()
+        spread = window // (FIRST_ITEMS_PER_THREAD * self.threads)  # all busy
+        k = min(k, spread, window - self.calls_ahead)
+        if self.total is not None:  # the tail in smaller items (see TAIL_PARTS)
+            tail = -(-(self.total - self.submitted) // (TAIL_PARTS * self.threads))
+            k = min(k, max(tail, int(TAIL_MIN_S / max(self.call_s, 1e-9))))
+        return max(self.chunksize, k)
 
     def items_ahead(self, first: bool) -> int:
         """Items out at once: the window (adaptive batches: a first few, until their
@@ -122,31 +187,61 @@ class MapFeed:
             return FIRST_ITEMS_PER_THREAD * self.threads
         return self.ahead_items
 
+    def out_limit(self) -> int | None:
+        """Items out (submitted, not resolved) at most, once the calls' time is known:
+        what keeps every worker thread busy for :data:`OUT_S`, and
+        :data:`ITEMS_OUT_PER_THREAD` at least. The rest waits here, so long items wait in
+        the distributor to go to whichever worker frees first, not queued at one worker
+        (``None``: no limit but the window)."""
+        if not self.adaptive or self.call_s is None:
+            return None
+        item_s = max(self.call_s * self.size(), 1e-9)
+        return self.threads * max(ITEMS_OUT_PER_THREAD, math.ceil(OUT_S / item_s))
+
     def fill(self, first: bool = False) -> None:
-        """Submit items until the window is full (``first``: the opening few)."""
+        """Submit items until the window is full (``first``: the opening few) or, for
+        long items, enough are out (:meth:`out_limit`: then :attr:`throttled`)."""
         items = self.items_ahead(first)
-        while not self.exhausted and self.calls_ahead < self.ahead_calls:
+        limit = self.out_limit()
+        out = None
+        self.throttled = False
+        window = self.window_calls()
+        while not self.exhausted and self.calls_ahead < window:
             if len(self.pending) >= items:
                 return
+            if limit is not None and len(self.pending) >= limit:
+                if out is None:
+                    out = sum(1 for future, _ in self.pending if not future.done())
+                if out >= limit:
+                    self.throttled = True
+                    return
+                out += 1
             single = self.chunksize == 1 and not self.adaptive
-            if single:
-                batch = next(self.args, None)
-                if batch is None:
-                    self.exhausted = True
-                    return
-                n = 1
-            else:
-                batch = tuple(itertools.islice(self.args, self.size()))
-                n = len(batch)
-                if not n:
-                    self.exhausted = True
-                    return
-            self.pending.append((self.submit(batch, single), n))
+            columns = self.take(1 if single else self.size())
+            if not columns:
+                self.exhausted = True
+                return
+            n = len(columns[0])
+            future = self.submit(columns, single)
+            self.pending.append((future, n))
             self.calls_ahead += n
             self.submitted += n
 
-    def learn(self, values: list[Any], spent: float) -> None:
-        """A batch came back: ``spent`` seconds of its worker's time for ``values``."""
+    def window_calls(self) -> int:
+        """Calls submitted and not yet read at most: ``ahead_calls``, and, with
+        ``bytes_ahead``, as many as hold that much of results at their size so far (a
+        few per worker thread at least)."""
+        if self.bytes_ahead is None or not self.call_bytes:
+            return self.ahead_calls
+        fit = int(self.bytes_ahead / self.call_bytes)
+        return min(self.ahead_calls, max(FIRST_ITEMS_PER_THREAD * self.threads, fit))
+
+    def learn(self, values: list[Any], spent: float, nbytes: int = 0) -> None:
+        """A batch came back: ``spent`` seconds of its worker's time and ``nbytes`` of
+        packed results for ``values``."""
+        if values and nbytes:
+            size, last = nbytes / len(values), self.call_bytes
+            self.call_bytes = size if last is None else last + _EWMA * (size - last)
         if values and spent > 0:
             per_call = spent / len(values)
             last = self.call_s
@@ -160,9 +255,17 @@ def map_results(feed: MapFeed, end: float | None, shown: MapProgress | None) -> 
     pending = feed.pending
     try:
         while pending:
-            future, n = pending.popleft()
-            feed.calls_ahead -= n
+            future, n = pending[0]
             left = None if end is None else end - time.monotonic()
+            if feed.throttled and not future.done() and (left is None or left > 0):
+                # Long items, a few out: refill as any of them resolves, not only the
+                # oldest (a long first call would leave the other workers dry).
+                out = [later for later, _ in pending if not later.done()]  # the oldest too
+                cf.wait(out, left, cf.FIRST_COMPLETED)
+                feed.fill()
+                continue
+            pending.popleft()
+            feed.calls_ahead -= n
             try:
                 result = future.result(left)
             except Exception as exc:
@@ -176,8 +279,9 @@ def map_results(feed: MapFeed, end: float | None, shown: MapProgress | None) -> 
                     shown.update(feed.submitted, done)
                 yield result
                 continue
-            values, error, spent = result
-            feed.learn(values, spent)
+            packed, error, spent = result
+            values = unpack(packed) if packed else []
+            feed.learn(values, spent, len(packed))
             feed.fill()
             done += len(values)
             if shown is not None:

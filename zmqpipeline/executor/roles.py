@@ -138,7 +138,7 @@ def start_workers(
     endpoint: str,
     results: str,
     threads: int,
-    prefetch: int,
+    prefetch: int | None,
     settings: Settings,
     key_dir: str,
 ) -> list[subprocess.Popen[bytes]]:
@@ -154,7 +154,9 @@ def start_workers(
     env["ZMQPIPELINE_LIVENESS_MISSES"] = str(settings.liveness_misses)
     env.update(_curve_env(settings.security, key_dir))
     command = [sys.executable, "-m", "zmqpipeline", "executor-worker", endpoint]
-    command += ["--results", results, "--threads", str(threads), "--prefetch", str(prefetch)]
+    command += ["--results", results, "--threads", str(threads)]
+    if prefetch is not None:
+        command += ["--prefetch", str(prefetch)]
     command += ["--parent", str(os.getpid())]
     return [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL) for _ in range(n)]
 

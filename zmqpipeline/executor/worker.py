@@ -3,9 +3,10 @@ item names and calls it. ``zmqpipeline executor-worker tcp://HOST:5600`` runs on
 another machine; the :class:`~zmqpipeline.Executor` starts its local ones the same way
 (``python -m zmqpipeline executor-worker``), a fresh interpreter each (no fork).
 
-An item is ``{'i': id, 'f': 'module:qualname', 'a': args, 'k': kwargs}`` (or ``'c'``, a
-chunk of argument lists for ``map``); its result ``{'i': id, 'r': value}`` (a chunk's:
-``'r'`` a list and ``'d'`` the seconds its calls took) or, when the
+An item is ``{'i': id, 'f': 'module:qualname', 'a': args, 'k': kwargs}`` (or ``'b'``, a
+batch of ``map``'s calls: their argument lists packed as one value, see :mod:`.batch`);
+its result ``{'i': id, 'r': value}`` (a batch's: ``'r'`` its results packed and ``'d'``
+the seconds its calls took) or, when the
 function raised, ``{'i': id, 'x': description}`` (see :mod:`.errors`): an exception is
 an outcome delivered to the caller, not a failure retried, unless the item says ``'t'``
 (the executor's ``max_attempts`` > 1: then it raises, and the run's retry policy applies).
@@ -13,6 +14,7 @@ an outcome delivered to the caller, not a failure retried, unless the item says 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -23,13 +25,17 @@ from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from ..utils.serializer import find_unpackable
 from ..worker import MultiThreadedWorker, Worker
+from .batch import run_batch
 from .errors import describe
 from .naming import Resolver
 
 __all__ = [
+    "EXECUTOR_LINGER_S",
     "EXECUTOR_PREFETCH",
+    "EXECUTOR_QUEUE_S",
     "EXECUTOR_TASK_TYPE",
     "call_item",
+    "executor_settings",
     "results_endpoint",
     "run_worker",
     "worker_class",
@@ -39,10 +45,18 @@ __all__ = [
 EXECUTOR_TASK_TYPE = TaskType.register_type("zmqpipeline.executor")
 _SIMPLE = (int, float, str, bytes, bool, type(None))
 _PARENT_CHECK_S = 0.5
-#: Calls a worker holds beyond one per thread: fixed, not adapted to the last calls'
-#: times (an executor's calls vary; a worker that learnt on quick calls would take a
-#: long run of slow ones from the others). 32 keeps quick calls flowing (benchmarks/).
+#: Calls a worker holds beyond one per thread, at most (quick calls: enough to keep them
+#: flowing, benchmarks/). By default a worker holds what its threads finish in about
+#: :data:`EXECUTOR_QUEUE_S` at the time its last calls took, and one call per thread at
+#: least (no thread waits on a round trip): long calls are not queued behind one another
+#: on one worker while another has none (``prefetch=N`` fixes it at ``N`` instead).
 EXECUTOR_PREFETCH = 32
+EXECUTOR_QUEUE_S = 0.02
+#: The longest an executor worker holds a result to send it with others (a pipeline's
+#: workers hold theirs up to ``Settings.result_linger_s``): a future, a ``map`` window
+#: and ``as_completed`` wait on each one. Quick calls still go many to a message (a
+#: batch also forms by count, and whenever the worker runs dry).
+EXECUTOR_LINGER_S = 0.002
 
 
 def results_endpoint(endpoint: str) -> str:
@@ -73,22 +87,14 @@ def call_item(resolve: Resolver, data: dict[str, Any]) -> dict[str, Any]:
         fn = resolve(data["f"])
     except Exception as exc:
         return {"i": item_id, "x": describe(exc)}
-    chunk = data.get("c")
-    if chunk is None:
-        try:
-            return {"i": item_id, "r": _checked(fn(*data["a"], **data["k"]))}
-        except Exception as exc:
-            if data.get("t"):
-                raise
-            return {"i": item_id, "x": describe(exc)}
-    results: list[Any] = []
-    started = time.perf_counter()
+    if "b" in data:
+        return run_batch(fn, data)
     try:
-        for args in chunk:
-            results.append(_checked(fn(*args)))
+        return {"i": item_id, "r": _checked(fn(*data["a"], **data["k"]))}
     except Exception as exc:
-        return {"i": item_id, "r": results, "x": describe(exc)}
-    return {"i": item_id, "r": results, "d": time.perf_counter() - started}
+        if data.get("t"):
+            raise
+        return {"i": item_id, "x": describe(exc)}
 
 
 def worker_class(
@@ -96,12 +102,14 @@ def worker_class(
     results: str | None = None,
     threads: int = 1,
     allow: Sequence[str] = (),
-    prefetch: int = EXECUTOR_PREFETCH,
+    prefetch: int | None = None,
 ) -> type[Worker]:
     """A worker class for the executor whose calls are handed out at ``endpoint``.
 
     Calls run on threads (one by default) while the worker's own loop sends each result
-    as it comes, so a finished call's future never waits for the next call to end."""
+    as it comes, so a finished call's future never waits for the next call to end.
+    ``prefetch``: calls held beyond one per thread (``None``: by their time, see
+    :data:`EXECUTOR_PREFETCH`; :func:`executor_settings` sets the bounds)."""
     resolve = Resolver(allow)
     attrs: dict[str, Any] = {
         "prefetch": prefetch,
@@ -120,6 +128,19 @@ def worker_class(
     return type("ExecutorThreadedWorker", (MultiThreadedWorker,), attrs)
 
 
+def executor_settings(settings: Settings) -> Settings:
+    """An executor worker's tunables: results held at most :data:`EXECUTOR_LINGER_S`
+    (a future waits on each), credit for :data:`EXECUTOR_QUEUE_S` of calls, between one
+    and :data:`EXECUTOR_PREFETCH` beyond one per thread."""
+    return dataclasses.replace(
+        settings,
+        result_linger_s=min(settings.result_linger_s, EXECUTOR_LINGER_S),
+        prefetch=1,
+        max_prefetch=EXECUTOR_PREFETCH,
+        prefetch_window_s=EXECUTOR_QUEUE_S,
+    )
+
+
 def _watch_parent(parent: int) -> None:
     """The executor that started us has gone (it was killed): so do we."""
     while os.getppid() == parent:
@@ -133,7 +154,7 @@ def run_worker(
     results: str | None = None,
     threads: int = 1,
     allow: Sequence[str] = (),
-    prefetch: int = EXECUTOR_PREFETCH,
+    prefetch: int | None = None,
     parent: int | None = None,
     settings: Settings | None = None,
     lifetime_s: float | None = None,
@@ -147,6 +168,7 @@ def run_worker(
         if os.getppid() != parent:
             return 0
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    settings = executor_settings(settings or Settings.from_env())
     worker = worker_class(endpoint, results, threads, allow, prefetch)(settings=settings)
     worker.lifetime_s, worker.idle_timeout_s = lifetime_s, idle_timeout_s
     worker.lifetime_stagger_s = lifetime_stagger_s
