@@ -18,7 +18,6 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _bare_payload import run_bare
+from _bare_payload import peak_mib, reset_peak, run_bare
 
 import zmqpipeline as zp
 
@@ -35,10 +34,6 @@ FORK = multiprocessing.get_context("fork")
 KiB, MiB = 1024, 1024 * 1024
 zp.TaskType.register_type("PAYLOAD")
 TINY = b"t"
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _endpoints(transport: str, folder: str) -> dict[str, str]:
@@ -91,8 +86,9 @@ def run_ours(
 
     def role(name: str, target: Any) -> Any:
         def run() -> None:
+            reset_peak()
             value = target()
-            out.put((name, value, _rss_mib()))
+            out.put((name, value, peak_mib()))
 
         return FORK.Process(target=run)
 

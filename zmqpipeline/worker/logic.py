@@ -15,6 +15,8 @@ from collections import deque
 from typing import Any
 
 from .. import protocol
+from ..errors import SerializationError
+from ..protocol.frames import frame_bytes
 
 __all__ = [
     "CreditWindow",
@@ -207,11 +209,13 @@ class ResultBatch:
     holds ``max_items`` (the worker makes that at most half its credit: credit is asked
     for once a batch, and must cover two), or when its oldest result would otherwise
     wait past the linger (:meth:`linger`: microsecond items hardly linger, 10 ms items up
-    to 100 ms). Results are held as returned and packed when the batch is sent
+    to 100 ms). A result holding big values is due at once (it travels alone anyway:
+    holding it would only hold its bytes), and from the first one on every result is
+    weighed. Results are held as returned and packed when the batch is sent
     (:meth:`zmqpipeline.protocol.Codec.results`).
     """
 
-    __slots__ = ("deadline", "items", "max_items", "max_linger_s", "run")
+    __slots__ = ("big", "deadline", "items", "max_items", "max_linger_s", "run")
 
     def __init__(self, max_items: int, max_linger_s: float) -> None:
         self.max_items = max(1, max_items)
@@ -219,6 +223,8 @@ class ResultBatch:
         self.items: list[tuple[int, Any]] = []
         self.deadline = 0.0  # when the held results are due by the linger
         self.run: int | None = None  # the run the held results belong to
+        #: Results with big values were seen: each is weighed (:meth:`add`), none held.
+        self.big = False
 
     def __len__(self) -> int:
         return len(self.items)
@@ -236,6 +242,9 @@ class ResultBatch:
             self.deadline = now + self.linger(item_s) - (item_s or 0.0)
             self.run = run
         items.append((seq, result))
+        if result and _weighs(result):  # big values travel alone: nothing to batch with
+            self.big = True
+            return True
         return len(items) >= self.max_items or now >= self.deadline
 
     def due(self, now: float, idle: bool) -> bool:
@@ -253,6 +262,14 @@ class ResultBatch:
     def take(self) -> list[tuple[int, Any]]:
         items, self.items = self.items, []
         return items
+
+
+def _weighs(result: Any) -> bool:
+    """The result holds big values (a key no receiver decodes: the codec fails it)."""
+    try:
+        return bool(frame_bytes(result))
+    except SerializationError:
+        return False
 
 
 def worker_id() -> bytes:
