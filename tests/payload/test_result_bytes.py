@@ -36,10 +36,11 @@ def pair() -> Iterator[tuple[zmq.Socket[Any], zmq.Socket[Any]]]:
 def test_sent_big_results_count_until_the_receiver_has_taken_them(pair):
     push, pull = pair
     unsent = UnsentResults(3 * MiB)
-    messages = [unsent.track([b"head", b"body", bytes([i]) * 2 * MiB]) for i in range(2)]
-    for frames in messages:
+    batch = [[b"head", b"body", bytes([i]) * 2 * MiB] for i in range(2)]
+    unsent.track(batch)  # one batch: counted until its last frame is let go
+    for frames in batch:
         push.send_multipart(frames, copy=False)
-    del messages, frames  # what the worker keeps of a sent message: nothing
+    del batch, frames  # what the worker keeps of a sent message: nothing
     assert unsent.nbytes == 4 * MiB
     assert unsent.full()  # 4 MiB not yet out, over the bound of 3
     got = [pull.recv_multipart() for _ in range(2)]  # (copied: the sent ones are let go)
@@ -50,19 +51,24 @@ def test_sent_big_results_count_until_the_receiver_has_taken_them(pair):
     assert unsent.nbytes == 0
 
 
-def test_a_message_without_big_values_is_not_tracked_and_no_bound_tracks_nothing():
+def test_a_batch_without_big_values_is_not_tracked_and_no_bound_tracks_nothing():
     unsent = UnsentResults(MiB)
-    small = [b"head", b"body"]
-    assert unsent.track(small) is small
+    small = [[b"head", b"body"]]
+    unsent.track(small)
+    assert small == [[b"head", b"body"]] and not unsent.pending
     unbounded = UnsentResults(0)
-    big = [b"head", b"body", b"x" * MiB]
-    assert unbounded.track(big) is big
+    big = [[b"head", b"body", b"x" * MiB]]
+    unbounded.track(big)
+    assert type(big[0][2]) is bytes
     assert not unbounded.full() and not unbounded.pending
 
 
-def test_a_result_with_big_values_ends_its_batch_at_once():
-    batch = ResultBatch(max_items=128, max_linger_s=0.1)
+def test_big_results_end_their_batch_once_they_reach_its_bytes():
+    batch = ResultBatch(max_items=128, max_linger_s=0.1, max_bytes=1 * MiB)
     assert not batch.add(0, {"n": 1}, now=0.0, run=1, item_s=0.001)  # small: held
-    assert batch.add(1, {"blob": b"x" * (64 * 1024)}, now=0.0, run=1, item_s=0.001)
+    blob = {"blob": b"x" * (512 * 1024)}
+    assert not batch.add(1, blob, now=0.0, run=1, item_s=0.001)  # half the bytes: held
     assert batch.big  # from now on every result is weighed, none held in place
-    assert [seq for seq, _ in batch.take()] == [0, 1]
+    assert batch.add(2, blob, now=0.0, run=1, item_s=0.001)  # the bytes reached: due
+    assert [seq for seq, _ in batch.take()] == [0, 1, 2]
+    assert batch.nbytes == 0

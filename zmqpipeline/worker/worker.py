@@ -26,7 +26,7 @@ from ..runtime.waitlog import WaitLog
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from .lifetime import Lifetime
-from .logic import CreditWindow, ResultBatch, WorkerLogic, worker_id
+from .logic import BATCHES_UNSENT, CreditWindow, ResultBatch, WorkerLogic, worker_id
 from .unsent import UnsentResults
 
 __all__ = ["Worker"]
@@ -100,9 +100,10 @@ class Worker(Role):
         self.batch = ResultBatch(
             min(self.settings.result_batch_items, max(1, credit.high // 2)),
             self.settings.result_linger_s,
+            self.settings.max_in_flight_bytes // 2 // BATCHES_UNSENT,
         )
         # Big results are sent from this worker's memory: at most half the bytes in flight.
-        self._unsent = UnsentResults(self.settings.max_in_flight_bytes // 2)
+        self._unsent = UnsentResults(self.batch.max_bytes * BATCHES_UNSENT)
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt
             self._dealer = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=self.worker_id)
@@ -326,9 +327,8 @@ class Worker(Role):
         for seq, exc in failed:  # a result that cannot travel: that item fails alone
             self.items_failed += 1
             logic.fail(seq, f"{type(exc).__name__}: {exc}", [type(exc).__name__])
+        self._unsent.track(messages)  # big values: counted until written out
         for frames in messages:
-            if len(frames) > 2:  # big values: tracked (see worker.unsent), no batching
-                frames, batch.big = self._unsent.track(frames), True
             if self._results:
                 self._results.append(frames)
                 continue
