@@ -10,6 +10,7 @@ many items were handed out again (retries), handed back, or failed.
     python benchmarks/payload_memory.py                       # both directions
     python benchmarks/payload_memory.py --items 200 --direction to-workers
     ZMQPIPELINE_MAX_IN_FLIGHT_BYTES=134217728 python benchmarks/payload_memory.py
+    python benchmarks/payload_memory.py --collector-ms 10   # a collector slower than its workers
 
 The target: every role's peak RSS at most 200 MiB plus ``max_in_flight_bytes``.
 """
@@ -39,6 +40,7 @@ N = int(ENV("PM_ITEMS", "0"))
 SIZE = int(ENV("PM_SIZE", "0"))
 TO_WORKERS = ENV("PM_DIRECTION", "to-workers") == "to-workers"
 FOLDER = ENV("PM_FOLDER", "/tmp")
+COLLECT_S = float(ENV("PM_COLLECT_MS", "0")) / 1000  # a slow collector's time per result
 
 
 @functools.cache
@@ -103,6 +105,8 @@ class MemoryCollector(zp.Collector):
             value = data["blob"]
             ok = ok and len(value) == SIZE and bytes(value[:8]) == b"%08d" % i
         self.bad += not ok
+        if COLLECT_S:
+            time.sleep(COLLECT_S)  # (user code that takes time, not a synchronisation)
 
 
 def role(name: str, out: Any) -> None:
@@ -137,10 +141,16 @@ def role(name: str, out: Any) -> None:
     out.put((name, status_mib("VmHWM"), start_rss, extra))
 
 
-def measure(items: int, size: int, direction: str, workers: int) -> dict[str, Any]:
+def measure(
+    items: int, size: int, direction: str, workers: int, collect_ms: float = 0.0
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="zp-pmem-") as folder:
         os.environ.update(
-            PM_ITEMS=str(items), PM_SIZE=str(size), PM_DIRECTION=direction, PM_FOLDER=folder
+            PM_ITEMS=str(items),
+            PM_SIZE=str(size),
+            PM_DIRECTION=direction,
+            PM_FOLDER=folder,
+            PM_COLLECT_MS=str(collect_ms),
         )
         out = SPAWN.Queue()
         names = ["collector"] + ["worker"] * workers + ["distributor"]
@@ -168,6 +178,9 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=8, help="MiB per item (or result)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--direction", choices=["to-workers", "in-results", "both"], default="both")
+    parser.add_argument(
+        "--collector-ms", type=float, default=0.0, help="a slow collector: ms per result"
+    )
     parser.add_argument("--json", action="store_true", help="print each row as JSON too")
     args = parser.parse_args()
     limit = Settings.from_env().max_in_flight_bytes
@@ -186,7 +199,7 @@ def main() -> None:
     )
     directions = ["to-workers", "in-results"] if args.direction == "both" else [args.direction]
     for direction in directions:
-        row = measure(args.items, args.mib * MiB, direction, args.workers)
+        row = measure(args.items, args.mib * MiB, direction, args.workers, args.collector_ms)
         peaks = row["peaks"]
         every = [p for ps in peaks.values() for p in ps]
         mbs = args.items * args.mib * MiB / 1e6 / row["wall_s"]
