@@ -239,7 +239,8 @@ class ResultBatch:
         self.items: list[tuple[int, Any]] = []
         self.deadline = 0.0  # when the held results are due by the linger
         self.run: int | None = None  # the run the held results belong to
-        #: Results with big values were seen: each is weighed (:meth:`add`), none held.
+        #: Results with big values were seen: each is weighed (:meth:`add`), none is
+        #: appended in place (the single-threaded worker's fast path).
         self.big = False
 
     def __len__(self) -> int:
