@@ -18,17 +18,38 @@ from typing import Any
 import msgpack
 import zmq
 
-__all__ = ["run_bare"]
+__all__ = ["peak_mib", "reset_peak", "run_bare"]
 
 CREDIT = 4
 FORK = multiprocessing.get_context("fork")
 
 
-def _rss_mib() -> float:
+def reset_peak() -> None:
+    """Start this (forked) process's peak RSS afresh: a forked child inherits its
+    parent's peak, and would report the benchmark's own biggest cell."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # reset VmHWM to the current RSS (Linux 4.0 and later)
+    except OSError:
+        pass
+
+
+def peak_mib() -> float:
+    """This process's peak RSS since :func:`reset_peak`, MiB (``VmHWM``; ``ru_maxrss``
+    where /proc is missing). It counts the pages it still shares with the benchmark
+    process it was forked from (the same for every pipeline measured)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _distributor(ep: dict[str, str], n: int, workers: int, item: bytes, out: Any) -> None:
+    reset_peak()
     ctx = zmq.Context()
     router, done = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PULL)
     router.bind(ep["work"])
@@ -53,12 +74,13 @@ def _distributor(ep: dict[str, str], n: int, workers: int, item: bytes, out: Any
     elapsed = time.perf_counter() - start
     for wid in credit:
         router.send_multipart([wid, b"E"])
-    out.put(("distributor", elapsed, _rss_mib()))
+    out.put(("distributor", elapsed, peak_mib()))
     time.sleep(0.2)  # let END leave
     ctx.destroy(linger=1000)
 
 
 def _worker(ep: dict[str, str], result: bytes, out: Any) -> None:
+    reset_peak()
     ctx = zmq.Context()
     dealer, push = ctx.socket(zmq.DEALER), ctx.socket(zmq.PUSH)
     dealer.connect(ep["work"])
@@ -72,11 +94,12 @@ def _worker(ep: dict[str, str], result: bytes, out: Any) -> None:
         value = frames[2].buffer
         push.send_multipart([b"R", msgpack.packb({"n": len(value)}), result], copy=False)
         dealer.send(b"C")
-    out.put(("worker", 0.0, _rss_mib()))
+    out.put(("worker", 0.0, peak_mib()))
     ctx.destroy(linger=1000)
 
 
 def _collector(ep: dict[str, str], n: int, out: Any) -> None:
+    reset_peak()
     ctx = zmq.Context()
     pull, done = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
     pull.bind(ep["results"])
@@ -86,7 +109,7 @@ def _collector(ep: dict[str, str], n: int, out: Any) -> None:
         msgpack.unpackb(frames[1].bytes)
         frames[2].buffer  # noqa: B018  (the value, as a worker's code would read it)
     done.send(b"done")
-    out.put(("collector", 0.0, _rss_mib()))
+    out.put(("collector", 0.0, peak_mib()))
     ctx.destroy(linger=1000)
 
 

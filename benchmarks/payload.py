@@ -10,6 +10,10 @@ three: what is measured is moving it, not making it.
 
     python benchmarks/payload.py            # 64 KiB, 1, 8, 32 MiB; 1 and 2 workers; ipc, tcp
     python benchmarks/payload.py --quick    # 1 and 8 MiB, 2 workers, ipc
+    python benchmarks/payload.py --repeat 3 # each cell 3 times, alternated: the medians
+
+Peak RSS per role is ``VmHWM`` of the forked role, reset when it starts (it counts the
+pages it shares with this script, the same for ours and bare).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
-import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +31,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _bare_payload import run_bare
+from _bare_payload import peak_mib, reset_peak, run_bare
 
 import zmqpipeline as zp
 
@@ -35,10 +39,6 @@ FORK = multiprocessing.get_context("fork")
 KiB, MiB = 1024, 1024 * 1024
 zp.TaskType.register_type("PAYLOAD")
 TINY = b"t"
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _endpoints(transport: str, folder: str) -> dict[str, str]:
@@ -91,8 +91,9 @@ def run_ours(
 
     def role(name: str, target: Any) -> Any:
         def run() -> None:
+            reset_peak()
             value = target()
-            out.put((name, value, _rss_mib()))
+            out.put((name, value, peak_mib()))
 
         return FORK.Process(target=run)
 
@@ -133,18 +134,27 @@ def run_pool(n: int, workers: int, size: int, to_workers: bool) -> float:
         return time.perf_counter() - start
 
 
-def cell(size: int, workers: int, transport: str, to_workers: bool, total: int) -> dict[str, Any]:
+def cell(
+    size: int, workers: int, transport: str, to_workers: bool, total: int, repeat: int = 1
+) -> dict[str, Any]:
+    """MB/s of ours, bare and the pool (each the median of ``repeat`` runs, the three
+    alternated), and the largest peak RSS per role of ours and bare."""
     n = max(8, total // size)
     big = os.urandom(64) * (size // 64)
     item, result = (big, TINY) if to_workers else (TINY, big)
     mb = n * size / 1e6
-    row: dict[str, Any] = {}
-    for name, run in (("ours", run_ours), ("bare", run_bare)):
-        with tempfile.TemporaryDirectory(prefix="zp-payload-") as folder:
-            seconds, rss = run(_endpoints(transport, folder), n, workers, item, result)
-        row[name] = mb / seconds
-        row[name + "_rss"] = rss
-    row["pool"] = mb / run_pool(n, workers, size, to_workers)
+    speeds: dict[str, list[float]] = {"ours": [], "bare": [], "pool": []}
+    row: dict[str, Any] = {"ours_rss": {}, "bare_rss": {}}
+    for _ in range(repeat):
+        for name, run in (("ours", run_ours), ("bare", run_bare)):
+            with tempfile.TemporaryDirectory(prefix="zp-payload-") as folder:
+                seconds, rss = run(_endpoints(transport, folder), n, workers, item, result)
+            speeds[name].append(mb / seconds)
+            for role, peak in rss.items():
+                row[name + "_rss"][role] = max(row[name + "_rss"].get(role, 0.0), peak)
+        speeds["pool"].append(mb / run_pool(n, workers, size, to_workers))
+    row.update({name: statistics.median(values) for name, values in speeds.items()})
+    row["n"] = n
     return row
 
 
@@ -156,6 +166,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 8 MiB, 2 workers, ipc")
     parser.add_argument("--mib", type=int, default=512, help="MiB moved per cell")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per cell (alternated; medians shown)"
+    )
     args = parser.parse_args()
     sizes = [MiB, 8 * MiB] if args.quick else [64 * KiB, MiB, 8 * MiB, 32 * MiB]
     worker_counts = [2] if args.quick else [1, 2]
@@ -170,7 +183,7 @@ def main() -> None:
         for workers in worker_counts:
             for size in sizes:
                 for to_workers in (True, False):
-                    r = cell(size, workers, transport, to_workers, total)
+                    r = cell(size, workers, transport, to_workers, total, args.repeat)
                     o, b = r["ours_rss"], r["bare_rss"]
                     print(
                         f"| {_size_name(size)} | {'to workers' if to_workers else 'in results'} "

@@ -20,6 +20,7 @@ np = pytest.importorskip("numpy", reason="numpy is an optional extra (pip instal
 
 pytestmark = pytest.mark.timeout(60)
 codec = protocol.Codec(64 * 1024 * 1024)
+signer = protocol.tokens.ItemTokens(protocol.tokens.new_key())
 zp.TaskType.register_type("ARRAYS")
 
 
@@ -33,7 +34,8 @@ zp.TaskType.register_type("ARRAYS")
     ],
 )
 def test_an_array_keeps_its_dtype_shape_and_values_through_the_codec(array):
-    frames = codec.data_framed(1, [[0, {"a": array, "nested": [{"b": array}]}]], "ARRAYS")
+    item = [[0, {"a": array, "nested": [{"b": array}]}]]
+    frames = codec.data_framed(1, item, "ARRAYS", lambda s: signer.tokens("ARRAYS", b"w", s))
     [message] = frames
     item = protocol.decode(message).items[0][1]
     for got in (item["a"], item["nested"][0]["b"]):

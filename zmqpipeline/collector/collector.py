@@ -35,6 +35,11 @@ __all__ = ["Collector"]
 
 logger = logging.getLogger("zmqpipeline.collector")
 
+#: Messages of results ZeroMQ queues for the collector per worker: a slow collector does
+#: not hold megabytes of results it has not handled yet (a message of small results
+#: holds up to RESULT_BATCH_ITEMS of them).
+RESULTS_RCVHWM = 4
+
 
 class Collector(Role):
     """Subclass, set ``endpoint`` (workers push results here) and ``ack_endpoint`` (the
@@ -126,7 +131,12 @@ class Collector(Role):
         """Collect until the distributor ends the run (or SIGINT/SIGTERM), then return."""
         with RoleRuntime("collector", self.settings, logger) as rt:
             self._stop_signal = rt.stop
+            # Results wait in ZeroMQ's queue for this socket a few messages a worker, then
+            # in the worker's (a big result is a message: its bytes are bounded there, see
+            # zmqpipeline.worker.unsent); the option must be set before the bind.
+            rt.ctx.setsockopt(zmq.RCVHWM, RESULTS_RCVHWM)
             pull = rt.open(zmq.PULL, self.endpoint, bind=True)
+            rt.ctx.setsockopt(zmq.RCVHWM, 1000)  # libzmq's default, for the other sockets
             router = rt.open(zmq.ROUTER, self.ack_endpoint, bind=True, admit="distributor")
             journal = None
             if self.journal is not None:

@@ -15,8 +15,11 @@ from collections import deque
 from typing import Any
 
 from .. import protocol
+from ..errors import SerializationError
+from ..protocol.frames import frame_bytes
 
 __all__ = [
+    "BATCHES_UNSENT",
     "CreditWindow",
     "WorkerLogic",
     "worker_id",
@@ -185,6 +188,9 @@ class WorkerLogic:
         return self.codec.bye(seqs)
 
 
+#: A worker holds at most this many batches' worth of big results sent and not yet
+#: written out (:mod:`zmqpipeline.worker.unsent`): half of ``max_in_flight_bytes`` in all.
+BATCHES_UNSENT = 16
 #: The shortest linger: below it a message per handful of results costs more than it saves.
 MIN_LINGER_S = 0.002
 #: A result lingers this many items' time (see :func:`result_linger`).
@@ -207,18 +213,35 @@ class ResultBatch:
     holds ``max_items`` (the worker makes that at most half its credit: credit is asked
     for once a batch, and must cover two), or when its oldest result would otherwise
     wait past the linger (:meth:`linger`: microsecond items hardly linger, 10 ms items up
-    to 100 ms). Results are held as returned and packed when the batch is sent
+    to 100 ms). From the first result holding big values on, every result is weighed,
+    and the batch is also due once its big values reach ``max_bytes`` (a result of
+    8 MiB goes at once; results of 64 KiB still go a batch at a time). Results are held
+    as returned and packed when the batch is sent
     (:meth:`zmqpipeline.protocol.Codec.results`).
     """
 
-    __slots__ = ("deadline", "items", "max_items", "max_linger_s", "run")
+    __slots__ = (
+        "big",
+        "deadline",
+        "items",
+        "max_bytes",
+        "max_items",
+        "max_linger_s",
+        "nbytes",
+        "run",
+    )
 
-    def __init__(self, max_items: int, max_linger_s: float) -> None:
+    def __init__(self, max_items: int, max_linger_s: float, max_bytes: int = 0) -> None:
         self.max_items = max(1, max_items)
         self.max_linger_s = max_linger_s
+        self.max_bytes = max_bytes  # of big values held (0: due at the first)
+        self.nbytes = 0
         self.items: list[tuple[int, Any]] = []
         self.deadline = 0.0  # when the held results are due by the linger
         self.run: int | None = None  # the run the held results belong to
+        #: Results with big values were seen: each is weighed (:meth:`add`), none is
+        #: appended in place (the single-threaded worker's fast path).
+        self.big = False
 
     def __len__(self) -> int:
         return len(self.items)
@@ -236,6 +259,13 @@ class ResultBatch:
             self.deadline = now + self.linger(item_s) - (item_s or 0.0)
             self.run = run
         items.append((seq, result))
+        if result:
+            nbytes = _weight(result)
+            if nbytes:
+                self.big = True  # from now on every result is weighed here
+                self.nbytes += nbytes
+                if self.nbytes >= self.max_bytes:
+                    return True
         return len(items) >= self.max_items or now >= self.deadline
 
     def due(self, now: float, idle: bool) -> bool:
@@ -251,8 +281,17 @@ class ResultBatch:
         return max(0.0, self.deadline - now)
 
     def take(self) -> list[tuple[int, Any]]:
-        items, self.items = self.items, []
+        items, self.items, self.nbytes = self.items, [], 0
         return items
+
+
+def _weight(result: Any) -> int:
+    """The bytes of the result's big values (a key no receiver decodes: 0, the codec
+    fails it)."""
+    try:
+        return frame_bytes(result)
+    except SerializationError:
+        return 0
 
 
 def worker_id() -> bytes:

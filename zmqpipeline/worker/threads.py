@@ -199,7 +199,7 @@ class MultiThreadedWorker(Worker):
         logic = self._logic
         if not logic.accepted:
             return
-        while logic.queue:
+        while logic.queue and not self._unsent.full():  # (big results not yet out: wait)
             seq, data = logic.queue.popleft()
             try:
                 handed = call_user(
@@ -226,6 +226,8 @@ class MultiThreadedWorker(Worker):
         pool = self._pool
         if pool.wakeup in events or pool.has_finished():
             self._collect_finished()
+        if self._logic.queue:  # held back while big results were not yet out
+            self._items_arrived()
 
     def _collect_finished(self) -> None:
         pool = self._pool

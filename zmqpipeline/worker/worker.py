@@ -1,4 +1,4 @@
-"""The worker's loop (:class:`Worker`) and ``SingleThreadedWorker``.
+"""The worker's loop (:class:`Worker`); ``SingleThreadedWorker`` is in :mod:`.single`.
 
 A worker connects a DEALER to its task's endpoint, announces how many items it can hold
 (its credit: threads + prefetch), executes the items it is given, pushes each result to
@@ -20,18 +20,16 @@ import zmq
 from .. import protocol
 from ..errors import ProtocolError
 from ..protocol.frames import MAX_FRAMES
-from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user, user_code_error
+from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user
 from ..runtime.transport import recv_frames, send_frames
 from ..runtime.waitlog import WaitLog
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from .lifetime import Lifetime
-from .logic import CreditWindow, ResultBatch, WorkerLogic, worker_id
+from .logic import BATCHES_UNSENT, CreditWindow, ResultBatch, WorkerLogic, worker_id
+from .unsent import UnsentResults
 
-__all__ = [
-    "SingleThreadedWorker",
-    "Worker",
-]
+__all__ = ["Worker"]
 
 logger = logging.getLogger("zmqpipeline.worker")
 
@@ -102,7 +100,10 @@ class Worker(Role):
         self.batch = ResultBatch(
             min(self.settings.result_batch_items, max(1, credit.high // 2)),
             self.settings.result_linger_s,
+            self.settings.max_in_flight_bytes // 2 // BATCHES_UNSENT,
         )
+        # Big results are sent from this worker's memory: at most half the bytes in flight.
+        self._unsent = UnsentResults(self.batch.max_bytes * BATCHES_UNSENT)
         with RoleRuntime(f"worker {self.task_type}", self.settings, logger) as rt:
             self._rt = rt
             self._dealer = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=self.worker_id)
@@ -186,6 +187,8 @@ class Worker(Role):
         held = self.batch.wait_s(time.perf_counter())
         if held is not None:
             timeout = min(timeout, int(held * 1000) + 1)
+        if self._logic.queue and self._unsent.pending:
+            timeout = 1  # items wait for big results to leave (no event says when they have)
         return self._lifetime.poll_ms(time.perf_counter(), max(1, timeout))
 
     def _distributor_silent(self, waits: int, now: float) -> None:
@@ -324,6 +327,7 @@ class Worker(Role):
         for seq, exc in failed:  # a result that cannot travel: that item fails alone
             self.items_failed += 1
             logic.fail(seq, f"{type(exc).__name__}: {exc}", [type(exc).__name__])
+        self._unsent.track(messages)  # big values: counted until written out
         for frames in messages:
             if self._results:
                 self._results.append(frames)
@@ -336,7 +340,8 @@ class Worker(Role):
         self._send_pending()
 
     def _ask_for_more(self, eager: bool = False) -> None:
-        if not self._results:  # a collector that takes nothing gets no more work from us
+        # A collector that takes nothing (or big results not yet out) gets no more work.
+        if not self._results and not self._unsent.full():
             self._logic.ask_for_more(eager)
 
     # -- what the two kinds of worker do differently ------------------------------------
@@ -384,65 +389,3 @@ class Worker(Role):
 
     def _shutdown(self) -> None:
         pass
-
-
-class SingleThreadedWorker(Worker):
-    """Executes one item at a time in the process's own thread.
-
-    Implement ``handle_execution(self, data, *args, **kwargs)``: ``data`` is the dict the
-    task handed out; return a dict for the collector, or ``None``.
-    """
-
-    def _work_available(self) -> bool:
-        return bool(self._logic.queue) and self._logic.accepted
-
-    def _work_one(self) -> None:
-        # Works through the queue until the loop has something else to do. This is every
-        # item's path, kept short: after user code sleeps or waits, each call and each
-        # object touched costs microseconds on a core that has just woken. So user code
-        # is called here directly (``user_code_error`` is ``call_user``'s except branch)
-        # and a result that does not end a batch is appended in place (else ``_hold``).
-        logic, batch, stop, clock = self._logic, self.batch, self._rt.stop, time.perf_counter
-        queue, handle, credit = logic.queue, self.handle_execution, logic.credit
-        last = batch.max_items - 1
-        now = clock()
-        while queue and now < self._next_read and not stop.is_set and logic.accepted:
-            seq, data = queue.popleft()
-            logic.busy += 1
-            started = clock()
-            try:
-                result = handle(data)
-            except Exception as exc:
-                error = user_code_error(logger, "handle_execution", exc, (self.task_type, seq))
-                self._failed(seq, clock() - started, error.text, error.exc_types)
-                return
-            if result is not None and type(result) is not dict:
-                try:
-                    self.check_result(result)
-                except TypeError as exc:
-                    self._failed(seq, clock() - started, str(exc), ["TypeError"])
-                    return
-            now = clock()
-            logic.busy -= 1
-            credit.observe(now - started)
-            items = batch.items
-            if (
-                items
-                and queue
-                and now < batch.deadline
-                and len(items) < last
-                and (batch.run == logic.run)
-            ):
-                items.append((seq, result))
-                continue
-            self._hold(seq, result, now)
-            if self._results or logic.to_distributor:
-                return  # a peer did not take everything: the loop sends it
-
-    def _failed(self, seq: int, seconds: float, error: str, exc_types: list[str]) -> None:
-        logic = self._logic
-        logic.finished(seconds)
-        self.items_failed += 1
-        logic.fail(seq, error, exc_types)
-        self._ask_for_more()
-        self._send_pending()
