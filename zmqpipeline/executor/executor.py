@@ -142,6 +142,8 @@ class Executor(_FuturesExecutor):
             control_endpoint=control_endpoint,
             push_endpoint=push,
         )
+        if endpoint is None:  # only our own workers can join: none is late once all were told
+            self._distributor.expected_workers = workers
         self._collector, self._collector_ended = collector, threading.Event()
         self._threads = self._start_threads(self._collect, push)
         local = work.replace("tcp://*:", "tcp://127.0.0.1:").replace("//0.0.0.0:", "//127.0.0.1:")
