@@ -218,7 +218,26 @@ def test_a_burst_of_an_open_ended_task_is_split_among_all_its_workers():
     s.workers[b"c"].workers[b"c"].credit = 0  # c asks for nothing now
     s.dispatch(0.2)
     out = sent(s, 0.2)
-    assert [len(data_items(out, w)) for w in (b"a", b"b", b"c")] == [1, 1, 0]
-    assert len(s.stages.backlog["ST_P"]) == 1  # c's share: another dispatch hands it out
-    s.dispatch(0.3)
-    assert len(data_items(sent(s, 0.3))) == 1
+    # all three end with 23 / 3 = 7.67 at most: the one of a and b that held 6 takes 2
+    assert sorted(len(data_items(out, w)) for w in (b"a", b"b")) == [1, 2]
+    assert data_items(out, b"c") == [] and not s.stages.backlog["ST_P"]
+
+
+def test_the_share_of_a_burst_counts_what_each_worker_already_holds():
+    """40 items arrive while only a has credit: a takes its half (20); when b asks, b gets
+    the other 20 and a nothing more (a's 20 and half of what is left would give a 30)."""
+    s = make(open_class("ST_P"))
+    s.start({}, 0.0)
+    for wid in (b"a", b"b"):
+        join(s, EP, wid, "ST_P", capacity=50)
+    sent(s)
+    b = s.workers[b"b"].workers[b"b"]
+    credit, b.credit = b.credit, 0
+    s.stages.enter(s.tasks["ST_P"], [{"i": i} for i in range(40)])
+    s.dispatch(0.1)
+    out = sent(s, 0.1)
+    assert len(data_items(out, b"a")) == 20 and data_items(out, b"b") == []
+    b.credit = credit
+    s.dispatch(0.2)
+    out = sent(s, 0.2)
+    assert len(data_items(out, b"b")) == 20 and data_items(out, b"a") == []

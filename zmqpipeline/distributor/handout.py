@@ -54,10 +54,8 @@ class HandOut(SchedulerPart):
             workers = workers[start:] + workers[:start]
             if state.task.sources or state.task.open_ended:
                 # Items come a few at a time (a source's results, pushes): the least
-                # loaded worker first, or one queues them while another starves. Loaded:
-                # the less of what it holds (results it holds back count) and of what it
-                # asked for (credit asked for long ago counts, if it has asked less since).
-                workers.sort(key=lambda w: min(len(w.held), w.capacity - w.credit) / w.threads)
+                # loaded worker first (_load), or one queues them while another starves.
+                workers.sort(key=lambda w: _load(w) / w.threads)
             share = _fair_share(state)
             spread = self._spread(state)
             for worker in workers:
@@ -66,7 +64,7 @@ class HandOut(SchedulerPart):
                 if share is not None:  # near the end of a task of known size
                     room = min(room, _share_of(worker, share) - held)
                 if spread is not None:  # a burst (jobs due at once) split evenly
-                    room = min(room, math.ceil(spread * worker.threads))
+                    room = min(room, math.ceil(spread * worker.threads) - _load(worker))
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
@@ -77,15 +75,24 @@ class HandOut(SchedulerPart):
         return False
 
     def _spread(self, state: TaskState) -> float | None:
-        """Items of a stage or open-ended task waiting, per thread of all its workers (a
-        burst's share each: else the first with credit takes it all, 20 jobs due at once
-        run one by one). ``None``: ``handle`` makes its items, or none wait."""
+        """For a stage or open-ended task with items waiting: what each of its workers may
+        hold per thread for all to end up equally loaded, what waits and what they hold
+        shared over all their threads (a burst's share each: else the first with credit
+        takes it all, 20 jobs due at once run one by one; and one that took its share
+        while another had no credit takes none of the rest when that one asks).
+        ``None``: ``handle`` makes its items, or none wait."""
         backlog = self.s.stages.backlog.get(state.task_type)
         if backlog is None:
             return None
         waiting = len(backlog) + len(state.retry) + len(state.suspect)
-        threads = sum(w.threads for w in state.workers.values() if w.confirmed)
-        return waiting / threads if waiting and threads else None
+        if not waiting:
+            return None
+        load = threads = 0
+        for worker in state.workers.values():
+            if worker.confirmed:
+                load += _load(worker)
+                threads += worker.threads
+        return (waiting + load) / threads if threads else None
 
     def _feed_newcomers(self, now: float, initial: int) -> bool:
         """Each worker that has had no item yet gets one per thread. (Later on a worker
@@ -419,6 +426,13 @@ def _fair_share(state: TaskState) -> float | None:
     if not threads:
         return None
     return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
+
+
+def _load(worker: WorkerRecord) -> int:
+    """How loaded a worker of items that come a few at a time is: the less of what it
+    holds (results it holds back count) and of what it asked for (credit asked for long
+    ago counts, if it has asked less since)."""
+    return min(len(worker.held), worker.capacity - worker.credit)
 
 
 def _share_of(worker: WorkerRecord, share: float) -> int:
