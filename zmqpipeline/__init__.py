@@ -6,12 +6,10 @@ Write a :class:`Task`, a worker (:class:`SingleThreadedWorker` or
 
 from __future__ import annotations
 
-import logging
-import logging.config
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .cache import Cache
 from .collector import Collector
 from .distributor import Control, Distributor, Pusher, RunReport
 from .errors import (
@@ -25,14 +23,33 @@ from .errors import (
     ServiceError,
     ZmqPipelineError,
 )
-from .executor import Executor, RemoteError
-from .schedule import Backoff, Schedule, ScheduledTask, StopJob, UnsetJob
 from .security import Security
-from .service import Service, ServiceClient, ServiceWorker
 from .settings import Settings
 from .task import Task
 from .types import EndpointAddress, TaskType
 from .worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker
+
+if TYPE_CHECKING:
+    from .cache import Cache
+    from .executor import Executor, RemoteError
+    from .schedule import Backoff, Schedule, ScheduledTask, StopJob, UnsetJob
+    from .service import Service, ServiceClient, ServiceWorker
+
+#: Names imported on first use (a pipeline that does not use them does not pay for them:
+#: ``import zmqpipeline`` starts every process of a run).
+_LAZY = {
+    "Cache": ".cache",
+    "Executor": ".executor",
+    "RemoteError": ".executor",
+    "Backoff": ".schedule",
+    "Schedule": ".schedule",
+    "ScheduledTask": ".schedule",
+    "StopJob": ".schedule",
+    "UnsetJob": ".schedule",
+    "Service": ".service",
+    "ServiceClient": ".service",
+    "ServiceWorker": ".service",
+}
 
 __all__ = [
     "Backoff",
@@ -73,6 +90,21 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zmqpipeline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def configureLogging(dict_config: dict[str, Any]) -> None:
     """Configure logging from a :func:`logging.config.dictConfig` dictionary."""
+    import logging.config
+
     logging.config.dictConfig(dict_config)

@@ -29,14 +29,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 __all__ = [
     "ENV_AUTHORIZED_KEYS",
@@ -343,6 +345,8 @@ def start_authenticator(ctx: zmq.Context[Any]) -> tuple[ThreadAuthenticator, Key
     terminating the context (``transport.RoleContext`` does).
     """
     policy = KeyPolicy()
+    from zmq.auth.thread import ThreadAuthenticator  # (asyncio: only where CURVE is on)
+
     auth = ThreadAuthenticator(ctx, log=logging.getLogger("zmqpipeline.security.zap"))
     auth.start()
     for role in ROLES:  # one ZAP domain per role a bound socket may admit

@@ -15,6 +15,7 @@ from ..runtime.runtime import user_code_error
 from ..utils.messages import MESSAGE_TYPE_DATA
 from .failures import unsendable
 from .resume import TaskResume
+from .shares import another_takes, any_proven, burst_share, fair_share, load, share_of
 from .state import Item, SchedulerPart, TaskState, WorkerRecord
 
 __all__ = ["HandOut"]
@@ -55,16 +56,16 @@ class HandOut(SchedulerPart):
             if state.task.sources or state.task.open_ended:
                 # Items come a few at a time (a source's results, pushes): the least
                 # loaded worker first (_load), or one queues them while another starves.
-                workers.sort(key=lambda w: _load(w) / w.threads)
-            share = _fair_share(state)
+                workers.sort(key=lambda w: load(w) / w.threads)
+            share = fair_share(state)
             spread = self._spread(state)
             for worker in workers:
                 held = len(worker.held)
                 room = min(worker.credit, worker.window(initial) - held)
                 if share is not None:  # near the end of a task of known size
-                    room = min(room, _share_of(worker, share) - held)
+                    room = min(room, share_of(worker, share) - held)
                 if spread is not None:  # a burst (jobs due at once) split evenly
-                    room = min(room, math.ceil(spread * worker.threads) - _load(worker))
+                    room = min(room, math.ceil(spread * worker.threads) - load(worker))
                 items = self._take(state, worker, room, now)
                 if items:
                     self._send_items(state, worker, items, now)
@@ -75,24 +76,12 @@ class HandOut(SchedulerPart):
         return False
 
     def _spread(self, state: TaskState) -> float | None:
-        """For a stage or open-ended task with items waiting: what each of its workers may
-        hold per thread for all to end up equally loaded, what waits and what they hold
-        shared over all their threads (a burst's share each: else the first with credit
-        takes it all, 20 jobs due at once run one by one; and one that took its share
-        while another had no credit takes none of the rest when that one asks).
-        ``None``: ``handle`` makes its items, or none wait."""
+        """A stage's or an open-ended task's share per thread (:func:`.shares.burst_share`)
+        while items wait in its backlog; ``None`` otherwise."""
         backlog = self.s.stages.backlog.get(state.task_type)
         if backlog is None:
             return None
-        waiting = len(backlog) + len(state.retry) + len(state.suspect)
-        if not waiting:
-            return None
-        load = threads = 0
-        for worker in state.workers.values():
-            if worker.confirmed:
-                load += _load(worker)
-                threads += worker.threads
-        return (waiting + load) / threads if threads else None
+        return burst_share(state, len(backlog) + len(state.retry) + len(state.suspect))
 
     def _feed_newcomers(self, now: float, initial: int) -> bool:
         """Each worker that has had no item yet gets one per thread. (Later on a worker
@@ -225,14 +214,14 @@ class HandOut(SchedulerPart):
         # Items whose workers died go first, but only to a worker that has completed
         # items (if the task has one): a peer that takes items and vanishes gets new
         # ones, never the same ones again and again.
-        if state.suspect and (worker.completed or not _any_proven(state)):
+        if state.suspect and (worker.completed or not any_proven(state)):
             while state.suspect:
                 item = state.in_flight.get(state.suspect.popleft())
                 if item is not None and item.worker is None:
                     return item
         while state.retry and state.retry[0][0] <= now:
             item = state.in_flight.get(state.retry[0][1])
-            if item is not None and item.avoid == worker.wid and _another_takes(state, worker):
+            if item is not None and item.avoid == worker.wid and another_takes(state, worker):
                 return _STOP  # it handed this one back: another worker takes it
             state.retry.popleft()
             if item is not None and item.worker is None:
@@ -408,57 +397,3 @@ def _over_its_size(state: TaskState) -> None:
             state.size,
             state.next_seq,
         )
-
-
-def _fair_share(state: TaskState) -> float | None:
-    """Items per thread each worker may hold for all to finish together: what the task
-    has left to make plus what every worker holds, over all their threads (``None`` if
-    the task does not declare its size). It binds only near the end, where a worker
-    asking first would otherwise take what the others will lack, and the fair tail
-    would have to move it back."""
-    if state.size is None:
-        return None
-    held = threads = 0
-    for worker in state.workers.values():
-        if worker.confirmed:
-            held += len(worker.held)
-            threads += worker.threads
-    if not threads:
-        return None
-    return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
-
-
-def _load(worker: WorkerRecord) -> int:
-    """How loaded a worker of items that come a few at a time is: the less of what it
-    holds (results it holds back count) and of what it asked for (credit asked for long
-    ago counts, if it has asked less since)."""
-    return min(len(worker.held), worker.capacity - worker.credit)
-
-
-def _share_of(worker: WorkerRecord, share: float) -> int:
-    """The items ``worker`` may hold at a fair ``share`` per thread (one per thread at least)."""
-    return max(worker.threads, math.ceil(share * worker.threads))
-
-
-def _another_takes(state: TaskState, worker: WorkerRecord) -> bool:
-    """Some other worker can take items now: it has credit, is not overdue (it may not
-    give them back) and holds less than its fair share. (A RECALL is decided on what each
-    worker holds, results it holds back included; when the items come back, the one that
-    gave them may hold the least.)"""
-    share = _fair_share(state)
-    return any(
-        w is not worker
-        and w.confirmed
-        and w.credit > 0
-        and not w.overdue
-        and (share is None or len(w.held) < _share_of(w, share))
-        for w in state.workers.values()
-    )
-
-
-def _any_proven(state: TaskState) -> bool:
-    """Some worker of the task has delivered items (since its last overdue item, which
-    resets the count): items whose workers died or went silent wait for such a one (it
-    may have no credit just now), rather than go to one that has proven nothing, such as
-    the worker they came from."""
-    return any(w.completed for w in state.workers.values())

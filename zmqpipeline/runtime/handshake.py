@@ -10,7 +10,6 @@ import threading
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from ..security import (
     ENV_SECRET_KEY,
@@ -127,6 +126,9 @@ class HandshakeWatch:
                 self._read(monitor, monitors[monitor])
 
     def _read(self, monitor: Any, endpoint: str) -> None:
+        # (imported here: it imports asyncio, a sixth of a role's start-up, for a failure)
+        from zmq.utils.monitor import recv_monitor_message
+
         event = recv_monitor_message(monitor)
         kind, value = event["event"], event["value"]
         if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
