@@ -32,7 +32,6 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from .._version import __version__
 from ..errors import UsageError
@@ -190,6 +189,8 @@ def _zmq_steps(
 
 
 def _handshake(monitor: Any, security: Security | None, deadline: float, tcp: bool) -> None:
+    from zmq.utils.monitor import recv_monitor_message  # (asyncio: for this command only)
+
     curve = security is not None and tcp
     closed = False
     while True:

@@ -9,11 +9,13 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..dashboard.access import DEFAULT_BIND, load_token
-from ..dashboard.server import DashboardServer
 from .args import add_command, client_security
+
+if TYPE_CHECKING:
+    from ..dashboard.server import DashboardServer
 
 __all__ = ["add_dashboard_commands", "open_dashboard"]
 
@@ -56,6 +58,8 @@ def add_dashboard_commands(sub: Any) -> None:
 
 
 def _server(args: argparse.Namespace, page: bool) -> DashboardServer:
+    from ..dashboard.server import DashboardServer  # (http.server: for this command only)
+
     token = load_token(args.token_file) if args.token_file else None
     return DashboardServer(
         args.endpoint,
@@ -102,6 +106,8 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 def open_dashboard(bind: str, control: str, out: TextIO) -> DashboardServer:
     """For ``run --dashboard``: bind now and print the URL (start it once the run's
     processes are started)."""
+    from ..dashboard.server import DashboardServer
+
     server = DashboardServer(control, bind)
     print(f"dashboard: {server.url}", file=out, flush=True)
     return server

@@ -10,7 +10,24 @@ PATH --dashboard``). Standard library only, apart from ``/metrics``, which needs
 
 from __future__ import annotations
 
-from .poller import POLL_INTERVAL_S, StatusPoller
-from .server import DashboardServer
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .poller import POLL_INTERVAL_S, StatusPoller
+    from .server import DashboardServer
 
 __all__ = ["POLL_INTERVAL_S", "DashboardServer", "StatusPoller"]
+
+#: Imported on first use: the CLI reads ``access`` for its defaults, and every command
+#: (``zmqpipeline run`` too) would pay for ``http.server`` otherwise.
+_LAZY = {"POLL_INTERVAL_S": ".poller", "StatusPoller": ".poller", "DashboardServer": ".server"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
