@@ -6,7 +6,6 @@ Write a :class:`Task`, a worker (:class:`SingleThreadedWorker` or
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -27,6 +26,7 @@ from .security import Security
 from .settings import Settings
 from .task import Task
 from .types import EndpointAddress, TaskType
+from .utils.lazy import lazy_names
 from .worker import MetaDataWorker, MultiThreadedWorker, SingleThreadedWorker
 
 if TYPE_CHECKING:
@@ -90,13 +90,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'zmqpipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

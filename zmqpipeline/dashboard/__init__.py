@@ -10,8 +10,9 @@ PATH --dashboard``). Standard library only, apart from ``/metrics``, which needs
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..utils.lazy import lazy_names
 
 if TYPE_CHECKING:
     from .poller import POLL_INTERVAL_S, StatusPoller
@@ -24,10 +25,4 @@ __all__ = ["POLL_INTERVAL_S", "DashboardServer", "StatusPoller"]
 _LAZY = {"POLL_INTERVAL_S": ".poller", "StatusPoller": ".poller", "DashboardServer": ".server"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
