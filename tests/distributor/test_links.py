@@ -60,6 +60,26 @@ def test_garbage_on_the_control_socket_is_dropped_and_counted(procs, ep):
     assert procs.join(10) == {"distributor": 0}
 
 
+def test_a_many_part_message_first_on_the_task_endpoint_is_dropped(procs, ep):
+    """The first message a read finds has too many parts: it is refused before it is
+    read (the distributor crashed on it: the refusal named a message it had not read)."""
+    lone_distributor(procs, ep)
+    control = Control(ep.control)
+    wait_for(control, lambda s: True)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    try:
+        sock.connect(ep.worker)
+        sock.send_multipart([b"part"] * 5)
+        status = wait_for(control, lambda s: "frame count" in s["dropped"])
+    finally:
+        sock.close(0)
+        ctx.term()
+    assert status["dropped"]["frame count"] == 1, status["dropped"]
+    control.stop()
+    assert procs.join(10) == {"distributor": 0}
+
+
 def test_garbage_on_the_push_endpoint_is_dropped_and_a_real_push_still_answered(tmp_path):
     """A stranger on the push socket: random bytes, a kind that does not belong there, a
     many-part message and a msgpack bomb are dropped and counted; nothing crashes, and a

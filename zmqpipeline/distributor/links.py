@@ -161,6 +161,7 @@ class Links:
         )
         max_bytes = self.rt.settings.max_message_bytes
         for i in range(DRAIN):
+            frames = None  # (a message of too many frames raises before it is read)
             try:
                 frames = recv_frames(sock, n, waiting=not i)  # the poll said one waits
                 if frames is None:
