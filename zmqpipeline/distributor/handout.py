@@ -55,7 +55,7 @@ class HandOut(SchedulerPart):
             workers = workers[start:] + workers[:start]
             if state.task.sources or state.task.open_ended:
                 # Items come a few at a time (a source's results, pushes): the least
-                # loaded worker first (_load), or one queues them while another starves.
+                # loaded worker first (shares.load), or one queues them while another starves.
                 workers.sort(key=lambda w: load(w) / w.threads)
             share = fair_share(state)
             spread = self._spread(state)
