@@ -36,7 +36,7 @@ def test_import_zmqpipeline_leaves_out_what_a_run_does_not_use():
     assert loaded.isdisjoint(NOT_AT_START), sorted(loaded & set(NOT_AT_START))
 
 
-def test_the_command_line_imports_a_commands_modules_only_for_that_command():
+def test_the_command_line_imports_asyncio_and_http_server_only_for_the_commands_using_them():
     loaded = _modules_after(
         "from zmqpipeline.cli.main import main\n"
         "try:\n    main(['list', 'examples/singlethread'])\nexcept SystemExit:\n    pass"

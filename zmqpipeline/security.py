@@ -344,9 +344,9 @@ def start_authenticator(ctx: zmq.Context[Any]) -> tuple[ThreadAuthenticator, Key
     One per context (ZAP is bound at a fixed inproc address); the caller stops it before
     terminating the context (``transport.RoleContext`` does).
     """
-    policy = KeyPolicy()
     from zmq.auth.thread import ThreadAuthenticator  # (asyncio: only where CURVE is on)
 
+    policy = KeyPolicy()
     auth = ThreadAuthenticator(ctx, log=logging.getLogger("zmqpipeline.security.zap"))
     auth.start()
     for role in ROLES:  # one ZAP domain per role a bound socket may admit

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import zmq
@@ -26,14 +28,30 @@ from zmqpipeline.runtime import runtime
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_garbage_on_the_control_socket_is_dropped_and_counted(procs, ep):
-    lone_distributor(procs, ep)
-    control = Control(ep.control)
-    wait_for(control, lambda s: True)
+@contextmanager
+def _stranger(endpoint: str) -> Iterator[zmq.Socket]:
+    """A DEALER of nobody's, connected to ``endpoint``; closed at the end."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     try:
-        sock.connect(ep.control)
+        sock.connect(endpoint)
+        yield sock
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
+def _waiting_distributor(procs, ep) -> Control:
+    """A lone distributor (see support.control), answering its control endpoint."""
+    lone_distributor(procs, ep)
+    control = Control(ep.control)
+    wait_for(control, lambda s: True)
+    return control
+
+
+def test_garbage_on_the_control_socket_is_dropped_and_counted(procs, ep):
+    control = _waiting_distributor(procs, ep)
+    with _stranger(ep.control) as sock:
         codec = protocol.Codec(1 << 20)
         sock.send_multipart([b"junk"])
         sock.send_multipart([bytes((protocol.VERSION, 0x30)), b"\xc1"])  # CONTROL, undecodable
@@ -43,9 +61,6 @@ def test_garbage_on_the_control_socket_is_dropped_and_counted(procs, ep):
         assert sock.poll(5000)
         reply = protocol.decode(sock.recv_multipart())
         assert reply.request_id == 7 and reply.ok
-    finally:
-        sock.close(0)
-        ctx.term()
     dropped = control.status()["dropped"]
     assert sum(n for k, n in dropped.items() if k.startswith("control: ")) == 4, dropped
     result = subprocess.run(
@@ -63,18 +78,10 @@ def test_garbage_on_the_control_socket_is_dropped_and_counted(procs, ep):
 def test_a_many_part_message_first_on_the_task_endpoint_is_dropped(procs, ep):
     """The first message a read finds has too many parts: it is refused before it is
     read (the distributor crashed on it: the refusal named a message it had not read)."""
-    lone_distributor(procs, ep)
-    control = Control(ep.control)
-    wait_for(control, lambda s: True)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    try:
-        sock.connect(ep.worker)
+    control = _waiting_distributor(procs, ep)
+    with _stranger(ep.worker) as sock:
         sock.send_multipart([b"part"] * 5)
         status = wait_for(control, lambda s: "frame count" in s["dropped"])
-    finally:
-        sock.close(0)
-        ctx.term()
     assert status["dropped"]["frame count"] == 1, status["dropped"]
     control.stop()
     assert procs.join(10) == {"distributor": 0}

@@ -6,6 +6,7 @@ hand-out (``handout.py``)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from .state import TaskState, WorkerRecord
 
@@ -21,11 +22,7 @@ def burst_share(state: TaskState, waiting: int) -> float | None:
     wait."""
     if not waiting:
         return None
-    held = threads = 0
-    for worker in state.workers.values():
-        if worker.confirmed:
-            held += load(worker)
-            threads += worker.threads
+    held, threads = _per_thread(state, load)
     return (waiting + held) / threads if threads else None
 
 
@@ -37,14 +34,20 @@ def fair_share(state: TaskState) -> float | None:
     would have to move it back."""
     if state.size is None:
         return None
-    held = threads = 0
-    for worker in state.workers.values():
-        if worker.confirmed:
-            held += len(worker.held)
-            threads += worker.threads
+    held, threads = _per_thread(state, lambda w: len(w.held))
     if not threads:
         return None
     return (max(0, state.size - state.next_seq) + len(state.retry) + held) / threads
+
+
+def _per_thread(state: TaskState, measure: Callable[[WorkerRecord], int]) -> tuple[int, int]:
+    """What the task's confirmed workers hold (as ``measure`` counts it), and their threads."""
+    held = threads = 0
+    for worker in state.workers.values():
+        if worker.confirmed:
+            held += measure(worker)
+            threads += worker.threads
+    return held, threads
 
 
 def load(worker: WorkerRecord) -> int:
