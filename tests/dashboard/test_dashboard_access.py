@@ -5,8 +5,10 @@ Real pipeline processes; the page in a headless Chromium where there is one."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -37,10 +39,34 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
 class _Proxy(ThreadingHTTPServer):
+    """Keeps its request threads and their upstream connections, so that :meth:`close`
+    can cut the streams (an event stream through it never ends by itself) and join them."""
+
     daemon_threads = True
     upstream: tuple[str, int]
     strip: bool
     seen: list[str]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.handlers: list[threading.Thread] = []
+        self.open: set[http.client.HTTPConnection] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        self.handlers.append(thread)
+        thread.start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+        for upstream in list(self.open):
+            with contextlib.suppress(OSError, AttributeError):  # closed meanwhile
+                upstream.sock.shutdown(socket.SHUT_RDWR)  # its thread's read ends
+        for thread in self.handlers:
+            thread.join(10)
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
@@ -67,6 +93,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         path = self.path[len(PREFIX) :] if self.server.strip else self.path
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         upstream = http.client.HTTPConnection(*self.server.upstream, timeout=30)
+        self.server.open.add(upstream)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
             upstream.request(self.command, path, body=body or None, headers=headers)
@@ -79,9 +106,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             while chunk := reply.read1(65536):
                 self.wfile.write(chunk)
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the browser left
+        except (OSError, http.client.HTTPException):
+            pass  # the browser left, or the proxy is closing
         finally:
+            self.server.open.discard(upstream)
             upstream.close()
 
 
@@ -99,8 +127,7 @@ def proxy() -> Iterator[Any]:
 
     yield make
     for server, thread in servers:
-        server.shutdown()
-        server.server_close()
+        server.close()
         thread.join(5)
 
 
