@@ -87,6 +87,20 @@ def test_results_before_start_wait_and_are_collected_at_start():
     assert logic.drops.counts["result of another run"] == 1
 
 
+def test_the_runs_metadata_is_handed_on_before_any_of_its_results_is_collected():
+    # CI, Python 3.10: the collector's handle_collection saw no metadata for results read
+    # before START, or in the same poll as START (the Collector copied it after the loop).
+    logic, handled = make()
+    starts: list[tuple[dict, int]] = []  # the metadata, and the results collected by then
+    logic.on_start = lambda metadata: starts.append((metadata, len(handled)))
+    logic.on_result(result(0))  # early: held until START
+    assert starts == [] and handled == []
+    started(logic)
+    logic.on_result(result(1))
+    assert starts == [({"m": 1}, 0)]
+    assert [seq for _, seq, _ in handled] == [0, 1]
+
+
 def test_skip_and_end_count_only_from_our_distributor():
     logic, handled = make()
     started(logic)

@@ -147,6 +147,7 @@ class Collector(Role):
                     return
             logic = CollectorLogic(self.settings, self._collect, rt.drops, journal)
             logic.collect_cached = self._collect_cached
+            logic.on_start = self._start_run
             try:
                 try:
                     self._loop(rt, logic, pull, router)
@@ -166,6 +167,9 @@ class Collector(Role):
                 if journal is not None:
                     journal.close()
         logger.info("collector finished: %d item(s) collected", self.items_collected)
+
+    def _start_run(self, metadata: dict[str, Any]) -> None:
+        self.metadata = metadata
 
     def _collect_cached(
         self, task_type: str, seq: int, result: dict[str, Any]
@@ -237,7 +241,6 @@ class Collector(Role):
                 logic.flush()
                 if journal is not None:
                     journal.commit()
-            self.metadata = logic.metadata
             _send_outbox(logic, router)
             if wait_log.due(now):
                 key, what = _waiting_for(logic, self.ack_endpoint, now)

@@ -53,6 +53,10 @@ class CollectorLogic:
         #: What collects the results the distributor served from its cache (default:
         #: ``collect``; the Collector's tells ``handle_collection`` where they came from).
         self.collect_cached = collect
+        #: Called with a run's metadata at its START, before any of its results is
+        #: collected (those that came early too): the Collector's ``metadata`` is the run's
+        #: from its first ``handle_collection`` on.
+        self.on_start: Callable[[dict[str, Any]], None] = lambda metadata: None
         self.drops = drops
         self.codec = protocol.Codec(settings.max_message_bytes)
         self.collector_id = uuid.uuid4().bytes
@@ -225,6 +229,7 @@ class CollectorLogic:
             self.groups.clear()  # ACKs of the old run
         self.run = msg.run
         self.metadata = msg.metadata
+        self.on_start(msg.metadata)
         self.seen = {tt: SeenSet() for tt in msg.task_types}
         self.forward, self.quiet = frozenset(msg.forward), frozenset(msg.quiet)
         self.tokens = [protocol.ItemTokens(msg.key)] if msg.key else []
