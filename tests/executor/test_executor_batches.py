@@ -21,6 +21,7 @@ from zmqpipeline.executor.mapping import (
     BATCH_TARGET_S,
     ITEMS_OUT_PER_THREAD,
     MAP_BYTES_AHEAD,
+    OUT_S,
     TAIL_MIN_S,
     TAIL_PARTS,
     MapFeed,
@@ -152,7 +153,7 @@ def test_long_items_wait_here_a_few_out_per_worker_thread() -> None:
         return out[-1]
 
     feed = MapFeed(argument_columns((range(1000),)), submit, 1, True, 8192, 8192, 2)
-    feed.call_s = 0.01
+    feed.call_s, feed.batch_timed = 0.01, True  # timed on a batch's calls
     feed.fill()
     assert len(out) == 2 * ITEMS_OUT_PER_THREAD and feed.throttled
     out[3].set_result((b"", None, 0.05))  # a later one resolves first
@@ -161,6 +162,37 @@ def test_long_items_wait_here_a_few_out_per_worker_thread() -> None:
     feed.call_s = 1e-7  # quick calls: the window, not the out limit, bounds them
     feed.fill()
     assert not feed.throttled and feed.exhausted and feed.calls_ahead == 1000
+
+
+def test_lone_calls_time_only_the_first_batches_and_what_is_out_counts_in_calls() -> None:
+    # A word count over /usr/share/doc (benchmarks/wordcount.py): its first files, timed
+    # alone, were three times quicker than the rest, and its map queued nearly all its
+    # calls at once, most at one worker (which ended 0.4 s after the other).
+    out: list[Future[Any]] = []
+
+    def submit(columns: list[list[Any]], single: bool) -> Future[Any]:
+        out.append(Future())
+        return out[-1]
+
+    feed = MapFeed(argument_columns((range(5000),)), submit, 1, True, 8192, 8192, 2)
+    feed.total = 5000
+    feed.learn([None], 100e-6)  # a lone call: 0.1 ms
+    feed.fill()
+    assert len(out) == 2 * ITEMS_OUT_PER_THREAD and feed.throttled  # a few, whatever size
+    feed.learn([None] * 500, 500 * 300e-6)  # the first batch: 0.3 ms a call
+    assert feed.call_s == pytest.approx(300e-6)  # taken anew, not blended with the lone
+    # Late in a map: six items of 100 calls out (0.1 s each), the next one small. What
+    # is out is counted in calls: 600 already keep both threads busy for over OUT_S, so
+    # nothing more goes out (counted in items of the next size, 40 could).
+    late = MapFeed(argument_columns((range(1000),)), submit, 1, True, 8192, 8192, 2)
+    late.total, late.submitted, late.call_s, late.batch_timed = 1000, 990, 1e-3, True
+    for _ in range(2 * ITEMS_OUT_PER_THREAD):
+        late.pending.append((Future(), 100))
+        late.calls_ahead += 100
+    assert late.size() == int(TAIL_MIN_S / 1e-3) and 600 > 2 * OUT_S / 1e-3
+    before = len(out)
+    late.fill()
+    assert len(out) == before and late.throttled
 
 
 def test_waiting_on_long_calls_keeps_the_caller_idle(ex: Executor) -> None:

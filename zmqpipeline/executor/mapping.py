@@ -99,8 +99,8 @@ TAIL_PARTS = 4
 #: ... but none of less work than this: smaller, they would cost more (a message each)
 #: than the workers' uneven end they save.
 TAIL_MIN_S = 0.005
-#: Items of a map out at once, once its calls' time is known (see MapFeed.out_limit):
-#: what keeps each worker thread busy this long, and this many per thread at least.
+#: What of a map is out at once, once its calls' time is known (see MapFeed.out_limit):
+#: this many items per worker thread, and beyond them calls to keep each busy this long.
 OUT_S = 0.1
 ITEMS_OUT_PER_THREAD = 3
 #: Results of a map submitted and not yet read, at most, without a ``buffersize``: big
@@ -166,6 +166,7 @@ class MapFeed:
     throttled: bool = False  # the last fill stopped at the out limit, not the window
     bytes_ahead: int | None = None  # results not yet read, at most (see window_calls)
     call_bytes: float | None = None  # a call's packed result, on average
+    batch_timed: bool = False  # call_s comes from a batch's calls, not from lone calls
 
     def size(self) -> int:
         """Calls in the next item."""
@@ -187,37 +188,46 @@ class MapFeed:
             return FIRST_ITEMS_PER_THREAD * self.threads
         return self.ahead_items
 
-    def out_limit(self) -> int | None:
-        """Items out (submitted, not resolved) at most, once the calls' time is known:
-        what keeps every worker thread busy for :data:`OUT_S`, and
-        :data:`ITEMS_OUT_PER_THREAD` at least. The rest waits here, so long items wait in
-        the distributor to go to whichever worker frees first, not queued at one worker
-        (``None``: no limit but the window)."""
+    def out_limit(self) -> tuple[int, int] | None:
+        """``(items, calls)``: what may be out (submitted, not resolved) at once, once
+        the calls' time is known: :data:`ITEMS_OUT_PER_THREAD` items per worker thread,
+        and beyond them as many calls as keep every thread busy for :data:`OUT_S`. The
+        rest waits here, so long items wait in the distributor to go to whichever worker
+        frees first, not queued at one worker (``None``: no limit but the window).
+        Counted in calls, not items: the items out are bigger than the next one (the
+        tail shrinks), and a worker may hold several of them."""
         if not self.adaptive or self.call_s is None:
             return None
-        item_s = max(self.call_s * self.size(), 1e-9)
-        return self.threads * max(ITEMS_OUT_PER_THREAD, math.ceil(OUT_S / item_s))
+        items = self.threads * ITEMS_OUT_PER_THREAD
+        if not self.batch_timed and self.call_s * self.size() >= TAIL_MIN_S:
+            # Timed on the first lone calls only, which may be quicker than the rest (a
+            # word count's first files were three times so): a few batches per thread,
+            # not the whole map queued at whichever worker asked first. (Batches of
+            # quick calls go out at once: queued, they cost the workers little.)
+            return items, 0
+        return items, int(self.threads * OUT_S / max(self.call_s, 1e-9))
 
     def fill(self, first: bool = False) -> None:
         """Submit items until the window is full (``first``: the opening few) or, for
         long items, enough are out (:meth:`out_limit`: then :attr:`throttled`)."""
         items = self.items_ahead(first)
         limit = self.out_limit()
-        out = None
+        out: tuple[int, int] | None = None  # (items, calls) out, counted once
         self.throttled = False
         window = self.window_calls()
         while not self.exhausted and self.calls_ahead < window:
             if len(self.pending) >= items:
                 return
-            if limit is not None and len(self.pending) >= limit:
+            size = self.size()
+            if limit is not None:
                 if out is None:
-                    out = sum(1 for future, _ in self.pending if not future.done())
-                if out >= limit:
+                    running = [n for future, n in self.pending if not future.done()]
+                    out = (len(running), sum(running))
+                if out[0] >= limit[0] and out[1] + size > limit[1]:
                     self.throttled = True
                     return
-                out += 1
             single = self.chunksize == 1 and not self.adaptive
-            columns = self.take(1 if single else self.size())
+            columns = self.take(1 if single else size)
             if not columns:
                 self.exhausted = True
                 return
@@ -226,6 +236,8 @@ class MapFeed:
             self.pending.append((future, n))
             self.calls_ahead += n
             self.submitted += n
+            if out is not None:
+                out = (out[0] + 1, out[1] + n)
 
     def window_calls(self) -> int:
         """Calls submitted and not yet read at most: ``ahead_calls``, and, with
@@ -244,7 +256,8 @@ class MapFeed:
             self.call_bytes = size if last is None else last + _EWMA * (size - last)
         if values and spent > 0:
             per_call = spent / len(values)
-            last = self.call_s
+            last = None if len(values) > 1 and not self.batch_timed else self.call_s
+            self.batch_timed = self.batch_timed or len(values) > 1  # the first batch: anew
             self.call_s = per_call if last is None else last + _EWMA * (per_call - last)
 
 
