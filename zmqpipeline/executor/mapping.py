@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
-import math
 import sys
 import time
 from collections import deque
