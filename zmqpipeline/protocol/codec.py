@@ -284,10 +284,14 @@ class Codec:
                 packed: bytes = fast(entry)
             except Exception:
                 packed = self._pack_alone(task_type, entry)
-            n = self._entry_elements(task_type, entry, packed, room, room_elements)
-            if isinstance(n, Exception):
-                failed.append((seq, n))
-                continue
+            n = len(packed) if type(packed) is bytes else -1
+            # A short entry that packed fits as it is (each element takes a byte at least):
+            # the per-item path makes no call and no message.
+            if n < 0 or n > _ENTRY_SCAN_BYTES or n > room:
+                n = self._entry_elements(task_type, entry, packed, room, room_elements)
+                if isinstance(n, Exception):
+                    failed.append((seq, n))
+                    continue
             if chunk and (size + len(packed) > room or elements + n > room_elements):
                 messages.append(_result_message(head, chunk, chunk_tokens))
                 chunk, chunk_tokens, size, elements = [], {}, 0, 0
