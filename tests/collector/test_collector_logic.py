@@ -87,6 +87,19 @@ def test_results_before_start_wait_and_are_collected_at_start():
     assert logic.drops.counts["result of another run"] == 1
 
 
+def test_results_held_until_start_are_acked_at_start():
+    # Found by tests/collector/test_collector_metadata.py in CI: a result read before
+    # START was collected at START, but its ACK waited for the next result to be read
+    # (the collector flushes ACKs after reading results, not after START).
+    logic, handled = make()
+    logic.on_result(result(0))
+    logic.on_distributor(D1, protocol.Ping(7), 0.0)
+    logic.on_distributor(D1, protocol.Start(7, {"m": 1}, ["T"], [], []), 0.0)
+    sent = [record for _, record in out(logic) if isinstance(record, protocol.Ack)]
+    assert [seq for _, seq, _ in handled] == [0]
+    assert [[entry[1] for entry in acks.entries(ack.groups)] for ack in sent] == [[0]]
+
+
 def test_the_runs_metadata_is_handed_on_before_any_of_its_results_is_collected():
     # CI, Python 3.10: the collector's handle_collection saw no metadata for results read
     # before START, or in the same poll as START (the Collector copied it after the loop).

@@ -240,6 +240,10 @@ class CollectorLogic:
         early, self.early, self.early_bytes = self.early, [], 0
         for result in early:
             self.on_result(result)
+        if early:  # their ACK now (no more results may come to carry it), ids first
+            self.flush()
+            if self.journal is not None:
+                self.journal.commit()
 
     def _send(self, frames: list[bytes], to: bytes | None = None) -> None:
         to = to or self.distributor

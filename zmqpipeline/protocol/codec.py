@@ -65,6 +65,11 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+def _refused_key(seq: int, task_type: str, result: Any, exc: Exception) -> SerializationError:
+    what = f"the result of item {seq} of task type {task_type!r} holds"
+    return SerializationError(f"{what} {wrong_key(result, ()) or exc}")
+
+
 def _bin_header(n: int) -> bytes:
     if n < 1 << 8:
         return b"\xc4" + bytes((n,))
@@ -248,12 +253,10 @@ class Codec:
         entries: list[tuple[int, Any]],
         tokens: dict[int, bytes] | None = None,
     ) -> tuple[list[list[Any]], list[tuple[int, Exception]]]:
-        """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes``
-        and the element limit (a result holding big values alone, they as frames), and
-        the entries that fail alone (:class:`SerializationError`, :class:`MessageTooLarge`).
-        Each message carries the tokens covering its entries, taken out of ``tokens``
-        (:mod:`~zmqpipeline.protocol.tokens`). Entries are packed here, at the batch's
-        send: one warm loop costs less than a cold call per item."""
+        """RESULT messages for ``(seq, result)`` entries, as few as fit in ``max_bytes`` and
+        the element limit (a result with big values alone, they as frames), each with the
+        tokens of its entries (taken out of ``tokens``), and the entries that fail alone
+        (:class:`SerializationError`, :class:`MessageTooLarge`). One warm loop per batch."""
         key = (run, task_type, worker_id)  # the same for all of a worker's batches in a run
         if self._head[0] != key:
             self._head = (key, b"\x95" + self._packer.pack([run, task_type, worker_id])[1:])
@@ -273,8 +276,7 @@ class Codec:
             try:
                 body = split_frames(result, frames) if result else result
             except SerializationError as exc:  # a key the receiver would refuse
-                what = f"the result of item {seq} of task type {task_type!r} holds"
-                failed.append((seq, SerializationError(f"{what} {wrong_key(result, ()) or exc}")))
+                failed.append((seq, _refused_key(seq, task_type, result, exc)))
                 continue
             if frames:  # big values: this result travels alone, they as frames
                 self._framed_result(head, seq, body, token, task_type, frames, messages, failed)
@@ -285,13 +287,12 @@ class Codec:
             except Exception:
                 packed = self._pack_alone(task_type, entry)
             n = len(packed) if type(packed) is bytes else -1
-            # A short entry that packed fits as it is (each element takes a byte at least):
-            # the per-item path makes no call and no message.
-            if n < 0 or n > _ENTRY_SCAN_BYTES or n > room:
-                n = self._entry_elements(task_type, entry, packed, room, room_elements)
-                if isinstance(n, Exception):
-                    failed.append((seq, n))
+            if n < 0 or n > _ENTRY_SCAN_BYTES or n > room:  # else it fits: 1+ byte an element
+                counted = self._entry_elements(task_type, entry, packed, room, room_elements)
+                if isinstance(counted, Exception):
+                    failed.append((seq, counted))
                     continue
+                n = counted
             if chunk and (size + len(packed) > room or elements + n > room_elements):
                 messages.append(_result_message(head, chunk, chunk_tokens))
                 chunk, chunk_tokens, size, elements = [], {}, 0, 0
