@@ -6,8 +6,9 @@ before the Collector copied the run's metadata (once a loop, after the reads).
 A real collector process over ipc; this test plays the distributor and a worker. The
 collector is stopped (SIGSTOP) while a result and START are sent, so that it finds both
 waiting when it runs again: read in the same poll, or the result first (held until
-START). Either way round failed before; the deterministic check of the order is
-tests/collector/test_collector_logic.py."""
+START). Either way round failed before; so did the ACK of a result held until START
+(it waited for the next result, which never comes here). The deterministic checks of
+both are in tests/collector/test_collector_logic.py."""
 
 from __future__ import annotations
 
