@@ -142,16 +142,22 @@ def test_a_chunksize_is_the_least_a_batch_holds() -> None:
     assert min(quick) >= 10 and max(quick) == 8192 // 8  # quick calls: more to an item
 
 
-def test_long_items_wait_here_a_few_out_per_worker_thread() -> None:
-    # Same direct drive: items of 0.1 s, 2 worker threads. Out at once: what keeps each
-    # thread busy for OUT_S, 3 at least; one more goes out as soon as any one resolves
-    # (not only the oldest), while done-but-unread ones do not count.
+def _held_submits() -> tuple[list[Future[Any]], Any]:
+    """A feed's ``submit`` that keeps each item's future unresolved, and those futures."""
     out: list[Future[Any]] = []
 
     def submit(columns: list[list[Any]], single: bool) -> Future[Any]:
         out.append(Future())
         return out[-1]
 
+    return out, submit
+
+
+def test_long_items_wait_here_a_few_out_per_worker_thread() -> None:
+    # Same direct drive: items of 0.1 s, 2 worker threads. Out at once: what keeps each
+    # thread busy for OUT_S, 3 at least; one more goes out as soon as any one resolves
+    # (not only the oldest), while done-but-unread ones do not count.
+    out, submit = _held_submits()
     feed = MapFeed(argument_columns((range(1000),)), submit, 1, True, 8192, 8192, 2)
     feed.call_s, feed.batch_timed = 0.01, True  # timed on a batch's calls
     feed.fill()
@@ -168,12 +174,7 @@ def test_lone_calls_time_only_the_first_batches_and_what_is_out_counts_in_calls(
     # A word count over /usr/share/doc (benchmarks/wordcount.py): its first files, timed
     # alone, were three times quicker than the rest, and its map queued nearly all its
     # calls at once, most at one worker (which ended 0.4 s after the other).
-    out: list[Future[Any]] = []
-
-    def submit(columns: list[list[Any]], single: bool) -> Future[Any]:
-        out.append(Future())
-        return out[-1]
-
+    out, submit = _held_submits()
     feed = MapFeed(argument_columns((range(5000),)), submit, 1, True, 8192, 8192, 2)
     feed.total = 5000
     feed.learn([None], 100e-6)  # a lone call: 0.1 ms
