@@ -169,3 +169,34 @@ def test_seen_set_keeps_only_out_of_order_ids(order):
     for seq in order:
         seen.add(seq)
     assert seen.low == 3 and not seen.above and all(s in seen for s in range(3))
+
+
+def test_a_result_counts_only_with_the_token_of_its_own_items_and_worker():
+    """The one-token path of the check (a lone item's result, a batch's results): a token
+    for another item, another worker, a made-up one or none, or one that does not cover
+    every result, and the RESULT is refused whole and counted."""
+    logic, handled = make()
+    maker = protocol.ItemTokens(protocol.new_key())
+    logic.on_distributor(D1, protocol.Ping(7), 0.0)
+    logic.on_distributor(D1, protocol.Start(7, {}, ["T"], [], [], maker.key), 0.0)
+    out(logic)
+    (mine,) = maker.tokens("T", W, [5])
+    (theirs,) = maker.tokens("T", b"host:2:w", [6])
+    refused = [
+        maker.tokens("T", W, [4])[0],  # another of its items
+        theirs,  # another worker's item
+        mine[:12] + bytes(8),  # its item, a made-up hash
+        b"",  # none
+    ]
+    for token in refused:
+        logic.on_result(protocol.Result(7, "T", W, [[5, {"x": 1}]], token))
+    logic.on_result(protocol.Result(7, "T", W, [[6, {"x": 1}]], theirs))  # theirs, claimed
+    assert handled == [] and logic.forged == 5
+    logic.on_result(protocol.Result(7, "T", W, [[5, {"x": 1}]], mine))
+    assert handled == [("T", 5, {"x": 1})] and logic.forged == 5
+    # One token beside a batch's results: it must cover every one of them.
+    (batch,) = maker.tokens("T", W, list(range(10, 20)))
+    logic.on_result(protocol.Result(7, "T", W, [[s, {}] for s in (12, 19, 20)], batch))
+    assert len(handled) == 1 and logic.forged == 8
+    logic.on_result(protocol.Result(7, "T", W, [[s, {}] for s in (19, 10, 14)], batch))
+    assert [seq for _, seq, _ in handled] == [5, 19, 10, 14]

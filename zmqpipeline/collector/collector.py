@@ -242,6 +242,8 @@ class Collector(Role):
                 if journal is not None:
                     journal.commit()
             _send_outbox(logic, router)
+            for tokens in logic.tokens:  # a lone result's next token, made while we wait
+                tokens.prepare()
             if wait_log.due(now):
                 key, what = _waiting_for(logic, self.ack_endpoint, now)
                 wait_log.log(what, now, key)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol
+from ..protocol.tokens import TOKEN_BYTES
 from ..runtime.runtime import UserCodeError
 from ..runtime.seen import SeenSet
 from ..runtime.transport import DropCounter
@@ -152,6 +153,17 @@ class CollectorLogic:
         """Refuse (count and log once) a RESULT holding an item that was not handed out
         to its worker: a forging peer changes no result."""
         task_type, worker_id = msg.task_type, msg.worker_id
+        items = msg.items
+        if len(msg.tokens) == TOKEN_BYTES and items:  # one token: a lone result, a batch's
+            if len(items) == 1:
+                low = high = items[0][0]
+            else:
+                seqs = [item[0] for item in items]
+                low, high = min(seqs), max(seqs)
+            for tokens in self.tokens:
+                if tokens.vouches(task_type, worker_id, msg.tokens, low, high):
+                    return False
+            return self._refuse(msg)
         spans = []
         for token in protocol.tokens.split(msg.tokens):
             for tokens in self.tokens:  # the run's keys, the newest first
@@ -164,6 +176,11 @@ class CollectorLogic:
         else:
             if spans and protocol.tokens.covered([item[0] for item in msg.items], spans):
                 return False
+        return self._refuse(msg)
+
+    def _refuse(self, msg: protocol.Result) -> bool:
+        """Count and log (once) a forged RESULT; ``True``."""
+        task_type, worker_id = msg.task_type, msg.worker_id
         self.forged += len(msg.items)
         self.drops.drop(
             "forged result",

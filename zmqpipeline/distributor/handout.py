@@ -188,7 +188,7 @@ class HandOut(SchedulerPart):
                 for frames in codec.data_framed(run, items, task_type, tokens):
                     self.s.outbox.append((state.endpoint, worker.wid, frames))
             else:
-                blob = b"".join(tokens([seq for seq, _ in items]))
+                blob = b"".join(self.s.tokens.tokens(task_type, worker.wid, [i[0] for i in items]))
                 frames = codec.data(run, items, task_type, blob)
                 if len(frames[1]) >= FRAME_MIN_BYTES:  # big values: weigh and frame from now
                     state.has_frames = True

@@ -13,7 +13,8 @@ handed out, or handed out to another worker, is covered by no valid token and re
 
 The collector keeps no list of what was handed out to whom (a token it checked is
 remembered, a bounded number of them), and no side sends a message more than before:
-the cost is a keyed hash per batch, not per item, and a range check per result.
+the cost is a keyed hash per batch, not per item, and a range check per result; a lone
+item's hash is made ahead, while its role would wait (:meth:`ItemTokens.prepare`).
 """
 
 from __future__ import annotations
@@ -95,30 +96,73 @@ def covered(seqs: list[int], spans: list[tuple[int, int]]) -> bool:
 class ItemTokens:
     """Makes (distributor) and checks (collector) the tokens of one run's key."""
 
-    __slots__ = ("_bases", "_checked", "key")
+    __slots__ = ("_ahead", "_bases", "_checked", "_next", "key")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
         self._bases: dict[tuple[str, bytes], Any] = {}
         self._checked: dict[tuple[str, bytes, bytes], tuple[int, int]] = {}
+        # Per worker: the seq of its likely next lone item, that item's one-seq token (made
+        # ahead by prepare) and the step between its last two lone items.
+        self._ahead: dict[tuple[str, bytes], tuple[int, bytes, int]] = {}
+        self._next: tuple[str, bytes, int, int] | None = None  # what prepare makes next
+
+    # A lone item's token is made and checked in a process just woken, its caches cold:
+    # there every call and every object counts (a cold call costs a microsecond or more).
+    # So the one-seq paths are short, and the hash of a worker's likely next lone item (its
+    # last seq plus the step between its last two: 1 for one worker, n for n taking turns)
+    # is made ahead by prepare(), which each role calls once its messages are out, before
+    # it waits: that item's token is then made, or checked, by a lookup. A wrong guess
+    # costs one warm hash, off the round trip.
+
+    def _guess(self, key: tuple[str, bytes], seq: int) -> None:
+        """After a lone item ``seq`` of ``key``'s worker (made or checked the long way):
+        what prepare makes next."""
+        made = self._ahead.get(key)
+        step = seq - (made[0] - made[2]) if made is not None else 1
+        step = step if 0 < step <= _KEPT else 1
+        self._next = (key[0], key[1], seq + step, step)
+
+    def prepare(self) -> None:
+        """Make the token of the lone item most likely next (see above), now."""
+        if self._next is not None:
+            task_type, worker_id, seq, step = self._next
+            self._next = None
+            run = _RUN.pack(seq, 1)
+            if len(self._ahead) >= _KEPT:
+                self._ahead.clear()
+            token = run + self._mac(task_type, worker_id, run)
+            self._ahead[(task_type, worker_id)] = (seq, token, step)
 
     def _mac(self, task_type: str, worker_id: bytes, run: bytes) -> bytes:
-        base = self._bases.get((task_type, worker_id))
-        if base is None:
-            base = hashlib.blake2b(key=self.key, digest_size=_MAC_BYTES)
-            name = task_type.encode()
-            base.update(len(name).to_bytes(4, "little") + name + worker_id)
-            if len(self._bases) >= _KEPT:
-                self._bases.clear()  # a peer inventing worker ids costs a rebuild, no memory
-            self._bases[(task_type, worker_id)] = base
+        base = self._bases.get((task_type, worker_id)) or self._base(task_type, worker_id)
         h = base.copy()
         h.update(run)
         digest: bytes = h.digest()
         return digest
 
+    def _base(self, task_type: str, worker_id: bytes) -> Any:
+        """The hash set up with the key, the task type and the worker's id."""
+        base = hashlib.blake2b(key=self.key, digest_size=_MAC_BYTES)
+        name = task_type.encode()
+        base.update(len(name).to_bytes(4, "little") + name + worker_id)
+        if len(self._bases) >= _KEPT:
+            self._bases.clear()  # a peer inventing worker ids costs a rebuild, no memory
+        self._bases[(task_type, worker_id)] = base
+        return base
+
     def tokens(self, task_type: str, worker_id: bytes, seqs: list[int]) -> list[bytes]:
         """The tokens of ``seqs`` (distinct), all handed to ``worker_id``: one per run of
         consecutive seqs."""
+        if len(seqs) == 1:
+            seq, key = seqs[0], (task_type, worker_id)
+            made = self._ahead.get(key)
+            if made is not None and made[0] == seq:
+                self._next = (task_type, worker_id, seq + made[2], made[2])
+                return [made[1]]
+            self._guess(key, seq)
+            run = _RUN.pack(seq, 1)
+            return [run + self._mac(task_type, worker_id, run)]
         out = []
         for first, n in token_runs(seqs):
             run = _RUN.pack(first, n)
@@ -142,6 +186,26 @@ class ItemTokens:
                 self._checked.clear()
             self._checked[key] = span
         return span
+
+    def vouches(self, task_type: str, worker_id: bytes, token: bytes, low: int, high: int) -> bool:
+        """Whether ``token`` (of :data:`TOKEN_BYTES`) was made by this key for
+        ``worker_id`` and covers every seq from ``low`` to ``high``: the check of a RESULT
+        with one token (a lone item's: made ahead or hashed, not remembered; a batch's:
+        checked once, by :meth:`span`, for all the RESULTs it covers)."""
+        key = (task_type, worker_id)
+        made = self._ahead.get(key)
+        if made is not None and made[0] == low == high and hmac.compare_digest(made[1], token):
+            self._next = (task_type, worker_id, low + made[2], made[2])
+            return True
+        first, n = _RUN.unpack_from(token)
+        if n != 1 or low != high:
+            span = self.span(task_type, worker_id, token)
+            return span is not None and span[0] <= low and high < span[1]
+        run, mac = token[: _RUN.size], token[_RUN.size :]
+        if first != low or not hmac.compare_digest(self._mac(task_type, worker_id, run), mac):
+            return False
+        self._guess(key, low)
+        return True
 
 
 def runs(blob: bytes) -> Iterator[tuple[int, int]]:

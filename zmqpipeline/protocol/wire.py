@@ -227,7 +227,11 @@ def _tokens_ok(body: list[Any], items: int, tokens: int) -> bool:
     blob, n = body[tokens], len(body[items])
     if len(blob) % TOKEN_BYTES or len(blob) > TOKEN_BYTES * n:
         return False
-    return tokens != 2 or not blob or sum(count for _, count in runs(blob)) == n
+    if tokens != 2 or not blob:
+        return True
+    if len(blob) == TOKEN_BYTES:  # one token (a lone item's, a batch of fresh ones)
+        return int.from_bytes(blob[8:12], "little") == n
+    return sum(count for _, count in runs(blob)) == n
 
 
 def _items_ok(body: list[Any]) -> bool:  # DATA: [[seq, payload], ...], tokens

@@ -17,6 +17,7 @@ from typing import Any
 from .. import protocol
 from ..errors import SerializationError
 from ..protocol.frames import frame_bytes
+from ..protocol.tokens import TOKEN_BYTES
 
 __all__ = [
     "BATCHES_UNSENT",
@@ -134,6 +135,9 @@ class WorkerLogic:
             if msg.run == self.run and self.accepted:
                 self.credit.received(len(msg.items))
                 self.queue.extend((seq, payload) for seq, payload in msg.items)
+                if len(msg.tokens) == TOKEN_BYTES and len(msg.items) == 1:
+                    self.tokens[msg.items[0][0]] = msg.tokens  # a lone item (decoding checked)
+                    return False
                 tokens = protocol.tokens
                 for token in tokens.split(msg.tokens):  # they cover the items (decoding checked)
                     self.tokens.update(dict.fromkeys(tokens.seqs_of(token), token))
