@@ -187,8 +187,10 @@ class Worker(Role):
         held = self.batch.wait_s(time.perf_counter())
         if held is not None:
             timeout = min(timeout, int(held * 1000) + 1)
-        if self._logic.queue and self._unsent.pending:
-            timeout = 1  # items wait for big results to leave (no event says when they have)
+        if self._unsent.pending and (self._logic.queue or self._unsent.full()):
+            # Items, or the credit asked for more, wait for big results to leave: no event
+            # says when they have (waiting for the distributor to speak stalled a run).
+            timeout = 1
         return self._lifetime.poll_ms(time.perf_counter(), max(1, timeout))
 
     def _distributor_silent(self, waits: int, now: float) -> None:
