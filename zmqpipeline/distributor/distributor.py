@@ -285,7 +285,6 @@ class Distributor:
         fed_newcomers = False
         while True:
             link.flush(now)
-            scheduler.tokens.prepare()  # a lone item's next token, made while we wait
             if scheduler.done:
                 if end_deadline is None:
                     self._done_at = now

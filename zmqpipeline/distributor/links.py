@@ -99,6 +99,7 @@ class Links:
                         continue  # it has gone; nothing to reset
                     scheduler.worker_unreachable(identity, now)
         self._send_to_collector()
+        scheduler.tokens.prepare()  # all is out: a lone item's next token, made while we wait
 
     def _send_to_collector(self) -> None:
         queue = self.collector_queue
