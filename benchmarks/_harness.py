@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import platform
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -101,10 +102,25 @@ class Endpoints:
     directory: str | None = None  # the temporary directory of the ipc files
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_PORTS_TAKEN: set[int] = set()
+
+
+def free_port() -> int:
+    """A free 127.0.0.1 port below the kernel's ephemeral range, never one given before in
+    this process: a port the kernel hands out for ``bind(0)`` may be taken before we bind
+    it again, as the local end of a connection (payload.py's grid lost a cell to that:
+    "Address already in use")."""
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in _PORTS_TAKEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_TAKEN.add(port)
+        return port
 
 
 def make_endpoints(transport: str) -> Endpoints:
@@ -120,7 +136,7 @@ def make_endpoints(transport: str) -> Endpoints:
     if transport == "tcp":
         ports: set[int] = set()
         while len(ports) < 3:
-            ports.add(_free_port())
+            ports.add(free_port())
         work, results, acks = (f"tcp://127.0.0.1:{port}" for port in sorted(ports))
         return Endpoints(work, results, acks, None)
     raise ValueError(f"unknown transport {transport!r} (ipc or tcp)")

@@ -94,7 +94,7 @@ def one_run(n_items: int, n_workers: int, clients: int) -> tuple[float, int, int
     cpu = _FORK.Value("d", 0.0), _FORK.Value("d", 0.0)
     children = []
     if clients:
-        port = h._free_port()
+        port = h.free_port()
         children.append(_FORK.Process(target=_serve, args=(endpoint, port, reads, cpu[0], stop)))
         children.append(_FORK.Process(target=_clients, args=(port, clients, events, cpu[1], stop)))
     for child in children:

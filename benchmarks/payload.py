@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import _harness as h
 from _bare_payload import peak_mib, reset_peak, run_bare
 
 import zmqpipeline as zp
@@ -42,16 +43,9 @@ TINY = b"t"
 
 
 def _endpoints(transport: str, folder: str) -> dict[str, str]:
-    import socket
-
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
     names = ("work", "results", "acks", "done")
     if transport == "tcp":
-        return {name: f"tcp://127.0.0.1:{port()}" for name in names}
+        return {name: f"tcp://127.0.0.1:{h.free_port()}" for name in names}
     return {name: f"ipc://{folder}/{name}.ipc" for name in names}
 
 
