@@ -28,13 +28,18 @@ test: install-test
 	$(BIN)/python -m pytest
 
 ## test-versions: the unit, protocol and pipeline tests on the other supported Pythons
-## (3.10, 3.12, 3.13, found under pyenv; each in its own .venv-3.X)
+## (3.10, 3.12, 3.13, found under pyenv; each in its own .venv-3.X). A version not found
+## fails the target, or with MISSING_PYTHONS=warn is named on stderr and left out (CI on
+## a machine without pyenv: no package registry here serves those Pythons).
 OTHER_PYTHONS ?= 3.10 3.12 3.13
+MISSING_PYTHONS ?= fail
 CORE_TESTS = tests/test_layout.py tests/test_types.py tests/protocol tests/distributor \
 	tests/collector tests/worker tests/runtime tests/pipeline/test_pipeline.py
 test-versions:
 	@set -e; for v in $(OTHER_PYTHONS); do \
 	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -1); \
+	  if [ -z "$$py" ] && [ "$(MISSING_PYTHONS)" = warn ]; then \
+	    echo "test-versions: WARNING: no Python $$v under pyenv: its tests did not run" >&2; continue; fi; \
 	  if [ -z "$$py" ]; then echo "test-versions: no Python $$v under pyenv" >&2; exit 1; fi; \
 	  echo "== Python $$v ($$py)"; \
 	  [ -x .venv-$$v/bin/python ] || $$py -m venv .venv-$$v; \
