@@ -46,6 +46,38 @@ def test_the_command_line_imports_asyncio_and_http_server_only_for_the_commands_
     )
 
 
+#: What a plain run (no cache, no schedule, no CURVE) imports of none of them: the
+#: command's parser alone, the cache's and the schedule's null parts, no key tools.
+NOT_IN_A_RUN = (
+    "zmqpipeline.cache.book",
+    "zmqpipeline.cache.store",
+    "zmqpipeline.cache.key",
+    "zmqpipeline.schedule.task",
+    "zmqpipeline.schedule.store",
+    "zmqpipeline.schedule.book",
+    "zmqpipeline.schedule.rules",
+    "zmqpipeline.service",
+    "zmqpipeline.dashboard",
+    "zmqpipeline.cli.service",
+    "zmqpipeline.cli.check",
+    "zmqpipeline.cli.slurm",
+    "zmqpipeline.cli.schedule",
+    "zmq.auth",
+    "csv",
+    "uuid",
+)
+
+
+def test_a_run_imports_no_part_it_does_not_use():
+    """`zmqpipeline run` (the parent: it imports what every child has from the fork)."""
+    loaded = _modules_after(
+        "from zmqpipeline.cli.main import main\n"
+        "assert main(['run', 'examples/singlethread', '--quiet']) == 0"
+    )
+    assert "zmqpipeline.distributor.distributor" in loaded  # a run's imports were seen
+    assert sorted(m for m in loaded if m.startswith(NOT_IN_A_RUN)) == []
+
+
 def test_every_public_name_resolves_and_is_listed():
     for name in zmqpipeline.__all__:
         assert getattr(zmqpipeline, name) is not None, name

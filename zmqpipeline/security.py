@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import zmq
-import zmq.auth
 from zmq.utils import z85
 
 from .errors import ConfigurationError
@@ -108,6 +107,8 @@ def _read_certificate(path: Path, what: str) -> tuple[bytes, bytes | None]:
         raise ConfigurationError(f"{what} {path}: no such file")
     if path.is_dir():
         raise ConfigurationError(f"{what} {path}: is a directory, not a key file")
+    import zmq.auth  # CURVE only: zmq.auth is some 5 ms to import
+
     try:
         with open(path, "rb"):
             pass
@@ -371,6 +372,8 @@ def generate_keys(directory: PathArg, name: str, *, overwrite: bool = False) -> 
     directory, then renamed). An existing pair is kept unless ``overwrite``.
     Returns (public file, secret file).
     """
+    import zmq.auth
+
     require_curve()
     if not _NAME.match(name):
         raise ConfigurationError(

@@ -20,6 +20,7 @@ from ..errors import ConfigurationError
 from ..utils.serializer import Packer, deserialize
 from .cache import Cache
 from .key import code_version, item_key, payload_bytes
+from .nocache import CACHE_WORKER, NoCache
 from .store import CacheError, CacheStore
 
 if TYPE_CHECKING:
@@ -30,36 +31,9 @@ __all__ = ["CACHE_WORKER", "CacheBook", "NoCache", "open_cache"]
 
 logger = logging.getLogger("zmqpipeline.distributor")
 
-#: The "worker" of results served from the cache: the RESULTs the distributor sends and
-#: the ACK groups that answer them name it.
-CACHE_WORKER = b"\x00cache"
 #: Results per RESULT the distributor sends: the collector ACKs each RESULT as a whole,
 #: so a slow ``handle_collection`` ACKs a few hundred items at a time, within their limit.
 CHUNK = 256
-
-
-class NoCache:
-    """A run without a cache: it pays nothing (the journal's null object is the model)."""
-
-    task_types: frozenset[str] = frozenset()
-
-    def serve(self, state: TaskState, item: Item) -> bool:
-        return False
-
-    def send(self, state: TaskState, now: float) -> None:
-        pass
-
-    def store(self, state: TaskState, item: Item, result: dict[str, Any]) -> None:
-        pass
-
-    def collected(self, state: TaskState, n: int) -> None:
-        pass
-
-    def summary(self, task_type: str) -> dict[str, Any]:
-        return {}
-
-    def close(self, complete: bool) -> None:
-        pass
 
 
 class _Entry(NamedTuple):

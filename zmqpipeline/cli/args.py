@@ -3,14 +3,59 @@
 from __future__ import annotations
 
 import argparse
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import UsageError
 from ..security import Security
 
-__all__ = ["add_command", "client_arguments", "client_security", "positive_float"]
+__all__ = [
+    "ADDERS",
+    "add_command",
+    "client_arguments",
+    "client_security",
+    "command_of",
+    "positive_float",
+]
+
+#: The commands each module of ``zmqpipeline.cli`` adds, by its function that adds them:
+#: a command line builds the parser of its own command alone (each module imports what
+#: its commands need: the service, the cache, CURVE's key tools...), every one only for
+#: ``--help`` or a command not known here (tests/cli/test_main.py checks
+#: this table against the whole parser).
+ADDERS = {
+    "service": ("service", "add_service_commands"),
+    "serviceworker": ("service", "add_service_commands"),
+    "request": ("service", "add_service_commands"),
+    "keys": ("keys", "add_security_commands"),
+    "status": ("control", "add_control_commands"),
+    "pause": ("control", "add_control_commands"),
+    "resume": ("control", "add_control_commands"),
+    "drain": ("control", "add_control_commands"),
+    "stop": ("control", "add_control_commands"),
+    "retry": ("control", "add_control_commands"),
+    "push": ("push", "add_push_commands"),
+    "close": ("push", "add_push_commands"),
+    "schedule": ("schedule", "add_schedule_command"),  # recurring jobs
+    "check": ("check", "add_check_command"),
+    "slurm": ("slurm", "add_slurm_command"),
+    "dashboard": ("dashboard", "add_dashboard_commands"),
+    "metrics": ("dashboard", "add_dashboard_commands"),
+    "executor-worker": ("executor", "add_executor_commands"),
+    "cache": ("cache", "add_cache_command"),
+}
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option of the
+    ``zmqpipeline`` parser itself (``--log-level LEVEL``, ``--version``, ``-h``)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def add_command(
@@ -25,8 +70,8 @@ def add_command(
     docstring: the first line is the command's one-line help, the rest its description
     (the first line again, as a sentence, if there is no more); ``help`` and
     ``description`` override them."""
-    first, _, rest = inspect.cleandoc(handler.__doc__ or "").partition("\n")
-    help = help or first.rstrip(".")
+    first, _, rest = (handler.__doc__ or "").strip().partition("\n")
+    help = help or first.strip().rstrip(".")
     if not help:
         raise TypeError(f"command {name!r}: {handler.__name__} has no docstring to show in --help")
     rest = " ".join(rest.split())

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import sys
@@ -183,6 +182,8 @@ def load_class(spec: str, role: str) -> type[Any]:
             candidates = [c.__name__ for c in classes_in(module, base)] or [
                 n for n, v in vars(module).items() if isinstance(v, type)
             ]
+            import difflib  # a name that may be a typo: rare
+
             close = difflib.get_close_matches(class_name, candidates, n=1, cutoff=0.6)
             hint = f"; did you mean {module_name}:{close[0]}?" if close else ""
             defined = ", ".join(candidates) or "none"

@@ -112,6 +112,15 @@ class _Run:
         journals = self.journal
         collector_journal = _journal_file(journals, "collector")
         fresh = self.fresh
+        dist_journal = _journal_file(journals, "distributor")
+        # The distributor first: it binds, then makes its items (a Task's items() may take
+        # a while) while the other processes are forked and connect.
+        self.spawn(
+            "distributor",
+            lambda: run_distributor(
+                pipeline, self.events, self.control, dist_journal, fresh, self.push, workers
+            ),
+        )
         self.spawn("collector", lambda: run_role(pipeline.collector, collector_journal, fresh))
         for cls in pipeline.workers:
             for _ in range(workers):
@@ -119,13 +128,6 @@ class _Run:
         meta = pipeline.metadata_worker
         if meta is not None:
             self.spawn("metadata", lambda: run_role(meta))
-        dist_journal, fresh = _journal_file(journals, "distributor"), self.fresh
-        self.spawn(
-            "distributor",
-            lambda: run_distributor(
-                pipeline, self.events, self.control, dist_journal, fresh, self.push, workers
-            ),
-        )
         os.close(self.pipes[1])  # the children hold the write ends now: EOF when all exit
         os.close(self.pipes[3])
         if self.board is not None:

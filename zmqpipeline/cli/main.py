@@ -6,6 +6,7 @@ The only place in the package that configures logging output.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from ..distributor import Distributor
 from ..errors import ConfigurationError, MetadataError, UsageError
 from ..task import Task
 from ..worker.lifetime import add_lifetime_arguments
-from .args import add_command
+from .args import ADDERS, add_command, command_of
 from .discovery import classes_in, load_class, load_folder, load_module
 from .report import already_complete_line, print_failures, resumed_line
 
@@ -66,7 +67,9 @@ def _role_parser(sub: Any, role: str, text: str, example: str) -> argparse.Argum
     )
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``command`` (the core commands and, if another module adds it, that
+    module's), or of every command if ``command`` is ``None`` or unknown."""
     parser = _Parser(prog="zmqpipeline", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"zmqpipeline {__version__}")
     parser.add_argument(
@@ -82,30 +85,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_list(sub)
     _add_distributor(sub)
     _add_roles(sub)
-
-    from .cache import add_cache_command
-    from .check import add_check_command
-    from .control import add_control_commands
-    from .dashboard import add_dashboard_commands
-    from .executor import add_executor_commands
-    from .keys import add_security_commands
-    from .push import add_push_commands
-    from .schedule import add_schedule_command
-    from .service import add_service_commands
-    from .slurm import add_slurm_command
-
-    add_service_commands(sub)
-    add_security_commands(sub)
-    add_control_commands(sub)
-    add_push_commands(sub)
-    add_schedule_command(sub)  # recurring jobs (zmqpipeline.cli.schedule)
-    add_check_command(sub)
-    add_slurm_command(sub)
-    add_dashboard_commands(sub)
-    add_executor_commands(sub)
-    add_cache_command(sub)
-    for command in sub.choices.values():  # `run DIR --log-level INFO` works too
-        command.add_argument(
+    if command in ADDERS:
+        adders = [ADDERS[command]]
+    elif command in sub.choices:
+        adders = []
+    else:
+        adders = list(dict.fromkeys(ADDERS.values()))
+    for module, adder in adders:
+        getattr(importlib.import_module(f".{module}", __package__), adder)(sub)
+    for one in sub.choices.values():  # `run DIR --log-level INFO` works too
+        one.add_argument(
             "--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS, help=argparse.SUPPRESS
         )
     return parser
@@ -404,8 +393,9 @@ def _cmd_role(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = _build_parser(command_of(words))
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

@@ -4,7 +4,7 @@ and run to follow, results that came before their run's START, ACK batching."""
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -60,7 +60,7 @@ class CollectorLogic:
         self.on_start: Callable[[dict[str, Any]], None] = lambda metadata: None
         self.drops = drops
         self.codec = protocol.Codec(settings.max_message_bytes)
-        self.collector_id = uuid.uuid4().bytes
+        self.collector_id = os.urandom(16)
         self.distributor: bytes | None = None
         self.distributor_seen = 0.0
         self.run: int | None = None

@@ -8,7 +8,7 @@ import logging
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
-from ..cache.book import CACHE_WORKER
+from ..cache.nocache import CACHE_WORKER
 from .state import Item, SchedulerPart, TaskState
 
 if TYPE_CHECKING:

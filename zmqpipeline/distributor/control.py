@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -365,7 +364,7 @@ class Control(RequestClient):
         if self.endpoint.scheme == "ipc" and not self.endpoint.location.startswith("@"):
             if not os.path.exists(self.endpoint.location):
                 raise ControlError(f"no distributor at {self.endpoint}: no such file")
-        request_id = uuid.uuid4().int >> 66
+        request_id = int.from_bytes(os.urandom(8), "big") >> 2
         frames = self._codec.control(request_id, command, args or {})
         with RoleRuntime("operator", self.settings, logger) as rt:
             sock = rt.open(zmq.DEALER, self.endpoint, bind=False)

@@ -8,14 +8,12 @@ import logging
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import zmq
 
 from .. import protocol
-from ..cache.book import open_cache
 from ..errors import ConfigurationError, JournalError
 from ..journal.fingerprint import changes, fingerprints
 from ..journal.run import DistributorJournal, JournaledRun
@@ -154,7 +152,10 @@ class Distributor:
         )
         self._resume_metadata: dict[str, Any] | None = None
         try:  # the result cache (zmqpipeline.cache): refused before anything is journaled
-            scheduler.cache = open_cache(scheduler, COLLECTOR)
+            if any(getattr(t, "cache", None) is not None for t in tasks):
+                from ..cache.book import open_cache
+
+                scheduler.cache = open_cache(scheduler, COLLECTOR)
         except BaseException:
             if journal is not None:
                 journal.close(complete=False)
@@ -253,7 +254,7 @@ class Distributor:
                 )
                 for endpoint in sorted({t.endpoint for t in self.task_classes.values()})
             }
-            identity = b"D" + uuid.uuid4().bytes
+            identity = b"D" + os.urandom(16)
             collector = rt.open(
                 zmq.DEALER, self.collector_ack_endpoint, bind=False, identity=identity
             )

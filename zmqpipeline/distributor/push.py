@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -123,7 +122,7 @@ class Pusher(RequestClient):
         """No more items for ``task_type``: it finishes once what was pushed is collected."""
         with RoleRuntime("pusher", self.settings, logger) as rt:
             sock = self._connect(rt)
-            request_id = uuid.uuid4().int >> 66
+            request_id = int.from_bytes(os.urandom(8), "big") >> 2
             self._call(rt, sock, request_id, self._codec.push_close(request_id, task_type))
 
     def _connect(self, rt: RoleRuntime) -> zmq.Socket[Any]:
@@ -141,7 +140,7 @@ class Pusher(RequestClient):
         sent, wait = 0, _FULL_WAIT_S[0]
         deadline = time.monotonic() + self.timeout
         while sent < len(batch):
-            request_id = uuid.uuid4().int >> 66
+            request_id = int.from_bytes(os.urandom(8), "big") >> 2
             frames = self._encode(request_id, task_type, batch, sent)
             accepted = self._call(rt, sock, request_id, frames).accepted
             sent += accepted

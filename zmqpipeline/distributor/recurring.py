@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..schedule.book import JobBook
 from ..schedule.outcomes import Outcome, outcome_of_result, signal_of
-from ..schedule.rules import zone
-from ..schedule.store import Run, ScheduleStore, store_path
-from ..schedule.task import Schedule, ScheduledTask
 from .state import COLLECTOR, Item, SchedulerPart, TaskState
 
 if TYPE_CHECKING:
     from ..protocol import Fail
+    from ..schedule.book import JobBook
+    from ..schedule.store import ScheduleStore
+    from ..schedule.task import Schedule
     from ..task import Task
     from .scheduler import Scheduler
 
@@ -51,6 +51,16 @@ def job_of(payload: Any) -> str | None:
     return job if isinstance(job, str) else None
 
 
+def _schedules(tasks: list[Task]) -> dict[str, Schedule]:
+    """The schedule of each scheduled task of ``tasks``. A run with none never imports
+    the jobs' books, rules and store (nor SQLite): a :class:`ScheduledTask` cannot exist
+    unless its module has been imported."""
+    module = sys.modules.get("zmqpipeline.schedule.task")
+    if module is None:
+        return {}
+    return {t.task_type: type(t).schedule for t in tasks if isinstance(t, module.ScheduledTask)}
+
+
 def _last_line(error: str) -> str:
     return (error.strip().splitlines() or [""])[-1][:500]
 
@@ -62,9 +72,7 @@ class Recurring(SchedulerPart):
         super().__init__(scheduler)
         #: The wall clock the rules are read against.
         self.clock: Callable[[], float] = time.time
-        self.schedules: dict[str, Schedule] = {
-            t.task_type: type(t).schedule for t in tasks if isinstance(t, ScheduledTask)
-        }
+        self.schedules = _schedules(tasks)
         self.books: dict[str, JobBook] = {}
         #: Task types whose results the collector puts on their ACK.
         self.forward = sorted(self.schedules)
@@ -77,12 +85,21 @@ class Recurring(SchedulerPart):
     def open(self, journal: str | os.PathLike[str] | None) -> None:
         """Keep the schedule beside the distributor journal ``journal`` (``None``: in
         memory, forgotten at the end). Call before the run starts."""
-        self.path = store_path(journal) if journal is not None and self.schedules else None
+        if journal is not None and self.schedules:
+            from ..schedule.store import store_path
+
+            self.path = store_path(journal)
+        else:
+            self.path = None
 
     def start(self, now: float) -> None:
         """The run starts (or resumes): load every book, set the jobs the code gives."""
         if not self.schedules:
             return
+        from ..schedule.book import JobBook
+        from ..schedule.rules import zone
+        from ..schedule.store import ScheduleStore
+
         self.store = ScheduleStore(self.path, max(s.history for s in self.schedules.values()))
         wall = self.clock()
         for task_type, schedule in self.schedules.items():
@@ -216,6 +233,8 @@ class Recurring(SchedulerPart):
         now: float,
         note: str = "",
     ) -> None:
+        from ..schedule.store import Run
+
         wall = self.clock()
         took = max(0.0, now - item.sent_at) if item.sent_at else 0.0
         entry = self.s.worker_log.get(by) if by else None

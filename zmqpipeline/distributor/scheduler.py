@@ -20,7 +20,7 @@ from collections import Counter, deque
 from typing import Any
 
 from .. import protocol
-from ..cache.book import NoCache
+from ..cache.nocache import NoCache
 from ..journal.run import JournaledRun, RunJournal
 from ..runtime.runtime import UserCodeError, call_user
 from ..settings import Settings

@@ -15,9 +15,32 @@ The distributor's side lives in :mod:`zmqpipeline.distributor.recurring`.
 
 from __future__ import annotations
 
-from .outcomes import Backoff, StopJob, UnsetJob
-from .rules import BadRule, Rule, parse_rule
-from .task import Schedule, ScheduledTask, read_jobs_csv
+from typing import TYPE_CHECKING
+
+from ..utils.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from .outcomes import Backoff, StopJob, UnsetJob
+    from .rules import BadRule, Rule, parse_rule
+    from .task import Schedule, ScheduledTask, read_jobs_csv
+
+# Imported on first use: the distributor imports .commands and .outcomes in every run,
+# and a run with no scheduled task needs nothing more of this package.
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "Backoff": ".outcomes",
+        "StopJob": ".outcomes",
+        "UnsetJob": ".outcomes",
+        "BadRule": ".rules",
+        "Rule": ".rules",
+        "parse_rule": ".rules",
+        "Schedule": ".task",
+        "ScheduledTask": ".task",
+        "read_jobs_csv": ".task",
+    },
+    globals(),
+)
 
 __all__ = [
     "Backoff",

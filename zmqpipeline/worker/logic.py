@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections import deque
 from typing import Any
 
@@ -300,4 +299,4 @@ def _weight(result: Any) -> int:
 
 def worker_id() -> bytes:
     """``host:pid:random``: readable in logs, unique across hosts and restarts."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}".encode()
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}".encode()

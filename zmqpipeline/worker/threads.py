@@ -11,10 +11,10 @@ meanwhile: ten threads finishing items cost one wake-up per batch, not one per i
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -50,7 +50,7 @@ class ThreadPool:
         self.wake_at = worker.batch.max_items
         self._go = threading.Event()
         self._closing = False
-        self._address = f"inproc://zmqpipeline-done-{uuid.uuid4().hex}"
+        self._address = f"inproc://zmqpipeline-done-{os.urandom(16).hex()}"
         self.wakeup: zmq.Socket[Any] = ctx.socket(zmq.PULL)
         self.wakeup.bind(self._address)
         self._threads = [
