@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from zmqpipeline import SerializationError, protocol
 from zmqpipeline.errors import MessageTooLarge, ProtocolError
-from zmqpipeline.protocol import Codec, decode
+from zmqpipeline.protocol import Codec, bounds, decode
 from zmqpipeline.utils import messages
 from zmqpipeline.utils.serializer import deserialize, serialize
 
@@ -188,6 +188,23 @@ def test_results_are_packed_into_as_few_messages_as_fit_and_bad_ones_fail_alone(
     got = [seq for m in messages for seq, _ in decode(m, max_bytes=300).items]
     assert got == [0, 1, 2, 3, 4]  # every good one, in order
     assert decode(codec.credit(1)) == protocol.Credit(1)  # the packer is still usable
+
+
+def test_results_of_many_small_elements_go_in_messages_no_one_has_to_count():
+    """A body no longer than the element limit cannot exceed it: results are cut into such
+    messages (neither the worker nor the collector walks them, protocol.bounds); only a
+    result longer than that is counted, and it travels alone."""
+    limit = bounds.ELEMENT_LIMITS["RESULT"].max_elements
+    words = [(seq, {f"w{seq}-{i}": i for i in range(3000)}) for seq in range(60)]  # ~40 KB each
+    huge = (60, {f"h{i}": i for i in range(80_000)})  # over a megabyte, 160 001 elements
+    messages, failed = codec.results(7, "CALC", WID, [*words[:30], huge, *words[30:]])
+    assert failed == []
+    bodies = [len(m[1]) for m in messages]
+    alone = [m for m in messages if len(m[1]) > limit]
+    assert len(alone) == 1 and [seq for seq, _ in decode(alone[0]).items] == [60]
+    assert len(messages) > 4 and sum(b <= limit for b in bodies) == len(messages) - 1
+    got = [item for m in messages for item in decode(m).items]
+    assert got == [list(e) for e in [*words[:30], huge, *words[30:]]]  # all, in order
 
 
 def test_a_result_whose_packing_raises_anything_fails_alone():

@@ -263,6 +263,11 @@ class Codec:
         head = self._head[1]
         room = self.max_bytes - len(head) - 10  # 10: the longest array and bin headers
         room_elements = LIMITS[RESULT].max_elements - 8  # 8: the head's
+        # A body no longer than the element limit cannot hold more elements (a byte each at
+        # least): the collector decodes it without counting them (protocol.bounds), and
+        # neither side walks an entry no longer than that. Entries are cut into messages of
+        # that size; only a longer entry is counted, and it travels alone.
+        uncounted = min(room, LIMITS[RESULT].max_elements - len(head) - 10)
         fast = self._packer.fast
         pop = (tokens or {}).pop
         messages: list[list[Any]] = []
@@ -287,13 +292,14 @@ class Codec:
             except Exception:
                 packed = self._pack_alone(task_type, entry)
             n = len(packed) if type(packed) is bytes else -1
-            if n < 0 or n > _ENTRY_SCAN_BYTES or n > room:  # else it fits: 1+ byte an element
+            if n < 0 or n > uncounted:  # else it fits: 1+ byte an element
                 counted = self._entry_elements(task_type, entry, packed, room, room_elements)
                 if isinstance(counted, Exception):
                     failed.append((seq, counted))
                     continue
                 n = counted
-            if chunk and (size + len(packed) > room or elements + n > room_elements):
+            grow = len(packed) + (0 if token in chunk_tokens else len(token))
+            if chunk and (size + grow > uncounted or elements + n > room_elements):
                 messages.append(_result_message(head, chunk, chunk_tokens))
                 chunk, chunk_tokens, size, elements = [], {}, 0, 0
             chunk.append(packed)
