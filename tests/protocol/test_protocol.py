@@ -338,3 +338,49 @@ def test_an_ack_group_sends_a_column_only_when_a_value_in_it_is_not_the_default(
     mixed = protocol.ack_group("T", WID, [1, 2], [None, {"a": 1}], [None] * 2, [{}, None], firsts)
     assert mixed == ["T", WID, [1, 2], [None, {"a": 1}], None, [{}, None], firsts]
     assert decode(codec.ack(3, [plain, mixed])) == protocol.Ack(3, [plain, mixed])
+
+
+def _elements(obj):
+    """What protocol.bounds counts: every msgpack object, containers, keys and values."""
+    if isinstance(obj, list):
+        return 1 + sum(_elements(x) for x in obj)
+    if isinstance(obj, dict):
+        return 1 + sum(_elements(k) + _elements(v) for k, v in obj.items())
+    return 1
+
+
+_MSGPACK_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text()
+    | st.binary(),
+    lambda inner: (
+        st.lists(inner, max_size=20) | st.dictionaries(st.text(max_size=5), inner, max_size=20)
+    ),
+    max_leaves=200,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_MSGPACK_VALUES)
+def test_the_element_count_is_msgpacks_own_without_decoding(obj):
+    raw = msgpack.packb(obj)
+    n = _elements(obj)
+    assert bounds.check_elements(raw, bounds.ElementLimit(n, 512)) == n
+    if n > 1:
+        with pytest.raises(bounds.TooManyElements, match="more than"):
+            bounds.check_elements(raw, bounds.ElementLimit(n - 1, 512))
+        with pytest.raises(bounds.TooManyElements, match="ends inside"):
+            bounds.check_elements(raw[:-1] if raw[-1:] else raw, bounds.ElementLimit(n, 512))
+
+
+def test_the_nesting_bound_counts_levels():
+    deep = []
+    for _ in range(9):
+        deep = [deep]  # ten lists, one in another
+    raw = msgpack.packb(deep)
+    assert bounds.check_elements(raw, bounds.ElementLimit(100, 9)) == 10  # the empty one: no level
+    with pytest.raises(bounds.TooManyElements, match="deeper than 8"):
+        bounds.check_elements(raw, bounds.ElementLimit(100, 8))

@@ -119,14 +119,17 @@ def check_elements(raw: bytes, limit: ElementLimit) -> int:
     max_elements, max_depth = limit
     kinds, args, end = _KIND, _ARG, len(raw)
     total = 1  # elements announced so far (the top object included)
-    pending = [1]  # children still to read, per open level
+    left = 1  # children still to read at the open level
+    outer: list[int] = []  # ... at each level around it
     pos = 0
     try:
-        while pending:
-            if not pending[-1]:
-                pending.pop()
+        while True:
+            if not left:
+                if not outer:
+                    break
+                left = outer.pop()
                 continue
-            pending[-1] -= 1
+            left -= 1
             b = raw[pos]
             pos += 1
             kind = kinds[b]
@@ -151,8 +154,9 @@ def check_elements(raw: bytes, limit: ElementLimit) -> int:
                 total += n
                 if total > max_elements:
                     raise TooManyElements(f"more than {max_elements} elements")
-                pending.append(n)
-                if len(pending) > max_depth + 1:
+                outer.append(left)
+                left = n
+                if len(outer) > max_depth:
                     raise TooManyElements(f"nested deeper than {max_depth} levels")
     except IndexError:
         raise TooManyElements("the body ends inside an object") from None
