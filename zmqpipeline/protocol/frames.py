@@ -75,6 +75,9 @@ def frame_bytes(obj: Any, depth: int = 0) -> int:
             f"a {kind.__name__} of {len(obj)} elements: over the limit of "
             f"{MAX_CONTAINER_ITEMS} elements per list or dict that travel"
         )
+    if (kind is dict or kind is list or kind is tuple) and len(obj) > _WALK_IN_C:
+        if _nothing_to_walk(obj, kind):
+            return 0
     if kind is dict:
         for key in obj:
             if type(key) is not str and type(key) is not bytes:  # no receiver decodes it
@@ -103,6 +106,8 @@ def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
                 f"a {kind.__name__} of {len(obj)} elements: over the limit of "
                 f"{MAX_CONTAINER_ITEMS} elements per list or dict that travel"
             )
+        if len(obj) > _WALK_IN_C and _nothing_to_walk(obj, kind):
+            return obj
         # A container is copied only if something in it became a placeholder.
         out: Any = None
         for key, value in obj.items() if kind is dict else enumerate(obj):
@@ -153,6 +158,36 @@ def wrong_key(obj: Any, path: tuple[Any, ...]) -> str | None:
             if found:
                 return found
     return None
+
+
+def _nothing_to_walk(obj: Any, kind: type) -> bool:
+    """True if the dict, list or tuple ``obj`` holds no value that may be or hold a big
+    one (its values' types, gathered in C: a result of a million counts is not walked in
+    Python); a dict key that is neither ``str`` nor ``bytes`` raises
+    :class:`SerializationError` (no receiver decodes it)."""
+    if kind is dict:
+        if not set(map(type, obj)) <= _KEY_TYPES:
+            raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
+        values: Any = obj.values()
+    else:
+        values = obj
+    return not any(map(_may_hold_type, set(map(type, values))))
+
+
+_KEY_TYPES = {str, bytes}
+#: A container longer than this is first looked at in C (:func:`_nothing_to_walk`); a
+#: shorter one is walked at once (the look costs more than it saves on a few elements).
+_WALK_IN_C = 16
+
+
+def _may_hold_type(kind: type) -> bool:
+    return (
+        kind in _BLOBS
+        or kind is dict
+        or kind is list
+        or kind is tuple
+        or (kind.__module__ == "numpy")
+    )
 
 
 def _may_hold(value: Any) -> bool:
