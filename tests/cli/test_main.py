@@ -41,6 +41,7 @@ def test_each_command_builds_alone_as_in_the_whole_parser():
         (["--log-level=DEBUG", "push", "ipc://x", "T"], "push"),
         (["--version"], None),
         (["-h"], None),
+        (["--help", "run"], None),
         ([], None),
     ],
 )

@@ -48,9 +48,12 @@ ADDERS = {
 
 def command_of(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names: its first word that is not an option of the
-    ``zmqpipeline`` parser itself (``--log-level LEVEL``, ``--version``, ``-h``)."""
+    ``zmqpipeline`` parser itself (``--log-level LEVEL``, ``--version``); ``None`` if there
+    is none, or if ``-h`` comes first (the help lists every command)."""
     words = iter(argv)
     for word in words:
+        if word in ("-h", "--help"):
+            return None
         if word == "--log-level":
             next(words, None)
         elif not word.startswith("-"):

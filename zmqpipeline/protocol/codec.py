@@ -245,6 +245,10 @@ class Codec:
             raise failed[0][1]
         return messages[0]
 
+    # A body no longer than the element limit cannot hold more elements (a byte each at
+    # least): neither side counts them (protocol.bounds). So entries are cut into messages
+    # of that length (``uncounted``); only a longer entry is counted, and it travels alone
+    # (so no message can hold more elements than the limit).
     def results(
         self,
         run: int,
@@ -263,18 +267,14 @@ class Codec:
         head = self._head[1]
         room = self.max_bytes - len(head) - 10  # 10: the longest array and bin headers
         room_elements = LIMITS[RESULT].max_elements - 8  # 8: the head's
-        # A body no longer than the element limit cannot hold more elements (a byte each at
-        # least): the collector decodes it without counting them (protocol.bounds), and
-        # neither side walks an entry no longer than that. Entries are cut into messages of
-        # that size; only a longer entry is counted, and it travels alone.
-        uncounted = min(room, LIMITS[RESULT].max_elements - len(head) - 10)
+        uncounted = min(room, LIMITS[RESULT].max_elements - len(head) - 10)  # see above
         fast = self._packer.fast
         pop = (tokens or {}).pop
         messages: list[list[Any]] = []
         failed: list[tuple[int, Exception]] = []
         chunk: list[bytes] = []
         chunk_tokens: dict[bytes, None] = {}  # the tokens covering the chunk's entries
-        size = elements = 0
+        size = 0
         for seq, result in entries:
             token = pop(seq, b"")  # none known: the collector refuses the message
             frames: list[Any] = []
@@ -291,23 +291,20 @@ class Codec:
                 packed: bytes = fast(entry)
             except Exception:
                 packed = self._pack_alone(task_type, entry)
-            n = len(packed) if type(packed) is bytes else -1
-            if n < 0 or n > uncounted:  # else it fits: 1+ byte an element
+            if type(packed) is not bytes or len(packed) > uncounted:  # else: a byte an element
                 counted = self._entry_elements(task_type, entry, packed, room, room_elements)
                 if isinstance(counted, Exception):
                     failed.append((seq, counted))
                     continue
-                n = counted
             grow = len(packed) + (0 if token in chunk_tokens else len(token))
-            if chunk and (size + grow > uncounted or elements + n > room_elements):
+            if chunk and size + grow > uncounted:
                 messages.append(_result_message(head, chunk, chunk_tokens))
-                chunk, chunk_tokens, size, elements = [], {}, 0, 0
+                chunk, chunk_tokens, size = [], {}, 0
             chunk.append(packed)
             if token not in chunk_tokens:
                 chunk_tokens[token] = None
                 size += len(token)
             size += len(packed)
-            elements += n
         if chunk:
             messages.append(_result_message(head, chunk, chunk_tokens))
         return messages, failed
