@@ -171,23 +171,16 @@ def _nothing_to_walk(obj: Any, kind: type) -> bool:
         values: Any = obj.values()
     else:
         values = obj
-    return not any(map(_may_hold_type, set(map(type, values))))
+    types = set(map(type, values))
+    return types.isdisjoint(_HOLDERS) and not any(t.__module__ == "numpy" for t in types)
 
 
 _KEY_TYPES = {str, bytes}
+#: The types :func:`_may_hold` walks or takes out (with NumPy's).
+_HOLDERS = frozenset({*_BLOBS, dict, list, tuple})
 #: A container longer than this is first looked at in C (:func:`_nothing_to_walk`); a
 #: shorter one is walked at once (the look costs more than it saves on a few elements).
 _WALK_IN_C = 16
-
-
-def _may_hold_type(kind: type) -> bool:
-    return (
-        kind in _BLOBS
-        or kind is dict
-        or kind is list
-        or kind is tuple
-        or (kind.__module__ == "numpy")
-    )
 
 
 def _may_hold(value: Any) -> bool:
