@@ -6,6 +6,7 @@ be lost, and the run goes on. Real processes, then the journal itself."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 
 import pytest
@@ -14,6 +15,7 @@ from edges_helpers import worker_class as echo_worker
 from support.pipelines import make_task
 from support.procs import FORK
 
+from zmqpipeline.errors import JournalError
 from zmqpipeline.journal import CollectorJournal
 from zmqpipeline.runtime.seen import SeenSet
 
@@ -79,3 +81,61 @@ def test_the_side_file_warning_says_what_may_be_lost(tmp_path, caplog):
     assert len(first) == 1 and "1 damaged line(s) skipped" in first[0], first
     assert "99999999999999999999" in first[0] and "may be handled again" in first[0]
     assert second == []  # the first restart folded the good ids in and emptied the file
+
+
+def _write_past_a_size_limit(path, out) -> None:
+    """In a forked child (the file-size limit is the process's): record id 1, then id 2
+    with room for 3 of its 4 bytes, as a full disk's last page leaves a line half-written
+    (``write`` returns a short count, and only the next one fails)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write, not a killed process
+    journal = CollectorJournal(path)
+    journal.follow(7, {"T": SeenSet()})
+    journal.handled("T", 1)
+    size = os.path.getsize(str(path) + "-handled")
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 3, hard))
+    try:
+        journal.handled("T", 2)
+        said = "no error"
+    except JournalError as exc:
+        said = str(exc)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    out.write_text(said)
+    os._exit(0)  # killed: no commit, no close
+
+
+@pytest.mark.timeout(30)
+def test_an_id_written_in_part_is_an_error_and_leaves_no_half_line(tmp_path):
+    # Found by CI at 078df0f: a full tmpfs took the line of one id in part, the next id's
+    # write failed, and the restart handled both again (the half line was dropped).
+    path, out = tmp_path / "collector.sqlite", tmp_path / "said.txt"
+    child = FORK.Process(target=_write_past_a_size_limit, args=(path, out))
+    child.start()
+    child.join(20)
+    assert child.exitcode == 0
+    said = out.read_text()
+    assert said.startswith(f"journal {path}-handled cannot be written: "), said
+    assert (tmp_path / "collector.sqlite-handled").read_bytes() == b"T\t1\n"  # whole lines
+    again = CollectorJournal(path)
+    seen = {"T": SeenSet()}
+    assert again.follow(7, seen) == 1 and 1 in seen["T"] and 2 not in seen["T"]
+    again.close()
+
+
+def test_a_line_cut_by_a_kill_is_not_glued_to_the_next_id(tmp_path):
+    path = tmp_path / "collector.sqlite"
+    first = CollectorJournal(path)
+    first.follow(7, {"T": SeenSet()})
+    first.close()
+    with open(str(path) + "-handled", "ab") as side:
+        side.write(b"T\t")  # killed mid-write
+    journal = CollectorJournal(path)
+    assert journal.follow(7, {"T": SeenSet()}) == 0
+    journal.handled("T", 5)
+    journal._store.close()  # killed again: no commit
+    again = CollectorJournal(path)
+    seen = {"T": SeenSet()}
+    assert again.follow(7, seen) == 1 and 5 in seen["T"]
+    again.close()

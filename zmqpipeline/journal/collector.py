@@ -25,7 +25,8 @@ class CollectorJournal:
     """The collector's journal: the run it follows and the ids it has handled.
 
     Each id is appended to a side file (``<path>-handled``, one line in one ``write``
-    system call, so a killed process loses none) as soon as ``handle_collection``
+    system call, so a killed process loses none; a line a full disk takes in part is an
+    error, and cut off) as soon as ``handle_collection``
     returns for it, before its ACK can leave; once per read batch the ids are folded into
     the SQLite file in one transaction and the side file emptied. A restarted collector
     reads both back."""
@@ -72,6 +73,7 @@ class CollectorJournal:
                 seen[task_type].add(seq)
                 self._new[task_type].append(seq)
         self.commit()
+        os.ftruncate(self._log, 0)  # a line a kill cut in part, if nothing else was there
         return sum(s.low + len(s.above) for s in seen.values())
 
     def _refuse(self, held: int, run: int) -> None:
@@ -133,9 +135,13 @@ class CollectorJournal:
 
     def handled(self, task_type: str, seq: int) -> None:
         """``handle_collection`` returned for ``seq`` (or it was skipped): record it now."""
+        line, done = self._prefix[task_type] + b"%d\n" % seq, 0
         try:
-            os.write(self._log, self._prefix[task_type] + b"%d\n" % seq)
+            while done < len(line):  # a full disk's last page takes a line in part
+                done += os.write(self._log, line[done:])
         except OSError as exc:
+            if done:  # no half line for the next id to be glued to
+                os.ftruncate(self._log, os.fstat(self._log).st_size - done)
             self.broken = cannot_use(self._log_path, exc, "cannot be written")
             raise self.broken from None
         self._new[task_type].append(seq)
