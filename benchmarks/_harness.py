@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import platform
 import queue
-import random
 import shutil
 import signal
 import socket
@@ -56,6 +55,7 @@ import msgpack
 import zmq
 
 import zmqpipeline as zp
+from zmqpipeline.runtime import ports
 
 __all__ = [
     "STDLIB_POOLS",
@@ -102,25 +102,12 @@ class Endpoints:
     directory: str | None = None  # the temporary directory of the ipc files
 
 
-_PORTS_TAKEN: set[int] = set()
-
-
 def free_port() -> int:
     """A free 127.0.0.1 port below the kernel's ephemeral range, never one given before in
-    this process: a port the kernel hands out for ``bind(0)`` may be taken before we bind
-    it again, as the local end of a connection (payload.py's grid lost a cell to that:
-    "Address already in use")."""
-    while True:
-        port = random.randrange(20000, 32000)
-        if port in _PORTS_TAKEN:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _PORTS_TAKEN.add(port)
-        return port
+    this process (:func:`zmqpipeline.runtime.ports.free_port`): a port the kernel hands out
+    for ``bind(0)`` may be taken before we bind it again, as the local end of a connection
+    (payload.py's grid lost a cell to that: "Address already in use")."""
+    return ports.free_port("127.0.0.1")
 
 
 def make_endpoints(transport: str) -> Endpoints:

@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import zmq
 
 import zmqpipeline as zp
+from zmqpipeline.runtime.ports import free_port
 from zmqpipeline.security import local_key_env
 
 TASK_TYPE = zp.TaskType.register_type("BENCH_SECURE")
@@ -42,14 +42,8 @@ CURVE_ENV = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def build(n_items: int, payload: int = 0) -> tuple[Any, Any, Any]:
-    work, results, acks = (f"tcp://127.0.0.1:{_free_port()}" for _ in range(3))
+    work, results, acks = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
     blob = os.urandom(payload)
 
     class EmptyTask(zp.Task):

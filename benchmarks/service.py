@@ -36,6 +36,7 @@ import msgpack
 import zmq
 
 import zmqpipeline as zp
+from zmqpipeline.runtime.ports import free_port
 
 FORK = multiprocessing.get_context("fork")
 TASK_TYPE = zp.TaskType.register_type("BENCH_UPPER")
@@ -129,12 +130,7 @@ def _measure(ask: Callable[[dict[str, Any]], Any], n: int, barrier: Any, conn: A
 
 def _run(impl: str, clients: int, total: int, transport: str, folder: str) -> dict[str, float]:
     if transport == "tcp":
-        ports = []
-        for _ in range(2):
-            with __import__("socket").socket() as s:
-                s.bind(("127.0.0.1", 0))
-                ports.append(s.getsockname()[1])
-        front, back = (f"tcp://127.0.0.1:{port}" for port in ports)
+        front, back = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
     else:
         front, back = f"ipc://{folder}/{impl}-f.ipc", f"ipc://{folder}/{impl}-b.ipc"
     broker, worker, client = {

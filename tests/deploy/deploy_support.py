@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zmqpipeline.runtime.ports import free_port
 from zmqpipeline.security import ENV_AUTHORIZED_KEYS, ENV_SECRET_KEY, ENV_SERVER_KEY, generate_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +25,8 @@ __all__ = ["APP", "DEPLOY", "ROOT", "Keys", "Roles", "free_ports", "make_keys"]
 
 
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports free right now."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+    """``n`` distinct loopback ports free right now (below the ephemeral range)."""
+    return [free_port("127.0.0.1") for _ in range(n)]
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import zmq
 from zmq.auth import load_certificate
 
 from zmqpipeline import Security, TaskType
+from zmqpipeline.runtime.ports import free_port
 from zmqpipeline.runtime.runtime import RoleRuntime
 from zmqpipeline.security import KeyPolicy, generate_keys
 from zmqpipeline.settings import Settings
@@ -67,9 +67,7 @@ def _connect_to_a_refusing_server(tmp_path: Path, client: Security, server_admit
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port("127.0.0.1")
 
 
 def test_a_worker_whose_key_a_server_refuses_says_so_itself(tmp_path):

@@ -5,17 +5,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 from collections.abc import Callable
 from typing import Any
+
+from zmqpipeline.runtime import ports
 
 FORK = multiprocessing.get_context("fork")
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return ports.free_port("127.0.0.1")  # below the ephemeral range (bind(0) is in it)
 
 
 class Processes:

@@ -4,8 +4,7 @@ always at the same private one."""
 
 from __future__ import annotations
 
-import socket
-
+from ..runtime.ports import free_port
 from .discovery import Pipeline
 
 __all__ = ["rewrite_endpoints"]
@@ -38,9 +37,7 @@ def rewrite_endpoints(pipeline: Pipeline, directory: str, tcp: bool = False) -> 
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port("127.0.0.1")
 
 
 def _own_or_inherited(cls: type) -> set[str]:
