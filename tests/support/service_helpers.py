@@ -90,15 +90,17 @@ def announcing_stop_signal(ready: Any) -> None:
     """In a child process: make every role's StopSignal set ``ready`` once its SIGINT/SIGTERM
     handlers are installed (so a test signals a role that is listening, not one starting)."""
     import zmqpipeline.runtime.runtime as runtime
+    import zmqpipeline.service.client as client
 
     real = runtime.StopSignal
 
     class Announcing(real):  # type: ignore[misc,valid-type]
-        def __init__(self) -> None:
-            super().__init__()
-            ready.set()
+        def __init__(self, install: bool = True) -> None:
+            super().__init__(install)
+            if install:
+                ready.set()
 
-    runtime.StopSignal = Announcing  # type: ignore[misc]
+    runtime.StopSignal = client.StopSignal = Announcing  # type: ignore[misc]
 
 
 def run_client(frontend: str, client_id: int, n: int, out_path: str) -> None:

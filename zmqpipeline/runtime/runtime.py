@@ -125,13 +125,16 @@ class RoleRuntime:
     terminated, the signal handlers restored and the dropped messages reported.
     """
 
-    def __init__(self, name: str, settings: Settings, logger: logging.Logger) -> None:
+    def __init__(
+        self, name: str, settings: Settings, logger: logging.Logger, signals: bool = True
+    ) -> None:
         self.name = name
         self.settings = settings
         self.logger = logger
         self.drops = DropCounter(logger, name)
         self.ctx = new_context()
-        self.stop = StopSignal()
+        #: SIGINT/SIGTERM as a flag and a pollable fd (handlers installed with ``signals``).
+        self.stop = StopSignal(install=signals)
         self.sockets: list[zmq.Socket[Any]] = []
         self._beat: threading.Thread | None = None
         self._beat_stop = threading.Event()

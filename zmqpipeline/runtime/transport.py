@@ -329,11 +329,11 @@ _OPEN_SIGNALS: set[StopSignal] = set()
 class StopSignal:
     """SIGINT/SIGTERM turned into a flag plus a readable fd for the poller.
 
-    Installed only when constructed in the main thread (signal handlers live there);
-    elsewhere :attr:`fd` is still pollable and :meth:`set` stops the loop.
+    Installed only when constructed in the main thread (signal handlers live there) and
+    ``install`` is true; else :attr:`fd` is still pollable and :meth:`set` stops the loop.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, install: bool = True) -> None:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
         os.set_blocking(self._read_fd, False)
@@ -342,7 +342,7 @@ class StopSignal:
         self.count = 0  # signals received: a second one may mean "now"
         self._previous: dict[int, Any] = {}
         _OPEN_SIGNALS.add(self)
-        if threading.current_thread() is threading.main_thread():
+        if install and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
 

@@ -1,8 +1,9 @@
 """``ServiceClient``: sends requests to a :class:`~zmqpipeline.Service` and waits for replies.
 
-Each call of :meth:`ServiceClient.request` opens its own DEALER socket (in a
-:class:`~zmqpipeline.runtime.runtime.RoleRuntime`, closed when the call returns, so a client works
-the same after a ``fork``) and may have many requests in flight: a ``list`` request fans out
+A client opens its DEALER socket (in a :class:`~zmqpipeline.runtime.runtime.RoleRuntime`) at
+its first request and keeps it until :meth:`ServiceClient.close` (a socket and a context
+per request cost more than the request); a forked child opens its own at its first
+request. A request may have many requests in flight: a ``list`` request fans out
 as one request per element, served by several workers in parallel, and the replies come
 back in the list's order.
 
@@ -14,10 +15,10 @@ and waits again, at most ``retries`` times; then it raises :class:`RequestTimeou
 reply (the worker raised, or the service refused the request) raises :class:`RequestFailed`.
 Both are :class:`~zmqpipeline.errors.ServiceError`.
 
-While a request waits, SIGINT/SIGTERM end the wait at once: the socket is closed, the
-signal handlers in place before the call are restored and the signal is raised again for
-them (``KeyboardInterrupt`` for SIGINT by default); if they return, :class:`ServiceError`
-says the request was interrupted.
+While a request waits (and only then), SIGINT/SIGTERM end the wait at once: the socket
+is closed, the signal handlers in place before the call are restored and the signal is
+raised again for them (``KeyboardInterrupt`` for SIGINT by default); if they return,
+:class:`ServiceError` says the request was interrupted.
 
 A client is not thread-safe: use one per thread.
 """
@@ -43,7 +44,7 @@ from ..errors import (
     ServiceError,
 )
 from ..runtime.runtime import RoleRuntime
-from ..runtime.transport import NOBLOCK
+from ..runtime.transport import NOBLOCK, StopSignal
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -94,6 +95,8 @@ class ServiceClient:
         self.settings = settings or Settings.from_env(security=security)
         self._codec = protocol.Codec(self.settings.max_message_bytes)
         self._next_id = 1
+        self._link: tuple[RoleRuntime, zmq.Socket[Any]] | None = None
+        self._pid = os.getpid()  # the process the link belongs to
 
     def request(
         self,
@@ -120,8 +123,30 @@ class ServiceClient:
         return self._exchange([data], task_type, timeout, retries)[0]
 
     def close(self) -> None:
-        """Nothing to release between requests (each opens and closes its own socket); kept
-        so a client can be used as a context manager and closed as before."""
+        """Close the client's socket and context (a request after it opens new ones)."""
+        link, self._link = self._link, None
+        if link is not None and self._pid == os.getpid():
+            link[0].close()
+
+    def _connected(self) -> tuple[RoleRuntime, zmq.Socket[Any]]:
+        """The client's runtime and socket, opened at the first request of this process
+        (a forked child leaves its parent's alone: they are the parent's)."""
+        if self._link is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            rt = RoleRuntime("service client", self.settings, logger, signals=False)
+            try:
+                identity = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}".encode()
+                sock = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=identity)
+                sock.setsockopt(zmq.LINGER, 0)  # what is unsent when the client closes is moot
+                # Requests and replies are bounded by the caller's own lists: never wait on
+                # a high-water mark, never leave a reply unread for one.
+                sock.setsockopt(zmq.SNDHWM, 0)
+                sock.setsockopt(zmq.RCVHWM, 0)
+            except BaseException:
+                rt.close()
+                raise
+            self._link = rt, sock
+        return self._link
 
     def __enter__(self) -> ServiceClient:
         return self
@@ -139,14 +164,9 @@ class ServiceClient:
         # Encode everything first: a value msgpack cannot carry fails before anything is sent.
         messages = [self._codec.request(first + i, task_type, item) for i, item in enumerate(items)]
         replies: dict[int, Any] = {}
-        with RoleRuntime("service client", self.settings, logger) as rt:
-            identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}".encode()
-            sock = rt.open(zmq.DEALER, self.endpoint, bind=False, identity=identity)
-            sock.setsockopt(zmq.LINGER, 0)  # what is unsent when the call returns is moot
-            # Requests and replies are bounded by the caller's own list: never wait on a
-            # high-water mark, never leave a reply unread for one.
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.setsockopt(zmq.RCVHWM, 0)
+        rt, sock = self._connected()
+        idle, rt.stop = rt.stop, StopSignal()  # our handlers while the request waits
+        try:
             for attempt in range(retries + 1):
                 self._attempt(rt, sock, messages, first, replies, task_type, timeout)
                 if len(replies) == len(items) or rt.stop.is_set:
@@ -164,7 +184,11 @@ class ServiceClient:
                         retries,
                     )
             signum = rt.stop.signum if rt.stop.is_set else None
+        finally:
+            rt.stop.close()
+            rt.stop = idle
         if signum is not None:  # the handlers from before the call are back: let them act
+            self.close()
             signal.raise_signal(signum)
             raise ServiceError(
                 f"request to task type {task_type!r} interrupted by {signal.strsignal(signum)}"
