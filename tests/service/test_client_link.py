@@ -118,3 +118,43 @@ def test_a_client_never_closed_does_not_hold_up_the_exit(router):
             process.kill()
             process.wait()
     assert process.returncode == 0 and out.strip() == "{'v': 1}"
+
+
+def _time_out_then_ask(endpoint: str, gave_up, bound, out) -> None:
+    from zmqpipeline.errors import RequestTimeout
+
+    client = ServiceClient(endpoint, "T", timeout=0.3, retries=0)
+    try:
+        client.request({"v": "stale"})  # nobody bound: it waits in the socket's queue
+    except RequestTimeout:
+        gave_up.set()
+    assert bound.wait(10)
+    client.timeout = 10
+    out.send(client.request({"v": "fresh"}))
+
+
+@pytest.mark.timeout(60)
+def test_a_request_that_timed_out_is_not_delivered_later(tmp_path):
+    endpoint = f"ipc://{tmp_path}/late.ipc"
+    gave_up, bound, (parent, child) = FORK.Event(), FORK.Event(), FORK.Pipe()
+    process = FORK.Process(target=_time_out_then_ask, args=(endpoint, gave_up, bound, child))
+    process.start()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        assert gave_up.wait(10)
+        sock.bind(endpoint)  # once the client gave up on its first request
+        bound.set()
+        codec = protocol.Codec(MAX_MESSAGE_BYTES)
+        assert sock.poll(10_000)
+        identity, *frames = sock.recv_multipart()
+        msg = protocol.decode(frames, protocol.SERVICE_FROM_CLIENT, "test")
+        assert msg.data == {"v": "fresh"}  # the stale request never reached the service
+        sock.send_multipart([identity, *codec.reply(msg.request_id, msg.data)])
+        assert parent.poll(10) and parent.recv() == {"v": "fresh"}
+    finally:
+        process.join(10)
+        sock.close()
+        ctx.term()
+        (tmp_path / "late.ipc").unlink(missing_ok=True)

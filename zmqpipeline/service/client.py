@@ -187,6 +187,8 @@ class ServiceClient:
         finally:
             rt.stop.close()
             rt.stop = idle
+            if len(replies) < len(items):
+                self.close()  # what is unsent dies with the socket: never delivered late
         if signum is not None:  # the handlers from before the call are back: let them act
             self.close()
             signal.raise_signal(signum)
