@@ -1,4 +1,4 @@
-"""A free port for a local run over tcp (``zmqpipeline run --tcp``) and for the tests:
+"""A free port for a local run over tcp (``zmqpipeline run --secure``) and for the tests:
 never one the kernel may give meanwhile as the local end of a connection. ``bind(0)``
 gave ports of the ephemeral range, so a connection made between the probe and zmq's
 bind could take the port ("Address already in use")."""

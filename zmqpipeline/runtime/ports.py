@@ -1,6 +1,6 @@
-"""A free loopback port for a role to bind (``zmqpipeline run --tcp``): drawn below the
-kernel's ephemeral range, so that no connection made between the probe and the bind can
-take it as its local end — a port from ``bind(0)`` is of that range, and was."""
+"""A free loopback port for a role to bind (``zmqpipeline run --secure``, over tcp):
+drawn below the kernel's ephemeral range, so that no connection made between the probe
+and the bind can take it as its local end — a port from ``bind(0)`` is of that range."""
 
 from __future__ import annotations
 
