@@ -18,6 +18,7 @@ from support.pipelines import (
     run_distributor,
 )
 from support.procs import FORK
+from support.service_helpers import announcing_stop_signal
 
 import zmqpipeline.runtime.runtime as runtime_module
 from zmqpipeline import MetaDataWorker
@@ -231,14 +232,7 @@ def test_sigint_stops_a_waiting_role(procs, endpoints, role):
 
     def target() -> None:
         # The role installs its SIGINT handler when it makes its StopSignal: say when.
-        real = runtime_module.StopSignal
-
-        class Announcing(real):  # type: ignore[misc,valid-type]
-            def __init__(self) -> None:
-                super().__init__()
-                handlers_installed.set()
-
-        runtime_module.StopSignal = Announcing  # type: ignore[misc]
+        announcing_stop_signal(handlers_installed)
         (worker if role == "worker" else collector)().run()
 
     process = procs.start(role, target)
