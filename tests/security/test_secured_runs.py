@@ -22,6 +22,7 @@ from support.pipelines import load, make_collector, make_task, make_worker, run_
 from support.procs import FORK, free_port
 
 import zmqpipeline as zp
+import zmqpipeline.runtime.runtime as runtime_module
 from zmqpipeline.security import Security
 from zmqpipeline.settings import Settings
 
@@ -176,6 +177,9 @@ def _rogue(worker_cls: type, worker_id: str, refused: Any, got_work: Any) -> Cal
             return real_connect(sock, endpoint)
 
         zmq.Socket.connect = monitored_connect  # type: ignore[method-assign]
+        # A socket has one monitor: the role's own (HandshakeWatch, which says why a
+        # handshake fails) would take the events from this one, and did at times.
+        runtime_module.RoleRuntime._watch = lambda *args: None  # type: ignore[method-assign]
 
         class Rogue(worker_cls):  # type: ignore[misc,valid-type]
             def handle_execution(self, data: Any, *args: Any, **kwargs: Any) -> Any:
