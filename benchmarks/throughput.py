@@ -9,9 +9,10 @@ For 1, 2 and 4 workers, over ipc and tcp, the same run measures:
   msgpack payloads, a credit window per worker of zmqpipeline's largest prefetch
   (``settings.MAX_PREFETCH``, 256; it was 64 until the eighth pass of issue 17, 128
   until the ninth);
-* the same bare pipeline "batched" like zmqpipeline (all of a worker's credit in one
-  message, credit back in chunks, one ACK message per batch of results read): what is
-  left between it and zmqpipeline is the framework's own cost;
+* the same bare pipeline "batched", the fastest of that shape we can write (items in
+  messages of half a worker's credit, a worker's results for a message in one message
+  and its credit in one more, one ACK per results message; _bare.py): the yardstick,
+  what is left between it and zmqpipeline is the framework's own cost;
 * ``concurrent.futures.ProcessPoolExecutor(N).map(f, items)`` (default chunksize 1), the
   familiar reference (no transport: printed beside both).
 
