@@ -181,13 +181,15 @@ def run_bare(
     one_at_a_time: bool = False,
     batched: bool = False,
     linger: float | None = None,
+    payload: dict[str, Any] | None = None,
     timeout_s: float = 600.0,
 ) -> h.PipelineResult:
     """Run the bare pipeline's roles as separate processes (collector, distributor, workers).
-    ``linger`` (seconds) runs the coalescing worker (see the module docstring)."""
+    ``linger`` (seconds) runs the coalescing worker (see the module docstring); ``payload``
+    is the dict every item carries (with ``delay_s``, its sleep is added to it)."""
     if linger is not None and (batched or one_at_a_time):
         raise ValueError("linger is for the plain pipeline (not batched, not one_at_a_time)")
-    payload = {"workload": delay_s} if delay_s else {}
+    payload = {**(payload or {}), **({"workload": delay_s} if delay_s else {})}
     with h.private_endpoints(transport) as ep:
         roles: list[h.Role] = [
             (

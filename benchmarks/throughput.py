@@ -32,11 +32,12 @@ alternately with plain tcp measured the same way, and the ratio of the two.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import multiprocessing
 import os
 import sys
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,13 +48,19 @@ import zmqpipeline as zp
 from zmqpipeline.settings import MAX_PREFETCH
 
 TASK_TYPE = zp.TaskType.register_type("BENCH_THROUGHPUT")
+#: The batched bare pipeline's credit per worker: its fastest of 256, 512, 1024 and 2048
+#: (2 workers over ipc, 2026-12-08: 0.85-0.94, 1.26-1.46, 1.19-1.35, 1.04-1.06 M items/s).
+BATCHED_WINDOW = 512
 
 
-def build(endpoints: h.Endpoints, n_items: int) -> tuple[Any, Any, Any]:
+def build(
+    endpoints: h.Endpoints, n_items: int, payload: dict[str, Any] | None = None
+) -> tuple[Any, Any, Any]:
     class EmptyTask(h.BenchTask):
         task_type = TASK_TYPE
         endpoint = zp.EndpointAddress(endpoints.work)
-        payload: ClassVar[dict[str, Any]] = {}
+
+    EmptyTask.payload = payload or {}
 
     EmptyTask.n_items = n_items
 
@@ -70,9 +77,11 @@ def build(endpoints: h.Endpoints, n_items: int) -> tuple[Any, Any, Any]:
 CPU_US: dict[tuple[str, int], dict[str, list[float]]] = {}
 
 
-def ours(transport: str, n_items: int, n_workers: int) -> float:
+def ours(
+    transport: str, n_items: int, n_workers: int, payload: dict[str, Any] | None = None
+) -> float:
     with h.private_endpoints(transport) as endpoints:
-        task, worker, collector = build(endpoints, n_items)
+        task, worker, collector = build(endpoints, n_items, payload)
         result = h.run_pipeline(task, worker, collector, n_workers, timeout_s=20 + n_items / 500)
     if result.collected != n_items or result.failed:
         raise h.BenchmarkError(f"collected {result.collected} of {n_items}, {result.failed} failed")
@@ -82,9 +91,22 @@ def ours(transport: str, n_items: int, n_workers: int) -> float:
     return n_items / result.dispatch_s
 
 
-def bare(transport: str, n_items: int, n_workers: int, window: int, batched: bool) -> float:
+def bare(
+    transport: str,
+    n_items: int,
+    n_workers: int,
+    window: int,
+    batched: bool,
+    payload: dict[str, Any],
+) -> float:
     result = _bare.run_bare(
-        transport, n_items, n_workers, window=window, batched=batched, timeout_s=120 + n_items / 500
+        transport,
+        n_items,
+        n_workers,
+        window=window,
+        batched=batched,
+        payload=payload,
+        timeout_s=120 + n_items / 500,
     )
     return n_items / result.dispatch_s
 
@@ -93,13 +115,13 @@ def _empty(item: Any) -> None:
     return None
 
 
-def pool(n_items: int, n_workers: int, chunksize: int) -> float:
+def pool(n_items: int, n_workers: int, chunksize: int, payload: dict[str, Any]) -> float:
     ctx = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=ctx) as executor:
         for _ in executor.map(_empty, range(n_workers * 20)):  # every process up and warm
             pass
         started = time.monotonic()
-        for _ in executor.map(_empty, ({} for _ in range(n_items)), chunksize=chunksize):
+        for _ in executor.map(_empty, (payload for _ in range(n_items)), chunksize=chunksize):
             pass
         return n_items / (time.monotonic() - started)
 
@@ -125,8 +147,21 @@ def main() -> None:
         "--bare-window",
         type=int,
         default=MAX_PREFETCH,
-        help=f"credit per worker in the bare pipeline (default {MAX_PREFETCH}, "
+        help=f"credit per worker in the plain bare pipeline (default {MAX_PREFETCH}, "
         "zmqpipeline's largest prefetch)",
+    )
+    parser.add_argument(
+        "--batched-window",
+        type=int,
+        default=BATCHED_WINDOW,
+        help=f"credit per worker in the batched bare pipeline (default {BATCHED_WINDOW}: "
+        "its fastest of 256, 512, 1024 and 2048 here)",
+    )
+    parser.add_argument(
+        "--payload",
+        type=json.loads,
+        default={},
+        help="the dict every item carries, as JSON (default {}: empty items), e.g. '{\"n\": 1}'",
     )
     parser.add_argument(
         "--pool-chunksize",
@@ -146,7 +181,8 @@ def main() -> None:
     print(
         f"items {n_items}, repeat {repeat}, workers {args.workers}, "
         f"transports {' '.join(args.transports)}, bare window {args.bare_window}, "
-        f"pool chunksize {args.pool_chunksize}"
+        f"batched window {args.batched_window}, pool chunksize {args.pool_chunksize}, "
+        f"payload {json.dumps(args.payload)}"
     )
     print(
         "items/s = items / (first item handed out -> end of run seen by the collector); "
@@ -160,15 +196,11 @@ def main() -> None:
             for transport in args.transports:
                 for kind in ("zmqpipeline", "bare", "batched"):
                     if kind == "zmqpipeline":
-                        rate = ours(transport, n_items, n_workers)
+                        rate = ours(transport, n_items, n_workers, args.payload)
                     else:
-                        rate = bare(
-                            transport,
-                            n_items,
-                            n_workers,
-                            args.bare_window,
-                            batched=kind == "batched",
-                        )
+                        batched = kind == "batched"
+                        window = args.batched_window if batched else args.bare_window
+                        rate = bare(transport, n_items, n_workers, window, batched, args.payload)
                     samples.setdefault((kind, transport, n_workers), []).append(rate)
                     print(
                         f"  [run {rep + 1}/{repeat}] {kind:<11} {transport} {n_workers} "
@@ -176,7 +208,7 @@ def main() -> None:
                         file=sys.stderr,
                         flush=True,
                     )
-            rate = pool(n_items, n_workers, args.pool_chunksize)
+            rate = pool(n_items, n_workers, args.pool_chunksize, args.payload)
             samples.setdefault(("pool", "-", n_workers), []).append(rate)
             print(
                 f"  [run {rep + 1}/{repeat}] ProcessPoolExecutor {n_workers} worker(s): "
