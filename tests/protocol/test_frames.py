@@ -35,3 +35,18 @@ def test_a_dict_key_no_receiver_decodes_is_named_however_long_the_dict(n):
     for walk in (lambda: split_frames(bad, []), lambda: frame_bytes(bad)):
         with pytest.raises(SerializationError, match=r"a dict key of type int \(7\) at the top"):
             walk()
+
+
+def test_plain_values_beside_big_ones_and_objects_of_other_types_stay_in_the_body():
+    # The walk skips str, int, float, bool and None without looking further; any other
+    # value is looked at (a user's type travels as an extension type, in the body).
+    from decimal import Decimal
+
+    small = b"y" * (FRAME_MIN_BYTES - 1)
+    item = {"d": Decimal("1.5"), "flag": True, "none": None, "x": 2.5, "small": small}
+    item["blob"], item["rows"] = memoryview(BIG), [1, "a", None, (False, bytearray(BIG))]
+    frames: list = []
+    body = split_frames(item, frames)
+    assert [bytes(f) for f in frames] == [BIG, BIG] and frame_bytes(item) == 2 * len(BIG)
+    assert body["d"] is item["d"] and body["small"] is small and body["flag"] is True
+    assert body["rows"][:3] == [1, "a", None] and body["rows"][3][0] is False

@@ -70,21 +70,26 @@ def frame_bytes(obj: Any, depth: int = 0) -> int:
     kind = type(obj)
     if depth > MAX_DEPTH:
         return 0
-    if (kind is dict or kind is list or kind is tuple) and len(obj) > MAX_CONTAINER_ITEMS:
-        raise SerializationError(
-            f"a {kind.__name__} of {len(obj)} elements: over the limit of "
-            f"{MAX_CONTAINER_ITEMS} elements per list or dict that travel"
-        )
-    if (kind is dict or kind is list or kind is tuple) and len(obj) > _WALK_IN_C:
-        if _nothing_to_walk(obj, kind):
+    if kind is dict or kind is list or kind is tuple:
+        if len(obj) > MAX_CONTAINER_ITEMS:
+            raise SerializationError(
+                f"a {kind.__name__} of {len(obj)} elements: over the limit of "
+                f"{MAX_CONTAINER_ITEMS} elements per list or dict that travel"
+            )
+        if len(obj) > _WALK_IN_C and _nothing_to_walk(obj, kind):
             return 0
-    if kind is dict:
-        for key in obj:
-            if type(key) is not str and type(key) is not bytes:  # no receiver decodes it
-                raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
-        return sum(frame_bytes(v, depth + 1) for v in obj.values() if _may_hold(v))
-    if kind is list or kind is tuple:
-        return sum(frame_bytes(v, depth + 1) for v in obj if _may_hold(v))
+        total = 0
+        if kind is dict:
+            for key, value in obj.items():
+                if type(key) is not str and type(key) is not bytes:  # no receiver decodes it
+                    raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
+                if type(value) not in _PLAIN:
+                    total += frame_bytes(value, depth + 1)
+        else:
+            for value in obj:
+                if type(value) not in _PLAIN:
+                    total += frame_bytes(value, depth + 1)
+        return total
     if kind in _BLOBS:
         n = _nbytes(obj)
         return n if n >= FRAME_MIN_BYTES else 0
@@ -113,7 +118,7 @@ def split_frames(obj: Any, frames: list[Any], depth: int = 0) -> Any:
         for key, value in obj.items() if kind is dict else enumerate(obj):
             if kind is dict and type(key) is not str and type(key) is not bytes:
                 raise SerializationError(wrong_key(obj, ()) or "a dict key it refuses")
-            new = split_frames(value, frames, depth + 1) if _may_hold(value) else value
+            new = value if type(value) in _PLAIN else split_frames(value, frames, depth + 1)
             if new is not value:
                 if out is None:
                     out = dict(obj) if kind is dict else list(obj)
@@ -176,22 +181,13 @@ def _nothing_to_walk(obj: Any, kind: type) -> bool:
 
 
 _KEY_TYPES = {str, bytes}
-#: The types :func:`_may_hold` walks or takes out (with NumPy's).
+#: Values that are never big and hold none: not walked (the common ones).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+#: The types the walks go into or take out (with NumPy's).
 _HOLDERS = frozenset({*_BLOBS, dict, list, tuple})
 #: A container longer than this is first looked at in C (:func:`_nothing_to_walk`); a
 #: shorter one is walked at once (the look costs more than it saves on a few elements).
 _WALK_IN_C = 16
-
-
-def _may_hold(value: Any) -> bool:
-    kind = type(value)
-    return (
-        kind in _BLOBS
-        or kind is dict
-        or kind is list
-        or kind is tuple
-        or (kind.__module__ == "numpy")
-    )
 
 
 def frames_hook(extra: list[Any]) -> Callable[[int, bytes], Any]:
