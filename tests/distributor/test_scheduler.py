@@ -205,3 +205,20 @@ def test_every_worker_told_the_end_is_known_so_a_run_of_known_workers_needs_no_g
     s.on_worker_message(EP, b"w2", protocol.Ready("S_A", 2, 2, 1), 0.2)  # late
     assert s.told_end == {b"w1", b"w2"}
     assert [wid for _, wid, kind, _ in sent(s) if kind == protocol.END] == [b"w2"]
+
+
+def test_an_is_available_for_handling_that_raises_is_a_reported_failure_of_the_task():
+    class Raising(task_class("S_A", 5)):
+        def is_available_for_handling(self, last_ack_data):
+            if self.count == 2:
+                raise RuntimeError("not today")
+            return True
+
+    s = make(Raising)
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 5, 5, 1), 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == [0, 1]  # then it raised: nothing more goes out
+    state = s.tasks["S_A"]
+    assert [f["item_id"] for f in state.failed] == ["S_A/is_available_for_handling#3"]
+    assert "RuntimeError: not today" in state.failed[0]["error"]

@@ -12,6 +12,7 @@ from ..errors import MessageTooLarge, SerializationError
 from ..protocol.frames import FRAME_MIN_BYTES, frame_bytes
 from ..runtime.checks import check_flag_name
 from ..runtime.runtime import user_code_error
+from ..task import Task
 from ..utils.messages import MESSAGE_TYPE_DATA
 from .failures import unsendable
 from .resume import TaskResume
@@ -255,18 +256,14 @@ class HandOut(SchedulerPart):
         resume, record = self.s.resuming.get(task_type), self.s.journal.records
         metadata = self.s.metadata or {}
         caching = task_type in self.s.cache.task_types  # the result cache: _take sends
+        # Task's own is_available_for_handling says yes to every item: not called for each.
+        asks = type(task).is_available_for_handling is not Task.is_available_for_handling
         made: list[Item] = []
         payload: dict[str, Any] | None
         while len(made) < room and not task.is_complete and (budget is None or budget > 0):
             if blocking and stages.blocked(state.task_type, len(in_flight)):
                 break  # backpressure: a stage it feeds has a full backlog
-            try:
-                available = task.is_available_for_handling(state.last_ack_data)
-            except Exception as exc:
-                self._raised(state, exc, "is_available_for_handling")
-                break
-            if not available:
-                state.held_back = True
+            if asks and not self._available(state):
                 break
             if from_backlog:  # a stage or an open-ended task: its items have their seqs
                 taken = stages.take(state)
@@ -300,6 +297,17 @@ class HandOut(SchedulerPart):
                 budget = self._weigh(state, item, wid, budget)
         self._after_batch(state)
         return made
+
+    def _available(self, state: TaskState) -> bool:
+        """The task's ``is_available_for_handling``: may its next item go out now?"""
+        try:
+            available = state.task.is_available_for_handling(state.last_ack_data)
+        except Exception as exc:
+            self._raised(state, exc, "is_available_for_handling")
+            return False
+        if not available:
+            state.held_back = True
+        return bool(available)
 
     def _after_batch(self, state: TaskState) -> None:
         """What is asked once a batch: more items than the task declares? A new attribute
