@@ -202,7 +202,7 @@ class RoleRuntime:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
+                send_frames(sock, frames)
                 return True
             except zmq.Again:
                 pass

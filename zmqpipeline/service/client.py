@@ -31,7 +31,7 @@ import signal
 import socket
 import time
 import uuid
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
@@ -44,7 +44,7 @@ from ..errors import (
     ServiceError,
 )
 from ..runtime.runtime import RoleRuntime
-from ..runtime.transport import NOBLOCK, StopSignal
+from ..runtime.transport import StopSignal, recv_frames
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -59,8 +59,6 @@ __all__ = [
 
 logger = logging.getLogger("zmqpipeline.serviceclient")
 
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
 
 #: How long one attempt waits for its reply(ies).
 REQUEST_TIMEOUT_S = 10.0
@@ -243,9 +241,11 @@ class ServiceClient:
         task_type: str,
     ) -> None:
         limit = self.settings.max_message_bytes
-        while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
-            frames = sock.recv_multipart(NOBLOCK)
+        while True:
             try:
+                frames = recv_frames(sock, 2)  # [header, body]; more parts are not kept
+                if frames is None:
+                    return
                 msg = protocol.decode(frames, protocol.SERVICE_CLIENT, "at a client", limit)
             except ProtocolError as exc:
                 rt.drops.drop(exc.category, exc.reason)

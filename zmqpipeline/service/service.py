@@ -53,14 +53,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
 from .. import protocol
 from ..errors import ConfigurationError, ProtocolError
 from ..runtime.runtime import DRAIN, RoleRuntime
-from ..runtime.transport import NOBLOCK
+from ..runtime.transport import recv_frames, send_frames
 from ..security import Security
 from ..settings import Settings
 from ..types import EndpointAddress
@@ -69,11 +69,6 @@ from .broker import BACKEND, FRONTEND, WORKER_WAIT_S, Broker
 __all__ = ["WORKER_WAIT_S", "Broker", "Service"]
 
 logger = logging.getLogger("zmqpipeline.service")
-
-# Plain ints: pyzmq's flag enums cost more per message than the rest of a send.
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
 class Service:
@@ -176,11 +171,14 @@ class Service:
     ) -> None:
         where = "frontend" if channel == FRONTEND else "backend"
         limit = self.settings.max_message_bytes
-        for _ in range(DRAIN):
-            # Asking is cheaper than the exception a recv on an empty socket raises.
-            if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
+        for i in range(DRAIN):
+            try:  # [routing id, header, body]; a message of more parts is not kept
+                frames = recv_frames(sock, 3, waiting=not i)  # the poll said one waits
+            except ProtocolError as exc:
+                rt.drops.drop(exc.category, f"{exc.reason} at the {where}")
+                continue
+            if frames is None:
                 return
-            frames = sock.recv_multipart(NOBLOCK)
             try:
                 if channel == FRONTEND:
                     request = protocol.decode(
@@ -208,9 +206,7 @@ class Service:
                 try:
                     # The routing id goes first: a peer that is gone or full fails there,
                     # before any other frame is queued.
-                    sock.send(identity, _MORE)
-                    sock.send(frames[0], _MORE)
-                    sock.send(frames[1], NOBLOCK)
+                    send_frames(sock, frames, to=identity)
                 except zmq.ZMQError as exc:
                     if channel == FRONTEND:
                         broker.stats["replies undeliverable"] += 1  # the client has gone

@@ -23,14 +23,14 @@ import socket
 import time
 import traceback
 import uuid
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import zmq
 
 from .. import protocol
 from ..errors import ProtocolError, SerializationError, ZmqPipelineError
 from ..runtime.runtime import Role, RoleRuntime, UserCodeError, call_user
-from ..runtime.transport import NOBLOCK, close_sockets
+from ..runtime.transport import NOBLOCK, close_sockets, recv_frames
 from ..settings import Settings
 from ..types import EndpointAddress, TaskType
 from ..utils.messages import MESSAGE_TYPE_DATA
@@ -39,9 +39,6 @@ from ..utils.serializer import find_unpackable
 __all__ = ["ServiceWorker"]
 
 logger = logging.getLogger("zmqpipeline.serviceworker")
-
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
 
 
 class ServiceWorker(Role):
@@ -151,12 +148,12 @@ class ServiceWorker(Role):
         """Handle what the service sent; ``True`` when it said DISCONNECT."""
         limit = self.settings.max_message_bytes
         while not rt.stop.is_set:
-            if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:  # cheaper than catching zmq.Again
-                return False
-            frames = sock.recv_multipart(NOBLOCK)
-            # Read time, not send time: beats queued while handle_message ran count now.
-            self._last_heard = time.monotonic()
             try:
+                frames = recv_frames(sock, 2)  # [header, body]; more parts are not kept
+                if frames is None:
+                    return False
+                # Read time, not send time: beats queued while handle_message ran count now.
+                self._last_heard = time.monotonic()
                 msg = protocol.decode(frames, protocol.SERVICE_WORKER, "from the service", limit)
             except ProtocolError as exc:
                 rt.drops.drop(exc.category, exc.reason)
