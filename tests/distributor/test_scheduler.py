@@ -222,3 +222,14 @@ def test_an_is_available_for_handling_that_raises_is_a_reported_failure_of_the_t
     state = s.tasks["S_A"]
     assert [f["item_id"] for f in state.failed] == ["S_A/is_available_for_handling#3"]
     assert "RuntimeError: not today" in state.failed[0]["error"]
+
+
+def test_an_is_available_for_handling_set_on_the_task_itself_is_asked():
+    s = make(task_class("S_A", 3))
+    task = s.tasks["S_A"].task
+    task.is_available_for_handling = lambda last_ack_data: task.count == 0
+    s.start({}, 0.0)
+    s.on_worker_message(EP, b"w1", protocol.Ready("S_A", 3, 3, 1), 0.0)
+    s.dispatch(0.0)
+    assert data_items(sent(s)) == [0]  # then it says no: held back
+    assert s.tasks["S_A"].failed == [] and s.tasks["S_A"].held_back

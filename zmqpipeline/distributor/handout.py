@@ -257,7 +257,10 @@ class HandOut(SchedulerPart):
         metadata = self.s.metadata or {}
         caching = task_type in self.s.cache.task_types  # the result cache: _take sends
         # Task's own is_available_for_handling says yes to every item: not called for each.
-        asks = type(task).is_available_for_handling is not Task.is_available_for_handling
+        asks = (
+            type(task).is_available_for_handling is not Task.is_available_for_handling
+            or "is_available_for_handling" in task.__dict__
+        )
         made: list[Item] = []
         payload: dict[str, Any] | None
         while len(made) < room and not task.is_complete and (budget is None or budget > 0):
