@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--transports", nargs="+", choices=["ipc", "tcp"], default=["ipc", "tcp"])
     parser.add_argument(
-        "--items", type=int, default=None, help="empty items per run (default 50000; --quick: 5000)"
+        "--items", type=int, default=None, help="items per run (default 50000; --quick: 5000)"
     )
     parser.add_argument(
         "--repeat",
@@ -177,7 +177,8 @@ def main() -> None:
     n_items = args.items or (5000 if args.quick else 50_000)
     repeat = args.repeat or (1 if args.quick else 3)
 
-    h.print_facts("zmqpipeline throughput benchmark (empty items)")
+    what = "items carrying --payload" if args.payload else "empty items"
+    h.print_facts(f"zmqpipeline throughput benchmark ({what})")
     print(
         f"items {n_items}, repeat {repeat}, workers {args.workers}, "
         f"transports {' '.join(args.transports)}, bare window {args.bare_window}, "

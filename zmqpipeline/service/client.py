@@ -59,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger("zmqpipeline.serviceclient")
 
-
 #: How long one attempt waits for its reply(ies).
 REQUEST_TIMEOUT_S = 10.0
 #: How many times a request with no reply is sent again before :class:`RequestTimeout`.
